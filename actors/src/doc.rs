@@ -1,0 +1,141 @@
+//! What a document is, independent of where it is stored: its id, its kind, and one stored
+//! version of it (content plus the SHA-256 that names that content).
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// A validated document id: `^[A-Za-z0-9._-]{1,128}$`, and not `.` or `..`.
+///
+/// Cloning is shallow (an `Arc<str>`), so ids travel in every message for free.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocId(Arc<str>);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid document id: ids are 1 to 128 characters of A-Z a-z 0-9 . _ - and not . or ..")]
+pub struct InvalidDocId;
+
+impl DocId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidDocId> {
+        let valid = !raw.is_empty()
+            && raw.len() <= 128
+            && raw != "."
+            && raw != ".."
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Ok(DocId(raw.into()))
+        } else {
+            Err(InvalidDocId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+/// A document id has exactly one kind for its whole life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Content is a JSON value, replaced whole by each update.
+    Json,
+    /// Content is a Yjs document state, encoded as a v1 update.
+    Yjs,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Json => "json",
+            Kind::Yjs => "yjs",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Kind> {
+        match raw {
+            "json" => Some(Kind::Json),
+            "yjs" => Some(Kind::Yjs),
+            _ => None,
+        }
+    }
+}
+
+/// One version of a document as the storage layers hold it.
+///
+/// `content` is the canonical JSON text for [`Kind::Json`] and the v1-encoded state for
+/// [`Kind::Yjs`]; `hash` is the lowercase hex SHA-256 of exactly those bytes. `Bytes` makes the
+/// copies handed to Redis, the journal and PostgreSQL share one buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub doc: DocId,
+    pub kind: Kind,
+    pub hash: String,
+    pub content: Bytes,
+}
+
+impl Version {
+    /// A version whose hash is computed from `content`.
+    pub fn new(doc: DocId, kind: Kind, content: Bytes) -> Self {
+        let hash = sha256_hex(&content);
+        Version {
+            doc,
+            kind,
+            hash,
+            content,
+        }
+    }
+}
+
+/// Lowercase hex SHA-256 (sha2 0.11 digests have no `LowerHex`).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The canonical text of a JSON value: `serde_json::to_string` of the parsed value. serde_json is
+/// built without `preserve_order`, so object keys come out sorted.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).expect("serializing a serde_json::Value cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_spec_pattern() {
+        for ok in ["a", "doc-1", "A.b_c-9", &"x".repeat(128)] {
+            assert!(DocId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "é", &"x".repeat(129), "a\0"] {
+            assert_eq!(DocId::parse(bad), Err(InvalidDocId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_so_equal_values_hash_equal() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":[true,null]}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{ "a": [true, null], "b": 1 }"#).unwrap();
+        assert_eq!(canonical_json(&a), r#"{"a":[true,null],"b":1}"#);
+        assert_eq!(sha256_hex(canonical_json(&a).as_bytes()), sha256_hex(canonical_json(&b).as_bytes()));
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
