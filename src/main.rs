@@ -1,1 +1,58 @@
-fn main(){}
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use docroom::settings::Settings;
+use docroom::startup::Application;
+use docroom::{db, shutdown, telemetry};
+
+/// docroom: a collaborative-document backend for Tiptap/Yjs editors.
+///
+/// Settings come from config/base.toml, then config/$DOCROOM_ENV.toml, then the environment
+/// (DOCROOM_LISTEN, DOCROOM_REDIS_URL, DOCROOM_DATABASE_URL, DOCROOM_ADMIN_TOKEN,
+/// DOCROOM_JWT_SECRET, DOCROOM_ALLOWED_ORIGINS, DOCROOM_DATA_DIR, DOCROOM_LOG,
+/// DOCROOM_LOG_FORMAT, and DOCROOM__SECTION__KEY for any other setting).
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Directory holding base.toml and the per-environment files.
+    #[arg(long, default_value = "config", env = "DOCROOM_CONFIG_DIR")]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Create the database if needed, apply schema migrations and exit.
+    Migrate,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(&cli.config_dir)
+        .with_context(|| format!("loading settings from {}", cli.config_dir.display()))?;
+    telemetry::init(&settings.log);
+    actix_web::rt::System::new().block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped(shutdown::signal()).await
+            }
+            Command::Migrate => {
+                let d = &settings.database;
+                let store = docroom_actors::storage::PgStore::connect(
+                    &d.url,
+                    1,
+                    Settings::ms(d.statement_timeout_ms),
+                )?;
+                db::ensure_database(&d.url).await?;
+                db::migrate(&store).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+        }
+    })
+}

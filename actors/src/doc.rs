@@ -113,6 +113,30 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
     serde_json::to_string(value).expect("serializing a serde_json::Value cannot fail")
 }
 
+/// PostgreSQL's jsonb cannot hold a NUL character in a string; refuse such content up front
+/// rather than acknowledge what could never be persisted.
+pub fn check_storable(value: &serde_json::Value) -> Result<(), &'static str> {
+    use serde_json::Value;
+    const NUL: &str = "strings may not contain \\u0000 (PostgreSQL jsonb cannot store it)";
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return Err(NUL),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if k.contains('\0') {
+                        return Err(NUL);
+                    }
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,311 @@
+//! The flusher: persists dirty documents to PostgreSQL and re-times its own schedule.
+//!
+//! Every PostgreSQL write goes through here (periodic flushes, a room's last-member flush, the
+//! shutdown drain) behind one gate, so an older version read from Redis by one run can never be
+//! written after a newer version written by another.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::doc::{DocId, Version};
+use crate::schedule::FlushSchedule;
+use crate::storage::PgStore;
+use crate::supervisor::{CacheSupervisor, CollectDirty, Persisted, Spill};
+
+/// Flush now (admin); answers what was flushed.
+#[derive(Message)]
+#[rtype(result = "FlushReport")]
+pub struct FlushNow;
+
+/// Persist these versions at once (a room whose last member left).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct PersistNow {
+    pub versions: Vec<Version>,
+}
+
+/// Shutdown: persist everything dirty plus the rooms' versions; journal what PostgreSQL refuses.
+#[derive(Message)]
+#[rtype(result = "DrainReport")]
+pub struct Drain {
+    pub versions: Vec<Version>,
+}
+
+#[derive(Message)]
+#[rtype(result = "FlusherView")]
+pub struct GetFlusher;
+
+/// Told to the room registry after every commit, so rooms learn they are clean.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct DocsPersisted {
+    pub done: Arc<Vec<(DocId, String)>>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPersistListener {
+    pub listener: Recipient<DocsPersisted>,
+}
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct FlushReport {
+    pub flushed: usize,
+    pub failed: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DrainReport {
+    pub persisted: usize,
+    pub journaled: usize,
+    pub lost: usize,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FlusherView {
+    pub period_ms: u64,
+    pub consecutive_errors: u32,
+    pub pending_docs: usize,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FlusherSettings {
+    pub base_period: Duration,
+    pub error_period: Duration,
+    pub max_period: Duration,
+    pub batch_size: usize,
+}
+
+pub struct Flusher {
+    store: PgStore,
+    supervisor: Addr<CacheSupervisor>,
+    listener: Option<Recipient<DocsPersisted>>,
+    schedule: FlushSchedule,
+    batch_size: usize,
+    /// Serializes every PostgreSQL write (see the module doc).
+    gate: Arc<tokio::sync::Mutex<()>>,
+    pending_docs: usize,
+    last_success_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    timer: Option<SpawnHandle>,
+}
+
+/// What one run did, applied to the actor's state afterwards.
+struct RunResult {
+    report: FlushReport,
+    committed: Vec<(DocId, String)>,
+    uncommitted: Vec<Version>,
+    error: Option<String>,
+}
+
+impl Flusher {
+    pub fn new(store: PgStore, supervisor: Addr<CacheSupervisor>, settings: FlusherSettings) -> Self {
+        Flusher {
+            store,
+            supervisor,
+            listener: None,
+            schedule: FlushSchedule::new(
+                settings.base_period,
+                settings.error_period,
+                settings.max_period,
+            ),
+            batch_size: settings.batch_size.max(1),
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+            pending_docs: 0,
+            last_success_at: None,
+            last_error: None,
+            timer: None,
+        }
+    }
+
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        if let Some(old) = self.timer.take() {
+            ctx.cancel_future(old);
+        }
+        let period = self.schedule.period();
+        self.timer = Some(ctx.run_later(period, |act, ctx| {
+            act.timer = None;
+            let run = act.run(Vec::new());
+            ctx.spawn(run.map(|_, act, ctx| act.arm(ctx)));
+        }));
+    }
+
+    /// One flush: collect dirty versions (plus `extra`, which win for their documents), upsert
+    /// them in batches, and tell the supervisor and the rooms what was committed.
+    fn run(&mut self, extra: Vec<Version>) -> impl ActorFuture<Self, Output = RunResult> {
+        let (store, supervisor, gate, batch) = (
+            self.store.clone(),
+            self.supervisor.clone(),
+            self.gate.clone(),
+            self.batch_size,
+        );
+        let fut = async move {
+            let _turn = gate.lock().await;
+            let collected = supervisor.send(CollectDirty).await.unwrap_or_default();
+            let mut by_doc: HashMap<DocId, Version> = HashMap::with_capacity(collected.len());
+            for v in collected.into_iter().chain(extra) {
+                by_doc.insert(v.doc.clone(), v);
+            }
+            let versions: Vec<Version> = by_doc.into_values().collect();
+            upsert_batches(&store, versions, batch).await
+        };
+        fut.into_actor(self).map(|res, act, _| {
+            act.settle(&res);
+            res
+        })
+    }
+
+    fn settle(&mut self, res: &RunResult) {
+        self.pending_docs = res.report.failed;
+        if !res.committed.is_empty() {
+            let done = Arc::new(res.committed.clone());
+            self.supervisor.do_send(Persisted {
+                done: done.to_vec(),
+            });
+            if let Some(l) = &self.listener {
+                l.do_send(DocsPersisted { done });
+            }
+        }
+        let changed = match &res.error {
+            None => {
+                self.last_success_at = Some(Utc::now());
+                self.schedule.on_success()
+            }
+            Some(e) => {
+                self.last_error = Some(e.clone());
+                self.schedule.on_error()
+            }
+        };
+        if let Some(period) = changed {
+            match &res.error {
+                None => info!(period_ms = period.as_millis() as u64, "flusher back to its base period"),
+                Some(e) => warn!(
+                    period_ms = period.as_millis() as u64,
+                    errors = self.schedule.consecutive_errors(),
+                    error = %e,
+                    "flush failed, flusher backs off"
+                ),
+            }
+        }
+    }
+}
+
+async fn upsert_batches(store: &PgStore, versions: Vec<Version>, batch: usize) -> RunResult {
+    let mut res = RunResult {
+        report: FlushReport::default(),
+        committed: Vec::with_capacity(versions.len()),
+        uncommitted: Vec::new(),
+        error: None,
+    };
+    for chunk in versions.chunks(batch) {
+        if res.error.is_none() {
+            match store.upsert(chunk).await {
+                Ok(_) => {
+                    res.report.flushed += chunk.len();
+                    res.committed
+                        .extend(chunk.iter().map(|v| (v.doc.clone(), v.hash.clone())));
+                    continue;
+                }
+                Err(e) => res.error = Some(e.to_string()),
+            }
+        }
+        res.report.failed += chunk.len();
+        res.uncommitted.extend_from_slice(chunk);
+    }
+    res
+}
+
+impl Actor for Flusher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.arm(ctx);
+    }
+}
+
+impl Handler<FlushNow> for Flusher {
+    type Result = ResponseActFuture<Self, FlushReport>;
+
+    /// Flushes at once (the regular timer keeps its rhythm).
+    fn handle(&mut self, _: FlushNow, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.run(Vec::new()).map(|res, _, _| res.report))
+    }
+}
+
+impl Handler<PersistNow> for Flusher {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    /// Persists a leaving room's content (and whatever else is dirty) right now.
+    fn handle(&mut self, msg: PersistNow, _: &mut Context<Self>) -> Self::Result {
+        let docs: Vec<(DocId, String)> =
+            msg.versions.iter().map(|v| (v.doc.clone(), v.hash.clone())).collect();
+        Box::pin(self.run(msg.versions).map(move |res, _, _| {
+            let all_in = docs.iter().all(|d| res.committed.contains(d));
+            match res.error {
+                Some(e) if !all_in => Err(e),
+                _ => Ok(()),
+            }
+        }))
+    }
+}
+
+impl Handler<Drain> for Flusher {
+    type Result = ResponseActFuture<Self, DrainReport>;
+
+    /// The shutdown drain: PostgreSQL first, the journal for anything it refuses.
+    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        let supervisor = self.supervisor.clone();
+        Box::pin(self.run(msg.versions).then(move |res, act, _| {
+            let mut report = DrainReport {
+                persisted: res.committed.len(),
+                ..DrainReport::default()
+            };
+            let spill = res.uncommitted;
+            async move {
+                if !spill.is_empty() {
+                    let n = spill.len();
+                    match supervisor.send(Spill { versions: spill }).await {
+                        Ok(Ok(())) => report.journaled = n,
+                        _ => report.lost = n,
+                    }
+                }
+                report
+            }
+            .into_actor(act)
+        }))
+    }
+}
+
+impl Handler<GetFlusher> for Flusher {
+    type Result = MessageResult<GetFlusher>;
+
+    /// The admin view of the flusher.
+    fn handle(&mut self, _: GetFlusher, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(FlusherView {
+            period_ms: self.schedule.period().as_millis() as u64,
+            consecutive_errors: self.schedule.consecutive_errors(),
+            pending_docs: self.pending_docs,
+            last_success_at: self.last_success_at,
+            last_error: self.last_error.clone(),
+        })
+    }
+}
+
+impl Handler<SetPersistListener> for Flusher {
+    type Result = ();
+
+    /// Registers who hears about commits (the room registry).
+    fn handle(&mut self, msg: SetPersistListener, _: &mut Context<Self>) {
+        self.listener = Some(msg.listener);
+    }
+}

@@ -1,0 +1,192 @@
+//! The room registry: maps document id → `DocRoom`, creating rooms on demand and spreading them
+//! over a set of arbiters (threads) so room work scales with cores.
+//!
+//! A room retires itself (it tells the registry, then stops). Whoever holds a stale address
+//! finds out from a failed send and asks the registry again; `connected()` is checked on lookup
+//! as well, so a retiring room is never handed out twice.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use tracing::debug;
+
+use crate::doc::{DocId, Kind, Version};
+use crate::flusher::{DocsPersisted, Flusher};
+use crate::room::{CloseRoom, Describe, DocRoom, RoomPersisted, RoomSummary, SpillToFallback};
+use crate::supervisor::{CacheSupervisor, CacheSuspect};
+
+/// The room for `doc`, created (as `kind`, if the document is new) when there is none.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<DocRoom>, ShuttingDown>")]
+pub struct GetRoom {
+    pub doc: DocId,
+    pub kind: Kind,
+}
+
+/// The room for `doc` if one is open; never creates one.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<DocRoom>>")]
+pub struct PeekRoom {
+    pub doc: DocId,
+}
+
+/// Sent by a room that is stopping.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retired {
+    pub doc: DocId,
+    pub room: Addr<DocRoom>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<RoomSummary>")]
+pub struct ListRooms;
+
+/// Shutdown: close every room; answers the versions PostgreSQL does not have yet.
+#[derive(Message)]
+#[rtype(result = "Vec<Version>")]
+pub struct CloseAll;
+
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the server is shutting down")]
+pub struct ShuttingDown;
+
+pub struct RoomRegistry {
+    rooms: HashMap<DocId, Addr<DocRoom>>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    supervisor: Addr<CacheSupervisor>,
+    flusher: Addr<Flusher>,
+    closing: bool,
+}
+
+impl RoomRegistry {
+    pub fn new(
+        arbiters: Vec<ArbiterHandle>,
+        supervisor: Addr<CacheSupervisor>,
+        flusher: Addr<Flusher>,
+    ) -> Self {
+        RoomRegistry {
+            rooms: HashMap::new(),
+            arbiters,
+            next_arbiter: 0,
+            supervisor,
+            flusher,
+            closing: false,
+        }
+    }
+
+    fn open(&self, doc: &DocId) -> Option<Addr<DocRoom>> {
+        self.rooms.get(doc).filter(|room| room.connected()).cloned()
+    }
+}
+
+impl Actor for RoomRegistry {
+    type Context = Context<Self>;
+}
+
+impl Handler<GetRoom> for RoomRegistry {
+    type Result = Result<Addr<DocRoom>, ShuttingDown>;
+
+    /// Finds or starts the room, on the next arbiter in turn.
+    fn handle(&mut self, msg: GetRoom, ctx: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Err(ShuttingDown);
+        }
+        if let Some(room) = self.open(&msg.doc) {
+            return Ok(room);
+        }
+        let (doc, kind) = (msg.doc.clone(), msg.kind);
+        let (supervisor, flusher, registry) =
+            (self.supervisor.clone(), self.flusher.clone(), ctx.address());
+        let make = move |_: &mut Context<DocRoom>| DocRoom::new(doc, kind, supervisor, flusher, registry);
+        let room = if self.arbiters.is_empty() {
+            DocRoom::create(make)
+        } else {
+            let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
+            self.next_arbiter = self.next_arbiter.wrapping_add(1);
+            DocRoom::start_in_arbiter(arbiter, make)
+        };
+        debug!(doc = %msg.doc, "room opened");
+        self.rooms.insert(msg.doc, room.clone());
+        Ok(room)
+    }
+}
+
+impl Handler<PeekRoom> for RoomRegistry {
+    type Result = Option<Addr<DocRoom>>;
+
+    /// An open room's address, if any.
+    fn handle(&mut self, msg: PeekRoom, _: &mut Context<Self>) -> Self::Result {
+        self.open(&msg.doc)
+    }
+}
+
+impl Handler<Retired> for RoomRegistry {
+    type Result = ();
+
+    /// Forgets a stopping room (unless a newer one already took its place).
+    fn handle(&mut self, msg: Retired, _: &mut Context<Self>) {
+        if self.rooms.get(&msg.doc) == Some(&msg.room) {
+            self.rooms.remove(&msg.doc);
+            debug!(doc = %msg.doc, "room retired");
+        }
+    }
+}
+
+impl Handler<ListRooms> for RoomRegistry {
+    type Result = ResponseFuture<Vec<RoomSummary>>;
+
+    /// Every open room's summary.
+    fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = self.rooms.values().map(|r| r.send(Describe)).collect();
+        Box::pin(async move {
+            let mut rooms: Vec<RoomSummary> =
+                join_all(asks).await.into_iter().filter_map(Result::ok).collect();
+            rooms.sort_by(|a, b| a.doc.cmp(&b.doc));
+            rooms
+        })
+    }
+}
+
+impl Handler<CloseAll> for RoomRegistry {
+    type Result = ResponseFuture<Vec<Version>>;
+
+    /// Closes every room for shutdown and collects what still needs persisting.
+    fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> Self::Result {
+        self.closing = true;
+        let asks: Vec<_> = self.rooms.values().map(|r| r.send(CloseRoom)).collect();
+        Box::pin(async move {
+            join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(|r| r.ok().flatten())
+                .collect()
+        })
+    }
+}
+
+impl Handler<CacheSuspect> for RoomRegistry {
+    type Result = ();
+
+    /// Redis may have lost data: every room re-saves unpersisted content into the journal.
+    fn handle(&mut self, _: CacheSuspect, _: &mut Context<Self>) {
+        for room in self.rooms.values() {
+            room.do_send(SpillToFallback);
+        }
+    }
+}
+
+impl Handler<DocsPersisted> for RoomRegistry {
+    type Result = ();
+
+    /// Tells each open room which of its versions PostgreSQL now holds.
+    fn handle(&mut self, msg: DocsPersisted, _: &mut Context<Self>) {
+        for (doc, hash) in msg.done.iter() {
+            if let Some(room) = self.rooms.get(doc) {
+                room.do_send(RoomPersisted { hash: hash.clone() });
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Redis as docroom's cache: `doc:{id}:temp`, `doc:{id}:lastSavedHash`, the `modifiedDocs` set
+//! and `lock:{id}`, every key behind a configurable prefix.
+//!
+//! Only the cache supervisor calls this, so the breaker sees every success and failure. The
+//! connection is made lazily: a Redis that is down at start must not stop docroom from serving.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use tokio::sync::Mutex;
+
+use crate::doc::{DocId, Kind, Version};
+
+/// Removes a document from modifiedDocs only if the hash PostgreSQL committed is still the last
+/// saved one (or the cache entry is gone): a save that raced the flush stays dirty. Sent with
+/// EVAL (Redis caches the compiled script), so a Redis restarted empty needs no SCRIPT LOAD.
+const MARK_CLEAN: &str = r"local h = redis.call('GET', KEYS[1])
+if h == ARGV[1] or not h then
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0";
+
+/// Yjs state is binary; JSON text never starts with a NUL byte, so this marker tells them apart
+/// in `doc:{id}:temp` while JSON content stays readable as plain JSON.
+const YJS_MARKER: &[u8] = b"\0yjs\0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub ttl_secs: u64,
+    pub lock_ttl_secs: u64,
+    pub response_timeout: Duration,
+    pub connection_timeout: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+/// Cloning is shallow: clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct RedisCache {
+    settings: Arc<CacheSettings>,
+    conn: Arc<Mutex<Option<ConnectionManager>>>,
+}
+
+type CacheResult<T> = Result<T, CacheError>;
+
+impl RedisCache {
+    pub fn new(settings: CacheSettings) -> Self {
+        RedisCache {
+            settings: Arc::new(settings),
+            conn: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn key_temp(&self, doc: &DocId) -> String {
+        format!("{}doc:{}:temp", self.settings.key_prefix, doc)
+    }
+
+    fn key_hash(&self, doc: &DocId) -> String {
+        format!("{}doc:{}:lastSavedHash", self.settings.key_prefix, doc)
+    }
+
+    fn key_lock(&self, doc: &DocId) -> String {
+        format!("{}lock:{}", self.settings.key_prefix, doc)
+    }
+
+    fn key_modified(&self) -> String {
+        format!("{}modifiedDocs", self.settings.key_prefix)
+    }
+
+    async fn connection(&self) -> CacheResult<ConnectionManager> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let s = &self.settings;
+        let client = redis::Client::open(s.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(s.response_timeout))
+            .set_connection_timeout(Some(s.connection_timeout))
+            .set_min_delay(s.retry_base)
+            .set_max_delay(s.retry_max)
+            .set_exponent_base(2.0)
+            .set_number_of_retries(2);
+        let conn = self
+            .bounded(ConnectionManager::new_with_config(client, config))
+            .await??;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Bounds any call so a stalled Redis (SIGSTOP, cut network) is a failure, not a hang.
+    async fn bounded<T>(&self, fut: impl std::future::Future<Output = T>) -> CacheResult<T> {
+        let limit = self.settings.response_timeout + self.settings.connection_timeout;
+        tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| CacheError::Timeout(limit))
+    }
+
+    pub async fn ping(&self) -> CacheResult<()> {
+        let mut conn = self.connection().await?;
+        self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await??;
+        Ok(())
+    }
+
+    /// Writes content and hash with the TTL and marks the document dirty, in one MULTI/EXEC.
+    pub async fn save(&self, v: &Version) -> CacheResult<()> {
+        let mut conn = self.connection().await?;
+        let ttl = self.settings.ttl_secs;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set_ex(self.key_temp(&v.doc), encode(v), ttl)
+            .ignore()
+            .set_ex(self.key_hash(&v.doc), &v.hash, ttl)
+            .ignore()
+            .sadd(self.key_modified(), v.doc.as_str())
+            .ignore();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
+        Ok(())
+    }
+
+    /// Puts content PostgreSQL already holds into the cache (no dirty mark).
+    pub async fn fill(&self, v: &Version) -> CacheResult<()> {
+        let mut conn = self.connection().await?;
+        let ttl = self.settings.ttl_secs;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set_ex(self.key_temp(&v.doc), encode(v), ttl)
+            .ignore()
+            .set_ex(self.key_hash(&v.doc), &v.hash, ttl)
+            .ignore();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
+        Ok(())
+    }
+
+    pub async fn load(&self, doc: &DocId) -> CacheResult<Option<Version>> {
+        let mut conn = self.connection().await?;
+        let raw: Option<Vec<u8>> = self.bounded(conn.get(self.key_temp(doc))).await??;
+        Ok(raw.map(|raw| decode(doc.clone(), raw)))
+    }
+
+    /// Documents in `modifiedDocs` whose id is valid (others are dropped from the set: no valid
+    /// request could have written them).
+    pub async fn dirty_docs(&self) -> CacheResult<Vec<DocId>> {
+        let mut conn = self.connection().await?;
+        let ids: Vec<String> = self.bounded(conn.smembers(self.key_modified())).await??;
+        Ok(ids.iter().filter_map(|id| DocId::parse(id).ok()).collect())
+    }
+
+    /// Reads the cached content of `docs` and refreshes its TTL in the same round trip, so
+    /// content waiting for PostgreSQL never expires while the flusher keeps trying.
+    pub async fn load_dirty(&self, docs: &[DocId]) -> CacheResult<Vec<Option<Version>>> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.connection().await?;
+        let ttl = self.settings.ttl_secs as i64;
+        let mut pipe = redis::pipe();
+        for doc in docs {
+            pipe.get(self.key_temp(doc))
+                .expire(self.key_temp(doc), ttl)
+                .ignore()
+                .expire(self.key_hash(doc), ttl)
+                .ignore();
+        }
+        let raws: Vec<Option<Vec<u8>>> = self.bounded(pipe.query_async(&mut conn)).await??;
+        Ok(docs
+            .iter()
+            .zip(raws)
+            .map(|(doc, raw)| raw.map(|raw| decode(doc.clone(), raw)))
+            .collect())
+    }
+
+    /// PostgreSQL committed these versions: clear each from `modifiedDocs` unless it changed.
+    pub async fn mark_clean(&self, done: &[(DocId, String)]) -> CacheResult<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.connection().await?;
+        let mut pipe = redis::pipe();
+        for (doc, hash) in done {
+            pipe.cmd("EVAL")
+                .arg(MARK_CLEAN)
+                .arg(2)
+                .arg(self.key_hash(doc))
+                .arg(self.key_modified())
+                .arg(hash)
+                .arg(doc.as_str())
+                .ignore();
+        }
+        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
+        Ok(())
+    }
+
+    /// `SET lock:{id} NX EX lock_ttl_secs`: true if this caller fills the cache.
+    pub async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {
+        let mut conn = self.connection().await?;
+        let got: Option<String> = self
+            .bounded(
+                redis::cmd("SET")
+                    .arg(self.key_lock(doc))
+                    .arg("1")
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(self.settings.lock_ttl_secs)
+                    .query_async(&mut conn),
+            )
+            .await??;
+        Ok(got.is_some())
+    }
+
+    pub async fn is_locked(&self, doc: &DocId) -> CacheResult<bool> {
+        let mut conn = self.connection().await?;
+        Ok(self.bounded(conn.exists(self.key_lock(doc))).await??)
+    }
+
+    pub async fn unlock(&self, doc: &DocId) -> CacheResult<()> {
+        let mut conn = self.connection().await?;
+        self.bounded(conn.del::<_, ()>(self.key_lock(doc))).await??;
+        Ok(())
+    }
+}
+
+fn encode(v: &Version) -> Vec<u8> {
+    match v.kind {
+        Kind::Json => v.content.to_vec(),
+        Kind::Yjs => [YJS_MARKER, &v.content[..]].concat(),
+    }
+}
+
+fn decode(doc: DocId, raw: Vec<u8>) -> Version {
+    match raw.strip_prefix(YJS_MARKER) {
+        Some(state) => Version::new(doc, Kind::Yjs, Bytes::copy_from_slice(state)),
+        None => Version::new(doc, Kind::Json, Bytes::from(raw)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yjs_and_json_round_trip_through_the_temp_encoding() {
+        let doc = DocId::parse("d").unwrap();
+        for (kind, content) in [(Kind::Json, &b"{\"a\":1}"[..]), (Kind::Yjs, &[0u8, 1, 2][..])] {
+            let v = Version::new(doc.clone(), kind, Bytes::copy_from_slice(content));
+            assert_eq!(decode(doc.clone(), encode(&v)), v);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Database bootstrap: create the database if it is missing, then apply the migrations in
+//! `migrations/` (embedded at build time).
+
+use anyhow::Context as _;
+use docroom_actors::storage::PgStore;
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Creates the database named in `url` when it does not exist, connecting to the server's
+/// `postgres` database to do so.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = url.parse().context("invalid database url")?;
+    let Some(name) = config.get_dbname().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin
+        .connect(NoTls)
+        .await
+        .context("connecting to postgres to check the database exists")?;
+    let driver = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+            Ok(()) => tracing::info!(database = %name, "database created"),
+            // Another instance created it between our check and our CREATE.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e).context("creating the database"),
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// Applies pending migrations.
+pub async fn migrate(store: &PgStore) -> anyhow::Result<()> {
+    let mut client = store
+        .pool()
+        .get()
+        .await
+        .context("connecting to postgres to migrate")?;
+    let report = embedded::migrations::runner()
+        .run_async(&mut **client)
+        .await
+        .context("applying migrations")?;
+    for m in report.applied_migrations() {
+        tracing::info!(migration = %m, "migration applied");
+    }
+    Ok(())
+}

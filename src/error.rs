@@ -1,0 +1,85 @@
+//! HTTP errors: one enum for the HTTP boundary, mapped to status codes in one place, always with
+//! a JSON body `{"error":CODE,"message":TEXT}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("document not found")]
+    NotFound,
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("admin api disabled: DOCROOM_ADMIN_TOKEN is not set")]
+    AdminDisabled,
+    #[error("{0}")]
+    WrongKind(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound => "not_found",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::AdminDisabled => "admin_disabled",
+            ApiError::WrongKind(_) => "wrong_kind",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::WrongKind(_) => StatusCode::CONFLICT,
+            ApiError::AdminDisabled | ApiError::ShuttingDown | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(serde_json::json!({
+            "error": self.code(),
+            "message": self.to_string(),
+        }))
+    }
+}
+
+impl From<docroom_actors::doc::InvalidDocId> for ApiError {
+    fn from(e: docroom_actors::doc::InvalidDocId) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<docroom_actors::room::RoomError> for ApiError {
+    fn from(e: docroom_actors::room::RoomError) -> Self {
+        use docroom_actors::room::RoomError;
+        match e {
+            RoomError::WrongKind { .. } => ApiError::WrongKind(e.to_string()),
+            RoomError::Closing => ApiError::ShuttingDown,
+            RoomError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        ApiError::Unavailable(format!("internal actor unavailable: {e}"))
+    }
+}

@@ -1,0 +1,24 @@
+//! docroom, the service: HTTP and WebSocket in front of the actors of `docroom-actors`.
+//!
+//! # Layout
+//!
+//! - [`settings`]: the typed settings tree (`config/*.toml` + environment).
+//! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
+//! - [`routes`]: HTTP routes (health, documents, admin) and [`error`], their error mapping.
+//! - [`session`]: the WebSocket session actor (the only user of actix-web-actors).
+//! - [`shutdown`]: signals and the drain.
+//! - [`db`]: database creation and migrations; [`telemetry`]: logging; [`state`]: what handlers
+//!   share.
+//!
+//! The data flow continues in `docroom-actors`: session → room → cache supervisor (Redis,
+//! breaker, journaled fallback) → flusher → PostgreSQL.
+
+pub mod db;
+pub mod error;
+pub mod routes;
+pub mod session;
+pub mod settings;
+pub mod shutdown;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

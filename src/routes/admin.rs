@@ -1,0 +1,80 @@
+//! `/admin/*`: the breaker, the flusher and the rooms, behind `DOCROOM_ADMIN_TOKEN`.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use docroom_actors::breaker::ForceMode;
+use docroom_actors::flusher::{FlushNow, GetFlusher};
+use docroom_actors::registry::ListRooms;
+use docroom_actors::supervisor::{ForceBreaker, GetBreaker};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::state::{constant_time_eq, AppState};
+
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let expected = &state.settings.server.admin_token;
+    if expected.is_empty() {
+        return Err(ApiError::AdminDisabled);
+    }
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+#[get("/breaker")]
+async fn get_breaker(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.supervisor.send(GetBreaker).await?))
+}
+
+#[derive(Deserialize)]
+struct ForceBody {
+    state: String,
+}
+
+#[post("/breaker")]
+async fn post_breaker(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let body: ForceBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"state\":\"open\"|\"closed\"|\"auto\"}}: {e}")))?;
+    let mode = match body.state.as_str() {
+        "open" => ForceMode::Open,
+        "closed" => ForceMode::Closed,
+        "auto" => ForceMode::Auto,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown breaker state {other:?}: use open, closed or auto"
+            )))
+        }
+    };
+    Ok(HttpResponse::Ok().json(state.supervisor.send(ForceBreaker { mode }).await?))
+}
+
+#[get("/flusher")]
+async fn get_flusher(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.flusher.send(GetFlusher).await?))
+}
+
+#[post("/flusher/flush")]
+async fn flush_now(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.flusher.send(FlushNow).await?))
+}
+
+#[get("/rooms")]
+async fn rooms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.registry.send(ListRooms).await?))
+}

@@ -1,0 +1,111 @@
+//! `/docs/{id}` (GET, PUT), `/docs/{id}/ws` (JSON protocol) and `/yjs/{id}` (Yjs protocol).
+
+use actix_web::{get, put, web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use docroom_actors::doc::{canonical_json, check_storable, DocId, Kind, Version};
+use docroom_actors::registry::PeekRoom;
+use docroom_actors::room::{Current, Update};
+use docroom_actors::supervisor::Load;
+
+use crate::error::ApiError;
+use crate::session;
+use crate::state::AppState;
+
+/// A send to a room can race the room retiring; asking the registry again then finds or starts
+/// the next one. More failures than this mean something is really wrong.
+const ROOM_ATTEMPTS: usize = 3;
+
+#[get("/docs/{id}")]
+async fn get_doc(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let doc = DocId::parse(&path)?;
+    let version = match state.registry.send(PeekRoom { doc: doc.clone() }).await? {
+        Some(room) => match room.send(Current).await {
+            Ok(current) => current?,
+            Err(_) => load(&state, &doc).await?,
+        },
+        None => load(&state, &doc).await?,
+    };
+    let v = version.ok_or(ApiError::NotFound)?;
+    let body = match v.kind {
+        Kind::Json => format!(
+            r#"{{"doc":"{}","kind":"json","content":{},"hash":"{}"}}"#,
+            v.doc,
+            String::from_utf8_lossy(&v.content),
+            v.hash
+        ),
+        Kind::Yjs => format!(
+            r#"{{"doc":"{}","kind":"yjs","content":null,"hash":"{}"}}"#,
+            v.doc, v.hash
+        ),
+    };
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+}
+
+async fn load(state: &AppState, doc: &DocId) -> Result<Option<Version>, ApiError> {
+    state
+        .supervisor
+        .send(Load { doc: doc.clone() })
+        .await?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))
+}
+
+/// Parses a JSON document body into its canonical version, or says what is wrong with it.
+pub fn json_version(doc: DocId, content: &serde_json::Value) -> Result<Version, String> {
+    check_storable(content)?;
+    Ok(Version::new(doc, Kind::Json, Bytes::from(canonical_json(content))))
+}
+
+#[put("/docs/{id}")]
+async fn put_doc(
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = DocId::parse(&path)?;
+    if state.is_shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let content: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let version = json_version(doc.clone(), &content).map_err(|m| ApiError::BadRequest(m.to_string()))?;
+    for _ in 0..ROOM_ATTEMPTS {
+        let room = state.room(&doc, Kind::Json).await?;
+        let update = Update {
+            from: None,
+            version: version.clone(),
+        };
+        if let Ok(ack) = room.send(update).await {
+            let ack = ack?;
+            return Ok(HttpResponse::Ok().json(serde_json::json!({
+                "hash": ack.hash,
+                "stored": ack.stored.as_str(),
+            })));
+        }
+    }
+    Err(ApiError::Unavailable("document room kept stopping".into()))
+}
+
+#[get("/docs/{id}/ws")]
+async fn ws_json(
+    req: HttpRequest,
+    path: web::Path<String>,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = DocId::parse(&path)?;
+    if state.is_shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    session::start(doc, Kind::Json, &req, stream, &state)
+}
+
+#[get("/yjs/{id}")]
+async fn ws_yjs(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let _doc = DocId::parse(&path)?;
+    if state.is_shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    Err(ApiError::Unavailable(
+        "the Yjs protocol is not available in this build yet".into(),
+    ))
+}

@@ -1,0 +1,25 @@
+//! HTTP routes: health, documents (HTTP and WebSocket), admin.
+
+mod admin;
+mod docs;
+pub use docs::json_version;
+mod health;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(docs::get_doc)
+        .service(docs::put_doc)
+        .service(docs::ws_json)
+        .service(docs::ws_yjs)
+        .service(
+            web::scope("/admin")
+                .service(admin::get_breaker)
+                .service(admin::post_breaker)
+                .service(admin::get_flusher)
+                .service(admin::flush_now)
+                .service(admin::rooms),
+        );
+}

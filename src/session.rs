@@ -1,0 +1,239 @@
+//! The WebSocket session actor: one per connection. All use of actix-web-actors lives in this
+//! module, so moving to actix-ws stays a one-file change.
+//!
+//! A session joins its room before reading any message (joining runs under `ctx.wait`), forwards
+//! updates to the room and writes back acks, errors and whatever the room broadcasts. It proves
+//! the client alive with a WebSocket Ping every `heartbeat_interval_ms` and closes the
+//! connection after `client_timeout_ms` without a frame.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use docroom_actors::doc::{DocId, Kind};
+use docroom_actors::registry::{GetRoom, RoomRegistry};
+use docroom_actors::room::{DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update};
+use serde_json::{json, Value};
+use tracing::{debug, info_span};
+
+use crate::error::ApiError;
+use crate::routes::json_version;
+use crate::state::AppState;
+
+/// Starts a session for `doc` if the request is a valid upgrade.
+pub fn start(
+    doc: DocId,
+    kind: Kind,
+    req: &HttpRequest,
+    stream: actix_web::web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let s = &state.settings.session;
+    let session = Session {
+        doc,
+        kind,
+        member: MemberId::next(),
+        registry: state.registry.clone(),
+        room: None,
+        last_seen: Instant::now(),
+        heartbeat: Duration::from_millis(s.heartbeat_interval_ms),
+        timeout: Duration::from_millis(s.client_timeout_ms),
+    };
+    ws::WsResponseBuilder::new(session, req, stream)
+        .frame_size(s.max_frame_bytes)
+        .start()
+        .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))
+}
+
+pub struct Session {
+    doc: DocId,
+    kind: Kind,
+    member: MemberId,
+    registry: Addr<RoomRegistry>,
+    room: Option<Addr<DocRoom>>,
+    last_seen: Instant,
+    heartbeat: Duration,
+    timeout: Duration,
+}
+
+fn error_frame(reference: Option<&Value>, code: &str, message: &str) -> String {
+    let mut frame = json!({"type": "error", "code": code, "message": message});
+    if let Some(r) = reference {
+        frame["ref"] = r.clone();
+    }
+    frame.to_string()
+}
+
+impl Session {
+    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: ws::CloseCode, reason: &str) {
+        ctx.close(Some(ws::CloseReason {
+            code,
+            description: Some(reason.to_string()),
+        }));
+        ctx.stop();
+    }
+
+    /// Joins the room; a room that retired between lookup and join is looked up again.
+    fn join(&mut self, attempt: usize, ctx: &mut ws::WebsocketContext<Self>) {
+        let (registry, doc, kind) = (self.registry.clone(), self.doc.clone(), self.kind);
+        let join = Join {
+            member: self.member,
+            kind,
+            outbound: ctx.address().recipient(),
+        };
+        let fut = async move {
+            let room = registry
+                .send(GetRoom { doc, kind })
+                .await
+                .map_err(|e| RoomError::Unavailable(e.to_string()))?
+                .map_err(|_| RoomError::Closing)?;
+            match room.send(join).await {
+                Ok(res) => res.map(|snapshot| Some((room, snapshot))),
+                Err(_) => Ok(None),
+            }
+        };
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Some((room, snapshot))) => {
+                act.room = Some(room);
+                ctx.text(snapshot);
+            }
+            Ok(None) if attempt < 3 => act.join(attempt + 1, ctx),
+            Ok(None) => act.close(ctx, ws::CloseCode::Error, "document room unavailable"),
+            Err(e @ RoomError::WrongKind { .. }) => {
+                ctx.text(error_frame(None, "wrong_kind", &e.to_string()));
+                act.close(ctx, ws::CloseCode::Unsupported, "wrong_kind");
+            }
+            Err(RoomError::Closing) => act.close(ctx, ws::CloseCode::Away, "server shutting down"),
+            Err(e @ RoomError::Unavailable(_)) => {
+                ctx.text(error_frame(None, "unavailable", &e.to_string()));
+                act.close(ctx, ws::CloseCode::Error, "document unavailable");
+            }
+        }));
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let msg: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return ctx.text(error_frame(None, "bad_message", &format!("not JSON: {e}")))
+            }
+        };
+        let reference = msg.get("ref").cloned();
+        let bad = |m: &str| error_frame(reference.as_ref(), "bad_message", m);
+        match msg.get("type").and_then(Value::as_str) {
+            Some("ping") => ctx.text(r#"{"type":"pong"}"#),
+            Some("update") => {
+                let Some(content) = msg.get("content") else {
+                    return ctx.text(bad("update needs a content field"));
+                };
+                let version = match json_version(self.doc.clone(), content) {
+                    Ok(v) => v,
+                    Err(m) => return ctx.text(bad(&m)),
+                };
+                let Some(room) = self.room.clone() else {
+                    return ctx.text(bad("not joined"));
+                };
+                let update = Update {
+                    from: Some(self.member),
+                    version,
+                };
+                room.send(update)
+                    .into_actor(self)
+                    .map(move |res, _, ctx| {
+                        let frame = match res {
+                            Ok(Ok(ack)) => json!({
+                                "type": "ack",
+                                "ref": reference,
+                                "hash": ack.hash,
+                                "stored": ack.stored.as_str(),
+                            })
+                            .to_string(),
+                            Ok(Err(e @ RoomError::WrongKind { .. })) => {
+                                error_frame(reference.as_ref(), "wrong_kind", &e.to_string())
+                            }
+                            Ok(Err(e)) => error_frame(reference.as_ref(), "unavailable", &e.to_string()),
+                            Err(e) => error_frame(reference.as_ref(), "unavailable", &e.to_string()),
+                        };
+                        ctx.text(frame);
+                    })
+                    .spawn(ctx);
+            }
+            Some(other) => ctx.text(bad(&format!("unknown message type {other:?}"))),
+            None => ctx.text(bad("message needs a string type field")),
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let span = info_span!("session", doc = %self.doc, member = ?self.member);
+        let _enter = span.enter();
+        ctx.run_interval(self.heartbeat, |act, ctx| {
+            if act.last_seen.elapsed() > act.timeout {
+                debug!(doc = %act.doc, "client timed out");
+                act.close(ctx, ws::CloseCode::Policy, "heartbeat timeout");
+            } else {
+                ctx.ping(b"");
+            }
+        });
+        self.join(0, ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(room) = self.room.take() {
+            room.do_send(Leave {
+                member: self.member,
+            });
+        }
+    }
+}
+
+impl Handler<Outbound> for Session {
+    type Result = ();
+
+    /// Writes what the room sends.
+    fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        match msg {
+            Outbound::Text(text) => ctx.text(text),
+            Outbound::Close { code, reason } => {
+                self.room = None;
+                self.close(ctx, ws::CloseCode::from(code), reason);
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => ctx.text(error_frame(
+                None,
+                "bad_message",
+                "binary frames are not accepted on the JSON route",
+            )),
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Continuation(_)) => ctx.text(error_frame(
+                None,
+                "bad_message",
+                "fragmented frames are not supported",
+            )),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ws::ProtocolError::Overflow) => {
+                self.close(ctx, ws::CloseCode::Size, "frame too large")
+            }
+            Err(e) => {
+                debug!(doc = %self.doc, error = %e, "websocket protocol error");
+                self.close(ctx, ws::CloseCode::Protocol, "protocol error");
+            }
+        }
+    }
+}

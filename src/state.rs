@@ -1,0 +1,50 @@
+//! What every HTTP handler and session shares: the actor addresses, the settings, and the
+//! shutdown flag.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix::Addr;
+use docroom_actors::doc::{DocId, Kind};
+use docroom_actors::flusher::Flusher;
+use docroom_actors::registry::{GetRoom, RoomRegistry};
+use docroom_actors::room::DocRoom;
+use docroom_actors::supervisor::CacheSupervisor;
+
+use crate::error::ApiError;
+use crate::settings::Settings;
+
+/// Cloning is shallow; one per HTTP worker via `web::Data`.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Addr<RoomRegistry>,
+    pub supervisor: Addr<CacheSupervisor>,
+    pub flusher: Addr<Flusher>,
+    pub settings: Arc<Settings>,
+    /// Set once by the shutdown sequence; read by `/readyz` and by every new upgrade or write.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub async fn room(&self, doc: &DocId, kind: Kind) -> Result<Addr<DocRoom>, ApiError> {
+        self.registry
+            .send(GetRoom {
+                doc: doc.clone(),
+                kind,
+            })
+            .await?
+            .map_err(|_| ApiError::ShuttingDown)
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,83 @@
+//! What every test gets: its own docroom process (the built binary), Redis key prefix, PostgreSQL
+//! database and data directory, so tests run in parallel against the machine's shared Redis and
+//! PostgreSQL without seeing each other. Faults go to private instances or proxies, never to the
+//! shared servers.
+//!
+//! # Layout
+//! - [`app`]: `TestApp` and `TestOptions`: spawn, restart, signals, captured logs, cleanup
+//! - [`storage`]: Redis and PostgreSQL read directly, not through the service's answers
+//! - [`http`]: document routes, the `Admin` API, raw HTTP for targets `reqwest` would rewrite
+//! - [`ws`]: `WsClient` (JSON protocol, answers Pings) and `MuteClient` (stops answering)
+//! - [`redis_server`]: `PrivateRedis`, to kill, pause and restart
+//! - [`proxy`]: `Proxy`, a TCP proxy to cut or stall
+//! - [`sha256`]: the content hash, computed independently of the service
+
+pub mod app;
+pub mod http;
+pub mod proxy;
+pub mod redis_server;
+pub mod sha256;
+pub mod storage;
+pub mod ws;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use app::{TestApp, TestOptions};
+pub use http::raw_request;
+#[allow(unused_imports)]
+pub use proxy::Proxy;
+#[allow(unused_imports)]
+pub use redis_server::PrivateRedis;
+pub use ws::{Frame, MuteClient, WsClient};
+
+/// Returns early from an `eventually` check with a reason, when `cond` does not hold yet.
+macro_rules! ensure {
+    ($cond:expr, $($why:tt)+) => {
+        if !$cond {
+            return Err(format!($($why)+));
+        }
+    };
+}
+pub(crate) use ensure;
+
+/// Polls `check` until it returns `Ok`, and returns that value; panics with the last reason once
+/// `within` has passed. `within` is an upper bound for waiting, never a claim about speed.
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(why) if Instant::now() >= deadline => {
+                panic!("timed out after {within:?} waiting for {what}; last: {why}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
+/// The SPEC's content hash: lowercase hex SHA-256 of `serde_json::to_string` of the value (keys
+/// sorted: serde_json's map is ordered here).
+pub fn content_hash(content: &Value) -> String {
+    sha256::hex(serde_json::to_string(content).unwrap().as_bytes())
+}
+
+/// Asserts that `actual` has every field of `expected` with the same value (it may have more).
+#[track_caller]
+pub fn assert_fields(actual: &Value, expected: Value) {
+    let Value::Object(fields) = expected else {
+        panic!("assert_fields takes an object")
+    };
+    for (name, value) in fields {
+        assert_eq!(actual[&name], value, "field {name:?} of {actual}");
+    }
+}
+
+pub fn random_suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
