@@ -52,6 +52,7 @@ impl Application {
             connection_timeout: S::ms(c.connection_timeout_ms),
             retry_base: S::ms(b.retry_base_ms),
             retry_max: S::ms(b.retry_max_ms),
+            retry_jitter: S::ms(b.retry_jitter_ms),
         });
         if let Err(e) = cache.ping().await {
             warn!(error = %e, "redis unreachable at start, serving from the fallback until it answers");

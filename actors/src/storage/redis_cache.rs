@@ -5,7 +5,7 @@
 //! connection is made lazily: a Redis that is down at start must not stop docroom from serving.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -34,6 +34,8 @@ pub enum CacheError {
     Redis(#[from] redis::RedisError),
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("redis unreachable, next connection attempt in {0:?}")]
+    Backoff(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -46,13 +48,22 @@ pub struct CacheSettings {
     pub connection_timeout: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    pub retry_jitter: Duration,
+}
+
+/// The connection, or when the next attempt to make one is allowed.
+#[derive(Default)]
+struct Link {
+    conn: Option<ConnectionManager>,
+    failed_attempts: u32,
+    retry_at: Option<Instant>,
 }
 
 /// Cloning is shallow: clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisCache {
     settings: Arc<CacheSettings>,
-    conn: Arc<Mutex<Option<ConnectionManager>>>,
+    link: Arc<Mutex<Link>>,
 }
 
 type CacheResult<T> = Result<T, CacheError>;
@@ -61,7 +72,7 @@ impl RedisCache {
     pub fn new(settings: CacheSettings) -> Self {
         RedisCache {
             settings: Arc::new(settings),
-            conn: Arc::new(Mutex::new(None)),
+            link: Arc::new(Mutex::new(Link::default())),
         }
     }
 
@@ -81,10 +92,17 @@ impl RedisCache {
         format!("{}modifiedDocs", self.settings.key_prefix)
     }
 
+    /// The shared connection. Making the first one is retried with exponential backoff plus
+    /// jitter; between attempts callers fail at once instead of each waiting for a timeout.
+    /// (Once made, `ConnectionManager` reconnects by itself with the same backoff settings.)
     async fn connection(&self) -> CacheResult<ConnectionManager> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
+        let mut link = self.link.lock().await;
+        if let Some(conn) = link.conn.as_ref() {
             return Ok(conn.clone());
+        }
+        let now = Instant::now();
+        if let Some(at) = link.retry_at.filter(|at| *at > now) {
+            return Err(CacheError::Backoff(at - now));
         }
         let s = &self.settings;
         let client = redis::Client::open(s.url.as_str())?;
@@ -95,11 +113,24 @@ impl RedisCache {
             .set_max_delay(s.retry_max)
             .set_exponent_base(2.0)
             .set_number_of_retries(2);
-        let conn = self
+        match self
             .bounded(ConnectionManager::new_with_config(client, config))
-            .await??;
-        *slot = Some(conn.clone());
-        Ok(conn)
+            .await
+            .and_then(|r| r.map_err(CacheError::from))
+        {
+            Ok(conn) => {
+                *link = Link {
+                    conn: Some(conn.clone()),
+                    ..Link::default()
+                };
+                Ok(conn)
+            }
+            Err(e) => {
+                link.failed_attempts = link.failed_attempts.saturating_add(1);
+                link.retry_at = Some(Instant::now() + backoff(link.failed_attempts, s));
+                Err(e)
+            }
+        }
     }
 
     /// Bounds any call so a stalled Redis (SIGSTOP, cut network) is a failure, not a hang.
@@ -235,6 +266,15 @@ impl RedisCache {
     }
 }
 
+/// `retry_base * 2^(attempt-1)`, capped at `retry_max`, plus `0..=retry_jitter`.
+fn backoff(attempt: u32, s: &CacheSettings) -> Duration {
+    let exp = s
+        .retry_base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
+    let jitter_ms = s.retry_jitter.as_millis() as u64;
+    exp.min(s.retry_max) + Duration::from_millis(rand::random_range(0..=jitter_ms))
+}
+
 fn encode(v: &Version) -> Vec<u8> {
     match v.kind {
         Kind::Json => v.content.to_vec(),
@@ -252,6 +292,26 @@ fn decode(doc: DocId, raw: Vec<u8>) -> Version {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap_plus_jitter() {
+        let ms = Duration::from_millis;
+        let s = CacheSettings {
+            url: String::new(),
+            key_prefix: String::new(),
+            ttl_secs: 125,
+            lock_ttl_secs: 10,
+            response_timeout: ms(500),
+            connection_timeout: ms(1000),
+            retry_base: ms(100),
+            retry_max: ms(10_000),
+            retry_jitter: ms(100),
+        };
+        for (attempt, base) in [(1, 100), (2, 200), (3, 400), (8, 10_000), (40, 10_000)] {
+            let d = backoff(attempt, &s);
+            assert!(d >= ms(base) && d <= ms(base + 100), "attempt {attempt}: {d:?}");
+        }
+    }
 
     #[test]
     fn yjs_and_json_round_trip_through_the_temp_encoding() {
