@@ -29,7 +29,10 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
         .is_some();
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+        match client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+        {
             Ok(()) => tracing::info!(database = %name, "database created"),
             // Another instance created it between our check and our CREATE.
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}

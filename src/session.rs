@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use docroom_actors::doc::{DocId, Kind};
 use docroom_actors::registry::{GetRoom, RoomRegistry};
-use docroom_actors::room::{DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update};
+use docroom_actors::room::{DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update, YjsFrame};
 use serde_json::{json, Value};
 use tracing::{debug, info_span};
 
@@ -94,14 +94,18 @@ impl Session {
             }
         };
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Some((room, snapshot))) => {
+            Ok(Some((room, greeting))) => {
                 act.room = Some(room);
-                ctx.text(snapshot);
+                for frame in greeting {
+                    act.write(frame, ctx);
+                }
             }
             Ok(None) if attempt < 3 => act.join(attempt + 1, ctx),
             Ok(None) => act.close(ctx, ws::CloseCode::Error, "document room unavailable"),
             Err(e @ RoomError::WrongKind { .. }) => {
-                ctx.text(error_frame(None, "wrong_kind", &e.to_string()));
+                if act.kind == Kind::Json {
+                    ctx.text(error_frame(None, "wrong_kind", &e.to_string()));
+                }
                 act.close(ctx, ws::CloseCode::Unsupported, "wrong_kind");
             }
             Err(RoomError::Closing) => act.close(ctx, ws::CloseCode::Away, "server shutting down"),
@@ -112,12 +116,40 @@ impl Session {
         }));
     }
 
+    fn write(&mut self, frame: Outbound, ctx: &mut ws::WebsocketContext<Self>) {
+        match frame {
+            Outbound::Text(text) => ctx.text(text),
+            Outbound::Binary(bytes) => ctx.binary(bytes),
+            Outbound::Close { code, reason } => {
+                // A room closing us (shutdown) needs no Leave; any other close is a refusal of
+                // this connection only, and the room still has to forget the member.
+                if code == 1001 {
+                    self.room = None;
+                }
+                self.close(ctx, ws::CloseCode::from(code), reason);
+            }
+        }
+    }
+
+    fn on_binary(&mut self, data: bytes::Bytes, ctx: &mut ws::WebsocketContext<Self>) {
+        match (self.kind, &self.room) {
+            (Kind::Yjs, Some(room)) => room.do_send(YjsFrame {
+                from: self.member,
+                data,
+            }),
+            (Kind::Yjs, None) => {}
+            (Kind::Json, _) => ctx.text(error_frame(
+                None,
+                "bad_message",
+                "binary frames are not accepted on the JSON route",
+            )),
+        }
+    }
+
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let msg: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => {
-                return ctx.text(error_frame(None, "bad_message", &format!("not JSON: {e}")))
-            }
+            Err(e) => return ctx.text(error_frame(None, "bad_message", &format!("not JSON: {e}"))),
         };
         let reference = msg.get("ref").cloned();
         let bad = |m: &str| error_frame(reference.as_ref(), "bad_message", m);
@@ -152,8 +184,12 @@ impl Session {
                             Ok(Err(e @ RoomError::WrongKind { .. })) => {
                                 error_frame(reference.as_ref(), "wrong_kind", &e.to_string())
                             }
-                            Ok(Err(e)) => error_frame(reference.as_ref(), "unavailable", &e.to_string()),
-                            Err(e) => error_frame(reference.as_ref(), "unavailable", &e.to_string()),
+                            Ok(Err(e)) => {
+                                error_frame(reference.as_ref(), "unavailable", &e.to_string())
+                            }
+                            Err(e) => {
+                                error_frame(reference.as_ref(), "unavailable", &e.to_string())
+                            }
                         };
                         ctx.text(frame);
                     })
@@ -196,13 +232,7 @@ impl Handler<Outbound> for Session {
 
     /// Writes what the room sends.
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
-        match msg {
-            Outbound::Text(text) => ctx.text(text),
-            Outbound::Close { code, reason } => {
-                self.room = None;
-                self.close(ctx, ws::CloseCode::from(code), reason);
-            }
-        }
+        self.write(msg, ctx);
     }
 }
 
@@ -210,12 +240,13 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
         match item {
-            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
-            Ok(ws::Message::Binary(_)) => ctx.text(error_frame(
-                None,
-                "bad_message",
-                "binary frames are not accepted on the JSON route",
-            )),
+            Ok(ws::Message::Text(text)) if self.kind == Kind::Json => self.on_text(&text, ctx),
+            Ok(ws::Message::Text(_)) => self.close(
+                ctx,
+                ws::CloseCode::Unsupported,
+                "the yjs protocol uses binary frames",
+            ),
+            Ok(ws::Message::Binary(data)) => self.on_binary(data, ctx),
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Continuation(_)) => ctx.text(error_frame(

@@ -48,6 +48,7 @@ pub struct SessionSettings {
 #[derive(Clone, Debug, Deserialize)]
 pub struct RoomSettings {
     pub arbiters: usize,
+    pub yjs_save_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -16,7 +16,10 @@ use crate::state::AppState;
 /// an impatient second Ctrl-C cannot skip the journal write.
 pub async fn signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("cannot install signal handlers");
         return std::future::pending().await;
     };
@@ -43,7 +46,10 @@ pub async fn drain(state: &AppState) {
     state.shutting_down.store(true, Ordering::Release);
     info!("shutdown: refusing new work, closing sessions");
     let versions = state.registry.send(CloseAll).await.unwrap_or_default();
-    info!(rooms_dirty = versions.len(), "shutdown: sessions closed, draining to postgres");
+    info!(
+        rooms_dirty = versions.len(),
+        "shutdown: sessions closed, draining to postgres"
+    );
     // Leave room for the journal fallback inside the deadline.
     let for_postgres = deadline.saturating_sub(deadline / 5);
     let drained = tokio::time::timeout(
@@ -63,7 +69,11 @@ pub async fn drain(state: &AppState) {
         Ok(Ok(report)) => error!(lost = report.lost, "shutdown: journal refused documents"),
         _ => {
             warn!("shutdown: postgres drain did not finish in time, journaling everything");
-            let mut all = state.supervisor.send(CollectDirty).await.unwrap_or_default();
+            let mut all = state
+                .supervisor
+                .send(CollectDirty)
+                .await
+                .unwrap_or_default();
             all.extend(versions);
             match state.supervisor.send(Spill { versions: all }).await {
                 Ok(Ok(())) => info!("shutdown: journaled"),

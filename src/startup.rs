@@ -39,7 +39,10 @@ impl Application {
         bootstrap_database(&db.url, &store).await;
 
         let fallback = Fallback::open(&settings.journal.data_dir).with_context(|| {
-            format!("opening the journal in {}", settings.journal.data_dir.display())
+            format!(
+                "opening the journal in {}",
+                settings.journal.data_dir.display()
+            )
         })?;
         let c = &settings.cache;
         let b = &settings.breaker;
@@ -87,7 +90,13 @@ impl Application {
         };
         let room_arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
         let handles = room_arbiters.iter().map(Arbiter::handle).collect();
-        let registry = RoomRegistry::new(handles, supervisor.clone(), flusher.clone()).start();
+        let registry = RoomRegistry::new(
+            handles,
+            supervisor.clone(),
+            flusher.clone(),
+            S::ms(settings.rooms.yjs_save_interval_ms),
+        )
+        .start();
         supervisor.do_send(SetListener {
             listener: registry.clone().recipient(),
         });

@@ -175,7 +175,13 @@ mod tests {
         let mut b = Breaker::new(3, OPEN_FOR);
         assert_eq!(b.on_failure(t0), None);
         assert_eq!(b.on_failure(t0), None);
-        assert_eq!(b.on_failure(t0), Some(Transition { from: Closed, to: Open }));
+        assert_eq!(
+            b.on_failure(t0),
+            Some(Transition {
+                from: Closed,
+                to: Open
+            })
+        );
         assert!(!b.allows_redis());
         assert_eq!(b.opened_at(), Some(t0));
     }
@@ -199,13 +205,34 @@ mod tests {
         b.on_failure(t0);
         assert_eq!(b.probe_due(t0 + Duration::from_secs(29)), None);
         let t1 = t0 + OPEN_FOR;
-        assert_eq!(b.probe_due(t1), Some(Transition { from: Open, to: HalfOpen }));
-        assert!(!b.allows_redis(), "only the probe touches redis while half-open");
-        assert_eq!(b.on_failure(t1), Some(Transition { from: HalfOpen, to: Open }));
+        assert_eq!(
+            b.probe_due(t1),
+            Some(Transition {
+                from: Open,
+                to: HalfOpen
+            })
+        );
+        assert!(
+            !b.allows_redis(),
+            "only the probe touches redis while half-open"
+        );
+        assert_eq!(
+            b.on_failure(t1),
+            Some(Transition {
+                from: HalfOpen,
+                to: Open
+            })
+        );
         assert_eq!(b.opened_at(), Some(t1), "the open period restarts");
         let t2 = t1 + OPEN_FOR;
         b.probe_due(t2);
-        assert_eq!(b.on_success(t2), Some(Transition { from: HalfOpen, to: Closed }));
+        assert_eq!(
+            b.on_success(t2),
+            Some(Transition {
+                from: HalfOpen,
+                to: Closed
+            })
+        );
         assert!(b.allows_redis());
         assert_eq!(b.opened_at(), None);
     }
@@ -214,10 +241,26 @@ mod tests {
     fn forcing_overrides_and_auto_hands_back() {
         let t0 = Instant::now();
         let mut b = Breaker::new(3, OPEN_FOR);
-        assert_eq!(b.force(ForceMode::Open, t0), Some(Transition { from: Closed, to: Open }));
+        assert_eq!(
+            b.force(ForceMode::Open, t0),
+            Some(Transition {
+                from: Closed,
+                to: Open
+            })
+        );
         assert!(b.forced());
-        assert_eq!(b.probe_due(t0 + OPEN_FOR * 2), None, "a forced breaker is not probed");
-        assert_eq!(b.force(ForceMode::Closed, t0), Some(Transition { from: Open, to: Closed }));
+        assert_eq!(
+            b.probe_due(t0 + OPEN_FOR * 2),
+            None,
+            "a forced breaker is not probed"
+        );
+        assert_eq!(
+            b.force(ForceMode::Closed, t0),
+            Some(Transition {
+                from: Open,
+                to: Closed
+            })
+        );
         for _ in 0..5 {
             b.on_failure(t0);
         }

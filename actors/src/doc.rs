@@ -154,9 +154,13 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_so_equal_values_hash_equal() {
         let a: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":[true,null]}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{ "a": [true, null], "b": 1 }"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{ "a": [true, null], "b": 1 }"#).unwrap();
         assert_eq!(canonical_json(&a), r#"{"a":[true,null],"b":1}"#);
-        assert_eq!(sha256_hex(canonical_json(&a).as_bytes()), sha256_hex(canonical_json(&b).as_bytes()));
+        assert_eq!(
+            sha256_hex(canonical_json(&a).as_bytes()),
+            sha256_hex(canonical_json(&b).as_bytes())
+        );
         assert_eq!(
             sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -106,7 +106,11 @@ struct RunResult {
 }
 
 impl Flusher {
-    pub fn new(store: PgStore, supervisor: Addr<CacheSupervisor>, settings: FlusherSettings) -> Self {
+    pub fn new(
+        store: PgStore,
+        supervisor: Addr<CacheSupervisor>,
+        settings: FlusherSettings,
+    ) -> Self {
         Flusher {
             store,
             supervisor,
@@ -185,7 +189,10 @@ impl Flusher {
         };
         if let Some(period) = changed {
             match &res.error {
-                None => info!(period_ms = period.as_millis() as u64, "flusher back to its base period"),
+                None => info!(
+                    period_ms = period.as_millis() as u64,
+                    "flusher back to its base period"
+                ),
                 Some(e) => warn!(
                     period_ms = period.as_millis() as u64,
                     errors = self.schedule.consecutive_errors(),
@@ -244,8 +251,11 @@ impl Handler<PersistNow> for Flusher {
 
     /// Persists a leaving room's content (and whatever else is dirty) right now.
     fn handle(&mut self, msg: PersistNow, _: &mut Context<Self>) -> Self::Result {
-        let docs: Vec<(DocId, String)> =
-            msg.versions.iter().map(|v| (v.doc.clone(), v.hash.clone())).collect();
+        let docs: Vec<(DocId, String)> = msg
+            .versions
+            .iter()
+            .map(|v| (v.doc.clone(), v.hash.clone()))
+            .collect();
         Box::pin(self.run(msg.versions).map(move |res, _, _| {
             let all_in = docs.iter().all(|d| res.committed.contains(d));
             match res.error {

@@ -25,3 +25,4 @@ pub mod room;
 pub mod schedule;
 pub mod storage;
 pub mod supervisor;
+pub mod yjs;

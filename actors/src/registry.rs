@@ -6,6 +6,7 @@
 //! as well, so a retiring room is never handed out twice.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
@@ -58,6 +59,7 @@ pub struct RoomRegistry {
     next_arbiter: usize,
     supervisor: Addr<CacheSupervisor>,
     flusher: Addr<Flusher>,
+    yjs_save_interval: Duration,
     closing: bool,
 }
 
@@ -66,8 +68,10 @@ impl RoomRegistry {
         arbiters: Vec<ArbiterHandle>,
         supervisor: Addr<CacheSupervisor>,
         flusher: Addr<Flusher>,
+        yjs_save_interval: Duration,
     ) -> Self {
         RoomRegistry {
+            yjs_save_interval,
             rooms: HashMap::new(),
             arbiters,
             next_arbiter: 0,
@@ -100,7 +104,10 @@ impl Handler<GetRoom> for RoomRegistry {
         let (doc, kind) = (msg.doc.clone(), msg.kind);
         let (supervisor, flusher, registry) =
             (self.supervisor.clone(), self.flusher.clone(), ctx.address());
-        let make = move |_: &mut Context<DocRoom>| DocRoom::new(doc, kind, supervisor, flusher, registry);
+        let interval = self.yjs_save_interval;
+        let make = move |_: &mut Context<DocRoom>| {
+            DocRoom::new(doc, kind, supervisor, flusher, registry, interval)
+        };
         let room = if self.arbiters.is_empty() {
             DocRoom::create(make)
         } else {
@@ -142,8 +149,11 @@ impl Handler<ListRooms> for RoomRegistry {
     fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
         let asks: Vec<_> = self.rooms.values().map(|r| r.send(Describe)).collect();
         Box::pin(async move {
-            let mut rooms: Vec<RoomSummary> =
-                join_all(asks).await.into_iter().filter_map(Result::ok).collect();
+            let mut rooms: Vec<RoomSummary> = join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect();
             rooms.sort_by(|a, b| a.doc.cmp(&b.doc));
             rooms
         })

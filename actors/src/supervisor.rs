@@ -186,7 +186,10 @@ impl CacheSupervisor {
         match t.to {
             BreakerState::Open => {
                 self.opened_wall = Some(Utc::now());
-                warn!(from = t.from.as_str(), "breaker open, writes go to the journaled fallback")
+                warn!(
+                    from = t.from.as_str(),
+                    "breaker open, writes go to the journaled fallback"
+                )
             }
             BreakerState::HalfOpen => info!("breaker half-open, probing redis"),
             BreakerState::Closed => {
@@ -215,21 +218,23 @@ impl CacheSupervisor {
         if self.breaker.state() == BreakerState::HalfOpen && !self.probing {
             self.probing = true;
             let cache = self.cache.clone();
-            ctx.wait(async move { cache.ping().await }.into_actor(self).map(
-                |res, act, ctx| {
-                    act.probing = false;
-                    if let Err(e) = &res {
-                        debug!(error = %e, "breaker probe failed");
-                    }
-                    act.account(Outcome {
-                        ok: res.is_ok(),
-                        failed: res.is_err(),
-                    });
-                    if act.breaker.allows_redis() {
-                        act.migrate(ctx);
-                    }
-                },
-            ));
+            ctx.wait(
+                async move { cache.ping().await }
+                    .into_actor(self)
+                    .map(|res, act, ctx| {
+                        act.probing = false;
+                        if let Err(e) = &res {
+                            debug!(error = %e, "breaker probe failed");
+                        }
+                        act.account(Outcome {
+                            ok: res.is_ok(),
+                            failed: res.is_err(),
+                        });
+                        if act.breaker.allows_redis() {
+                            act.migrate(ctx);
+                        }
+                    }),
+            );
         } else if self.breaker.allows_redis() && !self.fallback.is_empty() {
             self.migrate(ctx);
         }
@@ -252,7 +257,11 @@ impl CacheSupervisor {
         let fut = async move {
             let mut moved = Vec::with_capacity(entries.len());
             for (v, clean) in entries.iter().zip(persisted) {
-                let res = if clean { cache.fill(v).await } else { cache.save(v).await };
+                let res = if clean {
+                    cache.fill(v).await
+                } else {
+                    cache.save(v).await
+                };
                 if let Err(e) = res {
                     return (moved, Err(e.to_string()));
                 }
@@ -283,10 +292,14 @@ impl Actor for CacheSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let tick = (self.settings.open_for / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let tick =
+            (self.settings.open_for / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
         ctx.run_interval(tick, |act, ctx| act.tick(ctx));
         if !self.fallback.is_empty() {
-            info!(docs = self.fallback.len(), "journal replayed into the fallback");
+            info!(
+                docs = self.fallback.len(),
+                "journal replayed into the fallback"
+            );
         }
     }
 }
@@ -303,7 +316,11 @@ impl Handler<Save> for CacheSupervisor {
         let fallback = self.fallback.clone();
         let version = msg.version;
         let attempt = async move {
-            let res = if to_redis { Some(cache.save(&version).await) } else { None };
+            let res = if to_redis {
+                Some(cache.save(&version).await)
+            } else {
+                None
+            };
             (res, version)
         };
         Box::pin(attempt.into_actor(self).then(move |(res, version), act, _| {
@@ -344,7 +361,11 @@ impl Handler<Load> for CacheSupervisor {
             return Box::pin(fut::ready(Ok(Some(v))));
         }
         let use_redis = self.breaker.allows_redis();
-        let (cache, store, settings) = (self.cache.clone(), self.store.clone(), self.settings.clone());
+        let (cache, store, settings) = (
+            self.cache.clone(),
+            self.store.clone(),
+            self.settings.clone(),
+        );
         let fut = async move {
             let mut outcome = Outcome::default();
             let res = if use_redis {
@@ -454,12 +475,18 @@ impl Handler<CollectDirty> for CacheSupervisor {
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
             match res {
                 Ok(found) => {
-                    act.account(Outcome { ok: true, failed: false });
+                    act.account(Outcome {
+                        ok: true,
+                        failed: false,
+                    });
                     out.extend(found.into_iter().flatten());
                 }
                 Err(e) => {
                     warn!(error = %e, "reading dirty documents from redis failed");
-                    act.account(Outcome { ok: false, failed: true });
+                    act.account(Outcome {
+                        ok: false,
+                        failed: true,
+                    });
                 }
             }
             out

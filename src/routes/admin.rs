@@ -29,7 +29,10 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
 }
 
 #[get("/breaker")]
-async fn get_breaker(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn get_breaker(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     Ok(HttpResponse::Ok().json(state.supervisor.send(GetBreaker).await?))
 }
@@ -46,8 +49,11 @@ async fn post_breaker(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let body: ForceBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("expected {{\"state\":\"open\"|\"closed\"|\"auto\"}}: {e}")))?;
+    let body: ForceBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"state\":\"open\"|\"closed\"|\"auto\"}}: {e}"
+        ))
+    })?;
     let mode = match body.state.as_str() {
         "open" => ForceMode::Open,
         "closed" => ForceMode::Closed,
@@ -62,7 +68,10 @@ async fn post_breaker(
 }
 
 #[get("/flusher")]
-async fn get_flusher(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn get_flusher(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     Ok(HttpResponse::Ok().json(state.flusher.send(GetFlusher).await?))
 }

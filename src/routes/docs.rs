@@ -6,6 +6,7 @@ use docroom_actors::doc::{canonical_json, check_storable, DocId, Kind, Version};
 use docroom_actors::registry::PeekRoom;
 use docroom_actors::room::{Current, Update};
 use docroom_actors::supervisor::Load;
+use docroom_actors::yjs::YjsDoc;
 
 use crate::error::ApiError;
 use crate::session;
@@ -16,7 +17,10 @@ use crate::state::AppState;
 const ROOM_ATTEMPTS: usize = 3;
 
 #[get("/docs/{id}")]
-async fn get_doc(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn get_doc(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let doc = DocId::parse(&path)?;
     let version = match state.registry.send(PeekRoom { doc: doc.clone() }).await? {
         Some(room) => match room.send(Current).await {
@@ -33,12 +37,24 @@ async fn get_doc(path: web::Path<String>, state: web::Data<AppState>) -> Result<
             String::from_utf8_lossy(&v.content),
             v.hash
         ),
-        Kind::Yjs => format!(
-            r#"{{"doc":"{}","kind":"yjs","content":null,"hash":"{}"}}"#,
-            v.doc, v.hash
-        ),
+        Kind::Yjs => {
+            use base64::Engine as _;
+            let rendered = YjsDoc::load(&v.content)
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?
+                .to_json();
+            serde_json::json!({
+                "doc": v.doc.as_str(),
+                "kind": "yjs",
+                "content": rendered,
+                "hash": v.hash,
+                "state": base64::engine::general_purpose::STANDARD.encode(&v.content),
+            })
+            .to_string()
+        }
     };
-    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 async fn load(state: &AppState, doc: &DocId) -> Result<Option<Version>, ApiError> {
@@ -52,7 +68,11 @@ async fn load(state: &AppState, doc: &DocId) -> Result<Option<Version>, ApiError
 /// Parses a JSON document body into its canonical version, or says what is wrong with it.
 pub fn json_version(doc: DocId, content: &serde_json::Value) -> Result<Version, String> {
     check_storable(content)?;
-    Ok(Version::new(doc, Kind::Json, Bytes::from(canonical_json(content))))
+    Ok(Version::new(
+        doc,
+        Kind::Json,
+        Bytes::from(canonical_json(content)),
+    ))
 }
 
 #[put("/docs/{id}")]
@@ -67,7 +87,8 @@ async fn put_doc(
     }
     let content: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
-    let version = json_version(doc.clone(), &content).map_err(|m| ApiError::BadRequest(m.to_string()))?;
+    let version =
+        json_version(doc.clone(), &content).map_err(|m| ApiError::BadRequest(m.to_string()))?;
     for _ in 0..ROOM_ATTEMPTS {
         let room = state.room(&doc, Kind::Json).await?;
         let update = Update {
@@ -100,12 +121,15 @@ async fn ws_json(
 }
 
 #[get("/yjs/{id}")]
-async fn ws_yjs(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let _doc = DocId::parse(&path)?;
+async fn ws_yjs(
+    req: HttpRequest,
+    path: web::Path<String>,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = DocId::parse(&path)?;
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
-    Err(ApiError::Unavailable(
-        "the Yjs protocol is not available in this build yet".into(),
-    ))
+    session::start(doc, Kind::Yjs, &req, stream, &state)
 }

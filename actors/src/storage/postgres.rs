@@ -44,8 +44,9 @@ const UPSERT: &str = "
 
 impl PgStore {
     pub fn connect(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
         config.connect_timeout(timeout);
         config.options(format!("-c statement_timeout={}", timeout.as_millis()));
         let manager = Manager::from_config(
@@ -76,7 +77,9 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
-        self.bounded(self.pool.get()).await?.map_err(StoreError::from)
+        self.bounded(self.pool.get())
+            .await?
+            .map_err(StoreError::from)
     }
 
     async fn bounded<T>(&self, fut: impl std::future::Future<Output = T>) -> Result<T, StoreError> {
@@ -112,12 +115,20 @@ impl PgStore {
                 let value: Option<serde_json::Value> = row.try_get(1)?;
                 let value = value.ok_or_else(|| bad("json document without content"))?;
                 let text = canonical_json(&value);
-                Ok(Some(Version::new(doc.clone(), Kind::Json, Bytes::from(text))))
+                Ok(Some(Version::new(
+                    doc.clone(),
+                    Kind::Json,
+                    Bytes::from(text),
+                )))
             }
             Kind::Yjs => {
                 let state: Option<Vec<u8>> = row.try_get(2)?;
                 let state = state.ok_or_else(|| bad("yjs document without state"))?;
-                Ok(Some(Version::new(doc.clone(), Kind::Yjs, Bytes::from(state))))
+                Ok(Some(Version::new(
+                    doc.clone(),
+                    Kind::Yjs,
+                    Bytes::from(state),
+                )))
             }
         }
     }

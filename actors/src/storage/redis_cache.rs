@@ -261,7 +261,8 @@ impl RedisCache {
 
     pub async fn unlock(&self, doc: &DocId) -> CacheResult<()> {
         let mut conn = self.connection().await?;
-        self.bounded(conn.del::<_, ()>(self.key_lock(doc))).await??;
+        self.bounded(conn.del::<_, ()>(self.key_lock(doc)))
+            .await??;
         Ok(())
     }
 }
@@ -309,14 +310,20 @@ mod tests {
         };
         for (attempt, base) in [(1, 100), (2, 200), (3, 400), (8, 10_000), (40, 10_000)] {
             let d = backoff(attempt, &s);
-            assert!(d >= ms(base) && d <= ms(base + 100), "attempt {attempt}: {d:?}");
+            assert!(
+                d >= ms(base) && d <= ms(base + 100),
+                "attempt {attempt}: {d:?}"
+            );
         }
     }
 
     #[test]
     fn yjs_and_json_round_trip_through_the_temp_encoding() {
         let doc = DocId::parse("d").unwrap();
-        for (kind, content) in [(Kind::Json, &b"{\"a\":1}"[..]), (Kind::Yjs, &[0u8, 1, 2][..])] {
+        for (kind, content) in [
+            (Kind::Json, &b"{\"a\":1}"[..]),
+            (Kind::Yjs, &[0u8, 1, 2][..]),
+        ] {
             let v = Version::new(doc.clone(), kind, Bytes::copy_from_slice(content));
             assert_eq!(decode(doc.clone(), encode(&v)), v);
         }

@@ -12,16 +12,21 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{Flusher, PersistNow};
-use crate::registry::{RoomRegistry, Retired};
+use crate::registry::{Retired, RoomRegistry};
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
+
+mod yjs;
+pub use yjs::YjsFrame;
 
 /// Identifies one connection inside a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +44,7 @@ impl MemberId {
 #[rtype(result = "()")]
 pub enum Outbound {
     Text(ByteString),
+    Binary(Bytes),
     Close { code: u16, reason: &'static str },
 }
 
@@ -58,9 +64,10 @@ pub struct Ack {
     pub stored: Stored,
 }
 
-/// Joins a member; answers the snapshot frame to send it first.
+/// Joins a member; answers the frames to send it first (JSON snapshot, or Yjs sync step 1 and
+/// awareness).
 #[derive(Message)]
-#[rtype(result = "Result<ByteString, RoomError>")]
+#[rtype(result = "Result<Vec<Outbound>, RoomError>")]
 pub struct Join {
     pub member: MemberId,
     pub kind: Kind,
@@ -149,6 +156,9 @@ pub struct DocRoom {
     queued: Option<Pending>,
     persisting: bool,
     closing: bool,
+    /// The live Yjs document, for rooms of kind Yjs.
+    yjs: Option<yjs::YjsRoom>,
+    yjs_save_interval: Duration,
 }
 
 impl DocRoom {
@@ -158,6 +168,7 @@ impl DocRoom {
         supervisor: Addr<CacheSupervisor>,
         flusher: Addr<Flusher>,
         registry: Addr<RoomRegistry>,
+        yjs_save_interval: Duration,
     ) -> Self {
         DocRoom {
             doc,
@@ -172,6 +183,8 @@ impl DocRoom {
             queued: None,
             persisting: false,
             closing: false,
+            yjs: None,
+            yjs_save_interval,
         }
     }
 
@@ -199,7 +212,13 @@ impl DocRoom {
         }
     }
 
-    fn enqueue(&mut self, version: Version, to_fallback: bool, waiter: Option<Waiter>, ctx: &mut Context<Self>) {
+    fn enqueue(
+        &mut self,
+        version: Version,
+        to_fallback: bool,
+        waiter: Option<Waiter>,
+        ctx: &mut Context<Self>,
+    ) {
         let pending = self.queued.get_or_insert_with(|| Pending {
             version: version.clone(),
             to_fallback,
@@ -242,7 +261,11 @@ impl DocRoom {
                 for w in act.saving.take().unwrap_or_default() {
                     let answer = res.clone().map(|stored| Ack {
                         hash: w.hash,
-                        stored: if w.duplicate { Stored::Duplicate } else { stored },
+                        stored: if w.duplicate {
+                            Stored::Duplicate
+                        } else {
+                            stored
+                        },
                     });
                     let _ = w.tx.send(answer);
                 }
@@ -256,6 +279,9 @@ impl DocRoom {
     fn check_idle(&mut self, ctx: &mut Context<Self>) {
         if !self.members.is_empty() || self.saving.is_some() || self.persisting || self.closing {
             return;
+        }
+        if self.save_yjs_now(ctx) {
+            return; // the save's completion comes back here
         }
         let Some(current) = self.current.clone().filter(|_| self.dirty) else {
             self.registry.do_send(Retired {
@@ -307,6 +333,14 @@ impl Actor for DocRoom {
                             act.kind = v.kind;
                         }
                         act.current = loaded;
+                        if let Err(e) = act.open_yjs() {
+                            warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
+                            act.registry.do_send(Retired {
+                                doc: act.doc.clone(),
+                                room: ctx.address(),
+                            });
+                            ctx.stop();
+                        }
                     }
                     failed => {
                         warn!(doc = %act.doc, result = ?failed.map(|r| r.err()), "room could not load its document");
@@ -322,7 +356,7 @@ impl Actor for DocRoom {
 }
 
 impl Handler<Join> for DocRoom {
-    type Result = Result<ByteString, RoomError>;
+    type Result = Result<Vec<Outbound>, RoomError>;
 
     /// Adds a member and answers the snapshot it starts from.
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
@@ -336,7 +370,15 @@ impl Handler<Join> for DocRoom {
             });
         }
         self.members.insert(msg.member, msg.outbound);
-        Ok(self.snapshot_frame())
+        Ok(match &self.yjs {
+            Some(y) => y
+                .doc
+                .greeting()
+                .into_iter()
+                .map(|f| Outbound::Binary(f.into()))
+                .collect(),
+            None => vec![Outbound::Text(self.snapshot_frame())],
+        })
     }
 }
 
@@ -346,6 +388,7 @@ impl Handler<Leave> for DocRoom {
     /// Removes a member; the last one out triggers the leave flush.
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
         if self.members.remove(&msg.member).is_some() {
+            self.forget_awareness(msg.member);
             self.check_idle(ctx);
         }
     }
@@ -410,6 +453,9 @@ impl Handler<Current> for DocRoom {
 
     /// The room's current version.
     fn handle(&mut self, _: Current, _: &mut Context<Self>) -> Self::Result {
+        if let Some(y) = &self.yjs {
+            return Ok(Some(y.version(&self.doc)));
+        }
         Ok(self.current.clone())
     }
 }
@@ -423,7 +469,7 @@ impl Handler<Describe> for DocRoom {
             doc: self.doc.clone(),
             kind: self.kind.as_str(),
             members: self.members.len(),
-            dirty: self.dirty,
+            dirty: self.dirty || self.yjs.as_ref().is_some_and(|y| y.unsaved()),
         })
     }
 }
@@ -432,7 +478,8 @@ impl Handler<CloseRoom> for DocRoom {
     type Result = Option<Version>;
 
     /// Shutdown: 1001 to every member; answers what PostgreSQL still needs.
-    fn handle(&mut self, _: CloseRoom, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: CloseRoom, ctx: &mut Context<Self>) -> Self::Result {
+        let _ = self.capture_yjs(ctx);
         self.closing = true;
         for (_, member) in self.members.drain() {
             member.do_send(Outbound::Close {

@@ -1,0 +1,169 @@
+//! The Yjs side of a room: frames from members, awareness bookkeeping and coalesced saves.
+//!
+//! Every applied update is relayed at once, but the document state is encoded and saved at most
+//! once per `yjs_save_interval`: a document taking 50 updates a second is not re-encoded and
+//! re-written 50 times a second. The timer always fires after the last change, and leaving,
+//! `GET` and shutdown capture the state immediately, so no applied update is left behind.
+
+use std::collections::{HashMap, HashSet};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tracing::warn;
+use yrs::ClientID;
+
+use super::{DocRoom, MemberId, Outbound};
+use crate::doc::{DocId, Kind, Version};
+use crate::yjs::{YjsDoc, YjsError};
+
+/// A binary y-protocols frame from a member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct YjsFrame {
+    pub from: MemberId,
+    pub data: Bytes,
+}
+
+pub struct YjsRoom {
+    pub doc: YjsDoc,
+    /// Awareness client ids each member spoke for, removed (and the removal broadcast) when
+    /// that member leaves.
+    clients: HashMap<MemberId, HashSet<ClientID>>,
+    save_timer: Option<SpawnHandle>,
+    /// Updates applied since the state was last captured.
+    unsaved: bool,
+}
+
+impl YjsRoom {
+    pub fn unsaved(&self) -> bool {
+        self.unsaved
+    }
+
+    pub fn version(&self, doc: &DocId) -> Version {
+        Version::new(doc.clone(), Kind::Yjs, Bytes::from(self.doc.encode_state()))
+    }
+}
+
+impl DocRoom {
+    /// Builds the live document from the loaded state (rooms of kind Yjs only).
+    pub(super) fn open_yjs(&mut self) -> Result<(), YjsError> {
+        if self.kind != Kind::Yjs {
+            return Ok(());
+        }
+        let doc = match &self.current {
+            Some(v) => YjsDoc::load(&v.content)?,
+            None => YjsDoc::new(),
+        };
+        self.yjs = Some(YjsRoom {
+            doc,
+            clients: HashMap::new(),
+            save_timer: None,
+            unsaved: false,
+        });
+        Ok(())
+    }
+
+    pub(super) fn forget_awareness(&mut self, member: MemberId) {
+        let Some(y) = self.yjs.as_mut() else { return };
+        let Some(ids) = y.clients.remove(&member) else {
+            return;
+        };
+        if let Some(frame) = y.doc.remove_clients(&ids) {
+            self.broadcast_binary(None, frame.into());
+        }
+    }
+
+    /// Encodes the state if updates arrived since the last capture; the new version becomes the
+    /// room's current, unpersisted one.
+    pub(super) fn capture_yjs(&mut self, ctx: &mut Context<Self>) -> Option<Version> {
+        let y = self.yjs.as_mut()?;
+        if let Some(timer) = y.save_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if !std::mem::take(&mut y.unsaved) {
+            return None;
+        }
+        let v = y.version(&self.doc);
+        if self.current.as_ref().is_some_and(|c| c.hash == v.hash) {
+            return None;
+        }
+        self.current = Some(v.clone());
+        self.dirty = true;
+        Some(v)
+    }
+
+    /// Captures and saves now; true if a save was queued.
+    pub(super) fn save_yjs_now(&mut self, ctx: &mut Context<Self>) -> bool {
+        match self.capture_yjs(ctx) {
+            Some(v) => {
+                self.enqueue(v, false, None, ctx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn broadcast_binary(&self, from: Option<MemberId>, frame: Bytes) {
+        for (id, member) in &self.members {
+            if Some(*id) != from {
+                member.do_send(Outbound::Binary(frame.clone()));
+            }
+        }
+    }
+}
+
+impl Handler<YjsFrame> for DocRoom {
+    type Result = ();
+
+    /// Applies a member's frame: replies to it, relays to the others, schedules a save.
+    fn handle(&mut self, msg: YjsFrame, ctx: &mut Context<Self>) {
+        let Some(sender) = self.members.get(&msg.from).cloned() else {
+            return;
+        };
+        if self.closing {
+            return;
+        }
+        let interval = self.yjs_save_interval;
+        let Some(y) = self.yjs.as_mut() else {
+            sender.do_send(Outbound::Close {
+                code: 1003,
+                reason: "wrong_kind",
+            });
+            return;
+        };
+        let handled = match y.doc.handle(&msg.data) {
+            Ok(h) => h,
+            Err(e) => {
+                warn!(doc = %self.doc, error = %e, "yjs frame refused, closing that connection");
+                sender.do_send(Outbound::Close {
+                    code: 1007,
+                    reason: "malformed yjs message",
+                });
+                return;
+            }
+        };
+        if !handled.clients.is_empty() {
+            y.clients
+                .entry(msg.from)
+                .or_default()
+                .extend(handled.clients);
+        }
+        if handled.changed {
+            y.unsaved = true;
+            if y.save_timer.is_none() {
+                y.save_timer = Some(ctx.run_later(interval, |act, ctx| {
+                    if let Some(y) = act.yjs.as_mut() {
+                        y.save_timer = None;
+                    }
+                    act.save_yjs_now(ctx);
+                }));
+            }
+        }
+        for frame in handled.reply {
+            sender.do_send(Outbound::Binary(frame.into()));
+        }
+        for frame in handled.broadcast {
+            self.broadcast_binary(Some(msg.from), frame.into());
+        }
+    }
+}
