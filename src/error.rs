@@ -16,6 +16,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("admin api disabled: DOCROOM_ADMIN_TOKEN is not set")]
     AdminDisabled,
+    #[error("this token is read-only")]
+    ReadOnly,
     #[error("{0}")]
     WrongKind(String),
     #[error("the server is shutting down")]
@@ -32,6 +34,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::AdminDisabled => "admin_disabled",
+            ApiError::ReadOnly => "read_only",
             ApiError::WrongKind(_) => "wrong_kind",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Unavailable(_) => "unavailable",
@@ -45,7 +48,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ReadOnly => StatusCode::FORBIDDEN,
             ApiError::WrongKind(_) => StatusCode::CONFLICT,
             ApiError::AdminDisabled | ApiError::ShuttingDown | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

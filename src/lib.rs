@@ -13,6 +13,7 @@
 //! The data flow continues in `docroom-actors`: session → room → cache supervisor (Redis,
 //! breaker, journaled fallback) → flusher → PostgreSQL.
 
+pub mod auth;
 pub mod db;
 pub mod error;
 pub mod routes;

@@ -17,6 +17,7 @@ use docroom_actors::room::{DocRoom, Join, Leave, MemberId, Outbound, RoomError, 
 use serde_json::{json, Value};
 use tracing::{debug, info_span};
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::routes::json_version;
 use crate::state::AppState;
@@ -25,6 +26,7 @@ use crate::state::AppState;
 pub fn start(
     doc: DocId,
     kind: Kind,
+    access: Access,
     req: &HttpRequest,
     stream: actix_web::web::Payload,
     state: &AppState,
@@ -34,6 +36,7 @@ pub fn start(
         doc,
         kind,
         member: MemberId::next(),
+        access,
         registry: state.registry.clone(),
         room: None,
         last_seen: Instant::now(),
@@ -50,6 +53,7 @@ pub struct Session {
     doc: DocId,
     kind: Kind,
     member: MemberId,
+    access: Access,
     registry: Addr<RoomRegistry>,
     room: Option<Addr<DocRoom>>,
     last_seen: Instant,
@@ -136,6 +140,7 @@ impl Session {
             (Kind::Yjs, Some(room)) => room.do_send(YjsFrame {
                 from: self.member,
                 data,
+                may_write: self.access.write,
             }),
             (Kind::Yjs, None) => {}
             (Kind::Json, _) => ctx.text(error_frame(
@@ -155,6 +160,11 @@ impl Session {
         let bad = |m: &str| error_frame(reference.as_ref(), "bad_message", m);
         match msg.get("type").and_then(Value::as_str) {
             Some("ping") => ctx.text(r#"{"type":"pong"}"#),
+            Some("update") if !self.access.write => ctx.text(error_frame(
+                reference.as_ref(),
+                "read_only",
+                "this connection's token is read-only",
+            )),
             Some("update") => {
                 let Some(content) = msg.get("content") else {
                     return ctx.text(bad("update needs a content field"));
@@ -207,6 +217,14 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         let span = info_span!("session", doc = %self.doc, member = ?self.member);
         let _enter = span.enter();
+        if let Some(exp) = self.access.expires_at {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            ctx.run_later(Duration::from_secs(exp.saturating_sub(now)), |act, ctx| {
+                act.close(ctx, ws::CloseCode::Policy, "token expired");
+            });
+        }
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.timeout {
                 debug!(doc = %act.doc, "client timed out");

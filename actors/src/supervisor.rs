@@ -460,17 +460,26 @@ impl Handler<CollectDirty> for CacheSupervisor {
         }
         let cache = self.cache.clone();
         let fut = async move {
-            let res = async {
-                let docs: Vec<DocId> = cache
-                    .dirty_docs()
-                    .await?
-                    .into_iter()
-                    .filter(|d| !in_fallback.contains(d))
-                    .collect();
-                cache.load_dirty(&docs).await
+            let docs: Vec<DocId> = cache
+                .dirty_docs()
+                .await?
+                .into_iter()
+                .filter(|d| !in_fallback.contains(d))
+                .collect();
+            let found = cache.load_dirty(&docs).await?;
+            // A dirty id without content can only mean the entry expired, which the TTL
+            // refresh above exists to prevent; say so loudly and stop carrying the id.
+            let orphans: Vec<(DocId, String)> = docs
+                .iter()
+                .zip(&found)
+                .filter(|(_, v)| v.is_none())
+                .map(|(d, _)| (d.clone(), String::new()))
+                .collect();
+            if !orphans.is_empty() {
+                error!(docs = ?orphans.iter().map(|(d, _)| d).collect::<Vec<_>>(), "dirty documents had no cached content");
+                cache.mark_clean(&orphans).await?;
             }
-            .await;
-            res
+            Ok::<_, crate::storage::CacheError>(found)
         };
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
             match res {

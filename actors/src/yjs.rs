@@ -81,8 +81,8 @@ impl YjsDoc {
     }
 
     /// Handles one binary frame (which may carry several messages). An error leaves the document
-    /// as it was before the failing message.
-    pub fn handle(&mut self, frame: &[u8]) -> Result<Handled, YjsError> {
+    /// as it was before the failing message. Without `may_write`, document updates are dropped.
+    pub fn handle(&mut self, frame: &[u8], may_write: bool) -> Result<Handled, YjsError> {
         let mut out = Handled::default();
         let messages = guarded(|| {
             let mut decoder = DecoderV1::new(Cursor::new(frame));
@@ -94,6 +94,13 @@ impl YjsDoc {
             return Err(YjsError::Malformed("empty or truncated frame".into()));
         }
         for message in messages {
+            let writes = matches!(
+                message,
+                Message::Sync(SyncMessage::SyncStep2(_) | SyncMessage::Update(_))
+            );
+            if writes && !may_write {
+                continue;
+            }
             self.handle_message(message, &mut out)?;
         }
         Ok(out)

@@ -8,6 +8,7 @@ use docroom_actors::room::{Current, Update};
 use docroom_actors::supervisor::Load;
 use docroom_actors::yjs::YjsDoc;
 
+use crate::auth;
 use crate::error::ApiError;
 use crate::session;
 use crate::state::AppState;
@@ -77,11 +78,15 @@ pub fn json_version(doc: DocId, content: &serde_json::Value) -> Result<Version, 
 
 #[put("/docs/{id}")]
 async fn put_doc(
+    req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let doc = DocId::parse(&path)?;
+    if !auth::authorize(&req, &state.settings.auth, &doc)?.write {
+        return Err(ApiError::ReadOnly);
+    }
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
@@ -117,7 +122,9 @@ async fn ws_json(
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
-    session::start(doc, Kind::Json, &req, stream, &state)
+    auth::check_origin(&req, &state.settings.auth)?;
+    let access = auth::authorize(&req, &state.settings.auth, &doc)?;
+    session::start(doc, Kind::Json, access, &req, stream, &state)
 }
 
 #[get("/yjs/{id}")]
@@ -131,5 +138,7 @@ async fn ws_yjs(
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
-    session::start(doc, Kind::Yjs, &req, stream, &state)
+    auth::check_origin(&req, &state.settings.auth)?;
+    let access = auth::authorize(&req, &state.settings.auth, &doc)?;
+    session::start(doc, Kind::Yjs, access, &req, stream, &state)
 }

@@ -22,6 +22,8 @@ use crate::yjs::{YjsDoc, YjsError};
 pub struct YjsFrame {
     pub from: MemberId,
     pub data: Bytes,
+    /// False for read-only tokens: their document updates are dropped, not applied or relayed.
+    pub may_write: bool,
 }
 
 pub struct YjsRoom {
@@ -131,7 +133,7 @@ impl Handler<YjsFrame> for DocRoom {
             });
             return;
         };
-        let handled = match y.doc.handle(&msg.data) {
+        let handled = match y.doc.handle(&msg.data, msg.may_write) {
             Ok(h) => h,
             Err(e) => {
                 warn!(doc = %self.doc, error = %e, "yjs frame refused, closing that connection");

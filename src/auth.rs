@@ -1,0 +1,167 @@
+//! Client tokens (SPEC §3): HS256 JWTs naming the documents a client may open and whether it may
+//! write, and the WebSocket Origin allow-list.
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use docroom_actors::doc::DocId;
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::settings::AuthSettings;
+
+/// What a request may do with its document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub write: bool,
+    /// Unix seconds after which the token is no longer valid (open sessions are closed then).
+    pub expires_at: Option<u64>,
+    pub subject: Option<String>,
+}
+
+impl Access {
+    fn open() -> Self {
+        Access {
+            write: true,
+            expires_at: None,
+            subject: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    docs: Vec<String>,
+    scope: String,
+    exp: u64,
+    #[serde(default)]
+    sub: Option<String>,
+}
+
+/// Checks the request's token for `doc`: 401 if missing, malformed, badly signed or expired;
+/// 403 if valid but not for this document. Without a configured secret everyone may write.
+pub fn authorize(req: &HttpRequest, auth: &AuthSettings, doc: &DocId) -> Result<Access, ApiError> {
+    if auth.jwt_secret.is_empty() {
+        return Ok(Access::open());
+    }
+    let token = bearer(req)
+        .or_else(|| query_token(req))
+        .ok_or(ApiError::Unauthorized)?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    let claims = decode::<Claims>(
+        token.as_bytes(),
+        &DecodingKey::from_secret(auth.jwt_secret.as_bytes()),
+        &validation,
+    )
+    .map_err(|_| ApiError::Unauthorized)?
+    .claims;
+    let write = match claims.scope.as_str() {
+        "rw" => true,
+        "ro" => false,
+        _ => return Err(ApiError::Unauthorized),
+    };
+    if !claims.docs.iter().any(|entry| covers(entry, doc.as_str())) {
+        return Err(ApiError::Forbidden(format!(
+            "token does not grant access to document {doc}"
+        )));
+    }
+    Ok(Access {
+        write,
+        expires_at: Some(claims.exp),
+        subject: claims.sub,
+    })
+}
+
+/// `"team7-*"` covers every id starting with `team7-`; anything else must match exactly.
+fn covers(entry: &str, doc: &str) -> bool {
+    match entry.strip_suffix('*') {
+        Some(prefix) => doc.starts_with(prefix),
+        None => entry == doc,
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_string())
+}
+
+fn query_token(req: &HttpRequest) -> Option<String> {
+    req.query_string().split('&').find_map(|pair| {
+        let value = pair.strip_prefix("token=")?;
+        percent_decode(value)
+    })
+}
+
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// 403 for a WebSocket upgrade from an Origin outside `DOCROOM_ALLOWED_ORIGINS` (when set).
+/// Requests without an Origin header (non-browser clients) are not cross-site and pass.
+pub fn check_origin(req: &HttpRequest, auth: &AuthSettings) -> Result<(), ApiError> {
+    if auth.allowed_origins.trim().is_empty() {
+        return Ok(());
+    }
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    let allowed = auth
+        .allowed_origins
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/'))
+        .any(|o| o.eq_ignore_ascii_case(origin));
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "origin {origin:?} is not allowed"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_entries_cover_ids_that_start_with_them() {
+        assert!(covers("team7-*", "team7-notes"));
+        assert!(covers("team7-*", "team7-"));
+        assert!(!covers("team7-*", "team8-notes"));
+        assert!(covers("a", "a"));
+        assert!(!covers("a", "ab"));
+        assert!(covers("*", "anything"));
+    }
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Eb").as_deref(), Some("a.b"));
+        assert_eq!(percent_decode("%zz"), None);
+    }
+}
