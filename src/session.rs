@@ -215,6 +215,7 @@ impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::gauge!(docroom_actors::metrics::CONNECTIONS).increment(1.0);
         let span = info_span!("session", doc = %self.doc, member = ?self.member);
         let _enter = span.enter();
         if let Some(exp) = self.access.expires_at {
@@ -237,6 +238,7 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::gauge!(docroom_actors::metrics::CONNECTIONS).decrement(1.0);
         if let Some(room) = self.room.take() {
             room.do_send(Leave {
                 member: self.member,

@@ -61,6 +61,11 @@ pub async fn drain(state: &AppState) {
     .await;
     match drained {
         Ok(Ok(report)) if report.lost == 0 => info!(
+            drain_seconds = {
+                let secs = started.elapsed().as_secs_f64();
+                metrics::histogram!(docroom_actors::metrics::SHUTDOWN_DRAIN).record(secs);
+                secs
+            },
             persisted = report.persisted,
             journaled = report.journaled,
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::doc::{DocId, Version};
+use crate::metrics as m;
 use crate::schedule::FlushSchedule;
 use crate::storage::PgStore;
 use crate::supervisor::{CacheSupervisor, CollectDirty, Persisted, Spill};
@@ -152,13 +153,16 @@ impl Flusher {
         );
         let fut = async move {
             let _turn = gate.lock().await;
+            let started = std::time::Instant::now();
             let collected = supervisor.send(CollectDirty).await.unwrap_or_default();
             let mut by_doc: HashMap<DocId, Version> = HashMap::with_capacity(collected.len());
             for v in collected.into_iter().chain(extra) {
                 by_doc.insert(v.doc.clone(), v);
             }
             let versions: Vec<Version> = by_doc.into_values().collect();
-            upsert_batches(&store, versions, batch).await
+            let res = upsert_batches(&store, versions, batch).await;
+            metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+            res
         };
         fut.into_actor(self).map(|res, act, _| {
             act.settle(&res);
@@ -168,6 +172,11 @@ impl Flusher {
 
     fn settle(&mut self, res: &RunResult) {
         self.pending_docs = res.report.failed;
+        metrics::counter!(m::DOCS_FLUSHED).increment(res.report.flushed as u64);
+        metrics::counter!(m::DOCS_FLUSH_FAILED).increment(res.report.failed as u64);
+        if res.error.is_some() {
+            metrics::counter!(m::POSTGRES_ERRORS).increment(1);
+        }
         if !res.committed.is_empty() {
             let done = Arc::new(res.committed.clone());
             self.supervisor.do_send(Persisted {
@@ -187,6 +196,7 @@ impl Flusher {
                 self.schedule.on_error()
             }
         };
+        metrics::gauge!(m::FLUSHER_PERIOD).set(self.schedule.period().as_secs_f64());
         if let Some(period) = changed {
             match &res.error {
                 None => info!(

@@ -20,6 +20,7 @@ pub mod breaker;
 pub mod doc;
 pub mod fallback;
 pub mod flusher;
+pub mod metrics;
 pub mod registry;
 pub mod room;
 pub mod schedule;

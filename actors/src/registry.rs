@@ -14,6 +14,7 @@ use tracing::debug;
 
 use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{DocsPersisted, Flusher};
+use crate::metrics as m;
 use crate::room::{CloseRoom, Describe, DocRoom, RoomPersisted, RoomSummary, SpillToFallback};
 use crate::supervisor::{CacheSupervisor, CacheSuspect};
 
@@ -117,6 +118,7 @@ impl Handler<GetRoom> for RoomRegistry {
         };
         debug!(doc = %msg.doc, "room opened");
         self.rooms.insert(msg.doc, room.clone());
+        metrics::gauge!(m::ROOMS).set(self.rooms.len() as f64);
         Ok(room)
     }
 }
@@ -137,6 +139,7 @@ impl Handler<Retired> for RoomRegistry {
     fn handle(&mut self, msg: Retired, _: &mut Context<Self>) {
         if self.rooms.get(&msg.doc) == Some(&msg.room) {
             self.rooms.remove(&msg.doc);
+            metrics::gauge!(m::ROOMS).set(self.rooms.len() as f64);
             debug!(doc = %msg.doc, "room retired");
         }
     }

@@ -17,6 +17,7 @@ use tracing::{debug, error, info, warn};
 use crate::breaker::{Breaker, BreakerState, ForceMode, Transition};
 use crate::doc::{DocId, Version};
 use crate::fallback::Fallback;
+use crate::metrics as m;
 use crate::storage::{PgStore, RedisCache};
 
 /// Where an acknowledged version went.
@@ -166,6 +167,7 @@ impl CacheSupervisor {
     fn account(&mut self, outcome: Outcome) {
         let now = Instant::now();
         if outcome.failed {
+            metrics::counter!(m::REDIS_ERRORS).increment(1);
             let first = self.breaker.consecutive_failures() == 0;
             let t = self.breaker.on_failure(now);
             self.transitioned(t);
@@ -183,6 +185,13 @@ impl CacheSupervisor {
 
     fn transitioned(&mut self, t: Option<Transition>) {
         let Some(t) = t else { return };
+        let level = match t.to {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        };
+        metrics::gauge!(m::BREAKER_STATE).set(level);
+        metrics::counter!(m::BREAKER_TRANSITIONS, "to" => t.to.as_str()).increment(1);
         match t.to {
             BreakerState::Open => {
                 self.opened_wall = Some(Utc::now());
@@ -212,6 +221,8 @@ impl CacheSupervisor {
     /// Every tick: run the half-open probe when due, and move fallback entries into Redis
     /// while the breaker is closed.
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        metrics::gauge!(m::FALLBACK_DOCS).set(self.fallback.len() as f64);
+        metrics::gauge!(m::JOURNAL_BYTES).set(self.fallback.journal_bytes() as f64);
         if let Some(t) = self.breaker.probe_due(Instant::now()) {
             self.transitioned(Some(t));
         }

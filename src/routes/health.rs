@@ -9,6 +9,14 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+/// Prometheus text format.
+#[get("/metrics")]
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::telemetry::render_metrics())
+}
+
 /// 200 while accepting work, 503 once shutdown began; names the breaker state.
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {

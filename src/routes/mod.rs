@@ -10,6 +10,7 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
+        .service(health::metrics)
         .service(docs::get_doc)
         .service(docs::put_doc)
         .service(docs::ws_json)

@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{Flusher, PersistNow};
+use crate::metrics as m;
 use crate::registry::{Retired, RoomRegistry};
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
@@ -205,6 +206,8 @@ impl DocRoom {
     }
 
     fn broadcast(&self, from: Option<MemberId>, frame: ByteString) {
+        metrics::histogram!(m::BROADCAST_FANOUT)
+            .record(self.members.len().saturating_sub(from.is_some() as usize) as f64);
         for (id, member) in &self.members {
             if Some(*id) != from {
                 member.do_send(Outbound::Text(frame.clone()));
@@ -259,6 +262,14 @@ impl DocRoom {
                     warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
                 }
                 for w in act.saving.take().unwrap_or_default() {
+                    if let Ok(stored) = &res {
+                        let stored = if w.duplicate {
+                            Stored::Duplicate
+                        } else {
+                            *stored
+                        };
+                        metrics::counter!(m::ACKS, "stored" => stored.as_str()).increment(1);
+                    }
                     let answer = res.clone().map(|stored| Ack {
                         hash: w.hash,
                         stored: if w.duplicate {
@@ -409,6 +420,7 @@ impl Handler<Update> for DocRoom {
             };
             return Box::pin(async { Err(err) });
         }
+        metrics::counter!(m::UPDATES, "kind" => "json").increment(1);
         let (tx, rx) = oneshot::channel();
         let hash = msg.version.hash.clone();
         let duplicate = self.current.as_ref().is_some_and(|c| c.hash == hash);

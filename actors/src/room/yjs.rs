@@ -151,6 +151,7 @@ impl Handler<YjsFrame> for DocRoom {
                 .extend(handled.clients);
         }
         if handled.changed {
+            metrics::counter!(crate::metrics::UPDATES, "kind" => "yjs").increment(1);
             y.unsaved = true;
             if y.save_timer.is_none() {
                 y.save_timer = Some(ctx.run_later(interval, |act, ctx| {
