@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod limits;
 pub mod routes;
 pub mod session;
 pub mod settings;

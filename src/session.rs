@@ -19,6 +19,7 @@ use tracing::{debug, info_span};
 
 use crate::auth::Access;
 use crate::error::ApiError;
+use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::routes::json_version;
 use crate::state::AppState;
 
@@ -27,6 +28,7 @@ pub fn start(
     doc: DocId,
     kind: Kind,
     access: Access,
+    slot: ConnectionSlot,
     req: &HttpRequest,
     stream: actix_web::web::Payload,
     state: &AppState,
@@ -37,6 +39,15 @@ pub fn start(
         kind,
         member: MemberId::next(),
         access,
+        _slot: slot,
+        rate: TokenBucket::new(
+            state.settings.limits.messages_per_sec,
+            state.settings.limits.message_burst,
+            Instant::now(),
+        ),
+        rate_violations: 0,
+        max_rate_violations: state.settings.limits.max_rate_violations,
+        max_document_bytes: state.settings.limits.max_document_bytes,
         registry: state.registry.clone(),
         room: None,
         last_seen: Instant::now(),
@@ -54,6 +65,12 @@ pub struct Session {
     kind: Kind,
     member: MemberId,
     access: Access,
+    /// Released when the session is dropped, freeing its place under the connection limits.
+    _slot: ConnectionSlot,
+    rate: TokenBucket,
+    rate_violations: u32,
+    max_rate_violations: u32,
+    max_document_bytes: usize,
     registry: Addr<RoomRegistry>,
     room: Option<Addr<DocRoom>>,
     last_seen: Instant,
@@ -169,7 +186,8 @@ impl Session {
                 let Some(content) = msg.get("content") else {
                     return ctx.text(bad("update needs a content field"));
                 };
-                let version = match json_version(self.doc.clone(), content) {
+                let version = match json_version(self.doc.clone(), content, self.max_document_bytes)
+                {
                     Ok(v) => v,
                     Err(m) => return ctx.text(bad(&m)),
                 };
@@ -259,6 +277,20 @@ impl Handler<Outbound> for Session {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
+        let is_message = matches!(item, Ok(ws::Message::Text(_) | ws::Message::Binary(_)));
+        if is_message && !self.rate.take(self.last_seen) {
+            self.rate_violations += 1;
+            // A dropped Yjs update would silently desynchronize the client, so a Yjs connection
+            // over the limit is closed at once (its provider reconnects and resyncs).
+            if self.kind == Kind::Yjs || self.rate_violations > self.max_rate_violations {
+                return self.close(ctx, ws::CloseCode::Policy, "message rate limit exceeded");
+            }
+            if self.kind == Kind::Json {
+                let msg = "message rate limit exceeded, message dropped";
+                ctx.text(error_frame(None, "unavailable", msg));
+            }
+            return;
+        }
         match item {
             Ok(ws::Message::Text(text)) if self.kind == Kind::Json => self.on_text(&text, ctx),
             Ok(ws::Message::Text(_)) => self.close(

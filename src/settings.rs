@@ -20,6 +20,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub flusher: FlusherSection,
     pub journal: JournalSettings,
+    pub limits: LimitSettings,
     pub log: LogSettings,
 }
 
@@ -85,6 +86,16 @@ pub struct FlusherSection {
     pub error_period_ms: u64,
     pub max_period_ms: u64,
     pub batch_size: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct LimitSettings {
+    pub max_connections: usize,
+    pub max_connections_per_doc: usize,
+    pub messages_per_sec: f64,
+    pub message_burst: f64,
+    pub max_rate_violations: u32,
+    pub max_document_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]

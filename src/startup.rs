@@ -111,6 +111,7 @@ impl Application {
             flusher,
             settings: Arc::new(settings),
             shutting_down: Arc::new(AtomicBool::new(false)),
+            connections: Default::default(),
         };
         let listener = TcpListener::bind(&state.settings.server.listen)
             .with_context(|| format!("binding {}", state.settings.server.listen))?;

@@ -12,6 +12,7 @@ use docroom_actors::room::DocRoom;
 use docroom_actors::supervisor::CacheSupervisor;
 
 use crate::error::ApiError;
+use crate::limits::ConnectionCounts;
 use crate::settings::Settings;
 
 /// Cloning is shallow; one per HTTP worker via `web::Data`.
@@ -23,6 +24,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Set once by the shutdown sequence; read by `/readyz` and by every new upgrade or write.
     pub shutting_down: Arc<AtomicBool>,
+    pub connections: ConnectionCounts,
 }
 
 impl AppState {

@@ -67,13 +67,20 @@ async fn load(state: &AppState, doc: &DocId) -> Result<Option<Version>, ApiError
 }
 
 /// Parses a JSON document body into its canonical version, or says what is wrong with it.
-pub fn json_version(doc: DocId, content: &serde_json::Value) -> Result<Version, String> {
+pub fn json_version(
+    doc: DocId,
+    content: &serde_json::Value,
+    max_bytes: usize,
+) -> Result<Version, String> {
     check_storable(content)?;
-    Ok(Version::new(
-        doc,
-        Kind::Json,
-        Bytes::from(canonical_json(content)),
-    ))
+    let text = canonical_json(content);
+    if text.len() > max_bytes {
+        return Err(format!(
+            "document is {} bytes, over the {max_bytes} byte limit",
+            text.len()
+        ));
+    }
+    Ok(Version::new(doc, Kind::Json, Bytes::from(text)))
 }
 
 #[put("/docs/{id}")]
@@ -92,8 +99,12 @@ async fn put_doc(
     }
     let content: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
-    let version =
-        json_version(doc.clone(), &content).map_err(|m| ApiError::BadRequest(m.to_string()))?;
+    let version = json_version(
+        doc.clone(),
+        &content,
+        state.settings.limits.max_document_bytes,
+    )
+    .map_err(ApiError::BadRequest)?;
     for _ in 0..ROOM_ATTEMPTS {
         let room = state.room(&doc, Kind::Json).await?;
         let update = Update {
@@ -124,7 +135,8 @@ async fn ws_json(
     }
     auth::check_origin(&req, &state.settings.auth)?;
     let access = auth::authorize(&req, &state.settings.auth, &doc)?;
-    session::start(doc, Kind::Json, access, &req, stream, &state)
+    let slot = state.connections.reserve(&doc, &state.settings.limits)?;
+    session::start(doc, Kind::Json, access, slot, &req, stream, &state)
 }
 
 #[get("/yjs/{id}")]
@@ -140,5 +152,6 @@ async fn ws_yjs(
     }
     auth::check_origin(&req, &state.settings.auth)?;
     let access = auth::authorize(&req, &state.settings.auth, &doc)?;
-    session::start(doc, Kind::Yjs, access, &req, stream, &state)
+    let slot = state.connections.reserve(&doc, &state.settings.limits)?;
+    session::start(doc, Kind::Yjs, access, slot, &req, stream, &state)
 }

@@ -1,0 +1,139 @@
+//! Per-connection and per-process limits: a token bucket for message rates, and connection
+//! counts (overall and per document) checked before a WebSocket upgrade.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use docroom_actors::doc::DocId;
+
+use crate::error::ApiError;
+use crate::settings::LimitSettings;
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up. Time is passed in.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate_per_sec: f64, burst: f64, now: Instant) -> Self {
+        TokenBucket {
+            rate: rate_per_sec,
+            burst: burst.max(1.0),
+            tokens: burst.max(1.0),
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Open connections, overall and per document. Cloning is shallow.
+#[derive(Clone, Default)]
+pub struct ConnectionCounts {
+    inner: Arc<Mutex<Counts>>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_doc: HashMap<DocId, usize>,
+}
+
+/// Holds one connection's place; dropping it (when the session ends) gives the place back.
+pub struct ConnectionSlot {
+    counts: ConnectionCounts,
+    doc: DocId,
+}
+
+impl ConnectionCounts {
+    /// Reserves a place for a connection to `doc`, or answers 503 if a limit is reached.
+    pub fn reserve(&self, doc: &DocId, limits: &LimitSettings) -> Result<ConnectionSlot, ApiError> {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if c.total >= limits.max_connections {
+            return Err(ApiError::Unavailable(format!(
+                "connection limit reached ({} connections)",
+                limits.max_connections
+            )));
+        }
+        let on_doc = c.per_doc.get(doc).copied().unwrap_or(0);
+        if on_doc >= limits.max_connections_per_doc {
+            return Err(ApiError::Unavailable(format!(
+                "document {doc} has reached its connection limit ({})",
+                limits.max_connections_per_doc
+            )));
+        }
+        c.total += 1;
+        c.per_doc.insert(doc.clone(), on_doc + 1);
+        Ok(ConnectionSlot {
+            counts: self.clone(),
+            doc: doc.clone(),
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.inner.lock().unwrap_or_else(|p| p.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_doc.get_mut(&self.doc) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_doc.remove(&self.doc);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 3.0, t0);
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        assert!(!b.take(t0 + Duration::from_millis(100)));
+        assert!(b.take(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn slots_count_per_document_and_overall_and_free_on_drop() {
+        let limits = LimitSettings {
+            max_connections: 3,
+            max_connections_per_doc: 2,
+            messages_per_sec: 1.0,
+            message_burst: 1.0,
+            max_rate_violations: 1,
+            max_document_bytes: 1,
+        };
+        let counts = ConnectionCounts::default();
+        let (a, b) = (DocId::parse("a").unwrap(), DocId::parse("b").unwrap());
+        let a1 = counts.reserve(&a, &limits).unwrap();
+        let _a2 = counts.reserve(&a, &limits).unwrap();
+        assert!(counts.reserve(&a, &limits).is_err(), "per document");
+        let _b1 = counts.reserve(&b, &limits).unwrap();
+        assert!(counts.reserve(&b, &limits).is_err(), "overall");
+        drop(a1);
+        assert!(counts.reserve(&b, &limits).is_ok());
+    }
+}
