@@ -28,6 +28,18 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
+/// The dashboard: one self-contained page; it asks for the token and calls the routes below.
+#[get("/")]
+async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        ))
+        .body(include_str!("assets/dashboard.html"))
+}
+
 #[get("/breaker")]
 async fn get_breaker(
     req: HttpRequest,

@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(docs::ws_yjs)
         .service(
             web::scope("/admin")
+                .service(admin::dashboard)
                 .service(admin::get_breaker)
                 .service(admin::post_breaker)
                 .service(admin::get_flusher)
