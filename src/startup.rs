@@ -11,7 +11,7 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use docroom_actors::fallback::Fallback;
-use docroom_actors::flusher::{Flusher, FlusherSettings, SetPersistListener};
+use docroom_actors::flusher::{Flusher, FlusherSettings, SetRooms};
 use docroom_actors::registry::RoomRegistry;
 use docroom_actors::storage::{CacheSettings, PgStore, RedisCache};
 use docroom_actors::supervisor::{CacheSupervisor, SetListener, SupervisorSettings};
@@ -101,8 +101,9 @@ impl Application {
         supervisor.do_send(SetListener {
             listener: registry.clone().recipient(),
         });
-        flusher.do_send(SetPersistListener {
-            listener: registry.clone().recipient(),
+        flusher.do_send(SetRooms {
+            persisted: registry.clone().recipient(),
+            dirty: registry.clone().recipient(),
         });
 
         let state = AppState {

@@ -16,7 +16,7 @@ use crate::doc::{DocId, Version};
 use crate::metrics as m;
 use crate::schedule::FlushSchedule;
 use crate::storage::PgStore;
-use crate::supervisor::{CacheSupervisor, CollectDirty, Persisted, Spill};
+use crate::supervisor::{CacheSupervisor, CollectDirty, DirtyIds, Persisted, Spill};
 
 /// Flush now (admin); answers what was flushed.
 #[derive(Message)]
@@ -48,10 +48,19 @@ pub struct DocsPersisted {
     pub done: Arc<Vec<(DocId, String)>>,
 }
 
+/// Asked of the room registry by every flush: the content of every room PostgreSQL does not
+/// have yet. Rooms are the newest copy, and the one that survives a Redis that lost its data or
+/// a cache entry that expired.
+#[derive(Message)]
+#[rtype(result = "Vec<Version>")]
+pub struct DirtyRooms;
+
+/// Connects the flusher to the rooms (the registry).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetPersistListener {
-    pub listener: Recipient<DocsPersisted>,
+pub struct SetRooms {
+    pub persisted: Recipient<DocsPersisted>,
+    pub dirty: Recipient<DirtyRooms>,
 }
 
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -87,12 +96,11 @@ pub struct FlusherSettings {
 pub struct Flusher {
     store: PgStore,
     supervisor: Addr<CacheSupervisor>,
-    listener: Option<Recipient<DocsPersisted>>,
+    rooms: Option<SetRooms>,
     schedule: FlushSchedule,
     batch_size: usize,
     /// Serializes every PostgreSQL write (see the module doc).
     gate: Arc<tokio::sync::Mutex<()>>,
-    pending_docs: usize,
     last_success_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     timer: Option<SpawnHandle>,
@@ -115,7 +123,7 @@ impl Flusher {
         Flusher {
             store,
             supervisor,
-            listener: None,
+            rooms: None,
             schedule: FlushSchedule::new(
                 settings.base_period,
                 settings.error_period,
@@ -123,7 +131,6 @@ impl Flusher {
             ),
             batch_size: settings.batch_size.max(1),
             gate: Arc::new(tokio::sync::Mutex::new(())),
-            pending_docs: 0,
             last_success_at: None,
             last_error: None,
             timer: None,
@@ -137,26 +144,41 @@ impl Flusher {
         let period = self.schedule.period();
         self.timer = Some(ctx.run_later(period, |act, ctx| {
             act.timer = None;
-            let run = act.run(Vec::new());
+            let run = act.run(Vec::new(), true);
             ctx.spawn(run.map(|_, act, ctx| act.arm(ctx)));
         }));
     }
 
-    /// One flush: collect dirty versions (plus `extra`, which win for their documents), upsert
-    /// them in batches, and tell the supervisor and the rooms what was committed.
-    fn run(&mut self, extra: Vec<Version>) -> impl ActorFuture<Self, Output = RunResult> {
+    /// One flush: with `collect`, gather every dirty version (fallback and Redis through the
+    /// supervisor, then the rooms, whose copy wins), add `extra` (which wins over all), upsert
+    /// in batches, and tell the supervisor and the rooms what was committed.
+    fn run(
+        &mut self,
+        extra: Vec<Version>,
+        collect: bool,
+    ) -> impl ActorFuture<Self, Output = RunResult> {
         let (store, supervisor, gate, batch) = (
             self.store.clone(),
             self.supervisor.clone(),
             self.gate.clone(),
             self.batch_size,
         );
+        let rooms = self.rooms.as_ref().map(|r| r.dirty.clone());
         let fut = async move {
             let _turn = gate.lock().await;
             let started = std::time::Instant::now();
-            let collected = supervisor.send(CollectDirty).await.unwrap_or_default();
-            let mut by_doc: HashMap<DocId, Version> = HashMap::with_capacity(collected.len());
-            for v in collected.into_iter().chain(extra) {
+            let mut by_doc: HashMap<DocId, Version> = HashMap::new();
+            if collect {
+                let stored = supervisor.send(CollectDirty).await.unwrap_or_default();
+                let live = match rooms {
+                    Some(rooms) => rooms.send(DirtyRooms).await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                for v in stored.into_iter().chain(live) {
+                    by_doc.insert(v.doc.clone(), v);
+                }
+            }
+            for v in extra {
                 by_doc.insert(v.doc.clone(), v);
             }
             let versions: Vec<Version> = by_doc.into_values().collect();
@@ -171,7 +193,6 @@ impl Flusher {
     }
 
     fn settle(&mut self, res: &RunResult) {
-        self.pending_docs = res.report.failed;
         metrics::counter!(m::DOCS_FLUSHED).increment(res.report.flushed as u64);
         metrics::counter!(m::DOCS_FLUSH_FAILED).increment(res.report.failed as u64);
         if res.error.is_some() {
@@ -182,8 +203,8 @@ impl Flusher {
             self.supervisor.do_send(Persisted {
                 done: done.to_vec(),
             });
-            if let Some(l) = &self.listener {
-                l.do_send(DocsPersisted { done });
+            if let Some(rooms) = &self.rooms {
+                rooms.persisted.do_send(DocsPersisted { done });
             }
         }
         let changed = match &res.error {
@@ -252,21 +273,21 @@ impl Handler<FlushNow> for Flusher {
 
     /// Flushes at once (the regular timer keeps its rhythm).
     fn handle(&mut self, _: FlushNow, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.run(Vec::new()).map(|res, _, _| res.report))
+        Box::pin(self.run(Vec::new(), true).map(|res, _, _| res.report))
     }
 }
 
 impl Handler<PersistNow> for Flusher {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
-    /// Persists a leaving room's content (and whatever else is dirty) right now.
+    /// Persists a leaving room's content right now (only that: the periodic flush does the rest).
     fn handle(&mut self, msg: PersistNow, _: &mut Context<Self>) -> Self::Result {
         let docs: Vec<(DocId, String)> = msg
             .versions
             .iter()
             .map(|v| (v.doc.clone(), v.hash.clone()))
             .collect();
-        Box::pin(self.run(msg.versions).map(move |res, _, _| {
+        Box::pin(self.run(msg.versions, false).map(move |res, _, _| {
             let all_in = docs.iter().all(|d| res.committed.contains(d));
             match res.error {
                 Some(e) if !all_in => Err(e),
@@ -285,7 +306,7 @@ impl Handler<Drain> for Flusher {
             ctx.cancel_future(t);
         }
         let supervisor = self.supervisor.clone();
-        Box::pin(self.run(msg.versions).then(move |res, act, _| {
+        Box::pin(self.run(msg.versions, true).then(move |res, act, _| {
             let mut report = DrainReport {
                 persisted: res.committed.len(),
                 ..DrainReport::default()
@@ -307,25 +328,43 @@ impl Handler<Drain> for Flusher {
 }
 
 impl Handler<GetFlusher> for Flusher {
-    type Result = MessageResult<GetFlusher>;
+    type Result = ResponseActFuture<Self, FlusherView>;
 
-    /// The admin view of the flusher.
+    /// The admin view of the flusher; `pending_docs` counts what waits for PostgreSQL now.
     fn handle(&mut self, _: GetFlusher, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(FlusherView {
-            period_ms: self.schedule.period().as_millis() as u64,
-            consecutive_errors: self.schedule.consecutive_errors(),
-            pending_docs: self.pending_docs,
-            last_success_at: self.last_success_at,
-            last_error: self.last_error.clone(),
-        })
+        let supervisor = self.supervisor.clone();
+        let rooms = self.rooms.as_ref().map(|r| r.dirty.clone());
+        let fut = async move {
+            let mut pending: std::collections::HashSet<DocId> = supervisor
+                .send(DirtyIds)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if let Some(rooms) = rooms {
+                let live = rooms.send(DirtyRooms).await.unwrap_or_default();
+                pending.extend(live.into_iter().map(|v| v.doc));
+            }
+            pending.len()
+        };
+        Box::pin(
+            fut.into_actor(self)
+                .map(|pending_docs, act, _| FlusherView {
+                    period_ms: act.schedule.period().as_millis() as u64,
+                    consecutive_errors: act.schedule.consecutive_errors(),
+                    pending_docs,
+                    last_success_at: act.last_success_at,
+                    last_error: act.last_error.clone(),
+                }),
+        )
     }
 }
 
-impl Handler<SetPersistListener> for Flusher {
+impl Handler<SetRooms> for Flusher {
     type Result = ();
 
-    /// Registers who hears about commits (the room registry).
-    fn handle(&mut self, msg: SetPersistListener, _: &mut Context<Self>) {
-        self.listener = Some(msg.listener);
+    /// Connects the room registry: told about commits, asked for live content.
+    fn handle(&mut self, msg: SetRooms, _: &mut Context<Self>) {
+        self.rooms = Some(msg);
     }
 }

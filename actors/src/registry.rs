@@ -13,9 +13,11 @@ use futures_util::future::join_all;
 use tracing::debug;
 
 use crate::doc::{DocId, Kind, Version};
-use crate::flusher::{DocsPersisted, Flusher};
+use crate::flusher::{DirtyRooms, DocsPersisted, Flusher};
 use crate::metrics as m;
-use crate::room::{CloseRoom, Describe, DocRoom, RoomPersisted, RoomSummary, SpillToFallback};
+use crate::room::{
+    CloseRoom, Describe, DirtyVersion, DocRoom, RoomPersisted, RoomSummary, SpillToFallback,
+};
 use crate::supervisor::{CacheSupervisor, CacheSuspect};
 
 /// The room for `doc`, created (as `kind`, if the document is new) when there is none.
@@ -170,6 +172,22 @@ impl Handler<CloseAll> for RoomRegistry {
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> Self::Result {
         self.closing = true;
         let asks: Vec<_> = self.rooms.values().map(|r| r.send(CloseRoom)).collect();
+        Box::pin(async move {
+            join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(|r| r.ok().flatten())
+                .collect()
+        })
+    }
+}
+
+impl Handler<DirtyRooms> for RoomRegistry {
+    type Result = ResponseFuture<Vec<Version>>;
+
+    /// Every open room's content that PostgreSQL does not have yet.
+    fn handle(&mut self, _: DirtyRooms, _: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = self.rooms.values().map(|r| r.send(DirtyVersion)).collect();
         Box::pin(async move {
             join_all(asks)
                 .await

@@ -83,6 +83,11 @@ pub struct Spill {
     pub versions: Vec<Version>,
 }
 
+/// Ids of every document the fallback or Redis holds that PostgreSQL does not have yet.
+#[derive(Message)]
+#[rtype(result = "Vec<DocId>")]
+pub struct DirtyIds;
+
 #[derive(Message)]
 #[rtype(result = "BreakerView")]
 pub struct GetBreaker;
@@ -560,6 +565,39 @@ impl Handler<Spill> for CacheSupervisor {
             }
             Ok(())
         })
+    }
+}
+
+impl Handler<DirtyIds> for CacheSupervisor {
+    type Result = ResponseActFuture<Self, Vec<DocId>>;
+
+    /// Fallback entries not yet persisted, plus `modifiedDocs` when Redis is in use.
+    fn handle(&mut self, _: DirtyIds, _: &mut Context<Self>) -> Self::Result {
+        let mut ids: Vec<DocId> = self
+            .fallback
+            .dirty()
+            .into_iter()
+            .filter(|v| self.persisted.get(&v.doc) != Some(&v.hash))
+            .map(|v| v.doc)
+            .collect();
+        if !self.breaker.allows_redis() {
+            return Box::pin(fut::ready(ids));
+        }
+        let cache = self.cache.clone();
+        Box::pin(
+            async move { cache.dirty_docs().await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    act.account(Outcome {
+                        ok: res.is_ok(),
+                        failed: res.is_err(),
+                    });
+                    ids.extend(res.unwrap_or_default());
+                    ids.sort();
+                    ids.dedup();
+                    ids
+                }),
+        )
     }
 }
 

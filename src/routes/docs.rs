@@ -4,7 +4,7 @@ use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use docroom_actors::doc::{canonical_json, check_storable, DocId, Kind, Version};
 use docroom_actors::registry::PeekRoom;
-use docroom_actors::room::{Current, Update};
+use docroom_actors::room::{Current, RoomError, Update};
 use docroom_actors::supervisor::Load;
 use docroom_actors::yjs::YjsDoc;
 
@@ -105,21 +105,29 @@ async fn put_doc(
         state.settings.limits.max_document_bytes,
     )
     .map_err(ApiError::BadRequest)?;
-    for _ in 0..ROOM_ATTEMPTS {
+    let mut last_error = String::from("document room kept stopping");
+    for attempt in 0..ROOM_ATTEMPTS {
         let room = state.room(&doc, Kind::Json).await?;
         let update = Update {
             from: None,
             version: version.clone(),
         };
         if let Ok(ack) = room.send(update).await {
-            let ack = ack?;
+            let ack = match ack {
+                // A room that failed to load has already left the registry: try a fresh one.
+                Err(RoomError::Unavailable(why)) if attempt + 1 < ROOM_ATTEMPTS => {
+                    last_error = why;
+                    continue;
+                }
+                other => other?,
+            };
             return Ok(HttpResponse::Ok().json(serde_json::json!({
                 "hash": ack.hash,
                 "stored": ack.stored.as_str(),
             })));
         }
     }
-    Err(ApiError::Unavailable("document room kept stopping".into()))
+    Err(ApiError::Unavailable(last_error))
 }
 
 #[get("/docs/{id}/ws")]

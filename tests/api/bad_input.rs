@@ -26,7 +26,10 @@ async fn malformed_messages_get_an_error_and_the_connection_stays_usable() {
         let error = alice.recv_json().await;
         assert_fields(&error, json!({"type": "error", "code": "bad_message"}));
         let message = error["message"].as_str().unwrap_or_default();
-        assert!(!message.is_empty(), "{case}: the error says nothing: {error}");
+        assert!(
+            !message.is_empty(),
+            "{case}: the error says nothing: {error}"
+        );
         alice.ping().await;
     }
 
@@ -38,7 +41,10 @@ async fn malformed_messages_get_an_error_and_the_connection_stays_usable() {
     // Nothing above reached the room; the same connection still edits.
     let content = json!({"after": "all that noise"});
     let ack = alice.update(content.clone(), "ok").await;
-    assert_fields(&ack, json!({"stored": "cache", "hash": content_hash(&content)}));
+    assert_fields(
+        &ack,
+        json!({"stored": "cache", "hash": content_hash(&content)}),
+    );
     let seen = bob.recv_json().await;
     assert_fields(&seen, json!({"type": "update", "content": content}));
 }
@@ -57,8 +63,8 @@ async fn an_error_names_the_ref_of_the_update_it_answers() {
 
 #[tokio::test]
 async fn an_oversized_frame_closes_only_that_connection() {
-    let app = TestApp::spawn(TestOptions::new().env("DOCROOM__SESSION__MAX_FRAME_BYTES", 1024))
-        .await;
+    let app =
+        TestApp::spawn(TestOptions::new().env("DOCROOM__SESSION__MAX_FRAME_BYTES", 1024)).await;
     let mut big = WsClient::connect(&app, "limits").await;
     let mut small = WsClient::connect(&app, "limits").await;
 
@@ -78,6 +84,9 @@ async fn an_oversized_frame_closes_only_that_connection() {
         );
     }
 }
+
+/// Method, target, headers, body.
+type RawRequest<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str);
 
 #[tokio::test]
 async fn bad_document_ids_are_rejected_with_400_on_every_route() {
@@ -102,7 +111,7 @@ async fn bad_document_ids_are_rejected_with_400_on_every_route() {
     ];
     let json_body = [("Content-Type", "application/json")];
     for id in bad_ids {
-        let requests: [(&str, String, &[(&str, &str)], &str); 4] = [
+        let requests: [RawRequest; 4] = [
             ("GET", format!("/docs/{id}"), &[], ""),
             ("PUT", format!("/docs/{id}"), &json_body, r#"{"a":1}"#),
             ("GET", format!("/docs/{id}/ws"), &upgrade, ""),

@@ -8,11 +8,13 @@ use crate::harness::{assert_fields, content_hash, TestApp, TestOptions, WsClient
 async fn cached_keys_expire_and_dirty_documents_wait_in_modified_docs_until_flushed() {
     // The flusher never runs by itself here, so whatever is dirty stays dirty until we flush.
     let app = TestApp::spawn(TestOptions::new().flusher_paused()).await;
+    // Both rooms keep a member: a room's last member leaving would persist at once.
     let mut client = WsClient::connect(&app, "alpha").await;
+    let mut other = WsClient::connect(&app, "beta").await;
     let alpha = json!({"body": "first document", "tags": ["a"]});
     let beta = json!({"body": "second document", "n": 2});
     client.update(alpha.clone(), "a").await;
-    assert_eq!(app.put_doc("beta", &beta).await.status, 200);
+    other.update(beta.clone(), "b").await;
 
     for (doc, content) in [("alpha", &alpha), ("beta", &beta)] {
         let temp = app.redis_get(&format!("doc:{doc}:temp")).await;
@@ -20,15 +22,29 @@ async fn cached_keys_expire_and_dirty_documents_wait_in_modified_docs_until_flus
             .unwrap_or_else(|e| panic!("doc:{doc}:temp is not the JSON content ({e}): {temp:?}"));
         assert_eq!(&temp, content, "doc:{doc}:temp");
         let saved_hash = app.redis_get(&format!("doc:{doc}:lastSavedHash")).await;
-        assert_eq!(saved_hash, Some(content_hash(content)), "doc:{doc}:lastSavedHash");
-        for key in [format!("doc:{doc}:temp"), format!("doc:{doc}:lastSavedHash")] {
+        assert_eq!(
+            saved_hash,
+            Some(content_hash(content)),
+            "doc:{doc}:lastSavedHash"
+        );
+        for key in [
+            format!("doc:{doc}:temp"),
+            format!("doc:{doc}:lastSavedHash"),
+        ] {
             let ttl = app.redis_ttl(&key).await;
-            assert!((1..=125).contains(&ttl), "TTL of {key} is {ttl}, not in (0, 125]");
+            assert!(
+                (1..=125).contains(&ttl),
+                "TTL of {key} is {ttl}, not in (0, 125]"
+            );
         }
     }
     assert_eq!(app.redis_smembers("modifiedDocs").await, ["alpha", "beta"]);
     assert_fields(&app.admin().flusher().await, json!({"pending_docs": 2}));
-    assert_eq!(app.pg_content("alpha").await, None, "persisted before any flush");
+    assert_eq!(
+        app.pg_content("alpha").await,
+        None,
+        "persisted before any flush"
+    );
 
     let flush = app.admin().flush_now().await;
     assert_eq!(flush, json!({"flushed": 2, "failed": 0}));
@@ -40,9 +56,15 @@ async fn cached_keys_expire_and_dirty_documents_wait_in_modified_docs_until_flus
     assert_eq!(app.pg_content("alpha").await, Some(alpha.clone()));
     assert_eq!(app.pg_content("beta").await, Some(beta.clone()));
     let row = app.pg_row("beta").await.unwrap();
-    assert_eq!((row.kind.as_str(), row.content_hash), ("json", content_hash(&beta)));
+    assert_eq!(
+        (row.kind.as_str(), row.content_hash),
+        ("json", content_hash(&beta))
+    );
     let flusher = app.admin().flusher().await;
-    assert_fields(&flusher, json!({"pending_docs": 0, "consecutive_errors": 0}));
+    assert_fields(
+        &flusher,
+        json!({"pending_docs": 0, "consecutive_errors": 0}),
+    );
     assert!(flusher["last_success_at"].is_string(), "{flusher}");
 
     // A later edit marks the document dirty again.

@@ -58,7 +58,11 @@ async fn concurrent_reads_of_a_cold_document_hit_postgres_once() {
         )
         .await
         .expect("insert the cold document");
-    assert_eq!(app.redis_get("doc:cold:temp").await, None, "not cold: cached");
+    assert_eq!(
+        app.redis_get("doc:cold:temp").await,
+        None,
+        "not cold: cached"
+    );
     let before = settled_reads(&app).await;
 
     let replies = join_all((0..50).map(|_| app.get_doc("cold"))).await;
@@ -71,9 +75,23 @@ async fn concurrent_reads_of_a_cold_document_hit_postgres_once() {
     }
 
     let after = settled_reads(&app).await;
-    assert_eq!(after - before, 1, "50 cold reads scanned `documents` {} times", after - before);
+    assert_eq!(
+        after - before,
+        1,
+        "50 cold reads scanned `documents` {} times",
+        after - before
+    );
     // The one reader that took the lock filled the cache for the others and for what follows.
-    let cached = app.redis_get("doc:cold:temp").await.expect("the cache was filled");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&cached).unwrap(), content);
-    assert!(!app.is_modified("cold").await, "a cache fill marked the document dirty");
+    let cached = app
+        .redis_get("doc:cold:temp")
+        .await
+        .expect("the cache was filled");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&cached).unwrap(),
+        content
+    );
+    assert!(
+        !app.is_modified("cold").await,
+        "a cache fill marked the document dirty"
+    );
 }

@@ -13,6 +13,8 @@ use crate::harness::{
 const BASE_MS: u64 = 200;
 const ERROR_MS: u64 = 600;
 const MAX_MS: u64 = 1200;
+/// The shrunken cache TTL of the outage test, in seconds.
+const TTL_SECS: u64 = 1;
 
 #[tokio::test]
 async fn a_failing_flush_backs_off_and_recovers_when_the_database_returns() {
@@ -28,42 +30,71 @@ async fn a_failing_flush_backs_off_and_recovers_when_the_database_returns() {
 
     // Every observation must match the schedule; the test ends once two flushes have failed.
     let mut seen = Vec::new();
-    eventually(Duration::from_secs(30), "two consecutive failed flushes", async || {
-        let flusher = app.admin().flusher().await;
-        let errors = flusher["consecutive_errors"].as_u64().expect("consecutive_errors");
-        let period = flusher["period_ms"].as_u64().expect("period_ms");
-        let expected = match errors {
-            0 => BASE_MS,
-            1 => ERROR_MS,
-            _ => MAX_MS,
-        };
-        assert_eq!(period, expected, "period after {errors} consecutive errors: {flusher}");
-        if errors > 0 {
-            assert!(flusher["last_error"].is_string(), "no last_error: {flusher}");
-            assert!(flusher["pending_docs"].as_u64() >= Some(1), "{flusher}");
-        }
-        if seen.last() != Some(&(errors, period)) {
-            seen.push((errors, period));
-        }
-        ensure!(errors >= 2, "schedule so far {seen:?}");
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "two consecutive failed flushes",
+        async || {
+            let flusher = app.admin().flusher().await;
+            let errors = flusher["consecutive_errors"]
+                .as_u64()
+                .expect("consecutive_errors");
+            let period = flusher["period_ms"].as_u64().expect("period_ms");
+            let expected = match errors {
+                0 => BASE_MS,
+                1 => ERROR_MS,
+                _ => MAX_MS,
+            };
+            assert_eq!(
+                period, expected,
+                "period after {errors} consecutive errors: {flusher}"
+            );
+            if errors > 0 {
+                assert!(
+                    flusher["last_error"].is_string(),
+                    "no last_error: {flusher}"
+                );
+                assert!(flusher["pending_docs"].as_u64() >= Some(1), "{flusher}");
+            }
+            if seen.last() != Some(&(errors, period)) {
+                seen.push((errors, period));
+            }
+            ensure!(errors >= 2, "schedule so far {seen:?}");
+            Ok(())
+        },
+    )
     .await;
-    assert!(seen.contains(&(1, ERROR_MS)), "never saw one error and {ERROR_MS} ms: {seen:?}");
-    assert_eq!(app.pg_content("journal").await, None, "written through a cut proxy?");
+    assert!(
+        seen.contains(&(1, ERROR_MS)),
+        "never saw one error and {ERROR_MS} ms: {seen:?}"
+    );
+    assert_eq!(
+        app.pg_content("journal").await,
+        None,
+        "written through a cut proxy?"
+    );
 
     proxy.restore();
-    eventually(Duration::from_secs(30), "the flusher to recover", async || {
-        let flusher = app.admin().flusher().await;
-        ensure!(
-            flusher["consecutive_errors"] == 0 && flusher["period_ms"] == BASE_MS,
-            "flusher is {flusher}"
-        );
-        ensure!(!app.is_modified("journal").await, "journal still in modifiedDocs");
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the flusher to recover",
+        async || {
+            let flusher = app.admin().flusher().await;
+            ensure!(
+                flusher["consecutive_errors"] == 0 && flusher["period_ms"] == BASE_MS,
+                "flusher is {flusher}"
+            );
+            ensure!(
+                !app.is_modified("journal").await,
+                "journal still in modifiedDocs"
+            );
+            Ok(())
+        },
+    )
     .await;
-    let row = app.pg_row("journal").await.expect("the document reached PostgreSQL");
+    let row = app
+        .pg_row("journal")
+        .await
+        .expect("the document reached PostgreSQL");
     assert_eq!(row.content, Some(content.clone()));
     assert_eq!(row.content_hash, content_hash(&content));
 }
@@ -71,41 +102,57 @@ async fn a_failing_flush_backs_off_and_recovers_when_the_database_returns() {
 #[tokio::test]
 async fn content_outlives_its_cache_ttl_while_the_database_is_down() {
     let proxy = Proxy::to_postgres();
+    // A TTL (1 s) shorter than the longest flusher period (1.2 s): the cached copy expires for
+    // sure, so what reaches PostgreSQL must come from the rooms, which hold the content until
+    // PostgreSQL has it. The outage lasts more than twice the TTL.
     let options = TestOptions::new()
         .database_through(proxy.addr)
-        .env("DOCROOM__CACHE__TTL_SECS", 1);
+        .env("DOCROOM__CACHE__TTL_SECS", TTL_SECS);
     let app = TestApp::spawn(options).await;
     let mut stays = WsClient::connect(&app, "stays").await;
     let mut leaves = WsClient::connect(&app, "leaves").await;
+    // Rooms open before the outage: a room cannot load a document while PostgreSQL is down.
+    let watcher = WsClient::connect(&app, "pushed").await;
 
     proxy.cut();
     let kept = json!({"who": "a client that stays connected"});
     let left = json!({"who": "a client that leaves during the outage"});
-    let pushed = json!({"who": "a PUT with no room at all"});
+    let pushed = json!({"who": "a PUT, then its room's only member vanishes"});
     stays.update(kept.clone(), "s").await;
     leaves.update(left.clone(), "l").await;
     let put = app.put_doc("pushed", &pushed).await;
     assert_eq!(put.status, 200, "{}", put.text);
     let ttl = app.redis_pttl("doc:pushed:temp").await;
-    assert!((1..=1000).contains(&ttl), "the 1 s TTL is not in effect: {ttl} ms");
+    assert!(
+        (1..=TTL_SECS as i64 * 1000).contains(&ttl),
+        "the {TTL_SECS} s TTL is not in effect: {ttl} ms"
+    );
     leaves.close().await;
+    drop(watcher);
 
     // The outage outlasts the cache TTL twice over: the fault itself, not a wait for a result.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(2 * TTL_SECS * 1000 + 1000)).await;
     proxy.restore();
 
     let expected = [("stays", &kept), ("leaves", &left), ("pushed", &pushed)];
-    eventually(Duration::from_secs(30), "every document persisted", async || {
-        for (doc, content) in expected {
-            let row = app.pg_row(doc).await;
-            ensure!(
-                row.as_ref().and_then(|r| r.content.as_ref()) == Some(content),
-                "{doc} row is {row:?}"
-            );
-            ensure!(row.unwrap().content_hash == content_hash(content), "{doc} hash");
-        }
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "every document persisted",
+        async || {
+            for (doc, content) in expected {
+                let row = app.pg_row(doc).await;
+                ensure!(
+                    row.as_ref().and_then(|r| r.content.as_ref()) == Some(content),
+                    "{doc} row is {row:?}"
+                );
+                ensure!(
+                    row.unwrap().content_hash == content_hash(content),
+                    "{doc} hash"
+                );
+            }
+            Ok(())
+        },
+    )
     .await;
     for (doc, content) in expected {
         let got = app.get_doc(doc).await;

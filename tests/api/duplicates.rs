@@ -16,33 +16,53 @@ async fn identical_content_twice_is_acked_duplicate_and_written_once() {
 
     let first = client.update(content.clone(), "1").await;
     assert_fields(&first, json!({"hash": hash, "stored": "cache"}));
-    let saved = eventually(Duration::from_secs(10), "the first write persisted", async || {
-        let row = app.pg_row("dup").await;
-        ensure!(!app.is_modified("dup").await, "still in modifiedDocs");
-        match row {
-            Some(row) if row.content.as_ref() == Some(&content) => Ok(row),
-            other => Err(format!("row is {other:?}")),
-        }
-    })
+    let saved = eventually(
+        Duration::from_secs(10),
+        "the first write persisted",
+        async || {
+            let row = app.pg_row("dup").await;
+            ensure!(!app.is_modified("dup").await, "still in modifiedDocs");
+            match row {
+                Some(row) if row.content.as_ref() == Some(&content) => Ok(row),
+                other => Err(format!("row is {other:?}")),
+            }
+        },
+    )
     .await;
     assert_eq!(saved.content_hash, hash);
     let temp_ttl = app.redis_pttl("doc:dup:temp").await;
     let hash_ttl = app.redis_pttl("doc:dup:lastSavedHash").await;
-    assert!(temp_ttl > 0 && hash_ttl > 0, "cached keys: {temp_ttl} ms, {hash_ttl} ms");
+    assert!(
+        temp_ttl > 0 && hash_ttl > 0,
+        "cached keys: {temp_ttl} ms, {hash_ttl} ms"
+    );
 
     let second = client.update(content.clone(), "2").await;
     assert_fields(&second, json!({"hash": hash, "stored": "duplicate"}));
 
     // No cache write: not marked modified, and no SET EX restarted the keys' countdown.
-    assert!(!app.is_modified("dup").await, "a duplicate re-entered modifiedDocs");
-    assert!(app.redis_pttl("doc:dup:temp").await <= temp_ttl, "temp was rewritten");
-    assert!(app.redis_pttl("doc:dup:lastSavedHash").await <= hash_ttl, "hash was rewritten");
+    assert!(
+        !app.is_modified("dup").await,
+        "a duplicate re-entered modifiedDocs"
+    );
+    assert!(
+        app.redis_pttl("doc:dup:temp").await <= temp_ttl,
+        "temp was rewritten"
+    );
+    assert!(
+        app.redis_pttl("doc:dup:lastSavedHash").await <= hash_ttl,
+        "hash was rewritten"
+    );
     // No database write, after a forced flush and after several periodic ones (200 ms each).
     // Waiting for something not to happen has no event to poll for: this is the one fixed wait.
     let flush = app.admin().flush_now().await;
     assert_fields(&flush, json!({"flushed": 0, "failed": 0}));
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(app.pg_row("dup").await, Some(saved), "the row was written again");
+    assert_eq!(
+        app.pg_row("dup").await,
+        Some(saved),
+        "the row was written again"
+    );
 }
 
 #[tokio::test]
@@ -53,7 +73,10 @@ async fn a_duplicate_is_recognised_after_the_room_has_closed() {
     first.update(content.clone(), "1").await;
     first.close().await;
     let saved = eventually(Duration::from_secs(10), "the room to close", async || {
-        ensure!(app.admin().room("groceries").await.is_none(), "room still open");
+        ensure!(
+            app.admin().room("groceries").await.is_none(),
+            "room still open"
+        );
         app.pg_row("groceries").await.ok_or("no row yet".to_owned())
     })
     .await;
@@ -62,11 +85,21 @@ async fn a_duplicate_is_recognised_after_the_room_has_closed() {
     let mut second = WsClient::connect(&app, "groceries").await;
     assert_fields(&second.snapshot, json!({"content": content}));
     let ack = second.update(content.clone(), "2").await;
-    assert_fields(&ack, json!({"hash": content_hash(&content), "stored": "duplicate"}));
+    assert_fields(
+        &ack,
+        json!({"hash": content_hash(&content), "stored": "duplicate"}),
+    );
     let put = app.put_doc("groceries", &content).await;
     assert_fields(&put.body, json!({"stored": "duplicate"}));
 
-    assert!(!app.is_modified("groceries").await, "a duplicate re-entered modifiedDocs");
+    assert!(
+        !app.is_modified("groceries").await,
+        "a duplicate re-entered modifiedDocs"
+    );
     assert_fields(&app.admin().flush_now().await, json!({"flushed": 0}));
-    assert_eq!(app.pg_row("groceries").await, Some(saved), "the row was written again");
+    assert_eq!(
+        app.pg_row("groceries").await,
+        Some(saved),
+        "the row was written again"
+    );
 }

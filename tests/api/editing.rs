@@ -56,17 +56,18 @@ async fn the_hash_is_taken_over_the_canonical_json_with_sorted_keys() {
         .await;
     // Hashed byte for byte, not through serde_json, so the test does not share the service's view.
     let expected = sha256::hex(br#"{"alpha":[true,null,"x"],"zeta":1}"#);
-    assert_fields(
-        &ack,
-        json!({"type": "ack", "ref": "r", "hash": expected}),
-    );
+    assert_fields(&ack, json!({"type": "ack", "ref": "r", "hash": expected}));
 }
 
 #[tokio::test]
 async fn put_stores_and_broadcasts_and_get_reads_it_back() {
     let app = TestApp::start().await;
     let never = app.get_doc("never-stored").await;
-    assert_eq!(never.status, 404, "GET of a never-stored document: {}", never.text);
+    assert_eq!(
+        never.status, 404,
+        "GET of a never-stored document: {}",
+        never.text
+    );
 
     let mut watcher = WsClient::connect(&app, "memo").await;
     let put = app.put_doc_raw("memo", r#"{ "z": 1, "a": [1, 2] }"#).await;

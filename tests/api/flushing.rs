@@ -22,22 +22,29 @@ async fn the_flusher_persists_dirty_documents_on_its_own_and_clears_them() {
     }
 
     // The client stays connected: only the flusher can be writing these rows.
-    eventually(Duration::from_secs(10), "every document flushed", async || {
-        let dirty = app.redis_smembers("modifiedDocs").await;
-        ensure!(dirty.is_empty(), "still dirty: {dirty:?}");
-        let ledger = app.pg_row("ledger").await;
-        ensure!(
-            ledger.as_ref().and_then(|r| r.content.as_ref()) == Some(&last),
-            "ledger row is {ledger:?}"
-        );
-        for n in 1..=3 {
-            let side = app.pg_content(&format!("side-{n}")).await;
-            ensure!(side == Some(json!({"side": n})), "side-{n} is {side:?}");
-        }
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "every document flushed",
+        async || {
+            let dirty = app.redis_smembers("modifiedDocs").await;
+            ensure!(dirty.is_empty(), "still dirty: {dirty:?}");
+            let ledger = app.pg_row("ledger").await;
+            ensure!(
+                ledger.as_ref().and_then(|r| r.content.as_ref()) == Some(&last),
+                "ledger row is {ledger:?}"
+            );
+            for n in 1..=3 {
+                let side = app.pg_content(&format!("side-{n}")).await;
+                ensure!(side == Some(json!({"side": n})), "side-{n} is {side:?}");
+            }
+            Ok(())
+        },
+    )
     .await;
-    assert_eq!(app.pg_row("ledger").await.unwrap().content_hash, content_hash(&last));
+    assert_eq!(
+        app.pg_row("ledger").await.unwrap().content_hash,
+        content_hash(&last)
+    );
 
     let flusher = app.admin().flusher().await;
     for field in [
@@ -47,7 +54,10 @@ async fn the_flusher_persists_dirty_documents_on_its_own_and_clears_them() {
         "last_success_at",
         "last_error",
     ] {
-        assert!(flusher.get(field).is_some(), "GET /admin/flusher has no {field}: {flusher}");
+        assert!(
+            flusher.get(field).is_some(),
+            "GET /admin/flusher has no {field}: {flusher}"
+        );
     }
     assert_fields(
         &flusher,

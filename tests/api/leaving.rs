@@ -25,22 +25,38 @@ async fn the_last_member_leaving_persists_the_document_and_closes_the_room() {
     alice.close().await;
     eventually(Duration::from_secs(10), "one member left", async || {
         let room = app.admin().room("notes").await;
-        ensure!(room.as_ref().is_some_and(|r| r["members"] == 1), "room is {room:?}");
+        ensure!(
+            room.as_ref().is_some_and(|r| r["members"] == 1),
+            "room is {room:?}"
+        );
         Ok(())
     })
     .await;
 
     bob.close().await;
-    eventually(Duration::from_secs(10), "the room gone and its content persisted", async || {
-        let room = app.admin().room("notes").await;
-        ensure!(room.is_none(), "room still there: {room:?}");
-        let row = app.pg_row("notes").await;
-        ensure!(row.as_ref().and_then(|r| r.content.as_ref()) == Some(&content), "row {row:?}");
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the room gone and its content persisted",
+        async || {
+            let room = app.admin().room("notes").await;
+            ensure!(room.is_none(), "room still there: {room:?}");
+            let row = app.pg_row("notes").await;
+            ensure!(
+                row.as_ref().and_then(|r| r.content.as_ref()) == Some(&content),
+                "row {row:?}"
+            );
+            Ok(())
+        },
+    )
     .await;
-    assert_eq!(app.pg_row("notes").await.unwrap().content_hash, content_hash(&content));
-    assert!(!app.is_modified("notes").await, "persisted but still in modifiedDocs");
+    assert_eq!(
+        app.pg_row("notes").await.unwrap().content_hash,
+        content_hash(&content)
+    );
+    assert!(
+        !app.is_modified("notes").await,
+        "persisted but still in modifiedDocs"
+    );
 
     // The next join starts a fresh room with the persisted content.
     let carol = WsClient::connect(&app, "notes").await;
@@ -59,12 +75,22 @@ async fn an_abrupt_disconnect_counts_as_leaving() {
     client.update(content.clone(), "1").await;
     drop(client); // TCP connection dropped without a Close frame
 
-    eventually(Duration::from_secs(10), "the room gone and its content persisted", async || {
-        ensure!(app.admin().room("dropped").await.is_none(), "room still there");
-        let content_now = app.pg_content("dropped").await;
-        ensure!(content_now.as_ref() == Some(&content), "row content {content_now:?}");
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the room gone and its content persisted",
+        async || {
+            ensure!(
+                app.admin().room("dropped").await.is_none(),
+                "room still there"
+            );
+            let content_now = app.pg_content("dropped").await;
+            ensure!(
+                content_now.as_ref() == Some(&content),
+                "row content {content_now:?}"
+            );
+            Ok(())
+        },
+    )
     .await;
 }
 
@@ -81,20 +107,30 @@ async fn a_client_that_stops_answering_pings_is_dropped_and_its_document_persist
     let idle_since = Instant::now();
 
     // From here on nobody reads `mute`'s socket, so its Pongs stop.
-    eventually(Duration::from_secs(15), "the silent client dropped", async || {
-        let room = app.admin().room("quiet").await;
-        ensure!(room.is_none(), "room still there: {room:?}");
-        let persisted = app.pg_content("quiet").await;
-        ensure!(persisted.as_ref() == Some(&content), "row content {persisted:?}");
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the silent client dropped",
+        async || {
+            let room = app.admin().room("quiet").await;
+            ensure!(room.is_none(), "room still there: {room:?}");
+            let persisted = app.pg_content("quiet").await;
+            ensure!(
+                persisted.as_ref() == Some(&content),
+                "row content {persisted:?}"
+            );
+            Ok(())
+        },
+    )
     .await;
 
     // The client that kept answering Pings outlives the timeout and is still served.
     tokio::time::sleep_until((idle_since + Duration::from_millis(1500)).into()).await;
     idle.ping().await;
     assert_fields(
-        &app.admin().room("idle").await.expect("the idle client's room"),
+        &app.admin()
+            .room("idle")
+            .await
+            .expect("the idle client's room"),
         json!({"members": 1}),
     );
     drop(mute);

@@ -13,7 +13,11 @@ async fn health_and_readiness_answer_ok_while_serving() {
 
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text);
-    assert!(ready.text.contains("closed"), "/readyz names no breaker state: {}", ready.text);
+    assert!(
+        ready.text.contains("closed"),
+        "/readyz names no breaker state: {}",
+        ready.text
+    );
 }
 
 #[tokio::test]
@@ -33,7 +37,10 @@ async fn admin_routes_need_the_configured_bearer_token() {
         for (route, reply) in [
             ("GET flusher", admin.get("flusher").await),
             ("GET rooms", admin.get("rooms").await),
-            ("POST flusher/flush", admin.post("flusher/flush", &Value::Null).await),
+            (
+                "POST flusher/flush",
+                admin.post("flusher/flush", &Value::Null).await,
+            ),
         ] {
             assert_eq!(
                 reply.status, 401,
@@ -57,7 +64,10 @@ async fn the_admin_api_is_disabled_when_no_token_is_configured() {
         for (route, reply) in [
             ("GET flusher", admin.get("flusher").await),
             ("GET rooms", admin.get("rooms").await),
-            ("POST flusher/flush", admin.post("flusher/flush", &Value::Null).await),
+            (
+                "POST flusher/flush",
+                admin.post("flusher/flush", &Value::Null).await,
+            ),
         ] {
             assert_eq!(
                 reply.status, 503,

@@ -30,12 +30,25 @@ async fn after_a_restart_with_redis_emptied_the_last_acked_content_comes_from_po
 
     // Issue 2 does not promise a drain on SIGTERM (issue 3 does): wait until the room has
     // persisted on its way out and the flusher has written the rest, then stop.
-    eventually(Duration::from_secs(10), "both documents persisted", async || {
-        ensure!(app.admin().room("draft").await.is_none(), "draft room still open");
-        ensure!(app.pg_content("draft").await == Some(last_acked.clone()), "draft not persisted");
-        ensure!(app.pg_content("memo").await == Some(memo.clone()), "memo not persisted");
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "both documents persisted",
+        async || {
+            ensure!(
+                app.admin().room("draft").await.is_none(),
+                "draft room still open"
+            );
+            ensure!(
+                app.pg_content("draft").await == Some(last_acked.clone()),
+                "draft not persisted"
+            );
+            ensure!(
+                app.pg_content("memo").await == Some(memo.clone()),
+                "memo not persisted"
+            );
+            Ok(())
+        },
+    )
     .await;
     app.sigterm().await;
     let deleted = app.redis_delete_all().await;

@@ -112,6 +112,11 @@ pub struct RoomSummary {
 #[rtype(result = "Option<Version>")]
 pub struct CloseRoom;
 
+/// The room's content if PostgreSQL does not have it yet (Yjs state captured first).
+#[derive(Message)]
+#[rtype(result = "Option<Version>")]
+pub struct DirtyVersion;
+
 /// PostgreSQL committed this hash of the room's document.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -154,9 +159,14 @@ pub struct DocRoom {
     dirty: bool,
     /// Waiters of the save in flight; `None` when no save is in flight.
     saving: Option<Vec<Waiter>>,
+    /// Hash of `current` when its last save failed: the same content sent again is then not a
+    /// duplicate (it was never stored) but a retry.
+    unstored: Option<String>,
     queued: Option<Pending>,
     persisting: bool,
     closing: bool,
+    /// Why the document could not be loaded; the room then refuses everything and stops.
+    load_error: Option<String>,
     /// The live Yjs document, for rooms of kind Yjs.
     yjs: Option<yjs::YjsRoom>,
     yjs_save_interval: Duration,
@@ -181,9 +191,11 @@ impl DocRoom {
             current: None,
             dirty: false,
             saving: None,
+            unstored: None,
             queued: None,
             persisting: false,
             closing: false,
+            load_error: None,
             yjs: None,
             yjs_save_interval,
         }
@@ -245,6 +257,7 @@ impl DocRoom {
             return;
         };
         self.saving = Some(next.waiters);
+        let saved_hash = next.version.hash.clone();
         let save = Save {
             version: next.version,
             to_fallback: next.to_fallback,
@@ -252,14 +265,21 @@ impl DocRoom {
         self.supervisor
             .send(save)
             .into_actor(self)
-            .map(|res, act, ctx| {
+            .map(move |res, act, ctx| {
                 let res = match res {
                     Ok(Ok(stored)) => Ok(stored),
                     Ok(Err(e)) => Err(RoomError::Unavailable(e.to_string())),
                     Err(e) => Err(RoomError::Unavailable(format!("cache supervisor: {e}"))),
                 };
-                if let Err(e) = &res {
-                    warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
+                match &res {
+                    Err(e) => {
+                        warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
+                        if act.current.as_ref().is_some_and(|c| c.hash == saved_hash) {
+                            act.unstored = Some(saved_hash);
+                        }
+                    }
+                    Ok(_) if act.unstored.as_ref() == Some(&saved_hash) => act.unstored = None,
+                    Ok(_) => {}
                 }
                 for w in act.saving.take().unwrap_or_default() {
                     if let Ok(stored) = &res {
@@ -283,6 +303,26 @@ impl DocRoom {
                 act.pump(ctx);
             })
             .spawn(ctx);
+    }
+
+    /// The document cannot be served: answer what is already queued with the reason, leave the
+    /// registry at once (the next request starts a fresh room that tries again), then stop.
+    fn fail(&mut self, why: String, ctx: &mut Context<Self>) {
+        self.load_error = Some(why);
+        self.registry.do_send(Retired {
+            doc: self.doc.clone(),
+            room: ctx.address(),
+        });
+        ctx.run_later(Duration::from_millis(200), |_, ctx| ctx.stop());
+    }
+
+    fn refusal(&self) -> Option<RoomError> {
+        if self.closing {
+            return Some(RoomError::Closing);
+        }
+        self.load_error
+            .as_ref()
+            .map(|why| RoomError::Unavailable(format!("document could not be loaded: {why}")))
     }
 
     /// With no members and nothing in flight: persist if PostgreSQL lacks the content, then
@@ -346,20 +386,17 @@ impl Actor for DocRoom {
                         act.current = loaded;
                         if let Err(e) = act.open_yjs() {
                             warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
-                            act.registry.do_send(Retired {
-                                doc: act.doc.clone(),
-                                room: ctx.address(),
-                            });
-                            ctx.stop();
+                            act.fail(e.to_string(), ctx);
                         }
                     }
                     failed => {
-                        warn!(doc = %act.doc, result = ?failed.map(|r| r.err()), "room could not load its document");
-                        act.registry.do_send(Retired {
-                            doc: act.doc.clone(),
-                            room: ctx.address(),
-                        });
-                        ctx.stop();
+                        let why = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => format!("cache supervisor: {e}"),
+                            Ok(Ok(_)) => unreachable!("handled above"),
+                        };
+                        warn!(doc = %act.doc, error = %why, "room could not load its document");
+                        act.fail(why, ctx);
                     }
                 }),
         );
@@ -371,8 +408,8 @@ impl Handler<Join> for DocRoom {
 
     /// Adds a member and answers the snapshot it starts from.
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
-        if self.closing {
-            return Err(RoomError::Closing);
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
         }
         if msg.kind != self.kind {
             return Err(RoomError::WrongKind {
@@ -410,8 +447,8 @@ impl Handler<Update> for DocRoom {
 
     /// Applies new content: broadcast at once, ack once stored (or `duplicate`).
     fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
-        if self.closing {
-            return Box::pin(async { Err(RoomError::Closing) });
+        if let Some(refusal) = self.refusal() {
+            return Box::pin(async { Err(refusal) });
         }
         if msg.version.kind != self.kind {
             let err = RoomError::WrongKind {
@@ -423,7 +460,8 @@ impl Handler<Update> for DocRoom {
         metrics::counter!(m::UPDATES, "kind" => "json").increment(1);
         let (tx, rx) = oneshot::channel();
         let hash = msg.version.hash.clone();
-        let duplicate = self.current.as_ref().is_some_and(|c| c.hash == hash);
+        let same = self.current.as_ref().is_some_and(|c| c.hash == hash);
+        let duplicate = same && self.unstored.as_ref() != Some(&hash);
         let waiter = Waiter {
             hash: hash.clone(),
             duplicate,
@@ -441,6 +479,9 @@ impl Handler<Update> for DocRoom {
                     }));
                 }
             }
+        } else if same {
+            // A retry of content whose save failed: save it again, nothing new to broadcast.
+            self.enqueue(msg.version, false, Some(waiter), ctx);
         } else {
             let frame: ByteString = format!(
                 r#"{{"type":"update","content":{},"hash":"{}"}}"#,
@@ -465,6 +506,9 @@ impl Handler<Current> for DocRoom {
 
     /// The room's current version.
     fn handle(&mut self, _: Current, _: &mut Context<Self>) -> Self::Result {
+        if let Some(RoomError::Unavailable(why)) = self.refusal() {
+            return Err(RoomError::Unavailable(why));
+        }
         if let Some(y) = &self.yjs {
             return Ok(Some(y.version(&self.doc)));
         }
@@ -498,6 +542,18 @@ impl Handler<CloseRoom> for DocRoom {
                 code: 1001,
                 reason: "server shutting down",
             });
+        }
+        self.current.clone().filter(|_| self.dirty)
+    }
+}
+
+impl Handler<DirtyVersion> for DocRoom {
+    type Result = Option<Version>;
+
+    /// What the flusher should persist from this room, if anything.
+    fn handle(&mut self, _: DirtyVersion, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.closing {
+            self.save_yjs_now(ctx);
         }
         self.current.clone().filter(|_| self.dirty)
     }

@@ -156,7 +156,11 @@ impl TestApp {
                 std::env::var("DOCROOM_TEST_LOG").unwrap_or_else(|_| "info".into()),
             ),
         ];
-        env.extend(FAST_TIMERS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(
+            FAST_TIMERS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         if let Some(token) = &admin_token {
             env.push(("DOCROOM_ADMIN_TOKEN".into(), token.clone()));
         }
@@ -247,12 +251,16 @@ impl TestApp {
 
     /// Waits until a log line contains `needle` and returns it.
     pub async fn wait_for_log(&self, needle: &str, within: Duration) -> String {
-        eventually(within, &format!("a log line containing {needle:?}"), async || {
-            self.logs()
-                .into_iter()
-                .find(|line| line.contains(needle))
-                .ok_or_else(|| "not logged yet".to_owned())
-        })
+        eventually(
+            within,
+            &format!("a log line containing {needle:?}"),
+            async || {
+                self.logs()
+                    .into_iter()
+                    .find(|line| line.contains(needle))
+                    .ok_or_else(|| "not logged yet".to_owned())
+            },
+        )
         .await
     }
 
@@ -285,7 +293,12 @@ impl TestApp {
             .to_owned();
         let label = format!("[docroom {test} #{}]", self.generation);
         let (addr_tx, mut addr_rx) = mpsc::unbounded_channel();
-        forward(child.stderr.take().unwrap(), &label, &self.logs, Some(addr_tx));
+        forward(
+            child.stderr.take().unwrap(),
+            &label,
+            &self.logs,
+            Some(addr_tx),
+        );
         forward(child.stdout.take().unwrap(), &label, &self.logs, None);
         self.child = Some(child);
 
@@ -300,13 +313,15 @@ impl TestApp {
         };
         self.addr = addr;
         let url = self.url("/healthz");
-        eventually(Duration::from_secs(30), "/healthz to answer 200", async || {
-            match self.http.get(&url).send().await {
+        eventually(
+            Duration::from_secs(30),
+            "/healthz to answer 200",
+            async || match self.http.get(&url).send().await {
                 Ok(reply) if reply.status() == 200 => Ok(()),
                 Ok(reply) => Err(format!("status {}", reply.status())),
                 Err(e) => Err(e.to_string()),
-            }
-        })
+            },
+        )
         .await;
     }
 }
@@ -338,8 +353,7 @@ impl Drop for TestApp {
                 .expect("cleanup runtime");
             runtime.block_on(async {
                 let bound = Duration::from_secs(10);
-                if let Ok(Err(e)) = tokio::time::timeout(bound, storage::drop_database(&db)).await
-                {
+                if let Ok(Err(e)) = tokio::time::timeout(bound, storage::drop_database(&db)).await {
                     eprintln!("cleanup: could not drop database {db}: {e}");
                 }
                 let _ = tokio::time::timeout(bound, storage::delete_keys(&redis, &prefix)).await;
@@ -412,8 +426,14 @@ fn strip_ansi(line: &str) -> String {
 #[test]
 fn the_listening_line_is_parsed_with_or_without_colours() {
     let plain = "2026-01-01T00:00:00Z  INFO docroom::startup: listening addr=127.0.0.1:4242";
-    assert_eq!(listening_addr(plain), Some("127.0.0.1:4242".parse().unwrap()));
+    assert_eq!(
+        listening_addr(plain),
+        Some("127.0.0.1:4242".parse().unwrap())
+    );
     let coloured = "\u{1b}[32m INFO\u{1b}[0m listening \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:9 x=1";
-    assert_eq!(listening_addr(&strip_ansi(coloured)), Some("127.0.0.1:9".parse().unwrap()));
+    assert_eq!(
+        listening_addr(&strip_ansi(coloured)),
+        Some("127.0.0.1:9".parse().unwrap())
+    );
     assert_eq!(listening_addr("connecting addr=127.0.0.1:1"), None);
 }

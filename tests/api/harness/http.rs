@@ -129,7 +129,10 @@ impl Admin<'_> {
 
     /// The entry of `doc` in `GET /admin/rooms`, if it has a room.
     pub async fn room(&self, doc: &str) -> Option<Value> {
-        self.rooms().await.into_iter().find(|room| room["doc"] == doc)
+        self.rooms()
+            .await
+            .into_iter()
+            .find(|room| room["doc"] == doc)
     }
 
     /// `GET /admin/breaker`.
@@ -224,7 +227,11 @@ fn parse_response(head: &[u8], body: &[u8], chunked: bool) -> Reply {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let body = if chunked { dechunk(body) } else { body.to_vec() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
     Reply::parse(status, String::from_utf8_lossy(&body).into_owned())
 }
 

@@ -79,10 +79,9 @@ impl WsClient {
             .into_client_request()
             .expect("websocket request");
         for (name, value) in headers {
-            request.headers_mut().insert(
-                http_name(name),
-                value.parse().expect("header value"),
-            );
+            request
+                .headers_mut()
+                .insert(http_name(name), value.parse().expect("header value"));
         }
         let socket = match tokio_tungstenite::connect_async(request).await {
             Ok((socket, _)) => socket,
@@ -208,7 +207,9 @@ impl WsClient {
                     assert_eq!(got, Some(code), "close code");
                     return;
                 }
-                Frame::Gone(why) => panic!("connection ended without a Close frame ({code}): {why}"),
+                Frame::Gone(why) => {
+                    panic!("connection ended without a Close frame ({code}): {why}")
+                }
                 Frame::Json(_) | Frame::Binary(_) => {}
             }
         }
