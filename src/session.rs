@@ -14,13 +14,12 @@ use actix_web_actors::ws;
 use docroom_actors::doc::{DocId, Kind};
 use docroom_actors::registry::{GetRoom, RoomRegistry};
 use docroom_actors::room::{DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update, YjsFrame};
-use serde_json::{json, Value};
 use tracing::{debug, info_span};
 
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, TokenBucket};
-use crate::routes::json_version;
+use crate::protocol::{self, error_frame, Inbound};
 use crate::state::AppState;
 
 /// Starts a session for `doc` if the request is a valid upgrade.
@@ -76,14 +75,6 @@ pub struct Session {
     last_seen: Instant,
     heartbeat: Duration,
     timeout: Duration,
-}
-
-fn error_frame(reference: Option<&Value>, code: &str, message: &str) -> String {
-    let mut frame = json!({"type": "error", "code": code, "message": message});
-    if let Some(r) = reference {
-        frame["ref"] = r.clone();
-    }
-    frame.to_string()
 }
 
 impl Session {
@@ -169,63 +160,38 @@ impl Session {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let msg: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => return ctx.text(error_frame(None, "bad_message", &format!("not JSON: {e}"))),
+        let (version, reference) = match protocol::decode(&self.doc, text, self.max_document_bytes)
+        {
+            Ok(Inbound::Ping) => return ctx.text(protocol::PONG),
+            Ok(Inbound::Update { version, reference }) => (version, reference),
+            Err(refusal) => return ctx.text(refusal.frame()),
         };
-        let reference = msg.get("ref").cloned();
-        let bad = |m: &str| error_frame(reference.as_ref(), "bad_message", m);
-        match msg.get("type").and_then(Value::as_str) {
-            Some("ping") => ctx.text(r#"{"type":"pong"}"#),
-            Some("update") if !self.access.write => ctx.text(error_frame(
-                reference.as_ref(),
-                "read_only",
-                "this connection's token is read-only",
-            )),
-            Some("update") => {
-                let Some(content) = msg.get("content") else {
-                    return ctx.text(bad("update needs a content field"));
-                };
-                let version = match json_version(self.doc.clone(), content, self.max_document_bytes)
-                {
-                    Ok(v) => v,
-                    Err(m) => return ctx.text(bad(&m)),
-                };
-                let Some(room) = self.room.clone() else {
-                    return ctx.text(bad("not joined"));
-                };
-                let update = Update {
-                    from: Some(self.member),
-                    version,
-                };
-                room.send(update)
-                    .into_actor(self)
-                    .map(move |res, _, ctx| {
-                        let frame = match res {
-                            Ok(Ok(ack)) => json!({
-                                "type": "ack",
-                                "ref": reference,
-                                "hash": ack.hash,
-                                "stored": ack.stored.as_str(),
-                            })
-                            .to_string(),
-                            Ok(Err(e @ RoomError::WrongKind { .. })) => {
-                                error_frame(reference.as_ref(), "wrong_kind", &e.to_string())
-                            }
-                            Ok(Err(e)) => {
-                                error_frame(reference.as_ref(), "unavailable", &e.to_string())
-                            }
-                            Err(e) => {
-                                error_frame(reference.as_ref(), "unavailable", &e.to_string())
-                            }
-                        };
-                        ctx.text(frame);
-                    })
-                    .spawn(ctx);
-            }
-            Some(other) => ctx.text(bad(&format!("unknown message type {other:?}"))),
-            None => ctx.text(bad("message needs a string type field")),
+        if !self.access.write {
+            let message = "this connection's token is read-only";
+            return ctx.text(error_frame(reference.as_ref(), "read_only", message));
         }
+        let Some(room) = self.room.clone() else {
+            return ctx.text(error_frame(reference.as_ref(), "unavailable", "not joined"));
+        };
+        let update = Update {
+            from: Some(self.member),
+            version,
+        };
+        room.send(update)
+            .into_actor(self)
+            .map(move |res, _, ctx| {
+                let r = reference.as_ref();
+                let frame = match res {
+                    Ok(Ok(ack)) => protocol::ack_frame(r, &ack.hash, ack.stored.as_str()),
+                    Ok(Err(e @ RoomError::WrongKind { .. })) => {
+                        error_frame(r, "wrong_kind", &e.to_string())
+                    }
+                    Ok(Err(e)) => error_frame(r, "unavailable", &e.to_string()),
+                    Err(e) => error_frame(r, "unavailable", &e.to_string()),
+                };
+                ctx.text(frame);
+            })
+            .spawn(ctx);
     }
 }
 

@@ -1,8 +1,7 @@
 //! `/docs/{id}` (GET, PUT), `/docs/{id}/ws` (JSON protocol) and `/yjs/{id}` (Yjs protocol).
 
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
-use bytes::Bytes;
-use docroom_actors::doc::{canonical_json, check_storable, DocId, Kind, Version};
+use docroom_actors::doc::{DocId, Kind, Version};
 use docroom_actors::registry::PeekRoom;
 use docroom_actors::room::{Current, RoomError, Update};
 use docroom_actors::supervisor::Load;
@@ -10,6 +9,7 @@ use docroom_actors::yjs::YjsDoc;
 
 use crate::auth;
 use crate::error::ApiError;
+use crate::protocol::json_version;
 use crate::session;
 use crate::state::AppState;
 
@@ -64,23 +64,6 @@ async fn load(state: &AppState, doc: &DocId) -> Result<Option<Version>, ApiError
         .send(Load { doc: doc.clone() })
         .await?
         .map_err(|e| ApiError::Unavailable(e.to_string()))
-}
-
-/// Parses a JSON document body into its canonical version, or says what is wrong with it.
-pub fn json_version(
-    doc: DocId,
-    content: &serde_json::Value,
-    max_bytes: usize,
-) -> Result<Version, String> {
-    check_storable(content)?;
-    let text = canonical_json(content);
-    if text.len() > max_bytes {
-        return Err(format!(
-            "document is {} bytes, over the {max_bytes} byte limit",
-            text.len()
-        ));
-    }
-    Ok(Version::new(doc, Kind::Json, Bytes::from(text)))
 }
 
 #[put("/docs/{id}")]

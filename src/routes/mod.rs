@@ -2,7 +2,6 @@
 
 mod admin;
 mod docs;
-pub use docs::json_version;
 mod health;
 
 use actix_web::web;

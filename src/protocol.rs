@@ -1,0 +1,135 @@
+//! The JSON WebSocket protocol (SPEC §4), sans IO: client frames in, server frames out. Kept free
+//! of actors and sockets so it can be unit-tested and fuzzed directly.
+
+use bytes::Bytes;
+use docroom_actors::doc::{canonical_json, check_storable, DocId, Kind, Version};
+use serde_json::{json, Value};
+
+/// A client message that passed validation.
+#[derive(Debug, PartialEq)]
+pub enum Inbound {
+    Ping,
+    Update {
+        version: Version,
+        reference: Option<Value>,
+    },
+}
+
+/// A client message that did not: answered with an `error` frame, the connection stays open.
+#[derive(Debug, PartialEq)]
+pub struct Refusal {
+    pub reference: Option<Value>,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn frame(&self) -> String {
+        error_frame(self.reference.as_ref(), "bad_message", &self.message)
+    }
+}
+
+/// Parses one text frame from a client of `doc`.
+pub fn decode(doc: &DocId, text: &str, max_document_bytes: usize) -> Result<Inbound, Refusal> {
+    let msg: Value = serde_json::from_str(text).map_err(|e| Refusal {
+        reference: None,
+        message: format!("not JSON: {e}"),
+    })?;
+    let reference = msg.get("ref").cloned();
+    let refuse = |message: String| Refusal {
+        reference: reference.clone(),
+        message,
+    };
+    match msg.get("type").and_then(Value::as_str) {
+        Some("ping") => Ok(Inbound::Ping),
+        Some("update") => {
+            let content = msg
+                .get("content")
+                .ok_or_else(|| refuse("update needs a content field".into()))?;
+            let version = json_version(doc.clone(), content, max_document_bytes).map_err(refuse)?;
+            Ok(Inbound::Update { version, reference })
+        }
+        Some(other) => Err(refuse(format!("unknown message type {other:?}"))),
+        None => Err(refuse("message needs a string type field".into())),
+    }
+}
+
+/// The canonical version of JSON content, or what is wrong with it.
+pub fn json_version(doc: DocId, content: &Value, max_bytes: usize) -> Result<Version, String> {
+    check_storable(content)?;
+    let text = canonical_json(content);
+    if text.len() > max_bytes {
+        return Err(format!(
+            "document is {} bytes, over the {max_bytes} byte limit",
+            text.len()
+        ));
+    }
+    Ok(Version::new(doc, Kind::Json, Bytes::from(text)))
+}
+
+pub const PONG: &str = r#"{"type":"pong"}"#;
+
+pub fn ack_frame(reference: Option<&Value>, hash: &str, stored: &str) -> String {
+    json!({"type": "ack", "ref": reference, "hash": hash, "stored": stored}).to_string()
+}
+
+pub fn error_frame(reference: Option<&Value>, code: &str, message: &str) -> String {
+    let mut frame = json!({"type": "error", "code": code, "message": message});
+    if let Some(r) = reference {
+        frame["ref"] = r.clone();
+    }
+    frame.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> DocId {
+        DocId::parse("d").unwrap()
+    }
+
+    #[test]
+    fn updates_carry_their_ref_and_canonical_content() {
+        let Ok(Inbound::Update { version, reference }) = decode(
+            &doc(),
+            r#"{"type":"update","ref":"r1","content":{"b":1,"a":2}}"#,
+            1024,
+        ) else {
+            panic!("not an update")
+        };
+        assert_eq!(reference, Some(json!("r1")));
+        assert_eq!(&version.content[..], br#"{"a":2,"b":1}"#);
+    }
+
+    #[test]
+    fn bad_messages_are_refused_with_a_reason_and_their_ref() {
+        for (text, needle) in [
+            ("nope", "not JSON"),
+            (r#"{"type":"dance","ref":7}"#, "unknown message type"),
+            (r#"{"ref":7}"#, "type field"),
+            (r#"{"type":"update","ref":7}"#, "content field"),
+            (r#"{"type":"update","ref":7,"content":"a\u0000b"}"#, "u0000"),
+            (
+                r#"{"type":"update","ref":7,"content":"0123456789"}"#,
+                "byte limit",
+            ),
+        ] {
+            let refusal = decode(&doc(), text, 8).unwrap_err();
+            assert!(
+                refusal.message.contains(needle),
+                "{text}: {}",
+                refusal.message
+            );
+            if text != "nope" {
+                assert_eq!(refusal.reference, Some(json!(7)), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let text = format!(r#"{{"type":"update","content":{deep}}}"#);
+        assert!(decode(&doc(), &text, usize::MAX).is_err());
+    }
+}
