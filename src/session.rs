@@ -14,7 +14,7 @@ use actix_web_actors::ws;
 use docroom_actors::doc::{DocId, Kind};
 use docroom_actors::registry::{GetRoom, RoomRegistry};
 use docroom_actors::room::{DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update, YjsFrame};
-use tracing::{debug, info_span};
+use tracing::{debug, info};
 
 use crate::auth::Access;
 use crate::error::ApiError;
@@ -200,8 +200,14 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(docroom_actors::metrics::CONNECTIONS).increment(1.0);
-        let span = info_span!("session", doc = %self.doc, member = ?self.member);
-        let _enter = span.enter();
+        info!(
+            doc = %self.doc,
+            kind = self.kind.as_str(),
+            member = ?self.member,
+            sub = self.access.subject.as_deref().unwrap_or("-"),
+            write = self.access.write,
+            "client connected"
+        );
         if let Some(exp) = self.access.expires_at {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -222,6 +228,7 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        debug!(doc = %self.doc, member = ?self.member, "client disconnected");
         metrics::gauge!(docroom_actors::metrics::CONNECTIONS).decrement(1.0);
         if let Some(room) = self.room.take() {
             room.do_send(Leave {
