@@ -18,6 +18,9 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     };
     let mut admin = config.clone();
     admin.dbname("postgres");
+    if admin.get_connect_timeout().is_none() {
+        admin.connect_timeout(std::time::Duration::from_secs(5));
+    }
     let (client, connection) = admin
         .connect(NoTls)
         .await

@@ -180,8 +180,13 @@ fn http_server(listener: TcpListener, state: &AppState) -> anyhow::Result<actix_
 /// editing goes on from Redis and the journal meanwhile, and the flusher catches up.
 async fn bootstrap_database(url: &str, store: &PgStore) {
     async fn attempt(url: &str, store: &PgStore) -> anyhow::Result<()> {
-        db::ensure_database(url).await?;
-        db::migrate(store).await
+        let steps = async {
+            db::ensure_database(url).await?;
+            db::migrate(store).await
+        };
+        tokio::time::timeout(Duration::from_secs(15), steps)
+            .await
+            .context("postgres did not answer within 15 s")?
     }
     let Err(e) = attempt(url, store).await else {
         return;

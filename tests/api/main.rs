@@ -5,12 +5,22 @@
 mod harness;
 
 mod bad_input;
+mod breaker_admin;
 mod cache_layout;
+mod client_tokens;
 mod cold_reads;
+mod crash_recovery;
 mod database_outage;
+mod double_faults;
 mod duplicates;
 mod editing;
 mod flushing;
+mod hostile_input;
 mod leaving;
+mod long_database_outage;
 mod operator_api;
+mod origins_and_limits;
 mod recovery;
+mod redis_outage;
+mod shutdown;
+mod yjs_protocol;

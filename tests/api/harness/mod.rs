@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod redis_server;
 pub mod sha256;
 pub mod storage;
+pub mod traffic;
 pub mod ws;
 
 use std::time::{Duration, Instant};

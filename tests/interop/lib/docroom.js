@@ -25,7 +25,10 @@ const WebSocket = require('ws')
 const Y = require('yjs')
 const { WebsocketProvider } = require('y-websocket')
 
-const BIN = path.resolve(__dirname, '..', process.env.DOCROOM_BIN || '../../target/debug/docroom')
+const TEST_DIR = path.resolve(__dirname, '..')
+/** The repository: the service runs from here, where its config/ is. */
+const REPO = path.resolve(TEST_DIR, '..', '..')
+const BIN = path.resolve(TEST_DIR, process.env.DOCROOM_BIN || '../../target/debug/docroom')
 const ADMIN_TOKEN = 'interop-admin-token'
 const SHARED_REDIS = { host: '127.0.0.1', port: 6379 }
 const PG = { host: '127.0.0.1', port: 5432, user: 'postgres' }
@@ -38,6 +41,21 @@ const FAST_TIMERS = {
   DOCROOM__BREAKER__OPEN_MS: '500',
   DOCROOM__SESSION__HEARTBEAT_INTERVAL_MS: '100',
   DOCROOM__SERVER__SHUTDOWN_DRAIN_DEADLINE_MS: '10000'
+}
+
+/** Child processes (docroom, redis-server) still running: killed if this process goes first. */
+const live = new Set()
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL')
+})
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => process.exit(130))
+}
+
+function track (child) {
+  live.add(child)
+  child.on('exit', () => live.delete(child))
+  return child
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -179,10 +197,10 @@ class PrivateRedis {
   }
 
   async launch () {
-    this.child = spawn('redis-server', [
+    this.child = track(spawn('redis-server', [
       '--port', String(this.port), '--bind', '127.0.0.1',
       '--save', '', '--appendonly', 'no', '--dir', this.dir
-    ], { stdio: 'ignore' })
+    ], { stdio: 'ignore' }))
     const child = this.child
     let exited = false
     child.on('exit', () => { exited = true })
@@ -267,7 +285,11 @@ class Docroom {
     for (const [k, v] of Object.entries(process.env)) {
       if (!k.startsWith('DOCROOM')) env[k] = v
     }
-    const child = spawn(BIN, ['serve'], { env: { ...env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = track(spawn(BIN, ['serve'], {
+      cwd: REPO,
+      env: { ...env, ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe']
+    }))
     this.child = child
     const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
     this.exited = exited
@@ -415,7 +437,7 @@ function lines (stream, onLine) {
  * docroom's), and synced with the server. The BroadcastChannel is off: Node 20 has one, and two
  * providers of one process would otherwise sync through it instead of through docroom.
  */
-async function openProvider (app, docId, { awareness } = {}) {
+async function openProvider (app, docId, { awareness, timeout = 10000 } = {}) {
   const doc = new Y.Doc()
   const provider = new WebsocketProvider(app.yjsUrl, docId, doc, {
     WebSocketPolyfill: WebSocket,
@@ -424,7 +446,7 @@ async function openProvider (app, docId, { awareness } = {}) {
   if (awareness) provider.awareness.setLocalState(awareness)
   await eventually(`provider ${doc.clientID} on ${docId} to sync`, () => {
     if (!provider.synced) throw new Error(`not synced (status: connected=${provider.wsconnected})`)
-  })
+  }, timeout)
   return provider
 }
 
@@ -436,6 +458,16 @@ function dropConnection (provider) {
   provider.shouldConnect = false
   const ws = provider.ws
   if (ws) ws.terminate()
+}
+
+/**
+ * Destroys a provider and what it keeps alive: its awareness has a timer of its own (stopped when
+ * its document is destroyed), which would keep the test process from exiting.
+ */
+function closeProvider (provider) {
+  provider.destroy()
+  provider.awareness.destroy()
+  provider.doc.destroy()
 }
 
 /** A comparable picture of a document: the JSON of the named roots and the state vector. */
@@ -480,7 +512,7 @@ class Context {
   }
 
   async cleanup () {
-    for (const p of this.providers) p.destroy()
+    for (const p of this.providers) closeProvider(p)
     for (const app of this.apps) await app.cleanup()
     for (const redis of this.redises) redis.cleanup()
   }
@@ -500,7 +532,7 @@ function scenario (name, fn, options = {}) {
     try {
       await fn(ctx)
     } catch (e) {
-      ctx.dumpLogs()
+      if (!options.todo) ctx.dumpLogs()
       throw e
     } finally {
       await ctx.cleanup()
@@ -513,6 +545,7 @@ module.exports = {
   Docroom,
   PrivateRedis,
   Y,
+  closeProvider,
   dropConnection,
   eventually,
   openProvider,
