@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use yrs::encoding::read::Cursor;
 use yrs::encoding::write::Write;
+use yrs::sync::awareness::AwarenessUpdate;
 use yrs::sync::protocol::{MessageReader, MSG_SYNC, MSG_SYNC_UPDATE};
 use yrs::sync::{Awareness, Message, SyncMessage};
 use yrs::types::ToJson;
@@ -33,8 +34,22 @@ pub struct Handled {
     pub broadcast: Vec<Vec<u8>>,
     /// The document changed and must be saved.
     pub changed: bool,
-    /// Awareness client ids the sender spoke for (removed when it disconnects).
-    pub clients: Vec<ClientID>,
+    /// Awareness client ids the sender introduced (removed when it disconnects) ...
+    pub added_clients: Vec<ClientID>,
+    /// ... and ids it announced gone.
+    pub removed_clients: Vec<ClientID>,
+    /// Set when a message failed after earlier ones in the frame were applied.
+    pub error: Option<YjsError>,
+}
+
+/// A message decoded and checked, ready to apply: every update of a frame is decoded before any
+/// is applied, so a bad message cannot leave a frame half-applied.
+enum Checked {
+    Step1(StateVector),
+    Update { raw: Vec<u8>, update: Update },
+    Awareness(AwarenessUpdate),
+    Query,
+    Ignored,
 }
 
 pub struct YjsDoc {
@@ -80,10 +95,10 @@ impl YjsDoc {
         frames
     }
 
-    /// Handles one binary frame (which may carry several messages). An error leaves the document
-    /// as it was before the failing message. Without `may_write`, document updates are dropped.
+    /// Handles one binary frame (which may carry several messages). The frame is decoded and
+    /// checked whole before anything is applied; a bad frame changes nothing. Without
+    /// `may_write`, document updates are dropped.
     pub fn handle(&mut self, frame: &[u8], may_write: bool) -> Result<Handled, YjsError> {
-        let mut out = Handled::default();
         let messages = guarded(|| {
             let mut decoder = DecoderV1::new(Cursor::new(frame));
             MessageReader::new(&mut decoder).collect::<Result<Vec<_>, _>>()
@@ -93,22 +108,25 @@ impl YjsDoc {
         if messages.is_empty() {
             return Err(YjsError::Malformed("empty or truncated frame".into()));
         }
-        for message in messages {
-            let writes = matches!(
-                message,
-                Message::Sync(SyncMessage::SyncStep2(_) | SyncMessage::Update(_))
-            );
-            if writes && !may_write {
-                continue;
+        let checked = messages
+            .into_iter()
+            .map(|m| check(m, may_write))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Handled::default();
+        for message in checked {
+            // yrs refusing an update it decoded stops the frame; what was applied before it is
+            // still in `out`, so the caller relays and saves it before closing the sender.
+            if let Err(e) = self.apply_checked(message, &mut out) {
+                out.error = Some(e);
+                break;
             }
-            self.handle_message(message, &mut out)?;
         }
         Ok(out)
     }
 
-    fn handle_message(&mut self, message: Message, out: &mut Handled) -> Result<(), YjsError> {
+    fn apply_checked(&mut self, message: Checked, out: &mut Handled) -> Result<(), YjsError> {
         match message {
-            Message::Sync(SyncMessage::SyncStep1(sv)) => {
+            Checked::Step1(sv) => {
                 let update = self
                     .awareness
                     .doc()
@@ -117,41 +135,35 @@ impl YjsDoc {
                 out.reply
                     .push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
             }
-            Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
+            Checked::Update { raw, update } => {
+                let doc = self.awareness.doc();
+                guarded(|| doc.transact_mut().apply_update(update))
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map_err(YjsError::BadUpdate)?;
                 // Deletions leave the state vector as it was, so "changed" cannot be read off
                 // it; the SHA-256 dedup of the encoded state drops saves that change nothing.
-                self.apply(&update)?;
                 out.changed = true;
-                out.broadcast.push(update_frame(&update));
+                out.broadcast.push(update_frame(&raw));
             }
-            Message::Awareness(update) => {
-                out.clients.extend(update.clients.keys().copied());
+            Checked::Awareness(update) => {
                 let frame = Message::Awareness(update.clone()).encode_v1();
-                guarded(|| self.awareness.apply_update(update))
+                let summary = guarded(|| self.awareness.apply_update_summary(update))
                     .and_then(|r| r.map_err(|e| e.to_string()))
                     .map_err(YjsError::Malformed)?;
+                if let Some(summary) = summary {
+                    out.added_clients.extend(summary.added);
+                    out.removed_clients.extend(summary.removed);
+                }
                 out.broadcast.push(frame);
             }
-            Message::AwarenessQuery => {
+            Checked::Query => {
                 if let Ok(update) = self.awareness.update() {
                     out.reply.push(Message::Awareness(update).encode_v1());
                 }
             }
-            // Auth and unknown (custom) messages mean nothing to this server: ignored, as the
-            // reference y-websocket server does.
-            Message::Auth(_) | Message::Custom(..) => {}
+            Checked::Ignored => {}
         }
         Ok(())
-    }
-
-    fn apply(&mut self, update: &[u8]) -> Result<(), YjsError> {
-        let decoded = guarded(|| Update::decode_v1(update))
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(YjsError::BadUpdate)?;
-        let doc = self.awareness.doc();
-        guarded(|| doc.transact_mut().apply_update(decoded))
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(YjsError::BadUpdate)
     }
 
     /// Forgets the awareness states of a departed connection; answers the removal frame for the
@@ -179,17 +191,7 @@ impl YjsDoc {
         let mut root = serde_json::Map::new();
         for name in names {
             let value = match txn.root_refs().find(|(n, _)| *n == name).map(|(_, v)| v) {
-                Some(Out::UndefinedRef(_)) | None => {
-                    // A root nobody on this server asked for by type: a map if it has keys,
-                    // otherwise its text / XML content.
-                    match txn.get_map(name.as_str()) {
-                        Some(map) if map.len(&txn) > 0 => json_of(&map.to_json(&txn)),
-                        _ => txn
-                            .get_xml_fragment(name.as_str())
-                            .map(|f| serde_json::Value::String(f.get_string(&txn)))
-                            .unwrap_or(serde_json::Value::Null),
-                    }
-                }
+                Some(Out::UndefinedRef(_)) | None => render_untyped(&txn, &name),
                 Some(out) => json_of(&out.to_json(&txn)),
             };
             root.insert(name, value);
@@ -198,10 +200,76 @@ impl YjsDoc {
     }
 }
 
+/// Decodes and validates one message without touching the document.
+fn check(message: Message, may_write: bool) -> Result<Checked, YjsError> {
+    Ok(match message {
+        Message::Sync(SyncMessage::SyncStep1(sv)) => Checked::Step1(sv),
+        Message::Sync(SyncMessage::SyncStep2(raw) | SyncMessage::Update(raw)) => {
+            if !may_write {
+                return Ok(Checked::Ignored);
+            }
+            let update = guarded(|| Update::decode_v1(&raw))
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .map_err(YjsError::BadUpdate)?;
+            // A client's first step 2 is usually empty: nothing to apply, relay or save.
+            if update.is_empty() {
+                Checked::Ignored
+            } else {
+                Checked::Update { raw, update }
+            }
+        }
+        Message::Awareness(update) => {
+            // Peers JSON.parse every state they are sent: one that is not JSON would break
+            // every other client's provider, so it is refused here.
+            for entry in update.clients.values() {
+                if serde_json::from_str::<serde::de::IgnoredAny>(&entry.json).is_err() {
+                    return Err(YjsError::Malformed("awareness state is not JSON".into()));
+                }
+            }
+            Checked::Awareness(update)
+        }
+        Message::AwarenessQuery => Checked::Query,
+        // Auth and unknown (custom) messages mean nothing to this server: ignored, as the
+        // reference y-websocket server does.
+        Message::Auth(_) | Message::Custom(..) => Checked::Ignored,
+    })
+}
+
 impl Default for YjsDoc {
     fn default() -> Self {
         YjsDoc::new()
     }
+}
+
+/// A root that no one on this server asked for by type carries no type in the encoding; infer
+/// it from its content: keys make a map; a sequence of one-character strings is text; XML
+/// elements make an XML fragment (rendered as XML, as Tiptap documents are); any other sequence
+/// is an array. An empty root is `null`: it could be any of them.
+fn render_untyped<T: ReadTxn>(txn: &T, name: &str) -> serde_json::Value {
+    use serde_json::Value;
+    if let Some(map) = txn.get_map(name).filter(|m| m.len(txn) > 0) {
+        return json_of(&map.to_json(txn));
+    }
+    let Some(array) = txn.get_array(name) else {
+        return Value::Null;
+    };
+    let items: Vec<Out> = yrs::Array::iter(&array, txn).collect();
+    if items.is_empty() {
+        return Value::Null;
+    }
+    let is_char = |o: &Out| matches!(o, Out::Any(yrs::Any::String(s)) if s.chars().count() == 1);
+    if items
+        .iter()
+        .any(|o| matches!(o, Out::YXmlElement(_) | Out::YXmlText(_)))
+    {
+        let xml = txn.get_xml_fragment(name).map(|f| f.get_string(txn));
+        return xml.map_or(Value::Null, Value::String);
+    }
+    if items.iter().all(is_char) {
+        let text = txn.get_text(name).map(|t| t.get_string(txn));
+        return text.map_or(Value::Null, Value::String);
+    }
+    json_of(&array.to_json(txn))
 }
 
 fn json_of(any: &yrs::Any) -> serde_json::Value {

@@ -27,22 +27,21 @@ scenario('a client\'s awareness state reaches the others and disappears when it 
 
   // A late joiner gets the current states from the server (the greeting or a query).
   const carol = await ctx.provider(app, 'aware', { awareness: { user: { name: 'carol' } } })
-  await eventually('carol to see alice and bob', () => {
+  await eventually('carol to see alice and bob, and bob to see carol', () => {
     assert.deepEqual(states(carol)[aliceId], { user: { name: 'alice' }, cursor: { anchor: 3, head: 7 } })
     assert.deepEqual(states(carol)[bobId], { user: { name: 'bob' } })
+    assert.deepEqual(states(bob)[carol.doc.clientID], { user: { name: 'carol' } })
   })
 
   // Alice's connection dies without a goodbye (crashed tab, lost network): only the server can
   // tell the others. The clients' own 30 s awareness timeout is far beyond this wait.
-  const removed = []
-  bob.awareness.on('change', ({ removed: r }) => removed.push(...r))
   dropConnection(alice)
   await eventually('alice to disappear for bob and carol', () => {
     assert.equal(states(bob)[aliceId], undefined)
     assert.equal(states(carol)[aliceId], undefined)
+    // Carol may flicker out and back here: see the next test.
+    assert.deepEqual(states(bob)[carol.doc.clientID], { user: { name: 'carol' } }, 'carol is still there')
   }, 5000)
-  assert.ok(removed.includes(aliceId), 'bob saw a removal event for alice')
-  assert.deepEqual(states(bob)[carol.doc.clientID], { user: { name: 'carol' } })
 
   // A clean leave (provider.destroy) removes its state as well.
   carol.destroy()
@@ -56,4 +55,23 @@ scenario('a client\'s awareness state reaches the others and disappears when it 
   await eventually('dave to see bob', () => assert.deepEqual(states(dave)[bobId], { user: { name: 'bob' } }))
   assert.equal(states(dave)[aliceId], undefined)
   assert.equal(states(dave)[carol.doc.clientID], undefined)
+})
+
+scenario('a provider that leaves takes only its own awareness state with it', async (ctx) => {
+  const app = await ctx.docroom()
+  const alice = await ctx.provider(app, 'aware-echo', { awareness: { user: { name: 'alice' } } })
+  const bob = await ctx.provider(app, 'aware-echo', { awareness: { user: { name: 'bob' } } })
+  const carol = await ctx.provider(app, 'aware-echo', { awareness: { user: { name: 'carol' } } })
+  const ids = [alice, bob, carol].map((p) => p.doc.clientID)
+  await eventually('everyone to see everyone', () => {
+    for (const p of [alice, bob, carol]) assert.deepEqual(Object.keys(states(p)).map(Number).sort(), [...ids].sort())
+  })
+
+  const removed = []
+  bob.awareness.on('change', ({ removed: r }) => removed.push(...r))
+  dropConnection(alice)
+  await eventually('alice to disappear for bob', () => assert.equal(states(bob)[alice.doc.clientID], undefined), 5000)
+  // (Had carol's state been removed, carol's provider would have put it back: y-protocols never
+  // lets a remote peer remove the local state. That repairs the picture but not the flicker.)
+  assert.deepEqual(removed, [alice.doc.clientID], 'bob was told of these removals')
 })

@@ -144,11 +144,10 @@ impl Handler<YjsFrame> for DocRoom {
                 return;
             }
         };
-        if !handled.clients.is_empty() {
-            y.clients
-                .entry(msg.from)
-                .or_default()
-                .extend(handled.clients);
+        let owned = y.clients.entry(msg.from).or_default();
+        owned.extend(handled.added_clients);
+        for gone in &handled.removed_clients {
+            owned.remove(gone);
         }
         if handled.changed {
             metrics::counter!(crate::metrics::UPDATES, "kind" => "yjs").increment(1);
@@ -167,6 +166,13 @@ impl Handler<YjsFrame> for DocRoom {
         }
         for frame in handled.broadcast {
             self.broadcast_binary(Some(msg.from), frame.into());
+        }
+        if let Some(e) = handled.error {
+            warn!(doc = %self.doc, error = %e, "yjs update refused, closing that connection");
+            sender.do_send(Outbound::Close {
+                code: 1007,
+                reason: "malformed yjs message",
+            });
         }
     }
 }
