@@ -56,6 +56,14 @@ pub fn authorize(req: &HttpRequest, auth: &AuthSettings, doc: &DocId) -> Result<
     )
     .map_err(|_| ApiError::Unauthorized)?
     .claims;
+    // RFC 7519: the token must not be accepted on or after `exp` (jsonwebtoken only refuses
+    // after it).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if claims.exp <= now {
+        return Err(ApiError::Unauthorized);
+    }
     let write = match claims.scope.as_str() {
         "rw" => true,
         "ro" => false,

@@ -19,10 +19,12 @@ const ROOM_ATTEMPTS: usize = 3;
 
 #[get("/docs/{id}")]
 async fn get_doc(
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let doc = DocId::parse(&path)?;
+    auth::authorize(&req, &state.settings.auth, &doc)?;
     let version = match state.registry.send(PeekRoom { doc: doc.clone() }).await? {
         Some(room) => match room.send(Current).await {
             Ok(current) => current?,

@@ -1,0 +1,231 @@
+//! `docroom-loadgen`: opens documents × clients WebSocket connections to docroom (JSON or Yjs
+//! protocol), to Hocuspocus or to the reference y-websocket server, drives updates through them
+//! and reports throughput and latency. See `--help` and BENCHMARKS.md.
+//!
+//! # Layout
+//!
+//! - [`options`]: flags, presets W1–W4, the resolved [`options::Plan`].
+//! - [`protocol`]: one codec per connection for JSON, Yjs (y-websocket) and Hocuspocus framing.
+//! - [`marker`]: the `~lg<conn>.<seq>.<sent_us>~` text each update carries, and the clock.
+//! - [`client`]: one task per connection: connect, handshake, send, receive, record.
+//! - [`stats`]: counters and latency histograms shared by all connections.
+//! - [`report`]: the final table and JSON.
+//!
+//! The run: connect everything (bounded concurrency), then publish one [`client::Schedule`]
+//! (warmup, measured window, grace) that every connection follows, printing a progress line
+//! each second on stderr.
+
+mod client;
+mod marker;
+mod options;
+mod protocol;
+mod report;
+mod stats;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use client::{Conn, Schedule, Shared};
+use marker::now_us;
+use options::{Args, Plan};
+use report::Report;
+use stats::{load, Stats, Window};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let plan = match args.plan() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("docroom-loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("docroom-loadgen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match runtime.block_on(run(plan)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("docroom-loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        eprint!("{}", report.table());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    let problems = report.problems();
+    if args.check && !problems.is_empty() {
+        eprintln!("docroom-loadgen: check failed: {}", problems.join("; "));
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+async fn run(plan: Plan) -> Result<Report, String> {
+    let server = server_addr(&plan.url).await?;
+    let began = Instant::now();
+    let _ = now_us(); // fix the epoch before any timestamp is taken
+    let total = plan.docs * plan.clients;
+    eprintln!(
+        "docroom-loadgen: {} connections ({} docs x {}) to {} ({}), prefix {}",
+        total,
+        plan.docs,
+        plan.clients,
+        plan.url,
+        plan.protocol.name(),
+        plan.doc_prefix
+    );
+    let shared = Arc::new(Shared {
+        connect_permits: Semaphore::new(plan.connect_concurrency),
+        stats: Stats::new(),
+        plan,
+    });
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (schedule_tx, schedule_rx) = watch::channel(None);
+    let progress = tokio::spawn(progress(shared.clone(), schedule_rx.clone()));
+
+    let mut tasks = JoinSet::new();
+    let p = &shared.plan;
+    for d in 0..p.docs {
+        for c in 0..p.clients {
+            let id = (d * p.clients + c) as u64;
+            let conn = Conn {
+                id,
+                doc: format!("{}-{d}", p.doc_prefix),
+                writer: c < p.writers,
+                peers: (p.clients - 1) as u64,
+                server,
+                bind: (!p.bind.is_empty()).then(|| p.bind[id as usize % p.bind.len()]),
+            };
+            tasks.spawn(client::run(
+                conn,
+                shared.clone(),
+                ready_tx.clone(),
+                schedule_rx.clone(),
+            ));
+        }
+    }
+    drop(ready_tx);
+    let mut answered = 0;
+    while answered < total && ready_rx.recv().await.is_some() {
+        answered += 1;
+    }
+    let connect_secs = began.elapsed().as_secs_f64();
+
+    let p = &shared.plan;
+    let lead = Duration::from_millis(200);
+    let start = Instant::now() + lead;
+    let start_us = now_us() + lead.as_micros() as u64;
+    let window = Window {
+        start_us: start_us + p.warmup.as_micros() as u64,
+        end_us: start_us + (p.warmup + p.duration).as_micros() as u64,
+    };
+    let stop_sending = start + p.warmup + p.duration;
+    let _ = schedule_tx.send(Some(Schedule {
+        start,
+        window,
+        stop_sending,
+        close_at: stop_sending + p.grace,
+    }));
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined {
+            shared.stats.error(format!("connection task failed: {e}"));
+        }
+    }
+    progress.abort();
+    let _ = progress.await;
+    let elapsed = began.elapsed().as_secs_f64();
+    let shared = Arc::try_unwrap(shared).map_err(|_| "connections still running")?;
+    Ok(Report::new(
+        shared.plan,
+        &shared.stats,
+        connect_secs,
+        elapsed,
+    ))
+}
+
+/// The server's socket address, from a `ws://host:port/...` URL.
+async fn server_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("only ws:// URLs are supported: {url}"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !authority.ends_with(']')
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut addrs = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| format!("cannot resolve {with_port}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{with_port} resolves to nothing"))
+}
+
+/// One line a second on stderr: phase, connections, rates since the last line.
+async fn progress(shared: Arc<Shared>, schedule: watch::Receiver<Option<Schedule>>) {
+    let c = &shared.stats.counters;
+    let began = Instant::now();
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.tick().await;
+    let mut last = (0, 0, 0);
+    loop {
+        every.tick().await;
+        let now_total = (
+            load(&c.sent_total),
+            load(&c.acks_total),
+            load(&c.broadcasts_total),
+        );
+        let phase = match *schedule.borrow() {
+            None => "connecting",
+            Some(s) => {
+                let t = now_us();
+                if t < s.window.start_us {
+                    "warmup"
+                } else if t < s.window.end_us {
+                    "measuring"
+                } else {
+                    "draining"
+                }
+            }
+        };
+        eprintln!(
+            "[{:>4.0}s {phase:<10}] conns {} (failed {}, dropped {}) | sent {}/s acks {}/s broadcasts {}/s | errors {}",
+            began.elapsed().as_secs_f64(),
+            load(&c.connected),
+            load(&c.connect_failed),
+            load(&c.dropped),
+            now_total.0 - last.0,
+            now_total.1 - last.1,
+            now_total.2 - last.2,
+            load(&c.errors),
+        );
+        last = now_total;
+    }
+}

@@ -1,0 +1,259 @@
+//! Command-line options and the standard workloads (W1–W5 of issue 5) they can start from.
+//!
+//! A preset fills in every option; any flag given explicitly overrides it, so
+//! `--preset w1 --duration-secs 20` is W1 shortened.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::protocol::Protocol;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "docroom-loadgen",
+    about = "Load generator for docroom and its peers (Hocuspocus, y-websocket)",
+    long_about = "Opens DOCS documents x CLIENTS connections, lets WRITERS of each document send \
+                  updates at RATE per second (or closed loop), and reports achieved updates/s, \
+                  update->ack and update->broadcast latency percentiles, errors and drops.\n\n\
+                  Presets (issue 5): w1 many rooms, w2 hot room, w3 save throughput, w4 idle \
+                  scale. W5 (one flush of 10,000 dirty documents) is measured by \
+                  scripts/bench-compare, not by this binary."
+)]
+pub struct Args {
+    /// Standard workload to start from; other flags override its values
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Wire protocol of the target server
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
+    /// Target URL; `{doc}` is replaced by the document name. Defaults per protocol:
+    /// json ws://127.0.0.1:8080/docs/{doc}/ws, yjs ws://127.0.0.1:8080/yjs/{doc},
+    /// hocuspocus ws://127.0.0.1:8080 (the document name travels in each message)
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Number of documents
+    #[arg(long)]
+    pub docs: Option<usize>,
+    /// Connections per document
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Connections per document that send updates (the others only receive)
+    #[arg(long)]
+    pub writers: Option<usize>,
+    /// Updates per second per writer; 0 means closed loop (next update once the previous one
+    /// is acknowledged; json and hocuspocus only)
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Each writer stops after this many updates (0 = no limit); with a low --rate this makes
+    /// every document dirty exactly once and then holds the connections (W5)
+    #[arg(long, default_value_t = 0)]
+    pub updates_per_writer: u64,
+    /// Measured period
+    #[arg(long)]
+    pub duration_secs: Option<f64>,
+    /// Updates sent but not measured before the measured period
+    #[arg(long)]
+    pub warmup_secs: Option<f64>,
+    /// After the measured period: how long to wait for acks and broadcasts still in flight
+    #[arg(long, default_value_t = 2.0)]
+    pub grace_secs: f64,
+    /// Size of each update's padding text, in bytes
+    #[arg(long, default_value_t = 200)]
+    pub payload_bytes: usize,
+    /// Document names are PREFIX-0, PREFIX-1, ...; default lg-PROTOCOL-RUNID (fresh documents)
+    #[arg(long)]
+    pub doc_prefix: Option<String>,
+    /// Connections opened at once while ramping up
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Local source addresses to spread connections over (comma-separated, e.g.
+    /// 127.0.0.2,127.0.0.3); needed beyond ~28,000 connections to one server port
+    #[arg(long, value_delimiter = ',')]
+    pub bind: Vec<IpAddr>,
+    /// Seconds between keepalives (Yjs/Hocuspocus: an awareness update, as real providers send;
+    /// JSON relies on the server's WebSocket pings, answered automatically); 0 = none
+    #[arg(long, default_value_t = 15.0)]
+    pub keepalive_secs: f64,
+    /// Worker threads of the tokio runtime (default: number of cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the final report as JSON on stdout (the table then goes to stderr)
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 if a connection failed or dropped, an error occurred, or nothing was
+    /// acknowledged / broadcast (for CI smoke runs)
+    #[arg(long)]
+    pub check: bool,
+    /// Extra label copied into the JSON report (e.g. the server's name)
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// Many rooms: 500 documents x 4 clients, each client one Yjs update per second, 60 s
+    W1,
+    /// Hot room: 1 document x 200 clients, 20 of them writing 20 updates/s each, 60 s
+    W2,
+    /// Save throughput: 64 clients on 64 documents, closed loop, JSON protocol, 30 s
+    W3,
+    /// Idle scale: 10,000 JSON connections (1,000 documents x 10) held for 60 s, no writes
+    W4,
+}
+
+/// Everything a run needs, presets and flags resolved.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Plan {
+    pub preset: Option<String>,
+    pub label: Option<String>,
+    pub protocol: Protocol,
+    pub url: String,
+    pub docs: usize,
+    pub clients: usize,
+    pub writers: usize,
+    /// `None`: closed loop.
+    pub rate: Option<f64>,
+    /// 0: no limit.
+    pub updates_per_writer: u64,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    #[serde(with = "secs")]
+    pub warmup: Duration,
+    #[serde(with = "secs")]
+    pub grace: Duration,
+    pub payload_bytes: usize,
+    pub doc_prefix: String,
+    pub connect_concurrency: usize,
+    #[serde(skip)]
+    pub bind: Vec<IpAddr>,
+    #[serde(skip)]
+    pub keepalive: Option<Duration>,
+}
+
+struct Defaults {
+    protocol: Protocol,
+    docs: usize,
+    clients: usize,
+    writers: usize,
+    rate: f64,
+    duration: f64,
+    warmup: f64,
+}
+
+impl Preset {
+    fn defaults(self) -> Defaults {
+        match self {
+            Preset::W1 => Defaults {
+                protocol: Protocol::Yjs,
+                docs: 500,
+                clients: 4,
+                writers: 4,
+                rate: 1.0,
+                duration: 60.0,
+                warmup: 5.0,
+            },
+            Preset::W2 => Defaults {
+                protocol: Protocol::Yjs,
+                docs: 1,
+                clients: 200,
+                writers: 20,
+                rate: 20.0,
+                duration: 60.0,
+                warmup: 5.0,
+            },
+            Preset::W3 => Defaults {
+                protocol: Protocol::Json,
+                docs: 64,
+                clients: 1,
+                writers: 1,
+                rate: 0.0,
+                duration: 30.0,
+                warmup: 3.0,
+            },
+            Preset::W4 => Defaults {
+                protocol: Protocol::Json,
+                docs: 1000,
+                clients: 10,
+                writers: 0,
+                rate: 0.0,
+                duration: 60.0,
+                warmup: 0.0,
+            },
+        }
+    }
+}
+
+impl Args {
+    pub fn plan(&self) -> Result<Plan, String> {
+        let d = self.preset.map(Preset::defaults).unwrap_or(Defaults {
+            protocol: Protocol::Json,
+            docs: 10,
+            clients: 2,
+            writers: 1,
+            rate: 10.0,
+            duration: 10.0,
+            warmup: 1.0,
+        });
+        let protocol = self.protocol.unwrap_or(d.protocol);
+        let clients = self.clients.unwrap_or(d.clients);
+        let writers = self.writers.unwrap_or(d.writers).min(clients);
+        let rate = self.rate.unwrap_or(d.rate);
+        if !(rate >= 0.0 && rate.is_finite()) {
+            return Err("--rate must be 0 (closed loop) or a positive number".into());
+        }
+        if rate == 0.0 && writers > 0 && !protocol.has_acks() {
+            return Err(format!(
+                "closed loop needs per-update acknowledgements; {} has none (give --rate)",
+                protocol.name()
+            ));
+        }
+        let docs = self.docs.unwrap_or(d.docs);
+        if docs == 0 || clients == 0 {
+            return Err("--docs and --clients must be at least 1".into());
+        }
+        let run_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_millis() % 100_000_000)
+            .unwrap_or(0);
+        Ok(Plan {
+            preset: self.preset.map(|p| format!("{p:?}")),
+            label: self.label.clone(),
+            protocol,
+            url: self
+                .url
+                .clone()
+                .unwrap_or_else(|| protocol.default_url().to_string()),
+            docs,
+            clients,
+            writers,
+            rate: (rate > 0.0).then_some(rate),
+            updates_per_writer: self.updates_per_writer,
+            duration: secs_arg(self.duration_secs.unwrap_or(d.duration))?,
+            warmup: secs_arg(self.warmup_secs.unwrap_or(d.warmup))?,
+            grace: secs_arg(self.grace_secs)?,
+            payload_bytes: self.payload_bytes,
+            doc_prefix: self
+                .doc_prefix
+                .clone()
+                .unwrap_or_else(|| format!("lg-{}-{run_id}", protocol.name())),
+            connect_concurrency: self.connect_concurrency.max(1),
+            bind: self.bind.clone(),
+            keepalive: (self.keepalive_secs > 0.0)
+                .then(|| Duration::from_secs_f64(self.keepalive_secs)),
+        })
+    }
+}
+
+fn secs_arg(s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("not a duration in seconds: {s}"))
+}
+
+mod secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}

@@ -1,0 +1,666 @@
+//! SPEC §3 "Client tokens": with `DOCROOM_JWT_SECRET` set, every document route needs an HS256
+//! JWT (`Authorization: Bearer` or `?token=`) whose `docs` cover the document; `ro` tokens read
+//! and receive but never write; a token that expires closes its open sessions.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use yrs::encoding::read::Cursor;
+use yrs::sync::protocol::MessageReader;
+use yrs::sync::{Message as YMessage, SyncMessage};
+use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, Map, ReadTxn, StateVector, Transact, Update};
+
+use crate::harness::{
+    assert_fields, eventually, raw_request, Frame, TestApp, TestOptions, WsClient,
+};
+
+const SECRET: &str = "client-token-test-secret";
+
+/// The four document routes, as raw requests (method, target suffix after the id, headers, body).
+const UPGRADE: [(&str, &str); 4] = [
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Signs any claims with `secret` and `alg`.
+fn sign_with(claims: &Value, secret: &str, alg: Algorithm) -> String {
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign the token")
+}
+
+/// A valid token for `docs` with `scope`, expiring in an hour.
+fn token(docs: &[&str], scope: &str) -> String {
+    token_expiring(docs, scope, now() + 3600)
+}
+
+fn token_expiring(docs: &[&str], scope: &str, exp: i64) -> String {
+    let claims = json!({"docs": docs, "scope": scope, "exp": exp, "sub": "tester"});
+    sign_with(&claims, SECRET, Algorithm::HS256)
+}
+
+async fn app_with_tokens() -> TestApp {
+    TestApp::spawn(TestOptions::new().env("DOCROOM_JWT_SECRET", SECRET)).await
+}
+
+/// The four document routes for `json_doc` / `yjs_doc`, each sent raw with `auth` headers and
+/// an optional query; answers (route, status, body).
+async fn every_route(
+    app: &TestApp,
+    json_doc: &str,
+    yjs_doc: &str,
+    auth: &[(&str, &str)],
+    query: &str,
+) -> Vec<(String, u16, String)> {
+    let mut upgrade: Vec<(&str, &str)> = UPGRADE.to_vec();
+    upgrade.extend_from_slice(auth);
+    let mut put: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    put.extend_from_slice(auth);
+    let requests = [
+        ("GET", format!("/docs/{json_doc}{query}"), auth.to_vec(), ""),
+        ("PUT", format!("/docs/{json_doc}{query}"), put, r#"{"x":1}"#),
+        (
+            "GET",
+            format!("/docs/{json_doc}/ws{query}"),
+            upgrade.clone(),
+            "",
+        ),
+        ("GET", format!("/yjs/{yjs_doc}{query}"), upgrade, ""),
+    ];
+    let mut out = Vec::new();
+    for (method, target, headers, body) in requests {
+        let reply = raw_request(app.addr, method, &target, &headers, body).await;
+        out.push((format!("{method} {target}"), reply.status, reply.text));
+    }
+    out
+}
+
+/// A JSON-protocol client that sends `headers` (e.g. a bearer token), reading the snapshot.
+async fn connect_with(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> WsClient {
+    let mut client = WsClient::open(app, path, headers)
+        .await
+        .unwrap_or_else(|r| panic!("upgrade of {path} refused: {} {}", r.status, r.body));
+    let snapshot = client.recv_json().await;
+    assert_eq!(snapshot["type"], "snapshot", "first message on {path}");
+    client.snapshot = snapshot;
+    client
+}
+
+#[tokio::test]
+async fn missing_malformed_badly_signed_or_expired_tokens_get_401_before_any_upgrade() {
+    let app = app_with_tokens().await;
+    // The document exists, so a route that forgot the check would answer 200, not 404.
+    let writer = format!("Bearer {}", token(&["secret-doc"], "rw"));
+    let stored = raw_request(
+        app.addr,
+        "PUT",
+        "/docs/secret-doc",
+        &[
+            ("Authorization", &writer),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"classified":true}"#,
+    )
+    .await;
+    assert_eq!(
+        stored.status, 200,
+        "PUT with a valid token: {}",
+        stored.text
+    );
+
+    let docs = ["secret-doc", "secret-yjs"];
+    let in_an_hour = now() + 3600;
+    let bad_tokens: Vec<(&str, String)> = vec![
+        ("not a JWT", "not-a-jwt".into()),
+        ("three dots of nothing", "a.b.c".into()),
+        (
+            "wrong signature",
+            sign_with(
+                &json!({"docs": docs, "scope": "rw", "exp": in_an_hour}),
+                "some-other-secret",
+                Algorithm::HS256,
+            ),
+        ),
+        ("expired", token_expiring(&docs, "rw", now() - 120)),
+        (
+            "no exp",
+            sign_with(
+                &json!({"docs": docs, "scope": "rw"}),
+                SECRET,
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "not HS256",
+            sign_with(
+                &json!({"docs": docs, "scope": "rw", "exp": in_an_hour}),
+                SECRET,
+                Algorithm::HS512,
+            ),
+        ),
+        (
+            "no docs claim",
+            sign_with(
+                &json!({"scope": "rw", "exp": in_an_hour}),
+                SECRET,
+                Algorithm::HS256,
+            ),
+        ),
+    ];
+
+    let mut failures = Vec::new();
+    let mut check = |case: &str, results: Vec<(String, u16, String)>| {
+        for (route, status, body) in results {
+            if status != 401 {
+                failures.push(format!("{case}: {route} -> {status} {body}"));
+            } else if !body.contains("unauthorized") {
+                failures.push(format!(
+                    "{case}: {route} -> 401 without a JSON reason: {body}"
+                ));
+            }
+        }
+    };
+
+    check(
+        "no token",
+        every_route(&app, docs[0], docs[1], &[], "").await,
+    );
+    check(
+        "Basic instead of Bearer",
+        every_route(
+            &app,
+            docs[0],
+            docs[1],
+            &[("Authorization", "Basic dXNlcjpwdw==")],
+            "",
+        )
+        .await,
+    );
+    check(
+        "empty bearer",
+        every_route(&app, docs[0], docs[1], &[("Authorization", "Bearer ")], "").await,
+    );
+    for (case, bad) in &bad_tokens {
+        let header = format!("Bearer {bad}");
+        check(
+            &format!("{case} (header)"),
+            every_route(&app, docs[0], docs[1], &[("Authorization", &header)], "").await,
+        );
+        check(
+            &format!("{case} (query)"),
+            every_route(&app, docs[0], docs[1], &[], &format!("?token={bad}")).await,
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "requests without a usable token were not refused with 401:\n{}",
+        failures.join("\n")
+    );
+
+    // None of that reached the document.
+    let read = raw_request(
+        app.addr,
+        "GET",
+        "/docs/secret-doc",
+        &[("Authorization", &writer)],
+        "",
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.body["content"], json!({"classified": true}));
+}
+
+#[tokio::test]
+async fn a_valid_token_for_another_document_gets_403() {
+    let app = app_with_tokens().await;
+    let other = format!("Bearer {}", token(&["not-this-one", "team7-*"], "rw"));
+    let results = every_route(
+        &app,
+        "this-one",
+        "this-yjs",
+        &[("Authorization", &other)],
+        "",
+    )
+    .await;
+    for (route, status, body) in results {
+        assert_eq!(status, 403, "{route}: {body}");
+        assert!(body.contains("forbidden"), "{route}: {body}");
+    }
+    let rejection = WsClient::open(&app, "/docs/this-one/ws", &[("Authorization", &other)])
+        .await
+        .err()
+        .expect("a token for other documents opened this one");
+    assert_eq!(rejection.status, 403, "{}", rejection.body);
+}
+
+#[tokio::test]
+async fn prefix_entries_cover_the_ids_that_start_with_them_and_no_others() {
+    let app = app_with_tokens().await;
+    let team = format!("Bearer {}", token(&["team7-*", "exact"], "rw"));
+    let auth = [("Authorization", team.as_str())];
+
+    for doc in ["team7-notes", "team7-", "team7-a.b_c", "exact"] {
+        let put = raw_request(
+            app.addr,
+            "PUT",
+            &format!("/docs/{doc}"),
+            &[auth[0], ("Content-Type", "application/json")],
+            &json!({"doc": doc}).to_string(),
+        )
+        .await;
+        assert_eq!(put.status, 200, "PUT {doc}: {}", put.text);
+        let client = connect_with(&app, &format!("/docs/{doc}/ws"), &auth).await;
+        assert_fields(
+            &client.snapshot,
+            json!({"doc": doc, "content": {"doc": doc}}),
+        );
+    }
+    let yjs = WsClient::open(&app, "/yjs/team7-yjs", &auth).await;
+    assert!(yjs.is_ok(), "/yjs/team7-yjs refused with a team7-* token");
+    for doc in [
+        "team7",
+        "team8-notes",
+        "xteam7-notes",
+        "Team7-notes",
+        "exactly",
+        "exac",
+    ] {
+        for (route, status, body) in every_route(&app, doc, doc, &auth, "").await {
+            assert_eq!(status, 403, "{route} with team7-* and exact: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_taken_from_the_bearer_header_or_the_token_query_parameter() {
+    let app = app_with_tokens().await;
+    let rw = token(&["both-ways"], "rw");
+    let header = format!("Bearer {rw}");
+
+    let by_query = app
+        .http()
+        .put(app.url(&format!("/docs/both-ways?token={rw}")))
+        .header("content-type", "application/json")
+        .body(r#"{"via":"query"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.status(), 200, "PUT with ?token=");
+
+    let read = app
+        .http()
+        .get(app.url("/docs/both-ways"))
+        .header("authorization", &header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "GET with a bearer header");
+    let body: Value = read.json().await.unwrap();
+    assert_eq!(body["content"], json!({"via": "query"}));
+
+    // y-websocket passes `params` as the query; browsers cannot set headers on a WebSocket.
+    let mut by_header =
+        connect_with(&app, "/docs/both-ways/ws", &[("Authorization", &header)]).await;
+    let mut by_query = connect_with(&app, &format!("/docs/both-ways/ws?token={rw}"), &[]).await;
+    assert_fields(&by_query.snapshot, json!({"content": {"via": "query"}}));
+    let content = json!({"via": "websocket"});
+    by_header.update(content.clone(), "h1").await;
+    let seen = by_query
+        .recv_where("the update", |m| m["type"] == "update")
+        .await;
+    assert_eq!(seen["content"], content);
+    by_query.update(json!({"via": "query socket"}), "q1").await;
+
+    let yjs = WsClient::open(&app, &format!("/yjs/both-ways-y?other=1&token={rw}"), &[]).await;
+    assert!(yjs.is_err(), "a token for both-ways opened both-ways-y");
+    let yjs_token = token(&["both-ways-y"], "rw");
+    let yjs = WsClient::open(
+        &app,
+        &format!("/yjs/both-ways-y?other=1&token={yjs_token}"),
+        &[],
+    )
+    .await;
+    assert!(yjs.is_ok(), "?token= after another parameter was not read");
+}
+
+#[tokio::test]
+async fn a_read_only_token_reads_and_receives_but_cannot_write() {
+    let app = app_with_tokens().await;
+    let rw = format!("Bearer {}", token(&["ro-doc"], "rw"));
+    let ro = format!("Bearer {}", token(&["ro-doc"], "ro"));
+
+    let first = json!({"title": "draft"});
+    let put = raw_request(
+        app.addr,
+        "PUT",
+        "/docs/ro-doc",
+        &[("Authorization", &rw), ("Content-Type", "application/json")],
+        &first.to_string(),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+
+    let mut reader = connect_with(&app, "/docs/ro-doc/ws", &[("Authorization", &ro)]).await;
+    assert_fields(&reader.snapshot, json!({"content": first}));
+    let mut writer = connect_with(&app, "/docs/ro-doc/ws", &[("Authorization", &rw)]).await;
+
+    // It receives what others write ...
+    let second = json!({"title": "second"});
+    writer.update(second.clone(), "w1").await;
+    let seen = reader
+        .recv_where("the writer's update", |m| m["type"] == "update")
+        .await;
+    assert_eq!(seen["content"], second);
+
+    // ... but its own update is refused, and the connection stays open.
+    let refused = reader
+        .try_update(json!({"title": "vandalized"}), "r1")
+        .await;
+    assert_fields(
+        &refused,
+        json!({"type": "error", "code": "read_only", "ref": "r1"}),
+    );
+    reader.ping().await;
+
+    // Over HTTP: reading is fine, writing is 403.
+    let put = raw_request(
+        app.addr,
+        "PUT",
+        "/docs/ro-doc",
+        &[("Authorization", &ro), ("Content-Type", "application/json")],
+        r#"{"title":"vandalized"}"#,
+    )
+    .await;
+    assert_eq!(put.status, 403, "PUT with a ro token: {}", put.text);
+    let get = raw_request(
+        app.addr,
+        "GET",
+        "/docs/ro-doc",
+        &[("Authorization", &ro)],
+        "",
+    )
+    .await;
+    assert_eq!(get.status, 200, "GET with a ro token: {}", get.text);
+    assert_eq!(get.body["content"], second, "a read-only write got through");
+
+    // The writer never saw the refused content.
+    writer.ping().await;
+    while let Some(frame) = writer.recv_within(Duration::from_millis(200)).await {
+        assert!(
+            !matches!(&frame, Frame::Json(m) if m["type"] == "update"),
+            "a read-only update reached the writer: {frame:?}"
+        );
+    }
+}
+
+/// A v1 update that sets `m[key] = value` in a fresh document (its own client id).
+fn map_update(key: &str, value: &str) -> Vec<u8> {
+    let doc = Doc::new();
+    let map = doc.get_or_insert_map("m");
+    map.insert(&mut doc.transact_mut(), key, value);
+    let txn = doc.transact();
+    txn.encode_state_as_update_v1(&StateVector::default())
+}
+
+fn sync_frame(message: SyncMessage) -> Vec<u8> {
+    YMessage::Sync(message).encode_v1()
+}
+
+/// The sync messages in one binary frame.
+fn sync_messages(frame: &[u8]) -> Vec<SyncMessage> {
+    let mut decoder = DecoderV1::new(Cursor::new(frame));
+    MessageReader::new(&mut decoder)
+        .filter_map(|m| match m.expect("a y-protocols frame from the server") {
+            YMessage::Sync(sync) => Some(sync),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Applies every document update in `frame` to `doc`; true if there was one.
+fn apply_frame(doc: &Doc, frame: &[u8]) -> bool {
+    let mut applied = false;
+    for message in sync_messages(frame) {
+        if let SyncMessage::SyncStep2(update) | SyncMessage::Update(update) = message {
+            let update = Update::decode_v1(&update).expect("a v1 update");
+            doc.transact_mut().apply_update(update).expect("apply");
+            applied = true;
+        }
+    }
+    applied
+}
+
+fn map_has(doc: &Doc, key: &str) -> bool {
+    let map = doc.get_or_insert_map("m");
+    let txn = doc.transact();
+    map.contains_key(&txn, key)
+}
+
+/// A Yjs connection's local copy: applies every update it receives until `key` is in it.
+async fn receive_until(client: &mut WsClient, doc: &Doc, key: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !map_has(doc, key) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client.recv_within(left).await {
+            Some(Frame::Binary(frame)) => {
+                apply_frame(doc, &frame);
+            }
+            Some(Frame::Json(_)) => {}
+            Some(other) => panic!("connection ended waiting for {key}: {other:?}"),
+            None => panic!("{key} did not arrive within 10 s"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_yjs_client_receives_updates_but_its_own_are_dropped() {
+    let app = app_with_tokens().await;
+    let rw = format!("Bearer {}", token(&["yjs-ro"], "rw"));
+    let ro = format!("Bearer {}", token(&["yjs-ro"], "ro"));
+    let open = |auth: String| {
+        let app = &app;
+        async move {
+            WsClient::open(app, "/yjs/yjs-ro", &[("Authorization", &auth)])
+                .await
+                .unwrap_or_else(|r| panic!("/yjs/yjs-ro refused: {} {}", r.status, r.body))
+        }
+    };
+    let mut observer = open(rw.clone()).await;
+    let mut reader = open(ro.clone()).await;
+    let writer = open(rw.clone()).await;
+    let (observer_doc, reader_doc) = (Doc::new(), Doc::new());
+
+    // The read-only client sends an update, then asks for the whole state: the room handles one
+    // connection's frames in order, so the answer comes after the update was dealt with.
+    reader.send_binary(sync_frame(SyncMessage::Update(map_update(
+        "from_ro",
+        "must not land",
+    ))));
+    reader.send_binary(sync_frame(SyncMessage::SyncStep1(StateVector::default())));
+    let state = loop {
+        match reader.recv().await {
+            Frame::Binary(frame) => {
+                let step2 = sync_messages(&frame).into_iter().find_map(|m| match m {
+                    SyncMessage::SyncStep2(update) => Some(update),
+                    _ => None,
+                });
+                if let Some(update) = step2 {
+                    break update;
+                }
+            }
+            Frame::Json(_) => {}
+            other => panic!("the read-only connection ended: {other:?}"),
+        }
+    };
+    let server_view = Doc::new();
+    server_view
+        .transact_mut()
+        .apply_update(Update::decode_v1(&state).unwrap())
+        .unwrap();
+    assert!(
+        !map_has(&server_view, "from_ro"),
+        "the server's document took a read-only update"
+    );
+
+    // A writer's update reaches both the observer and the read-only client ...
+    writer.send_binary(sync_frame(SyncMessage::Update(map_update(
+        "from_rw", "landed",
+    ))));
+    receive_until(&mut observer, &observer_doc, "from_rw").await;
+    receive_until(&mut reader, &reader_doc, "from_rw").await;
+    // ... and the observer never received the read-only one.
+    assert!(
+        !map_has(&observer_doc, "from_ro"),
+        "a read-only update was relayed to a read-write client"
+    );
+
+    // What is served and stored has the writer's key and not the reader's.
+    let got = eventually(
+        Duration::from_secs(10),
+        "GET to show the writer's update",
+        async || {
+            let reply = raw_request(
+                app.addr,
+                "GET",
+                "/docs/yjs-ro",
+                &[("Authorization", &rw)],
+                "",
+            )
+            .await;
+            if reply.status == 200 && reply.body["content"]["m"]["from_rw"] == "landed" {
+                Ok(reply.body)
+            } else {
+                Err(format!("{} {}", reply.status, reply.text))
+            }
+        },
+    )
+    .await;
+    assert!(
+        got["content"]["m"].get("from_ro").is_none(),
+        "the document contains the read-only update: {got}"
+    );
+    use base64::Engine as _;
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(got["state"].as_str().expect("a base64 state"))
+        .unwrap();
+    let stored_doc = Doc::new();
+    stored_doc
+        .transact_mut()
+        .apply_update(Update::decode_v1(&stored).unwrap())
+        .unwrap();
+    assert!(map_has(&stored_doc, "from_rw"));
+    assert!(
+        !map_has(&stored_doc, "from_ro"),
+        "the stored state has the read-only update"
+    );
+}
+
+/// Reads until a Close frame; answers its code and reason.
+async fn close_of(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    within: Duration,
+) -> (u16, String) {
+    let read = async {
+        while let Some(message) = socket.next().await {
+            match message {
+                Ok(Message::Close(Some(frame))) => {
+                    return (u16::from(frame.code), frame.reason.to_string())
+                }
+                Ok(Message::Close(None)) => panic!("closed without a code"),
+                Ok(_) => {}
+                Err(e) => panic!("connection ended without a Close frame: {e}"),
+            }
+        }
+        panic!("connection ended without a Close frame");
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .expect("the session was not closed in time")
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_session_closes_the_connection_with_a_reason() {
+    // Long heartbeat timeout: only the token's expiry may end these sessions.
+    let app = TestApp::spawn(
+        TestOptions::new()
+            .env("DOCROOM_JWT_SECRET", SECRET)
+            .env("DOCROOM__SESSION__CLIENT_TIMEOUT_MS", 60_000),
+    )
+    .await;
+    let exp = now() + 3;
+    let short = format!(
+        "Bearer {}",
+        token_expiring(&["short-lived", "short-yjs"], "rw", exp)
+    );
+    let open = |path: &str| {
+        let mut request = app.ws_url(path).into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", short.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let (mut json_socket, _) = open("/docs/short-lived/ws")
+        .await
+        .expect("connect while valid");
+    let (mut yjs_socket, _) = open("/yjs/short-yjs").await.expect("connect while valid");
+
+    // Usable while the token is valid.
+    json_socket
+        .send(Message::text(
+            r#"{"type":"update","ref":"early","content":1}"#,
+        ))
+        .await
+        .unwrap();
+    let ack = loop {
+        let Some(Ok(Message::Text(text))) = json_socket.next().await else {
+            panic!("no ack before expiry")
+        };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if message["ref"] == "early" {
+            break message;
+        }
+    };
+    assert_eq!(ack["type"], "ack", "{ack}");
+
+    // Both are read at once, so both answer the server's Pings while they wait.
+    let (json_close, yjs_close) = tokio::join!(
+        close_of(&mut json_socket, Duration::from_secs(10)),
+        close_of(&mut yjs_socket, Duration::from_secs(10)),
+    );
+    for (route, (code, reason)) in [("json", json_close), ("yjs", yjs_close)] {
+        assert!(now() >= exp, "{route}: closed before the token expired");
+        assert_eq!(code, 1008, "{route}: close code (reason {reason:?})");
+        assert!(
+            reason.to_lowercase().contains("expir"),
+            "{route}: the close reason does not mention expiry: {reason:?}"
+        );
+    }
+
+    // A new connection with the expired token is refused. (Checked a whole second past `exp`:
+    // within the second of `exp` itself the JWT library still accepts the token.)
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = WsClient::open(&app, "/docs/short-lived/ws", &[("Authorization", &short)]).await;
+    assert_eq!(refused.err().map(|r| r.status), Some(401));
+}
