@@ -68,6 +68,8 @@ impl Application {
             open_for: S::ms(b.open_ms),
             lock_poll: S::ms(c.lock_poll_ms),
             lock_wait: S::ms(c.lock_wait_ms),
+            retry_base: S::ms(b.retry_base_ms),
+            retry_max: S::ms(b.retry_max_ms),
         };
         let (sup_store, sup_fallback) = (store.clone(), fallback.clone());
         let supervisor = CacheSupervisor::start_in_arbiter(&storage_arbiter.handle(), move |_| {

@@ -125,6 +125,9 @@ pub struct SupervisorSettings {
     pub open_for: Duration,
     pub lock_poll: Duration,
     pub lock_wait: Duration,
+    /// Backoff between failed attempts to move fallback entries back into Redis.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 pub struct CacheSupervisor {
@@ -138,6 +141,10 @@ pub struct CacheSupervisor {
     persisted: HashMap<DocId, String>,
     listener: Option<Recipient<CacheSuspect>>,
     probing: bool,
+    /// After a failed migration, none is tried before this (exponential backoff): a Redis that
+    /// the breaker still lets through (forced closed) must not keep the mailbox blocked.
+    migrate_failures: u32,
+    next_migration: Option<Instant>,
     /// Wall-clock twin of the breaker's `opened_at`, for the admin view.
     opened_wall: Option<DateTime<Utc>>,
 }
@@ -165,6 +172,8 @@ impl CacheSupervisor {
             persisted: HashMap::new(),
             listener: None,
             probing: false,
+            migrate_failures: 0,
+            next_migration: None,
             opened_wall: None,
         }
     }
@@ -251,7 +260,10 @@ impl CacheSupervisor {
                         }
                     }),
             );
-        } else if self.breaker.allows_redis() && !self.fallback.is_empty() {
+        } else if self.breaker.allows_redis()
+            && !self.fallback.is_empty()
+            && self.next_migration.is_none_or(|at| Instant::now() >= at)
+        {
             self.migrate(ctx);
         }
     }
@@ -292,9 +304,17 @@ impl CacheSupervisor {
                     for (doc, _) in &moved {
                         act.persisted.remove(doc);
                     }
+                    act.migrate_failures = 0;
+                    act.next_migration = None;
                     info!(docs = moved.len(), "fallback documents moved back to redis");
                 }
-                Err(e) => warn!(error = %e, "moving fallback documents to redis failed"),
+                Err(e) => {
+                    act.migrate_failures = act.migrate_failures.saturating_add(1);
+                    let exp = act.migrate_failures.saturating_sub(1).min(16);
+                    let wait = (act.settings.retry_base * 2u32.pow(exp)).min(act.settings.retry_max);
+                    act.next_migration = Some(Instant::now() + wait);
+                    warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "moving fallback documents to redis failed");
+                }
             }
             act.account(Outcome {
                 ok: res.is_ok(),

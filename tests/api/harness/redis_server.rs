@@ -13,6 +13,9 @@ pub struct PrivateRedis {
     dir: PathBuf,
     child: Option<Child>,
     paused: bool,
+    /// While killed: the port, bound but not listening, so connections are refused and no other
+    /// process (another test's `free_port`, an outgoing connection) can take it before `restart`.
+    held: Option<tokio::net::TcpSocket>,
 }
 
 impl PrivateRedis {
@@ -25,6 +28,7 @@ impl PrivateRedis {
             dir,
             child: None,
             paused: false,
+            held: None,
         };
         // A free port can be taken between probing and binding: try a few.
         for _ in 0..5 {
@@ -47,6 +51,7 @@ impl PrivateRedis {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.held = hold_port(self.port);
         }
         self.paused = false;
     }
@@ -85,6 +90,7 @@ impl PrivateRedis {
     }
 
     fn launch(&mut self) {
+        self.held = None;
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -122,6 +128,14 @@ impl Drop for PrivateRedis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Binds `port` without listening on it.
+fn hold_port(port: u16) -> Option<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.set_reuseaddr(true).ok()?;
+    socket.bind(([127, 0, 0, 1], port).into()).ok()?;
+    Some(socket)
 }
 
 /// A port nothing listens on right now.
