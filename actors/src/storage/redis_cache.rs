@@ -17,12 +17,20 @@ use crate::doc::{DocId, Kind, Version};
 /// Removes a document from modifiedDocs only if the hash PostgreSQL committed is still the last
 /// saved one (or the cache entry is gone): a save that raced the flush stays dirty. Sent with
 /// EVAL (Redis caches the compiled script), so a Redis restarted empty needs no SCRIPT LOAD.
-const MARK_CLEAN: &str = r"local h = redis.call('GET', KEYS[1])
-if h == ARGV[1] or not h then
-  redis.call('SREM', KEYS[2], ARGV[2])
-  return 1
+const MARK_CLEAN: &str = r"local modified = KEYS[#KEYS]
+local n = #KEYS - 1
+local cleared = 0
+for i = 1, n do
+  local h = redis.call('GET', KEYS[i])
+  if h == ARGV[i] or not h then
+    redis.call('SREM', modified, ARGV[n + i])
+    cleared = cleared + 1
+  end
 end
-return 0";
+return cleared";
+
+/// Documents per `MARK_CLEAN` call: one script run per batch instead of one per document.
+const MARK_CLEAN_BATCH: usize = 500;
 
 /// Yjs state is binary; JSON text never starts with a NUL byte, so this marker tells them apart
 /// in `doc:{id}:temp` while JSON content stays readable as plain JSON.
@@ -223,15 +231,19 @@ impl RedisCache {
         }
         let mut conn = self.connection().await?;
         let mut pipe = redis::pipe();
-        for (doc, hash) in done {
-            pipe.cmd("EVAL")
-                .arg(MARK_CLEAN)
-                .arg(2)
-                .arg(self.key_hash(doc))
-                .arg(self.key_modified())
-                .arg(hash)
-                .arg(doc.as_str())
-                .ignore();
+        for batch in done.chunks(MARK_CLEAN_BATCH) {
+            let eval = pipe.cmd("EVAL").arg(MARK_CLEAN).arg(batch.len() + 1);
+            for (doc, _) in batch {
+                eval.arg(self.key_hash(doc));
+            }
+            eval.arg(self.key_modified());
+            for (_, hash) in batch {
+                eval.arg(hash);
+            }
+            for (doc, _) in batch {
+                eval.arg(doc.as_str());
+            }
+            eval.ignore();
         }
         self.bounded(pipe.query_async::<()>(&mut conn)).await??;
         Ok(())

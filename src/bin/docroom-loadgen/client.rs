@@ -150,9 +150,13 @@ pub async fn run(
                     break true;
                 }
                 codec.on_frame(&msg, &mut incoming);
-                if let Some(e) = incoming.error.take() {
-                    stats.error(format!("{}: {e}", conn.doc));
-                }
+                let refused = match incoming.error.take() {
+                    Some(e) => {
+                        stats.error(format!("{}: {e}", conn.doc));
+                        true
+                    }
+                    None => false,
+                };
                 let now = now_us();
                 for m in &incoming.markers {
                     bump(&stats.counters.broadcasts_total);
@@ -176,6 +180,14 @@ pub async fn run(
                     if ws.send(r).await.is_err() {
                         break;
                     }
+                }
+                if refused && plan.rate.is_none() && conn.writer && state.outstanding {
+                    // Closed loop: an update the server refused will never be acked; give up on
+                    // it and go on after a pause rather than stall (the error is counted).
+                    state.by_ref.clear();
+                    state.in_order.clear();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    acked = true;
                 }
                 if acked && plan.rate.is_none() && conn.writer {
                     state.outstanding = !state.by_ref.is_empty() || !state.in_order.is_empty();

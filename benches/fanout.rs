@@ -1,0 +1,264 @@
+//! Room fan-out in-process: one member's update reaching 1 / 10 / 100 / 1000 other members of a
+//! real `DocRoom`, for a Yjs room (apply the update with yrs, relay the frame) and a JSON room
+//! (build the update frame once, relay it; the save to Redis runs alongside, coalesced).
+//!
+//! The room is the real actor, started by the real `RoomRegistry` on its own arbiter (thread),
+//! with the real cache supervisor and flusher behind it — so it needs Redis and PostgreSQL to
+//! load its (new, empty) document; without them the bench is skipped. The members are small
+//! actors on the main thread standing in for WebSocket sessions: one iteration ends when every
+//! member has received the frame in its mailbox (the socket write is not included).
+//! Yjs state saves are pushed out of the way (save interval of an hour) so the numbers are the
+//! fan-out alone.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use docroom_actors::doc::{DocId, Kind, Version};
+use docroom_actors::fallback::Fallback;
+use docroom_actors::flusher::{Flusher, FlusherSettings};
+use docroom_actors::registry::{GetRoom, RoomRegistry};
+use docroom_actors::room::{DocRoom, Join, MemberId, Outbound, Update, YjsFrame};
+use docroom_actors::storage::{CacheSettings, PgStore, RedisCache};
+use docroom_actors::supervisor::{CacheSupervisor, SupervisorSettings};
+use support::{Services, KEY_PREFIX};
+use tokio::sync::Notify;
+use yrs::sync::{Message, SyncMessage};
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, Text, Transact};
+
+/// Counts down the members still to receive the current frame.
+#[derive(Default)]
+struct Countdown {
+    remaining: AtomicUsize,
+    done: Notify,
+}
+
+impl Countdown {
+    fn hit(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+}
+
+/// Stands in for a WebSocket session: counts what the room sends it.
+struct Member {
+    countdown: Option<Arc<Countdown>>,
+}
+
+impl Actor for Member {
+    type Context = Context<Self>;
+}
+
+impl Handler<Outbound> for Member {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
+        if let (Some(c), Outbound::Text(_) | Outbound::Binary(_)) = (&self.countdown, msg) {
+            c.hit();
+        }
+    }
+}
+
+struct Stores {
+    registry: Addr<RoomRegistry>,
+    _room_thread: Arbiter,
+}
+
+async fn start_stores(svc: &Services, data_dir: &std::path::Path) -> Result<Stores, String> {
+    let store = PgStore::connect(&svc.database_url, 4, Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    docroom::db::ensure_database(&svc.database_url)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    docroom::db::migrate(&store)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let fallback = Fallback::open(data_dir).map_err(|e| e.to_string())?;
+    let cache = RedisCache::new(CacheSettings {
+        url: svc.redis_url.clone(),
+        key_prefix: KEY_PREFIX.to_string(),
+        ttl_secs: 125,
+        lock_ttl_secs: 10,
+        response_timeout: Duration::from_millis(500),
+        connection_timeout: Duration::from_secs(1),
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_secs(10),
+        retry_jitter: Duration::from_millis(100),
+    });
+    let supervisor = CacheSupervisor::new(
+        cache,
+        store.clone(),
+        fallback,
+        SupervisorSettings {
+            failure_threshold: 3,
+            open_for: Duration::from_secs(30),
+            lock_poll: Duration::from_millis(25),
+            lock_wait: Duration::from_secs(2),
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+        },
+    )
+    .start();
+    let hour = Duration::from_secs(3600);
+    let flusher = Flusher::new(
+        store,
+        supervisor.clone(),
+        FlusherSettings {
+            base_period: hour,
+            error_period: hour,
+            max_period: hour,
+            batch_size: 1000,
+        },
+    )
+    .start();
+    let room_thread = Arbiter::new();
+    let registry = RoomRegistry::new(vec![room_thread.handle()], supervisor, flusher, hour).start();
+    Ok(Stores {
+        registry,
+        _room_thread: room_thread,
+    })
+}
+
+/// A room of `kind` with a sender and `receivers` other members.
+async fn room_with_members(
+    stores: &Stores,
+    kind: Kind,
+    receivers: usize,
+    countdown: &Arc<Countdown>,
+) -> Result<(Addr<DocRoom>, MemberId, DocId), String> {
+    let doc = DocId::parse(&format!(
+        "bench-fanout-{}-{receivers}-{}",
+        kind.as_str(),
+        std::process::id()
+    ))
+    .expect("valid id");
+    let room = stores
+        .registry
+        .send(GetRoom {
+            doc: doc.clone(),
+            kind,
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let join = |countdown: Option<Arc<Countdown>>| {
+        let room = room.clone();
+        async move {
+            let member = MemberId::next();
+            let outbound = Member { countdown }.start().recipient();
+            room.send(Join {
+                member,
+                kind,
+                outbound,
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(member)
+        }
+    };
+    let sender = join(None).await?;
+    for _ in 0..receivers {
+        join(Some(countdown.clone())).await?;
+    }
+    Ok((room, sender, doc))
+}
+
+fn fanout(c: &mut Criterion) {
+    let svc = match Services::find() {
+        Ok(s) => s,
+        Err(why) => {
+            support::skip(
+                "fanout",
+                &format!("{why}; a room loads its document through Redis and PostgreSQL"),
+            );
+            return;
+        }
+    };
+    let data_dir =
+        std::env::temp_dir().join(format!("docroom-bench-fanout-{}", std::process::id()));
+    let sys = System::new();
+    let stores = match sys.block_on(start_stores(&svc, &data_dir)) {
+        Ok(s) => s,
+        Err(why) => {
+            support::skip("fanout", &format!("stores unusable: {why}"));
+            return;
+        }
+    };
+
+    let mut group = c.benchmark_group("room_fanout");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    for kind in [Kind::Yjs, Kind::Json] {
+        for receivers in [1usize, 10, 100, 1000] {
+            let countdown = Arc::new(Countdown::default());
+            let (room, sender, doc) =
+                match sys.block_on(room_with_members(&stores, kind, receivers, &countdown)) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        support::skip("fanout", &format!("room did not open: {why}"));
+                        return;
+                    }
+                };
+            let typist = Doc::with_client_id(7);
+            let text = typist.get_or_insert_text("content");
+            let mut n = 0u64;
+            group.throughput(Throughput::Elements(receivers as u64));
+            group.bench_function(BenchmarkId::new(kind.as_str(), receivers), |b| {
+                b.iter_custom(|iters| {
+                    sys.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            n += 1;
+                            countdown.remaining.store(receivers, Ordering::Release);
+                            match kind {
+                                Kind::Yjs => {
+                                    let update = {
+                                        let mut txn = typist.transact_mut();
+                                        let len = text.len(&txn);
+                                        text.insert(&mut txn, len, "x");
+                                        txn.encode_update_v1()
+                                    };
+                                    let frame =
+                                        Message::Sync(SyncMessage::Update(update)).encode_v1();
+                                    room.do_send(YjsFrame {
+                                        from: sender,
+                                        data: Bytes::from(frame),
+                                        may_write: true,
+                                    });
+                                }
+                                Kind::Json => {
+                                    let content = format!(r#"{{"n":{n},"text":"fan-out"}}"#);
+                                    room.do_send(Update {
+                                        from: Some(sender),
+                                        version: Version::new(
+                                            doc.clone(),
+                                            Kind::Json,
+                                            Bytes::from(content),
+                                        ),
+                                    });
+                                }
+                            }
+                            countdown.done.notified().await;
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+    drop(stores);
+    svc.remove_bench_keys();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);
