@@ -84,6 +84,23 @@ impl RoomRegistry {
         }
     }
 
+    /// Asks every open room the same question; answers the versions they gave (a room that
+    /// stopped meanwhile has nothing to give).
+    fn ask_every_room<M>(&self, ask: impl Fn() -> M) -> ResponseFuture<Vec<Version>>
+    where
+        M: Message<Result = Option<Version>> + Send + 'static,
+        DocRoom: Handler<M>,
+    {
+        let asks: Vec<_> = self.rooms.values().map(|r| r.send(ask())).collect();
+        Box::pin(async move {
+            join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(|r| r.ok().flatten())
+                .collect()
+        })
+    }
+
     fn open(&self, doc: &DocId) -> Option<Addr<DocRoom>> {
         self.rooms.get(doc).filter(|room| room.connected()).cloned()
     }
@@ -171,14 +188,7 @@ impl Handler<CloseAll> for RoomRegistry {
     /// Closes every room for shutdown and collects what still needs persisting.
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> Self::Result {
         self.closing = true;
-        let asks: Vec<_> = self.rooms.values().map(|r| r.send(CloseRoom)).collect();
-        Box::pin(async move {
-            join_all(asks)
-                .await
-                .into_iter()
-                .filter_map(|r| r.ok().flatten())
-                .collect()
-        })
+        self.ask_every_room(|| CloseRoom)
     }
 }
 
@@ -187,14 +197,7 @@ impl Handler<DirtyRooms> for RoomRegistry {
 
     /// Every open room's content that PostgreSQL does not have yet.
     fn handle(&mut self, _: DirtyRooms, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self.rooms.values().map(|r| r.send(DirtyVersion)).collect();
-        Box::pin(async move {
-            join_all(asks)
-                .await
-                .into_iter()
-                .filter_map(|r| r.ok().flatten())
-                .collect()
-        })
+        self.ask_every_room(|| DirtyVersion)
     }
 }
 

@@ -122,18 +122,23 @@ async fn ws_json(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = DocId::parse(&path)?;
-    if state.is_shutting_down() {
-        return Err(ApiError::ShuttingDown);
-    }
-    auth::check_origin(&req, &state.settings.auth)?;
-    let access = auth::authorize(&req, &state.settings.auth, &doc)?;
-    let slot = state.connections.reserve(&doc, &state.settings.limits)?;
-    session::start(doc, Kind::Json, access, slot, &req, stream, &state)
+    upgrade(Kind::Json, req, path, stream, state)
 }
 
 #[get("/yjs/{id}")]
 async fn ws_yjs(
+    req: HttpRequest,
+    path: web::Path<String>,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    upgrade(Kind::Yjs, req, path, stream, state)
+}
+
+/// The checks before any WebSocket upgrade, in the order the SPEC answers them: bad id (400),
+/// shutting down (503), foreign origin (403), token (401/403), connection limits (503).
+fn upgrade(
+    kind: Kind,
     req: HttpRequest,
     path: web::Path<String>,
     stream: web::Payload,
@@ -146,5 +151,5 @@ async fn ws_yjs(
     auth::check_origin(&req, &state.settings.auth)?;
     let access = auth::authorize(&req, &state.settings.auth, &doc)?;
     let slot = state.connections.reserve(&doc, &state.settings.limits)?;
-    session::start(doc, Kind::Yjs, access, slot, &req, stream, &state)
+    session::start(doc, kind, access, slot, &req, stream, &state)
 }

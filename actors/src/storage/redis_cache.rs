@@ -158,22 +158,15 @@ impl RedisCache {
 
     /// Writes content and hash with the TTL and marks the document dirty, in one MULTI/EXEC.
     pub async fn save(&self, v: &Version) -> CacheResult<()> {
-        let mut conn = self.connection().await?;
-        let ttl = self.settings.ttl_secs;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set_ex(self.key_temp(&v.doc), encode(v), ttl)
-            .ignore()
-            .set_ex(self.key_hash(&v.doc), &v.hash, ttl)
-            .ignore()
-            .sadd(self.key_modified(), v.doc.as_str())
-            .ignore();
-        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
-        Ok(())
+        self.write(v, true).await
     }
 
     /// Puts content PostgreSQL already holds into the cache (no dirty mark).
     pub async fn fill(&self, v: &Version) -> CacheResult<()> {
+        self.write(v, false).await
+    }
+
+    async fn write(&self, v: &Version, dirty: bool) -> CacheResult<()> {
         let mut conn = self.connection().await?;
         let ttl = self.settings.ttl_secs;
         let mut pipe = redis::pipe();
@@ -182,6 +175,9 @@ impl RedisCache {
             .ignore()
             .set_ex(self.key_hash(&v.doc), &v.hash, ttl)
             .ignore();
+        if dirty {
+            pipe.sadd(self.key_modified(), v.doc.as_str()).ignore();
+        }
         self.bounded(pipe.query_async::<()>(&mut conn)).await??;
         Ok(())
     }
