@@ -29,6 +29,9 @@ use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 mod yjs;
 pub use yjs::YjsFrame;
 
+/// How long a freshly loaded room waits for its first member before it may retire.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
+
 /// Identifies one connection inside a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MemberId(u64);
@@ -384,6 +387,9 @@ impl Actor for DocRoom {
                             act.kind = v.kind;
                         }
                         act.current = loaded;
+                        // A room nobody joins (the joiner went away, or was refused) must
+                        // not linger: look again once the joins in flight have arrived.
+                        ctx.run_later(IDLE_GRACE, |act, ctx| act.check_idle(ctx));
                         if let Err(e) = act.open_yjs() {
                             warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
                             act.fail(e.to_string(), ctx);
@@ -407,11 +413,13 @@ impl Handler<Join> for DocRoom {
     type Result = Result<Vec<Outbound>, RoomError>;
 
     /// Adds a member and answers the snapshot it starts from.
-    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
         if msg.kind != self.kind {
+            // The room may have been opened for this refused join alone.
+            self.check_idle(ctx);
             return Err(RoomError::WrongKind {
                 doc: self.doc.clone(),
                 actual: self.kind.as_str(),
@@ -451,6 +459,7 @@ impl Handler<Update> for DocRoom {
             return Box::pin(async { Err(refusal) });
         }
         if msg.version.kind != self.kind {
+            self.check_idle(ctx);
             let err = RoomError::WrongKind {
                 doc: self.doc.clone(),
                 actual: self.kind.as_str(),
