@@ -33,10 +33,13 @@ pub fn start(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let s = &state.settings.session;
+    let member = MemberId::next();
+    let span = tracing::info_span!("session", doc = %doc, member = member.get());
     let session = Session {
         doc,
         kind,
-        member: MemberId::next(),
+        member,
+        span,
         access,
         _slot: slot,
         rate: TokenBucket::new(
@@ -63,6 +66,8 @@ pub struct Session {
     doc: DocId,
     kind: Kind,
     member: MemberId,
+    /// Entered while this connection's frames are handled, so every log line names it.
+    span: tracing::Span,
     access: Access,
     /// Released when the session is dropped, freeing its place under the connection limits.
     _slot: ConnectionSlot,
@@ -199,6 +204,7 @@ impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
         metrics::gauge!(docroom_actors::metrics::CONNECTIONS).increment(1.0);
         info!(
             doc = %self.doc,
@@ -228,6 +234,7 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        let _span = self.span.clone().entered();
         debug!(doc = %self.doc, member = ?self.member, "client disconnected");
         metrics::gauge!(docroom_actors::metrics::CONNECTIONS).decrement(1.0);
         if let Some(room) = self.room.take() {
@@ -243,12 +250,14 @@ impl Handler<Outbound> for Session {
 
     /// Writes what the room sends.
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
         self.write(msg, ctx);
     }
 }
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
         self.last_seen = Instant::now();
         let is_message = matches!(item, Ok(ws::Message::Text(_) | ws::Message::Binary(_)));
         if is_message && !self.rate.take(self.last_seen) {

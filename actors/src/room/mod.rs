@@ -37,6 +37,10 @@ const IDLE_GRACE: Duration = Duration::from_secs(1);
 pub struct MemberId(u64);
 
 impl MemberId {
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
     pub fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         MemberId(NEXT.fetch_add(1, Ordering::Relaxed))
@@ -153,6 +157,8 @@ struct Pending {
 pub struct DocRoom {
     doc: DocId,
     kind: Kind,
+    /// Entered while the room handles members' messages, so every log line names the document.
+    span: tracing::Span,
     supervisor: Addr<CacheSupervisor>,
     flusher: Addr<Flusher>,
     registry: Addr<RoomRegistry>,
@@ -185,6 +191,7 @@ impl DocRoom {
         yjs_save_interval: Duration,
     ) -> Self {
         DocRoom {
+            span: tracing::info_span!("room", doc = %doc),
             doc,
             kind,
             supervisor,
@@ -374,6 +381,7 @@ impl Actor for DocRoom {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
         // Joins wait in the mailbox until the content is known.
         ctx.wait(
             self.supervisor
@@ -414,6 +422,7 @@ impl Handler<Join> for DocRoom {
 
     /// Adds a member and answers the snapshot it starts from.
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = self.span.clone().entered();
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
@@ -443,6 +452,7 @@ impl Handler<Leave> for DocRoom {
 
     /// Removes a member; the last one out triggers the leave flush.
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
         if self.members.remove(&msg.member).is_some() {
             self.forget_awareness(msg.member);
             self.check_idle(ctx);
@@ -455,6 +465,7 @@ impl Handler<Update> for DocRoom {
 
     /// Applies new content: broadcast at once, ack once stored (or `duplicate`).
     fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = self.span.clone().entered();
         if let Some(refusal) = self.refusal() {
             return Box::pin(async { Err(refusal) });
         }

@@ -119,6 +119,7 @@ impl Handler<YjsFrame> for DocRoom {
 
     /// Applies a member's frame: replies to it, relays to the others, schedules a save.
     fn handle(&mut self, msg: YjsFrame, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
         let Some(sender) = self.members.get(&msg.from).cloned() else {
             return;
         };
