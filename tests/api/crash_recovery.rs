@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::harness::traffic::{Traffic, TrafficPlan};
+use crate::harness::traffic::Traffic;
 use crate::harness::{ensure, eventually, TestApp, TestOptions};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -14,14 +14,7 @@ const WITHIN: Duration = Duration::from_secs(30);
 async fn a_sigkill_under_traffic_loses_no_acknowledged_update() {
     // The flusher never runs by itself: at the kill, acknowledged content is in Redis only.
     let mut app = TestApp::spawn(TestOptions::new().flusher_paused()).await;
-    let mut steady = Traffic::start(&app, TrafficPlan::new("steady"));
-    let mut parked = Traffic::start(
-        &app,
-        TrafficPlan::new("parked").clients(2).docs_per_client(2),
-    );
-    steady.await_every_doc_acked(WITHIN).await;
-    parked.await_every_doc_acked(WITHIN).await;
-    parked.park();
+    let (mut steady, mut parked) = Traffic::steady_and_parked(&app, WITHIN).await;
     steady.await_progress(&steady.marks(), WITHIN).await;
 
     steady.detach();

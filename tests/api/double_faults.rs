@@ -46,14 +46,7 @@ enum RedisBack {
 async fn redis_down_and_a_sigkill_story(back: RedisBack) {
     let mut redis = PrivateRedis::start().await;
     let mut app = TestApp::spawn(options(&redis)).await;
-    let mut steady = Traffic::start(&app, TrafficPlan::new("steady"));
-    let mut parked = Traffic::start(
-        &app,
-        TrafficPlan::new("parked").clients(2).docs_per_client(2),
-    );
-    steady.await_every_doc_acked(WITHIN).await;
-    parked.await_every_doc_acked(WITHIN).await;
-    parked.park();
+    let (mut steady, mut parked) = Traffic::steady_and_parked(&app, WITHIN).await;
 
     redis.kill();
     await_breaker(&app, "open").await;
@@ -101,14 +94,7 @@ async fn redis_down_postgres_down_and_a_sigterm_lose_no_acknowledged_update() {
         deadline.as_millis(),
     );
     let mut app = TestApp::spawn(options).await;
-    let mut steady = Traffic::start(&app, TrafficPlan::new("steady"));
-    let mut parked = Traffic::start(
-        &app,
-        TrafficPlan::new("parked").clients(2).docs_per_client(2),
-    );
-    steady.await_every_doc_acked(WITHIN).await;
-    parked.await_every_doc_acked(WITHIN).await;
-    parked.park();
+    let (mut steady, mut parked) = Traffic::steady_and_parked(&app, WITHIN).await;
 
     redis.kill();
     await_breaker(&app, "open").await;

@@ -30,14 +30,7 @@ async fn shutdown_under_traffic_story(signal: &str) {
         deadline.as_millis(),
     );
     let mut app = TestApp::spawn(options).await;
-    let mut steady = Traffic::start(&app, TrafficPlan::new("steady"));
-    let mut parked = Traffic::start(
-        &app,
-        TrafficPlan::new("parked").clients(2).docs_per_client(2),
-    );
-    steady.await_every_doc_acked(WITHIN).await;
-    parked.await_every_doc_acked(WITHIN).await;
-    parked.park();
+    let (mut steady, mut parked) = Traffic::steady_and_parked(&app, WITHIN).await;
     steady.await_progress(&steady.marks(), WITHIN).await;
 
     let before = [steady.tally(), parked.tally()];

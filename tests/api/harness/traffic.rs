@@ -215,6 +215,21 @@ impl Traffic {
     }
 
     /// Stop sending; keep the connections open.
+    /// The opening most fault stories share: "steady" writers that keep going, and "parked"
+    /// writers (2 clients × 2 documents) whose every document is acknowledged once and then left
+    /// alone, so their content sits wherever the fault strikes.
+    pub async fn steady_and_parked(app: &TestApp, within: Duration) -> (Traffic, Traffic) {
+        let steady = Traffic::start(app, TrafficPlan::new("steady"));
+        let parked = Traffic::start(
+            app,
+            TrafficPlan::new("parked").clients(2).docs_per_client(2),
+        );
+        steady.await_every_doc_acked(within).await;
+        parked.await_every_doc_acked(within).await;
+        parked.park();
+        (steady, parked)
+    }
+
     pub fn park(&self) {
         self.mode.send_replace(Mode::Park);
     }
