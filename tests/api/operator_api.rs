@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use crate::harness::http::Admin;
 use crate::harness::{assert_fields, TestApp, TestOptions};
 
 #[tokio::test]
@@ -34,20 +35,7 @@ async fn admin_routes_need_the_configured_bearer_token() {
     ];
     for authorization in &refused {
         let admin = app.admin_as(authorization.as_deref());
-        for (route, reply) in [
-            ("GET flusher", admin.get("flusher").await),
-            ("GET rooms", admin.get("rooms").await),
-            (
-                "POST flusher/flush",
-                admin.post("flusher/flush", &Value::Null).await,
-            ),
-        ] {
-            assert_eq!(
-                reply.status, 401,
-                "{route} with authorization {authorization:?}: {}",
-                reply.text
-            );
-        }
+        every_admin_route_answers(&admin, 401, &format!("{authorization:?}")).await;
     }
 
     let admin = app.admin();
@@ -61,22 +49,27 @@ async fn the_admin_api_is_disabled_when_no_token_is_configured() {
     let app = TestApp::spawn(TestOptions::new().no_admin_token()).await;
     for authorization in [None, Some("Bearer "), Some("Bearer anything")] {
         let admin = app.admin_as(authorization);
-        for (route, reply) in [
-            ("GET flusher", admin.get("flusher").await),
-            ("GET rooms", admin.get("rooms").await),
-            (
-                "POST flusher/flush",
-                admin.post("flusher/flush", &Value::Null).await,
-            ),
-        ] {
-            assert_eq!(
-                reply.status, 503,
-                "{route} with authorization {authorization:?}: {}",
-                reply.text
-            );
-        }
+        every_admin_route_answers(&admin, 503, &format!("{authorization:?}")).await;
     }
     // The rest of the service does not depend on the admin API.
     assert_eq!(app.get("/healthz").await.status, 200);
     assert_eq!(app.get_doc("anything").await.status, 404);
+}
+
+/// GET flusher, GET rooms and POST flusher/flush all answer `status`.
+async fn every_admin_route_answers(admin: &Admin<'_>, status: u16, authorization: &str) {
+    for (route, reply) in [
+        ("GET flusher", admin.get("flusher").await),
+        ("GET rooms", admin.get("rooms").await),
+        (
+            "POST flusher/flush",
+            admin.post("flusher/flush", &Value::Null).await,
+        ),
+    ] {
+        assert_eq!(
+            reply.status, status,
+            "{route} with authorization {authorization}: {}",
+            reply.text
+        );
+    }
 }
