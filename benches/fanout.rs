@@ -115,6 +115,7 @@ async fn start_stores(svc: &Services, data_dir: &std::path::Path) -> Result<Stor
             error_period: hour,
             max_period: hour,
             batch_size: 1000,
+            parallel_batches: 4,
         },
     )
     .start();
@@ -144,6 +145,7 @@ async fn room_with_members(
         .send(GetRoom {
             doc: doc.clone(),
             kind,
+            home: None,
         })
         .await
         .map_err(|e| e.to_string())?

@@ -101,7 +101,11 @@ impl Session {
         };
         let fut = async move {
             let room = registry
-                .send(GetRoom { doc, kind })
+                .send(GetRoom {
+                    doc,
+                    kind,
+                    home: Some(actix::Arbiter::current()),
+                })
                 .await
                 .map_err(|e| RoomError::Unavailable(e.to_string()))?
                 .map_err(|_| RoomError::Closing)?;

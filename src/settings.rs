@@ -86,6 +86,7 @@ pub struct FlusherSection {
     pub error_period_ms: u64,
     pub max_period_ms: u64,
     pub batch_size: usize,
+    pub parallel_batches: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]

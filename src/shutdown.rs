@@ -76,7 +76,7 @@ pub async fn drain(state: &AppState) {
             warn!("shutdown: postgres drain did not finish in time, journaling everything");
             let mut all = state
                 .supervisor
-                .send(CollectDirty)
+                .send(CollectDirty::default())
                 .await
                 .unwrap_or_default();
             all.extend(versions);

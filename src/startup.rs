@@ -58,10 +58,6 @@ impl Application {
             retry_max: S::ms(b.retry_max_ms),
             retry_jitter: S::ms(b.retry_jitter_ms),
         });
-        if let Err(e) = cache.ping().await {
-            warn!(error = %e, "redis unreachable at start, serving from the fallback until it answers");
-        }
-
         let storage_arbiter = Arbiter::new();
         let sup_settings = SupervisorSettings {
             failure_threshold: b.failure_threshold,
@@ -81,17 +77,17 @@ impl Application {
             error_period: S::ms(f.error_period_ms),
             max_period: S::ms(f.max_period_ms),
             batch_size: f.batch_size,
+            parallel_batches: f.parallel_batches,
         };
         let (fl_store, fl_sup) = (store.clone(), supervisor.clone());
         let flusher = Flusher::start_in_arbiter(&storage_arbiter.handle(), move |_| {
             Flusher::new(fl_store, fl_sup, flusher_settings)
         });
 
-        let room_threads = match settings.rooms.arbiters {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        let room_arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
+        // 0: rooms live on the HTTP worker that opened them (see the registry's module doc).
+        let room_arbiters: Vec<Arbiter> = (0..settings.rooms.arbiters)
+            .map(|_| Arbiter::new())
+            .collect();
         let handles = room_arbiters.iter().map(Arbiter::handle).collect();
         let registry = RoomRegistry::new(
             handles,

@@ -37,6 +37,7 @@ impl AppState {
             .send(GetRoom {
                 doc: doc.clone(),
                 kind,
+                home: Some(actix::Arbiter::current()),
             })
             .await?
             .map_err(|_| ApiError::ShuttingDown)

@@ -4,19 +4,21 @@
 //! shutdown drain) behind one gate, so an older version read from Redis by one run can never be
 //! written after a newer version written by another.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use futures_util::StreamExt;
+use tracing::{debug, info, warn};
 
 use crate::doc::{DocId, Version};
 use crate::metrics as m;
 use crate::schedule::FlushSchedule;
 use crate::storage::PgStore;
-use crate::supervisor::{CacheSupervisor, CollectDirty, DirtyIds, Persisted, Spill};
+use crate::supervisor::{CacheSupervisor, CollectDirty, DirtyIds, KeepCached, Persisted, Spill};
 
 /// Flush now (admin); answers what was flushed.
 #[derive(Message)]
@@ -91,6 +93,8 @@ pub struct FlusherSettings {
     pub error_period: Duration,
     pub max_period: Duration,
     pub batch_size: usize,
+    /// Upsert statements of one flush in flight at once (each on its own pooled connection).
+    pub parallel_batches: usize,
 }
 
 pub struct Flusher {
@@ -99,6 +103,7 @@ pub struct Flusher {
     rooms: Option<SetRooms>,
     schedule: FlushSchedule,
     batch_size: usize,
+    parallel_batches: usize,
     /// Serializes every PostgreSQL write (see the module doc).
     gate: Arc<tokio::sync::Mutex<()>>,
     last_success_at: Option<DateTime<Utc>>,
@@ -130,6 +135,7 @@ impl Flusher {
                 settings.max_period,
             ),
             batch_size: settings.batch_size.max(1),
+            parallel_batches: settings.parallel_batches.max(1),
             gate: Arc::new(tokio::sync::Mutex::new(())),
             last_success_at: None,
             last_error: None,
@@ -149,31 +155,39 @@ impl Flusher {
         }));
     }
 
-    /// One flush: with `collect`, gather every dirty version (fallback and Redis through the
-    /// supervisor, then the rooms, whose copy wins), add `extra` (which wins over all), upsert
-    /// in batches, and tell the supervisor and the rooms what was committed.
+    /// One flush: with `collect`, gather every dirty version (the open rooms' first: theirs is
+    /// the newest copy, so only the rest is read back from Redis or the fallback through the
+    /// supervisor), add `extra` (which wins over all), upsert in batches, and tell the
+    /// supervisor and the rooms what was committed.
     fn run(
         &mut self,
         extra: Vec<Version>,
         collect: bool,
     ) -> impl ActorFuture<Self, Output = RunResult> {
-        let (store, supervisor, gate, batch) = (
+        let (store, supervisor, gate, batch, parallel) = (
             self.store.clone(),
             self.supervisor.clone(),
             self.gate.clone(),
             self.batch_size,
+            self.parallel_batches,
         );
         let rooms = self.rooms.as_ref().map(|r| r.dirty.clone());
         let fut = async move {
             let _turn = gate.lock().await;
             let started = std::time::Instant::now();
             let mut by_doc: HashMap<DocId, Version> = HashMap::new();
+            let mut rooms_took = Duration::ZERO;
             if collect {
-                let stored = supervisor.send(CollectDirty).await.unwrap_or_default();
                 let live = match rooms {
                     Some(rooms) => rooms.send(DirtyRooms).await.unwrap_or_default(),
                     None => Vec::new(),
                 };
+                rooms_took = started.elapsed();
+                let skip: HashSet<DocId> = live.iter().map(|v| v.doc.clone()).collect();
+                let stored = supervisor
+                    .send(CollectDirty { skip })
+                    .await
+                    .unwrap_or_default();
                 for v in stored.into_iter().chain(live) {
                     by_doc.insert(v.doc.clone(), v);
                 }
@@ -182,8 +196,20 @@ impl Flusher {
                 by_doc.insert(v.doc.clone(), v);
             }
             let versions: Vec<Version> = by_doc.into_values().collect();
-            let res = upsert_batches(&store, versions, batch).await;
-            metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+            let collected = started.elapsed();
+            let res = upsert_batches(&store, versions, batch, parallel).await;
+            let took = started.elapsed();
+            metrics::histogram!(m::FLUSH_DURATION).record(took.as_secs_f64());
+            if res.report.flushed + res.report.failed > 0 {
+                debug!(
+                    flushed = res.report.flushed,
+                    failed = res.report.failed,
+                    rooms_ms = rooms_took.as_secs_f64() * 1e3,
+                    collect_ms = collected.as_secs_f64() * 1e3,
+                    total_ms = took.as_secs_f64() * 1e3,
+                    "flush"
+                );
+            }
             res
         };
         fut.into_actor(self).map(|res, act, _| {
@@ -197,6 +223,11 @@ impl Flusher {
         metrics::counter!(m::DOCS_FLUSH_FAILED).increment(res.report.failed as u64);
         if res.error.is_some() {
             metrics::counter!(m::POSTGRES_ERRORS).increment(1);
+        }
+        if !res.uncommitted.is_empty() {
+            self.supervisor.do_send(KeepCached {
+                docs: res.uncommitted.iter().map(|v| v.doc.clone()).collect(),
+            });
         }
         if !res.committed.is_empty() {
             let done = Arc::new(res.committed.clone());
@@ -235,24 +266,49 @@ impl Flusher {
     }
 }
 
-async fn upsert_batches(store: &PgStore, versions: Vec<Version>, batch: usize) -> RunResult {
+/// Upserts `versions` in statements of at most `batch` rows, `parallel` of them in flight. The
+/// batches hold distinct documents, so their order does not matter; after the first failure no
+/// further batch is started (PostgreSQL is likely down) and the rest counts as failed.
+async fn upsert_batches(
+    store: &PgStore,
+    versions: Vec<Version>,
+    batch: usize,
+    parallel: usize,
+) -> RunResult {
     let mut res = RunResult {
         report: FlushReport::default(),
         committed: Vec::with_capacity(versions.len()),
         uncommitted: Vec::new(),
         error: None,
     };
-    for chunk in versions.chunks(batch) {
-        if res.error.is_none() {
-            match store.upsert(chunk).await {
-                Ok(_) => {
-                    res.report.flushed += chunk.len();
-                    res.committed
-                        .extend(chunk.iter().map(|v| (v.doc.clone(), v.hash.clone())));
-                    continue;
+    let failed = Cell::new(false);
+    let mut runs = futures_util::stream::iter(versions.chunks(batch))
+        .map(|chunk| {
+            let failed = &failed;
+            async move {
+                let outcome = match failed.get() {
+                    true => None,
+                    false => Some(store.upsert(chunk).await),
+                };
+                if let Some(Err(_)) = &outcome {
+                    failed.set(true);
                 }
-                Err(e) => res.error = Some(e.to_string()),
+                (chunk, outcome)
             }
+        })
+        .buffer_unordered(parallel);
+    while let Some((chunk, outcome)) = runs.next().await {
+        match outcome {
+            Some(Ok(_)) => {
+                res.report.flushed += chunk.len();
+                res.committed
+                    .extend(chunk.iter().map(|v| (v.doc.clone(), v.hash.clone())));
+                continue;
+            }
+            Some(Err(e)) => {
+                res.error.get_or_insert_with(|| e.to_string());
+            }
+            None => {}
         }
         res.report.failed += chunk.len();
         res.uncommitted.extend_from_slice(chunk);

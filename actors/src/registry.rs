@@ -1,5 +1,10 @@
-//! The room registry: maps document id → `DocRoom`, creating rooms on demand and spreading them
-//! over a set of arbiters (threads) so room work scales with cores.
+//! The room registry: maps document id → `DocRoom`, creating rooms on demand.
+//!
+//! Where a room lives decides how many thread hops an update costs. By default a room starts on
+//! the thread of the caller that opened it (an HTTP worker: the session of the first member),
+//! so a document edited through one connection never crosses threads between session and room,
+//! and rooms spread over the workers as connections do. With dedicated arbiters configured,
+//! rooms are dealt over those instead.
 //!
 //! A room retires itself (it tells the registry, then stops). Whoever holds a stale address
 //! finds out from a failed send and asks the registry again; `connected()` is checked on lookup
@@ -26,6 +31,9 @@ use crate::supervisor::{CacheSupervisor, CacheSuspect};
 pub struct GetRoom {
     pub doc: DocId,
     pub kind: Kind,
+    /// The caller's arbiter (`Arbiter::current()`): where a new room starts unless the registry
+    /// has arbiters of its own.
+    pub home: Option<ArbiterHandle>,
 }
 
 /// The room for `doc` if one is open; never creates one.
@@ -113,7 +121,8 @@ impl Actor for RoomRegistry {
 impl Handler<GetRoom> for RoomRegistry {
     type Result = Result<Addr<DocRoom>, ShuttingDown>;
 
-    /// Finds or starts the room, on the next arbiter in turn.
+    /// Finds or starts the room: on the next dedicated arbiter in turn if there are any, else on
+    /// the caller's arbiter, else on the registry's own.
     fn handle(&mut self, msg: GetRoom, ctx: &mut Context<Self>) -> Self::Result {
         if self.closing {
             return Err(ShuttingDown);
@@ -128,12 +137,14 @@ impl Handler<GetRoom> for RoomRegistry {
         let make = move |_: &mut Context<DocRoom>| {
             DocRoom::new(doc, kind, supervisor, flusher, registry, interval)
         };
-        let room = if self.arbiters.is_empty() {
-            DocRoom::create(make)
-        } else {
+        let room = if !self.arbiters.is_empty() {
             let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
             self.next_arbiter = self.next_arbiter.wrapping_add(1);
             DocRoom::start_in_arbiter(arbiter, make)
+        } else if let Some(home) = &msg.home {
+            DocRoom::start_in_arbiter(home, make)
+        } else {
+            DocRoom::create(make)
         };
         debug!(doc = %msg.doc, "room opened");
         self.rooms.insert(msg.doc, room.clone());

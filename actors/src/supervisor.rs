@@ -64,10 +64,21 @@ pub struct Load {
 }
 
 /// Everything not yet in PostgreSQL, from the fallback and (breaker closed) from Redis, whose
-/// TTLs are refreshed on the way so waiting content never expires.
-#[derive(Message)]
+/// TTLs are refreshed on the way so waiting content never expires. Documents in `skip` (the
+/// open rooms' own, newer copies) are not read from Redis.
+#[derive(Message, Default)]
 #[rtype(result = "Vec<Version>")]
-pub struct CollectDirty;
+pub struct CollectDirty {
+    pub skip: std::collections::HashSet<DocId>,
+}
+
+/// PostgreSQL could not take these documents yet: keep their cache entries from expiring while
+/// they wait (the ones `CollectDirty` skipped were not refreshed on the way).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KeepCached {
+    pub docs: Vec<DocId>,
+}
 
 /// PostgreSQL committed these (doc, hash) pairs.
 #[derive(Message)]
@@ -331,6 +342,17 @@ impl Actor for CacheSupervisor {
         let tick =
             (self.settings.open_for / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
         ctx.run_interval(tick, |act, ctx| act.tick(ctx));
+        // The first command makes the shared connection, and its driver task lives on the thread
+        // that made it: here, beside the supervisor, so a save's round trip stays on one thread.
+        let cache = self.cache.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = cache.ping().await {
+                    warn!(error = %e, "redis unreachable at start, serving from the fallback until it answers");
+                }
+            }
+            .into_actor(self),
+        );
         if !self.fallback.is_empty() {
             info!(
                 docs = self.fallback.len(),
@@ -483,7 +505,7 @@ impl Handler<CollectDirty> for CacheSupervisor {
     type Result = ResponseActFuture<Self, Vec<Version>>;
 
     /// Fallback entries win over Redis for the same document: they are newer by construction.
-    fn handle(&mut self, _: CollectDirty, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: CollectDirty, _: &mut Context<Self>) -> Self::Result {
         let held = self.fallback.dirty();
         let in_fallback: std::collections::HashSet<DocId> =
             held.iter().map(|v| v.doc.clone()).collect();
@@ -500,7 +522,7 @@ impl Handler<CollectDirty> for CacheSupervisor {
                 .dirty_docs()
                 .await?
                 .into_iter()
-                .filter(|d| !in_fallback.contains(d))
+                .filter(|d| !in_fallback.contains(d) && !msg.skip.contains(d))
                 .collect();
             let found = cache.load_dirty(&docs).await?;
             // A dirty id without content can only mean the entry expired, which the TTL
@@ -653,5 +675,27 @@ impl Handler<SetListener> for CacheSupervisor {
     /// Registers who hears about suspected cache loss.
     fn handle(&mut self, msg: SetListener, _: &mut Context<Self>) {
         self.listener = Some(msg.listener);
+    }
+}
+
+impl Handler<KeepCached> for CacheSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// Refreshes the TTLs (breaker closed only; a failure counts against the breaker).
+    fn handle(&mut self, msg: KeepCached, _: &mut Context<Self>) -> Self::Result {
+        if !self.breaker.allows_redis() || msg.docs.is_empty() {
+            return Box::pin(fut::ready(()));
+        }
+        let cache = self.cache.clone();
+        let fut = async move { cache.touch(&msg.docs).await };
+        Box::pin(fut.into_actor(self).map(|res, act, _| {
+            if let Err(e) = &res {
+                warn!(error = %e, "refreshing the ttl of waiting documents failed");
+            }
+            act.account(Outcome {
+                ok: res.is_ok(),
+                failed: res.is_err(),
+            });
+        }))
     }
 }

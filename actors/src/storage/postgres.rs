@@ -164,8 +164,14 @@ impl PgStore {
             }
         }
         let client = self.client().await?;
+        // Prepared once per pooled connection, not parsed and planned again for every batch.
         let result = self
-            .bounded(client.execute(UPSERT, &[&ids, &kinds, &contents, &states, &hashes]))
+            .bounded(async {
+                let upsert = client.prepare_cached(UPSERT).await?;
+                client
+                    .execute(&upsert, &[&ids, &kinds, &contents, &states, &hashes])
+                    .await
+            })
             .await
             .and_then(|r| r.map_err(StoreError::from));
         if result.is_err() {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 use crate::doc::{DocId, Kind, Version};
 
@@ -44,6 +45,8 @@ pub enum CacheError {
     Timeout(Duration),
     #[error("redis unreachable, next connection attempt in {0:?}")]
     Backoff(Duration),
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 #[derive(Clone, Debug)]
@@ -59,13 +62,17 @@ pub struct CacheSettings {
     pub retry_jitter: Duration,
 }
 
-/// The connection, or when the next attempt to make one is allowed.
+/// The connection, the attempt to make one in progress, or when the next attempt is allowed.
 #[derive(Default)]
 struct Link {
     conn: Option<ConnectionManager>,
+    attempt: Option<Attempt>,
     failed_attempts: u32,
     retry_at: Option<Instant>,
 }
+
+/// One connection attempt, run as a task of its own and awaited by every caller that needs it.
+type Attempt = Shared<BoxFuture<'static, Result<ConnectionManager, String>>>;
 
 /// Cloning is shallow: clones share one multiplexed connection.
 #[derive(Clone)]
@@ -100,43 +107,78 @@ impl RedisCache {
         format!("{}modifiedDocs", self.settings.key_prefix)
     }
 
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The shared connection. Making the first one is retried with exponential backoff plus
     /// jitter; between attempts callers fail at once instead of each waiting for a timeout.
     /// (Once made, `ConnectionManager` reconnects by itself with the same backoff settings.)
+    ///
+    /// The attempt runs as a task of its own and no lock is held while it is awaited: a caller
+    /// whose future stops being polled (an actor paused by `ctx.wait`) can never hold up
+    /// another caller, and the connection's driver lives on the thread that first asked.
     async fn connection(&self) -> CacheResult<ConnectionManager> {
-        let mut link = self.link.lock().await;
-        if let Some(conn) = link.conn.as_ref() {
-            return Ok(conn.clone());
-        }
-        let now = Instant::now();
-        if let Some(at) = link.retry_at.filter(|at| *at > now) {
-            return Err(CacheError::Backoff(at - now));
-        }
+        let attempt = {
+            let mut link = self.link();
+            if let Some(conn) = link.conn.as_ref() {
+                return Ok(conn.clone());
+            }
+            let now = Instant::now();
+            if let Some(at) = link.retry_at.filter(|at| *at > now) {
+                return Err(CacheError::Backoff(at - now));
+            }
+            match &link.attempt {
+                Some(attempt) => attempt.clone(),
+                None => {
+                    let this = self.clone();
+                    let task = tokio::spawn(async move { this.connect().await });
+                    let attempt = async move {
+                        task.await
+                            .unwrap_or_else(|e| Err(format!("connection attempt failed: {e}")))
+                    }
+                    .boxed()
+                    .shared();
+                    link.attempt = Some(attempt.clone());
+                    attempt
+                }
+            }
+        };
+        attempt.await.map_err(CacheError::Unreachable)
+    }
+
+    /// One attempt to make the connection; records the outcome in the link.
+    async fn connect(&self) -> Result<ConnectionManager, String> {
         let s = &self.settings;
-        let client = redis::Client::open(s.url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(s.response_timeout))
-            .set_connection_timeout(Some(s.connection_timeout))
-            .set_min_delay(s.retry_base)
-            .set_max_delay(s.retry_max)
-            .set_exponent_base(2.0)
-            .set_number_of_retries(2);
-        match self
-            .bounded(ConnectionManager::new_with_config(client, config))
-            .await
-            .and_then(|r| r.map_err(CacheError::from))
-        {
+        let made = async {
+            let client = redis::Client::open(s.url.as_str())?;
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(s.response_timeout))
+                .set_connection_timeout(Some(s.connection_timeout))
+                .set_min_delay(s.retry_base)
+                .set_max_delay(s.retry_max)
+                .set_exponent_base(2.0)
+                .set_number_of_retries(2);
+            self.bounded(ConnectionManager::new_with_config(client, config))
+                .await
+                .and_then(|r| r.map_err(CacheError::from))
+        }
+        .await;
+        let mut link = self.link();
+        link.attempt = None;
+        match made {
             Ok(conn) => {
-                *link = Link {
-                    conn: Some(conn.clone()),
-                    ..Link::default()
-                };
+                link.conn = Some(conn.clone());
+                link.failed_attempts = 0;
+                link.retry_at = None;
                 Ok(conn)
             }
             Err(e) => {
                 link.failed_attempts = link.failed_attempts.saturating_add(1);
                 link.retry_at = Some(Instant::now() + backoff(link.failed_attempts, s));
-                Err(e)
+                Err(e.to_string())
             }
         }
     }
@@ -218,6 +260,21 @@ impl RedisCache {
             .zip(raws)
             .map(|(doc, raw)| raw.map(|raw| decode(doc.clone(), raw)))
             .collect())
+    }
+
+    /// Refreshes the TTL of the cached content and hash of `docs` (absent keys stay absent).
+    pub async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
+        let mut conn = self.connection().await?;
+        let ttl = self.settings.ttl_secs as i64;
+        let mut pipe = redis::pipe();
+        for doc in docs {
+            pipe.expire(self.key_temp(doc), ttl)
+                .ignore()
+                .expire(self.key_hash(doc), ttl)
+                .ignore();
+        }
+        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
+        Ok(())
     }
 
     /// PostgreSQL committed these versions: clear each from `modifiedDocs` unless it changed.

@@ -151,7 +151,7 @@ impl Admin<'_> {
             request = request.header("authorization", value);
         }
         let response = request.send().await;
-        Reply::from(response.unwrap_or_else(|e| panic!("/admin/{route}: {e}"))).await
+        Reply::from(response.unwrap_or_else(|e| panic!("/admin/{route}: {e:?}"))).await
     }
 
     fn ok(&self, reply: Reply, what: &str) -> Value {
