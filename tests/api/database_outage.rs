@@ -159,3 +159,45 @@ async fn content_outlives_its_cache_ttl_while_the_database_is_down() {
         assert_fields(&got.body, json!({"content": content}));
     }
 }
+
+#[tokio::test]
+async fn a_document_waiting_for_the_database_keeps_its_cache_entry_through_a_sigkill() {
+    // The open room holds the newest copy, so flushes do not read the document back from Redis;
+    // each failed flush must still keep its cache entry alive, or a SIGKILL after an outage
+    // longer than the TTL would lose an acknowledged update. The TTL (3 s) outlasts the longest
+    // flusher period (1.2 s) so refreshes can keep up; the outage lasts three TTLs.
+    const KEPT_TTL_SECS: u64 = 3;
+    let proxy = Proxy::to_postgres();
+    let options = TestOptions::new()
+        .database_through(proxy.addr)
+        .env("DOCROOM__CACHE__TTL_SECS", KEPT_TTL_SECS);
+    let mut app = TestApp::spawn(options).await;
+    let mut client = WsClient::connect(&app, "waiting").await;
+
+    proxy.cut();
+    let content = json!({"who": "acknowledged while the database is down"});
+    let ack = client.update(content.clone(), "w").await;
+    assert_fields(&ack, json!({"stored": "cache"}));
+    tokio::time::sleep(Duration::from_secs(3 * KEPT_TTL_SECS)).await;
+    let ttl = app.redis_pttl("doc:waiting:temp").await;
+    assert!(ttl > 0, "the cache entry expired while waiting (PTTL {ttl})");
+    assert!(app.is_modified("waiting").await, "no longer in modifiedDocs");
+
+    app.sigkill().await;
+    drop(client);
+    proxy.restore();
+    app.restart().await;
+    eventually(
+        Duration::from_secs(30),
+        "the document persisted after the restart",
+        async || {
+            let row = app.pg_row("waiting").await;
+            ensure!(
+                row.as_ref().and_then(|r| r.content.as_ref()) == Some(&content),
+                "row is {row:?}"
+            );
+            Ok(())
+        },
+    )
+    .await;
+}
