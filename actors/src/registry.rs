@@ -21,7 +21,7 @@ use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{DirtyRooms, DocsPersisted, Flusher};
 use crate::metrics as m;
 use crate::room::{
-    CloseRoom, Describe, DirtyVersion, DocRoom, RoomPersisted, RoomSummary, SpillToFallback,
+    CloseRoom, Describe, DocRoom, RoomPersisted, RoomSummary, SpillToFallback, Unpersisted,
 };
 use crate::supervisor::{CacheSupervisor, CacheSuspect};
 
@@ -71,6 +71,7 @@ pub struct RoomRegistry {
     supervisor: Addr<CacheSupervisor>,
     flusher: Addr<Flusher>,
     yjs_save_interval: Duration,
+    unpersisted: Unpersisted,
     closing: bool,
 }
 
@@ -88,6 +89,7 @@ impl RoomRegistry {
             next_arbiter: 0,
             supervisor,
             flusher,
+            unpersisted: Unpersisted::default(),
             closing: false,
         }
     }
@@ -133,9 +135,17 @@ impl Handler<GetRoom> for RoomRegistry {
         let (doc, kind) = (msg.doc.clone(), msg.kind);
         let (supervisor, flusher, registry) =
             (self.supervisor.clone(), self.flusher.clone(), ctx.address());
-        let interval = self.yjs_save_interval;
+        let (interval, unpersisted) = (self.yjs_save_interval, self.unpersisted.clone());
         let make = move |_: &mut Context<DocRoom>| {
-            DocRoom::new(doc, kind, supervisor, flusher, registry, interval)
+            DocRoom::new(
+                doc,
+                kind,
+                supervisor,
+                flusher,
+                registry,
+                unpersisted,
+                interval,
+            )
         };
         let room = if !self.arbiters.is_empty() {
             let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
@@ -204,11 +214,11 @@ impl Handler<CloseAll> for RoomRegistry {
 }
 
 impl Handler<DirtyRooms> for RoomRegistry {
-    type Result = ResponseFuture<Vec<Version>>;
+    type Result = MessageResult<DirtyRooms>;
 
     /// Every open room's content that PostgreSQL does not have yet.
     fn handle(&mut self, _: DirtyRooms, _: &mut Context<Self>) -> Self::Result {
-        self.ask_every_room(|| DirtyVersion)
+        MessageResult(self.unpersisted.versions())
     }
 }
 
@@ -228,6 +238,7 @@ impl Handler<DocsPersisted> for RoomRegistry {
 
     /// Tells each open room which of its versions PostgreSQL now holds.
     fn handle(&mut self, msg: DocsPersisted, _: &mut Context<Self>) {
+        self.unpersisted.committed(&msg.done);
         for (doc, hash) in msg.done.iter() {
             if let Some(room) = self.rooms.get(doc) {
                 room.do_send(RoomPersisted { hash: hash.clone() });

@@ -180,8 +180,14 @@ async fn a_document_waiting_for_the_database_keeps_its_cache_entry_through_a_sig
     assert_fields(&ack, json!({"stored": "cache"}));
     tokio::time::sleep(Duration::from_secs(3 * KEPT_TTL_SECS)).await;
     let ttl = app.redis_pttl("doc:waiting:temp").await;
-    assert!(ttl > 0, "the cache entry expired while waiting (PTTL {ttl})");
-    assert!(app.is_modified("waiting").await, "no longer in modifiedDocs");
+    assert!(
+        ttl > 0,
+        "the cache entry expired while waiting (PTTL {ttl})"
+    );
+    assert!(
+        app.is_modified("waiting").await,
+        "no longer in modifiedDocs"
+    );
 
     app.sigkill().await;
     drop(client);

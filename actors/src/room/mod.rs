@@ -26,7 +26,9 @@ use crate::metrics as m;
 use crate::registry::{Retired, RoomRegistry};
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
+mod unpersisted;
 mod yjs;
+pub use unpersisted::Unpersisted;
 pub use yjs::YjsFrame;
 
 /// How long a freshly loaded room waits for its first member before it may retire.
@@ -119,11 +121,6 @@ pub struct RoomSummary {
 #[rtype(result = "Option<Version>")]
 pub struct CloseRoom;
 
-/// The room's content if PostgreSQL does not have it yet (Yjs state captured first).
-#[derive(Message)]
-#[rtype(result = "Option<Version>")]
-pub struct DirtyVersion;
-
 /// PostgreSQL committed this hash of the room's document.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -162,6 +159,8 @@ pub struct DocRoom {
     supervisor: Addr<CacheSupervisor>,
     flusher: Addr<Flusher>,
     registry: Addr<RoomRegistry>,
+    /// Where every version PostgreSQL lacks is recorded for the flusher.
+    unpersisted: Unpersisted,
     members: HashMap<MemberId, Recipient<Outbound>>,
     current: Option<Version>,
     /// PostgreSQL does not have `current` yet.
@@ -188,6 +187,7 @@ impl DocRoom {
         supervisor: Addr<CacheSupervisor>,
         flusher: Addr<Flusher>,
         registry: Addr<RoomRegistry>,
+        unpersisted: Unpersisted,
         yjs_save_interval: Duration,
     ) -> Self {
         DocRoom {
@@ -197,6 +197,7 @@ impl DocRoom {
             supervisor,
             flusher,
             registry,
+            unpersisted,
             members: HashMap::new(),
             current: None,
             dirty: false,
@@ -333,6 +334,13 @@ impl DocRoom {
         self.load_error
             .as_ref()
             .map(|why| RoomError::Unavailable(format!("document could not be loaded: {why}")))
+    }
+
+    /// `v` is the room's content now, and PostgreSQL does not have it.
+    fn take_version(&mut self, v: Version) {
+        self.unpersisted.record(&v);
+        self.current = Some(v);
+        self.dirty = true;
     }
 
     /// With no members and nothing in flight: persist if PostgreSQL lacks the content, then
@@ -510,8 +518,7 @@ impl Handler<Update> for DocRoom {
             )
             .into();
             self.broadcast(msg.from, frame);
-            self.current = Some(msg.version.clone());
-            self.dirty = true;
+            self.take_version(msg.version.clone());
             self.enqueue(msg.version, false, Some(waiter), ctx);
         }
         Box::pin(async move {
@@ -562,18 +569,6 @@ impl Handler<CloseRoom> for DocRoom {
                 code: 1001,
                 reason: "server shutting down",
             });
-        }
-        self.current.clone().filter(|_| self.dirty)
-    }
-}
-
-impl Handler<DirtyVersion> for DocRoom {
-    type Result = Option<Version>;
-
-    /// What the flusher should persist from this room, if anything.
-    fn handle(&mut self, _: DirtyVersion, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.closing {
-            self.save_yjs_now(ctx);
         }
         self.current.clone().filter(|_| self.dirty)
     }

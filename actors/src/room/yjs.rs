@@ -89,8 +89,7 @@ impl DocRoom {
         if self.current.as_ref().is_some_and(|c| c.hash == v.hash) {
             return None;
         }
-        self.current = Some(v.clone());
-        self.dirty = true;
+        self.take_version(v.clone());
         Some(v)
     }
 
