@@ -68,8 +68,23 @@ pub fn json_version(doc: DocId, content: &Value, max_bytes: usize) -> Result<Ver
 
 pub const PONG: &str = r#"{"type":"pong"}"#;
 
+/// `{"type":"ack","ref":…,"hash":…,"stored":…}`, written straight from borrowed fields (this
+/// is built once per save, so no intermediate `Value` map).
 pub fn ack_frame(reference: Option<&Value>, hash: &str, stored: &str) -> String {
-    json!({"type": "ack", "ref": reference, "hash": hash, "stored": stored}).to_string()
+    #[derive(serde::Serialize)]
+    struct AckFrame<'a> {
+        r#type: &'static str,
+        r#ref: Option<&'a Value>,
+        hash: &'a str,
+        stored: &'a str,
+    }
+    serde_json::to_string(&AckFrame {
+        r#type: "ack",
+        r#ref: reference,
+        hash,
+        stored,
+    })
+    .expect("an ack frame always serializes")
 }
 
 pub fn error_frame(reference: Option<&Value>, code: &str, message: &str) -> String {
@@ -124,6 +139,18 @@ mod tests {
                 assert_eq!(refusal.reference, Some(json!(7)), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn ack_frames_carry_type_ref_hash_and_stored() {
+        let frame: Value = serde_json::from_str(&ack_frame(Some(&json!({"n": 1})), "h", "cache"))
+            .expect("ack frame is JSON");
+        assert_eq!(
+            frame,
+            json!({"type": "ack", "ref": {"n": 1}, "hash": "h", "stored": "cache"})
+        );
+        let frame: Value = serde_json::from_str(&ack_frame(None, "h", "duplicate")).unwrap();
+        assert_eq!(frame["ref"], Value::Null);
     }
 
     #[test]

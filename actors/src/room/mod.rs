@@ -511,13 +511,17 @@ impl Handler<Update> for DocRoom {
             // A retry of content whose save failed: save it again, nothing new to broadcast.
             self.enqueue(msg.version, false, Some(waiter), ctx);
         } else {
-            let frame: ByteString = format!(
-                r#"{{"type":"update","content":{},"hash":"{}"}}"#,
-                String::from_utf8_lossy(&msg.version.content),
-                hash
-            )
-            .into();
-            self.broadcast(msg.from, frame);
+            if self.members.keys().any(|id| Some(*id) != msg.from) {
+                let frame: ByteString = format!(
+                    r#"{{"type":"update","content":{},"hash":"{}"}}"#,
+                    String::from_utf8_lossy(&msg.version.content),
+                    hash
+                )
+                .into();
+                self.broadcast(msg.from, frame);
+            } else {
+                metrics::histogram!(m::BROADCAST_FANOUT).record(0.0);
+            }
             self.take_version(msg.version.clone());
             self.enqueue(msg.version, false, Some(waiter), ctx);
         }

@@ -213,7 +213,7 @@ impl RedisCache {
         let ttl = self.settings.ttl_secs;
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .set_ex(self.key_temp(&v.doc), encode(v), ttl)
+            .set_ex(self.key_temp(&v.doc), &encode(v)[..], ttl)
             .ignore()
             .set_ex(self.key_hash(&v.doc), &v.hash, ttl)
             .ignore();
@@ -341,10 +341,11 @@ fn backoff(attempt: u32, s: &CacheSettings) -> Duration {
     exp.min(s.retry_max) + Duration::from_millis(rand::random_range(0..=jitter_ms))
 }
 
-fn encode(v: &Version) -> Vec<u8> {
+/// What `doc:{id}:temp` holds: JSON as is (borrowed), Yjs state behind its marker.
+fn encode(v: &Version) -> std::borrow::Cow<'_, [u8]> {
     match v.kind {
-        Kind::Json => v.content.to_vec(),
-        Kind::Yjs => [YJS_MARKER, &v.content[..]].concat(),
+        Kind::Json => std::borrow::Cow::Borrowed(&v.content[..]),
+        Kind::Yjs => std::borrow::Cow::Owned([YJS_MARKER, &v.content[..]].concat()),
     }
 }
 
@@ -390,7 +391,7 @@ mod tests {
             (Kind::Yjs, &[0u8, 1, 2][..]),
         ] {
             let v = Version::new(doc.clone(), kind, Bytes::copy_from_slice(content));
-            assert_eq!(decode(doc.clone(), encode(&v)), v);
+            assert_eq!(decode(doc.clone(), encode(&v).into_owned()), v);
         }
     }
 }
