@@ -112,6 +112,7 @@ pub struct Flusher {
 }
 
 /// What one run did, applied to the actor's state afterwards.
+#[derive(Default)]
 struct RunResult {
     report: FlushReport,
     committed: Vec<(DocId, String)>,
@@ -155,10 +156,11 @@ impl Flusher {
         }));
     }
 
-    /// One flush: with `collect`, gather every dirty version (the open rooms' first: theirs is
-    /// the newest copy, so only the rest is read back from Redis or the fallback through the
-    /// supervisor), add `extra` (which wins over all), upsert in batches, and tell the
-    /// supervisor and the rooms what was committed.
+    /// One flush: upsert `extra` and, with `collect`, every dirty version: the open rooms' first
+    /// (theirs is the newest copy; `extra` wins over them), while the supervisor reads back the
+    /// rest from the fallback and Redis, which follows. Then tell the supervisor and the rooms
+    /// what was committed. Every document is written by one statement of the run, so the
+    /// parts' order does not matter.
     fn run(
         &mut self,
         extra: Vec<Version>,
@@ -175,38 +177,40 @@ impl Flusher {
         let fut = async move {
             let _turn = gate.lock().await;
             let started = std::time::Instant::now();
-            let mut by_doc: HashMap<DocId, Version> = HashMap::new();
-            let mut rooms_took = Duration::ZERO;
-            if collect {
-                let live = match rooms {
-                    Some(rooms) => rooms.send(DirtyRooms).await.unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                rooms_took = started.elapsed();
-                let skip: HashSet<DocId> = live.iter().map(|v| v.doc.clone()).collect();
+            // First what the caller passed (it wins over all), then the rooms' versions; both
+            // are upserted while the supervisor reads the rest, which then follows.
+            let mut first: HashMap<DocId, Version> = HashMap::new();
+            if let (true, Some(rooms)) = (collect, rooms) {
+                for v in rooms.send(DirtyRooms).await.unwrap_or_default() {
+                    first.insert(v.doc.clone(), v);
+                }
+            }
+            for v in extra {
+                first.insert(v.doc.clone(), v);
+            }
+            let skip: HashSet<DocId> = first.keys().cloned().collect();
+            let first: Vec<Version> = first.into_values().collect();
+            let rest = async {
+                if !collect {
+                    return RunResult::default();
+                }
                 let stored = supervisor
                     .send(CollectDirty { skip })
                     .await
                     .unwrap_or_default();
-                for v in stored.into_iter().chain(live) {
-                    by_doc.insert(v.doc.clone(), v);
-                }
-            }
-            for v in extra {
-                by_doc.insert(v.doc.clone(), v);
-            }
-            let versions: Vec<Version> = by_doc.into_values().collect();
-            let collected = started.elapsed();
-            let res = upsert_batches(&store, versions, batch, parallel).await;
+                upsert_batches(&store, stored, batch, parallel).await
+            };
+            let (mut res, rest) =
+                futures_util::future::join(upsert_batches(&store, first, batch, parallel), rest)
+                    .await;
+            res.absorb(rest);
             let took = started.elapsed();
             metrics::histogram!(m::FLUSH_DURATION).record(took.as_secs_f64());
             if res.report.flushed + res.report.failed > 0 {
                 debug!(
                     flushed = res.report.flushed,
                     failed = res.report.failed,
-                    rooms_ms = rooms_took.as_secs_f64() * 1e3,
-                    collect_ms = collected.as_secs_f64() * 1e3,
-                    total_ms = took.as_secs_f64() * 1e3,
+                    ms = took.as_secs_f64() * 1e3,
                     "flush"
                 );
             }
@@ -269,6 +273,19 @@ impl Flusher {
 /// Upserts `versions` in statements of at most `batch` rows, `parallel` of them in flight. The
 /// batches hold distinct documents, so their order does not matter; after the first failure no
 /// further batch is started (PostgreSQL is likely down) and the rest counts as failed.
+impl RunResult {
+    /// Adds what another part of the same run did (the first error wins).
+    fn absorb(&mut self, other: RunResult) {
+        self.report.flushed += other.report.flushed;
+        self.report.failed += other.report.failed;
+        self.committed.extend(other.committed);
+        self.uncommitted.extend(other.uncommitted);
+        if self.error.is_none() {
+            self.error = other.error;
+        }
+    }
+}
+
 async fn upsert_batches(
     store: &PgStore,
     versions: Vec<Version>,
@@ -321,6 +338,8 @@ impl Actor for Flusher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.arm(ctx);
+        let (store, n) = (self.store.clone(), self.parallel_batches);
+        ctx.spawn(async move { store.warm(n).await }.into_actor(self));
     }
 }
 

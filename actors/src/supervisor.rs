@@ -65,7 +65,7 @@ pub struct Load {
 
 /// Everything not yet in PostgreSQL, from the fallback and (breaker closed) from Redis, whose
 /// TTLs are refreshed on the way so waiting content never expires. Documents in `skip` (the
-/// open rooms' own, newer copies) are not read from Redis.
+/// open rooms' own, newer copies, which the flusher writes itself) are left out.
 #[derive(Message, Default)]
 #[rtype(result = "Vec<Version>")]
 pub struct CollectDirty {
@@ -511,7 +511,7 @@ impl Handler<CollectDirty> for CacheSupervisor {
             held.iter().map(|v| v.doc.clone()).collect();
         let mut out: Vec<Version> = held
             .into_iter()
-            .filter(|v| self.persisted.get(&v.doc) != Some(&v.hash))
+            .filter(|v| self.persisted.get(&v.doc) != Some(&v.hash) && !msg.skip.contains(&v.doc))
             .collect();
         if !self.breaker.allows_redis() {
             return Box::pin(fut::ready(out));

@@ -133,6 +133,21 @@ impl PgStore {
         }
     }
 
+    /// Opens up to `n` pooled connections at once and prepares the upsert on each, so the first
+    /// flush does not pay for connecting. Best effort: failures are left to the real calls.
+    pub async fn warm(&self, n: usize) {
+        let clients = futures_util::future::join_all((0..n).map(|_| async {
+            let client = self.client().await.ok()?;
+            self.bounded(client.prepare_cached(UPSERT))
+                .await
+                .ok()?
+                .ok()?;
+            Some(client)
+        }))
+        .await;
+        drop(clients);
+    }
+
     /// Upserts every version in one statement. A row whose hash is already stored is left
     /// untouched, so replaying a flush never rewrites identical content.
     pub async fn upsert(&self, versions: &[Version]) -> Result<u64, StoreError> {
