@@ -270,9 +270,6 @@ impl Flusher {
     }
 }
 
-/// Upserts `versions` in statements of at most `batch` rows, `parallel` of them in flight. The
-/// batches hold distinct documents, so their order does not matter; after the first failure no
-/// further batch is started (PostgreSQL is likely down) and the rest counts as failed.
 impl RunResult {
     /// Adds what another part of the same run did (the first error wins).
     fn absorb(&mut self, other: RunResult) {
@@ -286,6 +283,9 @@ impl RunResult {
     }
 }
 
+/// Upserts `versions` in statements of at most `batch` rows, `parallel` of them in flight. The
+/// batches hold distinct documents, so their order does not matter; after the first failure no
+/// further batch is started (PostgreSQL is likely down) and the rest counts as failed.
 async fn upsert_batches(
     store: &PgStore,
     versions: Vec<Version>,

@@ -168,6 +168,24 @@ struct Outcome {
 }
 
 impl CacheSupervisor {
+    /// Runs a Redis call nobody waits on: a failure is logged with `failure` and, like a
+    /// success, counted by the breaker.
+    fn best_effort(
+        &self,
+        failure: &'static str,
+        call: impl std::future::Future<Output = Result<(), crate::storage::CacheError>> + 'static,
+    ) -> ResponseActFuture<Self, ()> {
+        Box::pin(call.into_actor(self).map(move |res, act, _| {
+            if let Err(e) = &res {
+                warn!(error = %e, "{failure}");
+            }
+            act.account(Outcome {
+                ok: res.is_ok(),
+                failed: res.is_err(),
+            });
+        }))
+    }
+
     pub fn new(
         cache: RedisCache,
         store: PgStore,
@@ -575,16 +593,9 @@ impl Handler<Persisted> for CacheSupervisor {
             return Box::pin(fut::ready(()));
         }
         let cache = self.cache.clone();
-        let fut = async move { cache.mark_clean(&msg.done).await };
-        Box::pin(fut.into_actor(self).map(|res, act, _| {
-            if let Err(e) = &res {
-                warn!(error = %e, "clearing flushed documents from redis failed");
-            }
-            act.account(Outcome {
-                ok: res.is_ok(),
-                failed: res.is_err(),
-            });
-        }))
+        self.best_effort("clearing flushed documents from redis failed", async move {
+            cache.mark_clean(&msg.done).await
+        })
     }
 }
 
@@ -687,15 +698,9 @@ impl Handler<KeepCached> for CacheSupervisor {
             return Box::pin(fut::ready(()));
         }
         let cache = self.cache.clone();
-        let fut = async move { cache.touch(&msg.docs).await };
-        Box::pin(fut.into_actor(self).map(|res, act, _| {
-            if let Err(e) = &res {
-                warn!(error = %e, "refreshing the ttl of waiting documents failed");
-            }
-            act.account(Outcome {
-                ok: res.is_ok(),
-                failed: res.is_err(),
-            });
-        }))
+        self.best_effort(
+            "refreshing the ttl of waiting documents failed",
+            async move { cache.touch(&msg.docs).await },
+        )
     }
 }

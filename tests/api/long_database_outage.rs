@@ -17,9 +17,12 @@ const TTL_SECS: u64 = 1;
 #[tokio::test]
 async fn a_database_outage_longer_than_the_cache_ttl_loses_no_acknowledged_update() {
     let proxy = Proxy::to_postgres();
+    // Two documents per statement: every flush is several upserts in flight at once, so the cut
+    // can land between batches of one flush (some committed, some not).
     let options = TestOptions::new()
         .database_through(proxy.addr)
-        .env("DOCROOM__CACHE__TTL_SECS", TTL_SECS);
+        .env("DOCROOM__CACHE__TTL_SECS", TTL_SECS)
+        .env("DOCROOM__FLUSHER__BATCH_SIZE", 2);
     let app = TestApp::spawn(options).await;
     // `steady` writes throughout; `parked` and `leaving` write during the outage, then
     // `parked` idles with its connections open and `leaving` disconnects, so their last

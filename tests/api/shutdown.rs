@@ -63,7 +63,9 @@ async fn sigterm_with_postgres_unresponsive_journals_everything_within_the_deadl
         .env(
             "DOCROOM__SERVER__SHUTDOWN_DRAIN_DEADLINE_MS",
             deadline.as_millis(),
-        );
+        )
+        // One document per statement: the drain is many upserts in flight, all stalled.
+        .env("DOCROOM__FLUSHER__BATCH_SIZE", 1);
     let mut app = TestApp::spawn(options).await;
     let mut traffic = Traffic::start(&app, TrafficPlan::new("doc"));
     traffic.await_every_doc_acked(WITHIN).await;

@@ -4,14 +4,13 @@
 //! Only the cache supervisor calls this, so the breaker sees every success and failure. The
 //! connection is made lazily: a Redis that is down at start must not stop docroom from serving.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use std::sync::Mutex;
 
 use crate::doc::{DocId, Kind, Version};
 
@@ -107,7 +106,7 @@ impl RedisCache {
         format!("{}modifiedDocs", self.settings.key_prefix)
     }
 
-    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+    fn link(&self) -> MutexGuard<'_, Link> {
         self.link
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
