@@ -76,21 +76,42 @@ impl Kind {
     }
 }
 
+/// A hybrid-logical-clock stamp (SPEC §6 "Versions"): wall-clock milliseconds, a counter for
+/// stamps taken within one millisecond (or behind a clock seen from elsewhere), and the replica
+/// that took it. The derived order (millis, counter, replica) is the one every store agrees on:
+/// a larger stamp is later. Cloning is cheap (the replica id is an `Arc<str>`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    pub millis: u64,
+    pub counter: u32,
+    pub replica: Arc<str>,
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}@{}", self.millis, self.counter, self.replica)
+    }
+}
+
 /// One version of a document as the storage layers hold it.
 ///
 /// `content` is the canonical JSON text for [`Kind::Json`] and the v1-encoded state for
 /// [`Kind::Yjs`]; `hash` is the lowercase hex SHA-256 of exactly those bytes. `Bytes` makes the
 /// copies handed to Redis, the journal and PostgreSQL share one buffer.
+///
+/// `stamp` orders JSON versions (`None`, content written before stamps existed, is older than
+/// any stamp). Yjs versions carry none: their states merge instead of replacing each other.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version {
     pub doc: DocId,
     pub kind: Kind,
     pub hash: String,
     pub content: Bytes,
+    pub stamp: Option<Stamp>,
 }
 
 impl Version {
-    /// A version whose hash is computed from `content`.
+    /// A version whose hash is computed from `content`, without a stamp.
     pub fn new(doc: DocId, kind: Kind, content: Bytes) -> Self {
         let hash = sha256_hex(&content);
         Version {
@@ -98,7 +119,14 @@ impl Version {
             kind,
             hash,
             content,
+            stamp: None,
         }
+    }
+
+    /// The same version with `stamp`.
+    pub fn stamped(mut self, stamp: Stamp) -> Self {
+        self.stamp = Some(stamp);
+        self
     }
 }
 

@@ -141,6 +141,7 @@ fn decode(payload: &[u8]) -> Result<Version, &'static str> {
         kind,
         hash: String::from_utf8(hash.to_vec()).map_err(|_| "invalid hash")?,
         content: Bytes::copy_from_slice(content),
+        stamp: None,
     })
 }
 
