@@ -130,6 +130,46 @@ impl Version {
     }
 }
 
+/// Two versions of one document could not be combined.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CombineError {
+    #[error("document {doc} is held as both json and yjs")]
+    KindMismatch { doc: DocId },
+    #[error("yjs states of {doc} could not be merged: {why}")]
+    Unmergeable { doc: DocId, why: String },
+}
+
+/// The later of two versions of one document (SPEC §6 "Versions"): for JSON the one with the
+/// larger stamp (`a` on a tie, so callers pass the copy they prefer as `a`); for Yjs both states
+/// merged, since Yjs content is never replaced, only merged. Equal hashes return `a` untouched.
+pub fn later(a: Version, b: Version) -> Result<Version, CombineError> {
+    if a.hash == b.hash {
+        return Ok(a);
+    }
+    if a.kind != b.kind {
+        return Err(CombineError::KindMismatch { doc: a.doc });
+    }
+    match a.kind {
+        Kind::Json => Ok(if b.stamp > a.stamp { b } else { a }),
+        Kind::Yjs => {
+            let merged = std::panic::catch_unwind(|| {
+                yrs::merge_updates_v1([&a.content[..], &b.content[..]])
+            });
+            match merged {
+                Ok(Ok(state)) => Ok(Version::new(a.doc, Kind::Yjs, Bytes::from(state))),
+                Ok(Err(e)) => Err(CombineError::Unmergeable {
+                    doc: a.doc,
+                    why: e.to_string(),
+                }),
+                Err(_) => Err(CombineError::Unmergeable {
+                    doc: a.doc,
+                    why: "the yjs decoder panicked".into(),
+                }),
+            }
+        }
+    }
+}
+
 /// Lowercase hex SHA-256 (sha2 0.11 digests have no `LowerHex`).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -177,6 +217,51 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "é", &"x".repeat(129), "a\0"] {
             assert_eq!(DocId::parse(bad), Err(InvalidDocId), "{bad:?}");
         }
+    }
+
+    fn stamp(millis: u64, counter: u32, replica: &str) -> Stamp {
+        Stamp {
+            millis,
+            counter,
+            replica: replica.into(),
+        }
+    }
+
+    #[test]
+    fn stamps_order_by_time_then_counter_then_replica_and_none_is_oldest() {
+        assert!(stamp(2, 0, "a") > stamp(1, 9, "z"));
+        assert!(stamp(1, 2, "a") > stamp(1, 1, "z"));
+        assert!(stamp(1, 1, "b") > stamp(1, 1, "a"));
+        assert!(Some(stamp(0, 0, "")) > None);
+    }
+
+    #[test]
+    fn the_later_json_version_is_the_one_with_the_larger_stamp() {
+        let doc = DocId::parse("d").unwrap();
+        let old = Version::new(doc.clone(), Kind::Json, Bytes::from("1")).stamped(stamp(5, 0, "a"));
+        let new = Version::new(doc.clone(), Kind::Json, Bytes::from("2")).stamped(stamp(6, 0, "b"));
+        let legacy = Version::new(doc, Kind::Json, Bytes::from("0"));
+        assert_eq!(later(old.clone(), new.clone()).unwrap(), new);
+        assert_eq!(later(new.clone(), old.clone()).unwrap(), new);
+        assert_eq!(later(legacy.clone(), old.clone()).unwrap(), old);
+    }
+
+    #[test]
+    fn yjs_versions_merge_so_neither_side_loses_an_edit() {
+        use yrs::{ReadTxn, Text, Transact};
+        let edit = |client: u64, text: &str| {
+            let doc = yrs::Doc::with_client_id(client);
+            let t = doc.get_or_insert_text("t");
+            t.insert(&mut doc.transact_mut(), 0, text);
+            let state = doc
+                .transact()
+                .encode_state_as_update_v1(&yrs::StateVector::default());
+            Version::new(DocId::parse("y").unwrap(), Kind::Yjs, Bytes::from(state))
+        };
+        let merged = later(edit(1, "left"), edit(2, "right")).unwrap();
+        let doc = crate::yjs::YjsDoc::load(&merged.content).unwrap();
+        let text = doc.to_json().to_string();
+        assert!(text.contains("left") && text.contains("right"), "{text}");
     }
 
     #[test]
