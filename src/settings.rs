@@ -1,12 +1,14 @@
-//! Settings: `config/base.toml` → `config/$DOCROOM_ENV.toml` → environment, read into one typed
-//! tree. The SPEC's fixed variables (`DOCROOM_LISTEN`, ...) map onto keys of the tree; every other
+//! Settings: the built-in defaults (`config/base.toml`, compiled in) → `base.toml` and
+//! `$DOCROOM_ENV.toml` of the config directory → environment, read into one typed tree. The SPEC's fixed variables (`DOCROOM_LISTEN`, ...) map onto keys of the tree; every other
 //! key is `DOCROOM__SECTION__KEY`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::providers::{Data, Format, Serialized, Toml};
+use figment::value::Value;
+use figment::{Figment, Provider};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -123,38 +125,60 @@ const FIXED_VARS: &[(&str, &str)] = &[
     ("DOCROOM_LOG_FORMAT", "log.format"),
 ];
 
+/// Prefix of the variables that set any key: `DOCROOM__SECTION__KEY`.
+const NESTED_PREFIX: &str = "DOCROOM__";
+
+/// Every setting's default. Built into the binary so that `docroom serve` runs from any working
+/// directory; files in the config directory only override it.
+const BUILT_IN: &str = include_str!("../config/base.toml");
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("settings: {0}")]
     Figment(#[from] Box<figment::Error>),
     #[error("settings: {0}")]
     Invalid(String),
+    #[error("settings: config file {} does not parse: {reason}", path.display())]
+    Unparsable { path: PathBuf, reason: String },
+    #[error("settings: cannot read config file {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Settings {
-    /// Reads the layers from `config_dir` (usually `./config`).
+    /// [`Settings::load_from`] with the process environment.
     pub fn load(config_dir: &Path) -> Result<Settings, SettingsError> {
-        let env_name = std::env::var("DOCROOM_ENV").ok();
-        let mut figment = Figment::new().merge(Toml::file(config_dir.join("base.toml")));
-        if let Some(name) = env_name.filter(|n| !n.is_empty()) {
-            figment = figment.merge(Toml::file(config_dir.join(format!("{name}.toml"))));
-        }
-        // Fixed variables are taken as plain strings (a token of digits stays a string).
-        let mut fixed = serde_json::Map::new();
-        for (var, key) in FIXED_VARS {
-            if let Ok(value) = std::env::var(var) {
-                let (section, name) = key.split_once('.').expect("keys are section.name");
-                let section = fixed
-                    .entry(section)
-                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
-                if let serde_json::Value::Object(section) = section {
-                    section.insert(name.to_string(), serde_json::Value::String(value));
+        Self::load_from(Some(config_dir), std::env::vars())
+    }
+
+    /// Reads the layers, later ones winning: the built-in defaults, `base.toml` then
+    /// `$DOCROOM_ENV.toml` from `config_dir` (each optional), then `vars`. The variables are an
+    /// argument, not the process environment, so tests in one process can each load their own.
+    pub fn load_from(
+        config_dir: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("DOCROOM"))
+            .collect();
+        let mut figment = Figment::from(Toml::string(BUILT_IN));
+        if let Some(dir) = config_dir {
+            let env_file = vars
+                .get("DOCROOM_ENV")
+                .filter(|name| !name.is_empty())
+                .map(|name| dir.join(format!("{name}.toml")));
+            for path in std::iter::once(dir.join("base.toml")).chain(env_file) {
+                if let Some(file) = config_file(&path)? {
+                    figment = figment.merge(file);
                 }
             }
         }
-        figment = figment
-            .merge(Env::prefixed("DOCROOM__").split("__"))
-            .merge(Serialized::defaults(serde_json::Value::Object(fixed)));
+        for layer in variables(&vars) {
+            figment = figment.merge(layer);
+        }
         let settings: Settings = figment.extract().map_err(Box::new)?;
         settings.validate()?;
         Ok(settings)
@@ -181,5 +205,177 @@ impl Settings {
 
     pub fn ms(ms: u64) -> Duration {
         Duration::from_millis(ms)
+    }
+}
+
+/// The TOML file at `path` as a layer; `None` when there is no such file. A file that does not
+/// parse is an error naming it, not a layer silently skipped.
+fn config_file(path: &Path) -> Result<Option<Data<Toml>>, SettingsError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SettingsError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    if let Err(e) = Toml::string(&text).data() {
+        return Err(SettingsError::Unparsable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        });
+    }
+    // The file (not the text read above) so that later errors name it as their source.
+    Ok(Some(Toml::file(path)))
+}
+
+/// The variables as layers: `DOCROOM__SECTION__KEY=value` parsed the way figment parses the
+/// environment (`200` is a number, `true` a bool), then the fixed variables, which win and are
+/// taken as plain strings (a token of digits stays a string).
+fn variables(vars: &BTreeMap<String, String>) -> Vec<Serialized<Value>> {
+    let nested = vars.iter().filter_map(|(name, value)| {
+        let path = name.strip_prefix(NESTED_PREFIX)?;
+        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            return None;
+        }
+        let parsed = value.parse::<Value>().unwrap_or_else(|e| match e {});
+        Some(Serialized::default(&keys.join("."), parsed))
+    });
+    let fixed = FIXED_VARS.iter().filter_map(|(var, key)| {
+        let value = vars.get(*var)?;
+        Some(Serialized::default(key, Value::from(value.clone())))
+    });
+    nested.chain(fixed).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A fresh config directory holding `files` (name, contents); removed on drop.
+    struct ConfigDir(PathBuf);
+
+    impl ConfigDir {
+        fn with(test: &str, files: &[(&str, &str)]) -> ConfigDir {
+            let dir = std::env::temp_dir()
+                .join(format!("docroom-settings-{test}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, text) in files {
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+            ConfigDir(dir)
+        }
+    }
+
+    impl Drop for ConfigDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_built_in_defaults_load_without_a_config_directory() {
+        let s = Settings::load_from(None, vars(&[])).expect("built-in defaults load");
+
+        assert_eq!(s.cache.url, "redis://127.0.0.1:6379");
+        assert_eq!(s.server.listen, "127.0.0.1:8080");
+        assert_eq!(s.flusher.base_period_ms, 10000);
+    }
+
+    #[test]
+    fn a_missing_config_directory_leaves_the_built_in_defaults() {
+        let dir = std::env::temp_dir().join("docroom-settings-no-such-dir");
+
+        let s = Settings::load_from(Some(&dir), vars(&[])).expect("defaults load");
+
+        assert_eq!(s.cache.url, "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn base_toml_in_the_config_directory_overrides_only_the_keys_it_names() {
+        let dir = ConfigDir::with(
+            "base",
+            &[("base.toml", "[flusher]\nbase_period_ms = 1234\n")],
+        );
+
+        let s = Settings::load_from(Some(&dir.0), vars(&[])).expect("settings load");
+
+        assert_eq!(s.flusher.base_period_ms, 1234);
+        assert_eq!(
+            s.flusher.error_period_ms, 30000,
+            "untouched keys keep the default"
+        );
+    }
+
+    #[test]
+    fn the_file_named_by_docroom_env_wins_over_base_toml() {
+        let dir = ConfigDir::with(
+            "env-file",
+            &[
+                ("base.toml", "[flusher]\nbase_period_ms = 1234\n"),
+                ("staging.toml", "[flusher]\nbase_period_ms = 4321\n"),
+            ],
+        );
+
+        let s = Settings::load_from(Some(&dir.0), vars(&[("DOCROOM_ENV", "staging")]))
+            .expect("settings load");
+
+        assert_eq!(s.flusher.base_period_ms, 4321);
+    }
+
+    #[test]
+    fn variables_win_over_files_and_fixed_ones_stay_strings() {
+        let dir = ConfigDir::with(
+            "vars",
+            &[("base.toml", "[flusher]\nbase_period_ms = 1234\n")],
+        );
+        let given = vars(&[
+            ("DOCROOM__FLUSHER__BASE_PERIOD_MS", "200"),
+            ("DOCROOM__LIMITS__MESSAGES_PER_SEC", "2.5"),
+            ("DOCROOM_ADMIN_TOKEN", "0123"),
+            ("DOCROOM_REDIS_URL", "redis://10.0.0.1:6380"),
+            ("HOME", "/ignored"),
+        ]);
+
+        let s = Settings::load_from(Some(&dir.0), given).expect("settings load");
+
+        assert_eq!(s.flusher.base_period_ms, 200);
+        assert_eq!(s.limits.messages_per_sec, 2.5);
+        assert_eq!(s.server.admin_token, "0123");
+        assert_eq!(s.cache.url, "redis://10.0.0.1:6380");
+    }
+
+    #[test]
+    fn a_config_file_that_does_not_parse_is_an_error_naming_it() {
+        let dir = ConfigDir::with(
+            "unparsable",
+            &[("base.toml", "[flusher\nbase_period_ms = ")],
+        );
+
+        let err = Settings::load_from(Some(&dir.0), vars(&[])).expect_err("must not load");
+
+        let message = err.to_string();
+        let path = dir.0.join("base.toml").display().to_string();
+        assert!(message.contains(&path), "{message:?} names {path:?}");
+        assert!(message.contains("does not parse"), "{message:?}");
+    }
+
+    #[test]
+    fn a_setting_of_the_wrong_type_is_an_error() {
+        let given = vars(&[("DOCROOM__FLUSHER__BASE_PERIOD_MS", "soon")]);
+
+        let err = Settings::load_from(None, given).expect_err("must not load");
+
+        assert!(err.to_string().contains("base_period_ms"), "{err}");
     }
 }
