@@ -1,5 +1,6 @@
 //! Building and running the application. `main` and the tests call the same entry points:
-//! [`Application::build`] then [`Application::run_until_stopped`] with a shutdown future.
+//! [`Application::build`] then [`Application::run_until_stopped`] with a shutdown future (the
+//! signals for `main`, a channel for the tests, which run the app in their own process).
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -128,8 +129,15 @@ impl Application {
         })
     }
 
+    /// Where the listener is bound: with port 0 in the settings, the port the system picked.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Stops the HTTP server directly, without the drain of [`Application::run_until_stopped`]:
+    /// the in-process tests use it where a test of the binary would kill the process.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until `shutdown` resolves, then drains (see [`shutdown::drain`]) and stops.

@@ -13,7 +13,7 @@ const WITHIN: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn a_sigkill_under_traffic_loses_no_acknowledged_update() {
     // The flusher never runs by itself: at the kill, acknowledged content is in Redis only.
-    let mut app = TestApp::spawn(TestOptions::new().flusher_paused()).await;
+    let mut app = TestApp::spawn(TestOptions::new().process().flusher_paused()).await;
     let (mut steady, mut parked) = Traffic::steady_and_parked(&app, WITHIN).await;
     steady.await_progress(&steady.marks(), WITHIN).await;
 

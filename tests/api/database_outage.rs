@@ -171,7 +171,7 @@ async fn a_document_waiting_for_the_database_keeps_its_cache_entry_through_a_sig
     let options = TestOptions::new()
         .database_through(proxy.addr)
         .env("DOCROOM__CACHE__TTL_SECS", KEPT_TTL_SECS);
-    let mut app = TestApp::spawn(options).await;
+    let mut app = TestApp::spawn(options.process()).await;
     let mut client = WsClient::connect(&app, "waiting").await;
 
     proxy.cut();

@@ -18,6 +18,7 @@ const EXIT_SLACK: Duration = Duration::from_secs(5);
 /// content lives only in Redis, the rooms and the journal until the test flushes.
 fn options(redis: &PrivateRedis) -> TestOptions {
     TestOptions::new()
+        .process()
         .flusher_paused()
         .redis_url(redis.url())
         .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)

@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{assert_fields, content_hash, ensure, eventually, TestApp, WsClient};
+use crate::harness::{
+    assert_fields, content_hash, ensure, eventually, TestApp, TestOptions, WsClient,
+};
 
 #[tokio::test]
 async fn after_a_restart_with_redis_emptied_the_last_acked_content_comes_from_postgres() {
-    let mut app = TestApp::start().await;
+    let mut app = TestApp::spawn(TestOptions::new().process()).await;
     let mut alice = WsClient::connect(&app, "draft").await;
     let mut bob = WsClient::connect(&app, "draft").await;
     let mut last_acked = Value::Null;

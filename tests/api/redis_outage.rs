@@ -59,7 +59,7 @@ async fn redis_outage_story(fault: RedisFault) {
         .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
         .redis_url(service_redis)
         .redis_check_url(redis.url());
-    let mut app = TestApp::spawn(options).await;
+    let mut app = TestApp::spawn(options.process()).await;
     // `steady` writes throughout. `parked` writes before the fault only, then idles with its
     // connections open: its last content was acknowledged as `cache`. `outage` writes during
     // the fault only: its last content was acknowledged as `fallback`.

@@ -29,7 +29,7 @@ async fn shutdown_under_traffic_story(signal: &str) {
         "DOCROOM__SERVER__SHUTDOWN_DRAIN_DEADLINE_MS",
         deadline.as_millis(),
     );
-    let mut app = TestApp::spawn(options).await;
+    let mut app = TestApp::spawn(options.process()).await;
     let (mut steady, mut parked) = Traffic::steady_and_parked(&app, WITHIN).await;
     steady.await_progress(&steady.marks(), WITHIN).await;
 
@@ -66,7 +66,7 @@ async fn sigterm_with_postgres_unresponsive_journals_everything_within_the_deadl
         )
         // One document per statement: the drain is many upserts in flight, all stalled.
         .env("DOCROOM__FLUSHER__BATCH_SIZE", 1);
-    let mut app = TestApp::spawn(options).await;
+    let mut app = TestApp::spawn(options.process()).await;
     let mut traffic = Traffic::start(&app, TrafficPlan::new("doc"));
     traffic.await_every_doc_acked(WITHIN).await;
 

@@ -1,15 +1,18 @@
-//! `TestApp`: the built `docroom` binary as a child process, the way production runs it, so tests
-//! can send it real signals.
+//! `TestApp`: one test's docroom, with its own port, Redis key prefix, database and data
+//! directory. By default the app runs inside the test process ([`InProcessApp`]); with
+//! [`TestOptions::process`] it is the built binary as a child process, so that a test can send it
+//! real signals, kill it and read its exit status.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
+use super::child;
+use super::in_process::InProcessApp;
+use super::logs::Sink;
+use super::options::TestOptions;
 use super::{eventually, random_suffix, storage};
 
 /// The bearer token every `TestApp` configures unless told not to.
@@ -30,80 +33,16 @@ const FAST_TIMERS: &[(&str, &str)] = &[
     ("DOCROOM__SERVER__SHUTDOWN_DRAIN_DEADLINE_MS", "10000"),
 ];
 
-/// How a `TestApp` differs from the default one; builder style.
-#[derive(Clone, Debug, Default)]
-pub struct TestOptions {
-    env: Vec<(String, String)>,
-    redis_url: Option<String>,
-    redis_check_url: Option<String>,
-    database_addr: Option<String>,
-    no_admin_token: bool,
-    data_dir: Option<PathBuf>,
-    keep_data_dir: bool,
+/// How the app runs; `None` while it is stopped (between a kill or a stop and a restart).
+enum Run {
+    InProcess(Option<InProcessApp>),
+    Process(Option<Child>),
 }
 
-impl TestOptions {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Any environment variable for the service (`DOCROOM__SECTION__KEY`, ...); wins over defaults.
-    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
-        self.env.push((key.to_owned(), value.to_string()));
-        self
-    }
-
-    /// A flusher that never runs by itself (only `POST /admin/flusher/flush` flushes), so a test
-    /// can watch what waits for it.
-    pub fn flusher_paused(self) -> Self {
-        let hour = 3_600_000;
-        self.env("DOCROOM__FLUSHER__BASE_PERIOD_MS", hour)
-            .env("DOCROOM__FLUSHER__ERROR_PERIOD_MS", hour)
-            .env("DOCROOM__FLUSHER__MAX_PERIOD_MS", hour)
-    }
-
-    /// The Redis the service uses; direct checks use it too unless `redis_check_url` is given.
-    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.redis_url = Some(url.into());
-        self
-    }
-
-    /// Where the test's own Redis checks go when the service talks through a proxy.
-    pub fn redis_check_url(mut self, url: impl Into<String>) -> Self {
-        self.redis_check_url = Some(url.into());
-        self
-    }
-
-    /// The service reaches PostgreSQL at `addr` (e.g. a `Proxy`); the test's own checks and the
-    /// cleanup still go straight to the shared server.
-    pub fn database_through(mut self, addr: SocketAddr) -> Self {
-        self.database_addr = Some(addr.to_string());
-        self
-    }
-
-    /// Leave `DOCROOM_ADMIN_TOKEN` unset (the admin API answers 503).
-    pub fn no_admin_token(mut self) -> Self {
-        self.no_admin_token = true;
-        self
-    }
-
-    /// Use this data directory (the caller owns it; it is not deleted).
-    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = Some(dir.into());
-        self
-    }
-
-    /// Do not delete the generated data directory on drop (to inspect a journal after a failure).
-    pub fn keep_data_dir(mut self) -> Self {
-        self.keep_data_dir = true;
-        self
-    }
-}
-
-/// One docroom process with its own port, Redis key prefix, database and data directory. Dropping
-/// it kills the process, drops the database and deletes the prefix's keys.
+/// One docroom with its own port, Redis key prefix, database and data directory. Dropping it stops
+/// the app at once (kills the process), drops the database and deletes the prefix's keys.
 pub struct TestApp {
-    /// Where the current process listens (changes on restart).
+    /// Where the current run listens (changes on restart).
     pub addr: SocketAddr,
     /// Redis key prefix, e.g. `t1f2e...:`.
     pub prefix: String,
@@ -115,13 +54,14 @@ pub struct TestApp {
     pub(super) http: reqwest::Client,
     env: Vec<(String, String)>,
     delete_data_dir: bool,
-    child: Option<Child>,
-    logs: Arc<Mutex<Vec<String>>>,
+    run: Run,
+    /// Every line the app logged, all runs (in process: its tracing events and panics).
+    logs: Sink,
     generation: u32,
 }
 
 impl TestApp {
-    /// The default app: shared Redis and PostgreSQL, fast timers, admin token set.
+    /// The default app: in process, shared Redis and PostgreSQL, fast timers, admin token set.
     pub async fn start() -> TestApp {
         Self::spawn(TestOptions::new()).await
     }
@@ -143,6 +83,7 @@ impl TestApp {
         let admin_token = (!opts.no_admin_token).then(|| ADMIN_TOKEN.to_owned());
 
         let mut env: Vec<(String, String)> = vec![
+            // In process: port 0, the bound address is read back. A child gets a chosen port.
             ("DOCROOM_LISTEN".into(), "127.0.0.1:0".into()),
             ("DOCROOM_REDIS_URL".into(), redis_url.clone()),
             (
@@ -181,7 +122,11 @@ impl TestApp {
             http,
             env,
             delete_data_dir,
-            child: None,
+            run: if opts.process {
+                Run::Process(None)
+            } else {
+                Run::InProcess(None)
+            },
             logs: Arc::default(),
             generation: 0,
         };
@@ -189,13 +134,29 @@ impl TestApp {
         app
     }
 
-    /// Starts the process again with the same prefix, database and data directory (on a new
-    /// port); a process still running is first stopped with SIGTERM.
+    /// Starts the app again with the same settings, prefix, database and data directory (on a new
+    /// port); a run still going is first stopped the way SIGTERM stops it (drained).
     pub async fn restart(&mut self) {
-        if self.child.is_some() {
-            self.sigterm().await;
-        }
+        self.stop().await;
         self.launch().await;
+    }
+
+    /// Stops the app with a drain, as SIGTERM does; a stopped app stays stopped.
+    pub async fn stop(&mut self) {
+        match &mut self.run {
+            Run::InProcess(app) => {
+                if let Some(app) = app.take() {
+                    if let Err(e) = app.stop().await {
+                        panic!("the app stopped with an error: {e}");
+                    }
+                }
+            }
+            Run::Process(child) => {
+                if child.is_some() {
+                    self.sigterm().await;
+                }
+            }
+        }
     }
 
     /// Sends SIGTERM and waits (at most 60 s) for the process to exit.
@@ -222,29 +183,36 @@ impl TestApp {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        match &self.run {
+            Run::Process(child) => child.as_ref().map(Child::id),
+            Run::InProcess(_) => process_only("pid"),
+        }
     }
 
     /// Waits for the process to exit by itself; panics (after killing it) past `within`.
     pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let child = self.child.as_mut().expect("the service is not running");
+        let Run::Process(slot) = &mut self.run else {
+            process_only("wait_exit")
+        };
+        let child = slot.as_mut().expect("the service is not running");
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().expect("wait for the service") {
-                self.child = None;
+                *slot = None;
                 return status;
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                self.child = None;
+                *slot = None;
                 panic!("the service did not exit within {within:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Every line the service has logged so far (all runs), without ANSI colours.
+    /// Every line the app has logged so far (all runs), without ANSI colours. In process: its
+    /// `tracing` events (`LEVEL target: message key=value`) and its threads' panics.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
@@ -266,24 +234,6 @@ impl TestApp {
 
     async fn launch(&mut self) {
         self.generation += 1;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_docroom"));
-        cmd.arg("serve")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Only this test's settings: nothing leaks in from the developer's shell.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("DOCROOM") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "1");
-        for (key, value) in &self.env {
-            cmd.env(key, value);
-        }
-        let mut child = cmd.spawn().expect("spawn the docroom binary");
-
         let test = std::thread::current()
             .name()
             .unwrap_or("test")
@@ -291,27 +241,20 @@ impl TestApp {
             .next()
             .unwrap_or("test")
             .to_owned();
-        let label = format!("[docroom {test} #{}]", self.generation);
-        let (addr_tx, mut addr_rx) = mpsc::unbounded_channel();
-        forward(
-            child.stderr.take().unwrap(),
-            &label,
-            &self.logs,
-            Some(addr_tx),
-        );
-        forward(child.stdout.take().unwrap(), &label, &self.logs, None);
-        self.child = Some(child);
-
-        let addr = match tokio::time::timeout(Duration::from_secs(60), addr_rx.recv()).await {
-            Ok(Some(addr)) => addr,
-            Ok(None) => panic!(
-                "docroom exited before logging `listening addr=`: {:?}\n{}",
-                self.child.as_mut().unwrap().try_wait(),
-                self.logs().join("\n")
-            ),
-            Err(_) => panic!("docroom did not log `listening addr=` within 60 s"),
+        let label = format!("docroom {test} #{}", self.generation);
+        self.addr = match &mut self.run {
+            Run::InProcess(slot) => {
+                let app = InProcessApp::start(self.env.clone(), self.logs.clone(), &label).await;
+                let addr = app.addr;
+                *slot = Some(app);
+                addr
+            }
+            Run::Process(slot) => {
+                let (process, addr) = child::launch(&self.env, &self.logs, &label).await;
+                *slot = Some(process);
+                addr
+            }
         };
-        self.addr = addr;
         let url = self.url("/healthz");
         eventually(
             Duration::from_secs(30),
@@ -326,11 +269,25 @@ impl TestApp {
     }
 }
 
+/// What an in-process app answers to a question only a child process has an answer to.
+fn process_only(what: &str) -> ! {
+    panic!(
+        "TestApp::{what} needs the app in a child process: spawn it with \
+         TestOptions::new().process()"
+    )
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        match &mut self.run {
+            // Its own drop stops it at once, no drain: the in-process kill.
+            Run::InProcess(app) => drop(app.take()),
+            Run::Process(child) => {
+                if let Some(mut child) = child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
         }
         if std::env::var_os("DOCROOM_TEST_KEEP").is_some() {
             eprintln!(
@@ -364,76 +321,4 @@ impl Drop for TestApp {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
-}
-
-/// Copies the child's output to the test's stderr (captured by libtest, shown on failure) and to
-/// `logs`; sends the address of the first `listening addr=` line to `addr_tx`.
-fn forward(
-    stream: impl Read + Send + 'static,
-    label: &str,
-    logs: &Arc<Mutex<Vec<String>>>,
-    mut addr_tx: Option<mpsc::UnboundedSender<SocketAddr>>,
-) {
-    let (label, logs) = (label.to_owned(), logs.clone());
-    let capture = std::thread::Builder::new().name(format!("{label} output"));
-    capture
-        .spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut raw = Vec::new();
-            while reader.read_until(b'\n', &mut raw).unwrap_or(0) > 0 {
-                let line = strip_ansi(String::from_utf8_lossy(&raw).trim_end());
-                raw.clear();
-                eprintln!("{label} {line}");
-                if let Some(addr) = listening_addr(&line) {
-                    if let Some(tx) = addr_tx.take() {
-                        let _ = tx.send(addr);
-                    }
-                }
-                logs.lock().unwrap().push(line);
-            }
-        })
-        .expect("spawn the output thread");
-}
-
-/// The address in a `listening addr=IP:PORT` log line (text format; quotes tolerated).
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    if !line.contains("listening") {
-        return None;
-    }
-    let rest = &line[line.find("addr=")? + "addr=".len()..];
-    let token = rest.split_whitespace().next()?;
-    token.trim_matches(|c| c == '"' || c == ',').parse().ok()
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI sequence: ESC [ parameters final-byte
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[test]
-fn the_listening_line_is_parsed_with_or_without_colours() {
-    let plain = "2026-01-01T00:00:00Z  INFO docroom::startup: listening addr=127.0.0.1:4242";
-    assert_eq!(
-        listening_addr(plain),
-        Some("127.0.0.1:4242".parse().unwrap())
-    );
-    let coloured = "\u{1b}[32m INFO\u{1b}[0m listening \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:9 x=1";
-    assert_eq!(
-        listening_addr(&strip_ansi(coloured)),
-        Some("127.0.0.1:9".parse().unwrap())
-    );
-    assert_eq!(listening_addr("connecting addr=127.0.0.1:1"), None);
 }

@@ -1,25 +1,35 @@
-//! What every test gets: its own docroom process (the built binary), Redis key prefix, PostgreSQL
-//! database and data directory, so tests run in parallel against the machine's shared Redis and
+//! What every test gets: its own docroom (in this process by default, the built binary as a
+//! child process where a signal or a kill is the story), Redis key prefix, PostgreSQL database
+//! and data directory, so tests run in parallel against the machine's shared Redis and
 //! PostgreSQL without seeing each other. Faults go to private instances or proxies, never to the
 //! shared servers.
 //!
 //! # Layout
-//! - [`app`]: `TestApp` and `TestOptions`: spawn, restart, signals, captured logs, cleanup
+//! - [`app`]: `TestApp`: start, restart, stop, signals, captured logs, cleanup
+//! - [`options`]: `TestOptions`, how one test's app differs (`process()` for a child process)
+//! - [`in_process`]: the app on its own thread and actix `System` in this process
+//! - [`child`]: the binary as a child process, on a port the harness picks
+//! - [`logs`]: each in-process app's log lines and panics, told apart by `System`
 //! - [`storage`]: Redis and PostgreSQL read directly, not through the service's answers
 //! - [`http`]: document routes, the `Admin` API, raw HTTP for targets `reqwest` would rewrite
 //! - [`ws`]: `WsClient` (JSON protocol, answers Pings) and `MuteClient` (stops answering)
 //! - [`redis_server`]: `PrivateRedis`, to kill, pause and restart
 //! - [`proxy`]: `Proxy`, a TCP proxy to cut or stall
 //! - [`sha256`]: the content hash, computed independently of the service
-//! - `fault_tools`: tests of the proxy and the private Redis themselves
+//! - `fault_tools`, `app_modes`: tests of the fault tools and of the two app modes themselves
 
 // The harness is shared by every suite (the fault-injection and Yjs ones too); helpers one
 // suite does not call yet are not dead.
 #![allow(dead_code)]
 
 pub mod app;
+mod app_modes;
+pub mod child;
 mod fault_tools;
 pub mod http;
+pub mod in_process;
+pub mod logs;
+pub mod options;
 pub mod proxy;
 pub mod redis_server;
 pub mod sha256;
@@ -31,8 +41,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use app::{TestApp, TestOptions};
+pub use app::TestApp;
 pub use http::raw_request;
+pub use options::TestOptions;
 pub use proxy::Proxy;
 #[allow(unused_imports)]
 pub use redis_server::PrivateRedis;
