@@ -9,6 +9,7 @@ mod breaker_admin;
 mod cache_layout;
 mod client_tokens;
 mod cold_reads;
+mod config_files;
 mod crash_recovery;
 mod database_outage;
 mod double_faults;

@@ -53,6 +53,9 @@ pub struct TestApp {
     pub(super) redis_check_url: String,
     pub(super) http: reqwest::Client,
     env: Vec<(String, String)>,
+    /// Process mode only: arguments before `serve`, and the working directory.
+    args: Vec<String>,
+    working_dir: PathBuf,
     delete_data_dir: bool,
     run: Run,
     /// Every line the app logged, all runs (in process: its tracing events and panics).
@@ -67,6 +70,10 @@ impl TestApp {
     }
 
     pub async fn spawn(opts: TestOptions) -> TestApp {
+        assert!(
+            opts.process || (opts.args.is_empty() && opts.working_dir.is_none()),
+            "arguments and a working directory are for a child process: add .process()"
+        );
         let suffix = random_suffix();
         let prefix = format!("t{suffix}:");
         let db_name = format!("docroom_t_{suffix}");
@@ -121,6 +128,10 @@ impl TestApp {
             redis_check_url: opts.redis_check_url.unwrap_or(redis_url),
             http,
             env,
+            args: opts.args,
+            working_dir: opts
+                .working_dir
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
             delete_data_dir,
             run: if opts.process {
                 Run::Process(None)
@@ -250,7 +261,12 @@ impl TestApp {
                 addr
             }
             Run::Process(slot) => {
-                let (process, addr) = child::launch(&self.env, &self.logs, &label).await;
+                let spec = child::ChildSpec {
+                    vars: &self.env,
+                    args: &self.args,
+                    working_dir: &self.working_dir,
+                };
+                let (process, addr) = child::launch(&spec, &self.logs, &label).await;
                 *slot = Some(process);
                 addr
             }

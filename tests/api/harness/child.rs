@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,12 +17,19 @@ use super::logs::Sink;
 /// Tries on as many ports before giving up.
 const ATTEMPTS: usize = 3;
 
-/// Starts the binary with `vars` and returns it once it listens on its port.
-pub async fn launch(vars: &[(String, String)], sink: &Sink, label: &str) -> (Child, SocketAddr) {
+/// How to start the binary: its environment, arguments before `serve`, working directory.
+pub struct ChildSpec<'a> {
+    pub vars: &'a [(String, String)],
+    pub args: &'a [String],
+    pub working_dir: &'a Path,
+}
+
+/// Starts the binary and returns it once it listens on its port.
+pub async fn launch(spec: &ChildSpec<'_>, sink: &Sink, label: &str) -> (Child, SocketAddr) {
     let mut last_exit = None;
     for attempt in 1..=ATTEMPTS {
         let addr = free_port();
-        let mut child = spawn(vars, addr, sink, &format!("{label}.{attempt}"));
+        let mut child = spawn(spec, addr, sink, &format!("{label}.{attempt}"));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().expect("wait for the service") {
@@ -51,10 +59,11 @@ fn free_port() -> SocketAddr {
     probe.local_addr().expect("the probe's address")
 }
 
-fn spawn(vars: &[(String, String)], addr: SocketAddr, sink: &Sink, label: &str) -> Child {
+fn spawn(spec: &ChildSpec<'_>, addr: SocketAddr, sink: &Sink, label: &str) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_docroom"));
-    cmd.arg("serve")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    cmd.args(spec.args)
+        .arg("serve")
+        .current_dir(spec.working_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -65,7 +74,7 @@ fn spawn(vars: &[(String, String)], addr: SocketAddr, sink: &Sink, label: &str) 
         }
     }
     cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "1");
-    for (key, value) in vars {
+    for (key, value) in spec.vars {
         cmd.env(key, value);
     }
     cmd.env("DOCROOM_LISTEN", addr.to_string());

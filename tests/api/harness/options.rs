@@ -14,6 +14,8 @@ pub struct TestOptions {
     pub(super) data_dir: Option<PathBuf>,
     pub(super) keep_data_dir: bool,
     pub(super) process: bool,
+    pub(super) args: Vec<String>,
+    pub(super) working_dir: Option<PathBuf>,
 }
 
 impl TestOptions {
@@ -25,6 +27,19 @@ impl TestOptions {
     /// where a signal, a kill, the exit status or a restart after a kill is the point.
     pub fn process(mut self) -> Self {
         self.process = true;
+        self
+    }
+
+    /// A command-line argument for the child process, before `serve` (e.g. `--config DIR`).
+    /// Process mode only.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// The child process's working directory instead of the repository root. Process mode only.
+    pub fn working_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.working_dir = Some(dir.into());
         self
     }
 
