@@ -19,7 +19,7 @@ use tracing::{debug, info};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, TokenBucket};
-use crate::protocol::{self, error_frame, Inbound};
+use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
 use crate::state::AppState;
 
 /// Starts a session for `doc` if the request is a valid upgrade.

@@ -31,6 +31,7 @@ pub struct ServerSettings {
     pub admin_token: String,
     pub max_body_bytes: usize,
     pub shutdown_drain_deadline_ms: u64,
+    pub replica_id: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -62,6 +63,7 @@ pub struct CacheSection {
     pub lock_wait_ms: u64,
     pub response_timeout_ms: u64,
     pub connection_timeout_ms: u64,
+    pub health_check_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -121,6 +123,7 @@ const FIXED_VARS: &[(&str, &str)] = &[
     ("DOCROOM_DATA_DIR", "journal.data_dir"),
     ("DOCROOM_LOG", "log.filter"),
     ("DOCROOM_LOG_FORMAT", "log.format"),
+    ("DOCROOM_REPLICA_ID", "server.replica_id"),
 ];
 
 #[derive(Debug, thiserror::Error)]
