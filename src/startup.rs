@@ -34,7 +34,7 @@ impl Application {
     /// Opens the journal, connects the stores, starts the actors and binds the listener.
     /// PostgreSQL or Redis being down does not stop it: the flusher and the breaker cope.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        crate::telemetry::init_metrics();
+        crate::telemetry::init_metrics(S::ms(settings.flusher.base_period_ms));
         let db = &settings.database;
         let store = PgStore::connect(&db.url, db.pool_size, S::ms(db.statement_timeout_ms))?;
         bootstrap_database(&db.url, &store).await;

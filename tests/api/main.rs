@@ -18,6 +18,7 @@ mod flushing;
 mod hostile_input;
 mod leaving;
 mod long_database_outage;
+mod metrics_and_tokens;
 mod operator_api;
 mod origins_and_limits;
 mod recovery;
