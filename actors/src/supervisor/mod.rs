@@ -14,6 +14,8 @@
 
 mod read;
 mod recovery;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::sync::Arc;
