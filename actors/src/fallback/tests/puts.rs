@@ -120,3 +120,79 @@ async fn the_journal_stays_bounded_under_ten_thousand_puts_to_ten_documents() {
     assert!(fallback.is_empty());
     assert_eq!(fallback.journal_bytes(), 0);
 }
+
+#[tokio::test]
+async fn an_older_json_put_leaves_the_newer_entry_and_writes_nothing() {
+    let disk = MemoryIo::new();
+    let fallback = Fallback::open_with(disk.clone()).unwrap();
+    fallback.put(stamped("a", "2", 20)).await.unwrap();
+    let bytes = fallback.journal_bytes();
+
+    let older = fallback.put(stamped("a", "1", 10)).await;
+
+    assert!(older.is_ok(), "a superseded put is not a failure: {older:?}");
+    assert_eq!(fallback.get(&id("a")), Some(stamped("a", "2", 20)));
+    assert_eq!(fallback.journal_bytes(), bytes);
+
+    fallback.put(stamped("a", "3", 30)).await.unwrap();
+    assert_eq!(fallback.get(&id("a")), Some(stamped("a", "3", 30)));
+    drop(fallback);
+    let reopened = Fallback::open_with(disk).unwrap();
+    assert_eq!(reopened.get(&id("a")), Some(stamped("a", "3", 30)));
+}
+
+#[tokio::test]
+async fn a_stamped_put_replaces_an_unstamped_entry_but_not_the_reverse() {
+    let fallback = Fallback::open_with(MemoryIo::new()).unwrap();
+    fallback.put(v("a", "\"legacy\"")).await.unwrap();
+
+    fallback.put(stamped("a", "\"new\"", 1)).await.unwrap();
+    fallback.put(v("a", "\"legacy again\"")).await.unwrap();
+
+    assert_eq!(fallback.get(&id("a")), Some(stamped("a", "\"new\"", 1)));
+}
+
+#[tokio::test]
+async fn a_yjs_put_merges_into_the_held_state_so_no_edit_is_lost() {
+    let disk = MemoryIo::new();
+    let fallback = Fallback::open_with(disk.clone()).unwrap();
+    fallback.put(yjs_edit("y", 1, "left")).await.unwrap();
+
+    fallback.put(yjs_edit("y", 2, "right")).await.unwrap();
+
+    let held = fallback.get(&id("y")).unwrap();
+    let text = yjs_text(&held);
+    assert!(text.contains("left") && text.contains("right"), "{text}");
+    assert_eq!(held.hash, crate::doc::sha256_hex(&held.content));
+    drop(fallback);
+    let reopened = Fallback::open_with(disk).unwrap();
+    assert_eq!(reopened.get(&id("y")), Some(held));
+}
+
+#[tokio::test]
+async fn yjs_puts_in_one_batch_all_merge() {
+    let fallback = Fallback::open_with(MemoryIo::new()).unwrap();
+    let puts = (0..20).map(|i| fallback.put(yjs_edit("y", i + 1, &format!("w{i}:"))));
+
+    for result in futures_util::future::join_all(puts).await {
+        result.unwrap();
+    }
+
+    let text = yjs_text(&fallback.get(&id("y")).unwrap());
+    for i in 0..20 {
+        assert!(text.contains(&format!("w{i}:")), "w{i} missing from {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_put_of_the_other_kind_is_refused_and_changes_nothing() {
+    let fallback = Fallback::open_with(MemoryIo::new()).unwrap();
+    fallback.put(v("a", "1")).await.unwrap();
+    let bytes = fallback.journal_bytes();
+
+    let result = fallback.put(yjs_edit("a", 1, "x")).await;
+
+    assert!(matches!(result, Err(JournalError::Combine(_))), "{result:?}");
+    assert_eq!(fallback.get(&id("a")), Some(v("a", "1")));
+    assert_eq!(fallback.journal_bytes(), bytes);
+}
