@@ -73,7 +73,10 @@ impl Faults {
 
     fn refuse(&self) -> io::Error {
         self.state.refused.fetch_add(1, Ordering::Relaxed);
-        io::Error::new(io::ErrorKind::StorageFull, "no space left on device (injected)")
+        io::Error::new(
+            io::ErrorKind::StorageFull,
+            "no space left on device (injected)",
+        )
     }
 }
 

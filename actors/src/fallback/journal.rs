@@ -7,7 +7,7 @@
 use super::error::{io_error, JournalError};
 use super::io::JournalIo;
 use super::record;
-use super::replay::{self, Replayed, ReplayReport};
+use super::replay::{self, ReplayReport, Replayed};
 use crate::doc::Version;
 
 pub(crate) struct Journal {

@@ -86,10 +86,10 @@ use tracing::{info, warn};
 
 use crate::doc::{DocId, Version};
 pub use error::JournalError;
-pub use faulty_io::{FaultyIo, Faults};
+pub use faulty_io::{Faults, FaultyIo};
 pub use io::{FileIo, JournalIo, ReadSeek};
-pub use memory_io::MemoryIo;
 use journal::Journal;
+pub use memory_io::MemoryIo;
 pub use replay::ReplayReport;
 use writer::{Command, Reply, Shared, Writer};
 

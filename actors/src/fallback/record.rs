@@ -79,7 +79,10 @@ pub(crate) fn encode_put(version: &Version, out: &mut Vec<u8>) -> Result<(), Jou
 /// Appends a record saying PostgreSQL committed `hash` of `doc`.
 pub(crate) fn encode_committed(doc: &DocId, hash: &str, out: &mut Vec<u8>) {
     let framed = frame(out, |payload| head(payload, COMMITTED, doc, hash));
-    debug_assert!(framed.is_some(), "a committed record is a few hundred bytes");
+    debug_assert!(
+        framed.is_some(),
+        "a committed record is a few hundred bytes"
+    );
 }
 
 /// Bytes a put record of `version` takes in the journal.

@@ -90,7 +90,10 @@ async fn a_failed_compaction_then_a_reopen_returns_no_stale_version() {
     assert_eq!(faults.refused(), 1, "the compaction was tried and failed");
     assert_eq!(fallback.get(&id("a")), None);
     let file = std::fs::read(dir.journal()).unwrap();
-    assert!(file.windows(7).any(|w| w == b"\"stale\""), "a's record is still there");
+    assert!(
+        file.windows(7).any(|w| w == b"\"stale\""),
+        "a's record is still there"
+    );
     drop(fallback);
     let reopened = Fallback::open(&dir.0).unwrap();
     assert_eq!(reopened.dirty(), vec![v("b", "1")]);

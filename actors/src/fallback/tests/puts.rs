@@ -96,7 +96,10 @@ async fn the_journal_stays_bounded_under_ten_thousand_puts_to_ten_documents() {
     let mut largest = 0;
     // PostgreSQL down: nothing is committed for the first half.
     for i in 0..5_000 {
-        fallback.put(v(&format!("d{}", i % 10), &i.to_string())).await.unwrap();
+        fallback
+            .put(v(&format!("d{}", i % 10), &i.to_string()))
+            .await
+            .unwrap();
         largest = largest.max(fallback.journal_bytes());
     }
     // PostgreSQL back, committing versions a little behind the latest puts.
@@ -115,7 +118,11 @@ async fn the_journal_stays_bounded_under_ten_thousand_puts_to_ten_documents() {
     // Compaction keeps dead bytes under the live bytes (about a kilobyte here) plus 64 KiB.
     assert!(largest < 72 * 1024, "journal grew to {largest} bytes");
     assert_eq!(fallback.len(), 10);
-    let held: Vec<_> = fallback.dirty().into_iter().map(|v| (v.doc, v.hash)).collect();
+    let held: Vec<_> = fallback
+        .dirty()
+        .into_iter()
+        .map(|v| (v.doc, v.hash))
+        .collect();
     fallback.committed(&held).await.unwrap();
     assert!(fallback.is_empty());
     assert_eq!(fallback.journal_bytes(), 0);
@@ -130,7 +137,10 @@ async fn an_older_json_put_leaves_the_newer_entry_and_writes_nothing() {
 
     let older = fallback.put(stamped("a", "1", 10)).await;
 
-    assert!(older.is_ok(), "a superseded put is not a failure: {older:?}");
+    assert!(
+        older.is_ok(),
+        "a superseded put is not a failure: {older:?}"
+    );
     assert_eq!(fallback.get(&id("a")), Some(stamped("a", "2", 20)));
     assert_eq!(fallback.journal_bytes(), bytes);
 
@@ -192,7 +202,10 @@ async fn a_put_of_the_other_kind_is_refused_and_changes_nothing() {
 
     let result = fallback.put(yjs_edit("a", 1, "x")).await;
 
-    assert!(matches!(result, Err(JournalError::Combine(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(JournalError::Combine(_))),
+        "{result:?}"
+    );
     assert_eq!(fallback.get(&id("a")), Some(v("a", "1")));
     assert_eq!(fallback.journal_bytes(), bytes);
 }

@@ -72,7 +72,10 @@ async fn a_journal_written_by_the_format_1_release_replays() {
     assert_eq!((notes.kind, notes.stamp.clone()), (Kind::Yjs, None));
     assert!(yjs_text(&notes).contains("hello world"), "{notes:?}");
     let report = fallback.replay_report();
-    assert_eq!((report.records, report.skipped, report.truncated_bytes), (5, 0, 0));
+    assert_eq!(
+        (report.records, report.skipped, report.truncated_bytes),
+        (5, 0, 0)
+    );
 }
 
 #[tokio::test]
@@ -81,18 +84,30 @@ async fn format_2_records_after_format_1_ones_replay_together() {
     std::fs::create_dir_all(&dir.0).unwrap();
     std::fs::write(dir.journal(), FORMAT_1).unwrap();
     let fallback = Fallback::open(&dir.0).unwrap();
-    fallback.put(stamped("doc-a", r#"{"n":3}"#, 5)).await.unwrap();
-    fallback.put(yjs_edit("notes.y", 99, "again ")).await.unwrap();
+    fallback
+        .put(stamped("doc-a", r#"{"n":3}"#, 5))
+        .await
+        .unwrap();
+    fallback
+        .put(yjs_edit("notes.y", 99, "again "))
+        .await
+        .unwrap();
     let notes = fallback.get(&id("notes.y")).unwrap();
     drop(fallback);
 
     let reopened = Fallback::open(&dir.0).unwrap();
 
-    assert_eq!(reopened.get(&id("doc-a")), Some(stamped("doc-a", r#"{"n":3}"#, 5)));
+    assert_eq!(
+        reopened.get(&id("doc-a")),
+        Some(stamped("doc-a", r#"{"n":3}"#, 5))
+    );
     assert_eq!(reopened.get(&id("doc-b")), Some(v("doc-b", r#"["b"]"#)));
     assert_eq!(reopened.get(&id("notes.y")), Some(notes.clone()));
     let text = yjs_text(&notes);
-    assert!(text.contains("again") && text.contains("hello world"), "{text}");
+    assert!(
+        text.contains("again") && text.contains("hello world"),
+        "{text}"
+    );
     assert_eq!(reopened.replay_report().skipped, 0);
 }
 
@@ -132,7 +147,10 @@ async fn records_of_an_unknown_format_or_with_a_bad_id_or_hash_are_skipped() {
 
     assert_eq!(sorted(fallback.dirty()), vec![v("a", "1"), v("c", "1")]);
     let report = fallback.replay_report();
-    assert_eq!((report.records, report.skipped, report.truncated_bytes), (2, 3, 0));
+    assert_eq!(
+        (report.records, report.skipped, report.truncated_bytes),
+        (2, 3, 0)
+    );
     assert_eq!(disk.bytes(), bytes, "nothing is cut out of the middle");
 }
 
@@ -150,9 +168,17 @@ async fn a_garbage_length_in_the_middle_is_skipped_up_to_the_next_record() {
 
         let fallback = Fallback::open_with(MemoryIo::with_bytes(bytes)).unwrap();
 
-        assert_eq!(sorted(fallback.dirty()), vec![a.clone(), c.clone()], "{garbage}");
+        assert_eq!(
+            sorted(fallback.dirty()),
+            vec![a.clone(), c.clone()],
+            "{garbage}"
+        );
         let report = fallback.replay_report();
-        assert_eq!((report.skipped, report.truncated_bytes), (1, 0), "{garbage}");
+        assert_eq!(
+            (report.skipped, report.truncated_bytes),
+            (1, 0),
+            "{garbage}"
+        );
     }
 }
 
