@@ -41,16 +41,19 @@
 //!
 //! # Replay: skip, do not stop
 //!
-//! Replay reads one record at a time. A record whose frame is intact but whose content is not
-//! (checksum mismatch, unknown format or type, invalid id, hash not matching the content) is
-//! skipped with a `warn!` naming its offset, counted in [`ReplayReport`], and replay goes on.
-//! When the frame itself is broken (no magic, a length running past the end of the file, or a
-//! checksum mismatch not followed by a record), replay looks for the next valid format-2 record
-//! (magic, length within the file, checksum and payload good) and resumes there; if there is
-//! none, what follows is a torn tail (a write a crash interrupted) and is truncated. Nothing
-//! valid is lost to a bad record, with two limits: format-1 records after a broken format-1
-//! frame cannot be found again (they have no magic), and a Yjs state could contain bytes that
-//! pass as a record, which a search starting inside it could take for one.
+//! Replay reads one record at a time, so memory follows the entries, not the file. A record
+//! whose frame is intact but whose content is not (checksum mismatch with a record right after
+//! it, unknown format or type, invalid id, hash not matching the content) is skipped with a
+//! `warn!` naming its offset, counted in [`ReplayReport`] ([`Fallback::replay_report`]), and
+//! replay goes on. When the frame itself is broken (no magic, a length running past the end of
+//! the file, a checksum mismatch with no record after it), replay looks for the next valid
+//! format-2 record (magic, length within the file, checksum and payload good) and resumes
+//! there. If there is none, what follows is a torn tail, a write a crash interrupted (which
+//! includes a last record with a bad checksum), and it is truncated. The per-record magic is
+//! what tells a garbage length in the middle from a torn tail. Nothing valid is lost to a bad
+//! record, with two limits: format-1 records after a broken format-1 frame cannot be found
+//! again (they have no magic), and a Yjs state could contain bytes that pass as a record, which
+//! a search starting inside it would take for one.
 //!
 //! # Compaction
 //!

@@ -74,8 +74,11 @@ pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::R
             }
             Frame::Read { end, v2, .. } => {
                 seen_v2 |= v2;
-                // A format-1 record has no magic to check the next one by: trust its length.
-                if !v2 || starts_record(journal, end, len)? {
+                if end == len {
+                    // The last write, its length on disk but not all its bytes: a torn tail.
+                    ("checksum mismatch in the last record", None)
+                } else if !v2 || starts_record(journal, end, len)? {
+                    // A format-1 record has no magic to check the next one by: trust its length.
                     ("checksum mismatch", Some(end))
                 } else {
                     ("checksum mismatch and no record after it", None)
@@ -172,11 +175,8 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// Whether `at` is the end of the journal or the start of a format-2 record's magic.
+/// Whether a format-2 record's magic starts at `at`.
 fn starts_record(journal: &mut dyn ReadSeek, at: u64, len: u64) -> io::Result<bool> {
-    if at == len {
-        return Ok(true);
-    }
     if len - at < 4 {
         return Ok(false);
     }

@@ -188,11 +188,15 @@ async fn a_torn_last_record_is_truncated_and_earlier_records_kept() {
     let good = put_record(&first);
     let mut whole = good.clone();
     whole.extend_from_slice(&put_record(&v("b", "22")));
-    // Inside the header, inside the payload, and garbage without a magic.
+    // Inside the header, inside the payload, a flipped bit in the last record, and garbage
+    // without a magic.
+    let mut flipped = whole.clone();
+    *flipped.last_mut().unwrap() ^= 0x20;
     let garbage = [good.clone(), b"\xff\xff\xff\x7fnot a record".to_vec()].concat();
     for bytes in [
         whole[..good.len() + 3].to_vec(),
         whole[..whole.len() - 1].to_vec(),
+        flipped,
         garbage,
     ] {
         let disk = MemoryIo::with_bytes(bytes.clone());
