@@ -35,8 +35,8 @@
 //!
 //! A put record holds the document's whole entry as it is after the put; a committed record
 //! says PostgreSQL committed `(id, hash)`, and on replay removes the entry if it is still that
-//! version. Replay applies records in order, so the journal holds at most one live record per
-//! document and the last one wins. A journal is format-1 records followed by format-2 records:
+//! version. Replay applies records in order: a document's last put record is its live one (a
+//! Yjs one holds the merged state), earlier ones are dead bytes until compaction. A journal is format-1 records followed by format-2 records:
 //! after the first format-2 record, a record without the magic is corrupt.
 //!
 //! # Replay: skip, do not stop

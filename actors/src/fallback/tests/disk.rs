@@ -119,3 +119,18 @@ async fn a_commit_that_cannot_be_recorded_keeps_the_entry_until_it_can() {
     drop(fallback);
     assert!(Fallback::open(&dir.0).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_compaction_cut_short_by_a_crash_leaves_the_old_journal_whole() {
+    let dir = TestDir::new("crashed-compaction");
+    let fallback = Fallback::open(&dir.0).unwrap();
+    fallback.put(v("a", "1")).await.unwrap();
+    drop(fallback);
+    // The temp file of a rewrite that never reached its rename.
+    std::fs::write(dir.0.join("journal.log.tmp"), b"half a compaction").unwrap();
+
+    let reopened = Fallback::open(&dir.0).unwrap();
+
+    assert_eq!(reopened.dirty(), vec![v("a", "1")]);
+    assert!(!dir.0.join("journal.log.tmp").exists());
+}
