@@ -19,8 +19,8 @@ use tracing::{debug, info};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, TokenBucket};
-use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
 use crate::state::AppState;
+use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
 
 /// Starts a session for `doc` if the request is a valid upgrade.
 pub fn start(

@@ -47,11 +47,8 @@ impl Core {
         let supervisor = CacheSupervisor::start_in_arbiter(&storage.handle(), move |_| {
             CacheSupervisor::new(stores, sup_settings)
         });
-        let (fl_ledger, fl_supervisor, fl_settings) = (
-            ledger.clone(),
-            supervisor.clone(),
-            settings.flusher.clone(),
-        );
+        let (fl_ledger, fl_supervisor, fl_settings) =
+            (ledger.clone(), supervisor.clone(), settings.flusher.clone());
         let flusher = Flusher::start_in_arbiter(&storage.handle(), move |_| {
             Flusher::new(store, fl_ledger, fl_supervisor, fl_settings)
         });

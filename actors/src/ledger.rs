@@ -105,16 +105,21 @@ impl Ledger {
     }
 
     /// PostgreSQL committed these (doc, hash) pairs: each entry still at that hash leaves (a
-    /// newer one saved meanwhile stays). Answers the pairs that left.
-    pub fn committed(&self, done: &[(DocId, String)]) -> Vec<(DocId, String)> {
+    /// newer one saved meanwhile stays). Answers the entries that left.
+    pub fn committed(&self, done: &[(DocId, String)]) -> Vec<Entry> {
         let mut map = self.map();
         done.iter()
-            .filter(|(doc, hash)| {
+            .filter_map(|(doc, hash)| {
                 let current = map.get(doc).is_some_and(|e| &e.version.hash == hash);
-                current && map.remove(doc).is_some()
+                current.then(|| map.remove(doc)).flatten()
             })
-            .cloned()
             .collect()
+    }
+
+    /// Entries durable in `durable` (the journal's count is the admin view's `fallback_docs`:
+    /// documents whose newest version is in the journal and maybe not in Redis).
+    pub fn count(&self, durable: Durable) -> usize {
+        self.map().values().filter(|e| e.durable == durable).count()
     }
 
     pub fn get(&self, doc: &DocId) -> Option<Entry> {
@@ -168,7 +173,8 @@ mod tests {
             (b.doc.clone(), b.hash.clone()),
         ]);
 
-        assert_eq!(left, vec![(b.doc.clone(), b.hash.clone())]);
+        let left: Vec<Version> = left.into_iter().map(|e| e.version).collect();
+        assert_eq!(left, vec![b.clone()]);
         assert_eq!(ledger.get(&a1.doc).unwrap().version, a2, "a2 still waits");
         assert!(!ledger.lacks(&b.doc));
     }

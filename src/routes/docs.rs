@@ -2,16 +2,16 @@
 
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use docroom_actors::doc::{DocId, Kind, Version};
+use docroom_actors::protocol::yjs::YjsDoc;
 use docroom_actors::registry::PeekRoom;
 use docroom_actors::room::{Current, RoomError, Update};
 use docroom_actors::supervisor::Load;
-use docroom_actors::protocol::yjs::YjsDoc;
 
 use crate::auth;
 use crate::error::ApiError;
-use docroom_actors::protocol::json::{document_body, json_version};
 use crate::session;
 use crate::state::AppState;
+use docroom_actors::protocol::json::{document_body, json_version};
 
 /// A send to a room can race the room retiring; asking the registry again then finds or starts
 /// the next one. More failures than this mean something is really wrong.

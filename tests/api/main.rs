@@ -24,4 +24,5 @@ mod origins_and_limits;
 mod recovery;
 mod redis_outage;
 mod shutdown;
+mod versions;
 mod yjs_protocol;

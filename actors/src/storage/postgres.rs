@@ -129,10 +129,12 @@ impl PgStore {
         let mut stamps = Vec::with_capacity(versions.len());
         for v in versions {
             ids.push(v.doc.as_str());
-            contents.push(std::str::from_utf8(&v.content).map_err(|_| StoreError::BadRow {
-                doc: v.doc.clone(),
-                why: "json content is not utf-8".into(),
-            })?);
+            contents.push(
+                std::str::from_utf8(&v.content).map_err(|_| StoreError::BadRow {
+                    doc: v.doc.clone(),
+                    why: "json content is not utf-8".into(),
+                })?,
+            );
             hashes.push(v.hash.as_str());
             stamps.push(v.stamp.as_ref().map(Stamp::encode));
         }

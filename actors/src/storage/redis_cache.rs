@@ -119,7 +119,6 @@ pub struct RedisCache {
     link: Arc<Mutex<Link>>,
 }
 
-
 impl RedisCache {
     pub fn new(settings: CacheSettings) -> Self {
         RedisCache {
@@ -254,9 +253,7 @@ impl RedisCache {
             .arg(self.settings.ttl_secs)
             .arg(v.doc.as_str())
             .arg(v.kind.as_str());
-        let written: i64 = self
-            .bounded(invocation.invoke_async(&mut conn))
-            .await??;
+        let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await??;
         Ok(written == 1)
     }
 }
@@ -271,10 +268,7 @@ impl Cache for RedisCache {
     }
 
     async fn probe(&self) -> CacheResult<()> {
-        let mut conn = self
-            .connect()
-            .await
-            .map_err(CacheError::Unreachable)?;
+        let mut conn = self.connect().await.map_err(CacheError::Unreachable)?;
         self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
             .await??;
         Ok(())

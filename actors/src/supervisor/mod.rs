@@ -245,7 +245,7 @@ impl CacheSupervisor {
             forced: self.breaker.forced(),
             consecutive_failures: self.breaker.consecutive_failures(),
             opened_at: self.breaker.opened_at().and(self.opened_wall),
-            fallback_docs: self.stores.fallback.len(),
+            fallback_docs: self.stores.ledger.count(Durable::Journal),
         }
     }
 
@@ -398,9 +398,18 @@ impl Handler<CollectDirty> for CacheSupervisor {
 impl Handler<Committed> for CacheSupervisor {
     type Result = ResponseActFuture<Self, ()>;
 
-    /// Clears what PostgreSQL committed from the ledger, the journal and `modifiedDocs`.
+    /// Clears what PostgreSQL committed from the ledger, the journal and `modifiedDocs`. A
+    /// journaled version PostgreSQL took before it was moved back into Redis is filled into
+    /// the cache instead, so readers find it there.
     fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) -> Self::Result {
-        self.stores.ledger.committed(&msg.done);
+        let fills: Vec<Version> = self
+            .stores
+            .ledger
+            .committed(&msg.done)
+            .into_iter()
+            .filter(|e| e.durable == Durable::Journal)
+            .map(|e| e.version)
+            .collect();
         let fallback = self.stores.fallback.clone();
         let done = Arc::new(msg.done);
         let journal_done = done.clone();
@@ -417,6 +426,9 @@ impl Handler<Committed> for CacheSupervisor {
         }
         let cache = self.stores.cache.clone();
         self.best_effort("clearing flushed documents from redis failed", async move {
+            for v in &fills {
+                cache.fill(v).await?;
+            }
             cache.mark_clean(&done).await
         })
     }

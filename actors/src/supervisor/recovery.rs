@@ -69,7 +69,7 @@ impl Recovery {
 impl CacheSupervisor {
     /// Every tick: the half-open probe when due, the health check, the move back.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
-        metrics::gauge!(m::FALLBACK_DOCS).set(self.stores.fallback.len() as f64);
+        metrics::gauge!(m::FALLBACK_DOCS).set(self.stores.ledger.count(Durable::Journal) as f64);
         metrics::gauge!(m::JOURNAL_BYTES).set(self.stores.fallback.journal_bytes() as f64);
         let now = Instant::now();
         if let Some(t) = self.breaker.probe_due(now) {

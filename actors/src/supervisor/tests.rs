@@ -164,7 +164,10 @@ async fn a_commit_clears_the_ledger_the_journal_and_the_dirty_mark_together() {
 
     assert!(!rig.ledger.lacks(&v.doc));
     assert!(!rig.cache.is_dirty(&v.doc));
-    until("the journal to let go", || rig.fallback.get(&v.doc).is_none()).await;
+    until("the journal to let go", || {
+        rig.fallback.get(&v.doc).is_none()
+    })
+    .await;
 }
 
 #[actix::test]

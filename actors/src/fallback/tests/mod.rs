@@ -40,7 +40,7 @@ pub(super) fn yjs_edit(doc: &str, client: u64, text: &str) -> Version {
 
 /// The text of a Yjs version's `t`.
 pub(super) fn yjs_text(version: &Version) -> String {
-    crate::yjs::YjsDoc::load(&version.content)
+    crate::protocol::yjs::YjsDoc::load(&version.content)
         .unwrap()
         .to_json()
         .to_string()
