@@ -3,8 +3,8 @@
 //! (build the update frame once, relay it; the save to Redis runs alongside, coalesced).
 //!
 //! The room is the real actor, started by the real `RoomRegistry` on its own arbiter (thread),
-//! with the real cache supervisor and flusher behind it — so it needs Redis and PostgreSQL to
-//! load its (new, empty) document; without them the bench is skipped. The members are small
+//! with the real cache supervisor and flusher behind it, over the in-memory stores: no Redis or
+//! PostgreSQL is needed. The members are small
 //! actors on the main thread standing in for WebSocket sessions: one iteration ends when every
 //! member has received the frame in its mailbox (the socket write is not included).
 //! Yjs state saves are pushed out of the way (save interval of an hour) so the numbers are the
@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use docroom_actors::core::{Core, CoreSettings};
 use docroom_actors::doc::{DocId, Kind, Version};
 use docroom_actors::fallback::Fallback;
-use docroom_actors::flusher::{Flusher, FlusherSettings};
-use docroom_actors::registry::{GetRoom, RoomRegistry};
+use docroom_actors::flusher::FlusherSettings;
+use docroom_actors::ledger::Ledger;
+use docroom_actors::registry::GetRoom;
 use docroom_actors::room::{DocRoom, Join, MemberId, Outbound, Update, YjsFrame};
-use docroom_actors::storage::{CacheSettings, PgStore, RedisCache};
-use docroom_actors::supervisor::{CacheSupervisor, SupervisorSettings};
-use support::{Services, KEY_PREFIX};
+use docroom_actors::storage::memory::{MemoryCache, MemoryStore};
+use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tokio::sync::Notify;
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
@@ -66,70 +67,46 @@ impl Handler<Outbound> for Member {
     }
 }
 
-struct Stores {
-    registry: Addr<RoomRegistry>,
-    _room_thread: Arbiter,
-}
-
-async fn start_stores(svc: &Services, data_dir: &std::path::Path) -> Result<Stores, String> {
-    let store = PgStore::connect(&svc.database_url, 4, Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    docroom::db::ensure_database(&svc.database_url)
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    docroom::db::migrate(&store)
-        .await
-        .map_err(|e| format!("{e:#}"))?;
+/// The real actors over in-memory stores: the fan-out is measured without Redis or PostgreSQL
+/// in the way (a save to the in-memory cache still runs alongside, coalesced, as it would).
+fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
     let fallback = Fallback::open(data_dir).map_err(|e| e.to_string())?;
-    let cache = RedisCache::new(CacheSettings {
-        url: svc.redis_url.clone(),
-        key_prefix: KEY_PREFIX.to_string(),
-        ttl_secs: 125,
-        lock_ttl_secs: 10,
-        response_timeout: Duration::from_millis(500),
-        connection_timeout: Duration::from_secs(1),
-        retry_base: Duration::from_millis(100),
-        retry_max: Duration::from_secs(10),
-        retry_jitter: Duration::from_millis(100),
-    });
-    let supervisor = CacheSupervisor::new(
-        cache,
-        store.clone(),
-        fallback,
-        SupervisorSettings {
-            failure_threshold: 3,
-            open_for: Duration::from_secs(30),
-            lock_poll: Duration::from_millis(25),
-            lock_wait: Duration::from_secs(2),
-            retry_base: Duration::from_millis(100),
-            retry_max: Duration::from_secs(10),
-        },
-    )
-    .start();
     let hour = Duration::from_secs(3600);
-    let flusher = Flusher::new(
-        store,
-        supervisor.clone(),
-        FlusherSettings {
-            base_period: hour,
-            error_period: hour,
-            max_period: hour,
-            batch_size: 1000,
-            parallel_batches: 4,
+    let stores = Stores {
+        cache: Arc::new(MemoryCache::default()),
+        store: Arc::new(MemoryStore::default()),
+        fallback,
+        ledger: Ledger::default(),
+    };
+    Ok(Core::start(
+        stores,
+        CoreSettings {
+            supervisor: SupervisorSettings {
+                failure_threshold: 3,
+                open_for: Duration::from_secs(30),
+                lock_poll: Duration::from_millis(25),
+                lock_wait: Duration::from_secs(2),
+                health_check: Duration::from_secs(1),
+                retry_base: Duration::from_millis(100),
+                retry_max: Duration::from_secs(10),
+            },
+            flusher: FlusherSettings {
+                base_period: hour,
+                error_period: hour,
+                max_period: hour,
+                batch_size: 1000,
+                parallel_batches: 4,
+            },
+            room_arbiters: 1,
+            yjs_save_interval: hour,
+            replica: "bench".into(),
         },
-    )
-    .start();
-    let room_thread = Arbiter::new();
-    let registry = RoomRegistry::new(vec![room_thread.handle()], supervisor, flusher, hour).start();
-    Ok(Stores {
-        registry,
-        _room_thread: room_thread,
-    })
+    ))
 }
 
 /// A room of `kind` with a sender and `receivers` other members.
 async fn room_with_members(
-    stores: &Stores,
+    stores: &Core,
     kind: Kind,
     receivers: usize,
     countdown: &Arc<Countdown>,
@@ -174,20 +151,10 @@ async fn room_with_members(
 }
 
 fn fanout(c: &mut Criterion) {
-    let svc = match Services::find() {
-        Ok(s) => s,
-        Err(why) => {
-            support::skip(
-                "fanout",
-                &format!("{why}; a room loads its document through Redis and PostgreSQL"),
-            );
-            return;
-        }
-    };
     let data_dir =
         std::env::temp_dir().join(format!("docroom-bench-fanout-{}", std::process::id()));
     let sys = System::new();
-    let stores = match sys.block_on(start_stores(&svc, &data_dir)) {
+    let stores = match sys.block_on(async { start_core(&data_dir) }) {
         Ok(s) => s,
         Err(why) => {
             support::skip("fanout", &format!("stores unusable: {why}"));
@@ -258,7 +225,6 @@ fn fanout(c: &mut Criterion) {
     }
     group.finish();
     drop(stores);
-    svc.remove_bench_keys();
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 

@@ -1,10 +1,10 @@
-//! What a Yjs room pays per update, through `docroom_actors::yjs::YjsDoc`: applying one typed
+//! What a Yjs room pays per update, through `docroom_actors::protocol::yjs::YjsDoc`: applying one typed
 //! update (a y-protocols sync `Update` frame, as a member sends it) to documents with some
 //! history, encoding the whole state (what each coalesced save writes), and loading a state
 //! (what opening a room does).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use docroom_actors::yjs::YjsDoc;
+use docroom_actors::protocol::yjs::YjsDoc;
 use std::time::{Duration, Instant};
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;

@@ -29,6 +29,10 @@ impl Access {
     }
 }
 
+/// Seconds of clock skew forgiven on both `exp` and `nbf`: none, as `exp` has always been
+/// checked; one setting for both, so the two bounds can never drift apart.
+const CLOCK_LEEWAY_SECS: u64 = 0;
+
 #[derive(Deserialize)]
 struct Claims {
     docs: Vec<String>,
@@ -38,8 +42,9 @@ struct Claims {
     sub: Option<String>,
 }
 
-/// Checks the request's token for `doc`: 401 if missing, malformed, badly signed or expired;
-/// 403 if valid but not for this document. Without a configured secret everyone may write.
+/// Checks the request's token for `doc`: 401 if missing, malformed, badly signed, expired or not
+/// valid yet (`nbf`); 403 if valid but not for this document. Without a configured secret
+/// everyone may write.
 pub fn authorize(req: &HttpRequest, auth: &AuthSettings, doc: &DocId) -> Result<Access, ApiError> {
     if auth.jwt_secret.is_empty() {
         return Ok(Access::open());
@@ -48,7 +53,10 @@ pub fn authorize(req: &HttpRequest, auth: &AuthSettings, doc: &DocId) -> Result<
         .or_else(|| query_token(req))
         .ok_or(ApiError::Unauthorized)?;
     let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 0;
+    validation.leeway = CLOCK_LEEWAY_SECS;
+    // RFC 7519 §4.1.5: a token must not be accepted before its `nbf` (checked when present;
+    // jsonwebtoken skips it unless asked).
+    validation.validate_nbf = true;
     let claims = decode::<Claims>(
         token.as_bytes(),
         &DecodingKey::from_secret(auth.jwt_secret.as_bytes()),
@@ -61,7 +69,7 @@ pub fn authorize(req: &HttpRequest, auth: &AuthSettings, doc: &DocId) -> Result<
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if claims.exp <= now {
+    if claims.exp.saturating_add(CLOCK_LEEWAY_SECS) <= now {
         return Err(ApiError::Unauthorized);
     }
     let write = match claims.scope.as_str() {

@@ -17,7 +17,6 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod limits;
-pub mod protocol;
 pub mod routes;
 pub mod session;
 pub mod settings;

@@ -19,8 +19,8 @@ use tracing::{debug, info};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, TokenBucket};
-use crate::protocol::{self, error_frame, Inbound};
 use crate::state::AppState;
+use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
 
 /// Starts a session for `doc` if the request is a valid upgrade.
 pub fn start(
@@ -169,6 +169,7 @@ impl Session {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let arrived = Instant::now();
         let (version, reference) = match protocol::decode(&self.doc, text, self.max_document_bytes)
         {
             Ok(Inbound::Ping) => return ctx.text(protocol::PONG),
@@ -191,7 +192,11 @@ impl Session {
             .map(move |res, _, ctx| {
                 let r = reference.as_ref();
                 let frame = match res {
-                    Ok(Ok(ack)) => protocol::ack_frame(r, &ack.hash, ack.stored.as_str()),
+                    Ok(Ok(ack)) => {
+                        metrics::histogram!(docroom_actors::metrics::ACK_LATENCY)
+                            .record(arrived.elapsed().as_secs_f64());
+                        protocol::ack_frame(r, &ack.hash, ack.stored.as_str())
+                    }
                     Ok(Err(e @ RoomError::WrongKind { .. })) => {
                         error_frame(r, "wrong_kind", &e.to_string())
                     }

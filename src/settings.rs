@@ -1,6 +1,7 @@
 //! Settings: the built-in defaults (`config/base.toml`, compiled in) → `base.toml` and
-//! `$DOCROOM_ENV.toml` of the config directory → environment, read into one typed tree. The SPEC's fixed variables (`DOCROOM_LISTEN`, ...) map onto keys of the tree; every other
-//! key is `DOCROOM__SECTION__KEY`.
+//! `$DOCROOM_ENV.toml` of the config directory → environment, read into one typed tree. The
+//! SPEC's fixed variables (`DOCROOM_LISTEN`, ...) map onto keys of the tree; every other key is
+//! `DOCROOM__SECTION__KEY`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub struct ServerSettings {
     pub admin_token: String,
     pub max_body_bytes: usize,
     pub shutdown_drain_deadline_ms: u64,
+    pub replica_id: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -64,6 +66,7 @@ pub struct CacheSection {
     pub lock_wait_ms: u64,
     pub response_timeout_ms: u64,
     pub connection_timeout_ms: u64,
+    pub health_check_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -123,6 +126,7 @@ const FIXED_VARS: &[(&str, &str)] = &[
     ("DOCROOM_DATA_DIR", "journal.data_dir"),
     ("DOCROOM_LOG", "log.filter"),
     ("DOCROOM_LOG_FORMAT", "log.format"),
+    ("DOCROOM_REPLICA_ID", "server.replica_id"),
 ];
 
 /// Prefix of the variables that set any key: `DOCROOM__SECTION__KEY`.

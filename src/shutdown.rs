@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use docroom_actors::flusher::Drain;
+use docroom_actors::ledger::Durable;
 use docroom_actors::registry::CloseAll;
 use docroom_actors::supervisor::{CollectDirty, Spill};
 use tracing::{error, info, warn};
@@ -74,11 +75,20 @@ pub async fn drain(state: &AppState) {
         Ok(Ok(report)) => error!(lost = report.lost, "shutdown: journal refused documents"),
         _ => {
             warn!("shutdown: postgres drain did not finish in time, journaling everything");
+            // What only Redis holds (the ledger's journaled entries are already in the journal).
             let mut all = state
                 .supervisor
                 .send(CollectDirty::default())
                 .await
                 .unwrap_or_default();
+            all.extend(
+                state
+                    .ledger
+                    .entries()
+                    .into_iter()
+                    .filter(|e| e.durable == Durable::Cache)
+                    .map(|e| e.version),
+            );
             all.extend(versions);
             match state.supervisor.send(Spill { versions: all }).await {
                 Ok(Ok(())) => info!("shutdown: journaled"),

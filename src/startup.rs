@@ -8,14 +8,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use docroom_actors::core::{Core, CoreSettings};
 use docroom_actors::fallback::Fallback;
-use docroom_actors::flusher::{Flusher, FlusherSettings, SetRooms};
-use docroom_actors::registry::RoomRegistry;
+use docroom_actors::flusher::FlusherSettings;
+use docroom_actors::ledger::Ledger;
 use docroom_actors::storage::{CacheSettings, PgStore, RedisCache};
-use docroom_actors::supervisor::{CacheSupervisor, SetListener, SupervisorSettings};
+use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tracing::{info, warn};
 
 use crate::settings::{Settings, Settings as S};
@@ -27,15 +27,15 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: AppState,
     store: PgStore,
-    /// Threads the storage actors and the rooms run on; kept so they live as long as the app.
-    _arbiters: Vec<Arbiter>,
+    /// The actors; kept so the threads they run on live as long as the app.
+    _core: Core,
 }
 
 impl Application {
     /// Opens the journal, connects the stores, starts the actors and binds the listener.
     /// PostgreSQL or Redis being down does not stop it: the flusher and the breaker cope.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        crate::telemetry::init_metrics();
+        crate::telemetry::init_metrics(S::ms(settings.flusher.base_period_ms));
         let db = &settings.database;
         let store = PgStore::connect(&db.url, db.pool_size, S::ms(db.statement_timeout_ms))?;
         bootstrap_database(&db.url, &store).await;
@@ -46,8 +46,7 @@ impl Application {
                 settings.journal.data_dir.display()
             )
         })?;
-        let c = &settings.cache;
-        let b = &settings.breaker;
+        let (c, b, f) = (&settings.cache, &settings.breaker, &settings.flusher);
         let cache = RedisCache::new(CacheSettings {
             url: c.url.clone(),
             key_prefix: c.key_prefix.clone(),
@@ -59,56 +58,41 @@ impl Application {
             retry_max: S::ms(b.retry_max_ms),
             retry_jitter: S::ms(b.retry_jitter_ms),
         });
-        let storage_arbiter = Arbiter::new();
-        let sup_settings = SupervisorSettings {
-            failure_threshold: b.failure_threshold,
-            open_for: S::ms(b.open_ms),
-            lock_poll: S::ms(c.lock_poll_ms),
-            lock_wait: S::ms(c.lock_wait_ms),
-            retry_base: S::ms(b.retry_base_ms),
-            retry_max: S::ms(b.retry_max_ms),
-        };
-        let (sup_store, sup_fallback) = (store.clone(), fallback.clone());
-        let supervisor = CacheSupervisor::start_in_arbiter(&storage_arbiter.handle(), move |_| {
-            CacheSupervisor::new(cache, sup_store, sup_fallback, sup_settings)
-        });
-        let f = &settings.flusher;
-        let flusher_settings = FlusherSettings {
-            base_period: S::ms(f.base_period_ms),
-            error_period: S::ms(f.error_period_ms),
-            max_period: S::ms(f.max_period_ms),
-            batch_size: f.batch_size,
-            parallel_batches: f.parallel_batches,
-        };
-        let (fl_store, fl_sup) = (store.clone(), supervisor.clone());
-        let flusher = Flusher::start_in_arbiter(&storage_arbiter.handle(), move |_| {
-            Flusher::new(fl_store, fl_sup, flusher_settings)
-        });
-
-        // 0: rooms live on the HTTP worker that opened them (see the registry's module doc).
-        let room_arbiters: Vec<Arbiter> = (0..settings.rooms.arbiters)
-            .map(|_| Arbiter::new())
-            .collect();
-        let handles = room_arbiters.iter().map(Arbiter::handle).collect();
-        let registry = RoomRegistry::new(
-            handles,
-            supervisor.clone(),
-            flusher.clone(),
-            S::ms(settings.rooms.yjs_save_interval_ms),
-        )
-        .start();
-        supervisor.do_send(SetListener {
-            listener: registry.clone().recipient(),
-        });
-        flusher.do_send(SetRooms {
-            persisted: registry.clone().recipient(),
-            dirty: registry.clone().recipient(),
-        });
+        let core = Core::start(
+            Stores {
+                cache: Arc::new(cache),
+                store: Arc::new(store.clone()),
+                fallback,
+                ledger: Ledger::default(),
+            },
+            CoreSettings {
+                supervisor: SupervisorSettings {
+                    failure_threshold: b.failure_threshold,
+                    open_for: S::ms(b.open_ms),
+                    lock_poll: S::ms(c.lock_poll_ms),
+                    lock_wait: S::ms(c.lock_wait_ms),
+                    health_check: S::ms(c.health_check_interval_ms),
+                    retry_base: S::ms(b.retry_base_ms),
+                    retry_max: S::ms(b.retry_max_ms),
+                },
+                flusher: FlusherSettings {
+                    base_period: S::ms(f.base_period_ms),
+                    error_period: S::ms(f.error_period_ms),
+                    max_period: S::ms(f.max_period_ms),
+                    batch_size: f.batch_size,
+                    parallel_batches: f.parallel_batches,
+                },
+                room_arbiters: settings.rooms.arbiters,
+                yjs_save_interval: S::ms(settings.rooms.yjs_save_interval_ms),
+                replica: replica_id(&settings.server.replica_id),
+            },
+        );
 
         let state = AppState {
-            registry,
-            supervisor,
-            flusher,
+            registry: core.registry.clone(),
+            supervisor: core.supervisor.clone(),
+            flusher: core.flusher.clone(),
+            ledger: core.ledger.clone(),
             settings: Arc::new(settings),
             shutting_down: Arc::new(AtomicBool::new(false)),
             connections: Default::default(),
@@ -118,14 +102,12 @@ impl Application {
         let addr = listener.local_addr()?;
         let server = http_server(listener, &state)?;
         info!("listening addr={addr}");
-        let mut arbiters = room_arbiters;
-        arbiters.push(storage_arbiter);
         Ok(Application {
             addr,
             server,
             state,
             store,
-            _arbiters: arbiters,
+            _core: core,
         })
     }
 
@@ -213,4 +195,18 @@ async fn bootstrap_database(url: &str, store: &PgStore) {
             }
         }
     });
+}
+
+/// `DOCROOM_REPLICA_ID`, or host name and process id when it is not set (SPEC §2).
+fn replica_id(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "docroom".into());
+    format!("{host}-{}", std::process::id())
 }

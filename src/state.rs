@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix::Addr;
 use docroom_actors::doc::{DocId, Kind};
 use docroom_actors::flusher::Flusher;
+use docroom_actors::ledger::Ledger;
 use docroom_actors::registry::{GetRoom, RoomRegistry};
 use docroom_actors::room::DocRoom;
 use docroom_actors::supervisor::CacheSupervisor;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub registry: Addr<RoomRegistry>,
     pub supervisor: Addr<CacheSupervisor>,
     pub flusher: Addr<Flusher>,
+    /// What PostgreSQL does not have yet (read by the shutdown drain's journal fallback).
+    pub ledger: Ledger,
     pub settings: Arc<Settings>,
     /// Set once by the shutdown sequence; read by `/readyz` and by every new upgrade or write.
     pub shutting_down: Arc<AtomicBool>,

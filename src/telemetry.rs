@@ -1,9 +1,11 @@
-//! Logging: `tracing` to stderr, as text or one JSON object per line.
+//! Logging: `tracing` to stderr, as text or one JSON object per line; metrics: the Prometheus
+//! recorder behind `/metrics`.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use docroom_actors::metrics as m;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogSettings;
@@ -26,11 +28,13 @@ pub fn init(log: &LogSettings) {
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process-wide Prometheus recorder (once) and keeps its histograms trimmed.
-pub fn init_metrics() {
-    let handle = PROMETHEUS.get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+/// Installs the process-wide Prometheus recorder (once), creates every series with its value
+/// at start (the flusher period at `flusher_base_period`) and keeps its histograms trimmed.
+pub fn init_metrics(flusher_base_period: Duration) {
+    let handle = PROMETHEUS.get_or_init(|| match builder().and_then(|b| b.install_recorder()) {
         Ok(handle) => {
-            docroom_actors::metrics::describe();
+            m::describe();
+            m::register(flusher_base_period);
             Some(handle)
         }
         Err(e) => {
@@ -46,6 +50,16 @@ pub fn init_metrics() {
             }
         });
     }
+}
+
+/// Every histogram with its own buckets; the latency buckets for any histogram added later
+/// without them, so none is ever exported as a summary.
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    let mut builder = PrometheusBuilder::new().set_buckets(m::LATENCY_BUCKETS)?;
+    for (name, buckets) in m::HISTOGRAMS {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)?;
+    }
+    Ok(builder)
 }
 
 pub fn render_metrics() -> String {

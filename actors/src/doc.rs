@@ -87,6 +87,27 @@ pub struct Stamp {
     pub replica: Arc<str>,
 }
 
+impl Stamp {
+    /// Text whose byte order is the stamp order (fixed-width hex time and counter, then the
+    /// replica), so Redis scripts and PostgreSQL compare stamps as plain strings.
+    pub fn encode(&self) -> String {
+        format!("{:016x}.{:08x}.{}", self.millis, self.counter, self.replica)
+    }
+
+    pub fn decode(text: &str) -> Option<Stamp> {
+        let (millis, rest) = text.split_once('.')?;
+        let (counter, replica) = rest.split_once('.')?;
+        if millis.len() != 16 || counter.len() != 8 {
+            return None;
+        }
+        Some(Stamp {
+            millis: u64::from_str_radix(millis, 16).ok()?,
+            counter: u32::from_str_radix(counter, 16).ok()?,
+            replica: replica.into(),
+        })
+    }
+}
+
 impl fmt::Display for Stamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}@{}", self.millis, self.counter, self.replica)
@@ -236,6 +257,24 @@ mod tests {
     }
 
     #[test]
+    fn encoded_stamps_sort_as_the_stamps_do_and_decode_back() {
+        let stamps = [
+            stamp(1, 0, "b"),
+            stamp(1, 1, "a"),
+            stamp(2, 0, ""),
+            stamp(0x1_0000_0000, 7, "r.1"),
+        ];
+        for pair in stamps.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(pair[0].encode() < pair[1].encode(), "{:?}", pair);
+        }
+        for s in &stamps {
+            assert_eq!(Stamp::decode(&s.encode()).as_ref(), Some(s));
+        }
+        assert_eq!(Stamp::decode("nope"), None);
+    }
+
+    #[test]
     fn the_later_json_version_is_the_one_with_the_larger_stamp() {
         let doc = DocId::parse("d").unwrap();
         let old = Version::new(doc.clone(), Kind::Json, Bytes::from("1")).stamped(stamp(5, 0, "a"));
@@ -259,7 +298,7 @@ mod tests {
             Version::new(DocId::parse("y").unwrap(), Kind::Yjs, Bytes::from(state))
         };
         let merged = later(edit(1, "left"), edit(2, "right")).unwrap();
-        let doc = crate::yjs::YjsDoc::load(&merged.content).unwrap();
+        let doc = crate::protocol::yjs::YjsDoc::load(&merged.content).unwrap();
         let text = doc.to_json().to_string();
         assert!(text.contains("left") && text.contains("right"), "{text}");
     }

@@ -4,26 +4,35 @@
 //!
 //! The data flow, in the order an update travels:
 //!
-//! - [`registry`]: `RoomRegistry`, document id → room, rooms spread over arbiters.
+//! - [`protocol`]: the wire protocols, sans IO (JSON, Yjs): every frame is built there.
+//! - [`registry`]: `RoomRegistry`, document id → room, rooms started where their first
+//!   connection lives.
 //! - [`room`]: `DocRoom`, one per open document: members, current version, broadcast, the
-//!   per-document save queue, the last-member flush.
-//! - [`supervisor`]: `CacheSupervisor`, owner of Redis and of the breaker; routes each save to
-//!   Redis or to the fallback; the read path with the cache-fill lock.
-//! - [`breaker`]: the circuit breaker as a pure state machine.
-//! - [`fallback`]: the in-memory fallback (map + dirty set) and its fsync'd journal.
-//! - [`flusher`]: `Flusher`, persists dirty documents to PostgreSQL in batches, drains at
-//!   shutdown; [`schedule`] is its backoff as a pure state machine.
-//! - [`storage`]: `RedisCache` and `PgStore`, the two external stores.
-//! - [`doc`]: document ids, kinds, versions and the content hash.
+//!   per-document [`SaveQueue`](room::SaveQueue), the last-member flush.
+//! - [`supervisor`]: `CacheSupervisor`, owner of Redis, of the breaker and of the journaled
+//!   fallback; routes each save, records it in the [`ledger`]; the read path; recovery after
+//!   an outage.
+//! - [`ledger`]: what PostgreSQL does not have yet — the one owner of that fact.
+//! - [`flusher`]: `Flusher`, persists what the ledger and Redis hold to PostgreSQL in batches,
+//!   drains at shutdown; [`schedule`] is its backoff as a pure state machine.
+//! - [`storage`]: the `Cache` and `DocStore` traits, `RedisCache` and `PgStore`, and in-memory
+//!   stores for unit tests.
+//! - [`fallback`]: the journaled fallback store.
+//! - [`breaker`]: the circuit breaker as a pure state machine; [`clock`]: the hybrid logical
+//!   clock that stamps JSON versions; [`doc`]: ids, kinds, versions, stamps, the version rule.
+//! - [`core`]: builds the actors and wires them, in dependency order.
 
 pub mod breaker;
+pub mod clock;
+pub mod core;
 pub mod doc;
 pub mod fallback;
 pub mod flusher;
+pub mod ledger;
 pub mod metrics;
+pub mod protocol;
 pub mod registry;
 pub mod room;
 pub mod schedule;
 pub mod storage;
 pub mod supervisor;
-pub mod yjs;

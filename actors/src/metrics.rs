@@ -1,7 +1,15 @@
 //! The metric names docroom exports (through the `metrics` facade; the service installs the
-//! Prometheus recorder and serves `/metrics`).
+//! Prometheus recorder and serves `/metrics`), the buckets of its histograms, and their values
+//! at start.
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use std::time::Duration;
+
+use metrics::Unit;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+use crate::breaker::BreakerState;
+use crate::doc::Kind;
+use crate::supervisor::Stored;
 
 pub const CONNECTIONS: &str = "docroom_connections";
 pub const ROOMS: &str = "docroom_rooms";
@@ -19,6 +27,74 @@ pub const DOCS_FLUSH_FAILED: &str = "docroom_docs_flush_failed_total";
 pub const REDIS_ERRORS: &str = "docroom_redis_errors_total";
 pub const POSTGRES_ERRORS: &str = "docroom_postgres_errors_total";
 pub const SHUTDOWN_DRAIN: &str = "docroom_shutdown_drain_seconds";
+pub const ACK_LATENCY: &str = "docroom_ack_latency_seconds";
+
+/// Seconds, 0.1 ms to 5 s: an ack to Redis on a quiet machine takes well under a millisecond,
+/// and one waiting on Redis retries or a busy journal should stand out.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Seconds, 1 ms to 30 s: one flush is a few upserts, or a statement timeout when PostgreSQL
+/// hangs.
+pub const FLUSH_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Seconds, 10 ms to 2 min: the drain deadline defaults to 25 s; above it is a drain that
+/// overran.
+pub const DRAIN_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0,
+];
+/// Members, not seconds: how many sessions one update went to.
+pub const FANOUT_BUCKETS: &[f64] = &[
+    0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
+];
+
+/// Every histogram docroom records, with its buckets. Exported as Prometheus histograms
+/// (`_bucket` series) because summaries' quantiles cannot be aggregated across replicas.
+pub const HISTOGRAMS: [(&str, &[f64]); 4] = [
+    (FLUSH_DURATION, FLUSH_BUCKETS),
+    (SHUTDOWN_DRAIN, DRAIN_BUCKETS),
+    (ACK_LATENCY, LATENCY_BUCKETS),
+    (BROADCAST_FANOUT, FANOUT_BUCKETS),
+];
+
+/// Creates every series with its value at start, so the first scrape already has all of them
+/// (an alert on `docroom_breaker_state` must see 0 on a healthy start, not nothing). Gauges and
+/// counters are touched without being reset — a value an actor already set stays — except the
+/// flusher period, which starts at `flusher_base_period`.
+pub fn register(flusher_base_period: Duration) {
+    for name in [CONNECTIONS, ROOMS, FALLBACK_DOCS, JOURNAL_BYTES] {
+        gauge!(name).increment(0.0);
+    }
+    // 0 is closed, the state every breaker starts in.
+    gauge!(BREAKER_STATE).increment(0.0);
+    gauge!(FLUSHER_PERIOD).set(flusher_base_period.as_secs_f64());
+    for kind in [Kind::Json, Kind::Yjs] {
+        counter!(UPDATES, "kind" => kind.as_str()).increment(0);
+    }
+    for stored in [Stored::Cache, Stored::Fallback, Stored::Duplicate] {
+        counter!(ACKS, "stored" => stored.as_str()).increment(0);
+    }
+    for to in [
+        BreakerState::Closed,
+        BreakerState::HalfOpen,
+        BreakerState::Open,
+    ] {
+        counter!(BREAKER_TRANSITIONS, "to" => to.as_str()).increment(0);
+    }
+    for name in [
+        DOCS_FLUSHED,
+        DOCS_FLUSH_FAILED,
+        REDIS_ERRORS,
+        POSTGRES_ERRORS,
+    ] {
+        counter!(name).increment(0);
+    }
+    for (name, _) in HISTOGRAMS {
+        // Registering is enough: the exporter renders an empty histogram with zero counts.
+        let _ = histogram!(name);
+    }
+}
 
 pub fn describe() {
     describe_gauge!(CONNECTIONS, "open websocket connections");
@@ -50,4 +126,25 @@ pub fn describe() {
         Unit::Seconds,
         "duration of the shutdown drain"
     );
+    describe_histogram!(
+        ACK_LATENCY,
+        Unit::Seconds,
+        "time from a json update arriving at its session to its ack being written"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_histogram_has_increasing_buckets() {
+        for (name, buckets) in HISTOGRAMS {
+            assert!(buckets.len() >= 3, "{name} has too few buckets");
+            assert!(
+                buckets.windows(2).all(|w| w[0] < w[1]),
+                "{name}: buckets must increase: {buckets:?}"
+            );
+        }
+    }
 }

@@ -6,9 +6,9 @@
 //! and rooms spread over the workers as connections do. With dedicated arbiters configured,
 //! rooms are dealt over those instead.
 //!
-//! A room retires itself (it tells the registry, then stops). Whoever holds a stale address
-//! finds out from a failed send and asks the registry again; `connected()` is checked on lookup
-//! as well, so a retiring room is never handed out twice.
+//! A room stops by itself and tells nobody: the registry only ever hands out a room whose
+//! address is still connected, and forgets stopped ones on lookup and on a timer. Whoever holds
+//! a stale address finds out from a failed send and asks again.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,12 +18,11 @@ use futures_util::future::join_all;
 use tracing::debug;
 
 use crate::doc::{DocId, Kind, Version};
-use crate::flusher::{DirtyRooms, DocsPersisted, Flusher};
 use crate::metrics as m;
-use crate::room::{
-    CloseRoom, Describe, DocRoom, RoomPersisted, RoomSummary, SpillToFallback, Unpersisted,
-};
-use crate::supervisor::{CacheSupervisor, CacheSuspect};
+use crate::room::{CloseRoom, Describe, DocRoom, RoomContext, RoomSummary};
+
+/// How often stopped rooms are forgotten (for the rooms gauge and the admin list).
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// The room for `doc`, created (as `kind`, if the document is new) when there is none.
 #[derive(Message)]
@@ -43,19 +42,11 @@ pub struct PeekRoom {
     pub doc: DocId,
 }
 
-/// Sent by a room that is stopping.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Retired {
-    pub doc: DocId,
-    pub room: Addr<DocRoom>,
-}
-
 #[derive(Message)]
 #[rtype(result = "Vec<RoomSummary>")]
 pub struct ListRooms;
 
-/// Shutdown: close every room; answers the versions PostgreSQL does not have yet.
+/// Shutdown: close every room; answers the versions the rooms could not save.
 #[derive(Message)]
 #[rtype(result = "Vec<Version>")]
 pub struct CloseAll;
@@ -68,56 +59,37 @@ pub struct RoomRegistry {
     rooms: HashMap<DocId, Addr<DocRoom>>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
-    supervisor: Addr<CacheSupervisor>,
-    flusher: Addr<Flusher>,
-    yjs_save_interval: Duration,
-    unpersisted: Unpersisted,
+    shared: RoomContext,
     closing: bool,
 }
 
 impl RoomRegistry {
-    pub fn new(
-        arbiters: Vec<ArbiterHandle>,
-        supervisor: Addr<CacheSupervisor>,
-        flusher: Addr<Flusher>,
-        yjs_save_interval: Duration,
-    ) -> Self {
+    pub fn new(arbiters: Vec<ArbiterHandle>, shared: RoomContext) -> Self {
         RoomRegistry {
-            yjs_save_interval,
             rooms: HashMap::new(),
             arbiters,
             next_arbiter: 0,
-            supervisor,
-            flusher,
-            unpersisted: Unpersisted::default(),
+            shared,
             closing: false,
         }
-    }
-
-    /// Asks every open room the same question; answers the versions they gave (a room that
-    /// stopped meanwhile has nothing to give).
-    fn ask_every_room<M>(&self, ask: impl Fn() -> M) -> ResponseFuture<Vec<Version>>
-    where
-        M: Message<Result = Option<Version>> + Send + 'static,
-        DocRoom: Handler<M>,
-    {
-        let asks: Vec<_> = self.rooms.values().map(|r| r.send(ask())).collect();
-        Box::pin(async move {
-            join_all(asks)
-                .await
-                .into_iter()
-                .filter_map(|r| r.ok().flatten())
-                .collect()
-        })
     }
 
     fn open(&self, doc: &DocId) -> Option<Addr<DocRoom>> {
         self.rooms.get(doc).filter(|room| room.connected()).cloned()
     }
+
+    fn sweep(&mut self) {
+        self.rooms.retain(|_, room| room.connected());
+        metrics::gauge!(m::ROOMS).set(self.rooms.len() as f64);
+    }
 }
 
 impl Actor for RoomRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(SWEEP, |act, _| act.sweep());
+    }
 }
 
 impl Handler<GetRoom> for RoomRegistry {
@@ -125,28 +97,15 @@ impl Handler<GetRoom> for RoomRegistry {
 
     /// Finds or starts the room: on the next dedicated arbiter in turn if there are any, else on
     /// the caller's arbiter, else on the registry's own.
-    fn handle(&mut self, msg: GetRoom, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: GetRoom, _: &mut Context<Self>) -> Self::Result {
         if self.closing {
             return Err(ShuttingDown);
         }
         if let Some(room) = self.open(&msg.doc) {
             return Ok(room);
         }
-        let (doc, kind) = (msg.doc.clone(), msg.kind);
-        let (supervisor, flusher, registry) =
-            (self.supervisor.clone(), self.flusher.clone(), ctx.address());
-        let (interval, unpersisted) = (self.yjs_save_interval, self.unpersisted.clone());
-        let make = move |_: &mut Context<DocRoom>| {
-            DocRoom::new(
-                doc,
-                kind,
-                supervisor,
-                flusher,
-                registry,
-                unpersisted,
-                interval,
-            )
-        };
+        let (doc, kind, shared) = (msg.doc.clone(), msg.kind, self.shared.clone());
+        let make = move |_: &mut Context<DocRoom>| DocRoom::new(doc, kind, shared);
         let room = if !self.arbiters.is_empty() {
             let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
             self.next_arbiter = self.next_arbiter.wrapping_add(1);
@@ -172,24 +131,12 @@ impl Handler<PeekRoom> for RoomRegistry {
     }
 }
 
-impl Handler<Retired> for RoomRegistry {
-    type Result = ();
-
-    /// Forgets a stopping room (unless a newer one already took its place).
-    fn handle(&mut self, msg: Retired, _: &mut Context<Self>) {
-        if self.rooms.get(&msg.doc) == Some(&msg.room) {
-            self.rooms.remove(&msg.doc);
-            metrics::gauge!(m::ROOMS).set(self.rooms.len() as f64);
-            debug!(doc = %msg.doc, "room retired");
-        }
-    }
-}
-
 impl Handler<ListRooms> for RoomRegistry {
     type Result = ResponseFuture<Vec<RoomSummary>>;
 
     /// Every open room's summary.
     fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
+        self.sweep();
         let asks: Vec<_> = self.rooms.values().map(|r| r.send(Describe)).collect();
         Box::pin(async move {
             let mut rooms: Vec<RoomSummary> = join_all(asks)
@@ -206,43 +153,16 @@ impl Handler<ListRooms> for RoomRegistry {
 impl Handler<CloseAll> for RoomRegistry {
     type Result = ResponseFuture<Vec<Version>>;
 
-    /// Closes every room for shutdown and collects what still needs persisting.
+    /// Closes every room for shutdown and collects what they could not save.
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> Self::Result {
         self.closing = true;
-        self.ask_every_room(|| CloseRoom)
-    }
-}
-
-impl Handler<DirtyRooms> for RoomRegistry {
-    type Result = MessageResult<DirtyRooms>;
-
-    /// Every open room's content that PostgreSQL does not have yet.
-    fn handle(&mut self, _: DirtyRooms, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.unpersisted.versions())
-    }
-}
-
-impl Handler<CacheSuspect> for RoomRegistry {
-    type Result = ();
-
-    /// Redis may have lost data: every room re-saves unpersisted content into the journal.
-    fn handle(&mut self, _: CacheSuspect, _: &mut Context<Self>) {
-        for room in self.rooms.values() {
-            room.do_send(SpillToFallback);
-        }
-    }
-}
-
-impl Handler<DocsPersisted> for RoomRegistry {
-    type Result = ();
-
-    /// Tells each open room which of its versions PostgreSQL now holds.
-    fn handle(&mut self, msg: DocsPersisted, _: &mut Context<Self>) {
-        self.unpersisted.committed(&msg.done);
-        for (doc, hash) in msg.done.iter() {
-            if let Some(room) = self.rooms.get(doc) {
-                room.do_send(RoomPersisted { hash: hash.clone() });
-            }
-        }
+        let asks: Vec<_> = self.rooms.values().map(|r| r.send(CloseRoom)).collect();
+        Box::pin(async move {
+            join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(|r| r.ok().flatten())
+                .collect()
+        })
     }
 }

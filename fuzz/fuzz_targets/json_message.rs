@@ -2,7 +2,7 @@
 //! hashes its own canonical content.
 #![no_main]
 
-use docroom::protocol::{decode, Inbound};
+use docroom_actors::protocol::json::{decode, Inbound};
 use docroom_actors::doc::{sha256_hex, DocId};
 use libfuzzer_sys::fuzz_target;
 

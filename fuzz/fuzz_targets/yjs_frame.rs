@@ -2,7 +2,7 @@
 //! be encoded and loaded back afterwards (a bad frame must not corrupt the room for others).
 #![no_main]
 
-use docroom_actors::yjs::YjsDoc;
+use docroom_actors::protocol::yjs::YjsDoc;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

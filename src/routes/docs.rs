@@ -2,16 +2,16 @@
 
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use docroom_actors::doc::{DocId, Kind, Version};
+use docroom_actors::protocol::yjs::YjsDoc;
 use docroom_actors::registry::PeekRoom;
 use docroom_actors::room::{Current, RoomError, Update};
 use docroom_actors::supervisor::Load;
-use docroom_actors::yjs::YjsDoc;
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::protocol::json_version;
 use crate::session;
 use crate::state::AppState;
+use docroom_actors::protocol::json::{document_body, json_version};
 
 /// A send to a room can race the room retiring; asking the registry again then finds or starts
 /// the next one. More failures than this mean something is really wrong.
@@ -34,12 +34,7 @@ async fn get_doc(
     };
     let v = version.ok_or(ApiError::NotFound)?;
     let body = match v.kind {
-        Kind::Json => format!(
-            r#"{{"doc":"{}","kind":"json","content":{},"hash":"{}"}}"#,
-            v.doc,
-            String::from_utf8_lossy(&v.content),
-            v.hash
-        ),
+        Kind::Json => document_body(&v),
         Kind::Yjs => {
             use base64::Engine as _;
             let rendered = YjsDoc::load(&v.content)

@@ -1,32 +1,100 @@
 //! The fallback store: where updates are acknowledged from while Redis is down.
 //!
-//! It holds the latest version of every document that PostgreSQL has not committed yet. Each
-//! entry is held only until it is committed, so every entry is dirty: the map doubles as the
-//! "modified documents" set that Redis keeps in `modifiedDocs`.
+//! An entry means: **PostgreSQL does not have this version yet.** It leaves only once PostgreSQL
+//! committed it ([`Fallback::committed`] with its hash); a newer put for the same document
+//! replaces it. So every entry is dirty, and the map doubles as the "modified documents" set
+//! that Redis keeps in `modifiedDocs`. Moving entries into Redis does not make them leave:
+//! Redis is a cache.
 //!
-//! An acknowledged update must survive a SIGKILL, so memory is only a view of the
-//! [journal](journal): a version enters the map after its record is fsync'd, and the journal is
-//! replayed into the map at start. All writes (puts and compactions) go through one writer thread,
-//! which keeps the map and the journal in the same order, batches concurrent puts into one fsync,
-//! and keeps blocking file IO off the async runtime.
+//! Puts follow SPEC §6 "Versions": a JSON version whose stamp is smaller than the entry's leaves
+//! the entry as it is (the put answers `Ok`: a later version is already durable); a Yjs version
+//! is merged into the entry ([`crate::doc::later`]), never replaces it.
+//!
+//! An acknowledged update must survive a SIGKILL, so memory is only a view of the journal: a
+//! version enters the map after its record is synced, an entry leaves after the record saying
+//! PostgreSQL committed it is synced, and the journal is replayed into the map at start. All
+//! writes go through one writer thread, which keeps the map and the journal in the same order,
+//! batches concurrent puts into one sync, and keeps blocking file IO off the async runtime.
+//! File IO goes through [`JournalIo`]: [`FileIo`] for real, [`MemoryIo`] for tests without a
+//! disk, [`FaultyIo`] around either to fill the disk on command.
+//!
+//! # Record format
+//!
+//! ```text
+//! format 2 (written):
+//!   record  = magic DB 6A 72 F2 | u32 LE payload length | u32 LE crc32(payload) | payload
+//!   payload = u8 format (2) | u8 type (0 put json, 1 put yjs, 2 committed)
+//!           | u8 id length | id | u8 hash length | hash (lowercase hex)
+//!           | put only: stamp | content (the rest, arbitrary bytes)
+//!   stamp   = 00 (none) | 01 u64 LE millis, u32 LE counter, u8 replica length, replica
+//! format 1 (read only; written by releases before stamps):
+//!   record  = u32 LE payload length | u32 LE crc32(payload) | payload
+//!   payload = u8 format (1) | u8 kind (0 json, 1 yjs) | u8 id length | id
+//!           | u8 hash length | hash | content
+//! ```
+//!
+//! A put record holds the document's whole entry as it is after the put; a committed record
+//! says PostgreSQL committed `(id, hash)`, and on replay removes the entry if it is still that
+//! version. Replay applies records in order: a document's last put record is its live one (a
+//! Yjs one holds the merged state), earlier ones are dead bytes until compaction. A journal is format-1 records followed by format-2 records:
+//! after the first format-2 record, a record without the magic is corrupt.
+//!
+//! # Replay: skip, do not stop
+//!
+//! Replay reads one record at a time, so memory follows the entries, not the file. A record
+//! whose frame is intact but whose content is not (checksum mismatch with a record right after
+//! it, unknown format or type, invalid id, hash not matching the content) is skipped with a
+//! `warn!` naming its offset, counted in [`ReplayReport`] ([`Fallback::replay_report`]), and
+//! replay goes on. When the frame itself is broken (no magic, a length running past the end of
+//! the file, a checksum mismatch with no record after it), replay looks for the next valid
+//! format-2 record (magic, length within the file, checksum and payload good) and resumes
+//! there. If there is none, what follows is a torn tail, a write a crash interrupted (which
+//! includes a last record with a bad checksum), and it is truncated. The per-record magic is
+//! what tells a garbage length in the middle from a torn tail. Nothing valid is lost to a bad
+//! record, with two limits: format-1 records after a broken format-1 frame cannot be found
+//! again (they have no magic), and a Yjs state could contain bytes that pass as a record, which
+//! a search starting inside it would take for one.
+//!
+//! # Compaction
+//!
+//! The journal is rewritten with one put record per entry (temp file, sync, rename, sync of the
+//! directory: a crash leaves the old journal or the new one, whole) when its dead bytes (those
+//! not in an entry's current record) exceed its live bytes and, after a put, 64 KiB too; after a
+//! commit no minimum applies, and a journal with no entries left is truncated to nothing. So
+//! the file stays under twice the live entries plus 64 KiB and one batch. A failed compaction
+//! changes nothing: every committed record is already durable, so no stale version can come
+//! back; only the file stays longer until the next try.
 
+mod error;
+mod faulty_io;
+mod io;
 mod journal;
+mod memory_io;
+mod record;
+mod replay;
+mod writer;
 
-use std::collections::HashMap;
+#[cfg(test)]
+pub(crate) mod test_dir;
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::doc::{DocId, Version};
+pub use error::JournalError;
+pub use faulty_io::{Faults, FaultyIo};
+pub use io::{FileIo, JournalIo, ReadSeek};
 use journal::Journal;
-pub use journal::JournalError;
-
-/// Most puts written under one fsync: bounds the writer's buffer without costing throughput.
-const MAX_BATCH: usize = 1024;
+pub use memory_io::MemoryIo;
+pub use replay::ReplayReport;
+use writer::{Command, Reply, Shared, Writer};
 
 /// The journaled fallback store.
 ///
@@ -39,62 +107,43 @@ pub struct Fallback {
 
 struct Inner {
     shared: Arc<Shared>,
+    replayed: ReplayReport,
     /// `Some` until drop; dropping it is what tells the writer thread to stop.
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
 }
 
-/// State read by any thread and written only by the writer thread.
-struct Shared {
-    /// Locked only for map operations, never across IO or an `.await`.
-    entries: Mutex<HashMap<DocId, Version>>,
-    journal_bytes: AtomicU64,
-}
-
-impl Shared {
-    fn entries(&self) -> MutexGuard<'_, HashMap<DocId, Version>> {
-        // Nothing panics while holding the lock, and a map is never left half-updated anyway.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-type Reply = oneshot::Sender<Result<(), JournalError>>;
-
-enum Command {
-    Put {
-        version: Version,
-        reply: Reply,
-    },
-    Committed {
-        done: Vec<(DocId, String)>,
-        reply: Reply,
-    },
-}
-
 impl Fallback {
     /// Opens (creating the directory if needed) the journal at `dir/journal.log`, replays it
-    /// (last record per document wins; a torn or corrupt tail is truncated away with a warn! log,
-    /// never a panic) and starts the writer thread.
+    /// (see the module doc: corrupt records are skipped, a torn tail is truncated, never a
+    /// panic) and starts the writer thread.
     pub fn open(dir: &Path) -> Result<Fallback, JournalError> {
-        let (journal, entries) = Journal::open(dir)?;
-        if !entries.is_empty() {
-            let docs = entries.len();
-            info!(docs, dir = %dir.display(), "fallback journal replayed unpersisted documents");
+        let io = FileIo::open(dir).map_err(|e| error::io_error("could not open", dir, e))?;
+        Fallback::open_with(io)
+    }
+
+    /// As [`open`](Fallback::open), on the journal behind `io`.
+    pub fn open_with(io: impl JournalIo) -> Result<Fallback, JournalError> {
+        let path = io.path().to_owned();
+        let (journal, replayed) = Journal::open(Box::new(io))?;
+        let report = replayed.report;
+        if !replayed.entries.is_empty() || report.skipped > 0 {
+            let (docs, skipped) = (replayed.entries.len(), report.skipped);
+            let path = path.display();
+            info!(docs, skipped, %path, "fallback journal replayed unpersisted documents");
         }
-        let shared = Arc::new(Shared {
-            entries: Mutex::new(entries),
-            journal_bytes: AtomicU64::new(journal.len()),
-        });
+        let shared = Arc::new(Shared::new(replayed.entries, journal.len()));
         let (commands, receiver) = mpsc::channel();
         let writer = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("fallback-journal".into())
-                .spawn(move || run_writer(journal, &shared, &receiver))
-                .map_err(|e| journal::io_error("could not start writer for", dir, e))?
+                .spawn(move || Writer::new(journal, &shared).run(&receiver))
+                .map_err(|e| error::io_error("could not start writer for", &path, e))?
         };
         let inner = Inner {
             shared,
+            replayed: report,
             commands: Some(commands),
             writer: Some(writer),
         };
@@ -103,35 +152,35 @@ impl Fallback {
         })
     }
 
-    /// Journals `version` (written and fsync'd) and only then makes it the document's entry and
-    /// marks it dirty. Concurrent calls are group-committed: one writer thread drains everything
-    /// queued, writes it, fsyncs once, then answers all of them.
+    /// Makes `version` the document's entry under the SPEC §6 rules (module doc) once its record
+    /// is synced. Concurrent calls are group-committed: one writer thread drains everything
+    /// queued, writes it, syncs once, then answers all of them.
     ///
-    /// On error nothing changed in memory and the caller must not acknowledge. If this future is
-    /// dropped after sending, the put may still land, as it would in the journal.
+    /// `Ok` means the document's entry is durable and at least as late as `version`. On error
+    /// nothing changed in memory and the caller must not acknowledge. If this future is dropped
+    /// after sending, the put may still land, as it would in the journal.
     pub async fn put(&self, version: Version) -> Result<(), JournalError> {
         self.request(|reply| Command::Put { version, reply }).await
     }
 
-    /// The latest version held for `doc`, if any.
+    /// The entry held for `doc`, if any.
     pub fn get(&self, doc: &DocId) -> Option<Version> {
         self.inner.shared.entries().get(doc).cloned()
     }
 
-    /// Every dirty version (a snapshot; order not significant).
+    /// Every entry, each a version PostgreSQL does not have yet (a snapshot; order not
+    /// significant).
     pub fn dirty(&self) -> Vec<Version> {
         self.inner.shared.entries().values().cloned().collect()
     }
 
-    /// PostgreSQL committed these (doc, hash) pairs: drop each entry whose current hash is still
-    /// that hash (a newer put for the same doc stays), then compact the journal so it holds only
-    /// the remaining entries (truncate when nothing remains; otherwise rewrite to a temp file,
-    /// fsync, rename over, fsync the directory). Compaction goes through the same writer thread
-    /// so it never races a put.
+    /// PostgreSQL committed these (doc, hash) pairs: each entry still at that hash leaves (a
+    /// newer put for the same doc stays), once a record saying so is synced; then the journal
+    /// is compacted if its trigger says so. Goes through the writer thread, so it never races
+    /// a put.
     ///
-    /// The entries are dropped even if compaction then fails: they are in PostgreSQL, and the
-    /// stale records left in the journal only cause a harmless re-flush after a restart. The next
-    /// call retries the compaction.
+    /// On error (nothing could be written) the entries stay, and a later call may retry. A
+    /// failed compaction is not an error: the commit is already durable.
     pub async fn committed(&self, done: &[(DocId, String)]) -> Result<(), JournalError> {
         let done = done.to_vec();
         self.request(|reply| Command::Committed { done, reply })
@@ -150,6 +199,11 @@ impl Fallback {
     /// Current journal file size.
     pub fn journal_bytes(&self) -> u64 {
         self.inner.shared.journal_bytes.load(Ordering::Relaxed)
+    }
+
+    /// What the replay at open found: records applied, corrupt ones skipped, bytes truncated.
+    pub fn replay_report(&self) -> ReplayReport {
+        self.inner.replayed
     }
 
     /// Hands a command to the writer thread and waits for its answer.
@@ -172,289 +226,5 @@ impl Drop for Inner {
                 warn!("fallback journal writer panicked");
             }
         }
-    }
-}
-
-/// The writer thread: takes everything queued, writes the puts as one batch, runs compactions in
-/// their place in the queue, until every sender is gone.
-fn run_writer(mut journal: Journal, shared: &Shared, commands: &mpsc::Receiver<Command>) {
-    while let Ok(first) = commands.recv() {
-        let mut puts = Vec::new();
-        let queued = std::iter::once(first).chain(commands.try_iter().take(MAX_BATCH - 1));
-        for command in queued {
-            match command {
-                Command::Put { version, reply } => puts.push((version, reply)),
-                Command::Committed { done, reply } => {
-                    write_puts(&mut journal, shared, std::mem::take(&mut puts));
-                    let _ = reply.send(compact(&mut journal, shared, &done));
-                }
-            }
-        }
-        write_puts(&mut journal, shared, puts);
-    }
-    debug!("fallback journal writer stopped");
-}
-
-fn write_puts(journal: &mut Journal, shared: &Shared, puts: Vec<(Version, Reply)>) {
-    let mut buf = Vec::new();
-    let mut accepted = Vec::with_capacity(puts.len());
-    for (version, reply) in puts {
-        match journal::encode(&version, &mut buf) {
-            Ok(()) => accepted.push((version, reply)),
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
-    }
-    if accepted.is_empty() {
-        return;
-    }
-    let written = heal(journal, shared).and_then(|()| journal.append(&buf, accepted.len()));
-    shared.journal_bytes.store(journal.len(), Ordering::Relaxed);
-    match written {
-        Ok(()) => {
-            let mut replies = Vec::with_capacity(accepted.len());
-            let mut entries = shared.entries();
-            for (version, reply) in accepted {
-                entries.insert(version.doc.clone(), version);
-                replies.push(reply);
-            }
-            drop(entries);
-            for reply in replies {
-                let _ = reply.send(Ok(()));
-            }
-        }
-        Err(error) => {
-            warn!(%error, puts = accepted.len(), "fallback journal write failed");
-            for (_, reply) in accepted {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
-    }
-}
-
-/// After a failure that left the journal unusable (e.g. its file was removed), rebuilds it from
-/// memory, which holds exactly what was acknowledged, before anything is appended.
-fn heal(journal: &mut Journal, shared: &Shared) -> Result<(), JournalError> {
-    if journal.is_healthy() {
-        return Ok(());
-    }
-    let held: Vec<Version> = shared.entries().values().cloned().collect();
-    journal.rewrite(&held)?;
-    warn!(docs = held.len(), "fallback journal rebuilt from memory");
-    Ok(())
-}
-
-fn compact(
-    journal: &mut Journal,
-    shared: &Shared,
-    done: &[(DocId, String)],
-) -> Result<(), JournalError> {
-    let remaining: Vec<Version> = {
-        let mut entries = shared.entries();
-        for (doc, hash) in done {
-            if entries.get(doc).is_some_and(|held| held.hash == *hash) {
-                entries.remove(doc);
-            }
-        }
-        // One record per held document and nothing else: already compact. This keeps the
-        // flusher's frequent calls with nothing committed free.
-        if journal.is_healthy() && journal.records() == entries.len() {
-            return Ok(());
-        }
-        entries.values().cloned().collect()
-    };
-    let result = journal.rewrite(&remaining);
-    shared.journal_bytes.store(journal.len(), Ordering::Relaxed);
-    if let Err(error) = &result {
-        warn!(%error, "fallback journal compaction failed");
-    }
-    result
-}
-
-#[cfg(test)]
-pub(crate) mod test_dir {
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    pub(crate) struct TestDir(pub PathBuf);
-
-    impl TestDir {
-        pub(crate) fn new(name: &str) -> TestDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let pid = std::process::id();
-            let path = std::env::temp_dir().join(format!("docroom-fallback-{name}-{pid}-{n}"));
-            let _ = std::fs::remove_dir_all(&path);
-            TestDir(path)
-        }
-    }
-
-    impl Drop for TestDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::test_dir::TestDir;
-    use super::*;
-    use crate::doc::Kind;
-    use bytes::Bytes;
-
-    fn v(doc: &str, content: &str) -> Version {
-        let doc = DocId::parse(doc).unwrap();
-        Version::new(doc, Kind::Json, Bytes::copy_from_slice(content.as_bytes()))
-    }
-
-    fn id(doc: &str) -> DocId {
-        DocId::parse(doc).unwrap()
-    }
-
-    fn sorted(mut versions: Vec<Version>) -> Vec<Version> {
-        versions.sort_by(|a, b| a.doc.cmp(&b.doc));
-        versions
-    }
-
-    #[tokio::test]
-    async fn replay_after_a_crash_restores_the_last_put_per_document() {
-        let dir = TestDir::new("replay");
-        let fallback = Fallback::open(&dir.0).unwrap();
-        fallback.put(v("a", "1")).await.unwrap();
-        fallback.put(v("b", "1")).await.unwrap();
-        fallback.put(v("a", "2")).await.unwrap();
-        let before = sorted(fallback.dirty());
-        drop(fallback);
-
-        let reopened = Fallback::open(&dir.0).unwrap();
-
-        assert_eq!(sorted(reopened.dirty()), before);
-        assert_eq!(reopened.get(&id("a")), Some(v("a", "2")));
-        assert_eq!(reopened.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn committed_drops_only_matching_hashes_and_empties_the_journal() {
-        let dir = TestDir::new("committed");
-        let fallback = Fallback::open(&dir.0).unwrap();
-        let old = v("a", "old");
-        fallback.put(old.clone()).await.unwrap();
-        fallback.put(v("b", "1")).await.unwrap();
-        fallback.put(v("a", "new")).await.unwrap();
-
-        // PostgreSQL committed a's old version and b: a's newer put must stay.
-        let done = [(id("a"), old.hash.clone()), (id("b"), v("b", "1").hash)];
-        fallback.committed(&done).await.unwrap();
-
-        assert_eq!(fallback.dirty(), vec![v("a", "new")]);
-        let mut one = Vec::new();
-        journal::encode(&v("a", "new"), &mut one).unwrap();
-        assert_eq!(fallback.journal_bytes(), one.len() as u64);
-        drop(fallback);
-        let fallback = Fallback::open(&dir.0).unwrap();
-        assert_eq!(fallback.dirty(), vec![v("a", "new")]);
-
-        fallback
-            .committed(&[(id("a"), v("a", "new").hash)])
-            .await
-            .unwrap();
-
-        assert!(fallback.is_empty());
-        assert_eq!(fallback.journal_bytes(), 0);
-        let file_len = std::fs::metadata(dir.0.join("journal.log")).unwrap().len();
-        assert_eq!(file_len, 0);
-        drop(fallback);
-        assert!(Fallback::open(&dir.0).unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn concurrent_puts_all_land_and_survive_a_reopen() {
-        let dir = TestDir::new("concurrent");
-        let fallback = Fallback::open(&dir.0).unwrap();
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                let fallback = fallback.clone();
-                tokio::spawn(async move { fallback.put(v(&format!("doc-{i}"), "{}")).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        assert_eq!(fallback.len(), 200);
-        drop(fallback);
-
-        let reopened = Fallback::open(&dir.0).unwrap();
-
-        assert_eq!(reopened.len(), 200);
-        assert_eq!(reopened.get(&id("doc-199")), Some(v("doc-199", "{}")));
-    }
-
-    #[tokio::test]
-    async fn put_into_a_removed_directory_fails_and_leaves_memory_unchanged() {
-        // Removing the directory works as root too, where permission bits would not stop us.
-        let dir = TestDir::new("removed");
-        let fallback = Fallback::open(&dir.0).unwrap();
-        fallback.put(v("a", "1")).await.unwrap();
-        std::fs::remove_dir_all(&dir.0).unwrap();
-
-        // The first write lands in the unlinked file; the next cannot even rebuild it.
-        for content in ["2", "3"] {
-            let result = fallback.put(v("a", content)).await;
-            assert!(matches!(result, Err(JournalError::Io { .. })), "{result:?}");
-            assert_eq!(fallback.dirty(), vec![v("a", "1")]);
-        }
-        assert!(fallback.put(v("b", "1")).await.is_err());
-        assert_eq!(fallback.get(&id("b")), None);
-    }
-
-    #[tokio::test]
-    async fn a_removed_journal_file_is_rebuilt_from_memory() {
-        let dir = TestDir::new("rebuilt");
-        let fallback = Fallback::open(&dir.0).unwrap();
-        fallback.put(v("a", "1")).await.unwrap();
-        std::fs::remove_file(dir.0.join("journal.log")).unwrap();
-        assert!(fallback.put(v("b", "1")).await.is_err());
-
-        fallback.put(v("c", "1")).await.unwrap();
-        drop(fallback);
-
-        let reopened = Fallback::open(&dir.0).unwrap();
-        assert_eq!(sorted(reopened.dirty()), vec![v("a", "1"), v("c", "1")]);
-    }
-
-    #[tokio::test]
-    async fn a_torn_tail_after_a_crash_keeps_earlier_puts_and_accepts_new_ones() {
-        let dir = TestDir::new("torn-tail");
-        let fallback = Fallback::open(&dir.0).unwrap();
-        fallback.put(v("a", "1")).await.unwrap();
-        drop(fallback);
-        let path = dir.0.join("journal.log");
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes.extend_from_slice(&[42, 0, 0, 0, 1, 2]);
-        std::fs::write(&path, &bytes).unwrap();
-
-        let fallback = Fallback::open(&dir.0).unwrap();
-        fallback.put(v("b", "1")).await.unwrap();
-        drop(fallback);
-
-        let reopened = Fallback::open(&dir.0).unwrap();
-        assert_eq!(sorted(reopened.dirty()), vec![v("a", "1"), v("b", "1")]);
-    }
-
-    #[tokio::test]
-    async fn a_version_with_a_wrong_hash_is_refused() {
-        let dir = TestDir::new("wrong-hash");
-        let fallback = Fallback::open(&dir.0).unwrap();
-        let mut lying = v("a", "1");
-        lying.hash = v("a", "2").hash;
-
-        let result = fallback.put(lying).await;
-
-        assert!(matches!(result, Err(JournalError::HashMismatch { .. })));
-        assert!(fallback.is_empty());
-        assert_eq!(fallback.journal_bytes(), 0);
     }
 }

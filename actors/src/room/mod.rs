@@ -1,14 +1,11 @@
-//! `DocRoom`: one actor per open document. It holds the members, the current version and
-//! whether PostgreSQL has it yet, broadcasts each update to the other members (the frame is
-//! built once and shared), and saves through the cache supervisor.
+//! `DocRoom`: one actor per open document. It holds the members and the current version,
+//! broadcasts each update to the other members (the frame is built once and shared), stamps JSON
+//! updates (SPEC §6) and saves through the cache supervisor, one save at a time
+//! ([`SaveQueue`]).
 //!
-//! Saves are serialized per document: at most one is in flight, and updates that arrive
-//! meanwhile collapse into one queued save of the newest content. Their acks are sent when that
-//! save lands ("that content, or a later one" is what SPEC §1 promises), so a busy document costs
-//! one Redis round trip per round trip, not one per update.
-//!
-//! A room lives until it has no members *and* PostgreSQL holds its content: it is the copy of
-//! last resort if Redis dies and comes back empty.
+//! When its last member leaves, the room asks the flusher to persist what the ledger still holds
+//! for its document, then stops. The room is never the only copy of anything acknowledged: every
+//! save it made is in the ledger (and Redis or the journal) until PostgreSQL commits it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,15 +17,17 @@ use bytestring::ByteString;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{Flusher, PersistNow};
+use crate::ledger::Ledger;
 use crate::metrics as m;
-use crate::registry::{Retired, RoomRegistry};
+use crate::protocol::json;
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
-mod unpersisted;
+mod save_queue;
 mod yjs;
-pub use unpersisted::Unpersisted;
+pub use save_queue::SaveQueue;
 pub use yjs::YjsFrame;
 
 /// How long a freshly loaded room waits for its first member before it may retire.
@@ -115,28 +114,27 @@ pub struct RoomSummary {
     pub dirty: bool,
 }
 
-/// Shutdown: close every member with 1001, refuse further work, answer the content PostgreSQL
-/// does not have yet.
+/// Shutdown: close every member with 1001, refuse further work, answer the content that is not
+/// known to be saved yet (the drain persists it).
 #[derive(Message)]
 #[rtype(result = "Option<Version>")]
 pub struct CloseRoom;
-
-/// PostgreSQL committed this hash of the room's document.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RoomPersisted {
-    pub hash: String,
-}
-
-/// Redis may have lost what it held: journal the content if PostgreSQL does not have it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SpillToFallback;
 
 impl serde::Serialize for DocId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
+}
+
+/// What every room of a process shares; handed to each room when it is built. Cloning is
+/// shallow.
+#[derive(Clone)]
+pub struct RoomContext {
+    pub supervisor: Addr<CacheSupervisor>,
+    pub flusher: Addr<Flusher>,
+    pub ledger: Ledger,
+    pub clock: Clock,
+    pub yjs_save_interval: Duration,
 }
 
 struct Waiter {
@@ -145,136 +143,62 @@ struct Waiter {
     tx: oneshot::Sender<Result<Ack, RoomError>>,
 }
 
-struct Pending {
-    version: Version,
-    to_fallback: bool,
-    waiters: Vec<Waiter>,
-}
-
 pub struct DocRoom {
     doc: DocId,
     kind: Kind,
     /// Entered while the room handles members' messages, so every log line names the document.
     span: tracing::Span,
-    supervisor: Addr<CacheSupervisor>,
-    flusher: Addr<Flusher>,
-    registry: Addr<RoomRegistry>,
-    /// Where every version PostgreSQL lacks is recorded for the flusher.
-    unpersisted: Unpersisted,
+    shared: RoomContext,
     members: HashMap<MemberId, Recipient<Outbound>>,
     current: Option<Version>,
-    /// PostgreSQL does not have `current` yet.
-    dirty: bool,
-    /// Waiters of the save in flight; `None` when no save is in flight.
-    saving: Option<Vec<Waiter>>,
-    /// Hash of `current` when its last save failed: the same content sent again is then not a
-    /// duplicate (it was never stored) but a retry.
-    unstored: Option<String>,
-    queued: Option<Pending>,
+    saves: SaveQueue<Waiter>,
     persisting: bool,
     closing: bool,
     /// Why the document could not be loaded; the room then refuses everything and stops.
     load_error: Option<String>,
     /// The live Yjs document, for rooms of kind Yjs.
     yjs: Option<yjs::YjsRoom>,
-    yjs_save_interval: Duration,
 }
 
 impl DocRoom {
-    pub fn new(
-        doc: DocId,
-        kind: Kind,
-        supervisor: Addr<CacheSupervisor>,
-        flusher: Addr<Flusher>,
-        registry: Addr<RoomRegistry>,
-        unpersisted: Unpersisted,
-        yjs_save_interval: Duration,
-    ) -> Self {
+    pub fn new(doc: DocId, kind: Kind, shared: RoomContext) -> Self {
         DocRoom {
             span: tracing::info_span!("room", doc = %doc),
             doc,
             kind,
-            supervisor,
-            flusher,
-            registry,
-            unpersisted,
+            shared,
             members: HashMap::new(),
             current: None,
-            dirty: false,
-            saving: None,
-            unstored: None,
-            queued: None,
+            saves: SaveQueue::default(),
             persisting: false,
             closing: false,
             load_error: None,
             yjs: None,
-            yjs_save_interval,
         }
     }
 
-    fn snapshot_frame(&self) -> ByteString {
-        match &self.current {
-            Some(v) => format!(
-                r#"{{"type":"snapshot","doc":"{}","content":{},"hash":"{}"}}"#,
-                self.doc,
-                String::from_utf8_lossy(&v.content),
-                v.hash
-            ),
-            None => format!(
-                r#"{{"type":"snapshot","doc":"{}","content":null,"hash":null}}"#,
-                self.doc
-            ),
-        }
-        .into()
-    }
-
-    fn broadcast(&self, from: Option<MemberId>, frame: ByteString) {
-        metrics::histogram!(m::BROADCAST_FANOUT)
-            .record(self.members.len().saturating_sub(from.is_some() as usize) as f64);
+    fn broadcast(&self, from: Option<MemberId>, frame: Outbound) {
+        let others = self.members.len().saturating_sub(from.is_some() as usize);
+        metrics::histogram!(m::BROADCAST_FANOUT).record(others as f64);
         for (id, member) in &self.members {
             if Some(*id) != from {
-                member.do_send(Outbound::Text(frame.clone()));
+                member.do_send(frame.clone());
             }
         }
     }
 
-    fn enqueue(
-        &mut self,
-        version: Version,
-        to_fallback: bool,
-        waiter: Option<Waiter>,
-        ctx: &mut Context<Self>,
-    ) {
-        let pending = self.queued.get_or_insert_with(|| Pending {
-            version: version.clone(),
-            to_fallback,
-            waiters: Vec::new(),
-        });
-        pending.to_fallback |= to_fallback;
-        if pending.version.hash != version.hash {
-            pending.version = version;
+    /// Queues a save of `version` (the room's newest content); starts it if none is in flight.
+    fn save(&mut self, version: Version, waiter: Option<Waiter>, ctx: &mut Context<Self>) {
+        if let Some(next) = self.saves.push(version, waiter) {
+            self.start_save(next, ctx);
         }
-        pending.waiters.extend(waiter);
-        self.pump(ctx);
     }
 
-    /// Starts the queued save if none is in flight.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.saving.is_some() {
-            return;
-        }
-        let Some(next) = self.queued.take() else {
-            self.check_idle(ctx);
-            return;
-        };
-        self.saving = Some(next.waiters);
-        let saved_hash = next.version.hash.clone();
-        let save = Save {
-            version: next.version,
-            to_fallback: next.to_fallback,
-        };
-        self.supervisor
-            .send(save)
+    fn start_save(&mut self, version: Version, ctx: &mut Context<Self>) {
+        let hash = version.hash.clone();
+        self.shared
+            .supervisor
+            .send(Save { version })
             .into_actor(self)
             .map(move |res, act, ctx| {
                 let res = match res {
@@ -282,25 +206,11 @@ impl DocRoom {
                     Ok(Err(e)) => Err(RoomError::Unavailable(e.to_string())),
                     Err(e) => Err(RoomError::Unavailable(format!("cache supervisor: {e}"))),
                 };
-                match &res {
-                    Err(e) => {
-                        warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
-                        if act.current.as_ref().is_some_and(|c| c.hash == saved_hash) {
-                            act.unstored = Some(saved_hash);
-                        }
-                    }
-                    Ok(_) if act.unstored.as_ref() == Some(&saved_hash) => act.unstored = None,
-                    Ok(_) => {}
+                if let Err(e) = &res {
+                    warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
                 }
-                for w in act.saving.take().unwrap_or_default() {
-                    if let Ok(stored) = &res {
-                        let stored = if w.duplicate {
-                            Stored::Duplicate
-                        } else {
-                            *stored
-                        };
-                        metrics::counter!(m::ACKS, "stored" => stored.as_str()).increment(1);
-                    }
+                let (waiters, next) = act.saves.finish(&hash, res.is_ok());
+                for w in waiters {
                     let answer = res.clone().map(|stored| Ack {
                         hash: w.hash,
                         stored: if w.duplicate {
@@ -309,22 +219,24 @@ impl DocRoom {
                             stored
                         },
                     });
+                    if let Ok(ack) = &answer {
+                        metrics::counter!(m::ACKS, "stored" => ack.stored.as_str()).increment(1);
+                    }
                     let _ = w.tx.send(answer);
                 }
-                act.pump(ctx);
+                match next {
+                    Some(next) => act.start_save(next, ctx),
+                    None => act.check_idle(ctx),
+                }
             })
             .spawn(ctx);
     }
 
-    /// The document cannot be served: answer what is already queued with the reason, leave the
-    /// registry at once (the next request starts a fresh room that tries again), then stop.
+    /// The document cannot be served: answer with the reason and stop at once (the next request
+    /// starts a fresh room that tries again).
     fn fail(&mut self, why: String, ctx: &mut Context<Self>) {
         self.load_error = Some(why);
-        self.registry.do_send(Retired {
-            doc: self.doc.clone(),
-            room: ctx.address(),
-        });
-        ctx.run_later(Duration::from_millis(200), |_, ctx| ctx.stop());
+        ctx.stop();
     }
 
     fn refusal(&self) -> Option<RoomError> {
@@ -336,49 +248,37 @@ impl DocRoom {
             .map(|why| RoomError::Unavailable(format!("document could not be loaded: {why}")))
     }
 
-    /// `v` is the room's content now, and PostgreSQL does not have it.
-    fn take_version(&mut self, v: Version) {
-        self.unpersisted.record(&v);
-        self.current = Some(v);
-        self.dirty = true;
-    }
-
-    /// With no members and nothing in flight: persist if PostgreSQL lacks the content, then
-    /// retire.
+    /// With no members and nothing in flight: persist what the ledger still holds for the
+    /// document (the leave flush), then retire. The ledger keeps the content either way, so a
+    /// failed flush does not keep the room: the flusher retries on its schedule.
     fn check_idle(&mut self, ctx: &mut Context<Self>) {
-        if !self.members.is_empty() || self.saving.is_some() || self.persisting || self.closing {
+        if !self.members.is_empty() || !self.saves.is_idle() || self.persisting || self.closing {
             return;
         }
         if self.save_yjs_now(ctx) {
             return; // the save's completion comes back here
         }
-        let Some(current) = self.current.clone().filter(|_| self.dirty) else {
-            self.registry.do_send(Retired {
-                doc: self.doc.clone(),
-                room: ctx.address(),
-            });
+        if !self.shared.ledger.lacks(&self.doc) {
             ctx.stop();
             return;
-        };
+        }
         self.persisting = true;
-        let hash = current.hash.clone();
-        self.flusher
+        self.shared
+            .flusher
             .send(PersistNow {
-                versions: vec![current],
+                doc: self.doc.clone(),
             })
             .into_actor(self)
             .map(move |res, act, ctx| {
                 act.persisting = false;
                 match res {
-                    Ok(Ok(())) => {
-                        if act.current.as_ref().is_some_and(|c| c.hash == hash) {
-                            act.dirty = false;
-                        }
-                        act.check_idle(ctx);
-                    }
-                    // Stay alive: the flusher retries on its schedule and tells us when done.
-                    Ok(Err(e)) => debug!(doc = %act.doc, error = %e, "leave flush failed, room stays until persisted"),
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(doc = %act.doc, error = %e, "leave flush failed, the flusher retries"),
                     Err(e) => warn!(doc = %act.doc, error = %e, "flusher unreachable"),
+                }
+                let busy = act.yjs.as_ref().is_some_and(|y| y.unsaved());
+                if act.members.is_empty() && act.saves.is_idle() && !busy && !act.closing {
+                    ctx.stop();
                 }
             })
             .spawn(ctx);
@@ -392,33 +292,28 @@ impl Actor for DocRoom {
         let _span = self.span.clone().entered();
         // Joins wait in the mailbox until the content is known.
         ctx.wait(
-            self.supervisor
+            self.shared
+                .supervisor
                 .send(Load {
                     doc: self.doc.clone(),
                 })
                 .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Ok(Ok(loaded)) => {
-                        if let Some(v) = &loaded {
-                            act.kind = v.kind;
-                        }
-                        act.current = loaded;
-                        // A room nobody joins (the joiner went away, or was refused) must
-                        // not linger: look again once the joins in flight have arrived.
-                        ctx.run_later(IDLE_GRACE, |act, ctx| act.check_idle(ctx));
-                        if let Err(e) = act.open_yjs() {
-                            warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
-                            act.fail(e.to_string(), ctx);
-                        }
+                .map(|res, act, ctx| {
+                    let loaded = match res {
+                        Ok(Ok(loaded)) => loaded,
+                        Ok(Err(e)) => return act.fail(e.to_string(), ctx),
+                        Err(e) => return act.fail(format!("cache supervisor: {e}"), ctx),
+                    };
+                    if let Some(v) = &loaded {
+                        act.kind = v.kind;
                     }
-                    failed => {
-                        let why = match failed {
-                            Ok(Err(e)) => e.to_string(),
-                            Err(e) => format!("cache supervisor: {e}"),
-                            Ok(Ok(_)) => unreachable!("handled above"),
-                        };
-                        warn!(doc = %act.doc, error = %why, "room could not load its document");
-                        act.fail(why, ctx);
+                    act.current = loaded;
+                    // A room nobody joins (the joiner went away, or was refused) must not
+                    // linger: look again once the joins in flight have arrived.
+                    ctx.run_later(IDLE_GRACE, |act, ctx| act.check_idle(ctx));
+                    if let Err(e) = act.open_yjs() {
+                        warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
+                        act.fail(e.to_string(), ctx);
                     }
                 }),
         );
@@ -450,7 +345,10 @@ impl Handler<Join> for DocRoom {
                 .into_iter()
                 .map(|f| Outbound::Binary(f.into()))
                 .collect(),
-            None => vec![Outbound::Text(self.snapshot_frame())],
+            None => vec![Outbound::Text(json::snapshot_frame(
+                &self.doc,
+                self.current.as_ref(),
+            ))],
         })
     }
 }
@@ -488,42 +386,38 @@ impl Handler<Update> for DocRoom {
         metrics::counter!(m::UPDATES, "kind" => "json").increment(1);
         let (tx, rx) = oneshot::channel();
         let hash = msg.version.hash.clone();
-        let same = self.current.as_ref().is_some_and(|c| c.hash == hash);
-        let duplicate = same && self.unstored.as_ref() != Some(&hash);
+        let same = self.current.as_ref().filter(|c| c.hash == hash).cloned();
+        let duplicate = same.is_some() && !self.saves.is_unstored(&hash);
         let waiter = Waiter {
             hash: hash.clone(),
             duplicate,
             tx,
         };
-        if duplicate {
-            // Answer with the save that carries this content, or at once if it landed.
-            match (&mut self.queued, &mut self.saving) {
-                (Some(q), _) => q.waiters.push(waiter),
-                (None, Some(in_flight)) => in_flight.push(waiter),
-                (None, None) => {
-                    let _ = waiter.tx.send(Ok(Ack {
+        match same {
+            _ if duplicate => {
+                // Answered with the save that carries this content, or at once if it landed.
+                if let Some(waiter) = self.saves.attach(waiter) {
+                    let ack = Ack {
                         hash,
                         stored: Stored::Duplicate,
-                    }));
+                    };
+                    metrics::counter!(m::ACKS, "stored" => "duplicate").increment(1);
+                    let _ = waiter.tx.send(Ok(ack));
                 }
             }
-        } else if same {
             // A retry of content whose save failed: save it again, nothing new to broadcast.
-            self.enqueue(msg.version, false, Some(waiter), ctx);
-        } else {
-            if self.members.keys().any(|id| Some(*id) != msg.from) {
-                let frame: ByteString = format!(
-                    r#"{{"type":"update","content":{},"hash":"{}"}}"#,
-                    String::from_utf8_lossy(&msg.version.content),
-                    hash
-                )
-                .into();
-                self.broadcast(msg.from, frame);
-            } else {
-                metrics::histogram!(m::BROADCAST_FANOUT).record(0.0);
+            Some(current) => self.save(current, Some(waiter), ctx),
+            None => {
+                let previous = self.current.as_ref().and_then(|c| c.stamp.as_ref());
+                let version = msg.version.stamped(self.shared.clock.stamp(previous));
+                if self.members.keys().any(|id| Some(*id) != msg.from) {
+                    self.broadcast(msg.from, Outbound::Text(json::update_frame(&version)));
+                } else {
+                    metrics::histogram!(m::BROADCAST_FANOUT).record(0.0);
+                }
+                self.current = Some(version.clone());
+                self.save(version, Some(waiter), ctx);
             }
-            self.take_version(msg.version.clone());
-            self.enqueue(msg.version, false, Some(waiter), ctx);
         }
         Box::pin(async move {
             rx.await
@@ -552,11 +446,12 @@ impl Handler<Describe> for DocRoom {
 
     /// A line of `GET /admin/rooms`.
     fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        let unsaved = !self.saves.is_idle() || self.yjs.as_ref().is_some_and(|y| y.unsaved());
         MessageResult(RoomSummary {
             doc: self.doc.clone(),
             kind: self.kind.as_str(),
             members: self.members.len(),
-            dirty: self.dirty || self.yjs.as_ref().is_some_and(|y| y.unsaved()),
+            dirty: unsaved || self.shared.ledger.lacks(&self.doc),
         })
     }
 }
@@ -564,9 +459,9 @@ impl Handler<Describe> for DocRoom {
 impl Handler<CloseRoom> for DocRoom {
     type Result = Option<Version>;
 
-    /// Shutdown: 1001 to every member; answers what PostgreSQL still needs.
+    /// Shutdown: 1001 to every member; answers the content not known to be saved.
     fn handle(&mut self, _: CloseRoom, ctx: &mut Context<Self>) -> Self::Result {
-        let _ = self.capture_yjs(ctx);
+        let captured = self.save_yjs_now(ctx);
         self.closing = true;
         for (_, member) in self.members.drain() {
             member.do_send(Outbound::Close {
@@ -574,29 +469,8 @@ impl Handler<CloseRoom> for DocRoom {
                 reason: "server shutting down",
             });
         }
-        self.current.clone().filter(|_| self.dirty)
-    }
-}
-
-impl Handler<RoomPersisted> for DocRoom {
-    type Result = ();
-
-    /// The flusher committed a version; clean if it is still the current one.
-    fn handle(&mut self, msg: RoomPersisted, ctx: &mut Context<Self>) {
-        if self.current.as_ref().is_some_and(|c| c.hash == msg.hash) {
-            self.dirty = false;
-            self.check_idle(ctx);
-        }
-    }
-}
-
-impl Handler<SpillToFallback> for DocRoom {
-    type Result = ();
-
-    /// Re-saves unpersisted content into the journaled fallback.
-    fn handle(&mut self, _: SpillToFallback, ctx: &mut Context<Self>) {
-        if let Some(current) = self.current.clone().filter(|_| self.dirty) {
-            self.enqueue(current, true, None, ctx);
-        }
+        let current = self.current.as_ref()?;
+        let unsaved = captured || !self.saves.is_idle() || self.saves.is_unstored(&current.hash);
+        unsaved.then(|| current.clone())
     }
 }

@@ -14,7 +14,7 @@ use yrs::ClientID;
 
 use super::{DocRoom, MemberId, Outbound};
 use crate::doc::{DocId, Kind, Version};
-use crate::yjs::{YjsDoc, YjsError};
+use crate::protocol::yjs::{YjsDoc, YjsError};
 
 /// A binary y-protocols frame from a member.
 #[derive(Message)]
@@ -89,7 +89,7 @@ impl DocRoom {
         if self.current.as_ref().is_some_and(|c| c.hash == v.hash) {
             return None;
         }
-        self.take_version(v.clone());
+        self.current = Some(v.clone());
         Some(v)
     }
 
@@ -97,7 +97,7 @@ impl DocRoom {
     pub(super) fn save_yjs_now(&mut self, ctx: &mut Context<Self>) -> bool {
         match self.capture_yjs(ctx) {
             Some(v) => {
-                self.enqueue(v, false, None, ctx);
+                self.save(v, None, ctx);
                 true
             }
             None => false,
@@ -105,11 +105,7 @@ impl DocRoom {
     }
 
     fn broadcast_binary(&self, from: Option<MemberId>, frame: Bytes) {
-        for (id, member) in &self.members {
-            if Some(*id) != from {
-                member.do_send(Outbound::Binary(frame.clone()));
-            }
-        }
+        self.broadcast(from, Outbound::Binary(frame));
     }
 }
 
@@ -125,7 +121,7 @@ impl Handler<YjsFrame> for DocRoom {
         if self.closing {
             return;
         }
-        let interval = self.yjs_save_interval;
+        let interval = self.shared.yjs_save_interval;
         let Some(y) = self.yjs.as_mut() else {
             sender.do_send(Outbound::Close {
                 code: 1003,

@@ -1,16 +1,20 @@
-//! PostgreSQL as the durable store: the `documents` table (see `migrations/`).
+//! PostgreSQL as the durable store: the `documents` table (see `migrations/`), written under the
+//! version rule of SPEC §6 (JSON by stamp, Yjs merged).
 //!
 //! Every call is bounded by a timeout as well as the server-side `statement_timeout`, because a
 //! cut network stalls a socket without closing it, and a connection that saw an error is dropped
 //! instead of going back to the pool.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::doc::{canonical_json, DocId, Kind, Version};
+use super::DocStore;
+use crate::doc::{canonical_json, later, DocId, Kind, Stamp, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,6 +28,8 @@ pub enum StoreError {
     BadRow { doc: DocId, why: String },
     #[error("invalid database url: {0}")]
     Config(String),
+    #[error("postgres unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Cloning is shallow (the pool is reference counted).
@@ -33,12 +39,33 @@ pub struct PgStore {
     timeout: Duration,
 }
 
-const UPSERT: &str = "
-    INSERT INTO documents (doc_id, kind, content, state, content_hash, updated_at)
-    SELECT d, k, c::jsonb, s, h, now()
-    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[]) AS t(d, k, c, s, h)
+/// JSON rows: replaced only by a larger stamp (SPEC §6); identical content is left untouched.
+const UPSERT_JSON: &str = "
+    INSERT INTO documents (doc_id, kind, content, content_hash, stamp, updated_at)
+    SELECT d, 'json', c::jsonb, h, st, now()
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS t(d, c, h, st)
     ON CONFLICT (doc_id) DO UPDATE
-       SET kind = excluded.kind, content = excluded.content, state = excluded.state,
+       SET kind = excluded.kind, content = excluded.content, state = NULL,
+           content_hash = excluded.content_hash, stamp = excluded.stamp,
+           updated_at = excluded.updated_at
+     WHERE documents.content_hash IS DISTINCT FROM excluded.content_hash
+       AND (documents.stamp IS NULL
+            OR (excluded.stamp IS NOT NULL AND excluded.stamp > documents.stamp))";
+
+/// Yjs rows are merged, never replaced: inside one transaction the rows are locked (an advisory
+/// lock per id, in id order, covers rows that do not exist yet), read, merged with what is
+/// flushed, and written back.
+const LOCK_IDS: &str = "
+    SELECT pg_advisory_xact_lock(hashtextextended(d, 7177))
+    FROM (SELECT d FROM UNNEST($1::text[]) AS t(d) ORDER BY d) AS ids";
+const READ_STATES: &str =
+    "SELECT doc_id, state FROM documents WHERE doc_id = ANY($1::text[]) AND kind = 'yjs'";
+const UPSERT_YJS: &str = "
+    INSERT INTO documents (doc_id, kind, state, content_hash, updated_at)
+    SELECT d, 'yjs', s, h, now()
+    FROM UNNEST($1::text[], $2::bytea[], $3::text[]) AS t(d, s, h)
+    ON CONFLICT (doc_id) DO UPDATE
+       SET kind = excluded.kind, content = NULL, state = excluded.state,
            content_hash = excluded.content_hash, updated_at = excluded.updated_at
      WHERE documents.content_hash IS DISTINCT FROM excluded.content_hash";
 
@@ -88,22 +115,98 @@ impl PgStore {
             .map_err(|_| StoreError::Timeout(self.timeout))
     }
 
-    pub async fn load(&self, doc: &DocId) -> Result<Option<Version>, StoreError> {
+    /// A connection that saw an error is dropped instead of going back to the pool.
+    fn release<T>(client: Object, result: &Result<T, StoreError>) {
+        if result.is_err() {
+            drop(Object::take(client));
+        }
+    }
+
+    async fn upsert_json(&self, versions: &[&Version]) -> Result<(), StoreError> {
+        let mut ids = Vec::with_capacity(versions.len());
+        let mut contents = Vec::with_capacity(versions.len());
+        let mut hashes = Vec::with_capacity(versions.len());
+        let mut stamps = Vec::with_capacity(versions.len());
+        for v in versions {
+            ids.push(v.doc.as_str());
+            contents.push(
+                std::str::from_utf8(&v.content).map_err(|_| StoreError::BadRow {
+                    doc: v.doc.clone(),
+                    why: "json content is not utf-8".into(),
+                })?,
+            );
+            hashes.push(v.hash.as_str());
+            stamps.push(v.stamp.as_ref().map(Stamp::encode));
+        }
+        let client = self.client().await?;
+        let result = self
+            .bounded(async {
+                // Prepared once per pooled connection, not parsed and planned for every batch.
+                let upsert = client.prepare_cached(UPSERT_JSON).await?;
+                client
+                    .execute(&upsert, &[&ids, &contents, &hashes, &stamps])
+                    .await?;
+                Ok(())
+            })
+            .await
+            .and_then(|r| r);
+        Self::release(client, &result);
+        result
+    }
+
+    async fn upsert_yjs(&self, versions: &[&Version]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = versions.iter().map(|v| v.doc.as_str()).collect();
+        let mut client = self.client().await?;
+        let result = self
+            .bounded(async {
+                let tx = client.transaction().await?;
+                tx.execute(LOCK_IDS, &[&ids]).await?;
+                let mut held: HashMap<String, Vec<u8>> = HashMap::new();
+                for row in tx.query(READ_STATES, &[&ids]).await? {
+                    if let Some(state) = row.try_get::<_, Option<Vec<u8>>>(1)? {
+                        held.insert(row.try_get(0)?, state);
+                    }
+                }
+                let mut states = Vec::with_capacity(versions.len());
+                for v in versions {
+                    let merged = match held.remove(v.doc.as_str()) {
+                        Some(state) => {
+                            let stored = Version::new(v.doc.clone(), Kind::Yjs, Bytes::from(state));
+                            later(stored, (*v).clone()).map_err(|e| StoreError::BadRow {
+                                doc: v.doc.clone(),
+                                why: e.to_string(),
+                            })?
+                        }
+                        None => (*v).clone(),
+                    };
+                    states.push(merged);
+                }
+                let contents: Vec<&[u8]> = states.iter().map(|v| &v.content[..]).collect();
+                let hashes: Vec<&str> = states.iter().map(|v| v.hash.as_str()).collect();
+                tx.execute(UPSERT_YJS, &[&ids, &contents, &hashes]).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+            .and_then(|r| r);
+        Self::release(client, &result);
+        result
+    }
+}
+
+#[async_trait]
+impl DocStore for PgStore {
+    async fn load(&self, doc: &DocId) -> Result<Option<Version>, StoreError> {
         let client = self.client().await?;
         let result = self
             .bounded(client.query_opt(
-                "SELECT kind, content, state FROM documents WHERE doc_id = $1",
+                "SELECT kind, content, state, stamp FROM documents WHERE doc_id = $1",
                 &[&doc.as_str()],
             ))
             .await
             .and_then(|r| r.map_err(StoreError::from));
-        let row = match result {
-            Ok(row) => row,
-            Err(e) => {
-                drop(Object::take(client));
-                return Err(e);
-            }
-        };
+        Self::release(client, &result);
+        let row = result?;
         let Some(row) = row else { return Ok(None) };
         let bad = |why: &str| StoreError::BadRow {
             doc: doc.clone(),
@@ -115,11 +218,12 @@ impl PgStore {
                 let value: Option<serde_json::Value> = row.try_get(1)?;
                 let value = value.ok_or_else(|| bad("json document without content"))?;
                 let text = canonical_json(&value);
-                Ok(Some(Version::new(
-                    doc.clone(),
-                    Kind::Json,
-                    Bytes::from(text),
-                )))
+                let v = Version::new(doc.clone(), Kind::Json, Bytes::from(text));
+                let stamp: Option<String> = row.try_get(3)?;
+                Ok(Some(match stamp.as_deref().and_then(Stamp::decode) {
+                    Some(stamp) => v.stamped(stamp),
+                    None => v,
+                }))
             }
             Kind::Yjs => {
                 let state: Option<Vec<u8>> = row.try_get(2)?;
@@ -133,12 +237,12 @@ impl PgStore {
         }
     }
 
-    /// Opens up to `n` pooled connections at once and prepares the upsert on each, so the first
-    /// flush does not pay for connecting. Best effort: failures are left to the real calls.
-    pub async fn warm(&self, n: usize) {
+    /// Opens up to `n` pooled connections at once and prepares the JSON upsert on each, so the
+    /// first flush does not pay for connecting. Best effort: failures are left to the real calls.
+    async fn warm(&self, n: usize) {
         let clients = futures_util::future::join_all((0..n).map(|_| async {
             let client = self.client().await.ok()?;
-            self.bounded(client.prepare_cached(UPSERT))
+            self.bounded(client.prepare_cached(UPSERT_JSON))
                 .await
                 .ok()?
                 .ok()?;
@@ -148,50 +252,15 @@ impl PgStore {
         drop(clients);
     }
 
-    /// Upserts every version in one statement. A row whose hash is already stored is left
-    /// untouched, so replaying a flush never rewrites identical content.
-    pub async fn upsert(&self, versions: &[Version]) -> Result<u64, StoreError> {
-        if versions.is_empty() {
-            return Ok(0);
+    async fn upsert(&self, versions: &[Version]) -> Result<(), StoreError> {
+        let (json, yjs): (Vec<&Version>, Vec<&Version>) =
+            versions.iter().partition(|v| v.kind == Kind::Json);
+        if !json.is_empty() {
+            self.upsert_json(&json).await?;
         }
-        let mut ids = Vec::with_capacity(versions.len());
-        let mut kinds = Vec::with_capacity(versions.len());
-        let mut contents: Vec<Option<&str>> = Vec::with_capacity(versions.len());
-        let mut states: Vec<Option<&[u8]>> = Vec::with_capacity(versions.len());
-        let mut hashes = Vec::with_capacity(versions.len());
-        for v in versions {
-            ids.push(v.doc.as_str());
-            kinds.push(v.kind.as_str());
-            hashes.push(v.hash.as_str());
-            match v.kind {
-                Kind::Json => {
-                    let text = std::str::from_utf8(&v.content).map_err(|_| StoreError::BadRow {
-                        doc: v.doc.clone(),
-                        why: "json content is not utf-8".into(),
-                    })?;
-                    contents.push(Some(text));
-                    states.push(None);
-                }
-                Kind::Yjs => {
-                    contents.push(None);
-                    states.push(Some(&v.content));
-                }
-            }
+        if !yjs.is_empty() {
+            self.upsert_yjs(&yjs).await?;
         }
-        let client = self.client().await?;
-        // Prepared once per pooled connection, not parsed and planned again for every batch.
-        let result = self
-            .bounded(async {
-                let upsert = client.prepare_cached(UPSERT).await?;
-                client
-                    .execute(&upsert, &[&ids, &kinds, &contents, &states, &hashes])
-                    .await
-            })
-            .await
-            .and_then(|r| r.map_err(StoreError::from));
-        if result.is_err() {
-            drop(Object::take(client));
-        }
-        result
+        Ok(())
     }
 }

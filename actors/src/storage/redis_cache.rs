@@ -3,8 +3,10 @@
 //!
 //! Only the cache supervisor calls this, so the breaker sees every success and failure. The
 //! connection is made lazily: a Redis that is down at start must not stop docroom from serving.
+//! `doc:{id}:stamp` holds a JSON version's stamp beside its content, so a save can refuse to
+//! replace a later version (SPEC §6 "Versions").
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +14,10 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use crate::doc::{DocId, Kind, Version};
+use async_trait::async_trait;
+
+use super::{Cache, CacheResult, Written};
+use crate::doc::{DocId, Kind, Stamp, Version};
 
 /// Removes a document from modifiedDocs only if the hash PostgreSQL committed is still the last
 /// saved one (or the cache entry is gone): a save that raced the flush stays dirty. Sent with
@@ -28,6 +33,40 @@ for i = 1, n do
   end
 end
 return cleared";
+
+/// A save (SPEC §6): content, hash and stamp with the TTL, and the dirty mark, in one step. A
+/// JSON version is written only over a smaller stamp (an unstamped one, written before stamps
+/// existed, is the smallest); Yjs content has no stamp and is always written.
+/// KEYS: temp, lastSavedHash, stamp, modifiedDocs. ARGV: content, hash, stamp, ttl, id, kind.
+static SAVE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"if ARGV[6] == 'json' then
+  local held = redis.call('GET', KEYS[3])
+  if held and (ARGV[3] == '' or held >= ARGV[3]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+if ARGV[3] == '' then redis.call('DEL', KEYS[3])
+else redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
+redis.call('SADD', KEYS[4], ARGV[5])
+return 1",
+    )
+});
+
+/// A cache fill from PostgreSQL: only into an empty slot of a document that is not dirty, so a
+/// fill that raced a save (and a flush) can never put older content back. Same keys and
+/// arguments as [`SAVE`].
+static FILL: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[4], ARGV[5]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
+return 1",
+    )
+});
 
 /// Documents per `MARK_CLEAN` call: one script run per batch instead of one per document.
 const MARK_CLEAN_BATCH: usize = 500;
@@ -80,8 +119,6 @@ pub struct RedisCache {
     link: Arc<Mutex<Link>>,
 }
 
-type CacheResult<T> = Result<T, CacheError>;
-
 impl RedisCache {
     pub fn new(settings: CacheSettings) -> Self {
         RedisCache {
@@ -100,6 +137,10 @@ impl RedisCache {
 
     fn key_lock(&self, doc: &DocId) -> String {
         format!("{}lock:{}", self.settings.key_prefix, doc)
+    }
+
+    fn key_stamp(&self, doc: &DocId) -> String {
+        format!("{}doc:{}:stamp", self.settings.key_prefix, doc)
     }
 
     fn key_modified(&self) -> String {
@@ -148,7 +189,9 @@ impl RedisCache {
         attempt.await.map_err(CacheError::Unreachable)
     }
 
-    /// One attempt to make the connection; records the outcome in the link.
+    /// One attempt to make a connection, whatever backoff the link is in; records the outcome
+    /// in the link, where a connection made replaces the old one. The breaker's probe calls it
+    /// directly: it must try Redis for real, not fail on a backoff left from the outage.
     async fn connect(&self) -> Result<ConnectionManager, String> {
         let s = &self.settings;
         let made = async {
@@ -190,56 +233,78 @@ impl RedisCache {
             .map_err(|_| CacheError::Timeout(limit))
     }
 
-    pub async fn ping(&self) -> CacheResult<()> {
+    fn keys(&self, doc: &DocId) -> [String; 3] {
+        [self.key_temp(doc), self.key_hash(doc), self.key_stamp(doc)]
+    }
+
+    /// Runs `script` with a document's keys (temp, hash, stamp, modifiedDocs) and the version's
+    /// fields (content, hash, stamp, ttl, id, kind).
+    async fn write(&self, script: &redis::Script, v: &Version) -> CacheResult<bool> {
+        let mut conn = self.connection().await?;
+        let [temp, hash, stamp] = self.keys(&v.doc);
+        let mut invocation = script.key(temp);
+        invocation
+            .key(hash)
+            .key(stamp)
+            .key(self.key_modified())
+            .arg(&encode(v)[..])
+            .arg(&v.hash)
+            .arg(v.stamp.as_ref().map(Stamp::encode).unwrap_or_default())
+            .arg(self.settings.ttl_secs)
+            .arg(v.doc.as_str())
+            .arg(v.kind.as_str());
+        let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await??;
+        Ok(written == 1)
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn ping(&self) -> CacheResult<()> {
         let mut conn = self.connection().await?;
         self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
             .await??;
         Ok(())
     }
 
-    /// Writes content and hash with the TTL and marks the document dirty, in one MULTI/EXEC.
-    pub async fn save(&self, v: &Version) -> CacheResult<()> {
-        self.write(v, true).await
-    }
-
-    /// Puts content PostgreSQL already holds into the cache (no dirty mark).
-    pub async fn fill(&self, v: &Version) -> CacheResult<()> {
-        self.write(v, false).await
-    }
-
-    async fn write(&self, v: &Version, dirty: bool) -> CacheResult<()> {
-        let mut conn = self.connection().await?;
-        let ttl = self.settings.ttl_secs;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set_ex(self.key_temp(&v.doc), &encode(v)[..], ttl)
-            .ignore()
-            .set_ex(self.key_hash(&v.doc), &v.hash, ttl)
-            .ignore();
-        if dirty {
-            pipe.sadd(self.key_modified(), v.doc.as_str()).ignore();
-        }
-        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
+    async fn probe(&self) -> CacheResult<()> {
+        let mut conn = self.connect().await.map_err(CacheError::Unreachable)?;
+        self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await??;
         Ok(())
     }
 
-    pub async fn load(&self, doc: &DocId) -> CacheResult<Option<Version>> {
-        let mut conn = self.connection().await?;
-        let raw: Option<Vec<u8>> = self.bounded(conn.get(self.key_temp(doc))).await??;
-        Ok(raw.map(|raw| decode(doc.clone(), raw)))
+    async fn save(&self, v: &Version) -> CacheResult<Written> {
+        Ok(match self.write(&SAVE, v).await? {
+            true => Written::Stored,
+            false => Written::Superseded,
+        })
     }
 
-    /// Documents in `modifiedDocs` whose id is valid (others are dropped from the set: no valid
-    /// request could have written them).
-    pub async fn dirty_docs(&self) -> CacheResult<Vec<DocId>> {
+    async fn fill(&self, v: &Version) -> CacheResult<()> {
+        self.write(&FILL, v).await.map(drop)
+    }
+
+    async fn load(&self, doc: &DocId) -> CacheResult<Option<Version>> {
+        let mut conn = self.connection().await?;
+        let (raw, stamp): (Option<Vec<u8>>, Option<String>) = self
+            .bounded(
+                redis::cmd("MGET")
+                    .arg(self.key_temp(doc))
+                    .arg(self.key_stamp(doc))
+                    .query_async(&mut conn),
+            )
+            .await??;
+        Ok(raw.map(|raw| decode(doc.clone(), raw, stamp)))
+    }
+
+    async fn dirty_docs(&self) -> CacheResult<Vec<DocId>> {
         let mut conn = self.connection().await?;
         let ids: Vec<String> = self.bounded(conn.smembers(self.key_modified())).await??;
         Ok(ids.iter().filter_map(|id| DocId::parse(id).ok()).collect())
     }
 
-    /// Reads the cached content of `docs` and refreshes its TTL in the same round trip, so
-    /// content waiting for PostgreSQL never expires while the flusher keeps trying.
-    pub async fn load_dirty(&self, docs: &[DocId]) -> CacheResult<Vec<Option<Version>>> {
+    async fn load_dirty(&self, docs: &[DocId]) -> CacheResult<Vec<Option<Version>>> {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
@@ -247,37 +312,39 @@ impl RedisCache {
         let ttl = self.settings.ttl_secs as i64;
         let mut pipe = redis::pipe();
         for doc in docs {
-            pipe.get(self.key_temp(doc))
-                .expire(self.key_temp(doc), ttl)
-                .ignore()
-                .expire(self.key_hash(doc), ttl)
-                .ignore();
+            let [temp, hash, stamp] = self.keys(doc);
+            pipe.get(&temp).get(&stamp);
+            for key in [temp, hash, stamp] {
+                pipe.expire(key, ttl).ignore();
+            }
         }
         let raws: Vec<Option<Vec<u8>>> = self.bounded(pipe.query_async(&mut conn)).await??;
+        let mut raws = raws.into_iter();
         Ok(docs
             .iter()
-            .zip(raws)
-            .map(|(doc, raw)| raw.map(|raw| decode(doc.clone(), raw)))
+            .map(|doc| {
+                let raw = raws.next().flatten();
+                let stamp = raws.next().flatten();
+                let stamp = stamp.and_then(|s| String::from_utf8(s).ok());
+                raw.map(|raw| decode(doc.clone(), raw, stamp))
+            })
             .collect())
     }
 
-    /// Refreshes the TTL of the cached content and hash of `docs` (absent keys stay absent).
-    pub async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
+    async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
         let mut conn = self.connection().await?;
         let ttl = self.settings.ttl_secs as i64;
         let mut pipe = redis::pipe();
         for doc in docs {
-            pipe.expire(self.key_temp(doc), ttl)
-                .ignore()
-                .expire(self.key_hash(doc), ttl)
-                .ignore();
+            for key in self.keys(doc) {
+                pipe.expire(key, ttl).ignore();
+            }
         }
         self.bounded(pipe.query_async::<()>(&mut conn)).await??;
         Ok(())
     }
 
-    /// PostgreSQL committed these versions: clear each from `modifiedDocs` unless it changed.
-    pub async fn mark_clean(&self, done: &[(DocId, String)]) -> CacheResult<()> {
+    async fn mark_clean(&self, done: &[(DocId, String)]) -> CacheResult<()> {
         if done.is_empty() {
             return Ok(());
         }
@@ -301,8 +368,7 @@ impl RedisCache {
         Ok(())
     }
 
-    /// `SET lock:{id} NX EX lock_ttl_secs`: true if this caller fills the cache.
-    pub async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {
+    async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {
         let mut conn = self.connection().await?;
         let got: Option<String> = self
             .bounded(
@@ -318,12 +384,12 @@ impl RedisCache {
         Ok(got.is_some())
     }
 
-    pub async fn is_locked(&self, doc: &DocId) -> CacheResult<bool> {
+    async fn is_locked(&self, doc: &DocId) -> CacheResult<bool> {
         let mut conn = self.connection().await?;
         Ok(self.bounded(conn.exists(self.key_lock(doc))).await??)
     }
 
-    pub async fn unlock(&self, doc: &DocId) -> CacheResult<()> {
+    async fn unlock(&self, doc: &DocId) -> CacheResult<()> {
         let mut conn = self.connection().await?;
         self.bounded(conn.del::<_, ()>(self.key_lock(doc)))
             .await??;
@@ -348,10 +414,16 @@ fn encode(v: &Version) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-fn decode(doc: DocId, raw: Vec<u8>) -> Version {
+fn decode(doc: DocId, raw: Vec<u8>, stamp: Option<String>) -> Version {
     match raw.strip_prefix(YJS_MARKER) {
         Some(state) => Version::new(doc, Kind::Yjs, Bytes::copy_from_slice(state)),
-        None => Version::new(doc, Kind::Json, Bytes::from(raw)),
+        None => {
+            let v = Version::new(doc, Kind::Json, Bytes::from(raw));
+            match stamp.as_deref().and_then(Stamp::decode) {
+                Some(stamp) => v.stamped(stamp),
+                None => v,
+            }
+        }
     }
 }
 
@@ -390,7 +462,7 @@ mod tests {
             (Kind::Yjs, &[0u8, 1, 2][..]),
         ] {
             let v = Version::new(doc.clone(), kind, Bytes::copy_from_slice(content));
-            assert_eq!(decode(doc.clone(), encode(&v).into_owned()), v);
+            assert_eq!(decode(doc.clone(), encode(&v).into_owned(), None), v);
         }
     }
 }

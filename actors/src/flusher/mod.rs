@@ -1,38 +1,45 @@
-//! The flusher: persists dirty documents to PostgreSQL and re-times its own schedule.
+//! The flusher: persists what PostgreSQL lacks and re-times its own schedule.
 //!
-//! Every PostgreSQL write goes through here (periodic flushes, a room's last-member flush, the
-//! shutdown drain) behind one gate, so an older version read from Redis by one run can never be
-//! written after a newer version written by another.
+//! It reads the [ledger](crate::ledger) (what this replica accepted) itself, and asks the cache
+//! supervisor only for Redis's dirty documents the ledger does not hold. After every run it
+//! reports the commits to the supervisor (`Committed`), the one path by which the ledger, the
+//! journal and Redis learn them. Every PostgreSQL write goes through here (periodic flushes, a
+//! room's last-member flush, the shutdown drain) behind one gate; the store's version rule
+//! (SPEC §6) makes a write of older content a no-op, whatever order runs end in.
 
-use std::cell::Cell;
+mod batches;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
-use crate::doc::{DocId, Version};
+use crate::doc::{later, DocId, Version};
+use crate::ledger::Ledger;
 use crate::metrics as m;
 use crate::schedule::FlushSchedule;
-use crate::storage::PgStore;
-use crate::supervisor::{CacheSupervisor, CollectDirty, DirtyIds, KeepCached, Persisted, Spill};
+use crate::storage::DocStore;
+use crate::supervisor::{CacheSupervisor, CollectDirty, Committed, DirtyIds, KeepCached, Spill};
+use batches::{upsert_batches, RunResult};
 
 /// Flush now (admin); answers what was flushed.
 #[derive(Message)]
 #[rtype(result = "FlushReport")]
 pub struct FlushNow;
 
-/// Persist these versions at once (a room whose last member left).
+/// Persist one document's waiting version at once (a room whose last member left). Answers
+/// `Ok` once PostgreSQL has it.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct PersistNow {
-    pub versions: Vec<Version>,
+    pub doc: DocId,
 }
 
-/// Shutdown: persist everything dirty plus the rooms' versions; journal what PostgreSQL refuses.
+/// Shutdown: persist everything waiting plus `versions` (content the rooms could not save);
+/// journal what PostgreSQL refuses.
 #[derive(Message)]
 #[rtype(result = "DrainReport")]
 pub struct Drain {
@@ -42,28 +49,6 @@ pub struct Drain {
 #[derive(Message)]
 #[rtype(result = "FlusherView")]
 pub struct GetFlusher;
-
-/// Told to the room registry after every commit, so rooms learn they are clean.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct DocsPersisted {
-    pub done: Arc<Vec<(DocId, String)>>,
-}
-
-/// Asked of the room registry by every flush: the content of every room PostgreSQL does not
-/// have yet. Rooms are the newest copy, and the one that survives a Redis that lost its data or
-/// a cache entry that expired.
-#[derive(Message)]
-#[rtype(result = "Vec<Version>")]
-pub struct DirtyRooms;
-
-/// Connects the flusher to the rooms (the registry).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetRooms {
-    pub persisted: Recipient<DocsPersisted>,
-    pub dirty: Recipient<DirtyRooms>,
-}
 
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct FlushReport {
@@ -97,39 +82,39 @@ pub struct FlusherSettings {
     pub parallel_batches: usize,
 }
 
+/// Which documents a run writes.
+enum Scope {
+    /// Everything waiting: the ledger's and Redis's.
+    All,
+    /// One document's ledger entry (a room's leave flush).
+    One(DocId),
+}
+
 pub struct Flusher {
-    store: PgStore,
+    store: Arc<dyn DocStore>,
+    ledger: Ledger,
     supervisor: Addr<CacheSupervisor>,
-    rooms: Option<SetRooms>,
     schedule: FlushSchedule,
     batch_size: usize,
     parallel_batches: usize,
-    /// Serializes every PostgreSQL write (see the module doc).
+    /// Serializes PostgreSQL writes, so two runs never write one document at once.
     gate: Arc<tokio::sync::Mutex<()>>,
     last_success_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     timer: Option<SpawnHandle>,
 }
 
-/// What one run did, applied to the actor's state afterwards.
-#[derive(Default)]
-struct RunResult {
-    report: FlushReport,
-    committed: Vec<(DocId, String)>,
-    uncommitted: Vec<Version>,
-    error: Option<String>,
-}
-
 impl Flusher {
     pub fn new(
-        store: PgStore,
+        store: Arc<dyn DocStore>,
+        ledger: Ledger,
         supervisor: Addr<CacheSupervisor>,
         settings: FlusherSettings,
     ) -> Self {
         Flusher {
             store,
+            ledger,
             supervisor,
-            rooms: None,
             schedule: FlushSchedule::new(
                 settings.base_period,
                 settings.error_period,
@@ -151,58 +136,64 @@ impl Flusher {
         let period = self.schedule.period();
         self.timer = Some(ctx.run_later(period, |act, ctx| {
             act.timer = None;
-            let run = act.run(Vec::new(), true);
+            let run = act.run(Scope::All, Vec::new());
             ctx.spawn(run.map(|_, act, ctx| act.arm(ctx)));
         }));
     }
 
-    /// One flush: upsert `extra` and, with `collect`, every dirty version: the open rooms' first
-    /// (theirs is the newest copy; `extra` wins over them), while the supervisor reads back the
-    /// rest from the fallback and Redis, which follows. Then tell the supervisor and the rooms
-    /// what was committed. Every document is written by one statement of the run, so the
-    /// parts' order does not matter.
+    /// One flush: the ledger's versions (combined with `extra`, which the caller could not
+    /// save) are upserted while the supervisor reads Redis's other dirty documents, which then
+    /// follow. The versions are read once the gate is held, so a run never writes a version
+    /// that an earlier run already replaced.
     fn run(
         &mut self,
+        scope: Scope,
         extra: Vec<Version>,
-        collect: bool,
     ) -> impl ActorFuture<Self, Output = RunResult> {
-        let (store, supervisor, gate, batch, parallel) = (
+        let (store, ledger, supervisor, gate, batch, parallel) = (
             self.store.clone(),
+            self.ledger.clone(),
             self.supervisor.clone(),
             self.gate.clone(),
             self.batch_size,
             self.parallel_batches,
         );
-        let rooms = self.rooms.as_ref().map(|r| r.dirty.clone());
         let fut = async move {
             let _turn = gate.lock().await;
             let started = std::time::Instant::now();
-            // First what the caller passed (it wins over all), then the rooms' versions; both
-            // are upserted while the supervisor reads the rest, which then follows.
-            let mut first: HashMap<DocId, Version> = HashMap::new();
-            if let (true, Some(rooms)) = (collect, rooms) {
-                for v in rooms.send(DirtyRooms).await.unwrap_or_default() {
-                    first.insert(v.doc.clone(), v);
-                }
-            }
+            let mut local: HashMap<DocId, Version> = match &scope {
+                Scope::All => ledger
+                    .entries()
+                    .into_iter()
+                    .map(|e| (e.version.doc.clone(), e.version))
+                    .collect(),
+                Scope::One(doc) => ledger
+                    .get(doc)
+                    .map(|e| (doc.clone(), e.version))
+                    .into_iter()
+                    .collect(),
+            };
             for v in extra {
-                first.insert(v.doc.clone(), v);
+                let v = match local.remove(&v.doc) {
+                    Some(held) => later(v.clone(), held).unwrap_or(v),
+                    None => v,
+                };
+                local.insert(v.doc.clone(), v);
             }
-            let skip: HashSet<DocId> = first.keys().cloned().collect();
-            let first: Vec<Version> = first.into_values().collect();
+            let skip: HashSet<DocId> = local.keys().cloned().collect();
+            let local: Vec<Version> = local.into_values().collect();
             let rest = async {
-                if !collect {
+                if !matches!(scope, Scope::All) {
                     return RunResult::default();
                 }
-                let stored = supervisor
+                let cached = supervisor
                     .send(CollectDirty { skip })
                     .await
                     .unwrap_or_default();
-                upsert_batches(&store, stored, batch, parallel).await
+                upsert_batches(&*store, cached, batch, parallel).await
             };
-            let (mut res, rest) =
-                futures_util::future::join(upsert_batches(&store, first, batch, parallel), rest)
-                    .await;
+            let first = upsert_batches(&*store, local, batch, parallel);
+            let (mut res, rest) = futures_util::future::join(first, rest).await;
             res.absorb(rest);
             let took = started.elapsed();
             metrics::histogram!(m::FLUSH_DURATION).record(took.as_secs_f64());
@@ -222,6 +213,8 @@ impl Flusher {
         })
     }
 
+    /// Applies a run's outcome: commits reported, TTLs of what waits refreshed, schedule
+    /// re-timed.
     fn settle(&mut self, res: &RunResult) {
         metrics::counter!(m::DOCS_FLUSHED).increment(res.report.flushed as u64);
         metrics::counter!(m::DOCS_FLUSH_FAILED).increment(res.report.failed as u64);
@@ -234,13 +227,9 @@ impl Flusher {
             });
         }
         if !res.committed.is_empty() {
-            let done = Arc::new(res.committed.clone());
-            self.supervisor.do_send(Persisted {
-                done: done.to_vec(),
+            self.supervisor.do_send(Committed {
+                done: res.committed.clone(),
             });
-            if let Some(rooms) = &self.rooms {
-                rooms.persisted.do_send(DocsPersisted { done });
-            }
         }
         let changed = match &res.error {
             None => {
@@ -270,69 +259,6 @@ impl Flusher {
     }
 }
 
-impl RunResult {
-    /// Adds what another part of the same run did (the first error wins).
-    fn absorb(&mut self, other: RunResult) {
-        self.report.flushed += other.report.flushed;
-        self.report.failed += other.report.failed;
-        self.committed.extend(other.committed);
-        self.uncommitted.extend(other.uncommitted);
-        if self.error.is_none() {
-            self.error = other.error;
-        }
-    }
-}
-
-/// Upserts `versions` in statements of at most `batch` rows, `parallel` of them in flight. The
-/// batches hold distinct documents, so their order does not matter; after the first failure no
-/// further batch is started (PostgreSQL is likely down) and the rest counts as failed.
-async fn upsert_batches(
-    store: &PgStore,
-    versions: Vec<Version>,
-    batch: usize,
-    parallel: usize,
-) -> RunResult {
-    let mut res = RunResult {
-        report: FlushReport::default(),
-        committed: Vec::with_capacity(versions.len()),
-        uncommitted: Vec::new(),
-        error: None,
-    };
-    let failed = Cell::new(false);
-    let mut runs = futures_util::stream::iter(versions.chunks(batch))
-        .map(|chunk| {
-            let failed = &failed;
-            async move {
-                let outcome = match failed.get() {
-                    true => None,
-                    false => Some(store.upsert(chunk).await),
-                };
-                if let Some(Err(_)) = &outcome {
-                    failed.set(true);
-                }
-                (chunk, outcome)
-            }
-        })
-        .buffer_unordered(parallel);
-    while let Some((chunk, outcome)) = runs.next().await {
-        match outcome {
-            Some(Ok(_)) => {
-                res.report.flushed += chunk.len();
-                res.committed
-                    .extend(chunk.iter().map(|v| (v.doc.clone(), v.hash.clone())));
-                continue;
-            }
-            Some(Err(e)) => {
-                res.error.get_or_insert_with(|| e.to_string());
-            }
-            None => {}
-        }
-        res.report.failed += chunk.len();
-        res.uncommitted.extend_from_slice(chunk);
-    }
-    res
-}
-
 impl Actor for Flusher {
     type Context = Context<Self>;
 
@@ -348,27 +274,23 @@ impl Handler<FlushNow> for Flusher {
 
     /// Flushes at once (the regular timer keeps its rhythm).
     fn handle(&mut self, _: FlushNow, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.run(Vec::new(), true).map(|res, _, _| res.report))
+        Box::pin(self.run(Scope::All, Vec::new()).map(|res, _, _| res.report))
     }
 }
 
 impl Handler<PersistNow> for Flusher {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
-    /// Persists a leaving room's content right now (only that: the periodic flush does the rest).
+    /// Persists one document's waiting version right now (the periodic flush does the rest).
     fn handle(&mut self, msg: PersistNow, _: &mut Context<Self>) -> Self::Result {
-        let docs: Vec<(DocId, String)> = msg
-            .versions
-            .iter()
-            .map(|v| (v.doc.clone(), v.hash.clone()))
-            .collect();
-        Box::pin(self.run(msg.versions, false).map(move |res, _, _| {
-            let all_in = docs.iter().all(|d| res.committed.contains(d));
-            match res.error {
-                Some(e) if !all_in => Err(e),
-                _ => Ok(()),
-            }
-        }))
+        let doc = msg.doc.clone();
+        Box::pin(
+            self.run(Scope::One(msg.doc), Vec::new())
+                .map(move |res, _, _| match res.error {
+                    Some(e) if !res.committed.iter().any(|(d, _)| *d == doc) => Err(e),
+                    _ => Ok(()),
+                }),
+        )
     }
 }
 
@@ -381,7 +303,7 @@ impl Handler<Drain> for Flusher {
             ctx.cancel_future(t);
         }
         let supervisor = self.supervisor.clone();
-        Box::pin(self.run(msg.versions, true).then(move |res, act, _| {
+        Box::pin(self.run(Scope::All, msg.versions).then(move |res, act, _| {
             let mut report = DrainReport {
                 persisted: res.committed.len(),
                 ..DrainReport::default()
@@ -408,20 +330,7 @@ impl Handler<GetFlusher> for Flusher {
     /// The admin view of the flusher; `pending_docs` counts what waits for PostgreSQL now.
     fn handle(&mut self, _: GetFlusher, _: &mut Context<Self>) -> Self::Result {
         let supervisor = self.supervisor.clone();
-        let rooms = self.rooms.as_ref().map(|r| r.dirty.clone());
-        let fut = async move {
-            let mut pending: std::collections::HashSet<DocId> = supervisor
-                .send(DirtyIds)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            if let Some(rooms) = rooms {
-                let live = rooms.send(DirtyRooms).await.unwrap_or_default();
-                pending.extend(live.into_iter().map(|v| v.doc));
-            }
-            pending.len()
-        };
+        let fut = async move { supervisor.send(DirtyIds).await.unwrap_or_default().len() };
         Box::pin(
             fut.into_actor(self)
                 .map(|pending_docs, act, _| FlusherView {
@@ -432,14 +341,5 @@ impl Handler<GetFlusher> for Flusher {
                     last_error: act.last_error.clone(),
                 }),
         )
-    }
-}
-
-impl Handler<SetRooms> for Flusher {
-    type Result = ();
-
-    /// Connects the room registry: told about commits, asked for live content.
-    fn handle(&mut self, msg: SetRooms, _: &mut Context<Self>) {
-        self.rooms = Some(msg);
     }
 }

@@ -1,9 +1,12 @@
 //! The JSON WebSocket protocol (SPEC §4), sans IO: client frames in, server frames out. Kept free
-//! of actors and sockets so it can be unit-tested and fuzzed directly.
+//! of actors and sockets so it can be unit-tested and fuzzed directly. Every frame of the
+//! protocol is built here.
 
 use bytes::Bytes;
-use docroom_actors::doc::{canonical_json, check_storable, DocId, Kind, Version};
+use bytestring::ByteString;
 use serde_json::{json, Value};
+
+use crate::doc::{canonical_json, check_storable, DocId, Kind, Version};
 
 /// A client message that passed validation.
 #[derive(Debug, PartialEq)]
@@ -67,6 +70,45 @@ pub fn json_version(doc: DocId, content: &Value, max_bytes: usize) -> Result<Ver
 }
 
 pub const PONG: &str = r#"{"type":"pong"}"#;
+
+/// Content stored as canonical JSON text goes into frames as it is, without a re-parse.
+fn content_text(v: &Version) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&v.content)
+}
+
+/// `{"type":"snapshot","doc":…,"content":…,"hash":…}`: what a member receives on joining.
+pub fn snapshot_frame(doc: &DocId, current: Option<&Version>) -> ByteString {
+    let doc = Value::String(doc.as_str().to_owned());
+    match current {
+        Some(v) => format!(
+            r#"{{"type":"snapshot","doc":{doc},"content":{},"hash":"{}"}}"#,
+            content_text(v),
+            v.hash
+        ),
+        None => format!(r#"{{"type":"snapshot","doc":{doc},"content":null,"hash":null}}"#),
+    }
+    .into()
+}
+
+/// `{"type":"update","content":…,"hash":…}`: what the other members receive, built once.
+pub fn update_frame(v: &Version) -> ByteString {
+    format!(
+        r#"{{"type":"update","content":{},"hash":"{}"}}"#,
+        content_text(v),
+        v.hash
+    )
+    .into()
+}
+
+/// The body of `GET /docs/{id}` for a JSON document.
+pub fn document_body(v: &Version) -> String {
+    let doc = Value::String(v.doc.as_str().to_owned());
+    format!(
+        r#"{{"doc":{doc},"kind":"json","content":{},"hash":"{}"}}"#,
+        content_text(v),
+        v.hash
+    )
+}
 
 /// `{"type":"ack","ref":…,"hash":…,"stored":…}`, written straight from borrowed fields (this
 /// is built once per save, so no intermediate `Value` map).
@@ -151,6 +193,27 @@ mod tests {
         );
         let frame: Value = serde_json::from_str(&ack_frame(None, "h", "duplicate")).unwrap();
         assert_eq!(frame["ref"], Value::Null);
+    }
+
+    #[test]
+    fn server_frames_are_json_with_the_stored_content_as_is() {
+        let v = json_version(doc(), &json!({"b": [1, "x"], "a": null}), 1024).unwrap();
+        let snapshot: Value = serde_json::from_str(&snapshot_frame(&doc(), Some(&v))).unwrap();
+        assert_eq!(
+            snapshot,
+            json!({"type": "snapshot", "doc": "d", "content": {"a": null, "b": [1, "x"]}, "hash": v.hash})
+        );
+        let empty: Value = serde_json::from_str(&snapshot_frame(&doc(), None)).unwrap();
+        assert_eq!(
+            empty,
+            json!({"type": "snapshot", "doc": "d", "content": null, "hash": null})
+        );
+        let update: Value = serde_json::from_str(&update_frame(&v)).unwrap();
+        assert_eq!(update["type"], "update");
+        assert_eq!(update["content"], json!({"a": null, "b": [1, "x"]}));
+        let body: Value = serde_json::from_str(&document_body(&v)).unwrap();
+        assert_eq!(body["kind"], "json");
+        assert_eq!(body["hash"], Value::String(v.hash.clone()));
     }
 
     #[test]

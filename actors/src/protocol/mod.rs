@@ -1,0 +1,11 @@
+//! The wire protocols, sans IO: bytes or text in, frames out. One module per protocol builds
+//! every frame of it, so no actor formats a frame by hand; each decoder is fuzzed
+//! (`fuzz/`).
+//!
+//! - [`json`]: the JSON protocol of `/docs/{id}/ws` (SPEC §4) and the JSON document bodies of
+//!   `/docs/{id}`.
+//! - [`yjs`]: the y-protocols sync and awareness messages of `/yjs/{id}` (SPEC §5), around a
+//!   room's live Yjs document.
+
+pub mod json;
+pub mod yjs;

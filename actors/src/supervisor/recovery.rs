@@ -1,0 +1,241 @@
+//! What the supervisor does around a Redis outage, on its own timer:
+//!
+//! - **health check**: while the breaker is closed, one PING per `health_check`, so a Redis that
+//!   died is noticed within about that long even when nobody is saving (SPEC §1.1);
+//! - **spill**: on the first failure of a streak (or a forced open), every ledger entry that is
+//!   durable only in Redis is journaled, since Redis may have lost it;
+//! - **probe**: when the breaker turns half-open, one attempt on a fresh connection;
+//! - **move back**: while the breaker is closed, journaled entries are written into Redis
+//!   (conditionally: JSON by stamp, Yjs merged with what Redis holds), a bounded number at a
+//!   time, off the save path — no ack waits for it. An entry leaves the journal only once
+//!   PostgreSQL has committed it, never when it reaches Redis.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use tracing::{debug, info, warn};
+
+use super::{journal, CacheSupervisor, Outcome, Stores};
+use crate::breaker::BreakerState;
+use crate::doc::{later, Kind, Version};
+use crate::ledger::Durable;
+use crate::metrics as m;
+use crate::storage::CacheError;
+
+/// Journaled documents written into Redis at once while moving them back.
+const MOVE_CONCURRENCY: usize = 32;
+
+/// The recovery work in flight and the backoff of the move back.
+pub(super) struct Recovery {
+    probing: bool,
+    checking: bool,
+    moving: bool,
+    last_check: Option<Instant>,
+    move_failures: u32,
+    next_move: Option<Instant>,
+    retry_base: Duration,
+    retry_max: Duration,
+}
+
+impl Recovery {
+    pub(super) fn new(retry_base: Duration, retry_max: Duration) -> Self {
+        Recovery {
+            probing: false,
+            checking: false,
+            moving: false,
+            last_check: None,
+            move_failures: 0,
+            next_move: None,
+            retry_base,
+            retry_max,
+        }
+    }
+
+    fn move_failed(&mut self) -> Duration {
+        self.move_failures = self.move_failures.saturating_add(1);
+        let exp = self.move_failures.saturating_sub(1).min(16);
+        let wait = (self.retry_base * 2u32.pow(exp)).min(self.retry_max);
+        self.next_move = Some(Instant::now() + wait);
+        wait
+    }
+
+    fn move_succeeded(&mut self) {
+        self.move_failures = 0;
+        self.next_move = None;
+    }
+}
+
+impl CacheSupervisor {
+    /// Every tick: the half-open probe when due, the health check, the move back.
+    pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
+        metrics::gauge!(m::FALLBACK_DOCS).set(self.stores.ledger.count(Durable::Journal) as f64);
+        metrics::gauge!(m::JOURNAL_BYTES).set(self.stores.fallback.journal_bytes() as f64);
+        let now = Instant::now();
+        if let Some(t) = self.breaker.probe_due(now) {
+            self.transitioned(Some(t));
+        }
+        match self.breaker.state() {
+            BreakerState::HalfOpen => self.probe(ctx),
+            BreakerState::Closed => {
+                let due = self
+                    .recovery
+                    .last_check
+                    .is_none_or(|at| now.duration_since(at) >= self.settings.health_check);
+                if due && !self.recovery.checking {
+                    self.health_check(ctx);
+                }
+                if self.recovery.next_move.is_none_or(|at| now >= at) {
+                    self.move_back(ctx);
+                }
+            }
+            BreakerState::Open => {}
+        }
+    }
+
+    fn health_check(&mut self, ctx: &mut Context<Self>) {
+        self.recovery.checking = true;
+        self.recovery.last_check = Some(Instant::now());
+        let cache = self.stores.cache.clone();
+        ctx.spawn(
+            async move { cache.ping().await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.recovery.checking = false;
+                    if let Err(e) = &res {
+                        warn!(error = %e, "redis health check failed");
+                    }
+                    act.account(Outcome::from(&res), ctx);
+                }),
+        );
+    }
+
+    /// One real attempt on a fresh connection; closes the breaker if it works.
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        if self.recovery.probing {
+            return;
+        }
+        self.recovery.probing = true;
+        let cache = self.stores.cache.clone();
+        ctx.spawn(
+            async move { cache.probe().await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.recovery.probing = false;
+                    if let Err(e) = &res {
+                        debug!(error = %e, "breaker probe failed");
+                    }
+                    act.account(Outcome::from(&res), ctx);
+                    if act.breaker.allows_redis() {
+                        act.move_back(ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Redis may have lost what it held: journal every entry that is durable only there.
+    pub(super) fn spill(&mut self, ctx: &mut Context<Self>) {
+        let cached: Vec<Version> = self
+            .stores
+            .ledger
+            .entries()
+            .into_iter()
+            .filter(|e| e.durable == Durable::Cache)
+            .map(|e| e.version)
+            .collect();
+        if cached.is_empty() {
+            return;
+        }
+        info!(
+            docs = cached.len(),
+            "redis suspect, journaling what only it held"
+        );
+        let stores = self.stores.clone();
+        ctx.spawn(
+            async move {
+                for v in cached {
+                    if let Err(e) = journal(&stores, v).await {
+                        warn!(error = %e, "journaling redis-only content failed");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Writes journaled entries into Redis; each one that did not change meanwhile is then
+    /// durable in Redis too, and its document's saves go to Redis again.
+    fn move_back(&mut self, ctx: &mut Context<Self>) {
+        if self.recovery.moving {
+            return;
+        }
+        let journaled: Vec<Version> = self
+            .stores
+            .ledger
+            .entries()
+            .into_iter()
+            .filter(|e| e.durable == Durable::Journal)
+            .map(|e| e.version)
+            .collect();
+        if journaled.is_empty() {
+            return;
+        }
+        self.recovery.moving = true;
+        let stores = self.stores.clone();
+        let fut = async move {
+            let moves = futures_util::stream::iter(journaled)
+                .map(|v| {
+                    let stores = stores.clone();
+                    async move { move_one(&stores, v).await }
+                })
+                .buffer_unordered(MOVE_CONCURRENCY);
+            let results: Vec<Result<bool, CacheError>> = moves.collect().await;
+            let moved = results.iter().filter(|r| matches!(r, Ok(true))).count();
+            let failed = results.into_iter().find_map(Result::err);
+            (moved, failed)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(moved, failed), act, ctx| {
+            act.recovery.moving = false;
+            match &failed {
+                None => {
+                    act.recovery.move_succeeded();
+                    if moved > 0 {
+                        info!(docs = moved, "journaled documents moved back to redis");
+                    }
+                    act.account(Outcome::Ok, ctx);
+                }
+                Some(e) => {
+                    let wait = act.recovery.move_failed();
+                    warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "moving journaled documents to redis failed");
+                    act.account(Outcome::Failed, ctx);
+                }
+            }
+        }));
+    }
+}
+
+/// Moves one journaled version into Redis: JSON conditionally by stamp, Yjs merged with what
+/// Redis holds. True if the ledger entry was still that version and is now durable in Redis.
+async fn move_one(stores: &Stores, v: Version) -> Result<bool, CacheError> {
+    let (doc, hash) = (v.doc.clone(), v.hash.clone());
+    let write = match v.kind {
+        Kind::Json => v,
+        Kind::Yjs => match stores.cache.load(&doc).await? {
+            Some(cached) => match later(v.clone(), cached) {
+                Ok(merged) => merged,
+                Err(e) => {
+                    warn!(doc = %doc, error = %e, "cached yjs state unreadable, replacing it");
+                    v
+                }
+            },
+            None => v,
+        },
+    };
+    stores.cache.save(&write).await?;
+    let moved = stores.ledger.moved(&doc, &hash, Durable::Cache);
+    if moved && write.hash != hash {
+        // Redis held content the journal lacked: PostgreSQL must get it too.
+        stores.ledger.absorbed(write, Durable::Cache);
+    }
+    Ok(moved)
+}

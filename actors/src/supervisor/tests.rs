@@ -1,0 +1,191 @@
+//! The supervisor's routing and recovery, in process, over the in-memory stores.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use super::*;
+use crate::doc::{Kind, Stamp};
+use crate::fallback::test_dir::TestDir;
+use crate::storage::memory::{MemoryCache, MemoryStore};
+
+struct Rig {
+    supervisor: Addr<CacheSupervisor>,
+    cache: MemoryCache,
+    ledger: Ledger,
+    fallback: Fallback,
+    _dir: TestDir,
+}
+
+fn rig(name: &str) -> Rig {
+    let dir = TestDir::new(name);
+    let cache = MemoryCache::default();
+    let fallback = Fallback::open(&dir.0).unwrap();
+    let ledger = Ledger::default();
+    let stores = Stores {
+        cache: Arc::new(cache.clone()),
+        store: Arc::new(MemoryStore::default()),
+        fallback: fallback.clone(),
+        ledger: ledger.clone(),
+    };
+    let ms = Duration::from_millis;
+    let settings = SupervisorSettings {
+        failure_threshold: 3,
+        open_for: ms(100),
+        lock_poll: ms(5),
+        lock_wait: ms(50),
+        health_check: ms(20),
+        retry_base: ms(10),
+        retry_max: ms(50),
+    };
+    Rig {
+        supervisor: CacheSupervisor::new(stores, settings).start(),
+        cache,
+        ledger,
+        fallback,
+        _dir: dir,
+    }
+}
+
+fn json(content: &'static str, millis: u64) -> Version {
+    let stamp = Stamp {
+        millis,
+        counter: 0,
+        replica: "t".into(),
+    };
+    Version::new(DocId::parse("d").unwrap(), Kind::Json, Bytes::from(content)).stamped(stamp)
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn save(rig: &Rig, v: &Version) -> Stored {
+    rig.supervisor
+        .send(Save { version: v.clone() })
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[actix::test]
+async fn saves_go_to_redis_while_it_answers_and_to_the_journal_once_it_fails() {
+    let rig = rig("routing");
+    let v1 = json("1", 1);
+    assert_eq!(save(&rig, &v1).await, Stored::Cache);
+    assert_eq!(rig.cache.peek(&v1.doc), Some(v1.clone()));
+    assert_eq!(rig.ledger.get(&v1.doc).unwrap().durable, Durable::Cache);
+
+    rig.cache.faults.fail(true);
+    let v2 = json("2", 2);
+
+    assert_eq!(save(&rig, &v2).await, Stored::Fallback);
+    assert_eq!(rig.fallback.get(&v2.doc), Some(v2.clone()));
+    let entry = rig.ledger.get(&v2.doc).unwrap();
+    assert_eq!((entry.version, entry.durable), (v2, Durable::Journal));
+}
+
+#[actix::test]
+async fn a_journaled_document_saves_to_the_journal_until_it_is_moved_back_into_redis() {
+    let rig = rig("move-back");
+    rig.cache.faults.fail(true);
+    let v1 = json("1", 1);
+    assert_eq!(save(&rig, &v1).await, Stored::Fallback);
+    rig.cache.faults.pause();
+    rig.cache.faults.fail(false);
+
+    // Redis answers again but the move back is held: the document's saves stay journaled.
+    let v2 = json("2", 2);
+    assert_eq!(save(&rig, &v2).await, Stored::Fallback);
+    rig.cache.faults.resume();
+
+    until("the move back", || {
+        rig.ledger
+            .get(&v2.doc)
+            .is_some_and(|e| e.durable == Durable::Cache)
+    })
+    .await;
+    assert_eq!(rig.cache.peek(&v2.doc), Some(v2.clone()));
+    assert_eq!(
+        rig.fallback.get(&v2.doc),
+        Some(v2.clone()),
+        "the journal keeps it until postgres has it"
+    );
+    assert_eq!(save(&rig, &json("3", 3)).await, Stored::Cache);
+}
+
+#[actix::test]
+async fn a_failing_health_check_journals_what_only_redis_held() {
+    let rig = rig("spill");
+    let v = json("1", 1);
+    assert_eq!(save(&rig, &v).await, Stored::Cache);
+
+    // Nobody saves; only the health check can notice.
+    rig.cache.faults.fail(true);
+
+    until("the spill", || rig.fallback.get(&v.doc).is_some()).await;
+    until("the ledger to say journaled", || {
+        rig.ledger
+            .get(&v.doc)
+            .is_some_and(|e| e.durable == Durable::Journal)
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_commit_clears_the_ledger_the_journal_and_the_dirty_mark_together() {
+    let rig = rig("committed");
+    rig.cache.faults.fail(true);
+    let v = json("1", 1);
+    save(&rig, &v).await;
+    rig.cache.faults.fail(false);
+    until("the move back", || {
+        rig.ledger
+            .get(&v.doc)
+            .is_some_and(|e| e.durable == Durable::Cache)
+    })
+    .await;
+    assert!(rig.cache.is_dirty(&v.doc));
+
+    rig.supervisor
+        .send(Committed {
+            done: vec![(v.doc.clone(), v.hash.clone())],
+        })
+        .await
+        .unwrap();
+
+    assert!(!rig.ledger.lacks(&v.doc));
+    assert!(!rig.cache.is_dirty(&v.doc));
+    until("the journal to let go", || {
+        rig.fallback.get(&v.doc).is_none()
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_load_prefers_the_later_of_the_ledger_and_redis() {
+    let rig = rig("load");
+    let (old, new) = (json("old", 1), json("new", 2));
+    rig.ledger.absorbed(old.clone(), Durable::Journal);
+    assert_eq!(save(&rig, &new).await, Stored::Fallback, "journaled doc");
+    rig.ledger.absorbed(old.clone(), Durable::Journal);
+
+    let loaded = rig
+        .supervisor
+        .send(Load {
+            doc: old.doc.clone(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(loaded, Some(new));
+}
