@@ -184,7 +184,10 @@ impl TestApp {
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`, ...) without waiting.
     pub fn signal(&self, name: &str) {
-        let pid = self.pid().expect("the service is not running");
+        let Run::Process(child) = &self.run else {
+            process_only("signal")
+        };
+        let pid = child.as_ref().expect("the service is not running").id();
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(pid.to_string())

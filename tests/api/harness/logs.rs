@@ -6,7 +6,7 @@
 //! event or a panic happens on says which app it came from. Lines are also printed through
 //! libtest's capture (app threads inherit the test's), so a failing test shows its app's log.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, Once, PoisonError};
 
@@ -21,7 +21,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub type Sink = Arc<Mutex<Vec<String>>>;
 
 /// System id → the sink of the app that System runs.
-static SINKS: Mutex<Option<HashMap<usize, Sink>>> = Mutex::new(None);
+static SINKS: Mutex<BTreeMap<usize, Sink>> = Mutex::new(BTreeMap::new());
 
 /// Installs the subscriber and the panic hook, once per test binary. The filter is
 /// `DOCROOM_TEST_LOG` (default `info`), as for the child processes.
@@ -61,14 +61,12 @@ pub fn install() {
 /// From now on, lines of threads of `system` go to `sink`.
 pub fn register(system: usize, sink: Sink) {
     let mut sinks = SINKS.lock().unwrap_or_else(PoisonError::into_inner);
-    sinks.get_or_insert_with(HashMap::new).insert(system, sink);
+    sinks.insert(system, sink);
 }
 
 pub fn unregister(system: usize) {
     let mut sinks = SINKS.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(sinks) = sinks.as_mut() {
-        sinks.remove(&system);
-    }
+    sinks.remove(&system);
 }
 
 /// Appends `line` to the sink of the current thread's System, if it is an app's.
@@ -76,11 +74,13 @@ fn record(line: String) {
     let Some(system) = System::try_current().map(|s| s.id()) else {
         return;
     };
-    // `try_lock`: a panic raised while this very lock is held must not deadlock the hook.
-    let sink = match SINKS.try_lock() {
-        Ok(sinks) => sinks.as_ref().and_then(|s| s.get(&system)).cloned(),
-        Err(_) => None,
-    };
+    // Held only for a map lookup, insert or removal, none of which logs or panics: the hook
+    // cannot find it held by its own thread.
+    let sink = SINKS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&system)
+        .cloned();
     if let Some(sink) = sink {
         sink.lock()
             .unwrap_or_else(PoisonError::into_inner)
