@@ -1,5 +1,6 @@
-//! docroom's integration tests: the built binary as a child process, real Redis, real PostgreSQL,
-//! real WebSocket clients. `harness` says what every test gets; each other module is one area of
+//! docroom's integration tests: the app started in this process (the built binary as a child
+//! process where a signal, a kill or the exit is the story), real Redis, real PostgreSQL, real
+//! WebSocket clients. `harness` says what every test gets; each other module is one area of
 //! behaviour, its tests named after what they prove.
 
 mod harness;
