@@ -422,6 +422,7 @@ impl Handler<Committed> for CacheSupervisor {
             .into_actor(self),
         );
         if !self.breaker.allows_redis() {
+            self.recovery.fill_later(fills);
             return Box::pin(fut::ready(()));
         }
         let cache = self.stores.cache.clone();
