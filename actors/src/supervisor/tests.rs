@@ -189,3 +189,40 @@ async fn a_load_prefers_the_later_of_the_ledger_and_redis() {
 
     assert_eq!(loaded, Some(new));
 }
+
+#[actix::test]
+async fn a_save_is_not_held_up_by_moving_journaled_documents_back_into_redis() {
+    let rig = rig("move-back-off-path");
+    rig.cache.faults.fail(true);
+    for i in 0..600 {
+        let doc = DocId::parse(&format!("journaled-{i}")).unwrap();
+        let v = Version::new(doc, Kind::Json, Bytes::from(format!("{i}")));
+        rig.supervisor
+            .send(Save { version: v })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(rig.ledger.count(Durable::Journal), 600);
+    // Every Redis call now takes a while: moving 600 documents back takes many of them.
+    rig.cache.faults.slow(Duration::from_millis(20));
+    rig.cache.faults.fail(false);
+    until("the move back to start", || {
+        rig.ledger.count(Durable::Journal) < 600
+    })
+    .await;
+
+    let fresh = Version::new(DocId::parse("fresh").unwrap(), Kind::Json, Bytes::from("1"));
+    let stored = rig
+        .supervisor
+        .send(Save { version: fresh })
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(stored, Stored::Cache);
+    assert!(
+        rig.ledger.count(Durable::Journal) > 0,
+        "the save waited for the whole move back"
+    );
+}
