@@ -7,13 +7,14 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::*;
-use crate::doc::{Kind, Stamp};
+use crate::doc::Kind;
 use crate::fallback::test_dir::TestDir;
 use crate::fallback::Fallback;
 use crate::ledger::Durable;
 use crate::storage::memory::{MemoryCache, MemoryStore};
 use crate::storage::Cache;
-use crate::supervisor::{Save, Stores, SupervisorSettings};
+use crate::supervisor::{Save, Stores};
+use crate::testing::{stamped, supervisor_settings};
 
 struct Rig {
     supervisor: Addr<CacheSupervisor>,
@@ -31,26 +32,13 @@ fn rig(name: &str) -> Rig {
         MemoryStore::default(),
         Ledger::default(),
     );
-    let ms = Duration::from_millis;
     let stores = Stores {
         cache: Arc::new(cache.clone()),
         store: Arc::new(store.clone()),
         fallback: Fallback::open(&dir.0).unwrap(),
         ledger: ledger.clone(),
     };
-    let supervisor = CacheSupervisor::new(
-        stores,
-        SupervisorSettings {
-            failure_threshold: 3,
-            open_for: ms(100),
-            lock_poll: ms(5),
-            lock_wait: ms(50),
-            health_check: ms(50),
-            retry_base: ms(10),
-            retry_max: ms(50),
-        },
-    )
-    .start();
+    let supervisor = CacheSupervisor::new(stores, supervisor_settings()).start();
     let hour = Duration::from_secs(3600);
     let flusher = Flusher::new(
         Arc::new(store.clone()),
@@ -76,12 +64,7 @@ fn rig(name: &str) -> Rig {
 }
 
 fn json(content: &'static str, millis: u64) -> Version {
-    let stamp = Stamp {
-        millis,
-        counter: 0,
-        replica: "t".into(),
-    };
-    Version::new(DocId::parse("d").unwrap(), Kind::Json, Bytes::from(content)).stamped(stamp)
+    stamped("d", content, millis)
 }
 
 async fn save(rig: &Rig, v: &Version) {

@@ -7,9 +7,10 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::*;
-use crate::doc::{Kind, Stamp};
+use crate::doc::Kind;
 use crate::fallback::test_dir::TestDir;
 use crate::storage::memory::{MemoryCache, MemoryStore};
+use crate::testing::{stamped, supervisor_settings};
 
 struct Rig {
     supervisor: Addr<CacheSupervisor>,
@@ -30,18 +31,8 @@ fn rig(name: &str) -> Rig {
         fallback: fallback.clone(),
         ledger: ledger.clone(),
     };
-    let ms = Duration::from_millis;
-    let settings = SupervisorSettings {
-        failure_threshold: 3,
-        open_for: ms(100),
-        lock_poll: ms(5),
-        lock_wait: ms(50),
-        health_check: ms(20),
-        retry_base: ms(10),
-        retry_max: ms(50),
-    };
     Rig {
-        supervisor: CacheSupervisor::new(stores, settings).start(),
+        supervisor: CacheSupervisor::new(stores, supervisor_settings()).start(),
         cache,
         ledger,
         fallback,
@@ -50,12 +41,7 @@ fn rig(name: &str) -> Rig {
 }
 
 fn json(content: &'static str, millis: u64) -> Version {
-    let stamp = Stamp {
-        millis,
-        counter: 0,
-        replica: "t".into(),
-    };
-    Version::new(DocId::parse("d").unwrap(), Kind::Json, Bytes::from(content)).stamped(stamp)
+    stamped("d", content, millis)
 }
 
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
