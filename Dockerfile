@@ -1,9 +1,13 @@
 # syntax=docker/dockerfile:1
 #
 # docroom: multi-stage build.
-#   builder: compiles the dependencies in their own cached layer (only the manifests and the
-#            lock file decide it), then the workspace's own sources.
+#   chef:    the Rust toolchain with cargo-chef (a cached layer of its own).
+#   planner: reduces the workspace to a recipe (every member's manifest, Cargo.lock, and the
+#            targets they declare); the recipe changes only when a dependency does.
+#   builder: cooks the recipe (compiles the dependencies alone, cached as long as the recipe is
+#            unchanged), then builds the workspace's own code on top.
 #   runtime: debian slim with the one binary, its config/ directory, and a non-root user.
+# cargo-chef finds every workspace member itself, so adding one needs no edit here.
 #
 #   docker build -t docroom .
 #   docker run -p 8080:8080 \
@@ -11,42 +15,21 @@
 #     -e DOCROOM_DATABASE_URL=postgres://postgres@db:5432/docroom \
 #     -v docroom-data:/app/data docroom
 
-FROM rust:1-bookworm AS builder
+FROM rust:1-bookworm AS chef
+# Pinned, so a cargo-chef release cannot change the recipe format under a cached layer.
+RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /build
 
-# --- dependency layer: rebuilt only when a manifest or Cargo.lock changes -------------------
-# A workspace member added to Cargo.toml needs its Cargo.toml copied here too.
-COPY Cargo.toml Cargo.lock ./
-COPY actors/Cargo.toml actors/Cargo.toml
-# Stub sources. Cargo refuses a manifest whose explicitly declared [[bench]]/[[test]]/
-# [[example]]/[[bin]] targets have no file, so each one gets a stand-in too (those outside src/
-# stay: only the binary is built here). Afterwards the stub builds of the workspace's own
-# crates are forgotten (their fingerprints), so the next stage recompiles just them.
-RUN set -eu; \
-    mkdir -p src actors/src; \
-    echo 'fn main() {}' > src/main.rs; \
-    : > actors/src/lib.rs; \
-    for manifest in Cargo.toml actors/Cargo.toml; do \
-      dir=$(dirname "$manifest"); \
-      awk ' \
-        function emit() { if (kind != "") print (path != "" ? path : dflt[kind] name ".rs"); kind = ""; name = ""; path = "" } \
-        BEGIN { dflt["bench"] = "benches/"; dflt["test"] = "tests/"; dflt["example"] = "examples/"; dflt["bin"] = "src/bin/" } \
-        /^[ \t]*\[/ { emit(); if (match($0, /^[ \t]*\[\[(bench|test|example|bin)\]\]/)) { kind = $0; gsub(/[][ \t]/, "", kind) } next } \
-        kind != "" && /^[ \t]*name[ \t]*=/ { name = $0; sub(/^[^"]*"/, "", name); sub(/".*/, "", name) } \
-        kind != "" && /^[ \t]*path[ \t]*=/ { path = $0; sub(/^[^"]*"/, "", path); sub(/".*/, "", path) } \
-        END { emit() }' "$manifest" \
-      | while read -r target; do \
-          mkdir -p "$dir/$(dirname "$target")"; \
-          [ -e "$dir/$target" ] || echo 'fn main() {}' > "$dir/$target"; \
-        done; \
-    done; \
-    cargo build --release --locked --bin docroom; \
-    rm -rf target/release/.fingerprint/docroom-* src actors/src
+# --- planner: the recipe ----------------------------------------------------------------------
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json --bin docroom
 
-# --- the workspace's own code ---------------------------------------------------------------
-COPY src/ src/
-COPY actors/src/ actors/src/
-COPY migrations/ migrations/
+# --- builder: dependencies from the recipe, then the workspace's own code ---------------------
+FROM chef AS builder
+COPY --from=planner /build/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bin docroom
+COPY . .
 RUN cargo build --release --locked --bin docroom \
     && install -m 0755 target/release/docroom /usr/local/bin/docroom
 

@@ -287,19 +287,9 @@ mod tests {
 
     #[test]
     fn yjs_versions_merge_so_neither_side_loses_an_edit() {
-        use yrs::{ReadTxn, Text, Transact};
-        let edit = |client: u64, text: &str| {
-            let doc = yrs::Doc::with_client_id(client);
-            let t = doc.get_or_insert_text("t");
-            t.insert(&mut doc.transact_mut(), 0, text);
-            let state = doc
-                .transact()
-                .encode_state_as_update_v1(&yrs::StateVector::default());
-            Version::new(DocId::parse("y").unwrap(), Kind::Yjs, Bytes::from(state))
-        };
-        let merged = later(edit(1, "left"), edit(2, "right")).unwrap();
-        let doc = crate::protocol::yjs::YjsDoc::load(&merged.content).unwrap();
-        let text = doc.to_json().to_string();
+        use crate::testing::yjs_edit;
+        let merged = later(yjs_edit("y", 1, "left"), yjs_edit("y", 2, "right")).unwrap();
+        let text = crate::testing::yjs_text(&merged);
         assert!(text.contains("left") && text.contains("right"), "{text}");
     }
 

@@ -148,16 +148,9 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doc::Stamp;
-    use bytes::Bytes;
 
     fn json(doc: &str, content: &'static str, millis: u64) -> Version {
-        let stamp = Stamp {
-            millis,
-            counter: 0,
-            replica: "r".into(),
-        };
-        Version::new(DocId::parse(doc).unwrap(), Kind::Json, Bytes::from(content)).stamped(stamp)
+        crate::testing::stamped(doc, content, millis)
     }
 
     #[test]

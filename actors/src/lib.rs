@@ -36,3 +36,5 @@ pub mod room;
 pub mod schedule;
 pub mod storage;
 pub mod supervisor;
+#[cfg(test)]
+mod testing;

@@ -15,6 +15,7 @@ mod crash_recovery;
 mod database_outage;
 mod double_faults;
 mod duplicates;
+mod durability_holes;
 mod editing;
 mod flushing;
 mod hostile_input;

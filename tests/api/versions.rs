@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Stamp, Version};
-use docroom_actors::storage::{DocStore, PgStore};
+use docroom_actors::storage::{Cache, CacheSettings, DocStore, PgStore, RedisCache, Written};
 use serde_json::json;
 use yrs::{ReadTxn, Text, Transact};
 
-use crate::harness::app::SHARED_PG_ADDR;
-use crate::harness::{TestApp, TestOptions};
+use crate::harness::app::{SHARED_PG_ADDR, SHARED_REDIS_URL};
+use crate::harness::storage::delete_keys;
+use crate::harness::{random_suffix, TestApp, TestOptions};
 
 fn stamped(doc: &str, content: &'static str, millis: u64) -> Version {
     let stamp = Stamp {
@@ -79,4 +80,59 @@ async fn postgres_merges_yjs_states_instead_of_replacing_them() {
         text.contains("left") && text.contains("right"),
         "one writer's edits were lost: {text}"
     );
+}
+
+fn cache(prefix: &str) -> RedisCache {
+    let ms = Duration::from_millis;
+    RedisCache::new(CacheSettings {
+        url: SHARED_REDIS_URL.into(),
+        key_prefix: prefix.into(),
+        ttl_secs: 125,
+        lock_ttl_secs: 10,
+        response_timeout: ms(2000),
+        connection_timeout: ms(2000),
+        retry_base: ms(100),
+        retry_max: ms(1000),
+        retry_jitter: ms(10),
+    })
+}
+
+#[tokio::test]
+async fn a_cache_fill_never_replaces_what_a_save_wrote() {
+    let prefix = format!("t{}:", random_suffix());
+    let redis = cache(&prefix);
+    let (v1, v2) = (
+        stamped("filled", r#"{"v":1}"#, 1),
+        stamped("filled", r#"{"v":2}"#, 2),
+    );
+
+    // A reader took the fill lock and read v1 from PostgreSQL; meanwhile a room saved v2 ...
+    redis.save(&v2).await.unwrap();
+    redis.fill(&v1).await.unwrap();
+    assert_eq!(redis.load(&v2.doc).await.unwrap(), Some(v2.clone()));
+    // ... and v2 was flushed (no longer dirty) before the slow fill of v1 arrived.
+    redis
+        .mark_clean(&[(v2.doc.clone(), v2.hash.clone())])
+        .await
+        .unwrap();
+    redis.fill(&v1).await.unwrap();
+
+    assert_eq!(redis.load(&v2.doc).await.unwrap(), Some(v2));
+    let _ = delete_keys(SHARED_REDIS_URL, &prefix).await;
+}
+
+#[tokio::test]
+async fn redis_never_takes_json_content_with_a_smaller_stamp_over_a_larger_one() {
+    let prefix = format!("t{}:", random_suffix());
+    let redis = cache(&prefix);
+    let (v2, v3) = (
+        stamped("doc", r#"{"v":2}"#, 2),
+        stamped("doc", r#"{"v":3}"#, 3),
+    );
+
+    assert_eq!(redis.save(&v3).await.unwrap(), Written::Stored);
+    assert_eq!(redis.save(&v2).await.unwrap(), Written::Superseded);
+
+    assert_eq!(redis.load(&v3.doc).await.unwrap(), Some(v3));
+    let _ = delete_keys(SHARED_REDIS_URL, &prefix).await;
 }

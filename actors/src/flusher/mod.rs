@@ -8,6 +8,8 @@
 //! (SPEC §6) makes a write of older content a no-op, whatever order runs end in.
 
 mod batches;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

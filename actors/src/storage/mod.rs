@@ -9,6 +9,7 @@
 pub mod memory;
 mod postgres;
 mod redis_cache;
+mod redis_scripts;
 
 use async_trait::async_trait;
 

@@ -10,6 +10,7 @@
 //!   time, off the save path — no ack waits for it. An entry leaves the journal only once
 //!   PostgreSQL has committed it, never when it reaches Redis.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -18,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::{journal, CacheSupervisor, Outcome, Stores};
 use crate::breaker::BreakerState;
-use crate::doc::{later, Kind, Version};
+use crate::doc::{later, DocId, Kind, Version};
 use crate::ledger::Durable;
 use crate::metrics as m;
 use crate::storage::CacheError;
@@ -34,6 +35,9 @@ pub(super) struct Recovery {
     last_check: Option<Instant>,
     move_failures: u32,
     next_move: Option<Instant>,
+    /// Journaled versions PostgreSQL committed while Redis was out of use: filled into the
+    /// cache with the next move back, so readers find them there (no durability rests on it).
+    fills: HashMap<DocId, Version>,
     retry_base: Duration,
     retry_max: Duration,
 }
@@ -47,6 +51,7 @@ impl Recovery {
             last_check: None,
             move_failures: 0,
             next_move: None,
+            fills: HashMap::new(),
             retry_base,
             retry_max,
         }
@@ -58,6 +63,12 @@ impl Recovery {
         let wait = (self.retry_base * 2u32.pow(exp)).min(self.retry_max);
         self.next_move = Some(Instant::now() + wait);
         wait
+    }
+
+    pub(super) fn fill_later(&mut self, versions: Vec<Version>) {
+        for v in versions {
+            self.fills.insert(v.doc.clone(), v);
+        }
     }
 
     fn move_succeeded(&mut self) {
@@ -177,12 +188,18 @@ impl CacheSupervisor {
             .filter(|e| e.durable == Durable::Journal)
             .map(|e| e.version)
             .collect();
-        if journaled.is_empty() {
+        let fills: Vec<Version> = self.recovery.fills.drain().map(|(_, v)| v).collect();
+        if journaled.is_empty() && fills.is_empty() {
             return;
         }
         self.recovery.moving = true;
         let stores = self.stores.clone();
         let fut = async move {
+            for v in &fills {
+                if let Err(e) = stores.cache.fill(v).await {
+                    return (0, Some(e));
+                }
+            }
             let moves = futures_util::stream::iter(journaled)
                 .map(|v| {
                     let stores = stores.clone();

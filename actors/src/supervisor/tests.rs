@@ -7,9 +7,10 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::*;
-use crate::doc::{Kind, Stamp};
+use crate::doc::Kind;
 use crate::fallback::test_dir::TestDir;
 use crate::storage::memory::{MemoryCache, MemoryStore};
+use crate::testing::{stamped, supervisor_settings};
 
 struct Rig {
     supervisor: Addr<CacheSupervisor>,
@@ -30,18 +31,8 @@ fn rig(name: &str) -> Rig {
         fallback: fallback.clone(),
         ledger: ledger.clone(),
     };
-    let ms = Duration::from_millis;
-    let settings = SupervisorSettings {
-        failure_threshold: 3,
-        open_for: ms(100),
-        lock_poll: ms(5),
-        lock_wait: ms(50),
-        health_check: ms(20),
-        retry_base: ms(10),
-        retry_max: ms(50),
-    };
     Rig {
-        supervisor: CacheSupervisor::new(stores, settings).start(),
+        supervisor: CacheSupervisor::new(stores, supervisor_settings()).start(),
         cache,
         ledger,
         fallback,
@@ -50,12 +41,7 @@ fn rig(name: &str) -> Rig {
 }
 
 fn json(content: &'static str, millis: u64) -> Version {
-    let stamp = Stamp {
-        millis,
-        counter: 0,
-        replica: "t".into(),
-    };
-    Version::new(DocId::parse("d").unwrap(), Kind::Json, Bytes::from(content)).stamped(stamp)
+    stamped("d", content, millis)
 }
 
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -188,4 +174,41 @@ async fn a_load_prefers_the_later_of_the_ledger_and_redis() {
         .unwrap();
 
     assert_eq!(loaded, Some(new));
+}
+
+#[actix::test]
+async fn a_save_is_not_held_up_by_moving_journaled_documents_back_into_redis() {
+    let rig = rig("move-back-off-path");
+    rig.cache.faults.fail(true);
+    for i in 0..600 {
+        let doc = DocId::parse(&format!("journaled-{i}")).unwrap();
+        let v = Version::new(doc, Kind::Json, Bytes::from(format!("{i}")));
+        rig.supervisor
+            .send(Save { version: v })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(rig.ledger.count(Durable::Journal), 600);
+    // Every Redis call now takes a while: moving 600 documents back takes many of them.
+    rig.cache.faults.slow(Duration::from_millis(20));
+    rig.cache.faults.fail(false);
+    until("the move back to start", || {
+        rig.ledger.count(Durable::Journal) < 600
+    })
+    .await;
+
+    let fresh = Version::new(DocId::parse("fresh").unwrap(), Kind::Json, Bytes::from("1"));
+    let stored = rig
+        .supervisor
+        .send(Save { version: fresh })
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(stored, Stored::Cache);
+    assert!(
+        rig.ledger.count(Durable::Journal) > 0,
+        "the save waited for the whole move back"
+    );
 }

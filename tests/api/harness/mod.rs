@@ -15,7 +15,7 @@
 //! - [`ws`]: `WsClient` (JSON protocol, answers Pings) and `MuteClient` (stops answering)
 //! - [`redis_server`]: `PrivateRedis`, to kill, pause and restart
 //! - [`proxy`]: `Proxy`, a TCP proxy to cut or stall
-//! - [`sha256`]: the content hash, computed independently of the service
+//! - [`sha256`]: SHA-256 from `ring` (the service uses `sha2`), for the content hash
 //! - `fault_tools`, `app_modes`: tests of the fault tools and of the two app modes themselves
 
 // The harness is shared by every suite (the fault-injection and Yjs ones too); helpers one

@@ -19,7 +19,7 @@ use crate::protocol::Protocol;
                   update->ack and update->broadcast latency percentiles, errors and drops.\n\n\
                   Presets (issue 5): w1 many rooms, w2 hot room, w3 save throughput, w4 idle \
                   scale. W5 (one flush of 10,000 dirty documents) is measured by \
-                  scripts/bench-compare, not by this binary."
+                  tools/bench-compare, not by this binary."
 )]
 pub struct Args {
     /// Standard workload to start from; other flags override its values
