@@ -214,7 +214,7 @@ impl CacheSupervisor {
             forced: self.breaker.forced(),
             consecutive_failures: self.breaker.consecutive_failures(),
             opened_at: self.breaker.opened_at().and(self.opened_wall),
-            fallback_docs: self.stores.ledger.count(Durable::Journal),
+            fallback_docs: self.fallback_docs(),
         }
     }
 

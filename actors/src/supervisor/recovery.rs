@@ -78,9 +78,15 @@ impl Recovery {
 }
 
 impl CacheSupervisor {
+    /// Documents served from the journal and not yet back in Redis: the ledger's journaled
+    /// entries, and journaled versions PostgreSQL took before they could be moved back.
+    pub(super) fn fallback_docs(&self) -> usize {
+        self.stores.ledger.count(Durable::Journal) + self.recovery.fills.len()
+    }
+
     /// Every tick: the half-open probe when due, the health check, the move back.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
-        metrics::gauge!(m::FALLBACK_DOCS).set(self.stores.ledger.count(Durable::Journal) as f64);
+        metrics::gauge!(m::FALLBACK_DOCS).set(self.fallback_docs() as f64);
         metrics::gauge!(m::JOURNAL_BYTES).set(self.stores.fallback.journal_bytes() as f64);
         let now = Instant::now();
         if let Some(t) = self.breaker.probe_due(now) {
