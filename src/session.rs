@@ -12,8 +12,10 @@ use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use docroom_actors::doc::{DocId, Kind};
-use docroom_actors::registry::{GetRoom, RoomRegistry};
-use docroom_actors::room::{DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update, YjsFrame};
+use docroom_actors::registry::{GetRoom, NoRoom, RoomRegistry};
+use docroom_actors::room::{
+    Backlog, DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update, YjsFrame,
+};
 use tracing::{debug, info};
 
 use crate::auth::Access;
@@ -52,6 +54,7 @@ pub fn start(
         max_document_bytes: state.settings.limits.max_document_bytes,
         registry: state.registry.clone(),
         room: None,
+        backlog: Backlog::default(),
         last_seen: Instant::now(),
         heartbeat: Duration::from_millis(s.heartbeat_interval_ms),
         timeout: Duration::from_millis(s.client_timeout_ms),
@@ -77,6 +80,8 @@ pub struct Session {
     max_document_bytes: usize,
     registry: Addr<RoomRegistry>,
     room: Option<Addr<DocRoom>>,
+    /// Shared with the room: what it queued for this session and the session has not handled.
+    backlog: Backlog,
     last_seen: Instant,
     heartbeat: Duration,
     timeout: Duration,
@@ -98,6 +103,7 @@ impl Session {
             member: self.member,
             kind,
             outbound: ctx.address().recipient(),
+            backlog: self.backlog.clone(),
         };
         let fut = async move {
             let room = registry
@@ -108,7 +114,10 @@ impl Session {
                 })
                 .await
                 .map_err(|e| RoomError::Unavailable(e.to_string()))?
-                .map_err(|_| RoomError::Closing)?;
+                .map_err(|refused| match refused {
+                    NoRoom::ShuttingDown => RoomError::Closing,
+                    NoRoom::Full(_) => RoomError::Unavailable(refused.to_string()),
+                })?;
             match room.send(join).await {
                 Ok(res) => res.map(|snapshot| Some((room, snapshot))),
                 Err(_) => Ok(None),
@@ -257,9 +266,19 @@ impl Actor for Session {
 impl Handler<Outbound> for Session {
     type Result = ();
 
-    /// Writes what the room sends.
+    /// Writes what the room sends; closes with 1008 if the room dropped this member for not
+    /// taking its frames (the first thing a stalled session does once it runs again).
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
         let _span = self.span.clone().entered();
+        self.backlog.taken(&msg);
+        if self.backlog.overflowed() {
+            info!(doc = %self.doc, member = ?self.member, "client too slow to read, closing");
+            return self.close(
+                ctx,
+                ws::CloseCode::Policy,
+                "too slow: backlog limit exceeded",
+            );
+        }
         self.write(msg, ctx);
     }
 }

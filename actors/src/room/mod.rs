@@ -25,8 +25,15 @@ use crate::metrics as m;
 use crate::protocol::json;
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
+mod limits;
+mod member;
 mod save_queue;
+#[cfg(test)]
+mod tests;
 mod yjs;
+pub use limits::RoomLimits;
+pub use member::Backlog;
+use member::Member;
 pub use save_queue::SaveQueue;
 pub use yjs::YjsFrame;
 
@@ -81,6 +88,9 @@ pub struct Join {
     pub member: MemberId,
     pub kind: Kind,
     pub outbound: Recipient<Outbound>,
+    /// Charged by the room for every frame it queues to `outbound`; the session credits it for
+    /// every frame it handles (see [`Backlog`]).
+    pub backlog: Backlog,
 }
 
 #[derive(Message)]
@@ -135,6 +145,7 @@ pub struct RoomContext {
     pub ledger: Ledger,
     pub clock: Clock,
     pub yjs_save_interval: Duration,
+    pub limits: RoomLimits,
 }
 
 struct Waiter {
@@ -149,7 +160,9 @@ pub struct DocRoom {
     /// Entered while the room handles members' messages, so every log line names the document.
     span: tracing::Span,
     shared: RoomContext,
-    members: HashMap<MemberId, Recipient<Outbound>>,
+    members: HashMap<MemberId, Member>,
+    /// Members that went over their backlog while a handler was sending; dropped at its end.
+    lagging: Vec<MemberId>,
     current: Option<Version>,
     saves: SaveQueue<Waiter>,
     persisting: bool,
@@ -168,6 +181,7 @@ impl DocRoom {
             kind,
             shared,
             members: HashMap::new(),
+            lagging: Vec::new(),
             current: None,
             saves: SaveQueue::default(),
             persisting: false,
@@ -177,12 +191,14 @@ impl DocRoom {
         }
     }
 
-    fn broadcast(&self, from: Option<MemberId>, frame: Outbound) {
+    /// Sends `frame` to every member but `from`; those over their backlog are noted in
+    /// `lagging`, for the handler to drop ([`DocRoom::drop_lagging`]).
+    fn broadcast(&mut self, from: Option<MemberId>, frame: Outbound) {
         let others = self.members.len().saturating_sub(from.is_some() as usize);
         metrics::histogram!(m::BROADCAST_FANOUT).record(others as f64);
         for (id, member) in &self.members {
-            if Some(*id) != from {
-                member.do_send(frame.clone());
+            if Some(*id) != from && !member.send(frame.clone(), &self.shared.limits) {
+                self.lagging.push(*id);
             }
         }
     }
@@ -311,6 +327,7 @@ impl Actor for DocRoom {
                     // A room nobody joins (the joiner went away, or was refused) must not
                     // linger: look again once the joins in flight have arrived.
                     ctx.run_later(IDLE_GRACE, |act, ctx| act.check_idle(ctx));
+                    ctx.run_interval(member::MEMBER_SWEEP, |act, ctx| act.prune_gone(ctx));
                     if let Err(e) = act.open_yjs() {
                         warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
                         act.fail(e.to_string(), ctx);
@@ -337,7 +354,14 @@ impl Handler<Join> for DocRoom {
                 actual: self.kind.as_str(),
             });
         }
-        self.members.insert(msg.member, msg.outbound);
+        if !msg.outbound.connected() {
+            // The session is gone already (its connection dropped while it waited): no
+            // member would ever leave.
+            self.check_idle(ctx);
+            return Err(RoomError::Unavailable("the connection is gone".into()));
+        }
+        self.members
+            .insert(msg.member, Member::new(msg.outbound, msg.backlog));
         Ok(match &self.yjs {
             Some(y) => y
                 .doc
@@ -361,6 +385,7 @@ impl Handler<Leave> for DocRoom {
         let _span = self.span.clone().entered();
         if self.members.remove(&msg.member).is_some() {
             self.forget_awareness(msg.member);
+            self.drop_lagging(ctx);
             self.check_idle(ctx);
         }
     }
@@ -417,6 +442,8 @@ impl Handler<Update> for DocRoom {
                 }
                 self.current = Some(version.clone());
                 self.save(version, Some(waiter), ctx);
+                // After the save is queued: dropping the last member looks at idleness.
+                self.drop_lagging(ctx);
             }
         }
         Box::pin(async move {
@@ -464,7 +491,7 @@ impl Handler<CloseRoom> for DocRoom {
         let captured = self.save_yjs_now(ctx);
         self.closing = true;
         for (_, member) in self.members.drain() {
-            member.do_send(Outbound::Close {
+            member.force(Outbound::Close {
                 code: 1001,
                 reason: "server shutting down",
             });
