@@ -1,5 +1,5 @@
-//! A room's members: where each one's frames go, and how much of them its session has not
-//! taken yet.
+//! A room's members: joining and leaving, where each one's frames go, and how much of them its
+//! session has not taken yet.
 //!
 //! Rooms send with `do_send`, which ignores mailbox limits, and a session whose client stopped
 //! reading is not polled at all (actix-web-actors stops polling it while its socket is full):
@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tracing::warn;
+use tracing::{debug, warn};
 
-use super::{DocRoom, MemberId, Outbound, RoomLimits};
+use super::{json, DocRoom, Kind, MemberId, Outbound, RoomError, RoomLimits};
 
 /// How often a room looks for members whose session stopped without a `Leave`.
 pub(super) const MEMBER_SWEEP: Duration = Duration::from_secs(1);
@@ -158,11 +158,85 @@ impl DocRoom {
             return;
         }
         for id in gone {
+            debug!(doc = %self.doc, member = id.get(), "session gone without leaving, member dropped");
             self.members.remove(&id);
             self.forget_awareness(id);
         }
         self.drop_lagging(ctx);
         self.check_idle(ctx);
+    }
+}
+
+/// Joins a member; answers the frames to send it first (JSON snapshot, or Yjs sync step 1 and
+/// awareness).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Outbound>, RoomError>")]
+pub struct Join {
+    pub member: MemberId,
+    pub kind: Kind,
+    pub outbound: Recipient<Outbound>,
+    /// Charged by the room for every frame it queues to `outbound`; the session credits it for
+    /// every frame it handles (see [`Backlog`]).
+    pub backlog: Backlog,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub member: MemberId,
+}
+
+impl Handler<Join> for DocRoom {
+    type Result = Result<Vec<Outbound>, RoomError>;
+
+    /// Adds a member and answers the snapshot it starts from.
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = self.span.clone().entered();
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
+        }
+        if msg.kind != self.kind {
+            // The room may have been opened for this refused join alone.
+            self.check_idle(ctx);
+            return Err(RoomError::WrongKind {
+                doc: self.doc.clone(),
+                actual: self.kind.as_str(),
+            });
+        }
+        if !msg.outbound.connected() {
+            // The session is gone already (its connection dropped while it waited): no
+            // member would ever leave.
+            self.check_idle(ctx);
+            return Err(RoomError::Unavailable("the connection is gone".into()));
+        }
+        self.members
+            .insert(msg.member, Member::new(msg.outbound, msg.backlog));
+        Ok(match &self.yjs {
+            Some(y) => y
+                .doc
+                .greeting()
+                .into_iter()
+                .map(|f| Outbound::Binary(f.into()))
+                .collect(),
+            None => vec![Outbound::Text(json::snapshot_frame(
+                &self.doc,
+                self.current.as_ref(),
+            ))],
+        })
+    }
+}
+
+impl Handler<Leave> for DocRoom {
+    type Result = ();
+
+    /// Removes a member; the last one out triggers the leave flush.
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
+        if self.members.remove(&msg.member).is_some() {
+            self.forget_awareness(msg.member);
+            self.drop_lagging(ctx);
+            self.check_idle(ctx);
+        }
     }
 }
 

@@ -3,6 +3,10 @@
 //! updates (SPEC §6) and saves through the cache supervisor, one save at a time
 //! ([`SaveQueue`]).
 //!
+//! Joining and leaving, and the per-member budget that keeps a member who stopped reading from
+//! growing the server without bound, are in `member.rs`; the limits it enforces in
+//! [`RoomLimits`].
+//!
 //! When its last member leaves, the room asks the flusher to persist what the ledger still holds
 //! for its document, then stops. The room is never the only copy of anything acknowledged: every
 //! save it made is in the ledger (and Redis or the journal) until PostgreSQL commits it.
@@ -32,8 +36,8 @@ mod save_queue;
 mod tests;
 mod yjs;
 pub use limits::RoomLimits;
-pub use member::Backlog;
 use member::Member;
+pub use member::{Backlog, Join, Leave};
 pub use save_queue::SaveQueue;
 pub use yjs::YjsFrame;
 
@@ -78,25 +82,6 @@ pub enum RoomError {
 pub struct Ack {
     pub hash: String,
     pub stored: Stored,
-}
-
-/// Joins a member; answers the frames to send it first (JSON snapshot, or Yjs sync step 1 and
-/// awareness).
-#[derive(Message)]
-#[rtype(result = "Result<Vec<Outbound>, RoomError>")]
-pub struct Join {
-    pub member: MemberId,
-    pub kind: Kind,
-    pub outbound: Recipient<Outbound>,
-    /// Charged by the room for every frame it queues to `outbound`; the session credits it for
-    /// every frame it handles (see [`Backlog`]).
-    pub backlog: Backlog,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Leave {
-    pub member: MemberId,
 }
 
 /// New content from a member (or from `PUT`, with no member). Answers once stored.
@@ -334,60 +319,6 @@ impl Actor for DocRoom {
                     }
                 }),
         );
-    }
-}
-
-impl Handler<Join> for DocRoom {
-    type Result = Result<Vec<Outbound>, RoomError>;
-
-    /// Adds a member and answers the snapshot it starts from.
-    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
-        let _span = self.span.clone().entered();
-        if let Some(refusal) = self.refusal() {
-            return Err(refusal);
-        }
-        if msg.kind != self.kind {
-            // The room may have been opened for this refused join alone.
-            self.check_idle(ctx);
-            return Err(RoomError::WrongKind {
-                doc: self.doc.clone(),
-                actual: self.kind.as_str(),
-            });
-        }
-        if !msg.outbound.connected() {
-            // The session is gone already (its connection dropped while it waited): no
-            // member would ever leave.
-            self.check_idle(ctx);
-            return Err(RoomError::Unavailable("the connection is gone".into()));
-        }
-        self.members
-            .insert(msg.member, Member::new(msg.outbound, msg.backlog));
-        Ok(match &self.yjs {
-            Some(y) => y
-                .doc
-                .greeting()
-                .into_iter()
-                .map(|f| Outbound::Binary(f.into()))
-                .collect(),
-            None => vec![Outbound::Text(json::snapshot_frame(
-                &self.doc,
-                self.current.as_ref(),
-            ))],
-        })
-    }
-}
-
-impl Handler<Leave> for DocRoom {
-    type Result = ();
-
-    /// Removes a member; the last one out triggers the leave flush.
-    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
-        let _span = self.span.clone().entered();
-        if self.members.remove(&msg.member).is_some() {
-            self.forget_awareness(msg.member);
-            self.drop_lagging(ctx);
-            self.check_idle(ctx);
-        }
     }
 }
 
