@@ -72,7 +72,9 @@ async fn a_member_that_stops_reading_is_dropped_from_the_room_and_memory_stays_b
     while members(&app, doc).await == Some(2) {
         assert!(
             sent < 400,
-            "the stalled reader is still a member after {sent} updates"
+            "the stalled reader is still a member after {sent} updates (service RSS {} KiB, \
+             {rss_before} KiB before)",
+            rss_kib(&app)
         );
         writer
             .update(json!({"n": sent, "fill": filler}), &format!("u{sent}"))
@@ -242,6 +244,20 @@ async fn a_read_only_client_flooding_awareness_is_closed_and_its_states_are_neit
         .filter(|id| **id == 2 || (100..140).contains(*id))
         .collect();
     assert!(kept.is_empty(), "held: {kept:?}");
+
+    // The attack of issue 11 item 10 (600 KB states under fresh ids), repeated: each connection
+    // is closed at its first frame and memory stays where it was.
+    let rss_before = rss_kib(&app);
+    for round in 0..40 {
+        let mut attacker = yjs_client(&app, doc, "ro").await;
+        attacker.send_binary(awareness_frame([1000 + round], &big));
+        assert_eq!(close_code(&mut attacker).await, Some(1008));
+    }
+    eprintln!(
+        "awareness flood: service RSS {rss_before} KiB before, {} KiB after 40 read-only \
+         connections sent 600 KiB states",
+        rss_kib(&app)
+    );
 }
 
 /// A gauge's value in `GET /metrics` (0 when absent).
@@ -283,7 +299,10 @@ async fn connections_that_vanish_while_joining_leave_no_member_and_no_room() {
     let app = TestApp::spawn(
         TestOptions::new()
             .database_through(proxy.addr)
-            .env("DOCROOM__DATABASE__STATEMENT_TIMEOUT_MS", 60_000),
+            .env("DOCROOM__DATABASE__STATEMENT_TIMEOUT_MS", 60_000)
+            // Rooms on a thread of their own: the answer to a join crosses threads, the window
+            // in which a connection can vanish with its join handled is widest.
+            .env("DOCROOM__ROOMS__ARBITERS", 1),
     )
     .await;
     let run = random_suffix();
@@ -332,6 +351,50 @@ async fn connections_that_vanish_while_joining_leave_no_member_and_no_room() {
         },
     )
     .await;
+
+    // Without a stall: many connections vanish at every moment of their join.
+    let mut vanishing = Vec::new();
+    for i in 0..200u64 {
+        let path = format!("/yjs/vanish-{run}-{i}");
+        let app_addr = app.addr;
+        vanishing.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(app_addr).await.expect("connect");
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {app_addr}\r\nConnection: Upgrade\r\n\
+                 Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.expect("upgrade");
+            let mut buf = [0u8; 12];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            tokio::time::sleep(Duration::from_micros(i * 50)).await;
+        }));
+    }
+    for task in vanishing {
+        task.await.unwrap();
+    }
+    eventually(
+        WITHIN,
+        "no room left for the vanished connections",
+        async || {
+            let left: Vec<Value> = app
+                .admin()
+                .rooms()
+                .await
+                .into_iter()
+                .filter(|r| r["doc"].as_str().unwrap_or_default().starts_with("vanish-"))
+                .collect();
+            ensure!(
+                left.is_empty(),
+                "{} still open: {:?}",
+                left.len(),
+                left.first()
+            );
+            Ok(())
+        },
+    )
+    .await;
+
     // And a live connection still joins as usual.
     let mut client = WsClient::connect(&app, &docs[0]).await;
     client.update(json!({"alive": true}), "a1").await;
