@@ -24,8 +24,9 @@ use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::state::AppState;
 use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
 
-/// Starts a session for `doc` if the request is a valid upgrade.
-pub fn start(
+/// Starts a session for `doc` if the request is a valid upgrade and the document has a room
+/// (503 when the server is at its room limit).
+pub async fn start(
     doc: DocId,
     kind: Kind,
     access: Access,
@@ -34,6 +35,12 @@ pub fn start(
     stream: actix_web::web::Payload,
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
+    // A valid handshake first: a request that cannot upgrade must not open (and load) a room.
+    ws::handshake(req)
+        .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))?;
+    // The room is opened now, so a full server answers 503 rather than upgrading to say so; the
+    // session's join then finds it in the registry.
+    state.room(&doc, kind).await?;
     let s = &state.settings.session;
     let member = MemberId::next();
     let span = tracing::info_span!("session", doc = %doc, member = member.get());

@@ -147,8 +147,5 @@ async fn upgrade(
     auth::check_origin(&req, &state.settings.auth)?;
     let access = auth::authorize(&req, &state.settings.auth, &doc)?;
     let slot = state.connections.reserve(&doc, &state.settings.limits)?;
-    // Opens the room now, so a full server answers 503 rather than upgrading to say so; the
-    // session finds it in the registry.
-    state.room(&doc, kind).await?;
-    session::start(doc, kind, access, slot, &req, stream, &state)
+    session::start(doc, kind, access, slot, &req, stream, &state).await
 }
