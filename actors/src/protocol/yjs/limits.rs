@@ -50,19 +50,26 @@ pub struct Sender<'a> {
 }
 
 impl YjsDoc {
-    /// The awareness client ids the frame would introduce for `sender` (ids it does not own
-    /// and the server holds no state for); refused past the limits.
+    /// The awareness client ids the frame would introduce for `sender`: ids it does not own that
+    /// it gives a state the server does not hold. Refused past the limits.
+    ///
+    /// Providers echo every awareness change they see, removals of other clients included, so
+    /// a removal is never a claim. A removal of a client the server never heard of would only
+    /// leave a record behind (yrs keeps one per id it was told about): it is dropped here.
     pub(super) fn awareness_claims(
         &self,
-        messages: &[Message],
+        messages: &mut Vec<Message>,
         sender: Sender<'_>,
     ) -> Result<Vec<ClientID>, YjsError> {
         let limits = &self.limits;
         let mut claims = Vec::new();
-        for message in messages {
+        for message in messages.iter_mut() {
             let Message::Awareness(update) = message else {
                 continue;
             };
+            update.clients.retain(|id, entry| {
+                !(is_removal(&entry.json) && self.awareness.meta(*id).is_none())
+            });
             for (id, entry) in &update.clients {
                 if entry.json.len() > limits.max_awareness_state_bytes {
                     return Err(YjsError::AwarenessLimit(format!(
@@ -71,11 +78,14 @@ impl YjsDoc {
                         limits.max_awareness_state_bytes
                     )));
                 }
-                if !sender.owns.contains(id) && !self.holds_state(*id) && !claims.contains(id) {
+                let new =
+                    !is_removal(&entry.json) && !sender.owns.contains(id) && !self.holds_state(*id);
+                if new && !claims.contains(id) {
                     claims.push(*id);
                 }
             }
         }
+        messages.retain(|m| !matches!(m, Message::Awareness(u) if u.clients.is_empty()));
         if sender.owns.len().saturating_add(claims.len()) > limits.max_awareness_clients {
             return Err(YjsError::AwarenessLimit(format!(
                 "more than {} awareness client ids on one connection",
@@ -88,7 +98,14 @@ impl YjsDoc {
     pub(super) fn holds_state(&self, id: ClientID) -> bool {
         self.awareness.state::<serde::de::IgnoredAny>(id).is_some()
     }
+}
 
+/// An awareness entry whose state is `null`: the client is gone.
+fn is_removal(json: &str) -> bool {
+    json.trim() == "null"
+}
+
+impl YjsDoc {
     /// Refuses the frame's document updates if they would grow the state beyond the limit.
     /// `state_bytes` is an estimate that only ever over-counts (each applied update adds its
     /// full length); only when it says "too big" is the real merged size computed, so the
@@ -191,6 +208,34 @@ mod tests {
             "{refused:?}"
         );
         assert!(!doc.holds_state(ClientID::new(3)), "nothing of it applied");
+    }
+
+    #[test]
+    fn echoed_removals_of_other_clients_cost_no_claim_and_unknown_ones_leave_no_record() {
+        let mut doc = YjsDoc::new().with_limits(limits(1, 100, usize::MAX));
+        let (mut carol, alice) = (HashSet::new(), HashSet::new());
+        fn as_member(owns: &HashSet<ClientID>) -> Sender<'_> {
+            Sender {
+                may_write: true,
+                owns,
+            }
+        }
+        let claimed = doc.handle_from(&awareness(&[7], "{}"), as_member(&carol));
+        carol.extend(claimed.unwrap().added_clients);
+        let mut removal = awareness(&[7], "null");
+        removal.extend(awareness(&[8, 9], "null")); // never heard of
+        for _ in 0..3 {
+            let handled = doc.handle_from(&removal, as_member(&alice)).unwrap();
+            assert!(handled.added_clients.is_empty());
+        }
+        assert!(
+            doc.awareness.meta(ClientID::new(8)).is_none(),
+            "no record kept"
+        );
+        assert!(!doc.holds_state(ClientID::new(7)));
+        // Alice may still announce herself: her one id.
+        doc.handle_from(&awareness(&[1], "{}"), as_member(&alice))
+            .unwrap();
     }
 
     #[test]

@@ -142,7 +142,8 @@ impl YjsDoc {
         if messages.is_empty() {
             return Err(YjsError::Malformed("empty or truncated frame".into()));
         }
-        let claims = self.awareness_claims(&messages, sender)?;
+        let mut messages = messages;
+        let claims = self.awareness_claims(&mut messages, sender)?;
         if sender.may_write {
             self.check_growth(&messages)?;
         }
