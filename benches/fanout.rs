@@ -25,7 +25,9 @@ use docroom_actors::fallback::Fallback;
 use docroom_actors::flusher::FlusherSettings;
 use docroom_actors::ledger::Ledger;
 use docroom_actors::registry::GetRoom;
-use docroom_actors::room::{DocRoom, Join, MemberId, Outbound, Update, YjsFrame};
+use docroom_actors::room::{
+    Backlog, DocRoom, Join, MemberId, Outbound, RoomLimits, Update, YjsFrame,
+};
 use docroom_actors::storage::memory::{MemoryCache, MemoryStore};
 use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tokio::sync::Notify;
@@ -51,6 +53,8 @@ impl Countdown {
 /// Stands in for a WebSocket session: counts what the room sends it.
 struct Member {
     countdown: Option<Arc<Countdown>>,
+    /// Credited as a session does, so the room's accounting is part of what is measured.
+    backlog: Backlog,
 }
 
 impl Actor for Member {
@@ -61,6 +65,7 @@ impl Handler<Outbound> for Member {
     type Result = ();
 
     fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
+        self.backlog.taken(&msg);
         if let (Some(c), Outbound::Text(_) | Outbound::Binary(_)) = (&self.countdown, msg) {
             c.hit();
         }
@@ -100,6 +105,7 @@ fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
             room_arbiters: 1,
             yjs_save_interval: hour,
             replica: "bench".into(),
+            limits: RoomLimits::unlimited(),
         },
     ))
 }
@@ -131,11 +137,18 @@ async fn room_with_members(
         let room = room.clone();
         async move {
             let member = MemberId::next();
-            let outbound = Member { countdown }.start().recipient();
+            let backlog = Backlog::default();
+            let outbound = Member {
+                countdown,
+                backlog: backlog.clone(),
+            }
+            .start()
+            .recipient();
             room.send(Join {
                 member,
                 kind,
                 outbound,
+                backlog,
             })
             .await
             .map_err(|e| e.to_string())?

@@ -125,6 +125,12 @@ mod tests {
             message_burst: 1.0,
             max_rate_violations: 1,
             max_document_bytes: 1,
+            max_rooms: 1,
+            member_backlog_messages: 1,
+            member_backlog_bytes: 1,
+            max_awareness_clients_per_connection: 1,
+            max_awareness_state_bytes: 1,
+            max_yjs_state_bytes: 1,
         };
         let counts = ConnectionCounts::default();
         let (a, b) = (DocId::parse("a").unwrap(), DocId::parse("b").unwrap());

@@ -12,8 +12,10 @@ use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use docroom_actors::doc::{DocId, Kind};
-use docroom_actors::registry::{GetRoom, RoomRegistry};
-use docroom_actors::room::{DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update, YjsFrame};
+use docroom_actors::registry::{GetRoom, NoRoom, RoomRegistry};
+use docroom_actors::room::{
+    Backlog, DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update, YjsFrame,
+};
 use tracing::{debug, info};
 
 use crate::auth::Access;
@@ -22,8 +24,9 @@ use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::state::AppState;
 use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
 
-/// Starts a session for `doc` if the request is a valid upgrade.
-pub fn start(
+/// Starts a session for `doc` if the request is a valid upgrade and the document has a room
+/// (503 when the server is at its room limit).
+pub async fn start(
     doc: DocId,
     kind: Kind,
     access: Access,
@@ -32,6 +35,12 @@ pub fn start(
     stream: actix_web::web::Payload,
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
+    // A valid handshake first: a request that cannot upgrade must not open (and load) a room.
+    ws::handshake(req)
+        .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))?;
+    // The room is opened now, so a full server answers 503 rather than upgrading to say so; the
+    // session's join then finds it in the registry.
+    state.room(&doc, kind).await?;
     let s = &state.settings.session;
     let member = MemberId::next();
     let span = tracing::info_span!("session", doc = %doc, member = member.get());
@@ -52,6 +61,7 @@ pub fn start(
         max_document_bytes: state.settings.limits.max_document_bytes,
         registry: state.registry.clone(),
         room: None,
+        backlog: Backlog::default(),
         last_seen: Instant::now(),
         heartbeat: Duration::from_millis(s.heartbeat_interval_ms),
         timeout: Duration::from_millis(s.client_timeout_ms),
@@ -77,6 +87,8 @@ pub struct Session {
     max_document_bytes: usize,
     registry: Addr<RoomRegistry>,
     room: Option<Addr<DocRoom>>,
+    /// Shared with the room: what it queued for this session and the session has not handled.
+    backlog: Backlog,
     last_seen: Instant,
     heartbeat: Duration,
     timeout: Duration,
@@ -98,6 +110,7 @@ impl Session {
             member: self.member,
             kind,
             outbound: ctx.address().recipient(),
+            backlog: self.backlog.clone(),
         };
         let fut = async move {
             let room = registry
@@ -108,7 +121,10 @@ impl Session {
                 })
                 .await
                 .map_err(|e| RoomError::Unavailable(e.to_string()))?
-                .map_err(|_| RoomError::Closing)?;
+                .map_err(|refused| match refused {
+                    NoRoom::ShuttingDown => RoomError::Closing,
+                    NoRoom::Full(_) => RoomError::Unavailable(refused.to_string()),
+                })?;
             match room.send(join).await {
                 Ok(res) => res.map(|snapshot| Some((room, snapshot))),
                 Err(_) => Ok(None),
@@ -257,9 +273,19 @@ impl Actor for Session {
 impl Handler<Outbound> for Session {
     type Result = ();
 
-    /// Writes what the room sends.
+    /// Writes what the room sends; closes with 1008 if the room dropped this member for not
+    /// taking its frames (the first thing a stalled session does once it runs again).
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
         let _span = self.span.clone().entered();
+        self.backlog.taken(&msg);
+        if self.backlog.overflowed() {
+            info!(doc = %self.doc, member = ?self.member, "client too slow to read, closing");
+            return self.close(
+                ctx,
+                ws::CloseCode::Policy,
+                "too slow: backlog limit exceeded",
+            );
+        }
         self.write(msg, ctx);
     }
 }

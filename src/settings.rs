@@ -102,6 +102,12 @@ pub struct LimitSettings {
     pub message_burst: f64,
     pub max_rate_violations: u32,
     pub max_document_bytes: usize,
+    pub max_rooms: usize,
+    pub member_backlog_messages: usize,
+    pub member_backlog_bytes: usize,
+    pub max_awareness_clients_per_connection: usize,
+    pub max_awareness_state_bytes: usize,
+    pub max_yjs_state_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -14,6 +14,8 @@ use docroom_actors::core::{Core, CoreSettings};
 use docroom_actors::fallback::Fallback;
 use docroom_actors::flusher::FlusherSettings;
 use docroom_actors::ledger::Ledger;
+use docroom_actors::protocol::yjs::YjsLimits;
+use docroom_actors::room::RoomLimits;
 use docroom_actors::storage::{CacheSettings, PgStore, RedisCache};
 use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tracing::{info, warn};
@@ -85,6 +87,7 @@ impl Application {
                 room_arbiters: settings.rooms.arbiters,
                 yjs_save_interval: S::ms(settings.rooms.yjs_save_interval_ms),
                 replica: replica_id(&settings.server.replica_id),
+                limits: room_limits(&settings.limits),
             },
         );
 
@@ -195,6 +198,19 @@ async fn bootstrap_database(url: &str, store: &PgStore) {
             }
         }
     });
+}
+
+fn room_limits(l: &crate::settings::LimitSettings) -> RoomLimits {
+    RoomLimits {
+        max_rooms: l.max_rooms,
+        member_backlog_messages: l.member_backlog_messages,
+        member_backlog_bytes: l.member_backlog_bytes,
+        yjs: YjsLimits {
+            max_awareness_clients: l.max_awareness_clients_per_connection,
+            max_awareness_state_bytes: l.max_awareness_state_bytes,
+            max_state_bytes: l.max_yjs_state_bytes,
+        },
+    }
 }
 
 /// `DOCROOM_REPLICA_ID`, or host name and process id when it is not set (SPEC §2).

@@ -8,7 +8,7 @@ use actix::Addr;
 use docroom_actors::doc::{DocId, Kind};
 use docroom_actors::flusher::Flusher;
 use docroom_actors::ledger::Ledger;
-use docroom_actors::registry::{GetRoom, RoomRegistry};
+use docroom_actors::registry::{GetRoom, NoRoom, RoomRegistry};
 use docroom_actors::room::DocRoom;
 use docroom_actors::supervisor::CacheSupervisor;
 
@@ -43,7 +43,10 @@ impl AppState {
                 home: Some(actix::Arbiter::current()),
             })
             .await?
-            .map_err(|_| ApiError::ShuttingDown)
+            .map_err(|refused| match refused {
+                NoRoom::ShuttingDown => ApiError::ShuttingDown,
+                NoRoom::Full(_) => ApiError::Unavailable(refused.to_string()),
+            })
     }
 }
 

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::flusher::{Flusher, FlusherSettings};
 use crate::ledger::Ledger;
 use crate::registry::RoomRegistry;
-use crate::room::RoomContext;
+use crate::room::{RoomContext, RoomLimits};
 use crate::supervisor::{CacheSupervisor, Stores, SupervisorSettings};
 
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ pub struct CoreSettings {
     pub yjs_save_interval: Duration,
     /// This replica's name, part of every stamp it gives (SPEC §6).
     pub replica: String,
+    /// What rooms and the registry refuse past.
+    pub limits: RoomLimits,
 }
 
 /// The running actors. Dropping it stops the threads they run on.
@@ -61,6 +63,7 @@ impl Core {
             ledger: ledger.clone(),
             clock: Clock::new(settings.replica.as_str()),
             yjs_save_interval: settings.yjs_save_interval,
+            limits: settings.limits,
         };
         let handles = room_arbiters.iter().map(Arbiter::handle).collect();
         let registry = RoomRegistry::new(handles, shared).start();

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::doc::{DocId, Kind, Version};
 use crate::metrics as m;
@@ -26,7 +26,7 @@ const SWEEP: Duration = Duration::from_secs(1);
 
 /// The room for `doc`, created (as `kind`, if the document is new) when there is none.
 #[derive(Message)]
-#[rtype(result = "Result<Addr<DocRoom>, ShuttingDown>")]
+#[rtype(result = "Result<Addr<DocRoom>, NoRoom>")]
 pub struct GetRoom {
     pub doc: DocId,
     pub kind: Kind,
@@ -51,9 +51,15 @@ pub struct ListRooms;
 #[rtype(result = "Vec<Version>")]
 pub struct CloseAll;
 
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the server is shutting down")]
-pub struct ShuttingDown;
+/// Why no room was handed out.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum NoRoom {
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// `limits.max_rooms` rooms are open on this replica.
+    #[error("this server has reached its room limit ({0} open documents)")]
+    Full(usize),
+}
 
 pub struct RoomRegistry {
     rooms: HashMap<DocId, Addr<DocRoom>>,
@@ -93,16 +99,24 @@ impl Actor for RoomRegistry {
 }
 
 impl Handler<GetRoom> for RoomRegistry {
-    type Result = Result<Addr<DocRoom>, ShuttingDown>;
+    type Result = Result<Addr<DocRoom>, NoRoom>;
 
     /// Finds or starts the room: on the next dedicated arbiter in turn if there are any, else on
-    /// the caller's arbiter, else on the registry's own.
+    /// the caller's arbiter, else on the registry's own. A new room past `max_rooms` is refused.
     fn handle(&mut self, msg: GetRoom, _: &mut Context<Self>) -> Self::Result {
         if self.closing {
-            return Err(ShuttingDown);
+            return Err(NoRoom::ShuttingDown);
         }
         if let Some(room) = self.open(&msg.doc) {
             return Ok(room);
+        }
+        let max_rooms = self.shared.limits.max_rooms;
+        if self.rooms.len() >= max_rooms {
+            self.sweep(); // stopped rooms do not count
+            if self.rooms.len() >= max_rooms {
+                warn!(doc = %msg.doc, max_rooms, "room limit reached, document refused");
+                return Err(NoRoom::Full(max_rooms));
+            }
         }
         let (doc, kind, shared) = (msg.doc.clone(), msg.kind, self.shared.clone());
         let make = move |_: &mut Context<DocRoom>| DocRoom::new(doc, kind, shared);

@@ -117,7 +117,7 @@ async fn ws_json(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    upgrade(Kind::Json, req, path, stream, state)
+    upgrade(Kind::Json, req, path, stream, state).await
 }
 
 #[get("/yjs/{id}")]
@@ -127,12 +127,13 @@ async fn ws_yjs(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    upgrade(Kind::Yjs, req, path, stream, state)
+    upgrade(Kind::Yjs, req, path, stream, state).await
 }
 
 /// The checks before any WebSocket upgrade, in the order the SPEC answers them: bad id (400),
-/// shutting down (503), foreign origin (403), token (401/403), connection limits (503).
-fn upgrade(
+/// shutting down (503), foreign origin (403), token (401/403), connection limits (503), no room
+/// for the document (503: the room limit).
+async fn upgrade(
     kind: Kind,
     req: HttpRequest,
     path: web::Path<String>,
@@ -146,5 +147,5 @@ fn upgrade(
     auth::check_origin(&req, &state.settings.auth)?;
     let access = auth::authorize(&req, &state.settings.auth, &doc)?;
     let slot = state.connections.reserve(&doc, &state.settings.limits)?;
-    session::start(doc, kind, access, slot, &req, stream, &state)
+    session::start(doc, kind, access, slot, &req, stream, &state).await
 }

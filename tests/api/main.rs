@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod abuse;
 mod bad_input;
 mod breaker_admin;
 mod cache_layout;

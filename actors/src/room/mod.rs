@@ -3,6 +3,10 @@
 //! updates (SPEC §6) and saves through the cache supervisor, one save at a time
 //! ([`SaveQueue`]).
 //!
+//! Joining and leaving, and the per-member budget that keeps a member who stopped reading from
+//! growing the server without bound, are in `member.rs`; the limits it enforces in
+//! [`RoomLimits`].
+//!
 //! When its last member leaves, the room asks the flusher to persist what the ledger still holds
 //! for its document, then stops. The room is never the only copy of anything acknowledged: every
 //! save it made is in the ledger (and Redis or the journal) until PostgreSQL commits it.
@@ -25,8 +29,15 @@ use crate::metrics as m;
 use crate::protocol::json;
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
+mod limits;
+mod member;
 mod save_queue;
+#[cfg(test)]
+mod tests;
 mod yjs;
+pub use limits::RoomLimits;
+use member::Member;
+pub use member::{Backlog, Join, Leave};
 pub use save_queue::SaveQueue;
 pub use yjs::YjsFrame;
 
@@ -71,22 +82,6 @@ pub enum RoomError {
 pub struct Ack {
     pub hash: String,
     pub stored: Stored,
-}
-
-/// Joins a member; answers the frames to send it first (JSON snapshot, or Yjs sync step 1 and
-/// awareness).
-#[derive(Message)]
-#[rtype(result = "Result<Vec<Outbound>, RoomError>")]
-pub struct Join {
-    pub member: MemberId,
-    pub kind: Kind,
-    pub outbound: Recipient<Outbound>,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Leave {
-    pub member: MemberId,
 }
 
 /// New content from a member (or from `PUT`, with no member). Answers once stored.
@@ -135,6 +130,7 @@ pub struct RoomContext {
     pub ledger: Ledger,
     pub clock: Clock,
     pub yjs_save_interval: Duration,
+    pub limits: RoomLimits,
 }
 
 struct Waiter {
@@ -149,7 +145,9 @@ pub struct DocRoom {
     /// Entered while the room handles members' messages, so every log line names the document.
     span: tracing::Span,
     shared: RoomContext,
-    members: HashMap<MemberId, Recipient<Outbound>>,
+    members: HashMap<MemberId, Member>,
+    /// Members that went over their backlog while a handler was sending; dropped at its end.
+    lagging: Vec<MemberId>,
     current: Option<Version>,
     saves: SaveQueue<Waiter>,
     persisting: bool,
@@ -168,6 +166,7 @@ impl DocRoom {
             kind,
             shared,
             members: HashMap::new(),
+            lagging: Vec::new(),
             current: None,
             saves: SaveQueue::default(),
             persisting: false,
@@ -177,12 +176,14 @@ impl DocRoom {
         }
     }
 
-    fn broadcast(&self, from: Option<MemberId>, frame: Outbound) {
+    /// Sends `frame` to every member but `from`; those over their backlog are noted in
+    /// `lagging`, for the handler to drop ([`DocRoom::drop_lagging`]).
+    fn broadcast(&mut self, from: Option<MemberId>, frame: Outbound) {
         let others = self.members.len().saturating_sub(from.is_some() as usize);
         metrics::histogram!(m::BROADCAST_FANOUT).record(others as f64);
         for (id, member) in &self.members {
-            if Some(*id) != from {
-                member.do_send(frame.clone());
+            if Some(*id) != from && !member.send(frame.clone(), &self.shared.limits) {
+                self.lagging.push(*id);
             }
         }
     }
@@ -311,58 +312,13 @@ impl Actor for DocRoom {
                     // A room nobody joins (the joiner went away, or was refused) must not
                     // linger: look again once the joins in flight have arrived.
                     ctx.run_later(IDLE_GRACE, |act, ctx| act.check_idle(ctx));
+                    ctx.run_interval(member::MEMBER_SWEEP, |act, ctx| act.prune_gone(ctx));
                     if let Err(e) = act.open_yjs() {
                         warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
                         act.fail(e.to_string(), ctx);
                     }
                 }),
         );
-    }
-}
-
-impl Handler<Join> for DocRoom {
-    type Result = Result<Vec<Outbound>, RoomError>;
-
-    /// Adds a member and answers the snapshot it starts from.
-    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
-        let _span = self.span.clone().entered();
-        if let Some(refusal) = self.refusal() {
-            return Err(refusal);
-        }
-        if msg.kind != self.kind {
-            // The room may have been opened for this refused join alone.
-            self.check_idle(ctx);
-            return Err(RoomError::WrongKind {
-                doc: self.doc.clone(),
-                actual: self.kind.as_str(),
-            });
-        }
-        self.members.insert(msg.member, msg.outbound);
-        Ok(match &self.yjs {
-            Some(y) => y
-                .doc
-                .greeting()
-                .into_iter()
-                .map(|f| Outbound::Binary(f.into()))
-                .collect(),
-            None => vec![Outbound::Text(json::snapshot_frame(
-                &self.doc,
-                self.current.as_ref(),
-            ))],
-        })
-    }
-}
-
-impl Handler<Leave> for DocRoom {
-    type Result = ();
-
-    /// Removes a member; the last one out triggers the leave flush.
-    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
-        let _span = self.span.clone().entered();
-        if self.members.remove(&msg.member).is_some() {
-            self.forget_awareness(msg.member);
-            self.check_idle(ctx);
-        }
     }
 }
 
@@ -417,6 +373,8 @@ impl Handler<Update> for DocRoom {
                 }
                 self.current = Some(version.clone());
                 self.save(version, Some(waiter), ctx);
+                // After the save is queued: dropping the last member looks at idleness.
+                self.drop_lagging(ctx);
             }
         }
         Box::pin(async move {
@@ -464,7 +422,7 @@ impl Handler<CloseRoom> for DocRoom {
         let captured = self.save_yjs_now(ctx);
         self.closing = true;
         for (_, member) in self.members.drain() {
-            member.do_send(Outbound::Close {
+            member.force(Outbound::Close {
                 code: 1001,
                 reason: "server shutting down",
             });

@@ -14,7 +14,7 @@ use yrs::ClientID;
 
 use super::{DocRoom, MemberId, Outbound};
 use crate::doc::{DocId, Kind, Version};
-use crate::protocol::yjs::{YjsDoc, YjsError};
+use crate::protocol::yjs::{Sender, YjsDoc, YjsError};
 
 /// A binary y-protocols frame from a member.
 #[derive(Message)]
@@ -55,7 +55,8 @@ impl DocRoom {
         let doc = match &self.current {
             Some(v) => YjsDoc::load(&v.content)?,
             None => YjsDoc::new(),
-        };
+        }
+        .with_limits(self.shared.limits.yjs);
         self.yjs = Some(YjsRoom {
             doc,
             clients: HashMap::new(),
@@ -104,7 +105,7 @@ impl DocRoom {
         }
     }
 
-    fn broadcast_binary(&self, from: Option<MemberId>, frame: Bytes) {
+    fn broadcast_binary(&mut self, from: Option<MemberId>, frame: Bytes) {
         self.broadcast(from, Outbound::Binary(frame));
     }
 }
@@ -115,36 +116,28 @@ impl Handler<YjsFrame> for DocRoom {
     /// Applies a member's frame: replies to it, relays to the others, schedules a save.
     fn handle(&mut self, msg: YjsFrame, ctx: &mut Context<Self>) {
         let _span = self.span.clone().entered();
-        let Some(sender) = self.members.get(&msg.from).cloned() else {
-            return;
-        };
-        if self.closing {
+        if self.closing || !self.members.contains_key(&msg.from) {
             return;
         }
         let interval = self.shared.yjs_save_interval;
         let Some(y) = self.yjs.as_mut() else {
-            sender.do_send(Outbound::Close {
-                code: 1003,
-                reason: "wrong_kind",
-            });
-            return;
+            return self.close_member(msg.from, 1003, "wrong_kind");
         };
-        let handled = match y.doc.handle(&msg.data, msg.may_write) {
+        let owned = y.clients.entry(msg.from).or_default();
+        let sender = Sender {
+            may_write: msg.may_write,
+            owns: owned,
+        };
+        let handled = match y.doc.handle_from(&msg.data, sender) {
             Ok(h) => h,
             Err(e) => {
                 warn!(doc = %self.doc, error = %e, "yjs frame refused, closing that connection");
-                sender.do_send(Outbound::Close {
-                    code: 1007,
-                    reason: "malformed yjs message",
-                });
-                return;
+                let (code, reason) = close_for(&e);
+                return self.close_member(msg.from, code, reason);
             }
         };
-        let owned = y.clients.entry(msg.from).or_default();
+        // Ids it announced gone stay counted against its limit (see `YjsLimits`).
         owned.extend(handled.added_clients);
-        for gone in &handled.removed_clients {
-            owned.remove(gone);
-        }
         if handled.changed {
             metrics::counter!(crate::metrics::UPDATES, "kind" => "yjs").increment(1);
             y.unsaved = true;
@@ -158,17 +151,36 @@ impl Handler<YjsFrame> for DocRoom {
             }
         }
         for frame in handled.reply {
-            sender.do_send(Outbound::Binary(frame.into()));
+            self.send_to(msg.from, Outbound::Binary(frame.into()));
         }
         for frame in handled.broadcast {
             self.broadcast_binary(Some(msg.from), frame.into());
         }
         if let Some(e) = handled.error {
             warn!(doc = %self.doc, error = %e, "yjs update refused, closing that connection");
-            sender.do_send(Outbound::Close {
-                code: 1007,
-                reason: "malformed yjs message",
-            });
+            let (code, reason) = close_for(&e);
+            self.close_member(msg.from, code, reason);
+        }
+        self.drop_lagging(ctx);
+    }
+}
+
+impl DocRoom {
+    /// Refuses one member's connection; the session closes it and then leaves.
+    fn close_member(&self, id: MemberId, code: u16, reason: &'static str) {
+        if let Some(member) = self.members.get(&id) {
+            member.force(Outbound::Close { code, reason });
+        }
+    }
+}
+
+/// The close code and reason for a refused frame.
+fn close_for(e: &YjsError) -> (u16, &'static str) {
+    match e {
+        YjsError::AwarenessLimit(_) => (1008, "awareness limit exceeded"),
+        YjsError::StateLimit(_) => (1009, "document state limit reached"),
+        YjsError::Malformed(_) | YjsError::BadUpdate(_) | YjsError::BadState(_) => {
+            (1007, "malformed yjs message")
         }
     }
 }

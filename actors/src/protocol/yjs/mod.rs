@@ -15,6 +15,11 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{ClientID, Doc, GetString, Map, Out, ReadTxn, StateVector, Transact, Update};
 
+mod guard;
+mod limits;
+use guard::{guard_counts, plausible_count};
+pub use limits::{Sender, YjsLimits};
+
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {
     #[error("malformed yjs message: {0}")]
@@ -23,6 +28,12 @@ pub enum YjsError {
     BadUpdate(String),
     #[error("stored yjs state is unreadable: {0}")]
     BadState(String),
+    /// Over [`YjsLimits`]' awareness bounds: the connection is closed (1008).
+    #[error("awareness limit exceeded: {0}")]
+    AwarenessLimit(String),
+    /// Over [`YjsLimits::max_state_bytes`]: the connection is closed (1009).
+    #[error("document state limit reached: {0}")]
+    StateLimit(String),
 }
 
 /// What one incoming frame produced.
@@ -34,10 +45,8 @@ pub struct Handled {
     pub broadcast: Vec<Vec<u8>>,
     /// The document changed and must be saved.
     pub changed: bool,
-    /// Awareness client ids the sender introduced (removed when it disconnects) ...
+    /// Awareness client ids the sender introduced (removed when it disconnects).
     pub added_clients: Vec<ClientID>,
-    /// ... and ids it announced gone.
-    pub removed_clients: Vec<ClientID>,
     /// Set when a message failed after earlier ones in the frame were applied.
     pub error: Option<YjsError>,
 }
@@ -54,19 +63,30 @@ enum Checked {
 
 pub struct YjsDoc {
     awareness: Awareness,
+    limits: YjsLimits,
+    /// At least the encoded state's length (see [`YjsDoc::check_growth`]).
+    state_bytes: usize,
 }
 
 impl YjsDoc {
     pub fn new() -> Self {
         YjsDoc {
             awareness: Awareness::new(Doc::new()),
+            limits: YjsLimits::unlimited(),
+            state_bytes: 0,
         }
+    }
+
+    pub fn with_limits(mut self, limits: YjsLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// A document from its stored v1 state.
     pub fn load(state: &[u8]) -> Result<Self, YjsError> {
         plausible_count(state).map_err(YjsError::BadState)?;
-        let doc = YjsDoc::new();
+        let mut doc = YjsDoc::new();
+        doc.state_bytes = state.len();
         let update = guarded(|| Update::decode_v1(state))
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(YjsError::BadState)?;
@@ -96,10 +116,22 @@ impl YjsDoc {
         frames
     }
 
-    /// Handles one binary frame (which may carry several messages). The frame is decoded and
-    /// checked whole before anything is applied; a bad frame changes nothing. Without
-    /// `may_write`, document updates are dropped.
+    /// [`YjsDoc::handle_from`] a sender that introduced no awareness ids yet.
     pub fn handle(&mut self, frame: &[u8], may_write: bool) -> Result<Handled, YjsError> {
+        let owns = HashSet::new();
+        self.handle_from(
+            frame,
+            Sender {
+                may_write,
+                owns: &owns,
+            },
+        )
+    }
+
+    /// Handles one binary frame (which may carry several messages). The frame is decoded and
+    /// checked whole, limits included, before anything is applied; a bad frame changes
+    /// nothing. Without `may_write`, document updates are dropped.
+    pub fn handle_from(&mut self, frame: &[u8], sender: Sender<'_>) -> Result<Handled, YjsError> {
         guard_counts(frame).map_err(YjsError::Malformed)?;
         let messages = guarded(|| {
             let mut decoder = DecoderV1::new(Cursor::new(frame));
@@ -110,11 +142,19 @@ impl YjsDoc {
         if messages.is_empty() {
             return Err(YjsError::Malformed("empty or truncated frame".into()));
         }
+        let mut messages = messages;
+        let claims = self.awareness_claims(&mut messages, sender)?;
+        if sender.may_write {
+            self.check_growth(&messages)?;
+        }
         let checked = messages
             .into_iter()
-            .map(|m| check(m, may_write))
+            .map(|m| check(m, sender.may_write))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Handled::default();
+        let mut out = Handled {
+            added_clients: claims,
+            ..Handled::default()
+        };
         for message in checked {
             // yrs refusing an update it decoded stops the frame; what was applied before it is
             // still in `out`, so the caller relays and saves it before closing the sender.
@@ -142,6 +182,7 @@ impl YjsDoc {
                 guarded(|| doc.transact_mut().apply_update(update))
                     .and_then(|r| r.map_err(|e| e.to_string()))
                     .map_err(YjsError::BadUpdate)?;
+                self.state_bytes = self.state_bytes.saturating_add(raw.len());
                 // Deletions leave the state vector as it was, so "changed" cannot be read off
                 // it; the SHA-256 dedup of the encoded state drops saves that change nothing.
                 out.changed = true;
@@ -149,13 +190,9 @@ impl YjsDoc {
             }
             Checked::Awareness(update) => {
                 let frame = Message::Awareness(update.clone()).encode_v1();
-                let summary = guarded(|| self.awareness.apply_update_summary(update))
+                guarded(|| self.awareness.apply_update(update))
                     .and_then(|r| r.map_err(|e| e.to_string()))
                     .map_err(YjsError::Malformed)?;
-                if let Some(summary) = summary {
-                    out.added_clients.extend(summary.added);
-                    out.removed_clients.extend(summary.removed);
-                }
                 out.broadcast.push(frame);
             }
             Checked::Query => {
@@ -174,7 +211,7 @@ impl YjsDoc {
         let known: Vec<ClientID> = clients
             .iter()
             .copied()
-            .filter(|c| self.awareness.meta(*c).is_some())
+            .filter(|c| self.holds_state(*c))
             .collect();
         if known.is_empty() {
             return None;
@@ -200,73 +237,6 @@ impl YjsDoc {
         }
         serde_json::Value::Object(root)
     }
-}
-
-/// Walks the y-protocols envelope of a frame and checks that every embedded payload (update,
-/// state vector, awareness update) declares no more top-level entries than it has bytes. yrs
-/// reserves room for the declared count before reading the entries, so a 7-byte frame claiming
-/// a billion entries would otherwise make the server allocate and touch gigabytes (found by
-/// `fuzz/fuzz_targets/yjs_frame.rs`).
-fn guard_counts(frame: &[u8]) -> Result<(), String> {
-    let mut at = 0usize;
-    while at < frame.len() {
-        let tag = read_varint(frame, &mut at)?;
-        match tag {
-            0 => {
-                read_varint(frame, &mut at)?; // sync step 1 / step 2 / update
-                plausible_count(read_buf(frame, &mut at)?)?;
-            }
-            1 => plausible_count(read_buf(frame, &mut at)?)?,
-            2 => {
-                if read_varint(frame, &mut at)? == 0 {
-                    read_buf(frame, &mut at)?; // the denial reason
-                }
-            }
-            3 => {}
-            _ => {
-                read_buf(frame, &mut at)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Every declared entry needs at least one byte.
-fn plausible_count(payload: &[u8]) -> Result<(), String> {
-    let mut at = 0;
-    let count = read_varint(payload, &mut at)?;
-    if count > payload.len() as u64 {
-        return Err(format!(
-            "declares {count} entries in {} bytes",
-            payload.len()
-        ));
-    }
-    Ok(())
-}
-
-fn read_varint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at).ok_or("truncated varint")?;
-        *at += 1;
-        value |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err("varint too long".into())
-}
-
-fn read_buf<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a [u8], String> {
-    let len = read_varint(bytes, at)?;
-    let end = usize::try_from(len)
-        .ok()
-        .and_then(|len| at.checked_add(len))
-        .filter(|end| *end <= bytes.len())
-        .ok_or("truncated buffer")?;
-    let buf = &bytes[*at..end];
-    *at = end;
-    Ok(buf)
 }
 
 /// Decodes and validates one message without touching the document.
@@ -363,32 +333,4 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panic in yrs".into())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_frame_that_declares_more_entries_than_bytes_is_refused_before_decoding() {
-        // Found by the yjs_frame fuzz target: a billion clients declared in four bytes.
-        assert!(YjsDoc::load(&[0xff, 0xc9, 0x9a, 0x3b]).is_err());
-        let mut doc = YjsDoc::new();
-        for frame in [
-            &[0u8, 1, 4, 0xff, 0xc9, 0x9a, 0x3b][..], // sync step 2
-            &[0, 0, 4, 0xff, 0xc9, 0x9a, 0x3b],       // sync step 1 (state vector)
-            &[1, 4, 0xff, 0xc9, 0x9a, 0x3b],          // awareness
-        ] {
-            assert!(doc.handle(frame, true).is_err(), "{frame:?}");
-        }
-    }
-
-    #[test]
-    fn real_frames_pass_the_guard() {
-        let doc = YjsDoc::new();
-        for frame in doc.greeting() {
-            guard_counts(&frame).unwrap();
-        }
-        plausible_count(&doc.encode_state()).unwrap();
-    }
 }

@@ -1,0 +1,303 @@
+//! What one connection may put into a room's Yjs document and awareness (issue 11, items 10
+//! and 13). A frame is checked whole, decoded but before any of it is applied, so a refused frame
+//! changes nothing and reaches nobody.
+
+use std::collections::HashSet;
+
+use yrs::sync::{Message, SyncMessage};
+use yrs::ClientID;
+
+use super::{YjsDoc, YjsError};
+
+/// Bounds on a document and on what one connection may announce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct YjsLimits {
+    /// Awareness client ids one connection may introduce over its life. Ids it announced gone
+    /// still count: the server keeps a small record of every id it heard of, so a connection
+    /// that cycled through fresh ids would grow it without end.
+    pub max_awareness_clients: usize,
+    /// The largest awareness state (its JSON text) of one client id, in bytes.
+    pub max_awareness_state_bytes: usize,
+    /// The document's encoded state may not grow beyond this many bytes. A state loaded larger
+    /// than this is served as it is; it only cannot grow.
+    pub max_state_bytes: usize,
+}
+
+impl YjsLimits {
+    /// No bounds (tools, benches, the fuzz target).
+    pub const fn unlimited() -> Self {
+        YjsLimits {
+            max_awareness_clients: usize::MAX,
+            max_awareness_state_bytes: usize::MAX,
+            max_state_bytes: usize::MAX,
+        }
+    }
+}
+
+impl Default for YjsLimits {
+    fn default() -> Self {
+        YjsLimits::unlimited()
+    }
+}
+
+/// Who sent a frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Sender<'a> {
+    /// False for read-only tokens: their document updates are dropped.
+    pub may_write: bool,
+    /// Awareness client ids this connection introduced so far.
+    pub owns: &'a HashSet<ClientID>,
+}
+
+impl YjsDoc {
+    /// The awareness client ids the frame would introduce for `sender`: ids it does not own that
+    /// it gives a state the server does not hold. Refused past the limits.
+    ///
+    /// Providers echo every awareness change they see, removals of other clients included, so
+    /// a removal is never a claim. A removal of a client the server never heard of would only
+    /// leave a record behind (yrs keeps one per id it was told about): it is dropped here.
+    pub(super) fn awareness_claims(
+        &self,
+        messages: &mut Vec<Message>,
+        sender: Sender<'_>,
+    ) -> Result<Vec<ClientID>, YjsError> {
+        let limits = &self.limits;
+        let mut claims = Vec::new();
+        for message in messages.iter_mut() {
+            let Message::Awareness(update) = message else {
+                continue;
+            };
+            update.clients.retain(|id, entry| {
+                !(is_removal(&entry.json) && self.awareness.meta(*id).is_none())
+            });
+            for (id, entry) in &update.clients {
+                if entry.json.len() > limits.max_awareness_state_bytes {
+                    return Err(YjsError::AwarenessLimit(format!(
+                        "an awareness state of {} bytes (at most {})",
+                        entry.json.len(),
+                        limits.max_awareness_state_bytes
+                    )));
+                }
+                let new =
+                    !is_removal(&entry.json) && !sender.owns.contains(id) && !self.holds_state(*id);
+                if new && !claims.contains(id) {
+                    claims.push(*id);
+                }
+            }
+        }
+        messages.retain(|m| !matches!(m, Message::Awareness(u) if u.clients.is_empty()));
+        if sender.owns.len().saturating_add(claims.len()) > limits.max_awareness_clients {
+            return Err(YjsError::AwarenessLimit(format!(
+                "more than {} awareness client ids on one connection",
+                limits.max_awareness_clients
+            )));
+        }
+        Ok(claims)
+    }
+
+    pub(super) fn holds_state(&self, id: ClientID) -> bool {
+        self.awareness.state::<serde::de::IgnoredAny>(id).is_some()
+    }
+}
+
+/// An awareness entry whose state is `null`: the client is gone.
+fn is_removal(json: &str) -> bool {
+    json.trim() == "null"
+}
+
+impl YjsDoc {
+    /// Refuses the frame's document updates if they would grow the state beyond the limit.
+    /// `state_bytes` is an estimate that only ever over-counts (each applied update adds its
+    /// full length); only when it says "too big" is the real merged size computed, so the
+    /// costly check runs near the limit alone.
+    pub(super) fn check_growth(&mut self, messages: &[Message]) -> Result<(), YjsError> {
+        let max = self.limits.max_state_bytes;
+        let updates: Vec<&[u8]> = messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) => {
+                    Some(u.as_slice())
+                }
+                _ => None,
+            })
+            .collect();
+        let growth: usize = updates.iter().map(|u| u.len()).sum();
+        if growth == 0 || self.state_bytes.saturating_add(growth) <= max {
+            return Ok(());
+        }
+        // A reconnecting client's step 2 repeats most of the document: what counts is the
+        // size of the merge, not of the update.
+        let state = self.encode_state();
+        let merged = yrs::merge_updates_v1(std::iter::once(state.as_slice()).chain(updates))
+            .map_err(|e| YjsError::BadUpdate(e.to_string()))?;
+        if merged.len() > max.max(state.len()) {
+            return Err(YjsError::StateLimit(format!(
+                "the document would grow to {} bytes (at most {max})",
+                merged.len()
+            )));
+        }
+        // The merge is the new estimate once applied; the estimate counts the updates again.
+        self.state_bytes = merged.len().saturating_sub(growth);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+    use yrs::updates::encoder::Encode;
+    use yrs::{Doc, Text, Transact};
+
+    fn awareness(ids: &[u64], state: &str) -> Vec<u8> {
+        let clients: HashMap<_, _> = ids
+            .iter()
+            .map(|id| {
+                let entry = AwarenessUpdateEntry {
+                    clock: 1,
+                    json: state.into(),
+                };
+                (ClientID::new(*id), entry)
+            })
+            .collect();
+        Message::Awareness(AwarenessUpdate { clients }).encode_v1()
+    }
+
+    fn limits(clients: usize, state_bytes: usize, doc_bytes: usize) -> YjsLimits {
+        YjsLimits {
+            max_awareness_clients: clients,
+            max_awareness_state_bytes: state_bytes,
+            max_state_bytes: doc_bytes,
+        }
+    }
+
+    fn typing(doc: &Doc, text: &str) -> Vec<u8> {
+        let t = doc.get_or_insert_text("t");
+        let mut txn = doc.transact_mut();
+        let end = t.len(&txn);
+        t.insert(&mut txn, end, text);
+        let update = txn.encode_update_v1();
+        Message::Sync(SyncMessage::Update(update)).encode_v1()
+    }
+
+    #[test]
+    fn a_connection_may_introduce_a_few_awareness_ids_and_no_more() {
+        let mut doc = YjsDoc::new().with_limits(limits(2, 100, usize::MAX));
+        let mut owns = HashSet::new();
+        fn sender(owns: &HashSet<ClientID>) -> Sender<'_> {
+            Sender {
+                may_write: false,
+                owns,
+            }
+        }
+
+        let handled = doc
+            .handle_from(&awareness(&[1, 2], "{}"), sender(&owns))
+            .unwrap();
+        owns.extend(handled.added_clients);
+        // Its own ids again, and removing one, are fine; the removed id still counts.
+        doc.handle_from(&awareness(&[1], "{\"a\":1}"), sender(&owns))
+            .unwrap();
+        doc.handle_from(&awareness(&[2], "null"), sender(&owns))
+            .unwrap();
+
+        let refused = doc.handle_from(&awareness(&[3], "{}"), sender(&owns));
+        assert!(
+            matches!(refused, Err(YjsError::AwarenessLimit(_))),
+            "{refused:?}"
+        );
+        assert!(!doc.holds_state(ClientID::new(3)), "nothing of it applied");
+    }
+
+    #[test]
+    fn echoed_removals_of_other_clients_cost_no_claim_and_unknown_ones_leave_no_record() {
+        let mut doc = YjsDoc::new().with_limits(limits(1, 100, usize::MAX));
+        let (mut carol, alice) = (HashSet::new(), HashSet::new());
+        fn as_member(owns: &HashSet<ClientID>) -> Sender<'_> {
+            Sender {
+                may_write: true,
+                owns,
+            }
+        }
+        let claimed = doc.handle_from(&awareness(&[7], "{}"), as_member(&carol));
+        carol.extend(claimed.unwrap().added_clients);
+        let mut removal = awareness(&[7], "null");
+        removal.extend(awareness(&[8, 9], "null")); // never heard of
+        for _ in 0..3 {
+            let handled = doc.handle_from(&removal, as_member(&alice)).unwrap();
+            assert!(handled.added_clients.is_empty());
+        }
+        assert!(
+            doc.awareness.meta(ClientID::new(8)).is_none(),
+            "no record kept"
+        );
+        assert!(!doc.holds_state(ClientID::new(7)));
+        // Alice may still announce herself: her one id.
+        doc.handle_from(&awareness(&[1], "{}"), as_member(&alice))
+            .unwrap();
+    }
+
+    #[test]
+    fn an_awareness_state_over_the_byte_limit_is_refused_whole() {
+        let mut doc = YjsDoc::new().with_limits(limits(10, 20, usize::MAX));
+        let owns = HashSet::new();
+        let big = format!("{{\"x\":\"{}\"}}", "y".repeat(30));
+        let mut frame = awareness(&[1], "{}");
+        frame.extend(awareness(&[2], &big));
+        let refused = doc.handle_from(
+            &frame,
+            Sender {
+                may_write: true,
+                owns: &owns,
+            },
+        );
+        assert!(
+            matches!(refused, Err(YjsError::AwarenessLimit(_))),
+            "{refused:?}"
+        );
+        assert!(
+            !doc.holds_state(ClientID::new(1)),
+            "the frame is refused whole"
+        );
+    }
+
+    #[test]
+    fn updates_that_would_grow_the_state_past_the_limit_are_refused_and_change_nothing() {
+        let mut doc = YjsDoc::new().with_limits(limits(10, 10, 1_000));
+        let writer = Doc::new();
+        let owns = HashSet::new();
+        let sender = Sender {
+            may_write: true,
+            owns: &owns,
+        };
+        for _ in 0..8 {
+            doc.handle_from(&typing(&writer, &"a".repeat(100)), sender)
+                .unwrap();
+        }
+        let before = doc.encode_state();
+
+        let refused = doc.handle_from(&typing(&writer, &"b".repeat(300)), sender);
+
+        assert!(
+            matches!(refused, Err(YjsError::StateLimit(_))),
+            "{refused:?}"
+        );
+        assert_eq!(doc.encode_state(), before);
+        // A client resending the whole document (a reconnect's step 2) adds nothing: accepted.
+        let fresh = Doc::new();
+        fresh
+            .transact_mut()
+            .apply_update(yrs::Update::decode_v1(&before).unwrap())
+            .unwrap();
+        let whole = fresh
+            .transact()
+            .encode_state_as_update_v1(&Default::default());
+        let step2 = Message::Sync(SyncMessage::SyncStep2(whole)).encode_v1();
+        doc.handle_from(&step2, sender).unwrap();
+        assert_eq!(doc.encode_state().len(), before.len());
+    }
+
+    use yrs::updates::decoder::Decode;
+    use yrs::ReadTxn;
+}

@@ -1,0 +1,294 @@
+//! A room's members: joining and leaving, where each one's frames go, and how much of them its
+//! session has not taken yet.
+//!
+//! Rooms send with `do_send`, which ignores mailbox limits, and a session whose client stopped
+//! reading is not polled at all (actix-web-actors stops polling it while its socket is full):
+//! every frame sent to it would wait in memory for good. So the bound sits on the sending side.
+//! The room charges each frame to the member's [`Backlog`], the session credits it when it
+//! handles the frame, and a member over its budget is dropped from the room as if it had left;
+//! its session, once it runs again, sees [`Backlog::overflowed`] and closes with 1008.
+//!
+//! A member whose session is gone without a `Leave` (the connection dropped while the answer
+//! to its `Join` was on its way) is dropped too, on a timer: joins and leaves stay symmetric.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::{debug, warn};
+
+use super::{json, DocRoom, Kind, MemberId, Outbound, RoomError, RoomLimits};
+
+/// How often a room looks for members whose session stopped without a `Leave`.
+pub(super) const MEMBER_SWEEP: Duration = Duration::from_secs(1);
+
+/// What a room queued for one session and the session has not handled yet. The room adds, the
+/// session subtracts; both sides may run on different threads, hence the atomics (the counts
+/// are a budget, not an invariant: relaxed ordering is enough). Cloning is shallow.
+#[derive(Clone, Debug, Default)]
+pub struct Backlog(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    messages: AtomicUsize,
+    bytes: AtomicUsize,
+    overflowed: AtomicBool,
+}
+
+impl Backlog {
+    /// Session side: `frame` was handled (written to the connection's buffer).
+    pub fn taken(&self, frame: &Outbound) {
+        let c = &self.0;
+        let _ = c
+            .messages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        let _ = c
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(frame.cost()))
+            });
+    }
+
+    /// Whether the room dropped this member for going over its budget.
+    pub fn overflowed(&self) -> bool {
+        self.0.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Room side: counts `frame` in, or marks the member overflowed and answers false if it
+    /// would go over a limit. A member with nothing queued always gets its frame, so a single
+    /// frame larger than the byte budget still reaches a member that keeps up.
+    fn charge(&self, frame: &Outbound, limits: &RoomLimits) -> bool {
+        let c = &self.0;
+        let (messages, bytes) = (
+            c.messages.load(Ordering::Relaxed),
+            c.bytes.load(Ordering::Relaxed),
+        );
+        let over = messages >= limits.member_backlog_messages
+            || bytes.saturating_add(frame.cost()) > limits.member_backlog_bytes;
+        if messages > 0 && over {
+            c.overflowed.store(true, Ordering::Relaxed);
+            return false;
+        }
+        c.messages.fetch_add(1, Ordering::Relaxed);
+        c.bytes.fetch_add(frame.cost(), Ordering::Relaxed);
+        true
+    }
+}
+
+/// One member as its room sees it.
+pub(super) struct Member {
+    outbound: Recipient<Outbound>,
+    backlog: Backlog,
+}
+
+impl Member {
+    pub(super) fn new(outbound: Recipient<Outbound>, backlog: Backlog) -> Self {
+        Member { outbound, backlog }
+    }
+
+    /// Queues `frame` for the session; false (nothing queued) if the member is over its
+    /// budget and must be dropped.
+    pub(super) fn send(&self, frame: Outbound, limits: &RoomLimits) -> bool {
+        if !self.backlog.charge(&frame, limits) {
+            return false;
+        }
+        self.outbound.do_send(frame);
+        true
+    }
+
+    /// Queues a frame whatever the budget (a close: the last thing this member gets).
+    pub(super) fn force(&self, frame: Outbound) {
+        self.backlog.charge(&frame, &RoomLimits::unlimited());
+        self.outbound.do_send(frame);
+    }
+
+    /// The session stopped (its mailbox is gone).
+    pub(super) fn gone(&self) -> bool {
+        !self.outbound.connected()
+    }
+}
+
+impl Outbound {
+    /// What a frame counts against a member's byte budget.
+    pub fn cost(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Binary(bytes) => bytes.len(),
+            Outbound::Close { .. } => 0,
+        }
+    }
+}
+
+impl DocRoom {
+    /// Sends `frame` to one member; one over its budget is noted for [`DocRoom::drop_lagging`].
+    pub(super) fn send_to(&mut self, id: MemberId, frame: Outbound) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        if !member.send(frame, &self.shared.limits) {
+            self.lagging.push(id);
+        }
+    }
+
+    /// Drops the members that went over their budget (each as if it had left: its awareness
+    /// states are removed, which may in turn leave others behind), then looks at idleness.
+    pub(super) fn drop_lagging(&mut self, ctx: &mut Context<Self>) {
+        if self.lagging.is_empty() {
+            return;
+        }
+        while let Some(id) = self.lagging.pop() {
+            if self.members.remove(&id).is_some() {
+                warn!(doc = %self.doc, member = id.get(), "member not reading, dropped from the room");
+                self.forget_awareness(id);
+            }
+        }
+        self.check_idle(ctx);
+    }
+
+    /// Drops members whose session stopped without a `Leave`.
+    pub(super) fn prune_gone(&mut self, ctx: &mut Context<Self>) {
+        let gone: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.gone())
+            .map(|(id, _)| *id)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for id in gone {
+            debug!(doc = %self.doc, member = id.get(), "session gone without leaving, member dropped");
+            self.members.remove(&id);
+            self.forget_awareness(id);
+        }
+        self.drop_lagging(ctx);
+        self.check_idle(ctx);
+    }
+}
+
+/// Joins a member; answers the frames to send it first (JSON snapshot, or Yjs sync step 1 and
+/// awareness).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Outbound>, RoomError>")]
+pub struct Join {
+    pub member: MemberId,
+    pub kind: Kind,
+    pub outbound: Recipient<Outbound>,
+    /// Charged by the room for every frame it queues to `outbound`; the session credits it for
+    /// every frame it handles (see [`Backlog`]).
+    pub backlog: Backlog,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub member: MemberId,
+}
+
+impl Handler<Join> for DocRoom {
+    type Result = Result<Vec<Outbound>, RoomError>;
+
+    /// Adds a member and answers the snapshot it starts from.
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = self.span.clone().entered();
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
+        }
+        if msg.kind != self.kind {
+            // The room may have been opened for this refused join alone.
+            self.check_idle(ctx);
+            return Err(RoomError::WrongKind {
+                doc: self.doc.clone(),
+                actual: self.kind.as_str(),
+            });
+        }
+        if !msg.outbound.connected() {
+            // The session is gone already (its connection dropped while it waited): no
+            // member would ever leave.
+            self.check_idle(ctx);
+            return Err(RoomError::Unavailable("the connection is gone".into()));
+        }
+        self.members
+            .insert(msg.member, Member::new(msg.outbound, msg.backlog));
+        Ok(match &self.yjs {
+            Some(y) => y
+                .doc
+                .greeting()
+                .into_iter()
+                .map(|f| Outbound::Binary(f.into()))
+                .collect(),
+            None => vec![Outbound::Text(json::snapshot_frame(
+                &self.doc,
+                self.current.as_ref(),
+            ))],
+        })
+    }
+}
+
+impl Handler<Leave> for DocRoom {
+    type Result = ();
+
+    /// Removes a member; the last one out triggers the leave flush.
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
+        if self.members.remove(&msg.member).is_some() {
+            self.forget_awareness(msg.member);
+            self.drop_lagging(ctx);
+            self.check_idle(ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn limits(messages: usize, bytes: usize) -> RoomLimits {
+        RoomLimits {
+            member_backlog_messages: messages,
+            member_backlog_bytes: bytes,
+            ..RoomLimits::unlimited()
+        }
+    }
+
+    fn frame(len: usize) -> Outbound {
+        Outbound::Binary(Bytes::from(vec![0u8; len]))
+    }
+
+    #[test]
+    fn a_backlog_takes_frames_up_to_its_budget_and_frees_what_the_session_took() {
+        let backlog = Backlog::default();
+        let limits = limits(3, 100);
+        assert!(backlog.charge(&frame(40), &limits));
+        assert!(backlog.charge(&frame(40), &limits));
+        assert!(
+            !backlog.charge(&frame(40), &limits),
+            "120 bytes is over 100"
+        );
+        assert!(backlog.overflowed());
+
+        let fresh = Backlog::default();
+        for _ in 0..3 {
+            assert!(fresh.charge(&frame(1), &limits));
+        }
+        assert!(
+            !fresh.charge(&frame(1), &limits),
+            "a fourth message is over 3"
+        );
+        let fresh = Backlog::default();
+        assert!(fresh.charge(&frame(60), &limits));
+        fresh.taken(&frame(60));
+        assert!(fresh.charge(&frame(60), &limits));
+        assert!(fresh.charge(&frame(40), &limits));
+        assert!(!fresh.overflowed());
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_byte_budget_still_reaches_a_member_that_keeps_up() {
+        let backlog = Backlog::default();
+        assert!(backlog.charge(&frame(500), &limits(10, 100)));
+        assert!(!backlog.overflowed());
+    }
+}

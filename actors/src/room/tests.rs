@@ -1,0 +1,269 @@
+//! Rooms in process, over the in-memory stores: members that stop reading, sessions that vanish
+//! while joining, and the room limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use super::*;
+use crate::core::{Core, CoreSettings};
+use crate::fallback::test_dir::TestDir;
+use crate::fallback::Fallback;
+use crate::flusher::FlusherSettings;
+use crate::registry::{GetRoom, NoRoom};
+use crate::storage::memory::{MemoryCache, MemoryStore};
+use crate::supervisor::{Stores, SupervisorSettings};
+
+fn core(dir: &TestDir, limits: RoomLimits) -> Core {
+    let ms = Duration::from_millis;
+    let stores = Stores {
+        cache: Arc::new(MemoryCache::default()),
+        store: Arc::new(MemoryStore::default()),
+        fallback: Fallback::open(&dir.0).unwrap(),
+        ledger: Ledger::default(),
+    };
+    let settings = CoreSettings {
+        supervisor: SupervisorSettings {
+            failure_threshold: 3,
+            open_for: ms(100),
+            lock_poll: ms(5),
+            lock_wait: ms(50),
+            health_check: ms(20),
+            retry_base: ms(10),
+            retry_max: ms(50),
+        },
+        flusher: FlusherSettings {
+            base_period: ms(50),
+            error_period: ms(100),
+            max_period: ms(200),
+            batch_size: 100,
+            parallel_batches: 1,
+        },
+        room_arbiters: 0,
+        yjs_save_interval: ms(10),
+        replica: "t".into(),
+        limits,
+    };
+    Core::start(stores, settings)
+}
+
+/// Stands in for a session: counts what it is sent; credits its backlog only if `reads`.
+struct Session {
+    backlog: Backlog,
+    reads: bool,
+    received: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+}
+
+impl Handler<Outbound> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
+        if self.reads {
+            self.backlog.taken(&msg);
+        }
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+struct Joined {
+    member: MemberId,
+    backlog: Backlog,
+    session: Addr<Session>,
+}
+
+async fn join(room: &Addr<DocRoom>, reads: bool) -> Joined {
+    let backlog = Backlog::default();
+    let session = Session {
+        backlog: backlog.clone(),
+        reads,
+        received: Arc::default(),
+    }
+    .start();
+    let member = MemberId::next();
+    room.send(Join {
+        member,
+        kind: Kind::Json,
+        outbound: session.clone().recipient(),
+        backlog: backlog.clone(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    Joined {
+        member,
+        backlog,
+        session,
+    }
+}
+
+async fn room(core: &Core, doc: &str) -> Addr<DocRoom> {
+    core.registry
+        .send(GetRoom {
+            doc: DocId::parse(doc).unwrap(),
+            kind: Kind::Json,
+            home: None,
+        })
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn put(room: &Addr<DocRoom>, doc: &str, content: String) {
+    let version = Version::new(DocId::parse(doc).unwrap(), Kind::Json, Bytes::from(content));
+    room.send(Update {
+        from: None,
+        version,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+async fn members(room: &Addr<DocRoom>) -> Option<usize> {
+    room.send(Describe).await.ok().map(|s| s.members)
+}
+
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    for _ in 0..500 {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[actix::test]
+async fn a_member_that_stops_taking_its_frames_is_dropped_once_over_its_backlog() {
+    let dir = TestDir::new("room-backlog");
+    let core = core(
+        &dir,
+        RoomLimits {
+            member_backlog_messages: 5,
+            member_backlog_bytes: 1_000_000,
+            ..RoomLimits::unlimited()
+        },
+    );
+    let room = room(&core, "d").await;
+    let reader = join(&room, true).await;
+    let stalled = join(&room, false).await;
+
+    for n in 0..5 {
+        put(&room, "d", format!("{{\"n\":{n}}}")).await;
+    }
+    assert_eq!(members(&room).await, Some(2), "5 frames fit the budget");
+    assert!(!stalled.backlog.overflowed());
+    put(&room, "d", "{\"n\":5}".into()).await;
+
+    assert_eq!(
+        members(&room).await,
+        Some(1),
+        "the stalled member is dropped"
+    );
+    assert!(
+        stalled.backlog.overflowed(),
+        "and its session will know why"
+    );
+    assert!(!reader.backlog.overflowed());
+    // A Leave from the dropped member's session, when it comes, changes nothing.
+    room.do_send(Leave {
+        member: stalled.member,
+    });
+    put(&room, "d", "{\"n\":6}".into()).await;
+    assert_eq!(members(&room).await, Some(1));
+    drop(reader.session);
+}
+
+#[actix::test]
+async fn a_member_whose_session_stopped_without_leaving_is_pruned_and_the_room_retires() {
+    let dir = TestDir::new("room-phantom");
+    let core = core(&dir, RoomLimits::unlimited());
+    let room = room(&core, "p").await;
+    let member = join(&room, true).await;
+    assert_eq!(members(&room).await, Some(1));
+
+    // The session stops without a Leave (its connection dropped while the answer to its Join
+    // was on its way).
+    member.session.send(StopSession).await.unwrap();
+
+    until("the room to retire", async || !room.connected()).await;
+}
+
+#[actix::test]
+async fn a_join_from_a_session_already_gone_is_refused() {
+    let dir = TestDir::new("room-gone-join");
+    let core = core(&dir, RoomLimits::unlimited());
+    let room = room(&core, "g").await;
+    let session = Session {
+        backlog: Backlog::default(),
+        reads: true,
+        received: Arc::default(),
+    }
+    .start();
+    let outbound = session.clone().recipient();
+    session.send(StopSession).await.unwrap();
+    until("the session to stop", async || !session.connected()).await;
+
+    let answer = room
+        .send(Join {
+            member: MemberId::next(),
+            kind: Kind::Json,
+            outbound,
+            backlog: Backlog::default(),
+        })
+        .await
+        .unwrap();
+
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(members(&room).await.unwrap_or(0), 0);
+}
+
+#[actix::test]
+async fn no_new_room_opens_past_max_rooms_until_one_retires() {
+    let dir = TestDir::new("room-limit");
+    let core = core(
+        &dir,
+        RoomLimits {
+            max_rooms: 2,
+            ..RoomLimits::unlimited()
+        },
+    );
+    let a = room(&core, "a").await;
+    let _b = room(&core, "b").await;
+    let get = |doc: &str| {
+        core.registry.send(GetRoom {
+            doc: DocId::parse(doc).unwrap(),
+            kind: Kind::Json,
+            home: None,
+        })
+    };
+
+    assert_eq!(get("c").await.unwrap().err(), Some(NoRoom::Full(2)));
+    assert!(
+        get("a").await.unwrap().is_ok(),
+        "open rooms are still handed out"
+    );
+
+    // Nobody joins "a": it retires after its grace period, and "c" may open.
+    until("room a to retire", async || !a.connected()).await;
+    assert!(get("c").await.unwrap().is_ok());
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopSession;
+
+impl Handler<StopSession> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: StopSession, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
