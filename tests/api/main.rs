@@ -10,6 +10,7 @@ mod cache_layout;
 mod client_tokens;
 mod cold_reads;
 mod crash_recovery;
+mod data_stores;
 mod database_outage;
 mod double_faults;
 mod duplicates;

@@ -9,6 +9,7 @@
 //! - [`http`]: document routes, the `Admin` API, raw HTTP for targets `reqwest` would rewrite
 //! - [`ws`]: `WsClient` (JSON protocol, answers Pings) and `MuteClient` (stops answering)
 //! - [`redis_server`]: `PrivateRedis`, to kill, pause and restart
+//! - [`redis_nodes`]: private Redis configurations: a Sentinel set, TLS only, small `maxmemory`
 //! - [`proxy`]: `Proxy`, a TCP proxy to cut or stall
 //! - [`sha256`]: the content hash, computed independently of the service
 //! - `fault_tools`: tests of the proxy and the private Redis themselves
@@ -21,6 +22,7 @@ pub mod app;
 mod fault_tools;
 pub mod http;
 pub mod proxy;
+pub mod redis_nodes;
 pub mod redis_server;
 pub mod sha256;
 pub mod storage;
