@@ -11,6 +11,7 @@ mod client_tokens;
 mod cold_reads;
 mod crash_recovery;
 mod data_stores;
+mod data_stores_tls;
 mod database_outage;
 mod double_faults;
 mod duplicates;

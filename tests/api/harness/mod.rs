@@ -9,6 +9,7 @@
 //! - [`http`]: document routes, the `Admin` API, raw HTTP for targets `reqwest` would rewrite
 //! - [`ws`]: `WsClient` (JSON protocol, answers Pings) and `MuteClient` (stops answering)
 //! - [`redis_server`]: `PrivateRedis`, to kill, pause and restart
+//! - [`tls_stores`]: certificates, a TLS-only Redis and a TLS-only PostgreSQL with passwords
 //! - [`redis_nodes`]: private Redis configurations: a Sentinel set, TLS only, small `maxmemory`
 //! - [`proxy`]: `Proxy`, a TCP proxy to cut or stall
 //! - [`sha256`]: the content hash, computed independently of the service
@@ -26,6 +27,7 @@ pub mod redis_nodes;
 pub mod redis_server;
 pub mod sha256;
 pub mod storage;
+pub mod tls_stores;
 pub mod traffic;
 pub mod ws;
 
