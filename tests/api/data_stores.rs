@@ -16,8 +16,27 @@ const WITHIN: Duration = Duration::from_secs(30);
 /// The brief's bound for the whole failover story: promotion, probe, breaker closed.
 const FAILOVER_WITHIN: Duration = Duration::from_secs(45);
 
+/// How the primary stops being the primary.
+#[derive(Clone, Copy, Debug)]
+enum Failover {
+    /// SIGKILL: connections fail until the sentinels promote the replica.
+    Killed,
+    /// `SENTINEL FAILOVER`: the old primary lives on as a replica and answers writes with
+    /// `READONLY`, which must count as failures until the probe finds the new primary.
+    Switched,
+}
+
 #[tokio::test]
 async fn a_sentinel_failover_under_traffic_loses_nothing_and_ends_back_on_redis() {
+    failover_story(Failover::Killed).await;
+}
+
+#[tokio::test]
+async fn a_sentinel_switchover_is_followed_through_readonly_replies() {
+    failover_story(Failover::Switched).await;
+}
+
+async fn failover_story(how: Failover) {
     let mut set = SentinelSet::start().await;
     let options = TestOptions::new()
         .flusher_paused()
@@ -30,16 +49,19 @@ async fn a_sentinel_failover_under_traffic_loses_nothing_and_ends_back_on_redis(
         .redis_url("redis://127.0.0.1:1")
         .redis_check_url(set.replica.url());
     let app = TestApp::spawn(options).await;
-    let mut traffic = Traffic::start(&app, TrafficPlan::new("failover"));
-    traffic.await_every_doc_acked(WITHIN).await;
+    // `parked` is acknowledged once, then idles: its content sits in Redis when the primary goes.
+    let (mut steady, mut parked) = Traffic::steady_and_parked(&app, WITHIN).await;
     assert_eq!(app.admin().breaker().await["state"], "closed");
     assert!(
-        traffic.tally().cache > 0,
+        steady.tally().cache > 0 && parked.tally().cache > 0,
         "no save reached the sentinels' primary before the failover: {}",
-        traffic.summary()
+        steady.summary()
     );
 
-    set.primary.kill();
+    match how {
+        Failover::Killed => set.primary.kill(),
+        Failover::Switched => set.switch_over().await,
+    }
     let promoted = set.replica.port;
     eventually(
         FAILOVER_WITHIN,
@@ -51,32 +73,41 @@ async fn a_sentinel_failover_under_traffic_loses_nothing_and_ends_back_on_redis(
         },
     )
     .await;
+    if let Failover::Switched = how {
+        // From here on a save sent to the old primary is refused with READONLY.
+        set.await_role(set.primary.port, "slave").await;
+    }
     eventually(
         FAILOVER_WITHIN,
         "the breaker closed with saves landing on the promoted replica",
         async || {
             let breaker = app.admin().breaker().await;
             ensure!(breaker["state"] == "closed", "breaker {breaker}");
-            let since = traffic.tally();
+            let since = steady.tally();
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let now = traffic.tally();
-            // The old primary is dead (not restarted): a cache ack now is a write the
-            // promoted replica took.
+            let now = steady.tally();
             ensure!(now.cache > since.cache, "no cache acks lately: {now:?}");
+            // The old primary is dead or a replica now: a save it took would be refused or
+            // lost. Saves are landing on the promoted node, and it holds the parked content.
+            ensure!(
+                set.holds_on(promoted, &app.prefix, parked.docs()).await,
+                "the promoted replica lacks a parked document"
+            );
             Ok(())
         },
     )
     .await;
 
-    traffic.stop().await;
-    let tally = traffic.tally();
-    assert_eq!(
-        tally.errors,
-        0,
-        "an update got an error reply during the failover: {}",
-        traffic.summary()
-    );
-    traffic.flush_and_verify(&app).await;
+    for traffic in [&mut steady, &mut parked] {
+        traffic.stop().await;
+        assert_eq!(
+            traffic.tally().errors,
+            0,
+            "an update got an error reply during the failover: {}",
+            traffic.summary()
+        );
+        traffic.flush_and_verify(&app).await;
+    }
 }
 
 /// Fills a private Redis with filler keys until it refuses writes (OOM); returns the keys.

@@ -205,6 +205,63 @@ impl SentinelSet {
             .join(",")
     }
 
+    /// `SENTINEL FAILOVER`: the replica is promoted while the old primary lives on, demoted to
+    /// a replica of it.
+    pub async fn switch_over(&self) {
+        let mut con = storage::redis_connect(&self.sentinels[0].url())
+            .await
+            .expect("connect to a sentinel");
+        redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(SENTINEL_MASTER)
+            .query_async::<()>(&mut con)
+            .await
+            .expect("SENTINEL FAILOVER");
+    }
+
+    /// Waits until the node on `port` reports `role` (`master` or `slave`) in `ROLE`.
+    pub async fn await_role(&self, port: u16, role: &str) {
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually(
+            Duration::from_secs(45),
+            &format!("the node on {port} to be a {role}"),
+            async || {
+                let mut con = storage::redis_connect(&url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let reply: redis::Value = redis::cmd("ROLE")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let first = match &reply {
+                    redis::Value::Array(items) => items.first().cloned(),
+                    _ => None,
+                };
+                let now: Option<String> = first.and_then(|v| redis::from_redis_value(v).ok());
+                ensure!(now.as_deref() == Some(role), "role {now:?}");
+                Ok(())
+            },
+        )
+        .await;
+    }
+
+    /// Whether the node on `port` holds the cached content of every one of `docs`.
+    pub async fn holds_on(&self, port: u16, prefix: &str, docs: &[String]) -> bool {
+        let url = format!("redis://127.0.0.1:{port}");
+        let Ok(mut con) = storage::redis_connect(&url).await else {
+            return false;
+        };
+        for doc in docs {
+            let key = format!("{prefix}doc:{doc}:temp");
+            let exists: Result<bool, _> =
+                redis::cmd("EXISTS").arg(&key).query_async(&mut con).await;
+            if !matches!(exists, Ok(true)) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// The port the sentinels (the first that answers) name as the primary's.
     pub async fn named_primary(&self) -> Result<u16, String> {
         for s in &self.sentinels {
