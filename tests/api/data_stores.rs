@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::harness::redis_nodes::{private_redis, SentinelSet, TempDir, SENTINEL_MASTER};
 use crate::harness::storage::redis_connect;
-use crate::harness::traffic::{Traffic, TrafficPlan};
+use crate::harness::traffic::Traffic;
 use crate::harness::{assert_fields, ensure, eventually, TestApp, TestOptions};
 
 const WITHIN: Duration = Duration::from_secs(30);
