@@ -2,17 +2,19 @@
 //! `migrations/` (embedded at build time).
 
 use anyhow::Context as _;
-use docroom_actors::storage::PgStore;
-use tokio_postgres::NoTls;
+use std::path::Path;
+
+use docroom_actors::storage::{tls, PgStore};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
 /// Creates the database named in `url` when it does not exist, connecting to the server's
-/// `postgres` database to do so.
-pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+/// `postgres` database to do so, with the same TLS as the pool (`sslmode`, `ca_file`).
+pub async fn ensure_database(url: &str, ca_file: Option<&Path>) -> anyhow::Result<()> {
     let config: tokio_postgres::Config = url.parse().context("invalid database url")?;
+    let tls = tls::postgres_connector(config.get_ssl_mode(), ca_file)?;
     let Some(name) = config.get_dbname().map(str::to_owned) else {
         return Ok(());
     };
@@ -22,7 +24,7 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
         admin.connect_timeout(std::time::Duration::from_secs(5));
     }
     let (client, connection) = admin
-        .connect(NoTls)
+        .connect(tls)
         .await
         .context("connecting to postgres to check the database exists")?;
     let driver = tokio::spawn(connection);

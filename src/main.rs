@@ -53,12 +53,14 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Migrate => {
                 let d = &settings.database;
+                let ca_file = Settings::path(&d.ca_file);
                 let store = docroom_actors::storage::PgStore::connect(
                     &d.url,
+                    ca_file,
                     1,
                     Settings::ms(d.statement_timeout_ms),
                 )?;
-                db::ensure_database(&d.url).await?;
+                db::ensure_database(&d.url, ca_file).await?;
                 db::migrate(&store).await?;
                 tracing::info!("migrations applied");
                 Ok(())

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use docroom_actors::storage::SentinelSettings;
 use figment::providers::{Data, Format, Serialized, Toml};
 use figment::value::Value;
 use figment::{Figment, Provider};
@@ -67,6 +68,12 @@ pub struct CacheSection {
     pub response_timeout_ms: u64,
     pub connection_timeout_ms: u64,
     pub health_check_interval_ms: u64,
+    /// PEM file of the CA to trust for `rediss://`; empty = the system roots.
+    pub ca_file: String,
+    /// Comma-separated `host:port` of the sentinels; empty = the URL names the primary.
+    pub sentinels: String,
+    pub sentinel_master: String,
+    pub sentinel_password: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -83,6 +90,8 @@ pub struct DatabaseSettings {
     pub url: String,
     pub pool_size: usize,
     pub statement_timeout_ms: u64,
+    /// PEM file of the CA to trust for `sslmode=require`; empty = the system roots.
+    pub ca_file: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -207,14 +216,28 @@ impl Settings {
                 "flusher.max_period_ms is not below cache.ttl_secs: the flusher refreshes ttls of waiting content only once per period"
             );
         }
+        if let Err(why) = self.sentinels() {
+            return fail(&why);
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail("log.format must be \"text\" or \"json\"");
         }
         Ok(())
     }
 
+    /// A `*.ca_file` setting: `None` when empty.
+    pub fn path(setting: &str) -> Option<&Path> {
+        (!setting.is_empty()).then(|| Path::new(setting))
+    }
+
     pub fn ms(ms: u64) -> Duration {
         Duration::from_millis(ms)
+    }
+
+    /// The Sentinel settings, `None` when `cache.sentinels` is empty.
+    pub fn sentinels(&self) -> Result<Option<SentinelSettings>, String> {
+        let c = &self.cache;
+        SentinelSettings::parse(&c.sentinels, &c.sentinel_master, &c.sentinel_password)
     }
 }
 

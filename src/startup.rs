@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use docroom_actors::flusher::FlusherSettings;
 use docroom_actors::ledger::Ledger;
 use docroom_actors::protocol::yjs::YjsLimits;
 use docroom_actors::room::RoomLimits;
-use docroom_actors::storage::{CacheSettings, PgStore, RedisCache};
+use docroom_actors::storage::{tls, CacheSettings, MemoryPolicy, PgStore, RedisCache, RedisTarget};
 use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tracing::{info, warn};
 
@@ -39,8 +40,15 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::telemetry::init_metrics(S::ms(settings.flusher.base_period_ms));
         let db = &settings.database;
-        let store = PgStore::connect(&db.url, db.pool_size, S::ms(db.statement_timeout_ms))?;
-        bootstrap_database(&db.url, &store).await;
+        let db_ca = S::path(&db.ca_file);
+        info!(
+            redis = %tls::redact(&settings.cache.url),
+            sentinels = %settings.cache.sentinels,
+            postgres = %tls::redact(&db.url),
+            "stores configured"
+        );
+        let store = PgStore::connect(&db.url, db_ca, db.pool_size, S::ms(db.statement_timeout_ms))?;
+        bootstrap_database(&db.url, db_ca, &store).await?;
 
         let fallback = Fallback::open(&settings.journal.data_dir).with_context(|| {
             format!(
@@ -49,8 +57,18 @@ impl Application {
             )
         })?;
         let (c, b, f) = (&settings.cache, &settings.breaker, &settings.flusher);
-        let cache = RedisCache::new(CacheSettings {
+        let target = RedisTarget {
             url: c.url.clone(),
+            ca_file: S::path(&c.ca_file).map(Into::into),
+            sentinel: settings.sentinels().map_err(anyhow::Error::msg)?,
+        };
+        check_redis(
+            &target,
+            S::ms(c.connection_timeout_ms + c.response_timeout_ms),
+        )
+        .await?;
+        let cache = RedisCache::new(CacheSettings {
+            target,
             key_prefix: c.key_prefix.clone(),
             ttl_secs: c.ttl_secs,
             lock_ttl_secs: c.lock_ttl_secs,
@@ -170,26 +188,34 @@ fn http_server(listener: TcpListener, state: &AppState) -> anyhow::Result<actix_
 }
 
 /// Creates the database and schema. If PostgreSQL is down, keeps retrying in the background:
-/// editing goes on from Redis and the journal meanwhile, and the flusher catches up.
-async fn bootstrap_database(url: &str, store: &PgStore) {
-    async fn attempt(url: &str, store: &PgStore) -> anyhow::Result<()> {
+/// editing goes on from Redis and the journal meanwhile, and the flusher catches up. A server
+/// certificate that is not trusted is no outage but a configuration fault: docroom stops.
+async fn bootstrap_database(
+    url: &str,
+    ca_file: Option<&Path>,
+    store: &PgStore,
+) -> anyhow::Result<()> {
+    async fn attempt(url: &str, ca_file: Option<&Path>, store: &PgStore) -> anyhow::Result<()> {
         let steps = async {
-            db::ensure_database(url).await?;
+            db::ensure_database(url, ca_file).await?;
             db::migrate(store).await
         };
         tokio::time::timeout(Duration::from_secs(15), steps)
             .await
             .context("postgres did not answer within 15 s")?
     }
-    let Err(e) = attempt(url, store).await else {
-        return;
+    let Err(e) = attempt(url, ca_file, store).await else {
+        return Ok(());
     };
+    if e.chain().any(tls::is_certificate_error) {
+        anyhow::bail!("postgres: the server's tls certificate is not trusted (database.ca_file or the system roots): {e:#}");
+    }
     warn!(error = %format!("{e:#}"), "postgres not ready at start, retrying in the background");
-    let (url, store) = (url.to_string(), store.clone());
+    let (url, ca_file, store) = (url.to_string(), ca_file.map(Path::to_owned), store.clone());
     actix_web::rt::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            match attempt(&url, &store).await {
+            match attempt(&url, ca_file.as_deref(), &store).await {
                 Ok(()) => {
                     info!("postgres ready, schema in place");
                     return;
@@ -198,6 +224,30 @@ async fn bootstrap_database(url: &str, store: &PgStore) {
             }
         }
     });
+    Ok(())
+}
+
+/// Checks Redis once at start: a certificate it does not trust stops docroom (a configuration
+/// fault), an unreachable Redis does not (the fallback serves). Warns loudly unless
+/// `maxmemory-policy` is `noeviction`: every docroom key has a TTL, so a `volatile-*` or
+/// `allkeys-*` policy evicts exactly the content PostgreSQL may still lack, while a full
+/// `noeviction` Redis refuses writes, which the breaker turns into journaled fallback saves.
+async fn check_redis(target: &RedisTarget, within: Duration) -> anyhow::Result<()> {
+    match target.memory_policy(within).await {
+        Ok(MemoryPolicy::NoEviction) => info!(policy = "noeviction", "redis memory policy"),
+        Ok(MemoryPolicy::Evicting(policy)) => warn!(
+            policy = %policy,
+            "redis maxmemory-policy is not noeviction: a full redis will evict content postgres may not have yet; set maxmemory-policy noeviction"
+        ),
+        Ok(MemoryPolicy::Unknown) => warn!(
+            "redis maxmemory-policy could not be read (config disabled): make sure it is noeviction"
+        ),
+        Err(e) if tls::is_certificate_error(&e) => anyhow::bail!(
+            "redis: the server's tls certificate is not trusted (cache.ca_file or the system roots): {e}"
+        ),
+        Err(e) => warn!(error = %e, "redis not reachable for the start check"),
+    }
+    Ok(())
 }
 
 fn room_limits(l: &crate::settings::LimitSettings) -> RoomLimits {

@@ -13,6 +13,8 @@ mod client_tokens;
 mod cold_reads;
 mod config_files;
 mod crash_recovery;
+mod data_stores;
+mod data_stores_tls;
 mod database_outage;
 mod double_faults;
 mod duplicates;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Stamp, Version};
-use docroom_actors::storage::{Cache, CacheSettings, DocStore, PgStore, RedisCache, Written};
+use docroom_actors::storage::{
+    Cache, CacheSettings, DocStore, PgStore, RedisCache, RedisTarget, Written,
+};
 use serde_json::json;
 use yrs::{ReadTxn, Text, Transact};
 
@@ -35,7 +37,7 @@ fn typed(doc: &str, client: u64, text: &str) -> Version {
 /// The app creates the database and its schema; the test then writes through the store itself.
 async fn store_of(app: &TestApp) -> PgStore {
     let url = format!("postgres://postgres@{SHARED_PG_ADDR}/{}", app.db_name);
-    PgStore::connect(&url, 2, Duration::from_secs(5)).unwrap()
+    PgStore::connect(&url, None, 2, Duration::from_secs(5)).unwrap()
 }
 
 #[tokio::test]
@@ -85,7 +87,7 @@ async fn postgres_merges_yjs_states_instead_of_replacing_them() {
 fn cache(prefix: &str) -> RedisCache {
     let ms = Duration::from_millis;
     RedisCache::new(CacheSettings {
-        url: SHARED_REDIS_URL.into(),
+        target: RedisTarget::plain(SHARED_REDIS_URL),
         key_prefix: prefix.into(),
         ttl_secs: 125,
         lock_ttl_secs: 10,

@@ -9,7 +9,9 @@
 pub mod memory;
 mod postgres;
 mod redis_cache;
+mod redis_connect;
 mod redis_scripts;
+pub mod tls;
 
 use async_trait::async_trait;
 
@@ -17,6 +19,7 @@ use crate::doc::{DocId, Version};
 
 pub use postgres::{PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
+pub use redis_connect::{MemoryPolicy, RedisTarget, SentinelSettings};
 
 pub type CacheResult<T> = Result<T, CacheError>;
 pub type StoreResult<T> = Result<T, StoreError>;

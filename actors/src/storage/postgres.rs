@@ -6,14 +6,14 @@
 //! instead of going back to the pool.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
-use super::DocStore;
+use super::{tls, DocStore};
 use crate::doc::{canonical_json, later, DocId, Kind, Stamp, Version};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,8 @@ pub enum StoreError {
     Config(String),
     #[error("postgres unavailable: {0}")]
     Unavailable(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Cloning is shallow (the pool is reference counted).
@@ -70,15 +72,23 @@ const UPSERT_YJS: &str = "
      WHERE documents.content_hash IS DISTINCT FROM excluded.content_hash";
 
 impl PgStore {
-    pub fn connect(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, StoreError> {
+    /// A pool for `url`, TLS as its `sslmode` says (see [`super::tls`]); `ca_file` replaces the
+    /// system roots for `sslmode=require`.
+    pub fn connect(
+        url: &str,
+        ca_file: Option<&Path>,
+        pool_size: usize,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        let tls = tls::postgres_connector(config.get_ssl_mode(), ca_file)?;
         config.connect_timeout(timeout);
         config.options(format!("-c statement_timeout={}", timeout.as_millis()));
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

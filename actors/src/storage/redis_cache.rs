@@ -15,6 +15,7 @@ use redis::AsyncCommands;
 
 use async_trait::async_trait;
 
+use super::redis_connect::RedisTarget;
 use super::redis_scripts::{decode, encode, FILL, MARK_CLEAN, MARK_CLEAN_BATCH, SAVE};
 use super::{Cache, CacheResult, Written};
 use crate::doc::{DocId, Stamp, Version};
@@ -33,7 +34,8 @@ pub enum CacheError {
 
 #[derive(Clone, Debug)]
 pub struct CacheSettings {
-    pub url: String,
+    /// The URL, and the sentinels and CA that go with it.
+    pub target: RedisTarget,
     pub key_prefix: String,
     pub ttl_secs: u64,
     pub lock_ttl_secs: u64,
@@ -139,7 +141,9 @@ impl RedisCache {
     async fn connect(&self) -> Result<ConnectionManager, String> {
         let s = &self.settings;
         let made = async {
-            let client = redis::Client::open(s.url.as_str())?;
+            // With sentinels, this asks them for the primary: after a failover the next
+            // attempt (the breaker's probe) finds the promoted replica.
+            let client = self.bounded(s.target.client()).await??;
             let config = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(s.response_timeout))
                 .set_connection_timeout(Some(s.connection_timeout))
@@ -358,7 +362,7 @@ mod tests {
     fn backoff_doubles_from_the_base_up_to_the_cap_plus_jitter() {
         let ms = Duration::from_millis;
         let s = CacheSettings {
-            url: String::new(),
+            target: RedisTarget::plain(""),
             key_prefix: String::new(),
             ttl_secs: 125,
             lock_ttl_secs: 10,

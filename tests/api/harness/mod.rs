@@ -14,6 +14,8 @@
 //! - [`http`]: document routes, the `Admin` API, raw HTTP for targets `reqwest` would rewrite
 //! - [`ws`]: `WsClient` (JSON protocol, answers Pings) and `MuteClient` (stops answering)
 //! - [`redis_server`]: `PrivateRedis`, to kill, pause and restart
+//! - [`tls_stores`]: certificates, a TLS-only Redis and a TLS-only PostgreSQL with passwords
+//! - [`redis_nodes`]: private Redis configurations: a Sentinel set, TLS only, small `maxmemory`
 //! - [`proxy`]: `Proxy`, a TCP proxy to cut or stall
 //! - [`sha256`]: SHA-256 from `ring` (the service uses `sha2`), for the content hash
 //! - `fault_tools`, `app_modes`: tests of the fault tools and of the two app modes themselves
@@ -31,9 +33,11 @@ pub mod in_process;
 pub mod logs;
 pub mod options;
 pub mod proxy;
+pub mod redis_nodes;
 pub mod redis_server;
 pub mod sha256;
 pub mod storage;
+pub mod tls_stores;
 pub mod traffic;
 pub mod ws;
 
