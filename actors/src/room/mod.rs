@@ -210,6 +210,9 @@ impl DocRoom {
                 if let Err(e) = &res {
                     warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
                 }
+                if res.is_ok() {
+                    act.absorb_foreign(ctx);
+                }
                 let (waiters, next) = act.saves.finish(&hash, res.is_ok());
                 for w in waiters {
                     let answer = res.clone().map(|stored| Ack {
@@ -231,6 +234,28 @@ impl DocRoom {
                 }
             })
             .spawn(ctx);
+    }
+
+    /// After a save: if the ledger's entry for the document holds content from elsewhere that
+    /// the room lacks (SPEC §6: a journaled or cached version merged in), the room takes it in —
+    /// Yjs merged, JSON if its stamp is larger — and tells its members.
+    fn absorb_foreign(&mut self, ctx: &mut Context<Self>) {
+        let Some(entry) = self.shared.ledger.get(&self.doc) else {
+            return;
+        };
+        let held = entry.version;
+        if !entry.foreign || self.current.as_ref().is_some_and(|c| c.hash == held.hash) {
+            return;
+        }
+        match self.kind {
+            Kind::Yjs => self.absorb_yjs(&held.content, ctx),
+            Kind::Json => {
+                if held.stamp > self.current.as_ref().and_then(|c| c.stamp.clone()) {
+                    self.broadcast(None, Outbound::Text(json::update_frame(&held)));
+                    self.current = Some(held);
+                }
+            }
+        }
     }
 
     /// The document cannot be served: answer with the reason and stop at once (the next request

@@ -267,3 +267,72 @@ impl Handler<StopSession> for Session {
         ctx.stop();
     }
 }
+
+#[actix::test]
+async fn a_json_room_takes_in_a_later_version_the_ledger_holds_from_elsewhere() {
+    let dir = TestDir::new("absorb-json");
+    let core = core(&dir, RoomLimits::unlimited());
+    let room = room(&core, "merged").await;
+    let _member = join(&room, true).await;
+    // Content from elsewhere (a journal replayed, Redis read back) with a later stamp.
+    let elsewhere = crate::testing::stamped("merged", r#"{"from":"elsewhere"}"#, u64::MAX / 2);
+    core.ledger
+        .absorbed(elsewhere.clone(), crate::ledger::Durable::Journal);
+
+    put(&room, "merged", r#"{"from":"here"}"#.into()).await;
+
+    let current = room.send(Current).await.unwrap().unwrap();
+    assert_eq!(current, Some(elsewhere), "the room kept its older content");
+}
+
+#[actix::test]
+async fn a_yjs_room_merges_in_what_the_ledger_holds_from_elsewhere() {
+    use yrs::updates::encoder::Encode;
+    let dir = TestDir::new("absorb-yjs");
+    let core = core(&dir, RoomLimits::unlimited());
+    let room = core
+        .registry
+        .send(GetRoom {
+            doc: DocId::parse("ymerged").unwrap(),
+            kind: Kind::Yjs,
+            home: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let session = Session {
+        backlog: Backlog::default(),
+        reads: true,
+        received: Arc::default(),
+    }
+    .start();
+    let member = MemberId::next();
+    room.send(Join {
+        member,
+        kind: Kind::Yjs,
+        outbound: session.recipient(),
+        backlog: Backlog::default(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    core.ledger.absorbed(
+        crate::testing::yjs_edit("ymerged", 9, "elsewhere "),
+        crate::ledger::Durable::Journal,
+    );
+
+    let local = crate::testing::yjs_edit("ymerged", 1, "here");
+    let frame = yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(local.content.to_vec()));
+    room.do_send(YjsFrame {
+        from: member,
+        data: Bytes::from(frame.encode_v1()),
+        may_write: true,
+    });
+
+    until("the room to hold both edits", async || {
+        let current = room.send(Current).await.unwrap().unwrap().unwrap();
+        let text = crate::testing::yjs_text(&current);
+        text.contains("here") && text.contains("elsewhere")
+    })
+    .await;
+}

@@ -105,6 +105,22 @@ impl DocRoom {
         }
     }
 
+    /// Content the ledger holds that this room's document lacks (merged in from the journal or
+    /// Redis): merged into the live document and relayed to every member, so they converge
+    /// without reconnecting; the next save carries it too.
+    pub(super) fn absorb_yjs(&mut self, state: &[u8], ctx: &mut Context<Self>) {
+        let Some(y) = self.yjs.as_mut() else { return };
+        match y.doc.absorb(state) {
+            Ok(None) => {}
+            Ok(Some(frame)) => {
+                y.unsaved = true;
+                self.broadcast_binary(None, frame.into());
+                self.save_yjs_now(ctx);
+            }
+            Err(e) => warn!(doc = %self.doc, error = %e, "held yjs state could not be merged"),
+        }
+    }
+
     fn broadcast_binary(&mut self, from: Option<MemberId>, frame: Bytes) {
         self.broadcast(from, Outbound::Binary(frame));
     }

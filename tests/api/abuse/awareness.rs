@@ -74,8 +74,10 @@ async fn yjs_client(app: &TestApp, doc: &str, scope: &str) -> WsClient {
 #[tokio::test]
 async fn a_read_only_client_flooding_awareness_is_closed_and_its_states_are_neither_relayed_nor_held(
 ) {
+    // The server's memory is read from /proc, so it runs as a process of its own.
     let app = TestApp::spawn(
         TestOptions::new()
+            .process()
             .env("DOCROOM_JWT_SECRET", SECRET)
             .env("DOCROOM__LIMITS__MAX_AWARENESS_CLIENTS_PER_CONNECTION", 4)
             .env("DOCROOM__LIMITS__MAX_AWARENESS_STATE_BYTES", 4096),

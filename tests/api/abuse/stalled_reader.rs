@@ -10,8 +10,10 @@ use crate::harness::{TestApp, TestOptions, WsClient};
 
 #[tokio::test]
 async fn a_member_that_stops_reading_is_dropped_from_the_room_and_memory_stays_bounded() {
+    // The server's memory is read from /proc, so it runs as a process of its own.
     let app = TestApp::spawn(
         TestOptions::new()
+            .process()
             .env("DOCROOM__LIMITS__MEMBER_BACKLOG_BYTES", 2_000_000)
             .env("DOCROOM__LIMITS__MEMBER_BACKLOG_MESSAGES", 1000)
             .env("DOCROOM__LIMITS__MESSAGES_PER_SEC", 10_000),

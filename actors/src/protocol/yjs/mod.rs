@@ -96,6 +96,26 @@ impl YjsDoc {
         Ok(doc)
     }
 
+    /// Merges a state from elsewhere (content a store held that this document lacked) into the
+    /// document; Yjs merges commute, so nothing of either side is lost. Answers the update frame
+    /// to relay to the members when the document changed.
+    pub fn absorb(&mut self, state: &[u8]) -> Result<Option<Vec<u8>>, YjsError> {
+        plausible_count(state).map_err(YjsError::BadState)?;
+        let update = guarded(|| Update::decode_v1(state))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(YjsError::BadState)?;
+        let before = self.encode_state();
+        guarded(|| self.awareness.doc().transact_mut().apply_update(update))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(YjsError::BadState)?;
+        let after = self.encode_state();
+        if after == before {
+            return Ok(None);
+        }
+        self.state_bytes = after.len();
+        Ok(Some(update_frame(state)))
+    }
+
     /// The whole document as one v1 update: what is cached, journaled and persisted.
     pub fn encode_state(&self) -> Vec<u8> {
         self.awareness
