@@ -29,12 +29,14 @@ use crate::metrics as m;
 use crate::protocol::json;
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
+mod json_side;
 mod limits;
 mod member;
 mod save_queue;
 #[cfg(test)]
 mod tests;
 mod yjs;
+pub use json_side::Update;
 pub use limits::RoomLimits;
 use member::Member;
 pub use member::{Backlog, Join, Leave};
@@ -82,14 +84,6 @@ pub enum RoomError {
 pub struct Ack {
     pub hash: String,
     pub stored: Stored,
-}
-
-/// New content from a member (or from `PUT`, with no member). Answers once stored.
-#[derive(Message)]
-#[rtype(result = "Result<Ack, RoomError>")]
-pub struct Update {
-    pub from: Option<MemberId>,
-    pub version: Version,
 }
 
 /// The room's current version (`GET /docs/{id}` while the room is open).
@@ -249,12 +243,7 @@ impl DocRoom {
         }
         match self.kind {
             Kind::Yjs => self.absorb_yjs(&held.content, ctx),
-            Kind::Json => {
-                if held.stamp > self.current.as_ref().and_then(|c| c.stamp.clone()) {
-                    self.broadcast(None, Outbound::Text(json::update_frame(&held)));
-                    self.current = Some(held);
-                }
-            }
+            Kind::Json => self.absorb_json(held),
         }
     }
 
@@ -344,68 +333,6 @@ impl Actor for DocRoom {
                     }
                 }),
         );
-    }
-}
-
-impl Handler<Update> for DocRoom {
-    type Result = ResponseFuture<Result<Ack, RoomError>>;
-
-    /// Applies new content: broadcast at once, ack once stored (or `duplicate`).
-    fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
-        let _span = self.span.clone().entered();
-        if let Some(refusal) = self.refusal() {
-            return Box::pin(async { Err(refusal) });
-        }
-        if msg.version.kind != self.kind {
-            self.check_idle(ctx);
-            let err = RoomError::WrongKind {
-                doc: self.doc.clone(),
-                actual: self.kind.as_str(),
-            };
-            return Box::pin(async { Err(err) });
-        }
-        metrics::counter!(m::UPDATES, "kind" => "json").increment(1);
-        let (tx, rx) = oneshot::channel();
-        let hash = msg.version.hash.clone();
-        let same = self.current.as_ref().filter(|c| c.hash == hash).cloned();
-        let duplicate = same.is_some() && !self.saves.is_unstored(&hash);
-        let waiter = Waiter {
-            hash: hash.clone(),
-            duplicate,
-            tx,
-        };
-        match same {
-            _ if duplicate => {
-                // Answered with the save that carries this content, or at once if it landed.
-                if let Some(waiter) = self.saves.attach(waiter) {
-                    let ack = Ack {
-                        hash,
-                        stored: Stored::Duplicate,
-                    };
-                    metrics::counter!(m::ACKS, "stored" => "duplicate").increment(1);
-                    let _ = waiter.tx.send(Ok(ack));
-                }
-            }
-            // A retry of content whose save failed: save it again, nothing new to broadcast.
-            Some(current) => self.save(current, Some(waiter), ctx),
-            None => {
-                let previous = self.current.as_ref().and_then(|c| c.stamp.as_ref());
-                let version = msg.version.stamped(self.shared.clock.stamp(previous));
-                if self.members.keys().any(|id| Some(*id) != msg.from) {
-                    self.broadcast(msg.from, Outbound::Text(json::update_frame(&version)));
-                } else {
-                    metrics::histogram!(m::BROADCAST_FANOUT).record(0.0);
-                }
-                self.current = Some(version.clone());
-                self.save(version, Some(waiter), ctx);
-                // After the save is queued: dropping the last member looks at idleness.
-                self.drop_lagging(ctx);
-            }
-        }
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(RoomError::Unavailable("room stopped".into())))
-        })
     }
 }
 
