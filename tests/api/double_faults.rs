@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::harness::traffic::{Traffic, TrafficPlan};
-use crate::harness::{ensure, eventually, PrivateRedis, Proxy, TestApp, TestOptions};
+use crate::harness::{
+    await_breaker, ensure, eventually, PrivateRedis, Proxy, TestApp, TestOptions,
+};
 
 const WITHIN: Duration = Duration::from_secs(30);
 const EXIT_SLACK: Duration = Duration::from_secs(5);
@@ -180,13 +180,4 @@ async fn a_redis_restarted_empty_while_idle_then_a_sigkill_loses_no_acknowledged
     parked.stop().await;
     app.restart().await;
     parked.flush_and_verify(&app).await;
-}
-
-async fn await_breaker(app: &TestApp, state: &str) -> Value {
-    eventually(WITHIN, &format!("the breaker {state}"), async || {
-        let breaker = app.admin().breaker().await;
-        ensure!(breaker["state"] == state, "breaker {breaker}");
-        Ok(breaker)
-    })
-    .await
 }

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::harness::traffic::{Traffic, TrafficPlan};
-use crate::harness::{ensure, eventually, PrivateRedis, Proxy, TestApp, TestOptions};
+use crate::harness::{
+    await_breaker, ensure, eventually, PrivateRedis, Proxy, TestApp, TestOptions,
+};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -16,15 +16,6 @@ fn options(redis: &PrivateRedis) -> TestOptions {
         .redis_url(redis.url())
         .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
         .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
-}
-
-async fn await_breaker(app: &TestApp, state: &str) -> Value {
-    eventually(WITHIN, &format!("the breaker {state}"), async || {
-        let breaker = app.admin().breaker().await;
-        ensure!(breaker["state"] == state, "breaker {breaker}");
-        Ok(breaker)
-    })
-    .await
 }
 
 async fn await_fallback_docs(app: &TestApp, at_least: u64) {

@@ -14,7 +14,7 @@ use crate::fallback::Fallback;
 use crate::flusher::FlusherSettings;
 use crate::registry::{GetRoom, NoRoom};
 use crate::storage::memory::{MemoryCache, MemoryStore};
-use crate::supervisor::{Stores, SupervisorSettings};
+use crate::supervisor::Stores;
 
 fn core(dir: &TestDir, limits: RoomLimits) -> Core {
     let ms = Duration::from_millis;
@@ -25,15 +25,7 @@ fn core(dir: &TestDir, limits: RoomLimits) -> Core {
         ledger: Ledger::default(),
     };
     let settings = CoreSettings {
-        supervisor: SupervisorSettings {
-            failure_threshold: 3,
-            open_for: ms(100),
-            lock_poll: ms(5),
-            lock_wait: ms(50),
-            health_check: ms(20),
-            retry_base: ms(10),
-            retry_max: ms(50),
-        },
+        supervisor: crate::testing::supervisor_settings(),
         flusher: FlusherSettings {
             base_period: ms(50),
             error_period: ms(100),

@@ -82,6 +82,20 @@ pub async fn eventually<T>(
     }
 }
 
+/// Waits (at most 30 s) until `GET /admin/breaker` reports `state`; answers that view.
+pub async fn await_breaker(app: &TestApp, state: &str) -> Value {
+    eventually(
+        Duration::from_secs(30),
+        &format!("the breaker {state}"),
+        async || {
+            let breaker = app.admin().breaker().await;
+            ensure!(breaker["state"] == state, "breaker {breaker}");
+            Ok(breaker)
+        },
+    )
+    .await
+}
+
 /// The SPEC's content hash: lowercase hex SHA-256 of `serde_json::to_string` of the value (keys
 /// sorted: serde_json's map is ordered here).
 pub fn content_hash(content: &Value) -> String {
