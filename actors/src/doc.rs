@@ -7,25 +7,36 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-/// A validated document id: `^[A-Za-z0-9._-]{1,128}$`, and not `.` or `..`.
+/// A validated document id (SPEC §3, the names Hocuspocus accepts): 1 to 255 bytes of UTF-8
+/// with no control character, and not `.` or `..`.
 ///
-/// Cloning is shallow (an `Arc<str>`), so ids travel in every message for free.
+/// "Control character" is Unicode's Cc category (`char::is_control`): C0 (U+0000–U+001F), DEL
+/// (U+007F) and C1 (U+0080–U+009F). None of them is typed into a document name, and refusing
+/// them keeps ids printable in logs (no forged log lines through `\n`) and storable in
+/// PostgreSQL text (no NUL). Format characters such as U+200D or U+202E stay valid: they occur
+/// in real names (emoji sequences, right-to-left scripts).
+///
+/// 255 bytes is what the journal's `u8` id length holds. Cloning is shallow (an `Arc<str>`), so
+/// ids travel in every message for free.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DocId(Arc<str>);
 
+/// The longest id, in bytes of UTF-8.
+pub const MAX_ID_BYTES: usize = 255;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid document id: ids are 1 to 128 characters of A-Z a-z 0-9 . _ - and not . or ..")]
+#[error(
+    "invalid document id: ids are 1 to 255 bytes of UTF-8 without control characters, and not . or .."
+)]
 pub struct InvalidDocId;
 
 impl DocId {
     pub fn parse(raw: &str) -> Result<Self, InvalidDocId> {
         let valid = !raw.is_empty()
-            && raw.len() <= 128
+            && raw.len() <= MAX_ID_BYTES
             && raw != "."
             && raw != ".."
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && !raw.chars().any(char::is_control);
         if valid {
             Ok(DocId(raw.into()))
         } else {
@@ -231,11 +242,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_follow_the_spec_pattern() {
-        for ok in ["a", "doc-1", "A.b_c-9", &"x".repeat(128)] {
-            assert!(DocId::parse(ok).is_ok(), "{ok}");
+    fn ids_take_what_hocuspocus_names_documents() {
+        let longest = "é".repeat(127) + "x"; // 255 bytes
+        assert_eq!(longest.len(), MAX_ID_BYTES);
+        for ok in [
+            "a",
+            "doc-1",
+            "A.b_c-9",
+            "org/doc",
+            "doc:1",
+            "a b",
+            "é文",
+            "..a",
+            "../etc",
+            "🏳️‍🌈",
+            "\u{202e}rtl",
+            longest.as_str(),
+        ] {
+            assert_eq!(DocId::parse(ok).map(|d| d.to_string()).as_deref(), Ok(ok));
         }
-        for bad in ["", ".", "..", "a/b", "a b", "é", &"x".repeat(129), "a\0"] {
+    }
+
+    #[test]
+    fn empty_dot_overlong_and_control_character_ids_are_refused() {
+        let too_long = "é".repeat(128); // 256 bytes, 128 characters
+        for bad in [
+            "",
+            ".",
+            "..",
+            too_long.as_str(),
+            &"x".repeat(256),
+            "a\n",
+            "a\0b",
+            "\t",
+            "del\u{7f}",
+            "c1\u{85}",
+            "c1\u{9f}",
+        ] {
             assert_eq!(DocId::parse(bad), Err(InvalidDocId), "{bad:?}");
         }
     }

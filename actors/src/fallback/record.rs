@@ -113,7 +113,7 @@ fn frame(out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) -> Option<()> {
     Some(())
 }
 
-/// Format, record type, id and hash: the start of every format-2 payload. Ids are at most 128
+/// Format, record type, id and hash: the start of every format-2 payload. Ids are at most 255
 /// bytes and hashes 64, so both lengths fit a `u8`.
 fn head(payload: &mut Vec<u8>, kind: u8, doc: &DocId, hash: &str) {
     payload.extend_from_slice(&[FORMAT_2, kind, doc.as_str().len() as u8]);
@@ -250,5 +250,23 @@ mod tests {
 
         assert!(matches!(result, Err(JournalError::TooLarge { .. })));
         assert_eq!(out, b"kept");
+    }
+
+    #[test]
+    fn the_widest_ids_round_trip_through_a_record() {
+        let longest = "文".repeat(85); // 255 bytes
+        for id in ["org/doc:1 é", longest.as_str()] {
+            let doc = DocId::parse(id).unwrap();
+            let version = Version::new(doc.clone(), Kind::Json, Bytes::from("1"));
+            let mut out = Vec::new();
+
+            encode_put(&version, &mut out).unwrap();
+            encode_committed(&doc, &version.hash, &mut out);
+
+            let put_end = put_len(&version) as usize;
+            assert_eq!(decode(payload(&out[..put_end])), Ok(Record::Put(version.clone())));
+            let hash = version.hash.clone();
+            assert_eq!(decode(payload(&out[put_end..])), Ok(Record::Committed { doc, hash }));
+        }
     }
 }
