@@ -1,4 +1,6 @@
-//! `/docs/{id}` (GET, PUT), `/docs/{id}/ws` (JSON protocol) and `/yjs/{id}` (Yjs protocol).
+//! `/docs/{id}` (GET, PUT), `/docs/{id}/ws` (JSON protocol) and `/yjs/{id}` (Yjs protocol). The
+//! id comes from the raw path ([`doc_path`](super::doc_path)), never from actix-web's lossy
+//! decoding.
 
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use docroom_actors::doc::{DocId, Kind, Version};
@@ -7,6 +9,7 @@ use docroom_actors::registry::PeekRoom;
 use docroom_actors::room::{Current, RoomError, Update};
 use docroom_actors::supervisor::Load;
 
+use super::doc_path::{doc_id, Extent};
 use crate::auth;
 use crate::error::ApiError;
 use crate::session;
@@ -20,10 +23,9 @@ const ROOM_ATTEMPTS: usize = 3;
 #[get("/docs/{id}")]
 async fn get_doc(
     req: HttpRequest,
-    path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = DocId::parse(&path)?;
+    let doc = doc_id(&req, "/docs/", Extent::Segment)?;
     auth::authorize(&req, &state.settings.auth, &doc)?;
     let version = match state.registry.send(PeekRoom { doc: doc.clone() }).await? {
         Some(room) => match room.send(Current).await {
@@ -66,11 +68,10 @@ async fn load(state: &AppState, doc: &DocId) -> Result<Option<Version>, ApiError
 #[put("/docs/{id}")]
 async fn put_doc(
     req: HttpRequest,
-    path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = DocId::parse(&path)?;
+    let doc = doc_id(&req, "/docs/", Extent::Segment)?;
     if !auth::authorize(&req, &state.settings.auth, &doc)?.write {
         return Err(ApiError::ReadOnly);
     }
@@ -113,21 +114,23 @@ async fn put_doc(
 #[get("/docs/{id}/ws")]
 async fn ws_json(
     req: HttpRequest,
-    path: web::Path<String>,
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    upgrade(Kind::Json, req, path, stream, state).await
+    let doc = doc_id(&req, "/docs/", Extent::Segment);
+    upgrade(Kind::Json, doc, req, stream, state).await
 }
 
-#[get("/yjs/{id}")]
+/// The whole rest of the path is the id: y-websocket puts a room named `org/doc` into the URL
+/// unencoded, as `/yjs/org/doc`.
+#[get("/yjs/{id:.+}")]
 async fn ws_yjs(
     req: HttpRequest,
-    path: web::Path<String>,
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    upgrade(Kind::Yjs, req, path, stream, state).await
+    let doc = doc_id(&req, "/yjs/", Extent::Rest);
+    upgrade(Kind::Yjs, doc, req, stream, state).await
 }
 
 /// The checks before any WebSocket upgrade, in the order the SPEC answers them: bad id (400),
@@ -135,12 +138,12 @@ async fn ws_yjs(
 /// for the document (503: the room limit).
 async fn upgrade(
     kind: Kind,
+    doc: Result<DocId, ApiError>,
     req: HttpRequest,
-    path: web::Path<String>,
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = DocId::parse(&path)?;
+    let doc = doc?;
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }

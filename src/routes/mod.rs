@@ -1,6 +1,7 @@
 //! HTTP routes: health, documents (HTTP and WebSocket), admin.
 
 mod admin;
+mod doc_path;
 mod docs;
 mod health;
 

@@ -130,7 +130,7 @@ async fn records_of_an_unknown_format_or_with_a_bad_id_or_hash_are_skipped() {
     let hash = v("b", "1").hash;
     let mut unknown_format = vec![9, 0, 1, b'b', 64];
     unknown_format.extend_from_slice(hash.as_bytes());
-    let mut invalid_id = vec![2, 0, 3, b'b', b'/', b'c', 64];
+    let mut invalid_id = vec![2, 0, 3, b'b', b'\n', b'c', 64];
     invalid_id.extend_from_slice(hash.as_bytes());
     invalid_id.extend_from_slice(b"\x001");
     let mut wrong_hash = vec![2, 0, 1, b'b', 64];
