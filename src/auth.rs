@@ -89,7 +89,9 @@ pub fn authorize(req: &HttpRequest, auth: &AuthSettings, doc: &DocId) -> Result<
     })
 }
 
-/// `"team7-*"` covers every id starting with `team7-`; anything else must match exactly.
+/// `"team-7/*"` covers every id starting with `team-7/` (ids may hold `/` and `*`, SPEC §3): a
+/// plain string prefix, so `team-7/*` does not cover `team-70/x`, and a trailing `*` is always
+/// the prefix marker. Anything else must match exactly.
 fn covers(entry: &str, doc: &str) -> bool {
     match entry.strip_suffix('*') {
         Some(prefix) => doc.starts_with(prefix),
@@ -173,6 +175,17 @@ mod tests {
         assert!(covers("a", "a"));
         assert!(!covers("a", "ab"));
         assert!(covers("*", "anything"));
+    }
+
+    #[test]
+    fn prefix_entries_with_slashes_cover_the_folder_they_name() {
+        assert!(covers("team-7/*", "team-7/notes"));
+        assert!(covers("team-7/*", "team-7/a/b c"));
+        assert!(!covers("team-7/*", "team-70/notes"));
+        assert!(!covers("team-7/*", "team-7"));
+        assert!(covers("org/doc:1", "org/doc:1"));
+        assert!(!covers("org/doc", "org/doc:1"));
+        assert!(covers("é文/*", "é文/x"));
     }
 
     #[test]

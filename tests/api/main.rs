@@ -15,6 +15,7 @@ mod config_files;
 mod crash_recovery;
 mod data_stores;
 mod data_stores_tls;
+mod document_ids;
 mod database_outage;
 mod double_faults;
 mod duplicates;
