@@ -77,10 +77,19 @@ mod tests {
     #[test]
     fn a_segment_is_decoded_once_and_ends_at_the_next_slash() {
         let seg = Extent::Segment;
-        assert_eq!(id("/docs/org%2Fdoc", "/docs/", seg).as_deref(), Ok("org/doc"));
-        assert_eq!(id("/docs/org%2fdoc/ws", "/docs/", seg).as_deref(), Ok("org/doc"));
+        assert_eq!(
+            id("/docs/org%2Fdoc", "/docs/", seg).as_deref(),
+            Ok("org/doc")
+        );
+        assert_eq!(
+            id("/docs/org%2fdoc/ws", "/docs/", seg).as_deref(),
+            Ok("org/doc")
+        );
         assert_eq!(id("/docs/a%20b+c", "/docs/", seg).as_deref(), Ok("a b+c"));
-        assert_eq!(id("/docs/%C3%A9%E6%96%87", "/docs/", seg).as_deref(), Ok("é文"));
+        assert_eq!(
+            id("/docs/%C3%A9%E6%96%87", "/docs/", seg).as_deref(),
+            Ok("é文")
+        );
         assert_eq!(id("/docs/%252F", "/docs/", seg).as_deref(), Ok("%2F"));
         assert_eq!(id("/docs/doc:1", "/docs/", seg).as_deref(), Ok("doc:1"));
     }
@@ -89,19 +98,34 @@ mod tests {
     fn the_rest_of_a_yjs_path_is_the_id_slashes_and_all() {
         let rest = Extent::Rest;
         assert_eq!(id("/yjs/org/doc", "/yjs/", rest).as_deref(), Ok("org/doc"));
-        assert_eq!(id("/yjs/org%2Fdoc", "/yjs/", rest).as_deref(), Ok("org/doc"));
+        assert_eq!(
+            id("/yjs/org%2Fdoc", "/yjs/", rest).as_deref(),
+            Ok("org/doc")
+        );
         assert!(id("/yjs/", "/yjs/", rest).is_err());
     }
 
     #[test]
     fn malformed_escapes_invalid_utf8_and_invalid_ids_are_bad_requests() {
         for path in [
-            "/docs/%", "/docs/a%2", "/docs/%zz", "/docs/%+1", "/docs/%FF", "/docs/%C3",
-            "/docs/%00", "/docs/a%0Ab", "/docs/%2E%2E", "/docs/.", "/docs/",
+            "/docs/%",
+            "/docs/a%2",
+            "/docs/%zz",
+            "/docs/%+1",
+            "/docs/%FF",
+            "/docs/%C3",
+            "/docs/%00",
+            "/docs/a%0Ab",
+            "/docs/%2E%2E",
+            "/docs/.",
+            "/docs/",
         ] {
             let err = id_in(path, "/docs/", Extent::Segment).unwrap_err();
             assert!(matches!(err, ApiError::BadRequest(_)), "{path}: {err:?}");
-            assert!(err.to_string().contains("invalid document id"), "{path}: {err}");
+            assert!(
+                err.to_string().contains("invalid document id"),
+                "{path}: {err}"
+            );
         }
     }
 }

@@ -21,10 +21,7 @@ use docroom_actors::protocol::json::{document_body, json_version};
 const ROOM_ATTEMPTS: usize = 3;
 
 #[get("/docs/{id}")]
-async fn get_doc(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let doc = doc_id(&req, "/docs/", Extent::Segment)?;
     auth::authorize(&req, &state.settings.auth, &doc)?;
     let version = match state.registry.send(PeekRoom { doc: doc.clone() }).await? {

@@ -22,6 +22,9 @@ const UPGRADE: [(&str, &str); 4] = [
     ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
 
+/// Method, target, headers, body.
+type RawRequest<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str);
+
 /// `id` as one path segment: every byte but RFC 3986's unreserved ones percent-encoded (what
 /// `encodeURIComponent` does, and more).
 fn segment(id: &str) -> String {
@@ -64,7 +67,9 @@ async fn wide_ids_travel_http_and_the_json_socket_and_reach_postgres_exactly() {
         let mut client = WsClient::connect(&app, &path).await;
         assert_eq!(client.snapshot["doc"], id, "snapshot on /docs/{path}/ws");
         assert_eq!(client.snapshot["content"], json!({"name": id}));
-        let ack = client.update(json!({"name": id, "by": "socket"}), "r1").await;
+        let ack = client
+            .update(json!({"name": id, "by": "socket"}), "r1")
+            .await;
         assert_eq!(ack["type"], "ack", "{ack}");
         clients.push(client);
     }
@@ -95,7 +100,14 @@ async fn ids_that_only_look_like_other_redis_keys_stay_separate_documents() {
     let app = TestApp::spawn(TestOptions::new().flusher_paused()).await;
     // `doc:{id}:temp` for the id `a:temp` is `doc:a:temp:temp`, never `doc:a:temp` (the id `a`):
     // every key ends in its own suffix, so two (id, suffix) pairs cannot give one key.
-    let ids = ["a", "a:temp", "a:temp:temp", "a:lastSavedHash", "a:stamp", "doc:a"];
+    let ids = [
+        "a",
+        "a:temp",
+        "a:temp:temp",
+        "a:lastSavedHash",
+        "a:stamp",
+        "doc:a",
+    ];
     // Each room keeps a member: a room's last member leaving would persist (and clean) at once.
     let mut clients = Vec::new();
     for (n, id) in ids.iter().enumerate() {
@@ -105,11 +117,17 @@ async fn ids_that_only_look_like_other_redis_keys_stay_separate_documents() {
     }
     let modified = app.redis_smembers("modifiedDocs").await;
     for (n, id) in ids.iter().enumerate() {
-        assert_eq!(app.get_doc(&segment(id)).await.body["content"], json!({"n": n}));
+        assert_eq!(
+            app.get_doc(&segment(id)).await.body["content"],
+            json!({"n": n})
+        );
         let cached = app.redis_get(&format!("doc:{id}:temp")).await;
         let cached: Option<Value> = cached.map(|c| serde_json::from_str(&c).expect("JSON"));
         assert_eq!(cached, Some(json!({"n": n})), "doc:{id}:temp");
-        assert!(modified.iter().any(|d| d == id), "{id} in modifiedDocs: {modified:?}");
+        assert!(
+            modified.iter().any(|d| d == id),
+            "{id} in modifiedDocs: {modified:?}"
+        );
     }
     for client in clients {
         client.close().await;
@@ -162,22 +180,35 @@ async fn a_yjs_room_named_with_a_slash_is_one_document_whether_encoded_or_not() 
     let mut reader = WsClient::open(&app, &format!("/yjs/{}", segment("org/notes é")), &[])
         .await
         .unwrap_or_else(|r| panic!("encoded room path refused: {} {}", r.status, r.body));
-    reader.send_binary(frame(&[Message::Sync(SyncMessage::SyncStep1(StateVector::default()))]));
+    reader.send_binary(frame(&[Message::Sync(SyncMessage::SyncStep1(
+        StateVector::default(),
+    ))]));
     await_text(&mut reader, &Doc::new(), "hello").await;
 
     let got = app.get_doc(&segment("org/notes é")).await;
     assert_eq!(got.status, 200, "{}", got.text);
-    assert_eq!((&got.body["doc"], &got.body["kind"]), (&json!("org/notes é"), &json!("yjs")));
-    let kind = eventually(Duration::from_secs(10), "the row in PostgreSQL", async || {
-        app.admin().flush_now().await;
-        let row = app
-            .pg()
-            .await
-            .query_opt("SELECT kind FROM documents WHERE doc_id = $1", &[&"org/notes é"])
-            .await
-            .map_err(|e| e.to_string())?;
-        row.map(|r| r.get::<_, String>(0)).ok_or("no row yet".to_owned())
-    })
+    assert_eq!(
+        (&got.body["doc"], &got.body["kind"]),
+        (&json!("org/notes é"), &json!("yjs"))
+    );
+    let kind = eventually(
+        Duration::from_secs(10),
+        "the row in PostgreSQL",
+        async || {
+            app.admin().flush_now().await;
+            let row = app
+                .pg()
+                .await
+                .query_opt(
+                    "SELECT kind FROM documents WHERE doc_id = $1",
+                    &[&"org/notes é"],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            row.map(|r| r.get::<_, String>(0))
+                .ok_or("no row yet".to_owned())
+        },
+    )
     .await;
     assert_eq!(kind, "yjs", "stored under the decoded id");
 }
@@ -187,13 +218,26 @@ async fn refused_ids_get_400_saying_what_an_id_may_be_on_every_route() {
     let app = TestApp::start().await;
     let too_long = segment(&"é".repeat(128)); // 256 bytes
     let refused = [
-        ".", "%2E", "%2e%2E", "..", "a%00b", "a%0Ab", "%09", "del%7F", "c1%C2%85", "%FF", "%C3",
-        "%", "a%2", "%zz", too_long.as_str(),
+        ".",
+        "%2E",
+        "%2e%2E",
+        "..",
+        "a%00b",
+        "a%0Ab",
+        "%09",
+        "del%7F",
+        "c1%C2%85",
+        "%FF",
+        "%C3",
+        "%",
+        "a%2",
+        "%zz",
+        too_long.as_str(),
     ];
     let json_body = [("Content-Type", "application/json")];
     let mut failures = Vec::new();
     for id in refused {
-        let requests: [(&str, String, &[(&str, &str)], &str); 4] = [
+        let requests: [RawRequest; 4] = [
             ("GET", format!("/docs/{id}"), &[], ""),
             ("PUT", format!("/docs/{id}"), &json_body, r#"{"a":1}"#),
             ("GET", format!("/docs/{id}/ws"), &UPGRADE, ""),
@@ -203,11 +247,18 @@ async fn refused_ids_get_400_saying_what_an_id_may_be_on_every_route() {
             let reply = raw_request(app.addr, method, &target, headers, body).await;
             let message = reply.body["message"].as_str().unwrap_or_default();
             if reply.status != 400 || !message.contains("invalid document id") {
-                failures.push(format!("{method} {target} -> {} {}", reply.status, reply.text));
+                failures.push(format!(
+                    "{method} {target} -> {} {}",
+                    reply.status, reply.text
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "not refused as bad ids:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "not refused as bad ids:\n{}",
+        failures.join("\n")
+    );
 }
 
 const SECRET: &str = "document-ids-test-secret";
@@ -235,13 +286,23 @@ async fn a_token_for_team_7_slash_star_covers_the_documents_under_team_7() {
             .body(r#"{"x":1}"#)
             .send()
     };
-    for (id, status) in [("team-7/notes", 200), ("team-7/a/b c", 200), ("team-70/x", 403)] {
+    for (id, status) in [
+        ("team-7/notes", 200),
+        ("team-7/a/b c", 200),
+        ("team-70/x", 403),
+    ] {
         let reply = put(id).await.expect("PUT");
         assert_eq!(reply.status().as_u16(), status, "PUT {id}");
     }
     let path = format!("/yjs/team-7/live?token={}", token(&["team-7/*"]));
-    assert!(WsClient::open(&app, &path, &[]).await.is_ok(), "/yjs/team-7/live");
+    assert!(
+        WsClient::open(&app, &path, &[]).await.is_ok(),
+        "/yjs/team-7/live"
+    );
     let other = format!("/yjs/team-8/live?token={}", token(&["team-7/*"]));
-    let refused = WsClient::open(&app, &other, &[]).await.err().map(|r| r.status);
+    let refused = WsClient::open(&app, &other, &[])
+        .await
+        .err()
+        .map(|r| r.status);
     assert_eq!(refused, Some(403), "/yjs/team-8/live");
 }

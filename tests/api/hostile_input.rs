@@ -367,7 +367,17 @@ async fn control_and_dot_ids_get_400_and_traversal_ids_are_plain_names_on_every_
     // Unencoded non-ASCII in the request line is refused by the HTTP parser itself (clients
     // percent-encode it; `%C3%BC` below is a fine id).
     let refused = [
-        "%2e%2e", "%2E", "%00", "a%00b", "etc%00", "a%0Ab", "%7F", "%C2%85", "%FF", "%", "\u{fc}",
+        "%2e%2e",
+        "%2E",
+        "%00",
+        "a%00b",
+        "etc%00",
+        "a%0Ab",
+        "%7F",
+        "%C2%85",
+        "%FF",
+        "%",
+        "\u{fc}",
         "caf\u{e9}",
     ];
     let json_body = [("Content-Type", "application/json")];
@@ -407,11 +417,21 @@ async fn control_and_dot_ids_get_400_and_traversal_ids_are_plain_names_on_every_
         ("%F0%9F%98%80", "\u{1f600}"),
     ];
     for (path, id) in plain {
-        let put = raw_request(app.addr, "PUT", &format!("/docs/{path}"), &json_body, r#"{"a":1}"#)
-            .await;
+        let put = raw_request(
+            app.addr,
+            "PUT",
+            &format!("/docs/{path}"),
+            &json_body,
+            r#"{"a":1}"#,
+        )
+        .await;
         assert_eq!(put.status, 200, "PUT /docs/{path}: {}", put.text);
         let got = raw_request(app.addr, "GET", &format!("/docs/{path}"), &[], "").await;
-        assert_eq!((got.status, &got.body["doc"]), (200, &json!(id)), "GET /docs/{path}");
+        assert_eq!(
+            (got.status, &got.body["doc"]),
+            (200, &json!(id)),
+            "GET /docs/{path}"
+        );
     }
     assert_eq!(
         app.get_doc("etc").await.body["content"],

@@ -264,9 +264,15 @@ mod tests {
             encode_committed(&doc, &version.hash, &mut out);
 
             let put_end = put_len(&version) as usize;
-            assert_eq!(decode(payload(&out[..put_end])), Ok(Record::Put(version.clone())));
+            assert_eq!(
+                decode(payload(&out[..put_end])),
+                Ok(Record::Put(version.clone()))
+            );
             let hash = version.hash.clone();
-            assert_eq!(decode(payload(&out[put_end..])), Ok(Record::Committed { doc, hash }));
+            assert_eq!(
+                decode(payload(&out[put_end..])),
+                Ok(Record::Committed { doc, hash })
+            );
         }
     }
 }
