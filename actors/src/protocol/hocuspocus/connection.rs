@@ -337,15 +337,15 @@ impl Connection {
     /// Closes the socket: every document the socket is a member of is left first.
     fn close_socket(&mut self, code: u16, reason: &str) -> Vec<Action> {
         self.closed = true;
-        let mut docs: Vec<String> = self
-            .docs
-            .drain()
-            .filter_map(|(doc, state)| match state {
-                DocState::Authenticated { .. }
-                | DocState::AwaitingAuth { member: true, .. } => Some(doc),
-                _ => None,
-            })
-            .collect();
+        let mut docs: Vec<String> =
+            self.docs
+                .drain()
+                .filter_map(|(doc, state)| match state {
+                    DocState::Authenticated { .. }
+                    | DocState::AwaitingAuth { member: true, .. } => Some(doc),
+                    _ => None,
+                })
+                .collect();
         docs.sort();
         self.held_bytes = 0;
         self.held_messages = 0;

@@ -77,7 +77,9 @@ fn frames_after_auth_are_held_until_the_token_is_accepted_then_replayed_in_order
 
     let t = ticket(&connection.receive(&auth("doc", "t", None)), "doc", "t");
     assert!(connection.receive(&step1("doc").encode()).is_empty());
-    assert!(connection.receive(&stateless("doc", "a").encode()).is_empty());
+    assert!(connection
+        .receive(&stateless("doc", "a").encode())
+        .is_empty());
     assert_eq!(connection.held().0, 2);
     let actions = connection.token_checked("doc", t, Ok(Scope::ReadWrite));
 
@@ -273,7 +275,11 @@ fn a_frame_without_a_readable_name_closes_the_socket() {
 fn auth_for_a_second_document_is_checked_on_its_own() {
     let mut connection = open("doc");
 
-    let t = ticket(&connection.receive(&auth("second", "t", None)), "second", "t");
+    let t = ticket(
+        &connection.receive(&auth("second", "t", None)),
+        "second",
+        "t",
+    );
     connection.receive(&step1("second").encode());
     let delivered = connection.receive(&step1("doc").encode());
     let denied = connection.token_checked("second", t, Err("not covered".into()));
@@ -287,7 +293,10 @@ fn auth_for_a_second_document_is_checked_on_its_own() {
     );
     assert_eq!(
         denied,
-        vec![Action::Send(outgoing::permission_denied("second", "not covered"))]
+        vec![Action::Send(outgoing::permission_denied(
+            "second",
+            "not covered"
+        ))]
     );
     assert_eq!(connection.scope("doc"), Some(Scope::ReadWrite));
     assert_eq!(connection.document_count(), 2);
@@ -386,7 +395,10 @@ fn a_refreshed_token_that_is_accepted_keeps_the_membership() {
 
     assert_eq!(
         actions,
-        vec![Action::Send(outgoing::authenticated("doc", Scope::ReadOnly))]
+        vec![Action::Send(outgoing::authenticated(
+            "doc",
+            Scope::ReadOnly
+        ))]
     );
 }
 

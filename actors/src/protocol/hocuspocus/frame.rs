@@ -69,16 +69,36 @@ pub enum Auth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// `payload` is a y-protocols sync sub-message (`varUint(step) · varUint8Array(data)`).
-    Sync { doc: String, payload: Vec<u8> },
+    Sync {
+        doc: String,
+        payload: Vec<u8>,
+    },
     /// `update` is a y-protocols awareness update (the frame length-prefixes it).
-    Awareness { doc: String, update: Vec<u8> },
-    Auth { doc: String, auth: Auth },
-    QueryAwareness { doc: String },
-    Stateless { doc: String, payload: String },
+    Awareness {
+        doc: String,
+        update: Vec<u8>,
+    },
+    Auth {
+        doc: String,
+        auth: Auth,
+    },
+    QueryAwareness {
+        doc: String,
+    },
+    Stateless {
+        doc: String,
+        payload: String,
+    },
     /// From a provider (`destroy`/`detach`) it carries no reason; from the server it does.
-    Close { doc: String, reason: Option<String> },
+    Close {
+        doc: String,
+        reason: Option<String>,
+    },
     /// `true`: the update was stored (the provider's unsynced count goes down).
-    SyncStatus { doc: String, applied: bool },
+    SyncStatus {
+        doc: String,
+        applied: bool,
+    },
     Ping,
     Pong,
 }

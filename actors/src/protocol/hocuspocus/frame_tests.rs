@@ -19,7 +19,11 @@ fn doc() -> String {
 fn assert_round_trip(bytes: &[u8], expected: Frame) {
     let decoded = decode(bytes).expect("fixture decodes");
     assert_eq!(decoded, expected);
-    assert_eq!(decoded.encode(), bytes, "re-encoding gives the provider's bytes");
+    assert_eq!(
+        decoded.encode(),
+        bytes,
+        "re-encoding gives the provider's bytes"
+    );
 }
 
 #[test]
@@ -149,7 +153,10 @@ fn server_frames_are_encoded_as_the_provider_reads_them() {
     );
     assert_eq!(outgoing::sync_status("doc", true), frame(&[8, 1]));
     assert_eq!(outgoing::sync_status("doc", false), frame(&[8, 0]));
-    assert_eq!(outgoing::close("doc", "gone"), frame(&[7, 4, b'g', b'o', b'n', b'e']));
+    assert_eq!(
+        outgoing::close("doc", "gone"),
+        frame(&[7, 4, b'g', b'o', b'n', b'e'])
+    );
     assert_eq!(outgoing::stateless("doc", "x"), frame(&[5, 1, b'x']));
     assert_eq!(outgoing::ping(), [9]);
     assert_eq!(outgoing::pong(), [10]);
@@ -163,12 +170,18 @@ fn a_declared_length_beyond_the_frame_is_an_error() {
     for bytes in [vec![200, 1, b'a'], vec![0xff, 0xff, 0xff, 0xff, 0x0f, b'a']] {
         assert!(matches!(
             decode(&bytes),
-            Err(FrameError::Malformed { field: "document name", .. })
+            Err(FrameError::Malformed {
+                field: "document name",
+                ..
+            })
         ));
     }
     assert!(matches!(
         decode(&frame(&[1, 50, 1])),
-        Err(FrameError::Malformed { field: "awareness update", .. })
+        Err(FrameError::Malformed {
+            field: "awareness update",
+            ..
+        })
     ));
     assert!(matches!(
         decode(&frame(&[2, 0, 9, b't'])),
@@ -180,22 +193,34 @@ fn a_declared_length_beyond_the_frame_is_an_error() {
 fn malformed_frames_are_typed_errors() {
     assert_eq!(decode(&[]), Err(FrameError::Empty));
     assert_eq!(decode(&frame(&[6, 0])), Err(FrameError::ServerOnly(6)));
-    assert_eq!(decode(&frame(&[4, 0, 1, 0])), Err(FrameError::ServerOnly(4)));
+    assert_eq!(
+        decode(&frame(&[4, 0, 1, 0])),
+        Err(FrameError::ServerOnly(4))
+    );
     assert_eq!(decode(&frame(&[42])), Err(FrameError::UnknownType(42)));
     assert_eq!(decode(&frame(&[2, 7])), Err(FrameError::UnknownAuthType(7)));
     assert_eq!(decode(&frame(&[8, 2])), Err(FrameError::BadSyncStatus(2)));
     assert_eq!(decode(&frame(&[9])), Err(FrameError::NamedKeepalive(9)));
     assert!(matches!(
         decode(&frame(&[0])),
-        Err(FrameError::Malformed { field: "sync message", .. })
+        Err(FrameError::Malformed {
+            field: "sync message",
+            ..
+        })
     ));
     assert!(matches!(
         decode(&[1, 0xff, 0]),
-        Err(FrameError::Malformed { field: "document name", .. })
+        Err(FrameError::Malformed {
+            field: "document name",
+            ..
+        })
     ));
     assert!(matches!(
         decode(&DOC),
-        Err(FrameError::Malformed { field: "message type", .. })
+        Err(FrameError::Malformed {
+            field: "message type",
+            ..
+        })
     ));
 }
 
