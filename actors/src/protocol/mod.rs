@@ -7,5 +7,6 @@
 //! - [`yjs`]: the y-protocols sync and awareness messages of `/yjs/{id}` (SPEC §5), around a
 //!   room's live Yjs document.
 
+pub mod hocuspocus;
 pub mod json;
 pub mod yjs;
