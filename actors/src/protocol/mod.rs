@@ -6,6 +6,8 @@
 //!   `/docs/{id}`.
 //! - [`yjs`]: the y-protocols sync and awareness messages of `/yjs/{id}` (SPEC §5), around a
 //!   room's live Yjs document.
+//! - [`hocuspocus`]: the Hocuspocus protocol (SPEC §5b) — frame codec, the frames the server
+//!   sends, and the per-socket document table; the `/hocuspocus` route that uses it comes next.
 
 pub mod hocuspocus;
 pub mod json;
