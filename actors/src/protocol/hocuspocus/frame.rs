@@ -146,20 +146,16 @@ impl Frame {
             other => other.doc().unwrap_or_default(),
         };
         out.write_string(doc);
+        // Sync, Awareness and QueryAwareness are y-protocols messages behind the name.
+        if let Some(message) = self.to_yjs_message() {
+            out.extend_from_slice(&message);
+            return out;
+        }
         match self {
-            Frame::Sync { payload, .. } => {
-                out.write_var(MSG_SYNC);
-                out.write_all(payload);
-            }
-            Frame::Awareness { update, .. } => {
-                out.write_var(MSG_AWARENESS);
-                out.write_buf(update);
-            }
             Frame::Auth { auth, .. } => {
                 out.write_var(MSG_AUTH);
                 encode_auth(&mut out, auth);
             }
-            Frame::QueryAwareness { .. } => out.write_var(MSG_QUERY_AWARENESS),
             Frame::Stateless { payload, .. } => {
                 out.write_var(MSG_STATELESS);
                 out.write_string(payload);
@@ -174,8 +170,13 @@ impl Frame {
                 out.write_var(MSG_SYNC_STATUS);
                 out.write_var(u64::from(*applied));
             }
-            // Written above, without a document name.
-            Frame::Ping | Frame::Pong => {}
+            // Written above: the keepalives without a document name, the y-protocols messages
+            // behind it.
+            Frame::Ping
+            | Frame::Pong
+            | Frame::Sync { .. }
+            | Frame::Awareness { .. }
+            | Frame::QueryAwareness { .. } => {}
         }
         out
     }
