@@ -68,6 +68,8 @@ pub struct CacheSection {
     pub response_timeout_ms: u64,
     pub connection_timeout_ms: u64,
     pub health_check_interval_ms: u64,
+    pub log_block_ms: u64,
+    pub claim_ms: u64,
     /// PEM file of the CA to trust for `rediss://`; empty = the system roots.
     pub ca_file: String,
     /// Comma-separated `host:port` of the sentinels; empty = the URL names the primary.

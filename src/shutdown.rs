@@ -76,11 +76,12 @@ pub async fn drain(state: &AppState) {
         _ => {
             warn!("shutdown: postgres drain did not finish in time, journaling everything");
             // What only Redis holds (the ledger's journaled entries are already in the journal).
-            let mut all = state
-                .supervisor
-                .send(CollectDirty::default())
-                .await
-                .unwrap_or_default();
+            let collect = CollectDirty {
+                everything: true,
+                ..CollectDirty::default()
+            };
+            let collected = state.supervisor.send(collect).await.unwrap_or_default();
+            let mut all: Vec<_> = collected.dirty.into_iter().map(|d| d.version).collect();
             all.extend(
                 state
                     .ledger

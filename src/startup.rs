@@ -67,10 +67,13 @@ impl Application {
             S::ms(c.connection_timeout_ms + c.response_timeout_ms),
         )
         .await?;
+        let replica = replica_id(&settings.server.replica_id);
         let cache = RedisCache::new(CacheSettings {
             target,
             key_prefix: c.key_prefix.clone(),
+            replica: replica.as_str().into(),
             ttl_secs: c.ttl_secs,
+            claim_ms: c.claim_ms,
             lock_ttl_secs: c.lock_ttl_secs,
             response_timeout: S::ms(c.response_timeout_ms),
             connection_timeout: S::ms(c.connection_timeout_ms),
@@ -104,7 +107,8 @@ impl Application {
                 },
                 room_arbiters: settings.rooms.arbiters,
                 yjs_save_interval: S::ms(settings.rooms.yjs_save_interval_ms),
-                replica: replica_id(&settings.server.replica_id),
+                log_block: S::ms(c.log_block_ms),
+                replica,
                 limits: room_limits(&settings.limits),
             },
         );

@@ -1,6 +1,7 @@
 //! Builds docroom's actors and wires them, in the order they depend on each other: the cache
-//! supervisor (over the stores), the flusher (which reports to the supervisor), then the room
-//! registry (whose rooms save through the supervisor and flush through the flusher). Every actor
+//! supervisor (over the stores), the flusher (which reports to the supervisor), the log reader
+//! (over the cache), then the room registry (whose rooms save through the supervisor, flush
+//! through the flusher and follow their document's log through the reader). Every actor
 //! gets what it talks to when it is built; nothing is connected later.
 //!
 //! The service calls [`Core::start`] once; unit tests call it with in-memory stores.
@@ -12,6 +13,7 @@ use actix::prelude::*;
 use crate::clock::Clock;
 use crate::flusher::{Flusher, FlusherSettings};
 use crate::ledger::Ledger;
+use crate::log::reader::LogReader;
 use crate::registry::RoomRegistry;
 use crate::room::{RoomContext, RoomLimits};
 use crate::supervisor::{CacheSupervisor, Stores, SupervisorSettings};
@@ -24,6 +26,8 @@ pub struct CoreSettings {
     /// own.
     pub room_arbiters: usize,
     pub yjs_save_interval: Duration,
+    /// How long one read of the document logs waits for an entry.
+    pub log_block: Duration,
     /// This replica's name, part of every stamp it gives (SPEC §6).
     pub replica: String,
     /// What rooms and the registry refuse past.
@@ -45,6 +49,14 @@ impl Core {
     pub fn start(stores: Stores, settings: CoreSettings) -> Core {
         let storage = Arbiter::new();
         let ledger = stores.ledger.clone();
+        let (cache, replica, block) = (
+            stores.cache.clone(),
+            settings.replica.clone(),
+            settings.log_block,
+        );
+        let log = LogReader::start_in_arbiter(&storage.handle(), move |_| {
+            LogReader::new(cache, &replica, block)
+        });
         let (store, sup_settings) = (stores.store.clone(), settings.supervisor.clone());
         let supervisor = CacheSupervisor::start_in_arbiter(&storage.handle(), move |_| {
             CacheSupervisor::new(stores, sup_settings)
@@ -60,6 +72,7 @@ impl Core {
         let shared = RoomContext {
             supervisor: supervisor.clone(),
             flusher: flusher.clone(),
+            log,
             ledger: ledger.clone(),
             clock: Clock::new(settings.replica.as_str()),
             yjs_save_interval: settings.yjs_save_interval,

@@ -172,29 +172,43 @@ pub enum CombineError {
 }
 
 /// The later of two versions of one document (SPEC §6 "Versions"): for JSON the one with the
-/// larger stamp (`a` on a tie, so callers pass the copy they prefer as `a`); for Yjs both states
-/// merged, since Yjs content is never replaced, only merged. Equal hashes return `a` untouched.
+/// larger stamp (`a` on a tie, so callers pass the copy they prefer as `a`); for Yjs both merged,
+/// since Yjs content is never replaced, only merged. Equal hashes return `a` untouched.
 pub fn later(a: Version, b: Version) -> Result<Version, CombineError> {
     if a.hash == b.hash {
         return Ok(a);
     }
-    if a.kind != b.kind {
-        return Err(CombineError::KindMismatch { doc: a.doc });
+    Ok(combine([a, b])?.expect("two versions combine into one"))
+}
+
+/// [`later`] over any number of versions of one document, in one pass: JSON the one with the
+/// largest stamp (the first of equals), Yjs all merged at once (states or incremental updates
+/// alike: the merge of updates is an update holding all of them). `None` for none.
+pub fn combine(parts: impl IntoIterator<Item = Version>) -> Result<Option<Version>, CombineError> {
+    let mut parts: Vec<Version> = parts.into_iter().collect();
+    if parts.len() <= 1 {
+        return Ok(parts.pop());
     }
-    match a.kind {
-        Kind::Json => Ok(if b.stamp > a.stamp { b } else { a }),
+    let (doc, kind) = (parts[0].doc.clone(), parts[0].kind);
+    if parts.iter().any(|p| p.kind != kind) {
+        return Err(CombineError::KindMismatch { doc });
+    }
+    match kind {
+        Kind::Json => Ok(parts
+            .into_iter()
+            .reduce(|a, b| if b.stamp > a.stamp { b } else { a })),
         Kind::Yjs => {
             let merged = std::panic::catch_unwind(|| {
-                yrs::merge_updates_v1([&a.content[..], &b.content[..]])
+                yrs::merge_updates_v1(parts.iter().map(|p| &p.content[..]))
             });
             match merged {
-                Ok(Ok(state)) => Ok(Version::new(a.doc, Kind::Yjs, Bytes::from(state))),
+                Ok(Ok(state)) => Ok(Some(Version::new(doc, Kind::Yjs, Bytes::from(state)))),
                 Ok(Err(e)) => Err(CombineError::Unmergeable {
-                    doc: a.doc,
+                    doc,
                     why: e.to_string(),
                 }),
                 Err(_) => Err(CombineError::Unmergeable {
-                    doc: a.doc,
+                    doc,
                     why: "the yjs decoder panicked".into(),
                 }),
             }

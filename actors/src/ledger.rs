@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::warn;
 
 use crate::doc::{later, DocId, Kind, Version};
+use crate::log::LogPos;
+use crate::storage::Commit;
 
 /// Where a version is durable besides this process's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub struct Entry {
     /// replay, or Redis content merged in): a room's next Yjs state need not include it, so it
     /// is merged with that state instead of replaced by it, until PostgreSQL has it.
     pub foreign: bool,
+    /// Where the newest save of it landed in the document's log (entries durable in Redis):
+    /// a commit of the log up to there, by any replica, includes it.
+    pub position: Option<LogPos>,
 }
 
 /// Cloning is shallow: clones share one map. The lock is held only for map operations.
@@ -50,22 +55,24 @@ impl Ledger {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A room's save of `v` landed in `durable`. A room's Yjs states only grow, so `v` replaces
-    /// the entry unless that holds foreign content, which is merged in. A JSON version with a
-    /// smaller stamp than the one held changes nothing (SPEC §6): the later one still waits.
-    pub fn saved(&self, v: &Version, durable: Durable) {
-        self.record(v.clone(), durable, false);
+    /// A room's save of `v` landed in `durable` (at `position` of the log, in Redis). A Yjs
+    /// save is an incremental update: merged into the entry. A JSON version with a smaller
+    /// stamp than the one held changes nothing (SPEC §6): the later one still waits.
+    pub fn saved(&self, v: &Version, durable: Durable, position: Option<LogPos>) {
+        self.record(v.clone(), durable, false, position);
     }
 
     /// Content from elsewhere (the journal, Redis) that PostgreSQL lacks: merged with the entry
     /// (Yjs) or kept if later (JSON), and marked foreign.
     pub fn absorbed(&self, v: Version, durable: Durable) {
-        self.record(v, durable, true);
+        self.record(v, durable, true, None);
     }
 
-    fn record(&self, v: Version, durable: Durable, foreign: bool) {
+    fn record(&self, v: Version, durable: Durable, foreign: bool, position: Option<LogPos>) {
         let mut map = self.map();
-        let (version, foreign) = match map.remove(&v.doc) {
+        let held = map.remove(&v.doc);
+        let position = position.or(held.as_ref().and_then(|h| h.position));
+        let (version, foreign) = match held {
             None => (v, foreign),
             Some(held) if v.kind == Kind::Json => {
                 if held.version.stamp.is_some() && held.version.stamp > v.stamp {
@@ -74,14 +81,13 @@ impl Ledger {
                 }
                 (v, foreign)
             }
-            Some(held) if held.foreign || foreign => match later(v.clone(), held.version) {
-                Ok(merged) => (merged, true),
+            Some(held) => match later(v.clone(), held.version) {
+                Ok(merged) => (merged, held.foreign || foreign),
                 Err(e) => {
-                    warn!(doc = %v.doc, error = %e, "yjs states could not be merged, keeping the newer");
+                    warn!(doc = %v.doc, error = %e, "yjs updates could not be merged, keeping the newer");
                     (v, true)
                 }
             },
-            Some(_) => (v, false),
         };
         map.insert(
             version.doc.clone(),
@@ -89,29 +95,43 @@ impl Ledger {
                 version,
                 durable,
                 foreign,
+                position,
             },
         );
     }
 
-    /// The entry of `doc` moved to `durable`, if it is still at `hash`: true if it was.
-    pub fn moved(&self, doc: &DocId, hash: &str, durable: Durable) -> bool {
+    /// The entry of `doc` moved to `durable` (at `position` of the log), if it is still at
+    /// `hash`: true if it was.
+    pub fn moved(
+        &self,
+        doc: &DocId,
+        hash: &str,
+        durable: Durable,
+        position: Option<LogPos>,
+    ) -> bool {
         match self.map().get_mut(doc) {
             Some(entry) if entry.version.hash == hash => {
                 entry.durable = durable;
+                entry.position = position;
                 true
             }
             _ => false,
         }
     }
 
-    /// PostgreSQL committed these (doc, hash) pairs: each entry still at that hash leaves (a
-    /// newer one saved meanwhile stays). Answers the entries that left.
-    pub fn committed(&self, done: &[(DocId, String)]) -> Vec<Entry> {
+    /// PostgreSQL committed these: each entry still at the committed hash leaves (a newer one
+    /// saved meanwhile stays), and so does each entry durable in Redis whose save the committed
+    /// log position includes (whichever replica flushed it). Answers the entries that left.
+    pub fn committed(&self, done: &[Commit]) -> Vec<Entry> {
         let mut map = self.map();
         done.iter()
-            .filter_map(|(doc, hash)| {
-                let current = map.get(doc).is_some_and(|e| &e.version.hash == hash);
-                current.then(|| map.remove(doc)).flatten()
+            .filter_map(|c| {
+                let entry = map.get(&c.doc)?;
+                let same = entry.version.hash == c.hash;
+                let included = entry.durable == Durable::Cache
+                    && entry.position.is_some()
+                    && entry.position <= c.position;
+                (same || included).then(|| map.remove(&c.doc)).flatten()
             })
             .collect()
     }
@@ -157,13 +177,13 @@ mod tests {
     fn a_commit_clears_only_entries_still_at_the_committed_hash() {
         let ledger = Ledger::default();
         let (a1, a2, b) = (json("a", "1", 1), json("a", "2", 2), json("b", "1", 1));
-        ledger.saved(&a1, Durable::Cache);
-        ledger.saved(&b, Durable::Journal);
-        ledger.saved(&a2, Durable::Cache);
+        ledger.saved(&a1, Durable::Journal, None);
+        ledger.saved(&b, Durable::Journal, None);
+        ledger.saved(&a2, Durable::Journal, None);
 
         let left = ledger.committed(&[
-            (a1.doc.clone(), a1.hash.clone()),
-            (b.doc.clone(), b.hash.clone()),
+            Commit::of(a1.doc.clone(), a1.hash.clone()),
+            Commit::of(b.doc.clone(), b.hash.clone()),
         ]);
 
         let left: Vec<Version> = left.into_iter().map(|e| e.version).collect();
@@ -176,14 +196,15 @@ mod tests {
     fn an_older_json_save_never_replaces_a_later_one() {
         let ledger = Ledger::default();
         let (old, new) = (json("a", "old", 1), json("a", "new", 2));
-        ledger.saved(&new, Durable::Cache);
-        ledger.saved(&old, Durable::Journal);
+        ledger.saved(&new, Durable::Cache, Some(pos(1)));
+        ledger.saved(&old, Durable::Journal, None);
         assert_eq!(
             ledger.get(&new.doc),
             Some(Entry {
                 version: new,
                 durable: Durable::Cache,
                 foreign: false,
+                position: Some(pos(1)),
             })
         );
     }
@@ -192,10 +213,49 @@ mod tests {
     fn moving_an_entry_needs_it_unchanged() {
         let ledger = Ledger::default();
         let (a1, a2) = (json("a", "1", 1), json("a", "2", 2));
-        ledger.saved(&a1, Durable::Journal);
-        ledger.saved(&a2, Durable::Journal);
-        assert!(!ledger.moved(&a1.doc, &a1.hash, Durable::Cache));
-        assert!(ledger.moved(&a2.doc, &a2.hash, Durable::Cache));
+        ledger.saved(&a1, Durable::Journal, None);
+        ledger.saved(&a2, Durable::Journal, None);
+        assert!(!ledger.moved(&a1.doc, &a1.hash, Durable::Cache, Some(pos(1))));
+        assert!(ledger.moved(&a2.doc, &a2.hash, Durable::Cache, Some(pos(2))));
         assert_eq!(ledger.get(&a2.doc).unwrap().durable, Durable::Cache);
+    }
+
+    fn pos(ms: u64) -> LogPos {
+        LogPos { ms, seq: 0 }
+    }
+
+    #[test]
+    fn a_commit_of_the_log_clears_every_save_it_includes_whoever_flushed_it() {
+        let ledger = Ledger::default();
+        let (a, b) = (json("a", "1", 1), json("b", "1", 1));
+        ledger.saved(&a, Durable::Cache, Some(pos(5)));
+        ledger.saved(&b, Durable::Cache, Some(pos(9)));
+        let other = |v: &Version, at| Commit {
+            position: Some(pos(at)),
+            ..Commit::of(v.doc.clone(), "another replica's content".into())
+        };
+
+        let left = ledger.committed(&[other(&a, 7), other(&b, 7)]);
+
+        assert_eq!(
+            left.len(),
+            1,
+            "a's save at 5 is included in the log up to 7"
+        );
+        assert!(!ledger.lacks(&a.doc));
+        assert!(ledger.lacks(&b.doc), "b's save at 9 is not");
+    }
+
+    #[test]
+    fn yjs_saves_are_increments_and_merge_into_the_entry() {
+        use crate::testing::{yjs_edit, yjs_text};
+        let ledger = Ledger::default();
+        let (one, two) = (yjs_edit("y", 1, "one"), yjs_edit("y", 2, "two"));
+        ledger.saved(&one, Durable::Cache, Some(pos(1)));
+        ledger.saved(&two, Durable::Cache, Some(pos(2)));
+        let entry = ledger.get(&one.doc).unwrap();
+        let text = yjs_text(&entry.version);
+        assert!(text.contains("one") && text.contains("two"), "{text}");
+        assert_eq!(entry.position, Some(pos(2)));
     }
 }

@@ -13,6 +13,8 @@
 //!   fallback; routes each save, records it in the [`ledger`]; the read path; recovery after
 //!   an outage.
 //! - [`ledger`]: what PostgreSQL does not have yet — the one owner of that fact.
+//! - [`log`]: the log between rooms: each document's Redis Stream, which every replica appends
+//!   to and whose other replicas' entries the `LogReader` hands to this replica's rooms.
 //! - [`flusher`]: `Flusher`, persists what the ledger and Redis hold to PostgreSQL in batches,
 //!   drains at shutdown; [`schedule`] is its backoff as a pure state machine.
 //! - [`storage`]: the `Cache` and `DocStore` traits, `RedisCache` and `PgStore`, and in-memory
@@ -29,6 +31,7 @@ pub mod doc;
 pub mod fallback;
 pub mod flusher;
 pub mod ledger;
+pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;

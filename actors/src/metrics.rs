@@ -28,6 +28,13 @@ pub const REDIS_ERRORS: &str = "docroom_redis_errors_total";
 pub const POSTGRES_ERRORS: &str = "docroom_postgres_errors_total";
 pub const SHUTDOWN_DRAIN: &str = "docroom_shutdown_drain_seconds";
 pub const ACK_LATENCY: &str = "docroom_ack_latency_seconds";
+pub const LOG_FOLLOWED: &str = "docroom_log_followed_docs";
+pub const LOG_ENTRIES_RECEIVED: &str = "docroom_log_entries_received_total";
+pub const LOG_READ_LAG: &str = "docroom_log_read_lag_seconds";
+pub const LOG_LENGTH: &str = "docroom_log_length";
+pub const COMPACTIONS: &str = "docroom_compactions_total";
+pub const COMPACTION_DURATION: &str = "docroom_compaction_duration_seconds";
+pub const OLDEST_UNPERSISTED: &str = "docroom_oldest_unpersisted_seconds";
 
 /// Seconds, 0.1 ms to 5 s: an ack to Redis on a quiet machine takes well under a millisecond,
 /// and one waiting on Redis retries or a busy journal should stand out.
@@ -51,11 +58,14 @@ pub const FANOUT_BUCKETS: &[f64] = &[
 
 /// Every histogram docroom records, with its buckets. Exported as Prometheus histograms
 /// (`_bucket` series) because summaries' quantiles cannot be aggregated across replicas.
-pub const HISTOGRAMS: [(&str, &[f64]); 4] = [
+pub const HISTOGRAMS: [(&str, &[f64]); 7] = [
     (FLUSH_DURATION, FLUSH_BUCKETS),
     (SHUTDOWN_DRAIN, DRAIN_BUCKETS),
     (ACK_LATENCY, LATENCY_BUCKETS),
     (BROADCAST_FANOUT, FANOUT_BUCKETS),
+    (LOG_READ_LAG, LATENCY_BUCKETS),
+    (LOG_LENGTH, FANOUT_BUCKETS),
+    (COMPACTION_DURATION, FLUSH_BUCKETS),
 ];
 
 /// Creates every series with its value at start, so the first scrape already has all of them
@@ -63,7 +73,14 @@ pub const HISTOGRAMS: [(&str, &[f64]); 4] = [
 /// counters are touched without being reset — a value an actor already set stays — except the
 /// flusher period, which starts at `flusher_base_period`.
 pub fn register(flusher_base_period: Duration) {
-    for name in [CONNECTIONS, ROOMS, FALLBACK_DOCS, JOURNAL_BYTES] {
+    for name in [
+        CONNECTIONS,
+        ROOMS,
+        FALLBACK_DOCS,
+        JOURNAL_BYTES,
+        LOG_FOLLOWED,
+        OLDEST_UNPERSISTED,
+    ] {
         gauge!(name).increment(0.0);
     }
     // 0 is closed, the state every breaker starts in.
@@ -87,6 +104,8 @@ pub fn register(flusher_base_period: Duration) {
         DOCS_FLUSH_FAILED,
         REDIS_ERRORS,
         POSTGRES_ERRORS,
+        LOG_ENTRIES_RECEIVED,
+        COMPACTIONS,
     ] {
         counter!(name).increment(0);
     }
@@ -125,6 +144,34 @@ pub fn describe() {
         SHUTDOWN_DRAIN,
         Unit::Seconds,
         "duration of the shutdown drain"
+    );
+    describe_gauge!(LOG_FOLLOWED, "document logs this replica reads");
+    describe_counter!(
+        LOG_ENTRIES_RECEIVED,
+        "log entries other replicas appended, handed to this replica's rooms"
+    );
+    describe_histogram!(
+        LOG_READ_LAG,
+        Unit::Seconds,
+        "time from a log entry's append to this replica reading it"
+    );
+    describe_histogram!(
+        LOG_LENGTH,
+        "log entries after the compacted content, per document a flush read"
+    );
+    describe_counter!(
+        COMPACTIONS,
+        "compactions of a document's log into its content"
+    );
+    describe_histogram!(
+        COMPACTION_DURATION,
+        Unit::Seconds,
+        "time to merge a document's compacted content with its log"
+    );
+    describe_gauge!(
+        OLDEST_UNPERSISTED,
+        Unit::Seconds,
+        "age of the oldest content this replica accepted that postgres lacks"
     );
     describe_histogram!(
         ACK_LATENCY,

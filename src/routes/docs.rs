@@ -59,6 +59,7 @@ async fn load(state: &AppState, doc: &DocId) -> Result<Option<Version>, ApiError
         .supervisor
         .send(Load { doc: doc.clone() })
         .await?
+        .map(|loaded| loaded.version)
         .map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 

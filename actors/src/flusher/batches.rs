@@ -5,53 +5,42 @@ use std::cell::Cell;
 use futures_util::StreamExt;
 
 use super::FlushReport;
-use crate::doc::{DocId, Version};
-use crate::storage::DocStore;
+use crate::doc::Version;
+use crate::storage::{Commit, DocStore};
+use crate::supervisor::Dirty;
 
 /// What one run did, applied to the flusher's state afterwards.
 #[derive(Default)]
 pub(super) struct RunResult {
     pub report: FlushReport,
-    /// (doc, hash) of every version PostgreSQL now holds (or holds something later than).
-    pub committed: Vec<(DocId, String)>,
+    /// Every write PostgreSQL now holds (or holds something later than).
+    pub committed: Vec<Commit>,
     pub uncommitted: Vec<Version>,
     pub error: Option<String>,
 }
 
-impl RunResult {
-    /// Adds what another part of the same run did (the first error wins).
-    pub fn absorb(&mut self, other: RunResult) {
-        self.report.flushed += other.report.flushed;
-        self.report.failed += other.report.failed;
-        self.committed.extend(other.committed);
-        self.uncommitted.extend(other.uncommitted);
-        if self.error.is_none() {
-            self.error = other.error;
-        }
-    }
-}
-
-/// Upserts `versions` in statements of at most `batch` rows, `parallel` of them in flight. The
+/// Upserts `writes` in statements of at most `batch` rows, `parallel` of them in flight. The
 /// batches hold distinct documents, so their order does not matter; after the first failure no
 /// further batch is started (PostgreSQL is likely down) and the rest counts as failed.
 pub(super) async fn upsert_batches(
     store: &dyn DocStore,
-    versions: Vec<Version>,
+    writes: Vec<Dirty>,
     batch: usize,
     parallel: usize,
 ) -> RunResult {
     let mut res = RunResult {
-        committed: Vec::with_capacity(versions.len()),
+        committed: Vec::with_capacity(writes.len()),
         ..RunResult::default()
     };
     let failed = Cell::new(false);
-    let mut runs = futures_util::stream::iter(versions.chunks(batch))
+    let mut runs = futures_util::stream::iter(writes.chunks(batch))
         .map(|chunk| {
             let failed = &failed;
             async move {
+                let versions: Vec<Version> = chunk.iter().map(|w| w.version.clone()).collect();
                 let outcome = match failed.get() {
                     true => None,
-                    false => Some(store.upsert(chunk).await),
+                    false => Some(store.upsert(&versions).await),
                 };
                 if let Some(Err(_)) = &outcome {
                     failed.set(true);
@@ -64,8 +53,7 @@ pub(super) async fn upsert_batches(
         match outcome {
             Some(Ok(())) => {
                 res.report.flushed += chunk.len();
-                res.committed
-                    .extend(chunk.iter().map(|v| (v.doc.clone(), v.hash.clone())));
+                res.committed.extend(chunk.iter().map(|w| w.commit.clone()));
                 continue;
             }
             Some(Err(e)) => {
@@ -74,7 +62,8 @@ pub(super) async fn upsert_batches(
             None => {}
         }
         res.report.failed += chunk.len();
-        res.uncommitted.extend_from_slice(chunk);
+        res.uncommitted
+            .extend(chunk.iter().map(|w| w.version.clone()));
     }
     res
 }

@@ -11,7 +11,7 @@ mod batches;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +20,14 @@ use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
 
 use crate::doc::{later, DocId, Version};
-use crate::ledger::Ledger;
+use crate::ledger::{Durable, Entry, Ledger};
 use crate::metrics as m;
 use crate::schedule::FlushSchedule;
+use crate::storage::Commit;
 use crate::storage::DocStore;
-use crate::supervisor::{CacheSupervisor, CollectDirty, Committed, DirtyIds, KeepCached, Spill};
+use crate::supervisor::{
+    CacheSupervisor, CollectDirty, Collected, Committed, Dirty, DirtyIds, KeepCached, Spill,
+};
 use batches::{upsert_batches, RunResult};
 
 /// Flush now (admin); answers what was flushed.
@@ -143,10 +146,11 @@ impl Flusher {
         }));
     }
 
-    /// One flush: the ledger's versions (combined with `extra`, which the caller could not
-    /// save) are upserted while the supervisor reads Redis's other dirty documents, which then
-    /// follow. The versions are read once the gate is held, so a run never writes a version
-    /// that an earlier run already replaced.
+    /// One flush. The ledger's entries durable in Redis, and Redis's other dirty documents, are
+    /// read from Redis (whole: compacted content plus every replica's log entries) and claimed
+    /// for this replica; the ledger's journaled entries (and `extra`, which the caller could not
+    /// save) are written as the ledger holds them. Everything is read once the gate is held, so
+    /// a run never writes a version that an earlier run already replaced.
     fn run(
         &mut self,
         scope: Scope,
@@ -163,40 +167,51 @@ impl Flusher {
         let fut = async move {
             let _turn = gate.lock().await;
             let started = std::time::Instant::now();
-            let mut local: HashMap<DocId, Version> = match &scope {
-                Scope::All => ledger
-                    .entries()
-                    .into_iter()
-                    .map(|e| (e.version.doc.clone(), e.version))
-                    .collect(),
-                Scope::One(doc) => ledger
-                    .get(doc)
-                    .map(|e| (doc.clone(), e.version))
-                    .into_iter()
-                    .collect(),
+            let entries: Vec<Entry> = match &scope {
+                Scope::All => ledger.entries(),
+                Scope::One(doc) => ledger.get(doc).into_iter().collect(),
             };
-            for v in extra {
+            let (logged, direct): (Vec<Entry>, Vec<Entry>) = entries
+                .into_iter()
+                .partition(|e| e.durable == Durable::Cache && e.position.is_some());
+            let mut local: HashMap<DocId, Version> = direct
+                .into_iter()
+                .map(|e| (e.version.doc.clone(), e.version))
+                .collect();
+            let everything = matches!(scope, Scope::All);
+            let mine: Vec<DocId> = logged.iter().map(|e| e.version.doc.clone()).collect();
+            let collected = match everything || !mine.is_empty() {
+                false => Collected::default(),
+                true => supervisor
+                    .send(CollectDirty {
+                        mine: mine.clone(),
+                        skip: local.keys().cloned().collect(),
+                        everything,
+                    })
+                    .await
+                    .unwrap_or(Collected {
+                        unread: mine,
+                        ..Collected::default()
+                    }),
+            };
+            let unread = collected.unread.iter().filter_map(|d| ledger.get(d));
+            for v in extra.into_iter().chain(unread.map(|e| e.version)) {
                 let v = match local.remove(&v.doc) {
                     Some(held) => later(v.clone(), held).unwrap_or(v),
                     None => v,
                 };
                 local.insert(v.doc.clone(), v);
             }
-            let skip: HashSet<DocId> = local.keys().cloned().collect();
-            let local: Vec<Version> = local.into_values().collect();
-            let rest = async {
-                if !matches!(scope, Scope::All) {
-                    return RunResult::default();
-                }
-                let cached = supervisor
-                    .send(CollectDirty { skip })
-                    .await
-                    .unwrap_or_default();
-                upsert_batches(&*store, cached, batch, parallel).await
-            };
-            let first = upsert_batches(&*store, local, batch, parallel);
-            let (mut res, rest) = futures_util::future::join(first, rest).await;
-            res.absorb(rest);
+            let writes: Vec<Dirty> = local
+                .into_values()
+                .map(|version| Dirty {
+                    commit: Commit::of(version.doc.clone(), version.hash.clone()),
+                    version,
+                })
+                .chain(collected.dirty)
+                .collect();
+            let mut res = upsert_batches(&*store, writes, batch, parallel).await;
+            res.committed.extend(collected.settled);
             let took = started.elapsed();
             metrics::histogram!(m::FLUSH_DURATION).record(took.as_secs_f64());
             if res.report.flushed + res.report.failed > 0 {
@@ -289,7 +304,7 @@ impl Handler<PersistNow> for Flusher {
         Box::pin(
             self.run(Scope::One(msg.doc), Vec::new())
                 .map(move |res, _, _| match res.error {
-                    Some(e) if !res.committed.iter().any(|(d, _)| *d == doc) => Err(e),
+                    Some(e) if !res.committed.iter().any(|c| c.doc == doc) => Err(e),
                     _ => Ok(()),
                 }),
         )

@@ -25,12 +25,14 @@ use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{Flusher, PersistNow};
 use crate::ledger::Ledger;
+use crate::log::reader::LogReader;
 use crate::metrics as m;
 use crate::protocol::json;
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
 mod json_side;
 mod limits;
+mod log_side;
 mod member;
 mod save_queue;
 #[cfg(test)]
@@ -121,6 +123,8 @@ impl serde::Serialize for DocId {
 pub struct RoomContext {
     pub supervisor: Addr<CacheSupervisor>,
     pub flusher: Addr<Flusher>,
+    /// This replica's reader of the document logs, which rooms follow.
+    pub log: Addr<LogReader>,
     pub ledger: Ledger,
     pub clock: Clock,
     pub yjs_save_interval: Duration,
@@ -191,6 +195,8 @@ impl DocRoom {
 
     fn start_save(&mut self, version: Version, ctx: &mut Context<Self>) {
         let hash = version.hash.clone();
+        // A Yjs save carries updates only it holds: if it fails, they go into the next one.
+        let increment = (version.kind == Kind::Yjs).then(|| version.content.clone());
         self.shared
             .supervisor
             .send(Save { version })
@@ -204,8 +210,10 @@ impl DocRoom {
                 if let Err(e) = &res {
                     warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
                 }
-                if res.is_ok() {
-                    act.absorb_foreign(ctx);
+                match (&res, increment) {
+                    (Err(_), Some(update)) => act.retry_yjs(update, ctx),
+                    (Err(_), None) => {}
+                    (Ok(_), _) => act.saved(ctx),
                 }
                 let (waiters, next) = act.saves.finish(&hash, res.is_ok());
                 for w in waiters {
@@ -228,6 +236,15 @@ impl DocRoom {
                 }
             })
             .spawn(ctx);
+    }
+
+    /// A save landed: the retry of a failed one, if it was, is over; and content the ledger
+    /// holds from elsewhere comes in.
+    fn saved(&mut self, ctx: &mut Context<Self>) {
+        if let Some(y) = self.yjs.as_mut() {
+            y.retrying = false;
+        }
+        self.absorb_foreign(ctx);
     }
 
     /// After a save: if the ledger's entry for the document holds content from elsewhere that
@@ -303,6 +320,11 @@ impl DocRoom {
 impl Actor for DocRoom {
     type Context = Context<Self>;
 
+    /// The log reader stops handing this room entries.
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.unfollow(ctx);
+    }
+
     fn started(&mut self, ctx: &mut Self::Context) {
         let _span = self.span.clone().entered();
         // Joins wait in the mailbox until the content is known.
@@ -319,10 +341,11 @@ impl Actor for DocRoom {
                         Ok(Err(e)) => return act.fail(e.to_string(), ctx),
                         Err(e) => return act.fail(format!("cache supervisor: {e}"), ctx),
                     };
-                    if let Some(v) = &loaded {
+                    if let Some(v) = &loaded.version {
                         act.kind = v.kind;
                     }
-                    act.current = loaded;
+                    act.current = loaded.version;
+                    act.follow(loaded.position, ctx);
                     // A room nobody joins (the joiner went away, or was refused) must not
                     // linger: look again once the joins in flight have arrived.
                     ctx.run_later(IDLE_GRACE, |act, ctx| act.check_idle(ctx));
@@ -378,6 +401,11 @@ impl Handler<CloseRoom> for DocRoom {
                 code: 1001,
                 reason: "server shutting down",
             });
+        }
+        if let Some(y) = &self.yjs {
+            // Saves carry updates: what is not known saved is the whole state, at worst.
+            let unsaved = captured || !self.saves.is_idle() || y.retrying();
+            return unsaved.then(|| y.version(&self.doc));
         }
         let current = self.current.as_ref()?;
         let unsaved = captured || !self.saves.is_idle() || self.saves.is_unstored(&current.hash);

@@ -6,7 +6,7 @@
 //!
 //! The room owns the IO: it starts the version this hands back, and reports how it went.
 
-use crate::doc::Version;
+use crate::doc::{later, Version};
 
 struct Pending<W> {
     version: Version,
@@ -34,15 +34,17 @@ impl<W> Default for SaveQueue<W> {
 }
 
 impl<W> SaveQueue<W> {
-    /// `version` is the newest content to save: it replaces what is queued, and `waiter` rides
-    /// with it. Returns the version to start now, if no save is in flight.
+    /// `version` is the newest content to save: it joins what is queued by the version rule
+    /// (JSON: it replaces it, being later; Yjs: the updates merge), and `waiter` rides with it.
+    /// Returns the version to start now, if no save is in flight.
     pub fn push(&mut self, version: Version, waiter: Option<W>) -> Option<Version> {
         let pending = self.queued.get_or_insert_with(|| Pending {
             version: version.clone(),
             waiters: Vec::new(),
         });
         if pending.version.hash != version.hash {
-            pending.version = version;
+            let held = std::mem::replace(&mut pending.version, version.clone());
+            pending.version = later(version.clone(), held).unwrap_or(version);
         }
         pending.waiters.extend(waiter);
         self.next()

@@ -1,9 +1,11 @@
 //! The Yjs side of a room: frames from members, awareness bookkeeping and coalesced saves.
 //!
-//! Every applied update is relayed at once, but the document state is encoded and saved at most
-//! once per `yjs_save_interval`: a document taking 50 updates a second is not re-encoded and
-//! re-written 50 times a second. The timer always fires after the last change, and leaving,
-//! `GET` and shutdown capture the state immediately, so no applied update is left behind.
+//! Every applied update is relayed at once and saved as itself, not as the document: the
+//! updates applied since the last save are merged into one and appended (to the document's log,
+//! or the journal) at most once per `yjs_save_interval`, so a save costs what changed, whatever
+//! the document's size. The timer always fires after the last change, and leaving and shutdown
+//! save immediately, so no applied update is left behind; a failed save's updates go into the
+//! next one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,13 +34,21 @@ pub struct YjsRoom {
     /// that member leaves.
     clients: HashMap<MemberId, HashSet<ClientID>>,
     save_timer: Option<SpawnHandle>,
-    /// Updates applied since the state was last captured.
+    /// Updates applied since the last capture, as received: the next save's content.
+    pending: Vec<Bytes>,
+    /// Updates applied since the last capture.
     unsaved: bool,
+    /// The last save failed: its updates wait in `pending` for the next one.
+    pub(super) retrying: bool,
 }
 
 impl YjsRoom {
     pub fn unsaved(&self) -> bool {
         self.unsaved
+    }
+
+    pub fn retrying(&self) -> bool {
+        self.retrying
     }
 
     pub fn version(&self, doc: &DocId) -> Version {
@@ -61,7 +71,9 @@ impl DocRoom {
             doc,
             clients: HashMap::new(),
             save_timer: None,
+            pending: Vec::new(),
             unsaved: false,
+            retrying: false,
         });
         Ok(())
     }
@@ -76,8 +88,7 @@ impl DocRoom {
         }
     }
 
-    /// Encodes the state if updates arrived since the last capture; the new version becomes the
-    /// room's current, unpersisted one.
+    /// The updates applied since the last capture, merged into one version to save.
     pub(super) fn capture_yjs(&mut self, ctx: &mut Context<Self>) -> Option<Version> {
         let y = self.yjs.as_mut()?;
         if let Some(timer) = y.save_timer.take() {
@@ -86,12 +97,46 @@ impl DocRoom {
         if !std::mem::take(&mut y.unsaved) {
             return None;
         }
-        let v = y.version(&self.doc);
-        if self.current.as_ref().is_some_and(|c| c.hash == v.hash) {
-            return None;
+        let parts = std::mem::take(&mut y.pending);
+        let update = match parts.len() {
+            0 => return None,
+            1 => parts.into_iter().next().unwrap_or_default(),
+            _ => {
+                let merged = std::panic::catch_unwind(|| {
+                    yrs::merge_updates_v1(parts.iter().map(|p| &p[..]))
+                });
+                match merged {
+                    Ok(Ok(update)) => Bytes::from(update),
+                    // Every part was applied to the document, so its state holds them all.
+                    _ => Bytes::from(y.doc.encode_state()),
+                }
+            }
+        };
+        Some(Version::new(self.doc.clone(), Kind::Yjs, update))
+    }
+
+    /// A save of `update` failed: it goes into the next save, which starts after the usual
+    /// interval (the supervisor is retrying its stores meanwhile).
+    pub(super) fn retry_yjs(&mut self, update: Bytes, ctx: &mut Context<Self>) {
+        let Some(y) = self.yjs.as_mut() else { return };
+        y.pending.insert(0, update);
+        y.retrying = true;
+        self.mark_unsaved(ctx);
+    }
+
+    /// Schedules a save of what is pending, unless one is scheduled.
+    fn mark_unsaved(&mut self, ctx: &mut Context<Self>) {
+        let interval = self.shared.yjs_save_interval;
+        let Some(y) = self.yjs.as_mut() else { return };
+        y.unsaved = true;
+        if y.save_timer.is_none() {
+            y.save_timer = Some(ctx.run_later(interval, |act, ctx| {
+                if let Some(y) = act.yjs.as_mut() {
+                    y.save_timer = None;
+                }
+                act.save_yjs_now(ctx);
+            }));
         }
-        self.current = Some(v.clone());
-        Some(v)
     }
 
     /// Captures and saves now; true if a save was queued.
@@ -113,6 +158,7 @@ impl DocRoom {
         match y.doc.absorb(state) {
             Ok(None) => {}
             Ok(Some(frame)) => {
+                y.pending.push(Bytes::copy_from_slice(state));
                 y.unsaved = true;
                 self.broadcast_binary(None, frame.into());
                 self.save_yjs_now(ctx);
@@ -135,7 +181,6 @@ impl Handler<YjsFrame> for DocRoom {
         if self.closing || !self.members.contains_key(&msg.from) {
             return;
         }
-        let interval = self.shared.yjs_save_interval;
         let Some(y) = self.yjs.as_mut() else {
             return self.close_member(msg.from, 1003, "wrong_kind");
         };
@@ -156,15 +201,9 @@ impl Handler<YjsFrame> for DocRoom {
         owned.extend(handled.added_clients);
         if handled.changed {
             metrics::counter!(crate::metrics::UPDATES, "kind" => "yjs").increment(1);
-            y.unsaved = true;
-            if y.save_timer.is_none() {
-                y.save_timer = Some(ctx.run_later(interval, |act, ctx| {
-                    if let Some(y) = act.yjs.as_mut() {
-                        y.save_timer = None;
-                    }
-                    act.save_yjs_now(ctx);
-                }));
-            }
+            y.pending
+                .extend(handled.applied.into_iter().map(Bytes::from));
+            self.mark_unsaved(ctx);
         }
         for frame in handled.reply {
             self.send_to(msg.from, Outbound::Binary(frame.into()));

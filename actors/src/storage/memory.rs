@@ -14,8 +14,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{Cache, CacheError, CacheResult, DocStore, StoreError, StoreResult, Written};
-use crate::doc::{later, DocId, Kind, Version};
+use super::{
+    Cache, CacheError, CacheResult, Cached, Claimed, Commit, DocStore, Saved, StoreError,
+    StoreResult, Written,
+};
+use crate::doc::{combine, later, DocId, Kind, Version};
+use crate::log::{LogEntry, LogPos};
 
 /// What a test can do to a store. Cloning is shallow: the test keeps one clone, the store the
 /// other.
@@ -93,18 +97,62 @@ impl Faults {
     }
 }
 
+/// One document as the cache holds it.
 #[derive(Default)]
-struct CacheState {
-    docs: HashMap<DocId, Version>,
-    modified: HashSet<DocId>,
-    locks: HashSet<DocId>,
+struct CachedDoc {
+    temp: Option<Version>,
+    /// The last log entry `temp` includes.
+    pos: LogPos,
+    log: Vec<LogEntry>,
+    claim: Option<Arc<str>>,
 }
 
-/// An in-memory cache. Cloning is shallow.
-#[derive(Clone, Default)]
+#[derive(Default)]
+struct CacheState {
+    docs: HashMap<DocId, CachedDoc>,
+    modified: HashSet<DocId>,
+    locks: HashSet<DocId>,
+    next_id: u64,
+}
+
+impl CacheState {
+    fn read(&self, doc: &DocId) -> Option<Cached> {
+        let held = self.docs.get(doc)?;
+        let tail = held.log.iter().filter(|e| e.pos > held.pos);
+        let position = tail.clone().last().map_or(held.pos, |e| e.pos);
+        let tail_len = tail.clone().count();
+        let parts = held
+            .temp
+            .iter()
+            .cloned()
+            .chain(tail.map(|e| e.version.clone()));
+        let version = combine(parts).ok()??;
+        Some(Cached {
+            version,
+            position,
+            whole: held.temp.is_some(),
+            dirty: self.modified.contains(doc),
+            tail: tail_len,
+        })
+    }
+}
+
+/// An in-memory cache, which several replicas may share. Cloning is shallow.
+#[derive(Clone)]
 pub struct MemoryCache {
     state: Arc<Mutex<CacheState>>,
+    replica: Arc<str>,
     pub faults: Faults,
+}
+
+impl Default for MemoryCache {
+    fn default() -> Self {
+        MemoryCache {
+            state: Arc::default(),
+            replica: "r1".into(),
+            faults: Faults::default(),
+        }
+    }
 }
 
 impl MemoryCache {
@@ -117,14 +165,29 @@ impl MemoryCache {
         Ok(self.state())
     }
 
+    /// The same cache as another replica sees it (its own faults, its own name).
+    pub fn for_replica(&self, replica: &str) -> MemoryCache {
+        MemoryCache {
+            state: self.state.clone(),
+            replica: replica.into(),
+            faults: Faults::default(),
+        }
+    }
+
     /// What a Redis restarted empty would hold: nothing.
     pub fn wipe(&self) {
         *self.state() = CacheState::default();
     }
 
-    /// The cached version of `doc`, read without any fault.
+    /// The cached content of `doc` (compacted content and log combined), read without any
+    /// fault.
     pub fn peek(&self, doc: &DocId) -> Option<Version> {
-        self.state().docs.get(doc).cloned()
+        self.state().read(doc).map(|c| c.version)
+    }
+
+    /// Entries in `doc`'s log.
+    pub fn log_len(&self, doc: &DocId) -> usize {
+        self.state().docs.get(doc).map_or(0, |d| d.log.len())
     }
 
     pub fn is_dirty(&self, doc: &DocId) -> bool {
@@ -142,52 +205,142 @@ impl Cache for MemoryCache {
         self.enter().await.map(drop)
     }
 
-    async fn save(&self, v: &Version) -> CacheResult<Written> {
+    async fn save(&self, v: &Version) -> CacheResult<Saved> {
         let mut state = self.enter().await?;
-        let held = state.docs.get(&v.doc);
-        // As the Redis script: only a stamped JSON entry can refuse a write.
-        let refuses = |held: &Version| held.stamp.is_some() && held.stamp >= v.stamp;
-        if v.kind == Kind::Json && held.is_some_and(refuses) {
-            return Ok(Written::Superseded);
+        let refused = |written| {
+            Ok(Saved {
+                written,
+                position: None,
+            })
+        };
+        let held = state.docs.get(&v.doc).and_then(|d| d.temp.as_ref());
+        if v.kind == Kind::Json {
+            if held.is_some_and(|h| h.hash == v.hash) {
+                return refused(Written::Duplicate);
+            }
+            // As the Redis script: only a stamped JSON entry can refuse a write.
+            if held.is_some_and(|h| h.stamp.is_some() && h.stamp >= v.stamp) {
+                return refused(Written::Superseded);
+            }
         }
-        state.docs.insert(v.doc.clone(), v.clone());
+        state.next_id += 1;
+        let pos = LogPos {
+            ms: state.next_id,
+            seq: 0,
+        };
+        let held = state.docs.entry(v.doc.clone()).or_default();
+        held.log.push(LogEntry {
+            pos,
+            replica: self.replica.clone(),
+            version: v.clone(),
+        });
+        if v.kind == Kind::Json {
+            held.temp = Some(v.clone());
+            held.pos = pos;
+        }
         state.modified.insert(v.doc.clone());
-        Ok(Written::Stored)
+        Ok(Saved {
+            written: Written::Stored,
+            position: Some(pos),
+        })
     }
 
     async fn fill(&self, v: &Version) -> CacheResult<()> {
         let mut state = self.enter().await?;
-        if !state.docs.contains_key(&v.doc) && !state.modified.contains(&v.doc) {
-            state.docs.insert(v.doc.clone(), v.clone());
+        if state.modified.contains(&v.doc) {
+            return Ok(());
+        }
+        let held = state.docs.entry(v.doc.clone()).or_default();
+        if held.temp.is_none() {
+            held.pos = held.log.last().map_or(LogPos::ZERO, |e| e.pos);
+            held.temp = Some(v.clone());
         }
         Ok(())
     }
 
-    async fn load(&self, doc: &DocId) -> CacheResult<Option<Version>> {
-        Ok(self.enter().await?.docs.get(doc).cloned())
+    async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {
+        Ok(self.enter().await?.read(doc))
     }
 
     async fn dirty_docs(&self) -> CacheResult<Vec<DocId>> {
         Ok(self.enter().await?.modified.iter().cloned().collect())
     }
 
-    async fn load_dirty(&self, docs: &[DocId]) -> CacheResult<Vec<Option<Version>>> {
-        let state = self.enter().await?;
-        Ok(docs.iter().map(|d| state.docs.get(d).cloned()).collect())
+    async fn claim(&self, docs: &[DocId]) -> CacheResult<Vec<Claimed>> {
+        let mut state = self.enter().await?;
+        Ok(docs
+            .iter()
+            .map(|doc| {
+                if let Some(held) = state.docs.get_mut(doc) {
+                    if held.claim.as_ref().is_some_and(|r| *r != self.replica) {
+                        return Claimed::Busy;
+                    }
+                    held.claim = Some(self.replica.clone());
+                }
+                state.read(doc).map_or(Claimed::Missing, Claimed::Found)
+            })
+            .collect())
     }
 
     async fn touch(&self, _docs: &[DocId]) -> CacheResult<()> {
         self.enter().await.map(drop)
     }
 
-    async fn mark_clean(&self, done: &[(DocId, String)]) -> CacheResult<()> {
+    async fn committed(&self, done: &[Commit]) -> CacheResult<()> {
         let mut state = self.enter().await?;
-        for (doc, hash) in done {
-            if state.docs.get(doc).is_none_or(|held| &held.hash == hash) {
-                state.modified.remove(doc);
+        for c in done {
+            let Some(held) = state.docs.get_mut(&c.doc) else {
+                state.modified.remove(&c.doc);
+                continue;
+            };
+            let clean = match c.position {
+                Some(position) => {
+                    if let Some(compacted) = c.compacted.as_ref().filter(|_| held.pos < position) {
+                        held.temp = Some(compacted.clone());
+                        held.pos = position;
+                    }
+                    let upto = position.min(held.pos);
+                    held.log.retain(|e| e.pos > upto);
+                    held.log.last().is_none_or(|e| e.pos <= position)
+                }
+                None => match &held.temp {
+                    Some(temp) => temp.hash == c.hash,
+                    None => held.log.is_empty(),
+                },
+            };
+            if held.claim.as_ref() == Some(&self.replica) {
+                held.claim = None;
+            }
+            if clean {
+                state.modified.remove(&c.doc);
             }
         }
         Ok(())
+    }
+
+    async fn read_logs(
+        &self,
+        from: &[(DocId, LogPos)],
+        block: Duration,
+    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            let found: Vec<(DocId, Vec<LogEntry>)> = {
+                let state = self.enter().await?;
+                from.iter()
+                    .filter_map(|(doc, pos)| {
+                        let log = &state.docs.get(doc)?.log;
+                        let after: Vec<LogEntry> =
+                            log.iter().filter(|e| e.pos > *pos).cloned().collect();
+                        (!after.is_empty()).then(|| (doc.clone(), after))
+                    })
+                    .collect()
+            };
+            if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(found);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {

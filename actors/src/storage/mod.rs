@@ -15,7 +15,10 @@ pub mod tls;
 
 use async_trait::async_trait;
 
+use std::time::Duration;
+
 use crate::doc::{DocId, Version};
+use crate::log::{LogEntry, LogPos};
 
 pub use postgres::{PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
@@ -27,11 +30,70 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// What a cache write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Written {
-    /// The version is now the cached one.
+    /// The version is appended to the document's log (and, for JSON, is the cached content).
     Stored,
     /// The cache already held a later version (a larger stamp, SPEC §6): nothing was written.
     /// Counts as stored: something at least as new is there.
     Superseded,
+    /// JSON content whose hash is the document's `lastSavedHash` (SPEC §1.3): nothing written.
+    Duplicate,
+}
+
+/// A save's outcome, and where in the document's log it landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Saved {
+    pub written: Written,
+    /// The log entry appended (`Stored` only).
+    pub position: Option<LogPos>,
+}
+
+/// A document as the cache holds it: the compacted content (`doc:{id}:temp`) combined with the
+/// log entries after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cached {
+    pub version: Version,
+    /// The last log entry `version` includes.
+    pub position: LogPos,
+    /// `version` is the whole document (`temp` existed). Otherwise it is only the log's updates
+    /// (Yjs), which the content PostgreSQL holds completes.
+    pub whole: bool,
+    /// The document is in `modifiedDocs`.
+    pub dirty: bool,
+    /// Log entries after the compacted content: a compaction has something to fold in.
+    pub tail: usize,
+}
+
+/// A dirty document as a flush finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claimed {
+    Found(Cached),
+    /// Another replica is flushing it now.
+    Busy,
+    /// Marked dirty but nothing is cached: its content expired.
+    Missing,
+}
+
+/// PostgreSQL committed `hash` of `doc`, which includes the log up to `position` (when the
+/// version was read from the cache). `compacted`, the whole document at `position`, replaces
+/// the cached content if that includes less.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commit {
+    pub doc: DocId,
+    pub hash: String,
+    pub position: Option<LogPos>,
+    pub compacted: Option<Version>,
+}
+
+impl Commit {
+    /// A commit of content that was not read from the cache (the ledger's, the journal's).
+    pub fn of(doc: DocId, hash: String) -> Commit {
+        Commit {
+            doc,
+            hash,
+            position: None,
+            compacted: None,
+        }
+    }
 }
 
 /// The shared cache (SPEC §6 keys `doc:{id}:temp`, `doc:{id}:lastSavedHash`, `modifiedDocs`,
@@ -45,28 +107,40 @@ pub trait Cache: Send + Sync + 'static {
     /// the connection was in is skipped, and the old connection is replaced if this one works.
     async fn probe(&self) -> CacheResult<()>;
 
-    /// Stores `v` as the document's cached content with the TTL and marks it dirty, atomically.
-    /// A JSON version whose stamp is not larger than the cached one's is not written.
-    async fn save(&self, v: &Version) -> CacheResult<Written>;
+    /// Appends `v` to the document's log (a Yjs update, or JSON content that then is the cached
+    /// content), marks it dirty and refreshes the TTLs, atomically. A JSON version whose stamp
+    /// is not larger than the cached one's, or whose hash is the last saved one, is not written.
+    async fn save(&self, v: &Version) -> CacheResult<Saved>;
 
     /// Puts content PostgreSQL already holds into the cache, only if the cache holds nothing
     /// for the document and it is not dirty: a fill never replaces what a save wrote.
     async fn fill(&self, v: &Version) -> CacheResult<()>;
 
-    async fn load(&self, doc: &DocId) -> CacheResult<Option<Version>>;
+    /// The compacted content and the log after it, combined; `None` if neither exists.
+    async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>>;
 
     /// Documents in `modifiedDocs`.
     async fn dirty_docs(&self) -> CacheResult<Vec<DocId>>;
 
-    /// The cached content of `docs`, refreshing its TTL in the same round trip.
-    async fn load_dirty(&self, docs: &[DocId]) -> CacheResult<Vec<Option<Version>>>;
+    /// Claims `docs` for this replica's flush (one replica flushes a document at a time) and
+    /// reads each one claimed, refreshing its TTLs in the same round trip.
+    async fn claim(&self, docs: &[DocId]) -> CacheResult<Vec<Claimed>>;
 
     /// Refreshes the TTL of the cached entries of `docs`.
     async fn touch(&self, docs: &[DocId]) -> CacheResult<()>;
 
-    /// PostgreSQL committed these versions: clear each from `modifiedDocs` unless a later save
-    /// replaced it meanwhile.
-    async fn mark_clean(&self, done: &[(DocId, String)]) -> CacheResult<()>;
+    /// PostgreSQL committed these: compact (write `compacted` if it includes more than the
+    /// cached content), trim the log entries PostgreSQL and the cached content both include,
+    /// clear `modifiedDocs` unless something was appended meanwhile, and release the claim.
+    async fn committed(&self, done: &[Commit]) -> CacheResult<()>;
+
+    /// Entries appended after each given position, waiting up to `block` for one: the log
+    /// reader's call, on a connection of its own.
+    async fn read_logs(
+        &self,
+        from: &[(DocId, LogPos)],
+        block: Duration,
+    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>>;
 
     /// `lock:{id}` with `NX EX`: true if this caller fills the cache.
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool>;

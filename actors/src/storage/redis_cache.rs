@@ -6,24 +6,32 @@
 //! `doc:{id}:stamp` holds a JSON version's stamp beside its content, so a save can refuse to
 //! replace a later version (SPEC §6 "Versions").
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncCommands, AsyncConnectionConfig};
 
 use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
-use super::redis_scripts::{decode, encode, FILL, MARK_CLEAN, MARK_CLEAN_BATCH, SAVE};
-use super::{Cache, CacheResult, Written};
-use crate::doc::{DocId, Stamp, Version};
+use super::redis_scripts::{decode, encode, BATCH, COMMIT, FILL, READ, SAVE};
+use super::{Cache, CacheResult, Cached, Claimed, Commit, Saved, Written};
+use crate::doc::{combine, CombineError, DocId, Kind, Stamp, Version};
+use crate::log::{LogEntry, LogPos};
+
+/// Entries one `XREAD` answers at most per document.
+const READ_COUNT: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("unexpected answer from redis: {0}")]
+    Parse(#[from] redis::ParsingError),
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
     #[error("redis unreachable, next connection attempt in {0:?}")]
@@ -37,7 +45,11 @@ pub struct CacheSettings {
     /// The URL, and the sentinels and CA that go with it.
     pub target: RedisTarget,
     pub key_prefix: String,
+    /// This replica's name, on every log entry it appends and on its flush claims.
+    pub replica: Arc<str>,
     pub ttl_secs: u64,
+    /// How long a flush claim on a document holds if its replica never releases it.
+    pub claim_ms: u64,
     pub lock_ttl_secs: u64,
     pub response_timeout: Duration,
     pub connection_timeout: Duration,
@@ -63,6 +75,8 @@ type Attempt = Shared<BoxFuture<'static, Result<ConnectionManager, String>>>;
 pub struct RedisCache {
     settings: Arc<CacheSettings>,
     link: Arc<Mutex<Link>>,
+    /// The log reader's connection (see [`RedisCache::reader_connection`]).
+    reader: Arc<Mutex<Option<MultiplexedConnection>>>,
 }
 
 impl RedisCache {
@@ -70,23 +84,21 @@ impl RedisCache {
         RedisCache {
             settings: Arc::new(settings),
             link: Arc::new(Mutex::new(Link::default())),
+            reader: Arc::new(Mutex::new(None)),
         }
     }
 
-    fn key_temp(&self, doc: &DocId) -> String {
-        format!("{}doc:{}:temp", self.settings.key_prefix, doc)
-    }
-
-    fn key_hash(&self, doc: &DocId) -> String {
-        format!("{}doc:{}:lastSavedHash", self.settings.key_prefix, doc)
+    fn key(&self, doc: &DocId, suffix: &str) -> String {
+        format!("{}doc:{}:{}", self.settings.key_prefix, doc, suffix)
     }
 
     fn key_lock(&self, doc: &DocId) -> String {
         format!("{}lock:{}", self.settings.key_prefix, doc)
     }
 
-    fn key_stamp(&self, doc: &DocId) -> String {
-        format!("{}doc:{}:stamp", self.settings.key_prefix, doc)
+    /// temp, lastSavedHash, stamp, pos, log: what a save writes and a TTL refresh touches.
+    fn keys(&self, doc: &DocId) -> [String; 5] {
+        ["temp", "lastSavedHash", "stamp", "pos", "log"].map(|k| self.key(doc, k))
     }
 
     fn key_modified(&self) -> String {
@@ -181,29 +193,164 @@ impl RedisCache {
             .map_err(|_| CacheError::Timeout(limit))
     }
 
-    fn keys(&self, doc: &DocId) -> [String; 3] {
-        [self.key_temp(doc), self.key_hash(doc), self.key_stamp(doc)]
-    }
-
-    /// Runs `script` with a document's keys (temp, hash, stamp, modifiedDocs) and the version's
-    /// fields (content, hash, stamp, ttl, id, kind).
-    async fn write(&self, script: &redis::Script, v: &Version) -> CacheResult<bool> {
+    /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields.
+    async fn write(&self, script: &redis::Script, v: &Version) -> CacheResult<redis::Value> {
         let mut conn = self.connection().await?;
-        let [temp, hash, stamp] = self.keys(&v.doc);
-        let mut invocation = script.key(temp);
+        let mut invocation = script.prepare_invoke();
+        for key in self.keys(&v.doc) {
+            invocation.key(key);
+        }
         invocation
-            .key(hash)
-            .key(stamp)
             .key(self.key_modified())
             .arg(&encode(v)[..])
             .arg(&v.hash)
             .arg(v.stamp.as_ref().map(Stamp::encode).unwrap_or_default())
             .arg(self.settings.ttl_secs)
             .arg(v.doc.as_str())
-            .arg(v.kind.as_str());
-        let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await??;
-        Ok(written == 1)
+            .arg(v.kind.as_str())
+            .arg(&*self.settings.replica);
+        Ok(self.bounded(invocation.invoke_async(&mut conn)).await??)
     }
+
+    /// Runs READ over `docs`, claiming them for this replica's flush if `claim`.
+    async fn read(&self, docs: &[DocId], claim: bool) -> CacheResult<Vec<Read>> {
+        let mut conn = self.connection().await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for batch in docs.chunks(BATCH) {
+            let mut invocation = READ.prepare_invoke();
+            for doc in batch {
+                for key in self.keys(doc) {
+                    invocation.key(key);
+                }
+                invocation.key(self.key(doc, "flushing"));
+            }
+            invocation
+                .key(self.key_modified())
+                .arg(if claim { "1" } else { "0" })
+                .arg(&*self.settings.replica)
+                .arg(self.settings.claim_ms)
+                .arg(self.settings.ttl_secs);
+            for doc in batch {
+                invocation.arg(doc.as_str());
+            }
+            let raw: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await??;
+            for (doc, value) in batch.iter().zip(raw) {
+                out.push(Read::parse(doc, value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The blocking reader's own connection (a blocking `XREAD` would hold up every command
+    /// queued behind it on the shared one), made on first use and dropped after a failure.
+    async fn reader_connection(&self, block: Duration) -> CacheResult<MultiplexedConnection> {
+        if let Some(conn) = self
+            .reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(conn);
+        }
+        let s = &self.settings;
+        let client = self.bounded(s.target.client()).await??;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(s.connection_timeout))
+            .set_response_timeout(Some(block + s.response_timeout));
+        let conn = self
+            .bounded(client.get_multiplexed_async_connection_with_config(&config))
+            .await??;
+        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// One document as READ answers it.
+enum Read {
+    Busy,
+    Found {
+        temp: Option<Version>,
+        position: LogPos,
+        tail: Vec<LogEntry>,
+        dirty: bool,
+    },
+}
+
+impl Read {
+    fn parse(doc: &DocId, value: redis::Value) -> CacheResult<Read> {
+        let bad =
+            |why: &str| CacheError::Unreachable(format!("unexpected answer from redis: {why}"));
+        let redis::Value::Array(items) = value else {
+            return Err(bad("not an array"));
+        };
+        if items.len() == 1 {
+            return Ok(Read::Busy);
+        }
+        let [temp, stamp, pos, tail, dirty]: [redis::Value; 5] =
+            items.try_into().map_err(|_| bad("wrong length"))?;
+        let temp: Option<Vec<u8>> = redis::from_redis_value(temp)?;
+        let stamp: Option<String> = redis::from_redis_value(stamp)?;
+        let pos: String = redis::from_redis_value(pos)?;
+        let dirty: i64 = redis::from_redis_value(dirty)?;
+        Ok(Read::Found {
+            temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
+            position: LogPos::parse(&pos).unwrap_or_default(),
+            tail: entries(doc, tail)?,
+            dirty: dirty == 1,
+        })
+    }
+
+    /// What the cache holds for the document, combined (see [`Cached`]).
+    fn cached(self) -> Result<Option<Cached>, CombineError> {
+        let Read::Found {
+            temp,
+            position,
+            tail,
+            dirty,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let whole = temp.is_some();
+        let position = tail.last().map_or(position, |e| e.pos);
+        let tail_len = tail.len();
+        let parts = temp.into_iter().chain(tail.into_iter().map(|e| e.version));
+        Ok(combine(parts)?.map(|version| Cached {
+            version,
+            position,
+            whole,
+            dirty,
+            tail: tail_len,
+        }))
+    }
+}
+
+/// Decodes `XRANGE`/`XREAD` entries (`[[id, [field, value, ...]], ...]`) of `doc`'s log;
+/// entries that are not docroom's are skipped.
+fn entries(doc: &DocId, value: redis::Value) -> CacheResult<Vec<LogEntry>> {
+    let raw: Vec<(String, HashMap<String, redis::Value>)> = redis::from_redis_value(value)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(id, mut fields)| {
+            let pos = LogPos::parse(&id)?;
+            let mut text =
+                |k: &str| -> Option<String> { redis::from_redis_value(fields.remove(k)?).ok() };
+            let (replica, kind, hash, stamp) = (text("r")?, text("k")?, text("h")?, text("s"));
+            let content: Vec<u8> = redis::from_redis_value(fields.remove("d")?).ok()?;
+            let version = Version {
+                doc: doc.clone(),
+                kind: Kind::parse(&kind)?,
+                hash,
+                content: Bytes::from(content),
+                stamp: stamp.as_deref().and_then(Stamp::decode),
+            };
+            Some(LogEntry {
+                pos,
+                replica: replica.into(),
+                version,
+            })
+        })
+        .collect())
 }
 
 #[async_trait]
@@ -222,10 +369,16 @@ impl Cache for RedisCache {
         Ok(())
     }
 
-    async fn save(&self, v: &Version) -> CacheResult<Written> {
-        Ok(match self.write(&SAVE, v).await? {
-            true => Written::Stored,
-            false => Written::Superseded,
+    async fn save(&self, v: &Version) -> CacheResult<Saved> {
+        let (code, id): (i64, String) = redis::from_redis_value(self.write(&SAVE, v).await?)?;
+        let written = match code {
+            1 => Written::Stored,
+            2 => Written::Duplicate,
+            _ => Written::Superseded,
+        };
+        Ok(Saved {
+            written,
+            position: LogPos::parse(&id),
         })
     }
 
@@ -233,17 +386,11 @@ impl Cache for RedisCache {
         self.write(&FILL, v).await.map(drop)
     }
 
-    async fn load(&self, doc: &DocId) -> CacheResult<Option<Version>> {
-        let mut conn = self.connection().await?;
-        let (raw, stamp): (Option<Vec<u8>>, Option<String>) = self
-            .bounded(
-                redis::cmd("MGET")
-                    .arg(self.key_temp(doc))
-                    .arg(self.key_stamp(doc))
-                    .query_async(&mut conn),
-            )
-            .await??;
-        Ok(raw.map(|raw| decode(doc.clone(), raw, stamp)))
+    async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {
+        let read = self.read(std::slice::from_ref(doc), false).await?;
+        let read = read.into_iter().next().unwrap_or(Read::Busy);
+        read.cached()
+            .map_err(|e| CacheError::Unreachable(e.to_string()))
     }
 
     async fn dirty_docs(&self) -> CacheResult<Vec<DocId>> {
@@ -252,29 +399,25 @@ impl Cache for RedisCache {
         Ok(ids.iter().filter_map(|id| DocId::parse(id).ok()).collect())
     }
 
-    async fn load_dirty(&self, docs: &[DocId]) -> CacheResult<Vec<Option<Version>>> {
+    async fn claim(&self, docs: &[DocId]) -> CacheResult<Vec<Claimed>> {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.connection().await?;
-        let ttl = self.settings.ttl_secs as i64;
-        let mut pipe = redis::pipe();
-        for doc in docs {
-            let [temp, hash, stamp] = self.keys(doc);
-            pipe.get(&temp).get(&stamp);
-            for key in [temp, hash, stamp] {
-                pipe.expire(key, ttl).ignore();
-            }
-        }
-        let raws: Vec<Option<Vec<u8>>> = self.bounded(pipe.query_async(&mut conn)).await??;
-        let mut raws = raws.into_iter();
+        let reads = self.read(docs, true).await?;
         Ok(docs
             .iter()
-            .map(|doc| {
-                let raw = raws.next().flatten();
-                let stamp = raws.next().flatten();
-                let stamp = stamp.and_then(|s| String::from_utf8(s).ok());
-                raw.map(|raw| decode(doc.clone(), raw, stamp))
+            .zip(reads)
+            .map(|(doc, read)| match read {
+                Read::Busy => Claimed::Busy,
+                found => match found.cached() {
+                    Ok(Some(cached)) => Claimed::Found(cached),
+                    Ok(None) => Claimed::Missing,
+                    Err(e) => {
+                        // Unmergeable log content: leave it for an operator, and say so.
+                        tracing::error!(doc = %doc, error = %e, "cached content unreadable");
+                        Claimed::Busy
+                    }
+                },
             })
             .collect())
     }
@@ -292,28 +435,90 @@ impl Cache for RedisCache {
         Ok(())
     }
 
-    async fn mark_clean(&self, done: &[(DocId, String)]) -> CacheResult<()> {
+    async fn committed(&self, done: &[Commit]) -> CacheResult<()> {
         if done.is_empty() {
             return Ok(());
         }
         let mut conn = self.connection().await?;
-        let mut pipe = redis::pipe();
-        for batch in done.chunks(MARK_CLEAN_BATCH) {
-            let eval = pipe.cmd("EVAL").arg(MARK_CLEAN).arg(batch.len() + 1);
-            for (doc, _) in batch {
-                eval.arg(self.key_hash(doc));
+        for batch in done.chunks(BATCH) {
+            let mut invocation = COMMIT.prepare_invoke();
+            for c in batch {
+                let [temp, hash, _, pos, log] = self.keys(&c.doc);
+                for key in [temp, hash, pos, log, self.key(&c.doc, "flushing")] {
+                    invocation.key(key);
+                }
             }
-            eval.arg(self.key_modified());
-            for (_, hash) in batch {
-                eval.arg(hash);
+            invocation
+                .key(self.key_modified())
+                .arg(&*self.settings.replica)
+                .arg(self.settings.ttl_secs);
+            for c in batch {
+                let position = c.position.map(|p| p.to_string()).unwrap_or_default();
+                let compacted = c.compacted.as_ref();
+                invocation
+                    .arg(c.doc.as_str())
+                    .arg(&c.hash)
+                    .arg(position)
+                    .arg(
+                        compacted
+                            .map(|v| encode(v).into_owned())
+                            .unwrap_or_default(),
+                    )
+                    .arg(compacted.map(|v| v.hash.as_str()).unwrap_or_default());
             }
-            for (doc, _) in batch {
-                eval.arg(doc.as_str());
-            }
-            eval.ignore();
+            self.bounded(invocation.invoke_async::<i64>(&mut conn))
+                .await??;
         }
-        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
         Ok(())
+    }
+
+    async fn read_logs(
+        &self,
+        from: &[(DocId, LogPos)],
+        block: Duration,
+    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+        if from.is_empty() {
+            tokio::time::sleep(block).await;
+            return Ok(Vec::new());
+        }
+        let mut conn = self.reader_connection(block).await?;
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS");
+        let mut by_key = HashMap::with_capacity(from.len());
+        for (doc, _) in from {
+            let key = self.key(doc, "log");
+            cmd.arg(&key);
+            by_key.insert(key, doc.clone());
+        }
+        for (_, pos) in from {
+            cmd.arg(pos.to_string());
+        }
+        let limit = block + self.settings.response_timeout + self.settings.connection_timeout;
+        let answer = tokio::time::timeout(limit, cmd.query_async::<redis::Value>(&mut conn)).await;
+        let value = match answer {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => {
+                self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(e.into());
+            }
+            Err(_) => {
+                self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(CacheError::Timeout(limit));
+            }
+        };
+        if matches!(value, redis::Value::Nil) {
+            return Ok(Vec::new());
+        }
+        let streams: Vec<(String, redis::Value)> = redis::from_redis_value(value)?;
+        streams
+            .into_iter()
+            .filter_map(|(key, entries_raw)| by_key.get(&key).map(|doc| (doc.clone(), entries_raw)))
+            .map(|(doc, raw)| Ok((doc.clone(), entries(&doc, raw)?)))
+            .collect()
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {
@@ -364,7 +569,9 @@ mod tests {
         let s = CacheSettings {
             target: RedisTarget::plain(""),
             key_prefix: String::new(),
+            replica: "r".into(),
             ttl_secs: 125,
+            claim_ms: 30_000,
             lock_ttl_secs: 10,
             response_timeout: ms(500),
             connection_timeout: ms(1000),

@@ -18,7 +18,7 @@ mod persisting;
 mod read;
 mod recovery;
 
-pub use persisting::{CollectDirty, Committed, DirtyIds, KeepCached, Spill};
+pub use persisting::{CollectDirty, Collected, Committed, Dirty, DirtyIds, KeepCached, Spill};
 #[cfg(test)]
 mod tests;
 
@@ -33,8 +33,9 @@ use crate::breaker::{Breaker, BreakerState, ForceMode, Transition};
 use crate::doc::{CombineError, DocId, Version};
 use crate::fallback::{Fallback, JournalError};
 use crate::ledger::{Durable, Ledger};
+use crate::log::LogPos;
 use crate::metrics as m;
-use crate::storage::{Cache, DocStore, StoreError};
+use crate::storage::{Cache, DocStore, StoreError, Written};
 
 /// Where an acknowledged version went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +72,21 @@ pub struct Save {
     pub version: Version,
 }
 
-/// The latest version of a document: the ledger's and Redis's combined (SPEC §6), else
-/// PostgreSQL's (under the cache-fill lock). `None` if it was never stored.
+/// The latest version of a document: the ledger's, Redis's (compacted content and log) and,
+/// where those are not the whole document, PostgreSQL's, combined (SPEC §6).
 #[derive(Message)]
-#[rtype(result = "Result<Option<Version>, SupervisorError>")]
+#[rtype(result = "Result<Loaded, SupervisorError>")]
 pub struct Load {
     pub doc: DocId,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// `None` if the document was never stored.
+    pub version: Option<Version>,
+    /// The last entry of the document's log that `version` includes: a reader of the log
+    /// continues from there.
+    pub position: LogPos,
 }
 
 #[derive(Message)]
@@ -293,9 +303,18 @@ impl Handler<Save> for CacheSupervisor {
             act.account(outcome, ctx);
             let stores = act.stores.clone();
             async move {
-                if outcome == Outcome::Ok {
-                    stores.ledger.saved(&version, Durable::Cache);
-                    return Ok(Stored::Cache);
+                if let Some(Ok(saved)) = res {
+                    return Ok(match saved.written {
+                        Written::Stored => {
+                            stores
+                                .ledger
+                                .saved(&version, Durable::Cache, saved.position);
+                            Stored::Cache
+                        }
+                        // A later version is cached: nothing of this one waits.
+                        Written::Superseded => Stored::Cache,
+                        Written::Duplicate => Stored::Duplicate,
+                    });
                 }
                 journal(&stores, version).await.map(|()| Stored::Fallback)
             }
@@ -315,7 +334,7 @@ async fn journal(stores: &Stores, version: Version) -> Result<(), SupervisorErro
         .map_err(SupervisorError::Unwritable)?;
     match stores.fallback.get(&doc) {
         Some(held) if held.hash != version.hash => stores.ledger.absorbed(held, Durable::Journal),
-        _ => stores.ledger.saved(&version, Durable::Journal),
+        _ => stores.ledger.saved(&version, Durable::Journal, None),
     }
     Ok(())
 }

@@ -8,16 +8,41 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{error, warn};
 
-use super::{journal, CacheSupervisor, Outcome, SupervisorError};
-use crate::doc::{DocId, Version};
+use super::{journal, CacheSupervisor, Outcome, Stores, SupervisorError};
+use crate::doc::{combine, DocId, Kind, Version};
 use crate::ledger::Durable;
+use crate::storage::{Cached, Claimed, Commit};
 
-/// Redis's dirty documents that are not in `skip` (the ledger's, which the flusher reads
-/// itself), with their TTLs refreshed on the way so waiting content never expires.
+/// What a flush persists from Redis: every document in `modifiedDocs` and every one of `mine`
+/// (the ledger's entries durable in Redis), except `skip` (the ledger's journaled ones, which
+/// the flusher writes itself). Each one is claimed for this replica's flush (another replica
+/// flushing it now is skipped), read whole — compacted content and log, completed with
+/// PostgreSQL's where that is only log entries — and its TTLs refreshed.
 #[derive(Message, Default)]
-#[rtype(result = "Vec<Version>")]
+#[rtype(result = "Collected")]
 pub struct CollectDirty {
+    pub mine: Vec<DocId>,
     pub skip: HashSet<DocId>,
+    /// Also `modifiedDocs` (a full flush), not only `mine` (a room's leave flush).
+    pub everything: bool,
+}
+
+/// A version to upsert, and the commit to report once PostgreSQL holds it.
+#[derive(Clone, Debug)]
+pub struct Dirty {
+    pub version: Version,
+    pub commit: Commit,
+}
+
+#[derive(Default)]
+pub struct Collected {
+    pub dirty: Vec<Dirty>,
+    /// Commits that need no write: documents PostgreSQL already holds up to the log position
+    /// of this replica's save (another replica flushed them).
+    pub settled: Vec<Commit>,
+    /// Documents of `mine` Redis could not give (unreachable, or it lost them): the flusher
+    /// writes the ledger's version.
+    pub unread: Vec<DocId>,
 }
 
 /// PostgreSQL could not take these documents yet: keep their cache entries from expiring.
@@ -27,12 +52,12 @@ pub struct KeepCached {
     pub docs: Vec<DocId>,
 }
 
-/// PostgreSQL committed these (doc, hash) pairs: the one path by which the ledger, the
-/// journal and Redis `modifiedDocs` learn it.
+/// PostgreSQL committed these: the one path by which the ledger, the journal and Redis (its
+/// `modifiedDocs`, compaction and log trimming) learn it.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Committed {
-    pub done: Vec<(DocId, String)>,
+    pub done: Vec<Commit>,
 }
 
 /// Shutdown with PostgreSQL unavailable: journal these so the next start recovers them.
@@ -48,47 +73,114 @@ pub struct Spill {
 pub struct DirtyIds;
 
 impl Handler<CollectDirty> for CacheSupervisor {
-    type Result = ResponseActFuture<Self, Vec<Version>>;
+    type Result = ResponseActFuture<Self, Collected>;
 
-    /// Reads Redis's dirty documents the ledger does not hold.
+    /// Reads what Redis holds for the flush (see [`CollectDirty`]).
     fn handle(&mut self, msg: CollectDirty, _: &mut Context<Self>) -> Self::Result {
         if !self.breaker.allows_redis() {
-            return Box::pin(fut::ready(Vec::new()));
+            return Box::pin(fut::ready(Collected {
+                unread: msg.mine,
+                ..Collected::default()
+            }));
         }
-        let cache = self.stores.cache.clone();
+        let stores = self.stores.clone();
+        let mine = msg.mine.clone();
         let fut = async move {
-            let docs: Vec<DocId> = cache
-                .dirty_docs()
-                .await?
-                .into_iter()
-                .filter(|d| !msg.skip.contains(d))
-                .collect();
-            let found = cache.load_dirty(&docs).await?;
+            let mut docs: Vec<DocId> = match msg.everything {
+                true => stores.cache.dirty_docs().await?,
+                false => Vec::new(),
+            };
+            docs.retain(|d| !msg.skip.contains(d));
+            docs.extend(msg.mine.iter().cloned());
+            docs.sort();
+            docs.dedup();
+            let claimed = stores.cache.claim(&docs).await?;
+            let mut out = Collected::default();
+            let mut orphans = Vec::new();
+            let mine: HashSet<&DocId> = msg.mine.iter().collect();
+            for (doc, claim) in docs.iter().zip(claimed) {
+                match claim {
+                    Claimed::Busy => {}
+                    Claimed::Missing if mine.contains(doc) => out.unread.push(doc.clone()),
+                    Claimed::Missing => orphans.push(Commit::of(doc.clone(), String::new())),
+                    Claimed::Found(cached) => match dirty(&stores, cached).await {
+                        Ok(Some(d)) => out.dirty.push(d),
+                        Ok(None) => {}
+                        Err(e) => {
+                            warn!(doc = %doc, error = %e, "cached content unusable, the flush skips it");
+                            if mine.contains(doc) {
+                                out.unread.push(doc.clone());
+                            }
+                        }
+                    },
+                }
+            }
             // A dirty id without content can only mean the entry expired, which the TTL
             // refresh exists to prevent; say so loudly and stop carrying the id.
-            let orphans: Vec<(DocId, String)> = docs
-                .iter()
-                .zip(&found)
-                .filter(|(_, v)| v.is_none())
-                .map(|(d, _)| (d.clone(), String::new()))
-                .collect();
             if !orphans.is_empty() {
-                error!(docs = ?orphans.iter().map(|(d, _)| d).collect::<Vec<_>>(), "dirty documents had no cached content");
-                cache.mark_clean(&orphans).await?;
+                error!(docs = ?orphans.iter().map(|c| &c.doc).collect::<Vec<_>>(), "dirty documents had no cached content");
+                stores.cache.committed(&orphans).await?;
             }
-            Ok::<_, crate::storage::CacheError>(found)
+            let (settled, dirty) = out
+                .dirty
+                .into_iter()
+                .partition(|d| d.commit.hash.is_empty());
+            out.dirty = dirty;
+            out.settled = settled.into_iter().map(|d: Dirty| d.commit).collect();
+            Ok::<_, crate::storage::CacheError>(out)
         };
         Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             act.account(Outcome::from(&res), ctx);
-            match res {
-                Ok(found) => found.into_iter().flatten().collect(),
-                Err(e) => {
-                    warn!(error = %e, "reading dirty documents from redis failed");
-                    Vec::new()
+            res.unwrap_or_else(|e| {
+                warn!(error = %e, "reading dirty documents from redis failed");
+                Collected {
+                    unread: mine,
+                    ..Collected::default()
                 }
-            }
+            })
         }))
     }
+}
+
+/// What a flush does with a document Redis holds: a document still dirty is written — whole,
+/// so a Yjs document's log entries are completed with PostgreSQL's state — and its commit
+/// compacts it; a clean one (another replica flushed it) needs only its commit, with an empty
+/// hash (see `Collected::settled`), so the ledger learns it.
+async fn dirty(stores: &Stores, cached: Cached) -> Result<Option<Dirty>, SupervisorError> {
+    let doc = cached.version.doc.clone();
+    let position = Some(cached.position);
+    if !cached.dirty {
+        let commit = Commit {
+            position,
+            ..Commit::of(doc, String::new())
+        };
+        return Ok(Some(Dirty {
+            version: cached.version,
+            commit,
+        }));
+    }
+    let version = match cached.whole || cached.version.kind == Kind::Json {
+        true => cached.version,
+        false => {
+            let stored = stores
+                .store
+                .load(&doc)
+                .await
+                .map_err(|e| SupervisorError::Unloadable(Arc::new(e)))?;
+            match combine(stored.into_iter().chain([cached.version]))? {
+                Some(v) => v,
+                None => return Ok(None),
+            }
+        }
+    };
+    let compacted = (version.kind == Kind::Yjs && cached.tail > 0).then(|| version.clone());
+    let commit = Commit {
+        doc,
+        hash: version.hash.clone(),
+        position,
+        compacted,
+    };
+    Ok(Some(Dirty { version, commit }))
 }
 
 impl Handler<Committed> for CacheSupervisor {
@@ -98,17 +190,25 @@ impl Handler<Committed> for CacheSupervisor {
     /// journaled version PostgreSQL took before it was moved back into Redis is filled into
     /// the cache instead, so readers find it there.
     fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) -> Self::Result {
-        let fills: Vec<Version> = self
-            .stores
-            .ledger
-            .committed(&msg.done)
+        let left = self.stores.ledger.committed(&msg.done);
+        // The journal drops what it holds at a committed hash, or at the hash of a ledger entry
+        // the commit included.
+        let journal_done: Vec<(DocId, String)> = msg
+            .done
+            .iter()
+            .map(|c| (c.doc.clone(), c.hash.clone()))
+            .chain(
+                left.iter()
+                    .map(|e| (e.version.doc.clone(), e.version.hash.clone())),
+            )
+            .collect();
+        let fills: Vec<Version> = left
             .into_iter()
-            .filter(|e| e.durable == Durable::Journal)
+            .filter(|e| e.durable == Durable::Journal && e.version.kind == Kind::Json)
             .map(|e| e.version)
             .collect();
         let fallback = self.stores.fallback.clone();
-        let done = Arc::new(msg.done);
-        let journal_done = done.clone();
+        let done = msg.done;
         ctx.spawn(
             async move {
                 if let Err(e) = fallback.committed(&journal_done).await {
@@ -126,7 +226,7 @@ impl Handler<Committed> for CacheSupervisor {
             for v in &fills {
                 cache.fill(v).await?;
             }
-            cache.mark_clean(&done).await
+            cache.committed(&done).await
         })
     }
 }

@@ -1,12 +1,13 @@
 //! The read path: what a room starts from and what `GET /docs/{id}` answers when no room is
 //! open.
 //!
-//! The ledger holds the newest version this replica accepted that PostgreSQL lacks; Redis may
-//! hold one from elsewhere (another process, or one saved after this process's journal entry);
-//! the two are combined by the version rule (SPEC §6). Only when neither has the document is
-//! PostgreSQL read, under the stampede guard: the holder of `lock:{id}` reads it and fills the
-//! cache; the others poll the cache until the lock is released, then read it (or, if the
-//! holder found nothing or failed, PostgreSQL).
+//! The ledger holds what this replica accepted that PostgreSQL lacks (for Yjs, its updates
+//! merged); Redis holds the compacted content and the log after it (every replica's updates);
+//! they are combined by the version rule (SPEC §6). PostgreSQL is read where those are not the
+//! whole document: when Redis has nothing (under the stampede guard: the holder of `lock:{id}`
+//! reads it and fills the cache; the others poll the cache until the lock is released, then
+//! read it, or PostgreSQL), or only log entries of a Yjs document, or is down and the ledger
+//! holds only Yjs updates.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,11 +15,12 @@ use std::time::Instant;
 use actix::prelude::*;
 use tracing::debug;
 
-use super::{CacheSupervisor, Load, Outcome, Stores, SupervisorError, SupervisorSettings};
-use crate::doc::{later, DocId, Version};
+use super::{CacheSupervisor, Load, Loaded, Outcome, Stores, SupervisorError, SupervisorSettings};
+use crate::doc::{combine, DocId, Kind, Version};
+use crate::log::LogPos;
 
 impl Handler<Load> for CacheSupervisor {
-    type Result = ResponseActFuture<Self, Result<Option<Version>, SupervisorError>>;
+    type Result = ResponseActFuture<Self, Result<Loaded, SupervisorError>>;
 
     /// Reads a document (see the module doc).
     fn handle(&mut self, msg: Load, _: &mut Context<Self>) -> Self::Result {
@@ -42,26 +44,45 @@ async fn load(
     doc: &DocId,
     use_redis: bool,
     outcome: &mut Outcome,
-) -> Result<Option<Version>, SupervisorError> {
+) -> Result<Loaded, SupervisorError> {
     let local = stores.ledger.get(doc).map(|e| e.version);
+    // JSON content is whole; a Yjs entry holds only this replica's updates.
+    let whole_local = local.as_ref().is_some_and(|v| v.kind == Kind::Json);
     if use_redis {
         let cached = stores.cache.load(doc).await;
         *outcome = Outcome::from(&cached);
         match cached {
             Ok(Some(cached)) => {
-                return Ok(Some(match local {
-                    Some(local) => later(local, cached)?,
-                    None => cached,
-                }))
+                let base = match cached.whole || cached.version.kind == Kind::Json {
+                    true => None,
+                    false => from_store(stores, doc).await?,
+                };
+                let version = combine(local.into_iter().chain(base).chain([cached.version]))?;
+                return Ok(Loaded {
+                    version,
+                    position: cached.position,
+                });
             }
-            Ok(None) if local.is_some() => return Ok(local),
-            Ok(None) => return through_cache_lock(stores, settings, doc, outcome).await,
+            Ok(None) if whole_local => return Ok(at_start(local)),
+            Ok(None) => {
+                let stored = through_cache_lock(stores, settings, doc, outcome).await?;
+                return Ok(at_start(combine(local.into_iter().chain(stored))?));
+            }
             Err(e) => debug!(doc = %doc, error = %e, "cache read failed"),
         }
     }
-    match local {
-        Some(local) => Ok(Some(local)),
-        None => from_store(stores, doc).await,
+    if whole_local {
+        return Ok(at_start(local));
+    }
+    let stored = from_store(stores, doc).await?;
+    Ok(at_start(combine(local.into_iter().chain(stored))?))
+}
+
+/// Content read without the log: a reader of the log starts from its beginning.
+fn at_start(version: Option<Version>) -> Loaded {
+    Loaded {
+        version,
+        position: LogPos::ZERO,
     }
 }
 
@@ -83,7 +104,7 @@ async fn through_cache_lock(
     match cache.try_lock(doc).await {
         Ok(true) => {
             let res = match cache.load(doc).await {
-                Ok(Some(v)) => Ok(Some(v)),
+                Ok(Some(c)) if c.whole => Ok(Some(c.version)),
                 _ => {
                     let loaded = from_store(stores, doc).await;
                     if let Ok(Some(v)) = &loaded {
@@ -102,9 +123,9 @@ async fn through_cache_lock(
             while Instant::now() < deadline {
                 tokio::time::sleep(settings.lock_poll).await;
                 match cache.load(doc).await {
-                    Ok(Some(v)) => return Ok(Some(v)),
-                    Ok(None) if !cache.is_locked(doc).await.unwrap_or(false) => break,
-                    Ok(None) => {}
+                    Ok(Some(c)) if c.whole => return Ok(Some(c.version)),
+                    Ok(_) if !cache.is_locked(doc).await.unwrap_or(false) => break,
+                    Ok(_) => {}
                     Err(_) => break,
                 }
             }

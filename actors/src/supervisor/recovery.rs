@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::{journal, CacheSupervisor, Outcome, Stores};
 use crate::breaker::BreakerState;
-use crate::doc::{later, DocId, Kind, Version};
+use crate::doc::{DocId, Version};
 use crate::ledger::Durable;
 use crate::metrics as m;
 use crate::storage::CacheError;
@@ -237,28 +237,12 @@ impl CacheSupervisor {
     }
 }
 
-/// Moves one journaled version into Redis: JSON conditionally by stamp, Yjs merged with what
-/// Redis holds. True if the ledger entry was still that version and is now durable in Redis.
+/// Moves one journaled version into Redis: appended to the document's log (JSON conditionally
+/// by stamp), where every replica reads it and merges it in (SPEC §8). True if the ledger entry
+/// was still that version and is now durable in Redis.
 async fn move_one(stores: &Stores, v: Version) -> Result<bool, CacheError> {
-    let (doc, hash) = (v.doc.clone(), v.hash.clone());
-    let write = match v.kind {
-        Kind::Json => v,
-        Kind::Yjs => match stores.cache.load(&doc).await? {
-            Some(cached) => match later(v.clone(), cached) {
-                Ok(merged) => merged,
-                Err(e) => {
-                    warn!(doc = %doc, error = %e, "cached yjs state unreadable, replacing it");
-                    v
-                }
-            },
-            None => v,
-        },
-    };
-    stores.cache.save(&write).await?;
-    let moved = stores.ledger.moved(&doc, &hash, Durable::Cache);
-    if moved && write.hash != hash {
-        // Redis held content the journal lacked: PostgreSQL must get it too.
-        stores.ledger.absorbed(write, Durable::Cache);
-    }
-    Ok(moved)
+    let saved = stores.cache.save(&v).await?;
+    Ok(stores
+        .ledger
+        .moved(&v.doc, &v.hash, Durable::Cache, saved.position))
 }

@@ -10,6 +10,7 @@ use super::*;
 use crate::doc::Kind;
 use crate::fallback::test_dir::TestDir;
 use crate::storage::memory::{MemoryCache, MemoryStore};
+use crate::storage::Commit;
 use crate::testing::{stamped, supervisor_settings};
 
 struct Rig {
@@ -143,7 +144,7 @@ async fn a_commit_clears_the_ledger_the_journal_and_the_dirty_mark_together() {
 
     rig.supervisor
         .send(Committed {
-            done: vec![(v.doc.clone(), v.hash.clone())],
+            done: vec![Commit::of(v.doc.clone(), v.hash.clone())],
         })
         .await
         .unwrap();
@@ -173,7 +174,7 @@ async fn a_load_prefers_the_later_of_the_ledger_and_redis() {
         .unwrap()
         .unwrap();
 
-    assert_eq!(loaded, Some(new));
+    assert_eq!(loaded.version, Some(new));
 }
 
 #[actix::test]

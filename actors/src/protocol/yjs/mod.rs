@@ -45,6 +45,8 @@ pub struct Handled {
     pub broadcast: Vec<Vec<u8>>,
     /// The document changed and must be saved.
     pub changed: bool,
+    /// The updates that changed it, as received (v1): what a save appends.
+    pub applied: Vec<Vec<u8>>,
     /// Awareness client ids the sender introduced (removed when it disconnects).
     pub added_clients: Vec<ClientID>,
     /// Set when a message failed after earlier ones in the frame were applied.
@@ -96,24 +98,36 @@ impl YjsDoc {
         Ok(doc)
     }
 
-    /// Merges a state from elsewhere (content a store held that this document lacked) into the
-    /// document; Yjs merges commute, so nothing of either side is lost. Answers the update frame
-    /// to relay to the members when the document changed.
+    /// Merges a state or update from elsewhere (another replica's log entry, content a store
+    /// held that this document lacked) into the document; Yjs merges commute, so nothing of
+    /// either side is lost. Answers the update frame to relay to the members when the document
+    /// changed.
     pub fn absorb(&mut self, state: &[u8]) -> Result<Option<Vec<u8>>, YjsError> {
         plausible_count(state).map_err(YjsError::BadState)?;
         let update = guarded(|| Update::decode_v1(state))
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(YjsError::BadState)?;
-        let before = self.encode_state();
-        guarded(|| self.awareness.doc().transact_mut().apply_update(update))
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(YjsError::BadState)?;
-        let after = self.encode_state();
-        if after == before {
+        if !self.apply(update).map_err(YjsError::BadState)? {
             return Ok(None);
         }
-        self.state_bytes = after.len();
+        self.state_bytes = self.state_bytes.saturating_add(state.len());
         Ok(Some(update_frame(state)))
+    }
+
+    /// Applies one update; true if the document changed (items inserted or deleted, or the
+    /// update is held pending its dependencies). Costs the update, not the document.
+    fn apply(&mut self, update: Update) -> Result<bool, String> {
+        let doc = self.awareness.doc();
+        guarded(|| {
+            let mut txn = doc.transact_mut();
+            txn.apply_update(update)?;
+            Ok::<_, yrs::error::UpdateError>(
+                !txn.insert_set().is_empty()
+                    || !txn.delete_set().is_empty()
+                    || txn.has_missing_updates(),
+            )
+        })
+        .and_then(|r| r.map_err(|e| e.to_string()))
     }
 
     /// The whole document as one v1 update: what is cached, journaled and persisted.
@@ -198,15 +212,13 @@ impl YjsDoc {
                     .push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
             }
             Checked::Update { raw, update } => {
-                let doc = self.awareness.doc();
-                guarded(|| doc.transact_mut().apply_update(update))
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-                    .map_err(YjsError::BadUpdate)?;
-                self.state_bytes = self.state_bytes.saturating_add(raw.len());
-                // Deletions leave the state vector as it was, so "changed" cannot be read off
-                // it; the SHA-256 dedup of the encoded state drops saves that change nothing.
-                out.changed = true;
-                out.broadcast.push(update_frame(&raw));
+                // An update that adds nothing is the duplicate of SPEC §1.3: not saved.
+                if self.apply(update).map_err(YjsError::BadUpdate)? {
+                    self.state_bytes = self.state_bytes.saturating_add(raw.len());
+                    out.changed = true;
+                    out.broadcast.push(update_frame(&raw));
+                    out.applied.push(raw);
+                }
             }
             Checked::Awareness(update) => {
                 let frame = Message::Awareness(update.clone()).encode_v1();

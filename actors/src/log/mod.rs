@@ -1,0 +1,72 @@
+//! The log between rooms (SPEC §6, §8): every replica appends what it accepts to the
+//! document's Redis Stream `doc:{id}:log`, and reads what the other replicas appended.
+//!
+//! - [`LogPos`]: a position in a document's log (a stream entry id), in the order Redis gives.
+//! - [`LogEntry`]: one appended update, as a reader hands it to a room.
+//! - [`reader`]: `LogReader`, the one per-replica reader: one blocking `XREAD` over the logs of
+//!   every document this replica has a room for, entries of other replicas handed to their
+//!   rooms.
+//!
+//! Appending is part of a save (the cache supervisor's, atomically with the `modifiedDocs` mark
+//! and the TTL refresh); compaction and trimming are part of a flush's commit (see
+//! `storage::redis_scripts`).
+
+pub mod reader;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::doc::Version;
+
+/// A stream entry id `ms-seq`. The derived order (milliseconds, then sequence) is the stream's
+/// order. `LogPos::ZERO` comes before every entry: a reader at zero reads the whole log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPos {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl LogPos {
+    pub const ZERO: LogPos = LogPos { ms: 0, seq: 0 };
+
+    pub fn parse(text: &str) -> Option<LogPos> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(LogPos {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for LogPos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// One entry of a document's log: who appended it, and what. For a Yjs document `version`
+/// holds the incremental update; for JSON the content with its stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub pos: LogPos,
+    pub replica: Arc<str>,
+    pub version: Version,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_print_and_order_as_redis_orders_stream_ids() {
+        let a = LogPos::parse("1700000000000-0").unwrap();
+        let b = LogPos::parse("1700000000000-1").unwrap();
+        let c = LogPos::parse("1700000000001-0").unwrap();
+        assert!(LogPos::ZERO < a && a < b && b < c);
+        assert_eq!(b.to_string(), "1700000000000-1");
+        assert_eq!(LogPos::parse(&c.to_string()), Some(c));
+        for bad in ["", "1", "-1", "1-", "a-1", "1-2-3"] {
+            assert_eq!(LogPos::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! A room and its document's log (SPEC §8): what other replicas appended reaches this room's
+//! members. The room follows the log from the position its loaded content includes; the
+//! [`LogReader`](crate::log::reader::LogReader) hands it other replicas' entries, which it
+//! applies — Yjs merged, JSON if its stamp is larger — and relays. Those entries are durable in
+//! Redis already (their replica appended them), so applying one saves nothing.
+
+use actix::prelude::*;
+use tracing::warn;
+
+use super::DocRoom;
+use crate::doc::{Kind, Version};
+use crate::log::reader::{Apply, Follow, Resync, Unfollow};
+use crate::log::LogPos;
+use crate::supervisor::Load;
+
+impl DocRoom {
+    /// Follows the document's log after `from`.
+    pub(super) fn follow(&self, from: LogPos, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        self.shared.log.do_send(Follow {
+            doc: self.doc.clone(),
+            from,
+            room: me.clone().recipient(),
+            resync: me.recipient(),
+        });
+    }
+
+    pub(super) fn unfollow(&self, ctx: &mut Context<Self>) {
+        self.shared.log.do_send(Unfollow {
+            doc: self.doc.clone(),
+            room: ctx.address().recipient(),
+        });
+    }
+
+    /// Content from elsewhere that is durable there: merged (Yjs) or taken if later (JSON), and
+    /// relayed to every member.
+    fn apply_durable(&mut self, v: Version) {
+        match self.kind {
+            Kind::Json => self.absorb_json(v),
+            Kind::Yjs => {
+                let Some(y) = self.yjs.as_mut() else { return };
+                match y.doc.absorb(&v.content) {
+                    Ok(None) => {}
+                    Ok(Some(frame)) => self.broadcast(None, super::Outbound::Binary(frame.into())),
+                    Err(e) => {
+                        warn!(doc = %self.doc, error = %e, "another replica's update could not be applied")
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Apply> for DocRoom {
+    type Result = ();
+
+    /// Other replicas' entries of this document's log.
+    fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
+        if self.closing {
+            return;
+        }
+        for entry in msg.entries {
+            if entry.version.kind == self.kind {
+                self.apply_durable(entry.version);
+            }
+        }
+        self.drop_lagging(ctx);
+    }
+}
+
+impl Handler<Resync> for DocRoom {
+    type Result = ();
+
+    /// The log reader was away: reload the document (Redis's content and log, the ledger's)
+    /// and merge in what is missing, then follow the log from there.
+    fn handle(&mut self, _: Resync, ctx: &mut Context<Self>) {
+        let load = self.shared.supervisor.send(Load {
+            doc: self.doc.clone(),
+        });
+        ctx.spawn(load.into_actor(self).map(|res, act, ctx| {
+            let Ok(Ok(loaded)) = res else { return };
+            if let Some(v) = loaded.version.filter(|v| v.kind == act.kind) {
+                act.apply_durable(v);
+                act.drop_lagging(ctx);
+            }
+            act.follow(loaded.position, ctx);
+        }));
+    }
+}
