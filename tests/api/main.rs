@@ -31,5 +31,6 @@ mod origins_and_limits;
 mod recovery;
 mod redis_outage;
 mod shutdown;
+mod update_log;
 mod versions;
 mod yjs_protocol;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Stamp, Version};
 use docroom_actors::storage::{
-    Cache, CacheSettings, DocStore, PgStore, RedisCache, RedisTarget, Written,
+    Cache, CacheSettings, Commit, DocStore, PgStore, RedisCache, RedisTarget, Written,
 };
 use serde_json::json;
 use yrs::{ReadTxn, Text, Transact};
@@ -85,18 +85,11 @@ async fn postgres_merges_yjs_states_instead_of_replacing_them() {
 }
 
 fn cache(prefix: &str) -> RedisCache {
-    let ms = Duration::from_millis;
-    RedisCache::new(CacheSettings {
-        target: RedisTarget::plain(SHARED_REDIS_URL),
-        key_prefix: prefix.into(),
-        ttl_secs: 125,
-        lock_ttl_secs: 10,
-        response_timeout: ms(2000),
-        connection_timeout: ms(2000),
-        retry_base: ms(100),
-        retry_max: ms(1000),
-        retry_jitter: ms(10),
-    })
+    crate::harness::storage::redis_cache(prefix, "r1")
+}
+
+async fn cached(redis: &RedisCache, v: &Version) -> Option<Version> {
+    redis.load(&v.doc).await.unwrap().map(|c| c.version)
 }
 
 #[tokio::test]
@@ -111,15 +104,15 @@ async fn a_cache_fill_never_replaces_what_a_save_wrote() {
     // A reader took the fill lock and read v1 from PostgreSQL; meanwhile a room saved v2 ...
     redis.save(&v2).await.unwrap();
     redis.fill(&v1).await.unwrap();
-    assert_eq!(redis.load(&v2.doc).await.unwrap(), Some(v2.clone()));
+    assert_eq!(cached(&redis, &v2).await, Some(v2.clone()));
     // ... and v2 was flushed (no longer dirty) before the slow fill of v1 arrived.
     redis
-        .mark_clean(&[(v2.doc.clone(), v2.hash.clone())])
+        .committed(&[Commit::of(v2.doc.clone(), v2.hash.clone())])
         .await
         .unwrap();
     redis.fill(&v1).await.unwrap();
 
-    assert_eq!(redis.load(&v2.doc).await.unwrap(), Some(v2));
+    assert_eq!(cached(&redis, &v2).await, Some(v2));
     let _ = delete_keys(SHARED_REDIS_URL, &prefix).await;
 }
 
@@ -132,9 +125,9 @@ async fn redis_never_takes_json_content_with_a_smaller_stamp_over_a_larger_one()
         stamped("doc", r#"{"v":3}"#, 3),
     );
 
-    assert_eq!(redis.save(&v3).await.unwrap(), Written::Stored);
-    assert_eq!(redis.save(&v2).await.unwrap(), Written::Superseded);
+    assert_eq!(redis.save(&v3).await.unwrap().written, Written::Stored);
+    assert_eq!(redis.save(&v2).await.unwrap().written, Written::Superseded);
 
-    assert_eq!(redis.load(&v3.doc).await.unwrap(), Some(v3));
+    assert_eq!(cached(&redis, &v3).await, Some(v3));
     let _ = delete_keys(SHARED_REDIS_URL, &prefix).await;
 }

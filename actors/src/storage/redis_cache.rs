@@ -193,8 +193,14 @@ impl RedisCache {
             .map_err(|_| CacheError::Timeout(limit))
     }
 
-    /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields.
-    async fn write(&self, script: &redis::Script, v: &Version) -> CacheResult<redis::Value> {
+    /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields; `content`
+    /// is what goes into `doc:{id}:temp` (FILL) or the log (SAVE: the version as it is).
+    async fn write(
+        &self,
+        script: &redis::Script,
+        v: &Version,
+        content: &[u8],
+    ) -> CacheResult<redis::Value> {
         let mut conn = self.connection().await?;
         let mut invocation = script.prepare_invoke();
         for key in self.keys(&v.doc) {
@@ -202,7 +208,7 @@ impl RedisCache {
         }
         invocation
             .key(self.key_modified())
-            .arg(&encode(v)[..])
+            .arg(content)
             .arg(&v.hash)
             .arg(v.stamp.as_ref().map(Stamp::encode).unwrap_or_default())
             .arg(self.settings.ttl_secs)
@@ -370,7 +376,7 @@ impl Cache for RedisCache {
     }
 
     async fn save(&self, v: &Version) -> CacheResult<Saved> {
-        let (code, id): (i64, String) = redis::from_redis_value(self.write(&SAVE, v).await?)?;
+        let (code, id): (i64, String) = redis::from_redis_value(self.write(&SAVE, v, &v.content).await?)?;
         let written = match code {
             1 => Written::Stored,
             2 => Written::Duplicate,
@@ -383,7 +389,7 @@ impl Cache for RedisCache {
     }
 
     async fn fill(&self, v: &Version) -> CacheResult<()> {
-        self.write(&FILL, v).await.map(drop)
+        self.write(&FILL, v, &encode(v)).await.map(drop)
     }
 
     async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {

@@ -1,0 +1,204 @@
+//! The per-document update log in Redis (SPEC §6), through docroom's own Redis client and its
+//! scripts, on the shared Redis under a private key prefix: appends, reads of compacted content
+//! plus log, compaction, trimming and flush claims.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use docroom_actors::doc::{DocId, Kind, Version};
+use docroom_actors::log::LogPos;
+use docroom_actors::storage::{Cache, Claimed, Commit, RedisCache, Written};
+use yrs::{GetString, ReadTxn, Text, Transact};
+
+use crate::harness::app::SHARED_REDIS_URL;
+use crate::harness::random_suffix;
+use crate::harness::storage::{delete_keys, redis_cache};
+
+/// A Yjs update of client `client` inserting `text` into the root text "t".
+fn typed(doc: &str, client: u64, text: &str) -> Version {
+    let ydoc = yrs::Doc::with_client_id(client);
+    let t = ydoc.get_or_insert_text("t");
+    t.insert(&mut ydoc.transact_mut(), 0, text);
+    let update = ydoc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    Version::new(DocId::parse(doc).unwrap(), Kind::Yjs, Bytes::from(update))
+}
+
+fn text_of(v: &Version) -> String {
+    let ydoc = yrs::Doc::new();
+    let t = ydoc.get_or_insert_text("t");
+    let update = yrs::Update::decode_v1(&v.content).unwrap();
+    ydoc.transact_mut().apply_update(update).unwrap();
+    let txn = ydoc.transact();
+    t.get_string(&txn)
+}
+
+use yrs::updates::decoder::Decode;
+
+struct Prefix(String);
+
+impl Prefix {
+    fn new() -> Prefix {
+        Prefix(format!("t{}:", random_suffix()))
+    }
+    fn cache(&self, replica: &str) -> RedisCache {
+        redis_cache(&self.0, replica)
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let _ = rt.block_on(delete_keys(SHARED_REDIS_URL, &prefix));
+        })
+        .join();
+    }
+}
+
+async fn claimed(cache: &RedisCache, doc: &DocId) -> Claimed {
+    cache.claim(std::slice::from_ref(doc)).await.unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn yjs_saves_append_to_the_log_and_a_read_merges_every_replicas_appends() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let (one, two) = (typed("y", 1, "one "), typed("y", 2, "two "));
+
+    let first = a.save(&one).await.unwrap();
+    let second = b.save(&two).await.unwrap();
+
+    assert_eq!(first.written, Written::Stored);
+    assert!(first.position < second.position, "the log orders appends");
+    let cached = a.load(&one.doc).await.unwrap().unwrap();
+    assert!(!cached.whole, "nothing compacted yet: only the log");
+    assert!(cached.dirty);
+    assert_eq!(Some(cached.position), second.position);
+    let text = text_of(&cached.version);
+    assert!(text.contains("one") && text.contains("two"), "{text}");
+}
+
+#[tokio::test]
+async fn a_commit_compacts_trims_what_postgres_holds_and_keeps_what_came_after() {
+    let p = Prefix::new();
+    let cache = p.cache("a");
+    let (one, two, three) = (typed("y", 1, "1"), typed("y", 2, "2"), typed("y", 3, "3"));
+    cache.save(&one).await.unwrap();
+    cache.save(&two).await.unwrap();
+    let Claimed::Found(read) = claimed(&cache, &one.doc).await else {
+        panic!("the document is claimable")
+    };
+    // An append lands between the flush's read and its commit.
+    cache.save(&three).await.unwrap();
+
+    cache
+        .committed(&[Commit {
+            doc: one.doc.clone(),
+            hash: read.version.hash.clone(),
+            position: Some(read.position),
+            compacted: Some(read.version.clone()),
+        }])
+        .await
+        .unwrap();
+
+    let after = cache.load(&one.doc).await.unwrap().unwrap();
+    assert!(after.whole, "the compacted content is the cached content now");
+    assert_eq!(after.tail, 1, "only the entry after the commit is left in the log");
+    assert!(after.dirty, "the entry after the commit still waits for PostgreSQL");
+    let text = text_of(&after.version);
+    for t in ["1", "2", "3"] {
+        assert!(text.contains(t), "{t} missing from {text}");
+    }
+}
+
+#[tokio::test]
+async fn an_older_compaction_never_replaces_a_newer_one() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let (one, two) = (typed("y", 1, "old "), typed("y", 2, "new "));
+    a.save(&one).await.unwrap();
+    let early = a.load(&one.doc).await.unwrap().unwrap();
+    a.save(&two).await.unwrap();
+    let late = b.load(&one.doc).await.unwrap().unwrap();
+    let commit = |c: &docroom_actors::storage::Cached| Commit {
+        doc: one.doc.clone(),
+        hash: c.version.hash.clone(),
+        position: Some(c.position),
+        compacted: Some(c.version.clone()),
+    };
+
+    b.committed(&[commit(&late)]).await.unwrap();
+    a.committed(&[commit(&early)]).await.unwrap();
+
+    let after = a.load(&one.doc).await.unwrap().unwrap();
+    assert_eq!(after.position, late.position);
+    assert!(!after.dirty);
+    let text = text_of(&after.version);
+    assert!(text.contains("old") && text.contains("new"), "{text}");
+}
+
+#[tokio::test]
+async fn one_replica_at_a_time_claims_a_document_for_its_flush() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let v = typed("y", 1, "x");
+    a.save(&v).await.unwrap();
+
+    assert!(matches!(claimed(&a, &v.doc).await, Claimed::Found(_)));
+    assert!(matches!(claimed(&a, &v.doc).await, Claimed::Found(_)), "a claim is its own replica's again");
+    assert_eq!(claimed(&b, &v.doc).await, Claimed::Busy);
+
+    a.committed(&[Commit::of(v.doc.clone(), "other".into())])
+        .await
+        .unwrap();
+    assert!(matches!(claimed(&b, &v.doc).await, Claimed::Found(_)), "released by the commit");
+}
+
+#[tokio::test]
+async fn json_duplicates_are_refused_by_the_hash_in_redis() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let doc = DocId::parse("j").unwrap();
+    let at = |content: &'static str, millis| {
+        Version::new(doc.clone(), Kind::Json, Bytes::from(content)).stamped(
+            docroom_actors::doc::Stamp {
+                millis,
+                counter: 0,
+                replica: "x".into(),
+            },
+        )
+    };
+
+    assert_eq!(a.save(&at("1", 1)).await.unwrap().written, Written::Stored);
+    assert_eq!(b.save(&at("1", 2)).await.unwrap().written, Written::Duplicate);
+    assert_eq!(b.save(&at("2", 3)).await.unwrap().written, Written::Stored);
+}
+
+#[tokio::test]
+async fn the_log_reader_gets_entries_after_a_position_and_waits_for_new_ones() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let (one, two) = (typed("y", 1, "1"), typed("y", 2, "2"));
+    let at = a.save(&one).await.unwrap().position.unwrap();
+
+    let from = [(one.doc.clone(), LogPos::ZERO)];
+    let read = b.read_logs(&from, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].1.len(), 1);
+    assert_eq!(read[0].1[0].replica.as_ref(), "a");
+    assert_eq!(read[0].1[0].version, one);
+
+    let waiting = {
+        let b = b.clone();
+        let from = [(one.doc.clone(), at)];
+        tokio::spawn(async move { b.read_logs(&from, Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.save(&two).await.unwrap();
+    let read = waiting.await.unwrap().unwrap();
+    assert_eq!(read[0].1.len(), 1, "only the entry after the position");
+    assert_eq!(read[0].1[0].version, two);
+}
