@@ -183,7 +183,10 @@ pub fn later(a: Version, b: Version) -> Result<Version, CombineError> {
 
 /// [`later`] over any number of versions of one document, in one pass: JSON the one with the
 /// largest stamp (the first of equals), Yjs all merged at once (states or incremental updates
-/// alike: the merge of updates is an update holding all of them). `None` for none.
+/// alike: the merge is an update holding all of them). `None` for none.
+///
+/// A Yjs merge is encoded as a document holding every part encodes its state, so equal content
+/// has equal bytes (and hash) wherever it was merged: in a room, a flush or PostgreSQL.
 pub fn combine(parts: impl IntoIterator<Item = Version>) -> Result<Option<Version>, CombineError> {
     let mut parts: Vec<Version> = parts.into_iter().collect();
     if parts.len() <= 1 {
@@ -198,9 +201,7 @@ pub fn combine(parts: impl IntoIterator<Item = Version>) -> Result<Option<Versio
             .into_iter()
             .reduce(|a, b| if b.stamp > a.stamp { b } else { a })),
         Kind::Yjs => {
-            let merged = std::panic::catch_unwind(|| {
-                yrs::merge_updates_v1(parts.iter().map(|p| &p.content[..]))
-            });
+            let merged = std::panic::catch_unwind(|| canonical_yjs(&parts));
             match merged {
                 Ok(Ok(state)) => Ok(Some(Version::new(doc, Kind::Yjs, Bytes::from(state)))),
                 Ok(Err(e)) => Err(CombineError::Unmergeable {
@@ -214,6 +215,24 @@ pub fn combine(parts: impl IntoIterator<Item = Version>) -> Result<Option<Versio
             }
         }
     }
+}
+
+/// The state of a Yjs document holding every part (updates still missing a dependency
+/// included, as yrs encodes them).
+fn canonical_yjs(parts: &[Version]) -> Result<Vec<u8>, String> {
+    use yrs::updates::decoder::Decode;
+    use yrs::{ReadTxn, Transact};
+    let ydoc = yrs::Doc::new();
+    for p in parts {
+        let update = yrs::Update::decode_v1(&p.content).map_err(|e| e.to_string())?;
+        ydoc.transact_mut()
+            .apply_update(update)
+            .map_err(|e| e.to_string())?;
+    }
+    let state = ydoc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    Ok(state)
 }
 
 /// Lowercase hex SHA-256 (sha2 0.11 digests have no `LowerHex`).

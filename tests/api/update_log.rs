@@ -59,7 +59,11 @@ impl Drop for Prefix {
 }
 
 async fn claimed(cache: &RedisCache, doc: &DocId) -> Claimed {
-    cache.claim(std::slice::from_ref(doc)).await.unwrap().remove(0)
+    cache
+        .claim(std::slice::from_ref(doc))
+        .await
+        .unwrap()
+        .remove(0)
 }
 
 #[tokio::test]
@@ -105,9 +109,18 @@ async fn a_commit_compacts_trims_what_postgres_holds_and_keeps_what_came_after()
         .unwrap();
 
     let after = cache.load(&one.doc).await.unwrap().unwrap();
-    assert!(after.whole, "the compacted content is the cached content now");
-    assert_eq!(after.tail, 1, "only the entry after the commit is left in the log");
-    assert!(after.dirty, "the entry after the commit still waits for PostgreSQL");
+    assert!(
+        after.whole,
+        "the compacted content is the cached content now"
+    );
+    assert_eq!(
+        after.tail, 1,
+        "only the entry after the commit is left in the log"
+    );
+    assert!(
+        after.dirty,
+        "the entry after the commit still waits for PostgreSQL"
+    );
     let text = text_of(&after.version);
     for t in ["1", "2", "3"] {
         assert!(text.contains(t), "{t} missing from {text}");
@@ -148,13 +161,19 @@ async fn one_replica_at_a_time_claims_a_document_for_its_flush() {
     a.save(&v).await.unwrap();
 
     assert!(matches!(claimed(&a, &v.doc).await, Claimed::Found(_)));
-    assert!(matches!(claimed(&a, &v.doc).await, Claimed::Found(_)), "a claim is its own replica's again");
+    assert!(
+        matches!(claimed(&a, &v.doc).await, Claimed::Found(_)),
+        "a claim is its own replica's again"
+    );
     assert_eq!(claimed(&b, &v.doc).await, Claimed::Busy);
 
     a.committed(&[Commit::of(v.doc.clone(), "other".into())])
         .await
         .unwrap();
-    assert!(matches!(claimed(&b, &v.doc).await, Claimed::Found(_)), "released by the commit");
+    assert!(
+        matches!(claimed(&b, &v.doc).await, Claimed::Found(_)),
+        "released by the commit"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +192,10 @@ async fn json_duplicates_are_refused_by_the_hash_in_redis() {
     };
 
     assert_eq!(a.save(&at("1", 1)).await.unwrap().written, Written::Stored);
-    assert_eq!(b.save(&at("1", 2)).await.unwrap().written, Written::Duplicate);
+    assert_eq!(
+        b.save(&at("1", 2)).await.unwrap().written,
+        Written::Duplicate
+    );
     assert_eq!(b.save(&at("2", 3)).await.unwrap().written, Written::Stored);
 }
 
@@ -185,7 +207,10 @@ async fn the_log_reader_gets_entries_after_a_position_and_waits_for_new_ones() {
     let at = a.save(&one).await.unwrap().position.unwrap();
 
     let from = [(one.doc.clone(), LogPos::ZERO)];
-    let read = b.read_logs(&from, Duration::from_millis(100)).await.unwrap();
+    let read = b
+        .read_logs(&from, Duration::from_millis(100))
+        .await
+        .unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].1.len(), 1);
     assert_eq!(read[0].1[0].replica.as_ref(), "a");

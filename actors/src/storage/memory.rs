@@ -282,8 +282,16 @@ impl Cache for MemoryCache {
             .collect())
     }
 
-    async fn touch(&self, _docs: &[DocId]) -> CacheResult<()> {
-        self.enter().await.map(drop)
+    async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
+        let mut state = self.enter().await?;
+        for doc in docs {
+            if let Some(held) = state.docs.get_mut(doc) {
+                if held.claim.as_ref() == Some(&self.replica) {
+                    held.claim = None;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn committed(&self, done: &[Commit]) -> CacheResult<()> {

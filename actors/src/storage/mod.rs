@@ -126,7 +126,8 @@ pub trait Cache: Send + Sync + 'static {
     /// reads each one claimed, refreshing its TTLs in the same round trip.
     async fn claim(&self, docs: &[DocId]) -> CacheResult<Vec<Claimed>>;
 
-    /// Refreshes the TTL of the cached entries of `docs`.
+    /// Refreshes the TTLs of `docs` (a flush could not persist them yet) and releases this
+    /// replica's flush claims on them.
     async fn touch(&self, docs: &[DocId]) -> CacheResult<()>;
 
     /// PostgreSQL committed these: compact (write `compacted` if it includes more than the

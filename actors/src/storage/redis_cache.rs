@@ -18,7 +18,7 @@ use redis::{AsyncCommands, AsyncConnectionConfig};
 use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
-use super::redis_scripts::{decode, encode, BATCH, COMMIT, FILL, READ, SAVE};
+use super::redis_scripts::{decode, encode, BATCH, COMMIT, FILL, KEEP, READ, SAVE};
 use super::{Cache, CacheResult, Cached, Claimed, Commit, Saved, Written};
 use crate::doc::{combine, CombineError, DocId, Kind, Stamp, Version};
 use crate::log::{LogEntry, LogPos};
@@ -376,7 +376,8 @@ impl Cache for RedisCache {
     }
 
     async fn save(&self, v: &Version) -> CacheResult<Saved> {
-        let (code, id): (i64, String) = redis::from_redis_value(self.write(&SAVE, v, &v.content).await?)?;
+        let (code, id): (i64, String) =
+            redis::from_redis_value(self.write(&SAVE, v, &v.content).await?)?;
         let written = match code {
             1 => Written::Stored,
             2 => Written::Duplicate,
@@ -430,14 +431,20 @@ impl Cache for RedisCache {
 
     async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
         let mut conn = self.connection().await?;
-        let ttl = self.settings.ttl_secs as i64;
-        let mut pipe = redis::pipe();
-        for doc in docs {
-            for key in self.keys(doc) {
-                pipe.expire(key, ttl).ignore();
+        for batch in docs.chunks(BATCH) {
+            let mut invocation = KEEP.prepare_invoke();
+            for doc in batch {
+                for key in self.keys(doc) {
+                    invocation.key(key);
+                }
+                invocation.key(self.key(doc, "flushing"));
             }
+            invocation
+                .arg(&*self.settings.replica)
+                .arg(self.settings.ttl_secs);
+            self.bounded(invocation.invoke_async::<i64>(&mut conn))
+                .await??;
         }
-        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
         Ok(())
     }
 

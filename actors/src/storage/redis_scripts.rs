@@ -170,7 +170,20 @@ return n"
     ))
 });
 
-/// Documents per `COMMIT` or `READ` call.
+/// A flush could not persist these documents: refresh their TTLs so nothing expires while they
+/// wait, and release this replica's claims so any replica may try next.
+/// KEYS: per document temp, lastSavedHash, stamp, pos, log, flushing. ARGV: replica, ttl.
+pub(super) static KEEP: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"for k = 0, #KEYS - 1, 6 do
+  for j = 1, 5 do redis.call('EXPIRE', KEYS[k + j], ARGV[2]) end
+  if redis.call('GET', KEYS[k + 6]) == ARGV[1] then redis.call('DEL', KEYS[k + 6]) end
+end
+return 1",
+    )
+});
+
+/// Documents per `COMMIT`, `READ` or `KEEP` call.
 pub(super) const BATCH: usize = 200;
 
 /// Yjs state is binary; JSON text never starts with a NUL byte, so this marker tells them apart
