@@ -70,6 +70,7 @@ pub struct CacheSection {
     pub health_check_interval_ms: u64,
     pub log_block_ms: u64,
     pub claim_ms: u64,
+    pub log_retention_ms: u64,
     /// PEM file of the CA to trust for `rediss://`; empty = the system roots.
     pub ca_file: String,
     /// Comma-separated `host:port` of the sentinels; empty = the URL names the primary.

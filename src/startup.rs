@@ -74,6 +74,7 @@ impl Application {
             replica: replica.as_str().into(),
             ttl_secs: c.ttl_secs,
             claim_ms: c.claim_ms,
+            log_retention_ms: c.log_retention_ms,
             lock_ttl_secs: c.lock_ttl_secs,
             response_timeout: S::ms(c.response_timeout_ms),
             connection_timeout: S::ms(c.connection_timeout_ms),

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Stamp, Version};
-use docroom_actors::storage::{
-    Cache, CacheSettings, Commit, DocStore, PgStore, RedisCache, RedisTarget, Written,
-};
+use docroom_actors::storage::{Cache, Commit, DocStore, PgStore, RedisCache, Written};
 use serde_json::json;
 use yrs::{ReadTxn, Text, Transact};
 

@@ -50,6 +50,8 @@ pub struct CacheSettings {
     pub ttl_secs: u64,
     /// How long a flush claim on a document holds if its replica never releases it.
     pub claim_ms: u64,
+    /// Log entries younger than this are never trimmed (see `redis_scripts::COMMIT`).
+    pub log_retention_ms: u64,
     pub lock_ttl_secs: u64,
     pub response_timeout: Duration,
     pub connection_timeout: Duration,
@@ -464,7 +466,8 @@ impl Cache for RedisCache {
             invocation
                 .key(self.key_modified())
                 .arg(&*self.settings.replica)
-                .arg(self.settings.ttl_secs);
+                .arg(self.settings.ttl_secs)
+                .arg(self.settings.log_retention_ms);
             for c in batch {
                 let position = c.position.map(|p| p.to_string()).unwrap_or_default();
                 let compacted = c.compacted.as_ref();
@@ -585,6 +588,7 @@ mod tests {
             replica: "r".into(),
             ttl_secs: 125,
             claim_ms: 30_000,
+            log_retention_ms: 10_000,
             lock_ttl_secs: 10,
             response_timeout: ms(500),
             connection_timeout: ms(1000),

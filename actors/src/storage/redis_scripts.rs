@@ -133,17 +133,24 @@ return out"
 /// and `temp` include, and clear the dirty mark unless an entry came after; without one (content
 /// not read from the cache), clear the mark only if the committed hash is the last saved one
 /// or nothing at all is cached. Then release this replica's claim.
+///
+/// Trimming keeps the entries of the last `retention` milliseconds (by Redis's clock; entry ids
+/// are append times) whatever PostgreSQL holds: a room opened a moment ago follows the log from
+/// the position its content included, and its replica's reader may not have read that far yet.
 /// KEYS: per document temp, lastSavedHash, pos, log, flushing; then modifiedDocs.
-/// ARGV: replica, ttl, then per document: id, hash, position or '', compacted or '', its hash.
+/// ARGV: replica, ttl, retention ms, then per document: id, hash, position or '', compacted or
+/// '', its hash.
 pub(super) static COMMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         r"{IDS}
 local n = (#KEYS - 1) / 5
 local modified = KEYS[#KEYS]
 local ttl = ARGV[2]
+local now = redis.call('TIME')
+local keep = string.format('%d-0', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]))
 for i = 1, n do
   local k = (i - 1) * 5
-  local a = 2 + (i - 1) * 5
+  local a = 3 + (i - 1) * 5
   local id, hash, position, compacted = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   if position ~= '' then
     local held = redis.call('GET', KEYS[k + 3]) or '0-0'
@@ -155,7 +162,9 @@ for i = 1, n do
     end
     local upto = position
     if lt(held, upto) then upto = held end
-    redis.call('XTRIM', KEYS[k + 4], 'MINID', after(upto))
+    local minid = after(upto)
+    if lt(keep, minid) then minid = keep end
+    redis.call('XTRIM', KEYS[k + 4], 'MINID', minid)
     local last = redis.call('XREVRANGE', KEYS[k + 4], '+', '-', 'COUNT', 1)
     if #last == 0 or not lt(position, last[1][1]) then redis.call('SREM', modified, id) end
   else

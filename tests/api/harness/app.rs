@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::child;
 use super::in_process::InProcessApp;
 use super::logs::Sink;
-use super::options::TestOptions;
+use super::options::{Deployment, TestOptions};
 use super::{eventually, random_suffix, storage};
 
 /// The bearer token every `TestApp` configures unless told not to.
@@ -51,6 +51,10 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
     pub(super) redis_check_url: String,
+    redis_url: String,
+    database_url: String,
+    /// False for a further replica of another app's deployment: that app cleans up.
+    owns_storage: bool,
     pub(super) http: reqwest::Client,
     env: Vec<(String, String)>,
     /// Process mode only: arguments before `serve`, and the working directory.
@@ -75,8 +79,10 @@ impl TestApp {
             "arguments and a working directory are for a child process: add .process()"
         );
         let suffix = random_suffix();
-        let prefix = format!("t{suffix}:");
-        let db_name = format!("docroom_t_{suffix}");
+        let (prefix, db_name) = match &opts.deployment {
+            Some(d) => (d.prefix.clone(), d.db_name.clone()),
+            None => (format!("t{suffix}:"), format!("docroom_t_{suffix}")),
+        };
         let (data_dir, delete_data_dir) = match opts.data_dir {
             Some(dir) => (dir, false),
             None => {
@@ -85,18 +91,24 @@ impl TestApp {
             }
         };
         std::fs::create_dir_all(&data_dir).expect("create the test's data dir");
-        let redis_url = opts.redis_url.unwrap_or_else(|| SHARED_REDIS_URL.into());
+        let redis_url = match &opts.deployment {
+            Some(d) => d.redis_url.clone(),
+            None => opts.redis_url.unwrap_or_else(|| SHARED_REDIS_URL.into()),
+        };
         let db_addr = opts.database_addr.unwrap_or_else(|| SHARED_PG_ADDR.into());
+        let database_url = match &opts.deployment {
+            Some(d) => d.database_url.clone(),
+            None => format!("postgres://postgres@{db_addr}/{db_name}"),
+        };
         let admin_token = (!opts.no_admin_token).then(|| ADMIN_TOKEN.to_owned());
 
         let mut env: Vec<(String, String)> = vec![
             // In process: port 0, the bound address is read back. A child gets a chosen port.
             ("DOCROOM_LISTEN".into(), "127.0.0.1:0".into()),
             ("DOCROOM_REDIS_URL".into(), redis_url.clone()),
-            (
-                "DOCROOM_DATABASE_URL".into(),
-                format!("postgres://postgres@{db_addr}/{db_name}"),
-            ),
+            ("DOCROOM_DATABASE_URL".into(), database_url.clone()),
+            // Replicas of one deployment in one test process share a process id: name each.
+            ("DOCROOM_REPLICA_ID".into(), format!("r{suffix}")),
             ("DOCROOM_DATA_DIR".into(), data_dir.display().to_string()),
             ("DOCROOM__CACHE__KEY_PREFIX".into(), prefix.clone()),
             (
@@ -125,7 +137,13 @@ impl TestApp {
             db_name,
             data_dir,
             admin_token,
-            redis_check_url: opts.redis_check_url.unwrap_or(redis_url),
+            redis_check_url: match &opts.deployment {
+                Some(d) => d.redis_check_url.clone(),
+                None => opts.redis_check_url.unwrap_or(redis_url.clone()),
+            },
+            redis_url,
+            database_url,
+            owns_storage: opts.deployment.is_none(),
             http,
             env,
             args: opts.args,
@@ -143,6 +161,26 @@ impl TestApp {
         };
         app.launch().await;
         app
+    }
+
+    /// Options for another replica of this app's deployment: same Redis, key prefix and
+    /// database, its own port, data directory and replica id.
+    pub fn replica_options(&self) -> TestOptions {
+        TestOptions {
+            deployment: Some(Deployment {
+                prefix: self.prefix.clone(),
+                db_name: self.db_name.clone(),
+                redis_url: self.redis_url.clone(),
+                redis_check_url: self.redis_check_url.clone(),
+                database_url: self.database_url.clone(),
+            }),
+            ..TestOptions::new()
+        }
+    }
+
+    /// Another replica of this app's deployment, in process.
+    pub async fn replica(&self) -> TestApp {
+        TestApp::spawn(self.replica_options()).await
     }
 
     /// Starts the app again with the same settings, prefix, database and data directory (on a new
@@ -317,6 +355,12 @@ impl Drop for TestApp {
         }
         // Drop runs inside the test's runtime, which cannot be blocked on; clean up from a thread
         // with its own runtime, each step bounded so a paused private Redis cannot hang the test.
+        if !self.owns_storage {
+            if self.delete_data_dir {
+                let _ = std::fs::remove_dir_all(&self.data_dir);
+            }
+            return;
+        }
         let (db, redis, prefix) = (
             self.db_name.clone(),
             self.redis_check_url.clone(),

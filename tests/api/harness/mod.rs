@@ -40,6 +40,7 @@ pub mod storage;
 pub mod tls_stores;
 pub mod traffic;
 pub mod ws;
+pub mod yclient;
 
 use std::time::{Duration, Instant};
 

@@ -16,6 +16,18 @@ pub struct TestOptions {
     pub(super) process: bool,
     pub(super) args: Vec<String>,
     pub(super) working_dir: Option<PathBuf>,
+    /// Another replica of an existing app's deployment (see `TestApp::replica_options`).
+    pub(super) deployment: Option<Deployment>,
+}
+
+/// What the replicas of one deployment share: Redis, its key prefix, the database.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub(super) prefix: String,
+    pub(super) db_name: String,
+    pub(super) redis_url: String,
+    pub(super) redis_check_url: String,
+    pub(super) database_url: String,
 }
 
 impl TestOptions {

@@ -204,6 +204,7 @@ pub fn redis_cache(prefix: &str, replica: &str) -> docroom_actors::storage::Redi
         replica: replica.into(),
         ttl_secs: 125,
         claim_ms: 30_000,
+        log_retention_ms: 0,
         lock_ttl_secs: 10,
         response_timeout: ms(2000),
         connection_timeout: ms(2000),

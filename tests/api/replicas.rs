@@ -1,0 +1,157 @@
+//! SPEC §8 and invariant 4: several replicas (in-process apps on one Redis key prefix and one
+//! database, each with its own replica id and data directory) are one deployment: every member
+//! of a document receives every accepted update whichever replica it is on, no replica's save
+//! removes another's edit, and every replica, member and PostgreSQL end on the same content.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::yclient::{text_of_state, YClient};
+use crate::harness::{ensure, eventually, Frame, TestApp, WsClient};
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn a_json_update_on_one_replica_reaches_members_on_every_other() {
+    let a = TestApp::start().await;
+    let (b, c) = (a.replica().await, a.replica().await);
+    let mut on_a = WsClient::connect(&a, "shared").await;
+    let mut on_b = WsClient::connect(&b, "shared").await;
+    let mut on_c = WsClient::connect(&c, "shared").await;
+
+    let content = json!({"written": "on a"});
+    on_a.update(content.clone(), "1").await;
+
+    for (name, member) in [("b", &mut on_b), ("c", &mut on_c)] {
+        let got = member
+            .recv_where(&format!("a's update on replica {name}"), |m| {
+                m["type"] == "update"
+            })
+            .await;
+        assert_eq!(got["content"], content, "on replica {name}");
+    }
+    // And back: an update on c reaches a.
+    let reply = json!({"written": "on c"});
+    on_c.update(reply.clone(), "2").await;
+    let got = on_a
+        .recv_where("c's update on replica a", |m| {
+            m["type"] == "update" && m["content"] == reply
+        })
+        .await;
+    assert_eq!(got["content"], reply);
+}
+
+/// Updates a member receives until none has come for a while: its last one is its view.
+async fn settle(member: &mut WsClient, mut view: Value) -> Value {
+    while let Some(frame) = member.recv_within(Duration::from_millis(1500)).await {
+        if let Frame::Json(m) = frame {
+            if m["type"] == "update" {
+                view = m["content"].clone();
+            }
+        }
+    }
+    view
+}
+
+#[tokio::test]
+async fn racing_json_writers_on_two_replicas_end_on_one_content_everywhere() {
+    let a = TestApp::start().await;
+    let b = a.replica().await;
+    let (mut writer_a, mut writer_b) = (
+        WsClient::connect(&a, "race").await,
+        WsClient::connect(&b, "race").await,
+    );
+    let (mut watcher_a, mut watcher_b) = (
+        WsClient::connect(&a, "race").await,
+        WsClient::connect(&b, "race").await,
+    );
+
+    for i in 0..25 {
+        writer_a.send_json(&json!({"type": "update", "content": {"a": i}, "ref": format!("a{i}")}));
+        writer_b.send_json(&json!({"type": "update", "content": {"b": i}, "ref": format!("b{i}")}));
+    }
+    for i in 0..25 {
+        for (w, r) in [
+            (&mut writer_a, format!("a{i}")),
+            (&mut writer_b, format!("b{i}")),
+        ] {
+            let ack = w
+                .recv_where(&format!("the ack of {r}"), |m| m["ref"] == r.as_str())
+                .await;
+            assert_eq!(ack["type"], "ack", "{ack}");
+        }
+    }
+
+    let view_a = settle(&mut watcher_a, Value::Null).await;
+    let view_b = settle(&mut watcher_b, Value::Null).await;
+    assert_eq!(view_a, view_b, "members on the two replicas disagree");
+    for app in [&a, &b] {
+        let reply = app.get_doc("race").await;
+        assert_eq!(reply.body["content"], view_a, "GET on a replica disagrees");
+    }
+    eventually(WITHIN, "PostgreSQL to hold the same content", async || {
+        let held = a.pg_content("race").await;
+        ensure!(held.as_ref() == Some(&view_a), "PostgreSQL holds {held:?}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn yjs_typists_on_three_replicas_converge_and_postgres_keeps_every_token() {
+    let a = TestApp::start().await;
+    let (b, c) = (a.replica().await, a.replica().await);
+    let mut typists = vec![
+        YClient::connect(&a, "typed").await,
+        YClient::connect(&b, "typed").await,
+        YClient::connect(&c, "typed").await,
+    ];
+
+    let tokens: Vec<Vec<String>> = (0..3)
+        .map(|t| (0..30).map(|i| format!("<{t}.{i}>")).collect())
+        .collect();
+    for i in 0..30 {
+        for (t, typist) in typists.iter().enumerate() {
+            typist.type_text(&tokens[t][i]);
+        }
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let every: Vec<String> = tokens.concat();
+    for (t, typist) in typists.iter_mut().enumerate() {
+        typist
+            .until(&format!("every token at typist {t}"), |y| {
+                let text = y.text();
+                every.iter().all(|tok| text.contains(tok.as_str()))
+            })
+            .await;
+    }
+    let texts: Vec<String> = typists.iter().map(YClient::text).collect();
+    assert!(
+        texts.iter().all(|t| *t == texts[0]),
+        "not one text: {texts:#?}"
+    );
+    drop(typists);
+
+    // Every replica stops (draining), Redis forgets everything: PostgreSQL alone has it.
+    let (mut a, mut b, mut c) = (a, b, c);
+    for app in [&mut b, &mut c, &mut a] {
+        app.stop().await;
+    }
+    a.redis_delete_all().await;
+    a.restart().await;
+    let reply = a.get_doc("typed").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    use base64::Engine as _;
+    let state = base64::engine::general_purpose::STANDARD
+        .decode(reply.body["state"].as_str().expect("a state"))
+        .unwrap();
+    let text = text_of_state(&state);
+    let lost: Vec<&String> = every
+        .iter()
+        .filter(|t| !text.contains(t.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "tokens lost: {lost:?}");
+}
