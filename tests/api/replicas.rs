@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::harness::yclient::{text_of_state, YClient};
-use crate::harness::{ensure, eventually, Frame, TestApp, WsClient};
+use crate::harness::{
+    await_breaker, ensure, eventually, Frame, PrivateRedis, TestApp, TestOptions, WsClient,
+};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -154,4 +156,145 @@ async fn yjs_typists_on_three_replicas_converge_and_postgres_keeps_every_token()
         .filter(|t| !text.contains(t.as_str()))
         .collect();
     assert!(lost.is_empty(), "tokens lost: {lost:?}");
+}
+
+/// Two replicas on a private Redis that is killed and restarted empty while typists on both
+/// replicas type: each replica serves from its own fallback meanwhile, and once Redis is back
+/// both typists converge on every token without reconnecting, and PostgreSQL holds them all.
+#[tokio::test]
+async fn yjs_typists_on_two_replicas_converge_through_a_redis_outage() {
+    let mut redis = PrivateRedis::start().await;
+    let a = TestApp::spawn(outage_options(&redis)).await;
+    let b = TestApp::spawn(outage_replica(&a)).await;
+    let mut alice = YClient::connect(&a, "outage").await;
+    let mut bob = YClient::connect(&b, "outage").await;
+
+    let mut typed = Vec::new();
+    let mut type_round = |round: &str, alice: &YClient, bob: &YClient| {
+        for i in 0..5 {
+            for (who, typist) in [("a", alice), ("b", bob)] {
+                let token = format!("<{who}.{round}.{i}>");
+                typist.type_text(&token);
+                typed.push(token);
+            }
+        }
+    };
+    type_round("before", &alice, &bob);
+    redis.kill();
+    for app in [&a, &b] {
+        await_breaker(app, "open").await;
+    }
+    type_round("during", &alice, &bob);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart().await;
+    for app in [&a, &b] {
+        await_breaker(app, "closed").await;
+    }
+    type_round("after", &alice, &bob);
+
+    for (name, typist) in [("alice", &mut alice), ("bob", &mut bob)] {
+        typist
+            .until(&format!("every token at {name}"), |y| {
+                let text = y.text();
+                typed.iter().all(|t| text.contains(t.as_str()))
+            })
+            .await;
+    }
+    a.admin().flush_now().await;
+    b.admin().flush_now().await;
+    eventually(WITHIN, "PostgreSQL to hold every token", async || {
+        let row = a
+            .pg()
+            .await
+            .query_opt("SELECT state FROM documents WHERE doc_id = 'outage'", &[])
+            .await;
+        let state: Option<Vec<u8>> = row.ok().flatten().and_then(|r| r.get(0));
+        let text = state.map(|s| text_of_state(&s)).unwrap_or_default();
+        let missing: Vec<&String> = typed
+            .iter()
+            .filter(|t| !text.contains(t.as_str()))
+            .collect();
+        ensure!(missing.is_empty(), "missing {missing:?}");
+        Ok(())
+    })
+    .await;
+}
+
+/// The same with JSON writers: afterwards every member, every replica and PostgreSQL hold the
+/// content with the largest stamp — a stale fallback write never overwrites a later one.
+#[tokio::test]
+async fn json_writers_on_two_replicas_agree_on_the_latest_content_after_a_redis_outage() {
+    let mut redis = PrivateRedis::start().await;
+    let a = TestApp::spawn(outage_options(&redis)).await;
+    let b = TestApp::spawn(outage_replica(&a)).await;
+    let (mut writer_a, mut writer_b) = (
+        WsClient::connect(&a, "lww").await,
+        WsClient::connect(&b, "lww").await,
+    );
+    let (mut watcher_a, mut watcher_b) = (
+        WsClient::connect(&a, "lww").await,
+        WsClient::connect(&b, "lww").await,
+    );
+
+    writer_a.update(json!({"a": "before"}), "a0").await;
+    redis.kill();
+    for app in [&a, &b] {
+        await_breaker(app, "open").await;
+    }
+    // During the outage the replicas cannot see each other: b writes last.
+    writer_a.update(json!({"a": "during"}), "a1").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let latest = json!({"b": "during, last"});
+    writer_b.update(latest.clone(), "b1").await;
+    redis.restart().await;
+    for app in [&a, &b] {
+        await_breaker(app, "closed").await;
+    }
+
+    for (name, watcher) in [("a", &mut watcher_a), ("b", &mut watcher_b)] {
+        // A member's view is the last update it received, in order.
+        let mut view = Value::Null;
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        while view != latest && tokio::time::Instant::now() < deadline {
+            view = settle(watcher, view).await;
+        }
+        assert_eq!(
+            view, latest,
+            "replica {name}'s member ends on another content"
+        );
+    }
+    for app in [&a, &b] {
+        let reply = app.get_doc("lww").await;
+        assert_eq!(reply.body["content"], latest);
+    }
+    eventually(
+        WITHIN,
+        "PostgreSQL to hold the latest content",
+        async || {
+            let held = a.pg_content("lww").await;
+            ensure!(held.as_ref() == Some(&latest), "PostgreSQL holds {held:?}");
+            Ok(())
+        },
+    )
+    .await;
+}
+
+fn outage_options(redis: &PrivateRedis) -> TestOptions {
+    TestOptions::new()
+        .redis_url(redis.url())
+        .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
+        .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
+        .env("DOCROOM__CACHE__LOG_BLOCK_MS", 200)
+}
+
+fn outage_replica(a: &TestApp) -> TestOptions {
+    let mut options = a.replica_options();
+    for (k, v) in [
+        ("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", "200"),
+        ("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", "300"),
+        ("DOCROOM__CACHE__LOG_BLOCK_MS", "200"),
+    ] {
+        options = options.env(k, v);
+    }
+    options
 }

@@ -202,9 +202,11 @@ impl Handler<Committed> for CacheSupervisor {
                     .map(|e| (e.version.doc.clone(), e.version.hash.clone())),
             )
             .collect();
-        let fills: Vec<Version> = left
+        // Journaled content PostgreSQL took before it went back into Redis: the other replicas
+        // learn it through the log all the same.
+        let announce: Vec<Version> = left
             .into_iter()
-            .filter(|e| e.durable == Durable::Journal && e.version.kind == Kind::Json)
+            .filter(|e| e.durable == Durable::Journal)
             .map(|e| e.version)
             .collect();
         let fallback = self.stores.fallback.clone();
@@ -218,13 +220,13 @@ impl Handler<Committed> for CacheSupervisor {
             .into_actor(self),
         );
         if !self.breaker.allows_redis() {
-            self.recovery.fill_later(fills);
+            self.recovery.announce_later(announce);
             return Box::pin(fut::ready(()));
         }
         let cache = self.stores.cache.clone();
         self.best_effort("clearing flushed documents from redis failed", async move {
-            for v in &fills {
-                cache.fill(v).await?;
+            for v in &announce {
+                cache.save(v).await?;
             }
             cache.committed(&done).await
         })

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::{journal, CacheSupervisor, Outcome, Stores};
 use crate::breaker::BreakerState;
-use crate::doc::{DocId, Version};
+use crate::doc::{later, DocId, Version};
 use crate::ledger::Durable;
 use crate::metrics as m;
 use crate::storage::CacheError;
@@ -35,9 +35,10 @@ pub(super) struct Recovery {
     last_check: Option<Instant>,
     move_failures: u32,
     next_move: Option<Instant>,
-    /// Journaled versions PostgreSQL committed while Redis was out of use: filled into the
-    /// cache with the next move back, so readers find them there (no durability rests on it).
-    fills: HashMap<DocId, Version>,
+    /// Journaled versions PostgreSQL committed while Redis was out of use: appended to their
+    /// logs with the next move back, so the other replicas' rooms (and readers of the cache)
+    /// get them too. Durability does not rest on it, convergence does.
+    announce: HashMap<DocId, Version>,
     retry_base: Duration,
     retry_max: Duration,
 }
@@ -51,7 +52,7 @@ impl Recovery {
             last_check: None,
             move_failures: 0,
             next_move: None,
-            fills: HashMap::new(),
+            announce: HashMap::new(),
             retry_base,
             retry_max,
         }
@@ -65,9 +66,13 @@ impl Recovery {
         wait
     }
 
-    pub(super) fn fill_later(&mut self, versions: Vec<Version>) {
+    pub(super) fn announce_later(&mut self, versions: Vec<Version>) {
         for v in versions {
-            self.fills.insert(v.doc.clone(), v);
+            let v = match self.announce.remove(&v.doc) {
+                Some(held) => later(v.clone(), held).unwrap_or(v),
+                None => v,
+            };
+            self.announce.insert(v.doc.clone(), v);
         }
     }
 
@@ -81,7 +86,7 @@ impl CacheSupervisor {
     /// Documents served from the journal and not yet back in Redis: the ledger's journaled
     /// entries, and journaled versions PostgreSQL took before they could be moved back.
     pub(super) fn fallback_docs(&self) -> usize {
-        self.stores.ledger.count(Durable::Journal) + self.recovery.fills.len()
+        self.stores.ledger.count(Durable::Journal) + self.recovery.announce.len()
     }
 
     /// Every tick: the half-open probe when due, the health check, the move back.
@@ -194,15 +199,16 @@ impl CacheSupervisor {
             .filter(|e| e.durable == Durable::Journal)
             .map(|e| e.version)
             .collect();
-        let fills: Vec<Version> = self.recovery.fills.drain().map(|(_, v)| v).collect();
-        if journaled.is_empty() && fills.is_empty() {
+        let announce: Vec<Version> = self.recovery.announce.drain().map(|(_, v)| v).collect();
+        if journaled.is_empty() && announce.is_empty() {
             return;
         }
         self.recovery.moving = true;
         let stores = self.stores.clone();
+        let unannounced = announce.clone();
         let fut = async move {
-            for v in &fills {
-                if let Err(e) = stores.cache.fill(v).await {
+            for v in &announce {
+                if let Err(e) = stores.cache.save(v).await {
                     return (0, Some(e));
                 }
             }
@@ -228,6 +234,7 @@ impl CacheSupervisor {
                     act.account(Outcome::Ok, ctx);
                 }
                 Some(e) => {
+                    act.recovery.announce_later(unannounced);
                     let wait = act.recovery.move_failed();
                     warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "moving journaled documents to redis failed");
                     act.account(Outcome::Failed, ctx);
