@@ -30,6 +30,7 @@ mod operator_api;
 mod origins_and_limits;
 mod recovery;
 mod redis_outage;
+mod replica_faults;
 mod replicas;
 mod shutdown;
 mod update_log;
