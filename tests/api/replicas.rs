@@ -298,3 +298,27 @@ fn outage_replica(a: &TestApp) -> TestOptions {
     }
     options
 }
+
+/// Awareness travels between replicas too (SPEC §8): a state announced on one replica reaches
+/// members on another, and is removed there when its connection ends.
+#[tokio::test]
+async fn awareness_announced_on_one_replica_is_seen_and_removed_on_another() {
+    let a = TestApp::start().await;
+    let b = a.replica().await;
+    let alice = YClient::connect(&a, "cursors").await;
+    let mut bob = YClient::connect(&b, "cursors").await;
+    // bob's replica reads events from about when its room opened: give its reader a turn.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    alice.set_awareness(77, 1, &json!({"user": "alice", "cursor": 3}));
+    bob.until("alice's cursor on replica b", |y| {
+        y.awareness_of(77) == Some(json!({"user": "alice", "cursor": 3}))
+    })
+    .await;
+
+    drop(alice);
+    bob.until("alice's cursor removed on replica b", |y| {
+        y.awareness_of(77).is_none()
+    })
+    .await;
+}

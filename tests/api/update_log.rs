@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
-use docroom_actors::log::LogPos;
+use docroom_actors::log::{Found, LogEntry, LogPos, Stream};
 use docroom_actors::storage::{Cache, Claimed, Commit, RedisCache, Written};
 use yrs::{GetString, ReadTxn, Text, Transact};
 
@@ -206,24 +206,33 @@ async fn the_log_reader_gets_entries_after_a_position_and_waits_for_new_ones() {
     let (one, two) = (typed("y", 1, "1"), typed("y", 2, "2"));
     let at = a.save(&one).await.unwrap().position.unwrap();
 
-    let from = [(one.doc.clone(), LogPos::ZERO)];
+    let from = [(one.doc.clone(), Stream::Log, LogPos::ZERO)];
     let read = b
         .read_logs(&from, Duration::from_millis(100))
         .await
         .unwrap();
     assert_eq!(read.len(), 1);
-    assert_eq!(read[0].1.len(), 1);
-    assert_eq!(read[0].1[0].replica.as_ref(), "a");
-    assert_eq!(read[0].1[0].version, one);
+    let entries = log_entries(&read[0].1);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].replica.as_ref(), "a");
+    assert_eq!(entries[0].version, one);
 
     let waiting = {
         let b = b.clone();
-        let from = [(one.doc.clone(), at)];
+        let from = [(one.doc.clone(), Stream::Log, at)];
         tokio::spawn(async move { b.read_logs(&from, Duration::from_secs(5)).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     a.save(&two).await.unwrap();
     let read = waiting.await.unwrap().unwrap();
-    assert_eq!(read[0].1.len(), 1, "only the entry after the position");
-    assert_eq!(read[0].1[0].version, two);
+    let entries = log_entries(&read[0].1);
+    assert_eq!(entries.len(), 1, "only the entry after the position");
+    assert_eq!(entries[0].version, two);
+}
+
+fn log_entries(found: &Found) -> &[LogEntry] {
+    match found {
+        Found::Log(entries) => entries,
+        Found::Events(_) => panic!("expected log entries, got events"),
+    }
 }

@@ -44,6 +44,56 @@ impl fmt::Display for LogPos {
     }
 }
 
+/// Which of a document's two streams: the log of its updates (kept until PostgreSQL has them),
+/// or its events (awareness and stateless messages: short-lived, capped, lost on a fault).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Log,
+    Events,
+}
+
+/// What an event carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A y-protocols awareness message.
+    Awareness,
+    /// A Hocuspocus stateless payload.
+    Stateless,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Awareness => "awareness",
+            EventKind::Stateless => "stateless",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<EventKind> {
+        match raw {
+            "awareness" => Some(EventKind::Awareness),
+            "stateless" => Some(EventKind::Stateless),
+            _ => None,
+        }
+    }
+}
+
+/// One event of a document, as a reader hands it to a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub pos: LogPos,
+    pub replica: Arc<str>,
+    pub kind: EventKind,
+    pub payload: bytes::Bytes,
+}
+
+/// What one read found in one stream of one document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    Log(Vec<LogEntry>),
+    Events(Vec<Event>),
+}
+
 /// One entry of a document's log: who appended it, and what. For a Yjs document `version`
 /// holds the incremental update; for JSON the content with its stamp.
 #[derive(Clone, Debug, PartialEq, Eq)]

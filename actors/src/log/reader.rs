@@ -1,8 +1,9 @@
 //! `LogReader`: this replica's one reader of the document logs. Each room follows its
-//! document's log from the position its content includes; the reader runs one blocking
-//! `XREAD` over every followed log at a time (on a connection of its own, see
-//! `Cache::read_logs`) and hands each room the entries other replicas appended. Its own
-//! replica's entries only move the position: the room that appended them has them already.
+//! document's log from the position its content includes, and its events stream (awareness,
+//! stateless) from about now; the reader runs one blocking `XREAD` over every followed stream at
+//! a time (on a connection of its own, see `Cache::read_logs`) and hands each room what other
+//! replicas appended. Its own replica's entries only move the position: the room that appended
+//! them has them already.
 //!
 //! A read that fails (Redis down) is retried with backoff; once reads work again every room is
 //! told to [`Resync`]: it reloads its document and merges what it lacks, so nothing appended or
@@ -16,16 +17,20 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use super::{LogEntry, LogPos};
+use super::{Event, Found, LogEntry, LogPos, Stream};
+
+/// How far back a new follower reads its document's events.
+const EVENTS_LOOKBACK_MS: u64 = 1_000;
 use crate::doc::DocId;
 use crate::metrics as m;
 use crate::storage::Cache;
 
-/// Entries of a followed document's log, appended by other replicas, in log order.
-#[derive(Message, Debug)]
+/// Entries of a followed document's log (or events), appended by other replicas, in order.
+#[derive(Message, Debug, Default)]
 #[rtype(result = "()")]
 pub struct Apply {
     pub entries: Vec<LogEntry>,
+    pub events: Vec<Event>,
 }
 
 /// The reader could not read for a while: reload the document and merge in what is missing.
@@ -54,6 +59,8 @@ pub struct Unfollow {
 
 struct Following {
     position: LogPos,
+    /// Where its events stream was read to.
+    events: LogPos,
     room: Recipient<Apply>,
     resync: Recipient<Resync>,
 }
@@ -79,10 +86,15 @@ impl LogReader {
 
     /// One read, then the next; a failure waits (100 ms doubling up to 5 s) before retrying.
     fn read(&mut self, ctx: &mut Context<Self>) {
-        let from: Vec<(DocId, LogPos)> = self
+        let from: Vec<(DocId, Stream, LogPos)> = self
             .follows
             .iter()
-            .map(|(doc, f)| (doc.clone(), f.position))
+            .flat_map(|(doc, f)| {
+                [
+                    (doc.clone(), Stream::Log, f.position),
+                    (doc.clone(), Stream::Events, f.events),
+                ]
+            })
             .collect();
         let (cache, block) = (self.cache.clone(), self.block);
         let fut = async move { cache.read_logs(&from, block).await };
@@ -118,30 +130,55 @@ impl LogReader {
         }));
     }
 
-    fn deliver(&mut self, found: Vec<(DocId, Vec<LogEntry>)>) {
-        for (doc, entries) in found {
+    fn deliver(&mut self, found: Vec<(DocId, Found)>) {
+        for (doc, found) in found {
             let Some(f) = self.follows.get_mut(&doc) else {
                 continue; // unfollowed while the read was in flight
             };
-            let fresh: Vec<LogEntry> = entries.into_iter().filter(|e| e.pos > f.position).collect();
-            let Some(last) = fresh.last() else { continue };
-            f.position = last.pos;
-            let foreign: Vec<LogEntry> = fresh
-                .into_iter()
-                .filter(|e| e.replica != self.replica)
-                .collect();
-            if !foreign.is_empty() {
-                metrics::counter!(m::LOG_ENTRIES_RECEIVED).increment(foreign.len() as u64);
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                for e in &foreign {
-                    let lag = now.saturating_sub(e.pos.ms) as f64 / 1e3;
-                    metrics::histogram!(m::LOG_READ_LAG).record(lag);
+            let mine = |replica: &Arc<str>| *replica == self.replica;
+            let apply = match found {
+                Found::Log(entries) => {
+                    let fresh: Vec<LogEntry> =
+                        entries.into_iter().filter(|e| e.pos > f.position).collect();
+                    let Some(last) = fresh.last() else { continue };
+                    f.position = last.pos;
+                    let entries: Vec<LogEntry> =
+                        fresh.into_iter().filter(|e| !mine(&e.replica)).collect();
+                    record_lag(entries.iter().map(|e| e.pos));
+                    Apply {
+                        entries,
+                        ..Apply::default()
+                    }
                 }
-                f.room.do_send(Apply { entries: foreign });
+                Found::Events(events) => {
+                    let Some(last) = events.last() else { continue };
+                    f.events = f.events.max(last.pos);
+                    Apply {
+                        events: events.into_iter().filter(|e| !mine(&e.replica)).collect(),
+                        ..Apply::default()
+                    }
+                }
+            };
+            if !apply.entries.is_empty() || !apply.events.is_empty() {
+                metrics::counter!(m::LOG_ENTRIES_RECEIVED).increment(apply.entries.len() as u64);
+                f.room.do_send(apply);
             }
         }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How long after their append log entries are read (entry ids are append times).
+fn record_lag(positions: impl Iterator<Item = LogPos>) {
+    let now = now_ms();
+    for pos in positions {
+        let lag = now.saturating_sub(pos.ms) as f64 / 1e3;
+        metrics::histogram!(m::LOG_READ_LAG).record(lag);
     }
 }
 
@@ -158,10 +195,17 @@ impl Handler<Follow> for LogReader {
 
     /// Starts (or restarts) following a document's log; the next read includes it.
     fn handle(&mut self, msg: Follow, _: &mut Context<Self>) {
+        // Events older than the room are of no use to it: read them from about now (a little
+        // before, for clocks that differ between here and Redis).
+        let events = LogPos {
+            ms: now_ms().saturating_sub(EVENTS_LOOKBACK_MS),
+            seq: 0,
+        };
         self.follows.insert(
             msg.doc,
             Following {
                 position: msg.from,
+                events,
                 room: msg.room,
                 resync: msg.resync,
             },

@@ -3,15 +3,19 @@
 //! [`LogReader`](crate::log::reader::LogReader) hands it other replicas' entries, which it
 //! applies — Yjs merged, JSON if its stamp is larger — and relays. Those entries are durable in
 //! Redis already (their replica appended them), so applying one saves nothing.
+//!
+//! Awareness travels the same way through the document's events stream: what members here
+//! announce is published, what members elsewhere announced is applied and relayed.
 
 use actix::prelude::*;
+use bytes::Bytes;
 use tracing::warn;
 
 use super::DocRoom;
 use crate::doc::{Kind, Version};
 use crate::log::reader::{Apply, Follow, Resync, Unfollow};
-use crate::log::LogPos;
-use crate::supervisor::Load;
+use crate::log::{Event, EventKind, LogPos};
+use crate::supervisor::{Load, Publish};
 
 impl DocRoom {
     /// Follows the document's log after `from`.
@@ -51,6 +55,29 @@ impl DocRoom {
     }
 }
 
+impl DocRoom {
+    /// An awareness message this room applied, for the other replicas' rooms.
+    pub(super) fn publish_awareness(&self, frame: &[u8]) {
+        self.shared.supervisor.do_send(Publish {
+            doc: self.doc.clone(),
+            kind: EventKind::Awareness,
+            payload: Bytes::copy_from_slice(frame),
+        });
+    }
+
+    fn apply_event(&mut self, event: Event) {
+        match event.kind {
+            EventKind::Awareness => {
+                let Some(y) = self.yjs.as_mut() else { return };
+                if let Some(frame) = y.doc.apply_remote_awareness(&event.payload) {
+                    self.broadcast(None, super::Outbound::Binary(frame.into()));
+                }
+            }
+            EventKind::Stateless => {}
+        }
+    }
+}
+
 impl Handler<Apply> for DocRoom {
     type Result = ();
 
@@ -64,6 +91,9 @@ impl Handler<Apply> for DocRoom {
             if entry.version.kind == self.kind {
                 self.apply_durable(entry.version);
             }
+        }
+        for event in msg.events {
+            self.apply_event(event);
         }
         self.drop_lagging(ctx);
     }

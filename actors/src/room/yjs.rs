@@ -84,6 +84,7 @@ impl DocRoom {
             return;
         };
         if let Some(frame) = y.doc.remove_clients(&ids) {
+            self.publish_awareness(&frame);
             self.broadcast_binary(None, frame.into());
         }
     }
@@ -204,6 +205,9 @@ impl Handler<YjsFrame> for DocRoom {
             y.pending
                 .extend(handled.applied.into_iter().map(Bytes::from));
             self.mark_unsaved(ctx);
+        }
+        for frame in &handled.awareness {
+            self.publish_awareness(frame);
         }
         for frame in handled.reply {
             self.send_to(msg.from, Outbound::Binary(frame.into()));

@@ -19,7 +19,7 @@ use super::{
     StoreResult, Written,
 };
 use crate::doc::{combine, later, DocId, Kind, Version};
-use crate::log::{LogEntry, LogPos};
+use crate::log::{Event, EventKind, Found, LogEntry, LogPos, Stream};
 
 /// What a test can do to a store. Cloning is shallow: the test keeps one clone, the store the
 /// other.
@@ -104,6 +104,7 @@ struct CachedDoc {
     /// The last log entry `temp` includes.
     pos: LogPos,
     log: Vec<LogEntry>,
+    events: Vec<Event>,
     claim: Option<Arc<str>>,
 }
 
@@ -328,19 +329,33 @@ impl Cache for MemoryCache {
 
     async fn read_logs(
         &self,
-        from: &[(DocId, LogPos)],
+        from: &[(DocId, Stream, LogPos)],
         block: Duration,
-    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+    ) -> CacheResult<Vec<(DocId, Found)>> {
         let deadline = tokio::time::Instant::now() + block;
         loop {
-            let found: Vec<(DocId, Vec<LogEntry>)> = {
+            let found: Vec<(DocId, Found)> = {
                 let state = self.enter().await?;
                 from.iter()
-                    .filter_map(|(doc, pos)| {
-                        let log = &state.docs.get(doc)?.log;
-                        let after: Vec<LogEntry> =
-                            log.iter().filter(|e| e.pos > *pos).cloned().collect();
-                        (!after.is_empty()).then(|| (doc.clone(), after))
+                    .filter_map(|(doc, stream, pos)| {
+                        let held = state.docs.get(doc)?;
+                        let found = match stream {
+                            Stream::Log => Found::Log(
+                                held.log.iter().filter(|e| e.pos > *pos).cloned().collect(),
+                            ),
+                            Stream::Events => Found::Events(
+                                held.events
+                                    .iter()
+                                    .filter(|e| e.pos > *pos)
+                                    .cloned()
+                                    .collect(),
+                            ),
+                        };
+                        let empty = match &found {
+                            Found::Log(v) => v.is_empty(),
+                            Found::Events(v) => v.is_empty(),
+                        };
+                        (!empty).then(|| (doc.clone(), found))
                     })
                     .collect()
             };
@@ -349,6 +364,28 @@ impl Cache for MemoryCache {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()> {
+        let mut state = self.enter().await?;
+        state.next_id += 1;
+        let pos = LogPos {
+            ms: state.next_id,
+            seq: 0,
+        };
+        let replica = self.replica.clone();
+        state
+            .docs
+            .entry(doc.clone())
+            .or_default()
+            .events
+            .push(Event {
+                pos,
+                replica,
+                kind,
+                payload: bytes::Bytes::copy_from_slice(payload),
+            });
+        Ok(())
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 use crate::doc::{DocId, Version};
-use crate::log::{LogEntry, LogPos};
+use crate::log::{EventKind, Found, LogPos, Stream};
 
 pub use postgres::{PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
@@ -135,13 +135,17 @@ pub trait Cache: Send + Sync + 'static {
     /// clear `modifiedDocs` unless something was appended meanwhile, and release the claim.
     async fn committed(&self, done: &[Commit]) -> CacheResult<()>;
 
-    /// Entries appended after each given position, waiting up to `block` for one: the log
-    /// reader's call, on a connection of its own.
+    /// Entries appended to each given stream after its position, waiting up to `block` for
+    /// one: the log reader's call, on a connection of its own.
     async fn read_logs(
         &self,
-        from: &[(DocId, LogPos)],
+        from: &[(DocId, Stream, LogPos)],
         block: Duration,
-    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>>;
+    ) -> CacheResult<Vec<(DocId, Found)>>;
+
+    /// Appends an event (awareness, stateless) to the document's events stream: capped and
+    /// short-lived, for the other replicas' rooms.
+    async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()>;
 
     /// `lock:{id}` with `NX EX`: true if this caller fills the cache.
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool>;

@@ -21,10 +21,14 @@ use super::redis_connect::RedisTarget;
 use super::redis_scripts::{decode, encode, BATCH, COMMIT, FILL, KEEP, READ, SAVE};
 use super::{Cache, CacheResult, Cached, Claimed, Commit, Saved, Written};
 use crate::doc::{combine, CombineError, DocId, Kind, Stamp, Version};
-use crate::log::{LogEntry, LogPos};
+use crate::log::{Event, EventKind, Found, LogEntry, LogPos, Stream};
 
 /// Entries one `XREAD` answers at most per document.
 const READ_COUNT: usize = 500;
+/// Events a document's events stream keeps (about; `MAXLEN ~`), and how long it lives after
+/// the last one: enough for every replica's reader to see them, nothing more.
+const EVENTS_KEPT: usize = 200;
+const EVENTS_TTL_SECS: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -333,6 +337,34 @@ impl Read {
     }
 }
 
+/// The key suffix of a document's stream.
+fn stream_suffix(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Log => "log",
+        Stream::Events => "events",
+    }
+}
+
+/// Decodes events-stream entries; entries that are not docroom's are skipped.
+fn events(value: redis::Value) -> CacheResult<Vec<Event>> {
+    let raw: Vec<(String, HashMap<String, redis::Value>)> = redis::from_redis_value(value)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(id, mut fields)| {
+            let mut text =
+                |k: &str| -> Option<String> { redis::from_redis_value(fields.remove(k)?).ok() };
+            let (replica, kind) = (text("r")?, text("k")?);
+            let payload: Vec<u8> = redis::from_redis_value(fields.remove("d")?).ok()?;
+            Some(Event {
+                pos: LogPos::parse(&id)?,
+                replica: replica.into(),
+                kind: EventKind::parse(&kind)?,
+                payload: Bytes::from(payload),
+            })
+        })
+        .collect())
+}
+
 /// Decodes `XRANGE`/`XREAD` entries (`[[id, [field, value, ...]], ...]`) of `doc`'s log;
 /// entries that are not docroom's are skipped.
 fn entries(doc: &DocId, value: redis::Value) -> CacheResult<Vec<LogEntry>> {
@@ -490,9 +522,9 @@ impl Cache for RedisCache {
 
     async fn read_logs(
         &self,
-        from: &[(DocId, LogPos)],
+        from: &[(DocId, Stream, LogPos)],
         block: Duration,
-    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+    ) -> CacheResult<Vec<(DocId, Found)>> {
         if from.is_empty() {
             tokio::time::sleep(block).await;
             return Ok(Vec::new());
@@ -505,12 +537,12 @@ impl Cache for RedisCache {
             .arg(block.as_millis() as u64)
             .arg("STREAMS");
         let mut by_key = HashMap::with_capacity(from.len());
-        for (doc, _) in from {
-            let key = self.key(doc, "log");
+        for (doc, stream, _) in from {
+            let key = self.key(doc, stream_suffix(*stream));
             cmd.arg(&key);
-            by_key.insert(key, doc.clone());
+            by_key.insert(key, (doc.clone(), *stream));
         }
-        for (_, pos) in from {
+        for (_, _, pos) in from {
             cmd.arg(pos.to_string());
         }
         let limit = block + self.settings.response_timeout + self.settings.connection_timeout;
@@ -530,11 +562,41 @@ impl Cache for RedisCache {
             return Ok(Vec::new());
         }
         let streams: Vec<(String, redis::Value)> = redis::from_redis_value(value)?;
-        streams
-            .into_iter()
-            .filter_map(|(key, entries_raw)| by_key.get(&key).map(|doc| (doc.clone(), entries_raw)))
-            .map(|(doc, raw)| Ok((doc.clone(), entries(&doc, raw)?)))
-            .collect()
+        let mut out = Vec::with_capacity(streams.len());
+        for (key, raw) in streams {
+            let Some((doc, stream)) = by_key.get(&key) else {
+                continue;
+            };
+            let found = match stream {
+                Stream::Log => Found::Log(entries(doc, raw)?),
+                Stream::Events => Found::Events(events(raw)?),
+            };
+            out.push((doc.clone(), found));
+        }
+        Ok(out)
+    }
+
+    async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()> {
+        let mut conn = self.connection().await?;
+        let key = self.key(doc, stream_suffix(Stream::Events));
+        let mut pipe = redis::pipe();
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENTS_KEPT)
+            .arg("*")
+            .arg("r")
+            .arg(&*self.settings.replica)
+            .arg("k")
+            .arg(kind.as_str())
+            .arg("d")
+            .arg(payload)
+            .ignore()
+            .expire(&key, EVENTS_TTL_SECS)
+            .ignore();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
+        Ok(())
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {

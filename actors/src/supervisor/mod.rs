@@ -10,14 +10,17 @@
 //!
 //! - [`persisting`]: what the flusher asks: Redis's dirty documents, the one `Committed` path,
 //!   TTL refreshes, the shutdown spill.
+//! - [`events`]: awareness and stateless messages for the other replicas, best effort.
 //! - [`read`]: the read path (ledger, Redis, then PostgreSQL under the cache-fill lock).
 //! - [`recovery`]: the health check, the half-open probe, the spill of Redis-only content to the
 //!   journal when Redis is suspect, and the move of journaled content back into Redis.
 
+mod events;
 mod persisting;
 mod read;
 mod recovery;
 
+pub use events::Publish;
 pub use persisting::{CollectDirty, Collected, Committed, Dirty, DirtyIds, KeepCached, Spill};
 #[cfg(test)]
 mod tests;

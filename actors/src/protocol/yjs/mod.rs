@@ -47,6 +47,8 @@ pub struct Handled {
     pub changed: bool,
     /// The updates that changed it, as received (v1): what a save appends.
     pub applied: Vec<Vec<u8>>,
+    /// Awareness messages applied (also in `broadcast`): what the other replicas' rooms get.
+    pub awareness: Vec<Vec<u8>>,
     /// Awareness client ids the sender introduced (removed when it disconnects).
     pub added_clients: Vec<ClientID>,
     /// Set when a message failed after earlier ones in the frame were applied.
@@ -225,6 +227,7 @@ impl YjsDoc {
                 guarded(|| self.awareness.apply_update(update))
                     .and_then(|r| r.map_err(|e| e.to_string()))
                     .map_err(YjsError::Malformed)?;
+                out.awareness.push(frame.clone());
                 out.broadcast.push(frame);
             }
             Checked::Query => {
@@ -235,6 +238,18 @@ impl YjsDoc {
             Checked::Ignored => {}
         }
         Ok(())
+    }
+
+    /// Applies an awareness message another replica's room applied (its members' states);
+    /// answers the frame to relay to this room's members. Anything else is ignored: events are
+    /// best effort.
+    pub fn apply_remote_awareness(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        let message = guarded(|| Message::decode_v1(frame)).ok()?.ok()?;
+        let Message::Awareness(update) = message else {
+            return None;
+        };
+        guarded(|| self.awareness.apply_update(update)).ok()?.ok()?;
+        Some(frame.to_vec())
     }
 
     /// Forgets the awareness states of a departed connection; answers the removal frame for the
