@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 
@@ -44,6 +45,8 @@ pub struct Entry {
     /// Where the newest save of it landed in the document's log (entries durable in Redis):
     /// a commit of the log up to there, by any replica, includes it.
     pub position: Option<LogPos>,
+    /// When this replica first accepted content of the document that PostgreSQL lacks.
+    pub since: Instant,
 }
 
 /// Cloning is shallow: clones share one map. The lock is held only for map operations.
@@ -72,6 +75,7 @@ impl Ledger {
         let mut map = self.map();
         let held = map.remove(&v.doc);
         let position = position.or(held.as_ref().and_then(|h| h.position));
+        let since = held.as_ref().map_or_else(Instant::now, |h| h.since);
         let (version, foreign) = match held {
             None => (v, foreign),
             Some(held) if v.kind == Kind::Json => {
@@ -96,6 +100,7 @@ impl Ledger {
                 durable,
                 foreign,
                 position,
+                since,
             },
         );
     }
@@ -156,6 +161,15 @@ impl Ledger {
         self.map().values().cloned().collect()
     }
 
+    /// How long the oldest content PostgreSQL lacks has waited.
+    pub fn oldest(&self) -> Duration {
+        self.map()
+            .values()
+            .map(|e| e.since.elapsed())
+            .max()
+            .unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.map().len()
     }
@@ -198,15 +212,10 @@ mod tests {
         let (old, new) = (json("a", "old", 1), json("a", "new", 2));
         ledger.saved(&new, Durable::Cache, Some(pos(1)));
         ledger.saved(&old, Durable::Journal, None);
-        assert_eq!(
-            ledger.get(&new.doc),
-            Some(Entry {
-                version: new,
-                durable: Durable::Cache,
-                foreign: false,
-                position: Some(pos(1)),
-            })
-        );
+        let entry = ledger.get(&new.doc).unwrap();
+        assert_eq!(entry.version, new);
+        assert_eq!(entry.durable, Durable::Cache);
+        assert_eq!(entry.position, Some(pos(1)));
     }
 
     #[test]

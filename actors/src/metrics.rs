@@ -166,7 +166,7 @@ pub fn describe() {
     describe_histogram!(
         COMPACTION_DURATION,
         Unit::Seconds,
-        "time to merge a document's compacted content with its log"
+        "time to merge a document's compacted content with the log entries after it (reads and flushes)"
     );
     describe_gauge!(
         OLDEST_UNPERSISTED,

@@ -50,7 +50,7 @@ impl Writer {
             while let Some(Ok(frame)) = socket.next().await {
                 let Message::Text(text) = frame else { continue };
                 let m: Value = serde_json::from_str(&text).ok()?;
-                if m["ref"] == seq.to_string() {
+                if m["ref"].as_str() == Some(seq.to_string().as_str()) {
                     return Some(m["type"] == "ack");
                 }
             }

@@ -114,8 +114,8 @@ async fn yjs_typists_on_three_replicas_converge_and_postgres_keeps_every_token()
         .map(|t| (0..30).map(|i| format!("<{t}.{i}>")).collect())
         .collect();
     for i in 0..30 {
-        for (t, typist) in typists.iter().enumerate() {
-            typist.type_text(&tokens[t][i]);
+        for (typist, mine) in typists.iter().zip(&tokens) {
+            typist.type_text(&mine[i]);
         }
         if i % 10 == 9 {
             tokio::time::sleep(Duration::from_millis(50)).await;

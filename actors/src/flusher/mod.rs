@@ -167,6 +167,7 @@ impl Flusher {
         let fut = async move {
             let _turn = gate.lock().await;
             let started = std::time::Instant::now();
+            metrics::gauge!(m::OLDEST_UNPERSISTED).set(ledger.oldest().as_secs_f64());
             let entries: Vec<Entry> = match &scope {
                 Scope::All => ledger.entries(),
                 Scope::One(doc) => ledger.get(doc).into_iter().collect(),

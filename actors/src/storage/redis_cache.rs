@@ -326,8 +326,14 @@ impl Read {
         let whole = temp.is_some();
         let position = tail.last().map_or(position, |e| e.pos);
         let tail_len = tail.len();
+        let started = std::time::Instant::now();
         let parts = temp.into_iter().chain(tail.into_iter().map(|e| e.version));
-        Ok(combine(parts)?.map(|version| Cached {
+        let combined = combine(parts)?;
+        if tail_len > 0 {
+            metrics::histogram!(crate::metrics::COMPACTION_DURATION)
+                .record(started.elapsed().as_secs_f64());
+        }
+        Ok(combined.map(|version| Cached {
             version,
             position,
             whole,

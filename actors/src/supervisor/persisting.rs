@@ -11,6 +11,7 @@ use tracing::{error, warn};
 use super::{journal, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Kind, Version};
 use crate::ledger::Durable;
+use crate::metrics as m;
 use crate::storage::{Cached, Claimed, Commit};
 
 /// What a flush persists from Redis: every document in `modifiedDocs` and every one of `mine`
@@ -149,6 +150,7 @@ impl Handler<CollectDirty> for CacheSupervisor {
 async fn dirty(stores: &Stores, cached: Cached) -> Result<Option<Dirty>, SupervisorError> {
     let doc = cached.version.doc.clone();
     let position = Some(cached.position);
+    metrics::histogram!(m::LOG_LENGTH).record(cached.tail as f64);
     if !cached.dirty {
         let commit = Commit {
             position,
@@ -190,6 +192,8 @@ impl Handler<Committed> for CacheSupervisor {
     /// journaled version PostgreSQL took before it was moved back into Redis is filled into
     /// the cache instead, so readers find it there.
     fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) -> Self::Result {
+        let compactions = msg.done.iter().filter(|c| c.compacted.is_some()).count();
+        metrics::counter!(m::COMPACTIONS).increment(compactions as u64);
         let left = self.stores.ledger.committed(&msg.done);
         // The journal drops what it holds at a committed hash, or at the hash of a ledger entry
         // the commit included.
