@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 use crate::doc::{DocId, Version};
 
-pub use postgres::{PgStore, StoreError};
+pub use postgres::{Held, PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
 pub use redis_connect::{MemoryPolicy, RedisTarget, SentinelSettings};
 
