@@ -7,7 +7,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use docroom_actors::doc::DocId;
-use docroom_actors::protocol::yjs::YjsDoc;
+use docroom_actors::protocol::yjs::{YjsDoc, YjsError};
 use docroom_actors::storage::Held;
 
 use super::source::SourceRow;
@@ -92,7 +92,7 @@ pub fn check_row(row: SourceRow) -> Result<Incoming, Skip> {
     let doc = DocId::parse(&name).map_err(|e| Skip::InvalidName(e.to_string()))?;
     let raw = row.data.ok_or(Skip::NoData)?;
     let state = YjsDoc::load(&raw)
-        .map_err(|e| Skip::Undecodable(e.to_string()))?
+        .map_err(|e| Skip::Undecodable(reason(e)))?
         .encode_state();
     Ok(Incoming { doc, raw, state })
 }
@@ -110,7 +110,7 @@ pub fn merge(held: Held, incoming: &Incoming, limit: usize) -> (Option<Bytes>, R
             match doc.absorb(&incoming.raw) {
                 Ok(None) => return (None, Ok(Done::Unchanged)),
                 Ok(Some(_)) => (doc.encode_state(), Done::Merged),
-                Err(e) => return (None, Err(Skip::Undecodable(e.to_string()))),
+                Err(e) => return (None, Err(Skip::Undecodable(reason(e)))),
             }
         }
     };
@@ -119,6 +119,14 @@ pub fn merge(held: Held, incoming: &Incoming, limit: usize) -> (Option<Bytes>, R
         return (None, Err(Skip::TooLarge { bytes, limit }));
     }
     (Some(Bytes::from(state)), Ok(done))
+}
+
+/// What yrs found wrong with a state, without the "stored state" wording of the room's loader.
+fn reason(e: YjsError) -> String {
+    match e {
+        YjsError::BadState(why) => why,
+        other => other.to_string(),
+    }
 }
 
 /// The tally of one run.
