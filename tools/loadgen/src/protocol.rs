@@ -452,7 +452,7 @@ mod tests {
         c.on_frame(
             &hocus_frame("d", MSG_SYNC, |e| {
                 e.write_var(SYNC_STEP2);
-                e.write_buf(&[0, 0]);
+                e.write_buf([0, 0]);
             }),
             &mut out,
         );
