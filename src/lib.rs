@@ -7,6 +7,8 @@
 //! - [`routes`]: HTTP routes (health, documents, admin) and [`error`], their error mapping.
 //! - [`session`]: the WebSocket session actor (the only user of actix-web-actors).
 //! - [`shutdown`]: signals and the drain.
+//! - [`import_hocuspocus`]: the `import-hocuspocus` command (a Hocuspocus table into
+//!   `documents`).
 //! - [`db`]: database creation and migrations; [`telemetry`]: logging; [`state`]: what handlers
 //!   share.
 //!
@@ -16,6 +18,7 @@
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod import_hocuspocus;
 pub mod limits;
 pub mod routes;
 pub mod session;

@@ -1,7 +1,9 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use docroom::import_hocuspocus::{self, ImportArgs};
 use docroom::settings::Settings;
 use docroom::startup::Application;
 use docroom::{db, shutdown, telemetry};
@@ -33,9 +35,27 @@ enum Command {
     Serve,
     /// Create the database if needed, apply schema migrations and exit.
     Migrate,
+    /// Import a Hocuspocus database table (name, data: a Yjs state) into docroom's database.
+    ///
+    /// Reads the table of Hocuspocus's Database extension: a column `name` (text, the document
+    /// name) and a column `data` (bytea, the document's Yjs state). Each row becomes a Yjs
+    /// document of the same id in docroom's database (the one DOCROOM_DATABASE_URL names; its
+    /// schema is created if needed). A document docroom already holds as Yjs is merged with the
+    /// row, nothing of either side lost, so a re-run is harmless; one it holds as JSON is left
+    /// as it is. A row with a NULL or invalid name, NULL data, or data that is not a Yjs update
+    /// is reported and skipped, and so is a document whose state would exceed
+    /// limits.max_yjs_state_bytes: nothing of it is written.
+    ///
+    /// Progress, and one line per skipped row, go to stdout, then a summary. Exit status: 0 when
+    /// every row was imported, merged or already held; 3 when the run finished but skipped rows;
+    /// 1 when an error stopped it (the rows handled before it are stored).
+    ///
+    /// Run it before clients move to docroom: a document open in a docroom room meanwhile keeps
+    /// the content it has until the room next loads it.
+    ImportHocuspocus(ImportArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // A directory named on the command line must exist; the default one is optional.
     if let Some(dir) = cli.config.as_deref().filter(|dir| !dir.is_dir()) {
@@ -49,7 +69,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let app = Application::build(settings).await?;
-                app.run_until_stopped(shutdown::signal()).await
+                app.run_until_stopped(shutdown::signal()).await?;
+                Ok(ExitCode::SUCCESS)
             }
             Command::Migrate => {
                 let d = &settings.database;
@@ -63,8 +84,9 @@ fn main() -> anyhow::Result<()> {
                 db::ensure_database(&d.url, ca_file).await?;
                 db::migrate(&store).await?;
                 tracing::info!("migrations applied");
-                Ok(())
+                Ok(ExitCode::SUCCESS)
             }
+            Command::ImportHocuspocus(args) => import_hocuspocus::run(args, &settings).await,
         }
     })
 }

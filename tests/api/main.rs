@@ -23,6 +23,7 @@ mod durability_holes;
 mod editing;
 mod flushing;
 mod hostile_input;
+mod import_hocuspocus;
 mod leaving;
 mod long_database_outage;
 mod metrics_and_tokens;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::doc::{DocId, Version};
 use crate::log::{EventKind, Found, LogPos, Stream};
 
-pub use postgres::{PgStore, StoreError};
+pub use postgres::{Held, PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
 pub use redis_connect::{MemoryPolicy, RedisTarget, SentinelSettings};
 

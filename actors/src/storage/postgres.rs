@@ -34,6 +34,16 @@ pub enum StoreError {
     Tls(#[from] tls::TlsError),
 }
 
+/// What `documents` holds for one id, as [`PgStore::merge_yjs_with`] shows it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held {
+    Nothing,
+    /// A JSON document: a Yjs state may not replace it (an id has one kind).
+    Json,
+    /// A Yjs document's stored state.
+    Yjs(Vec<u8>),
+}
+
 /// Cloning is shallow (the pool is reference counted).
 #[derive(Clone)]
 pub struct PgStore {
@@ -62,6 +72,7 @@ const LOCK_IDS: &str = "
     FROM (SELECT d FROM UNNEST($1::text[]) AS t(d) ORDER BY d) AS ids";
 const READ_STATES: &str =
     "SELECT doc_id, state FROM documents WHERE doc_id = ANY($1::text[]) AND kind = 'yjs'";
+const READ_ONE: &str = "SELECT kind, state FROM documents WHERE doc_id = $1";
 const UPSERT_YJS: &str = "
     INSERT INTO documents (doc_id, kind, state, content_hash, updated_at)
     SELECT d, 'yjs', s, h, now()
@@ -130,6 +141,47 @@ impl PgStore {
         if result.is_err() {
             drop(Object::take(client));
         }
+    }
+
+    /// Reads what `documents` holds for `doc` and writes the Yjs state `decide` answers for it
+    /// (`None`: leave the row as it is), in one transaction under the flusher's advisory lock,
+    /// so no flush can slip in between the read and the write. For one-off writers such as the
+    /// Hocuspocus import, which must see the kind and the stored state before it merges.
+    pub async fn merge_yjs_with<T: Send>(
+        &self,
+        doc: &DocId,
+        decide: impl FnOnce(Held) -> (Option<Bytes>, T) + Send,
+    ) -> Result<T, StoreError> {
+        let ids = [doc.as_str()];
+        let mut client = self.client().await?;
+        let result = self
+            .bounded(async {
+                let tx = client.transaction().await?;
+                tx.execute(LOCK_IDS, &[&&ids[..]]).await?;
+                let held = match tx.query_opt(READ_ONE, &[&doc.as_str()]).await? {
+                    None => Held::Nothing,
+                    Some(row) => match row.try_get::<_, String>(0)?.as_str() {
+                        "yjs" => {
+                            Held::Yjs(row.try_get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default())
+                        }
+                        _ => Held::Json,
+                    },
+                };
+                let (state, answer) = decide(held);
+                if let Some(state) = state {
+                    let v = Version::new(doc.clone(), Kind::Yjs, state);
+                    let contents = [&v.content[..]];
+                    let hashes = [v.hash.as_str()];
+                    tx.execute(UPSERT_YJS, &[&&ids[..], &&contents[..], &&hashes[..]])
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(answer)
+            })
+            .await
+            .and_then(|r| r);
+        Self::release(client, &result);
+        result
     }
 
     async fn upsert_json(&self, versions: &[&Version]) -> Result<(), StoreError> {

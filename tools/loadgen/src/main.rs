@@ -1,6 +1,6 @@
-//! `docroom-loadgen`: opens documents × clients WebSocket connections to docroom (JSON or Yjs
-//! protocol), to Hocuspocus or to the reference y-websocket server, drives updates through them
-//! and reports throughput and latency. See `--help` and BENCHMARKS.md.
+//! `docroom-loadgen`: opens documents × clients WebSocket connections to docroom (JSON, Yjs or
+//! Hocuspocus protocol), to Hocuspocus or to the reference y-websocket server, drives updates
+//! through them and reports throughput and latency. See `--help` and BENCHMARKS.md.
 //!
 //! # Layout
 //!

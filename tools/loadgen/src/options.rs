@@ -30,7 +30,8 @@ pub struct Args {
     pub protocol: Option<Protocol>,
     /// Target URL; `{doc}` is replaced by the document name. Defaults per protocol:
     /// json ws://127.0.0.1:8080/docs/{doc}/ws, yjs ws://127.0.0.1:8080/yjs/{doc},
-    /// hocuspocus ws://127.0.0.1:8080 (the document name travels in each message)
+    /// hocuspocus ws://127.0.0.1:8080/hocuspocus (docroom's route; Hocuspocus itself answers on
+    /// any path; the document name travels in each message)
     #[arg(long)]
     pub url: Option<String>,
     /// Number of documents

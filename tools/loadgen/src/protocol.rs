@@ -4,10 +4,14 @@
 //! - `json`: docroom's JSON protocol (SPEC §4). Acks carry the update's `ref`.
 //! - `yjs`: y-protocols as y-websocket speaks it (docroom's `/yjs/{id}`, the reference
 //!   y-websocket server). No acknowledgements exist; only broadcasts are measured.
-//! - `hocuspocus`: the same y-protocols messages, each prefixed with the document name (a
-//!   varstring), after an auth message (type 2, token). Hocuspocus answers every applied update
-//!   with a `SyncStatus` (type 8) message, used here as its ack — note that it means "applied in
-//!   memory", not "stored" as docroom's ack does.
+//! - `hocuspocus`: what `@hocuspocus/provider` 3.x speaks, to Hocuspocus itself or to docroom's
+//!   `/hocuspocus` (SPEC §5b): the same y-protocols messages, each prefixed with the document
+//!   name (a varstring), after an auth message (type 2, token); SyncStep1 and awareness once
+//!   `Authenticated`. Both servers answer every content-carrying Sync message from the client
+//!   (SyncStep2 included) with one `SyncStatus` (type 8), used here as the ack of an update —
+//!   Hocuspocus sends it once the update is applied in memory, docroom once it is stored (the
+//!   same meaning as docroom's JSON ack). The statuses of our own SyncStep2 replies are not acks
+//!   and are skipped.
 //!
 //! Yjs updates are real: each connection owns a `yrs` document and inserts the marker text at
 //! the end of a text type, so the bytes on the wire are what an editor would send for typing.
@@ -53,7 +57,7 @@ impl Protocol {
         match self {
             Protocol::Json => "ws://127.0.0.1:8080/docs/{doc}/ws",
             Protocol::Yjs => "ws://127.0.0.1:8080/yjs/{doc}",
-            Protocol::Hocuspocus => "ws://127.0.0.1:8080",
+            Protocol::Hocuspocus => "ws://127.0.0.1:8080/hocuspocus",
         }
     }
 }
@@ -64,9 +68,11 @@ const MSG_AWARENESS: u32 = 1;
 const MSG_AUTH: u32 = 2;
 const MSG_QUERY_AWARENESS: u32 = 3;
 const MSG_SYNC_REPLY: u32 = 4;
+const MSG_CLOSE: u32 = 7;
 const MSG_SYNC_STATUS: u32 = 8;
-const MSG_PING: u32 = 9;
-const MSG_PONG: u32 = 10;
+/// Ping and Pong (4.x only) are one-byte frames without a document name.
+const PING_FRAME: [u8; 1] = [9];
+const PONG_FRAME: [u8; 1] = [10];
 const SYNC_STEP1: u32 = 0;
 const SYNC_STEP2: u32 = 1;
 const SYNC_UPDATE: u32 = 2;
@@ -105,8 +111,8 @@ pub struct Codec {
     yjs: Option<YjsClient>,
     /// JSON padding, so each update is a document of realistic size.
     padding: String,
-    /// Hocuspocus acks our handshake SyncStep2 replies too: that many statuses are not acks
-    /// of updates.
+    /// The server acks our SyncStep2 replies (to its SyncStep1) too: that many statuses are not
+    /// acks of updates.
     statuses_to_skip: u32,
 }
 
@@ -222,6 +228,10 @@ impl Codec {
                     self.on_y_message(&mut cur, out);
                 }
             }
+            (Protocol::Hocuspocus, Message::Binary(data)) if data[..] == PING_FRAME => {
+                out.replies.push(Message::binary(PONG_FRAME.to_vec()))
+            }
+            (Protocol::Hocuspocus, Message::Binary(data)) if data[..] == PONG_FRAME => {}
             (Protocol::Hocuspocus, Message::Binary(data)) => {
                 let mut cur = Cursor::new(data);
                 match cur.read_string() {
@@ -294,10 +304,11 @@ impl Codec {
                         let sv = StateVector::decode_v1(payload).unwrap_or_default();
                         let y = self.yjs.as_ref().expect("yjs codec");
                         let diff = y.doc.transact().encode_state_as_update_v1(&sv);
+                        // A Sync step 2, as the providers answer (type 4, SyncReply, is for
+                        // Hocuspocus's servers among themselves; docroom refuses it).
                         let mut e = if hocus {
-                            // SyncReply: answers a step 1 without asking for another.
                             self.statuses_to_skip += 1;
-                            self.hocus_encoder(MSG_SYNC_REPLY)
+                            self.hocus_encoder(MSG_SYNC)
                         } else {
                             let mut e = EncoderV1::new();
                             e.write_var(MSG_SYNC);
@@ -334,9 +345,14 @@ impl Codec {
                     out.error = Some("update refused (sync status false)".into());
                 }
             }
-            MSG_PING if hocus => out
-                .replies
-                .push(Message::binary(self.hocus_encoder(MSG_PONG).to_vec())),
+            MSG_CLOSE if hocus => {
+                let reason = if cur.has_content() {
+                    cur.read_string()?.to_owned()
+                } else {
+                    String::new()
+                };
+                out.error = Some(format!("document closed by the server: {reason}"))
+            }
             // Anything else (stateless, close, custom): not ours to measure.
             _ => {
                 while cur.has_content() {
@@ -392,6 +408,81 @@ mod tests {
         receiver.on_frame(&frame, &mut out);
         assert!(out.error.is_none(), "{:?}", out.error);
         assert_eq!(out.markers, vec![m]);
+    }
+
+    /// A Hocuspocus frame for `doc`: the name, the type, then `body`.
+    fn hocus_frame(doc: &str, kind: u32, body: impl FnOnce(&mut EncoderV1)) -> Message {
+        let mut e = EncoderV1::new();
+        e.write_string(doc);
+        e.write_var(kind);
+        body(&mut e);
+        Message::binary(e.to_vec())
+    }
+
+    #[test]
+    fn the_hocuspocus_handshake_answers_step1_with_a_sync_step2_and_skips_its_status() {
+        let mut c = Codec::new(Protocol::Hocuspocus, "d".into(), 7, 0);
+        let mut out = Incoming::default();
+        c.on_frame(
+            &hocus_frame("d", MSG_AUTH, |e| {
+                e.write_var(AUTH_OK);
+                e.write_string("read-write");
+            }),
+            &mut out,
+        );
+        assert!(out.error.is_none(), "{:?}", out.error);
+        let step1 = out.replies[0].clone().into_data();
+        assert_eq!(&step1[..4], &[1, b'd', MSG_SYNC as u8, SYNC_STEP1 as u8]);
+
+        // docroom sends its own step 1 and step 2 after Authenticated.
+        let sv = StateVector::default().encode_v1();
+        c.on_frame(
+            &hocus_frame("d", MSG_SYNC, |e| {
+                e.write_var(SYNC_STEP1);
+                e.write_buf(&sv);
+            }),
+            &mut out,
+        );
+        let reply = out.replies[0].clone().into_data();
+        assert_eq!(
+            &reply[..4],
+            &[1, b'd', MSG_SYNC as u8, SYNC_STEP2 as u8],
+            "a provider's answer"
+        );
+        c.on_frame(
+            &hocus_frame("d", MSG_SYNC, |e| {
+                e.write_var(SYNC_STEP2);
+                e.write_buf([0, 0]);
+            }),
+            &mut out,
+        );
+        assert!(out.ready);
+
+        let status = hocus_frame("d", MSG_SYNC_STATUS, |e| e.write_var(1u32));
+        c.on_frame(&status, &mut out);
+        assert!(
+            out.acks.is_empty(),
+            "the status of our step 2 is not an update's ack"
+        );
+        c.on_frame(&status, &mut out);
+        assert_eq!(out.acks, vec![None]);
+    }
+
+    #[test]
+    fn a_closed_document_is_an_error_and_pings_get_a_bare_pong() {
+        let mut c = Codec::new(Protocol::Hocuspocus, "d".into(), 7, 0);
+        let mut out = Incoming::default();
+        c.on_frame(
+            &hocus_frame("d", MSG_CLOSE, |e| e.write_string("token expired")),
+            &mut out,
+        );
+        assert_eq!(
+            out.error.as_deref(),
+            Some("document closed by the server: token expired")
+        );
+        c.on_frame(&Message::binary(PING_FRAME.to_vec()), &mut out);
+        assert!(out.error.is_none());
+        assert_eq!(out.replies, vec![Message::binary(PONG_FRAME.to_vec())]);
     }
 
     #[test]
