@@ -6,7 +6,7 @@
 //! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
 //! - [`routes`]: HTTP routes (health, documents, admin) and [`error`], their error mapping.
 //! - [`session`]: the WebSocket session actor (the only user of actix-web-actors).
-//! - [`shutdown`]: signals and the drain.
+//! - [`shutdown`]: signals and the drain; [`heartbeat`]: this replica's `replica:{id}`.
 //! - [`db`]: database creation and migrations; [`telemetry`]: logging; [`state`]: what handlers
 //!   share.
 //!
@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod heartbeat;
 pub mod limits;
 pub mod routes;
 pub mod session;

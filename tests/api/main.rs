@@ -30,6 +30,7 @@ mod operator_api;
 mod origins_and_limits;
 mod recovery;
 mod redis_outage;
+mod replicas;
 mod shutdown;
 mod versions;
 mod yjs_protocol;

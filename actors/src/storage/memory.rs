@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{Cache, CacheError, CacheResult, DocStore, StoreError, StoreResult, Written};
+use super::{
+    Cache, CacheError, CacheResult, DocStore, ReplicaBeat, StoreError, StoreResult, Written,
+};
 use crate::doc::{later, DocId, Kind, Version};
 
 /// What a test can do to a store. Cloning is shallow: the test keeps one clone, the store the
@@ -98,6 +100,8 @@ struct CacheState {
     docs: HashMap<DocId, Version>,
     modified: HashSet<DocId>,
     locks: HashSet<DocId>,
+    /// Heartbeats with the instant they expire at.
+    replicas: HashMap<String, (ReplicaBeat, std::time::Instant)>,
 }
 
 /// An in-memory cache. Cloning is shallow.
@@ -200,6 +204,27 @@ impl Cache for MemoryCache {
 
     async fn unlock(&self, doc: &DocId) -> CacheResult<()> {
         self.enter().await?.locks.remove(doc);
+        Ok(())
+    }
+
+    async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()> {
+        let expires = std::time::Instant::now() + ttl;
+        let mut state = self.enter().await?;
+        state
+            .replicas
+            .insert(beat.replica.clone(), (beat.clone(), expires));
+        Ok(())
+    }
+
+    async fn replicas(&self) -> CacheResult<Vec<ReplicaBeat>> {
+        let now = std::time::Instant::now();
+        let mut state = self.enter().await?;
+        state.replicas.retain(|_, (_, expires)| *expires > now);
+        Ok(state.replicas.values().map(|(b, _)| b.clone()).collect())
+    }
+
+    async fn retire(&self, replica: &str) -> CacheResult<()> {
+        self.enter().await?.replicas.remove(replica);
         Ok(())
     }
 }

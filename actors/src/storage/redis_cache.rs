@@ -6,6 +6,8 @@
 //! `doc:{id}:stamp` holds a JSON version's stamp beside its content, so a save can refuse to
 //! replace a later version (SPEC §6 "Versions").
 
+mod heartbeat;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,7 @@ use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
 use super::redis_scripts::{decode, encode, FILL, MARK_CLEAN, MARK_CLEAN_BATCH, SAVE};
-use super::{Cache, CacheResult, Written};
+use super::{Cache, CacheResult, ReplicaBeat, Written};
 use crate::doc::{DocId, Stamp, Version};
 
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +344,18 @@ impl Cache for RedisCache {
         self.bounded(conn.del::<_, ()>(self.key_lock(doc)))
             .await??;
         Ok(())
+    }
+
+    async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()> {
+        self.write_beat(beat, ttl).await
+    }
+
+    async fn replicas(&self) -> CacheResult<Vec<ReplicaBeat>> {
+        self.read_beats().await
+    }
+
+    async fn retire(&self, replica: &str) -> CacheResult<()> {
+        self.delete_beat(replica).await
     }
 }
 

@@ -13,12 +13,15 @@
 //! - [`read`]: the read path (ledger, Redis, then PostgreSQL under the cache-fill lock).
 //! - [`recovery`]: the health check, the half-open probe, the spill of Redis-only content to the
 //!   journal when Redis is suspect, and the move of journaled content back into Redis.
+//! - [`replicas`]: the replica heartbeats (`replica:{id}`).
 
 mod persisting;
 mod read;
 mod recovery;
+mod replicas;
 
 pub use persisting::{CollectDirty, Committed, DirtyIds, KeepCached, Spill};
+pub use replicas::{Beat, ListReplicas, ReplicasUnknown, Retire};
 #[cfg(test)]
 mod tests;
 
