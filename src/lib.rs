@@ -7,6 +7,7 @@
 //! - [`routes`]: HTTP routes (health, documents, admin) and [`error`], their error mapping.
 //! - [`session`]: the WebSocket session actor (the only user of actix-web-actors).
 //! - [`shutdown`]: signals and the drain; [`heartbeat`]: this replica's `replica:{id}`.
+//! - [`replay_journal`]: `docroom replay-journal`, a retired replica's journal to PostgreSQL.
 //! - [`db`]: database creation and migrations; [`telemetry`]: logging; [`state`]: what handlers
 //!   share.
 //!
@@ -18,6 +19,7 @@ pub mod db;
 pub mod error;
 pub mod heartbeat;
 pub mod limits;
+pub mod replay_journal;
 pub mod routes;
 pub mod session;
 pub mod settings;

@@ -1,10 +1,11 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use docroom::settings::Settings;
 use docroom::startup::Application;
-use docroom::{db, shutdown, telemetry};
+use docroom::{db, replay_journal, shutdown, telemetry};
 
 /// docroom: a collaborative-document backend for Tiptap/Yjs editors.
 ///
@@ -33,9 +34,21 @@ enum Command {
     Serve,
     /// Create the database if needed, apply schema migrations and exit.
     Migrate,
+    /// Persist the journal of a replica retired for good to PostgreSQL (DOCROOM_DATABASE_URL),
+    /// under the version rules, and record that in the journal: a second run does nothing.
+    /// Refused while a running process holds that journal.
+    ///
+    /// Exit codes: 0 persisted (or nothing to persist), 1 failed (PostgreSQL unreachable, a
+    /// document refused: the journal keeps it), 2 DIR is not a directory or holds no journal,
+    /// 3 the journal is in use by a running docroom.
+    ReplayJournal {
+        /// The retired replica's DOCROOM_DATA_DIR.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // A directory named on the command line must exist; the default one is optional.
     if let Some(dir) = cli.config.as_deref().filter(|dir| !dir.is_dir()) {
@@ -49,7 +62,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let app = Application::build(settings).await?;
-                app.run_until_stopped(shutdown::signal()).await
+                app.run_until_stopped(shutdown::signal()).await?;
+                Ok(ExitCode::SUCCESS)
             }
             Command::Migrate => {
                 let d = &settings.database;
@@ -63,7 +77,16 @@ fn main() -> anyhow::Result<()> {
                 db::ensure_database(&d.url, ca_file).await?;
                 db::migrate(&store).await?;
                 tracing::info!("migrations applied");
-                Ok(())
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::ReplayJournal { data_dir } => {
+                match replay_journal::run(&settings, &data_dir).await {
+                    Ok(_) => Ok(ExitCode::SUCCESS),
+                    Err(e) => {
+                        eprintln!("replay-journal: error: {e}");
+                        Ok(ExitCode::from(e.exit_code()))
+                    }
+                }
             }
         }
     })

@@ -30,6 +30,7 @@ mod operator_api;
 mod origins_and_limits;
 mod recovery;
 mod redis_outage;
+mod replay_journal;
 mod replicas;
 mod shutdown;
 mod versions;
