@@ -44,6 +44,15 @@ function freePort () {
   })
 }
 
+/** Signals every process of `child`'s group; one already gone is not an error. */
+function killGroup (child, signal) {
+  try {
+    process.kill(-child.pid, signal)
+  } catch (e) {
+    if (e.code !== 'ESRCH') throw e
+  }
+}
+
 class Nginx {
   constructor (bin, dir, port) {
     this.bin = bin
@@ -80,10 +89,13 @@ http {
     include ${path.join(dir, 'docroom.conf')};
 }
 `)
+    // Its own process group: the master forks a worker, and a kill must reach both (a worker
+    // orphaned by a killed master keeps the output pipes, and this test process, alive).
     const child = spawn(bin, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', 'stderr'], {
-      stdio: ['ignore', 'pipe', 'pipe']
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true
     })
-    track(child)
+    track({ kill: (signal) => killGroup(child, signal), on: (event, fn) => child.on(event, fn) })
     nginx.child = child
     for (const stream of [child.stdout, child.stderr]) {
       stream.setEncoding('utf8')
@@ -115,17 +127,9 @@ http {
     return `ws://${this.addr}/yjs`
   }
 
-  async stop () {
-    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return
-    const exited = new Promise((resolve) => this.child.on('exit', resolve))
-    this.child.kill('SIGTERM')
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000)
-    await exited
-    clearTimeout(timer)
-  }
-
+  /** Kills nginx, master and worker, and removes its directory. */
   cleanup () {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    if (this.child) killGroup(this.child, 'SIGKILL')
     fs.rmSync(this.dir, { recursive: true, force: true })
   }
 }
