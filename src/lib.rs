@@ -6,7 +6,8 @@
 //! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
 //! - [`routes`]: HTTP routes (health, documents, admin) and [`error`], their error mapping.
 //! - [`session`]: the WebSocket session actor (the only user of actix-web-actors).
-//! - [`shutdown`]: signals and the drain.
+//! - [`shutdown`]: signals and the drain; [`heartbeat`]: this replica's `replica:{id}`.
+//! - [`replay_journal`]: `docroom replay-journal`, a retired replica's journal to PostgreSQL.
 //! - [`import_hocuspocus`]: the `import-hocuspocus` command (a Hocuspocus table into
 //!   `documents`).
 //! - [`db`]: database creation and migrations; [`telemetry`]: logging; [`state`]: what handlers
@@ -18,8 +19,10 @@
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod heartbeat;
 pub mod import_hocuspocus;
 pub mod limits;
+pub mod replay_journal;
 pub mod routes;
 pub mod session;
 pub mod settings;

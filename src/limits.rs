@@ -62,6 +62,11 @@ pub struct ConnectionSlot {
 }
 
 impl ConnectionCounts {
+    /// Open connections, all documents together.
+    pub fn total(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+
     /// Reserves a place for a connection to `doc`, or answers 503 if a limit is reached.
     pub fn reserve(&self, doc: &DocId, limits: &LimitSettings) -> Result<ConnectionSlot, ApiError> {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use docroom::import_hocuspocus::{self, ImportArgs};
 use docroom::settings::Settings;
 use docroom::startup::Application;
-use docroom::{db, shutdown, telemetry};
+use docroom::{db, replay_journal, shutdown, telemetry};
 
 /// docroom: a collaborative-document backend for Tiptap/Yjs editors.
 ///
@@ -53,6 +53,18 @@ enum Command {
     /// Run it before clients move to docroom: a document open in a docroom room meanwhile keeps
     /// the content it has until the room next loads it.
     ImportHocuspocus(ImportArgs),
+    /// Persist the journal of a replica retired for good to PostgreSQL (DOCROOM_DATABASE_URL),
+    /// under the version rules, and record that in the journal: a second run does nothing.
+    /// Refused while a running process holds that journal.
+    ///
+    /// Exit codes: 0 persisted (or nothing to persist), 1 failed (PostgreSQL unreachable, a
+    /// document refused: the journal keeps it), 2 DIR is not a directory or holds no journal,
+    /// 3 the journal is in use by a running docroom.
+    ReplayJournal {
+        /// The retired replica's DOCROOM_DATA_DIR.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -85,6 +97,15 @@ fn main() -> anyhow::Result<ExitCode> {
                 db::migrate(&store).await?;
                 tracing::info!("migrations applied");
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::ReplayJournal { data_dir } => {
+                match replay_journal::run(&settings, &data_dir).await {
+                    Ok(_) => Ok(ExitCode::SUCCESS),
+                    Err(e) => {
+                        eprintln!("replay-journal: error: {e}");
+                        Ok(ExitCode::from(e.exit_code()))
+                    }
+                }
             }
             Command::ImportHocuspocus(args) => import_hocuspocus::run(args, &settings).await,
         }

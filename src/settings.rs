@@ -24,6 +24,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub flusher: FlusherSection,
     pub journal: JournalSettings,
+    pub replicas: ReplicaSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
 }
@@ -36,6 +37,12 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub shutdown_drain_deadline_ms: u64,
     pub replica_id: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ReplicaSettings {
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_ttl_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -125,6 +132,7 @@ pub struct LimitSettings {
 #[derive(Clone, Debug, Deserialize)]
 pub struct JournalSettings {
     pub data_dir: PathBuf,
+    pub lock_wait_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -213,6 +221,10 @@ impl Settings {
         }
         if self.session.heartbeat_interval_ms == 0 || self.flusher.base_period_ms == 0 {
             return fail("timer settings must be above 0 ms");
+        }
+        let r = &self.replicas;
+        if r.heartbeat_interval_ms == 0 || r.heartbeat_ttl_ms <= r.heartbeat_interval_ms {
+            return fail("replicas.heartbeat_ttl_ms must be above replicas.heartbeat_interval_ms, which must be above 0");
         }
         if self.flusher.max_period_ms / 1000 >= self.cache.ttl_secs {
             tracing::warn!(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use docroom_actors::core::{Core, CoreSettings};
-use docroom_actors::fallback::Fallback;
+use docroom_actors::fallback::{Fallback, JournalError};
 use docroom_actors::flusher::FlusherSettings;
 use docroom_actors::ledger::Ledger;
 use docroom_actors::protocol::yjs::YjsLimits;
@@ -21,6 +21,7 @@ use docroom_actors::storage::{tls, CacheSettings, MemoryPolicy, PgStore, RedisCa
 use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tracing::{info, warn};
 
+use crate::heartbeat::Heartbeat;
 use crate::settings::{Settings, Settings as S};
 use crate::state::AppState;
 use crate::{db, routes, shutdown};
@@ -30,6 +31,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: AppState,
     store: PgStore,
+    heartbeat: Heartbeat,
     /// The actors; kept so the threads they run on live as long as the app.
     _core: Core,
 }
@@ -50,13 +52,19 @@ impl Application {
         let store = PgStore::connect(&db.url, db_ca, db.pool_size, S::ms(db.statement_timeout_ms))?;
         bootstrap_database(&db.url, db_ca, &store).await?;
 
-        let fallback = Fallback::open(&settings.journal.data_dir).with_context(|| {
+        let fallback = open_journal(
+            &settings.journal.data_dir,
+            S::ms(settings.journal.lock_wait_ms),
+        )
+        .await
+        .with_context(|| {
             format!(
                 "opening the journal in {}",
                 settings.journal.data_dir.display()
             )
         })?;
         let (c, b, f) = (&settings.cache, &settings.breaker, &settings.flusher);
+        let replica: Arc<str> = replica_id(&settings.server.replica_id).into();
         let target = RedisTarget {
             url: c.url.clone(),
             ca_file: S::path(&c.ca_file).map(Into::into),
@@ -67,11 +75,10 @@ impl Application {
             S::ms(c.connection_timeout_ms + c.response_timeout_ms),
         )
         .await?;
-        let replica = replica_id(&settings.server.replica_id);
         let cache = RedisCache::new(CacheSettings {
             target,
             key_prefix: c.key_prefix.clone(),
-            replica: replica.as_str().into(),
+            replica: replica.clone(),
             ttl_secs: c.ttl_secs,
             claim_ms: c.claim_ms,
             log_retention_ms: c.log_retention_ms,
@@ -109,7 +116,7 @@ impl Application {
                 room_arbiters: settings.rooms.arbiters,
                 yjs_save_interval: S::ms(settings.rooms.yjs_save_interval_ms),
                 log_block: S::ms(c.log_block_ms),
-                replica,
+                replica: replica.to_string(),
                 limits: room_limits(&settings.limits),
             },
         );
@@ -120,6 +127,7 @@ impl Application {
             flusher: core.flusher.clone(),
             ledger: core.ledger.clone(),
             settings: Arc::new(settings),
+            replica,
             shutting_down: Arc::new(AtomicBool::new(false)),
             connections: Default::default(),
         };
@@ -127,12 +135,14 @@ impl Application {
             .with_context(|| format!("binding {}", state.settings.server.listen))?;
         let addr = listener.local_addr()?;
         let server = http_server(listener, &state)?;
-        info!("listening addr={addr}");
+        let heartbeat = Heartbeat::start(&state);
+        info!(replica = %state.replica, "listening addr={addr}");
         Ok(Application {
             addr,
             server,
             state,
             store,
+            heartbeat,
             _core: core,
         })
     }
@@ -160,6 +170,8 @@ impl Application {
             }
         }
         shutdown::drain(&self.state).await;
+        // Listed until drained: until then it still holds rooms and unsaved content.
+        self.heartbeat.stop().await;
         // Sessions are closed and everything is drained; now the listener can go.
         handle.stop(true).await;
         self.store.close();
@@ -253,6 +265,25 @@ async fn check_redis(target: &RedisTarget, within: Duration) -> anyhow::Result<(
         Err(e) => warn!(error = %e, "redis not reachable for the start check"),
     }
     Ok(())
+}
+
+/// Opens the journal, waiting up to `wait` while another process holds it: a replica restarted
+/// in place may start before its predecessor has let go. Past that, the directory belongs to
+/// someone else (another replica, a replay) and starting would be wrong.
+async fn open_journal(dir: &Path, wait: Duration) -> Result<Fallback, JournalError> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut warned = false;
+    loop {
+        match Fallback::open(dir) {
+            Err(JournalError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                if !std::mem::replace(&mut warned, true) {
+                    warn!(dir = %dir.display(), "journal in use by another process, waiting");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn room_limits(l: &crate::settings::LimitSettings) -> RoomLimits {

@@ -25,6 +25,8 @@ pub struct AppState {
     /// What PostgreSQL does not have yet (read by the shutdown drain's journal fallback).
     pub ledger: Ledger,
     pub settings: Arc<Settings>,
+    /// This replica's id (`DOCROOM_REPLICA_ID`, or host name and process id).
+    pub replica: Arc<str>,
     /// Set once by the shutdown sequence; read by `/readyz` and by every new upgrade or write.
     pub shutting_down: Arc<AtomicBool>,
     pub connections: ConnectionCounts,

@@ -1,13 +1,15 @@
-//! `/admin/*`: the breaker, the flusher and the rooms, behind `DOCROOM_ADMIN_TOKEN`.
+//! `/admin/*`: the breaker, the flusher, the rooms and the replicas, behind
+//! `DOCROOM_ADMIN_TOKEN`.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use docroom_actors::breaker::ForceMode;
 use docroom_actors::flusher::{FlushNow, GetFlusher};
 use docroom_actors::registry::ListRooms;
-use docroom_actors::supervisor::{ForceBreaker, GetBreaker};
+use docroom_actors::supervisor::{ForceBreaker, GetBreaker, ListReplicas};
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::heartbeat::local_beat;
 use crate::state::{constant_time_eq, AppState};
 
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
@@ -98,4 +100,24 @@ async fn flush_now(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 async fn rooms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     Ok(HttpResponse::Ok().json(state.registry.send(ListRooms).await?))
+}
+
+/// Every live replica (SPEC §3). This replica is always listed, with its current numbers; the
+/// others come from their heartbeats in Redis, so while Redis is out of reach (breaker open, or
+/// the read failing) the list holds this replica alone.
+#[get("/replicas")]
+async fn replicas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let own = local_beat(&state).await;
+    let mut all = match state.supervisor.send(ListReplicas).await? {
+        Ok(beats) => beats,
+        Err(e) => {
+            tracing::debug!(error = %e, "replicas: listing this replica alone");
+            Vec::new()
+        }
+    };
+    all.retain(|beat| beat.replica != own.replica);
+    all.push(own);
+    all.sort_by(|a, b| a.replica.cmp(&b.replica));
+    Ok(HttpResponse::Ok().json(all))
 }

@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(admin::post_breaker)
                 .service(admin::get_flusher)
                 .service(admin::flush_now)
-                .service(admin::rooms),
+                .service(admin::rooms)
+                .service(admin::replicas),
         );
 }

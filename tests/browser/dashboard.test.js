@@ -40,16 +40,24 @@ const UNIQUE = crypto.randomBytes(8).toString('hex')
 const DB_NAME = `docroom_t_${UNIQUE}`
 const WAIT = 10000
 
-let service = null // { child, base, logs }
-let browser = null
-let dataDir = null
+const REPLICA = 'browser-replica'
+const PEER = 'browser-peer'
 
-/** Starts docroom on a free port; resolves once it logs `listening addr=IP:PORT`. */
-function startDocroom () {
+let service = null // { child, base, logs }: the replica whose dashboard is opened
+let peer = null // a second replica of the same deployment (same Redis prefix and database)
+let browser = null
+const dataDirs = []
+
+/**
+ * Starts docroom replica `replica` on a free port; resolves with `{ child, base, logs }` once it
+ * logs `listening addr=IP:PORT`.
+ */
+function startDocroom (replica) {
   if (!fs.existsSync(BIN)) {
     throw new Error(`no docroom binary at ${BIN}: run \`cargo build\` first (or set DOCROOM_BIN)`)
   }
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'docroom-browser-'))
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'docroom-browser-'))
+  dataDirs.push(dataDir)
   const env = {}
   for (const [key, value] of Object.entries(process.env)) {
     if (!key.startsWith('DOCROOM')) env[key] = value
@@ -62,10 +70,13 @@ function startDocroom () {
     DOCROOM_DATA_DIR: dataDir,
     DOCROOM_ADMIN_TOKEN: ADMIN_TOKEN,
     DOCROOM__CACHE__KEY_PREFIX: `tb${UNIQUE}:`,
+    DOCROOM_REPLICA_ID: replica,
+    DOCROOM__REPLICAS__HEARTBEAT_INTERVAL_MS: '200',
     DOCROOM_LOG: 'info'
   })
   const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   const logs = []
+  let started = null
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new Error('docroom did not log `listening addr=` within 60 s:\n' + logs.join('\n')))
@@ -77,12 +88,12 @@ function startDocroom () {
       pending = lines.pop()
       for (const line of lines) {
         logs.push(line)
-        if (process.env.DOCROOM_TEST_LOG) process.stderr.write(`[docroom] ${line}\n`)
+        if (process.env.DOCROOM_TEST_LOG) process.stderr.write(`[${replica}] ${line}\n`)
         const match = /listening.*addr=([0-9.]+:\d+)/.exec(line)
-        if (match && !service) {
+        if (match && !started) {
           clearTimeout(timer)
-          service = { child, base: `http://${match[1]}`, logs }
-          resolve(service)
+          started = { child, base: `http://${match[1]}`, logs }
+          resolve(started)
         }
       }
     }
@@ -90,14 +101,14 @@ function startDocroom () {
     child.stdout.on('data', onData)
     child.on('exit', (code, signal) => {
       clearTimeout(timer)
-      if (!service) {
+      if (!started) {
         reject(new Error(`docroom exited (${code ?? signal}) before listening:\n${logs.join('\n')}`))
       }
     })
   })
 }
 
-async function stopDocroom () {
+async function stopDocroom (service) {
   if (!service) return
   const { child } = service
   if (child.exitCode === null && child.signalCode === null) {
@@ -164,7 +175,8 @@ before(async () => {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM)`)
   }
-  await startDocroom()
+  service = await startDocroom(REPLICA)
+  peer = await startDocroom(PEER)
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
 })
 
@@ -172,9 +184,10 @@ after(async () => {
   const errors = []
   for (const step of [
     async () => { if (browser) await browser.close() },
-    stopDocroom,
+    () => stopDocroom(service),
+    () => stopDocroom(peer),
     dropDatabase,
-    async () => { if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true }) }
+    async () => { for (const dir of dataDirs) fs.rmSync(dir, { recursive: true, force: true }) }
   ]) {
     try { await step() } catch (e) { errors.push(e) }
   }
@@ -210,6 +223,18 @@ test('an operator logs in, sees the breaker closed, forces it open and hands it 
       null,
       { timeout: WAIT }
     )
+    // Both replicas of the deployment are listed, this one with its room and connection.
+    await page.waitForFunction(
+      ([self, other]) => {
+        const rows = [...document.querySelectorAll('#replicas tr')].map((tr) => [...tr.cells].map((c) => c.textContent))
+        return rows.length === 2 &&
+          rows.some((c) => c[0] === self && c[1] === '1' && c[2] === '1' && !Number.isNaN(Date.parse(c[3]))) &&
+          rows.some((c) => c[0] === other && c[1] === '0' && c[2] === '0')
+      },
+      [REPLICA, PEER],
+      { timeout: WAIT }
+    )
+    await waitForText(page, '#replica-count', '2')
 
     await page.getByRole('button', { name: 'Force open' }).click()
     await waitForText(page, '#breaker-state', 'open (forced)')

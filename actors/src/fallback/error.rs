@@ -23,6 +23,9 @@ pub enum JournalError {
     Combine(#[from] CombineError),
     #[error("journal writer has stopped")]
     WriterStopped,
+    /// Another open journal holds `dir/journal.lock`: a running replica, or a replay.
+    #[error("the journal in {} is in use by another docroom process (a running replica or replay-journal)", dir.display())]
+    InUse { dir: PathBuf },
 }
 
 pub(crate) fn io_error(action: &'static str, path: &Path, cause: io::Error) -> JournalError {

@@ -35,10 +35,14 @@ pub trait JournalIo: Send + 'static {
     fn replace(&mut self, bytes: &[u8]) -> io::Result<()>;
 }
 
-/// The journal as a real file, `dir/journal.log`.
+/// The journal as a real file, `dir/journal.log`, locked through `dir/journal.lock`.
 pub struct FileIo {
     dir: PathBuf,
     path: PathBuf,
+    /// Holds an exclusive `flock` on `journal.lock` for as long as this journal is open, so two
+    /// processes (a replica, `docroom replay-journal`) never write one journal. The kernel
+    /// drops it when the process dies, however it dies.
+    _lock: File,
     /// `None` after a replace whose new file could not be opened: nothing may be appended until
     /// a later replace succeeds, or the bytes would land where replay cannot reach them.
     file: Option<File>,
@@ -47,8 +51,12 @@ pub struct FileIo {
 impl FileIo {
     /// Creates `dir` and the journal file if needed, durably, and removes the temp file of a
     /// replace that a crash interrupted (the journal itself is still whole then).
+    ///
+    /// Fails with [`io::ErrorKind::WouldBlock`] when another open journal (in this process or
+    /// another) holds the lock: nothing in `dir` is touched then.
     pub fn open(dir: &Path) -> io::Result<FileIo> {
         fs::create_dir_all(dir)?;
+        let lock = lock(dir)?;
         let path = dir.join("journal.log");
         match fs::remove_file(temp_path(&path)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -59,6 +67,7 @@ impl FileIo {
         Ok(FileIo {
             dir: dir.to_owned(),
             path,
+            _lock: lock,
             file: Some(file),
         })
     }
@@ -116,6 +125,23 @@ impl JournalIo for FileIo {
         sync_dir(&self.dir)?;
         self.file = Some(open_append(&self.path)?);
         Ok(())
+    }
+}
+
+/// Takes the exclusive lock of the journal in `dir`, without waiting.
+fn lock(dir: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("journal.lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the journal is in use by another process",
+        )),
+        Err(fs::TryLockError::Error(e)) => Err(e),
     }
 }
 

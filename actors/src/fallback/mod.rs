@@ -18,6 +18,11 @@
 //! File IO goes through [`JournalIo`]: [`FileIo`] for real, [`MemoryIo`] for tests without a
 //! disk, [`FaultyIo`] around either to fill the disk on command.
 //!
+//! One process at a time uses a journal: [`FileIo`] holds an exclusive `flock` on
+//! `dir/journal.lock` while the journal is open, so a second replica started on the same
+//! directory, or `docroom replay-journal` run on a live replica's directory, is refused
+//! ([`JournalError::InUse`]) instead of interleaving records with it.
+//!
 //! # Record format
 //!
 //! ```text
@@ -117,8 +122,15 @@ impl Fallback {
     /// Opens (creating the directory if needed) the journal at `dir/journal.log`, replays it
     /// (see the module doc: corrupt records are skipped, a torn tail is truncated, never a
     /// panic) and starts the writer thread.
+    /// Only one `Fallback` at a time has a directory (a lock file, see [`FileIo`]): another
+    /// gets [`JournalError::InUse`].
     pub fn open(dir: &Path) -> Result<Fallback, JournalError> {
-        let io = FileIo::open(dir).map_err(|e| error::io_error("could not open", dir, e))?;
+        let io = FileIo::open(dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => JournalError::InUse {
+                dir: dir.to_owned(),
+            },
+            _ => error::io_error("could not open", dir, e),
+        })?;
         Fallback::open_with(io)
     }
 

@@ -203,14 +203,7 @@ impl Flusher {
                 };
                 local.insert(v.doc.clone(), v);
             }
-            let writes: Vec<Dirty> = local
-                .into_values()
-                .map(|version| Dirty {
-                    commit: Commit::of(version.doc.clone(), version.hash.clone()),
-                    version,
-                })
-                .chain(collected.dirty)
-                .collect();
+            let writes = one_write_per_document(local, collected.dirty);
             let mut res = upsert_batches(&*store, writes, batch, parallel).await;
             res.committed.extend(collected.settled);
             let took = started.elapsed();
@@ -275,6 +268,31 @@ impl Flusher {
             }
         }
     }
+}
+
+/// The writes of one run, one per document (a statement cannot write a row twice): a version
+/// the ledger or the caller holds and one read from Redis for the same document merge into one
+/// write, which commits what Redis's commit would (its log position) and the merged hash.
+fn one_write_per_document(local: HashMap<DocId, Version>, cached: Vec<Dirty>) -> Vec<Dirty> {
+    let mut local = local;
+    let mut writes: Vec<Dirty> = cached
+        .into_iter()
+        .map(|mut d| {
+            if let Some(held) = local.remove(&d.version.doc) {
+                d.version = later(held, d.version.clone()).unwrap_or(d.version);
+                d.commit.hash = d.version.hash.clone();
+                if d.commit.compacted.is_some() {
+                    d.commit.compacted = Some(d.version.clone());
+                }
+            }
+            d
+        })
+        .collect();
+    writes.extend(local.into_values().map(|version| Dirty {
+        commit: Commit::of(version.doc.clone(), version.hash.clone()),
+        version,
+    }));
+    writes
 }
 
 impl Actor for Flusher {

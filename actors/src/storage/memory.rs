@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::{
-    Cache, CacheError, CacheResult, Cached, Claimed, Commit, DocStore, Saved, StoreError,
-    StoreResult, Written,
+    Cache, CacheError, CacheResult, Cached, Claimed, Commit, DocStore, ReplicaBeat, Saved,
+    StoreError, StoreResult, Written,
 };
 use crate::doc::{combine, later, DocId, Kind, Version};
 use crate::log::{Event, EventKind, Found, LogEntry, LogPos, Stream};
@@ -114,6 +114,8 @@ struct CacheState {
     modified: HashSet<DocId>,
     locks: HashSet<DocId>,
     next_id: u64,
+    /// Heartbeats with the instant they expire at.
+    replicas: HashMap<String, (ReplicaBeat, std::time::Instant)>,
 }
 
 impl CacheState {
@@ -398,6 +400,27 @@ impl Cache for MemoryCache {
 
     async fn unlock(&self, doc: &DocId) -> CacheResult<()> {
         self.enter().await?.locks.remove(doc);
+        Ok(())
+    }
+
+    async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()> {
+        let expires = std::time::Instant::now() + ttl;
+        let mut state = self.enter().await?;
+        state
+            .replicas
+            .insert(beat.replica.clone(), (beat.clone(), expires));
+        Ok(())
+    }
+
+    async fn replicas(&self) -> CacheResult<Vec<ReplicaBeat>> {
+        let now = std::time::Instant::now();
+        let mut state = self.enter().await?;
+        state.replicas.retain(|_, (_, expires)| *expires > now);
+        Ok(state.replicas.values().map(|(b, _)| b.clone()).collect())
+    }
+
+    async fn retire(&self, replica: &str) -> CacheResult<()> {
+        self.enter().await?.replicas.remove(replica);
         Ok(())
     }
 }

@@ -13,9 +13,10 @@ mod redis_connect;
 mod redis_scripts;
 pub mod tls;
 
-use async_trait::async_trait;
-
 use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::doc::{DocId, Version};
 use crate::log::{EventKind, Found, LogPos, Stream};
@@ -96,6 +97,17 @@ impl Commit {
     }
 }
 
+/// One replica's heartbeat, the value of `replica:{id}` (SPEC §6) and a row of
+/// `GET /admin/replicas` (SPEC §3). The id travels in the value, so a key prefix or an id with
+/// odd characters never has to be parsed back out of a key.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaBeat {
+    pub replica: String,
+    pub rooms: usize,
+    pub connections: usize,
+    pub last_seen: DateTime<Utc>,
+}
+
 /// The shared cache (SPEC §6 keys `doc:{id}:temp`, `doc:{id}:lastSavedHash`, `modifiedDocs`,
 /// `lock:{id}`). Only the cache supervisor calls it, so the breaker sees every outcome.
 #[async_trait]
@@ -151,6 +163,15 @@ pub trait Cache: Send + Sync + 'static {
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool>;
     async fn is_locked(&self, doc: &DocId) -> CacheResult<bool>;
     async fn unlock(&self, doc: &DocId) -> CacheResult<()>;
+
+    /// Writes `replica:{id}` with `beat`, expiring after `ttl` unless written again.
+    async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()>;
+
+    /// Every heartbeat that has not expired: the live replicas (SCAN, never KEYS).
+    async fn replicas(&self) -> CacheResult<Vec<ReplicaBeat>>;
+
+    /// Deletes `replica:{id}`: that replica is leaving.
+    async fn retire(&self, replica: &str) -> CacheResult<()>;
 }
 
 /// The durable store (SPEC §6 table `documents`).

@@ -6,6 +6,8 @@
 //! `doc:{id}:stamp` holds a JSON version's stamp beside its content, so a save can refuse to
 //! replace a later version (SPEC §6 "Versions").
 
+mod heartbeat;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
 use super::redis_scripts::{decode, encode, BATCH, COMMIT, FILL, KEEP, READ, SAVE};
-use super::{Cache, CacheResult, Cached, Claimed, Commit, Saved, Written};
+use super::{Cache, CacheResult, Cached, Claimed, Commit, ReplicaBeat, Saved, Written};
 use crate::doc::{combine, CombineError, DocId, Kind, Stamp, Version};
 use crate::log::{Event, EventKind, Found, LogEntry, LogPos, Stream};
 
@@ -631,6 +633,18 @@ impl Cache for RedisCache {
         self.bounded(conn.del::<_, ()>(self.key_lock(doc)))
             .await??;
         Ok(())
+    }
+
+    async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()> {
+        self.write_beat(beat, ttl).await
+    }
+
+    async fn replicas(&self) -> CacheResult<Vec<ReplicaBeat>> {
+        self.read_beats().await
+    }
+
+    async fn retire(&self, replica: &str) -> CacheResult<()> {
+        self.delete_beat(replica).await
     }
 }
 

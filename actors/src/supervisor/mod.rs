@@ -14,14 +14,17 @@
 //! - [`read`]: the read path (ledger, Redis, then PostgreSQL under the cache-fill lock).
 //! - [`recovery`]: the health check, the half-open probe, the spill of Redis-only content to the
 //!   journal when Redis is suspect, and the move of journaled content back into Redis.
+//! - [`replicas`]: the replica heartbeats (`replica:{id}`).
 
 mod events;
 mod persisting;
 mod read;
 mod recovery;
+mod replicas;
 
 pub use events::Publish;
 pub use persisting::{CollectDirty, Collected, Committed, Dirty, DirtyIds, KeepCached, Spill};
+pub use replicas::{Beat, ListReplicas, ReplicasUnknown, Retire};
 #[cfg(test)]
 mod tests;
 

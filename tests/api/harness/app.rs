@@ -208,6 +208,20 @@ impl TestApp {
         }
     }
 
+    /// Stops the app at once, without a drain: SIGKILL for a child process, the in-process kill
+    /// (the server and every actor stopped, nothing saved) otherwise. A killed app stays stopped
+    /// until [`restart`](TestApp::restart).
+    pub async fn kill(&mut self) {
+        match &mut self.run {
+            Run::InProcess(app) => drop(app.take()),
+            Run::Process(child) => {
+                if child.is_some() {
+                    self.sigkill().await;
+                }
+            }
+        }
+    }
+
     /// Sends SIGTERM and waits (at most 60 s) for the process to exit.
     pub async fn sigterm(&mut self) -> ExitStatus {
         self.signal("TERM");

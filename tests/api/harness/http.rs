@@ -135,6 +135,14 @@ impl Admin<'_> {
             .find(|room| room["doc"] == doc)
     }
 
+    /// `GET /admin/replicas`.
+    pub async fn replicas(&self) -> Vec<Value> {
+        match self.ok(self.get("replicas").await, "GET /admin/replicas") {
+            Value::Array(replicas) => replicas,
+            other => panic!("GET /admin/replicas is not an array: {other}"),
+        }
+    }
+
     /// `GET /admin/breaker`.
     pub async fn breaker(&self) -> Value {
         self.ok(self.get("breaker").await, "GET /admin/breaker")

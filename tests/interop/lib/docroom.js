@@ -9,6 +9,10 @@
 //     const a = await ctx.provider(app, 'doc-id')      // a synced y-websocket provider
 //   })
 //
+// Several replicas of one deployment: `ctx.docroom({ peerOf: app })` shares `app`'s Redis, key
+// prefix and database (its own data directory); `ctx.nginx([app, peer])` puts Debian's nginx in
+// front of them (lib/nginx.js), and `ctx.provider(lb, ...)` connects through it.
+//
 // `scenario` cleans up whatever the test made (providers, processes, database, keys, temp dirs)
 // and prints the service's log when the test fails. DOCROOM_TEST_LOG=1 streams it live.
 
@@ -24,6 +28,8 @@ const { Client: PgClient } = require('pg')
 const WebSocket = require('ws')
 const Y = require('yjs')
 const { WebsocketProvider } = require('y-websocket')
+
+const { Nginx } = require('./nginx')
 
 const TEST_DIR = path.resolve(__dirname, '..')
 /** The repository: the service runs from here, where its config/ is. */
@@ -250,14 +256,17 @@ async function withPg (database, fn) {
 
 // --- the service --------------------------------------------------------------------------------
 
-/** One docroom process; `restart` keeps its prefix, database and data directory. */
+/**
+ * One docroom process; `restart` keeps its prefix, database and data directory. With `peerOf`
+ * it is another replica of that one's deployment: same Redis, key prefix and database.
+ */
 class Docroom {
-  constructor ({ redis, env = {} } = {}) {
+  constructor ({ redis, env = {}, peerOf } = {}) {
     const suffix = crypto.randomBytes(8).toString('hex')
-    this.prefix = `i${suffix}:`
-    this.dbName = `docroom_t_${suffix}`
+    this.prefix = peerOf ? peerOf.prefix : `i${suffix}:`
+    this.dbName = peerOf ? peerOf.dbName : `docroom_t_${suffix}`
     this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'docroom-interop-data-'))
-    this.redis = redis ? { host: redis.host, port: redis.port } : SHARED_REDIS
+    this.redis = peerOf ? peerOf.redis : redis ? { host: redis.host, port: redis.port } : SHARED_REDIS
     this.env = {
       DOCROOM_LISTEN: '127.0.0.1:0',
       DOCROOM_REDIS_URL: `redis://${this.redis.host}:${this.redis.port}`,
@@ -490,6 +499,14 @@ class Context {
     this.apps = []
     this.redises = []
     this.providers = []
+    this.balancers = []
+  }
+
+  /** Debian's nginx in front of `apps` (config/nginx/docroom.conf), cleaned up with the test. */
+  async nginx (apps) {
+    const lb = await Nginx.start(apps, track)
+    this.balancers.push(lb)
+    return lb
   }
 
   /** Starts a docroom (`{ redis, env }`), cleaned up with the test. */
@@ -513,6 +530,7 @@ class Context {
 
   async cleanup () {
     for (const p of this.providers) closeProvider(p)
+    for (const lb of this.balancers) lb.cleanup()
     for (const app of this.apps) await app.cleanup()
     for (const redis of this.redises) redis.cleanup()
   }
@@ -521,6 +539,9 @@ class Context {
     for (const app of this.apps) {
       process.stderr.write(`--- last lines of ${app.prefix} (${app.logs.length} lines) ---\n`)
       process.stderr.write(app.logs.slice(-80).join('\n') + '\n')
+    }
+    for (const lb of this.balancers) {
+      process.stderr.write(`--- nginx on ${lb.addr} ---\n${lb.logs.slice(-40).join('\n')}\n`)
     }
   }
 }

@@ -134,3 +134,21 @@ async fn a_compaction_cut_short_by_a_crash_leaves_the_old_journal_whole() {
     assert_eq!(reopened.dirty(), vec![v("a", "1")]);
     assert!(!dir.0.join("journal.log.tmp").exists());
 }
+
+#[tokio::test]
+async fn a_journal_in_use_is_refused_to_a_second_opener_until_the_first_closes() {
+    let dir = TestDir::new("in-use");
+    let fallback = Fallback::open(&dir.0).unwrap();
+    fallback.put(v("a", "1")).await.unwrap();
+
+    let second = Fallback::open(&dir.0);
+
+    assert!(
+        matches!(&second, Err(JournalError::InUse { dir: held }) if *held == dir.0),
+        "{:?}",
+        second.err()
+    );
+    drop(fallback);
+    let reopened = Fallback::open(&dir.0).unwrap();
+    assert_eq!(reopened.dirty(), vec![v("a", "1")]);
+}
