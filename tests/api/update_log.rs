@@ -8,22 +8,12 @@ use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
 use docroom_actors::log::{Found, LogEntry, LogPos, Stream};
 use docroom_actors::storage::{Cache, Claimed, Commit, RedisCache, Written};
-use yrs::{GetString, ReadTxn, Text, Transact};
+use yrs::{GetString, Text, Transact};
 
 use crate::harness::app::SHARED_REDIS_URL;
 use crate::harness::random_suffix;
 use crate::harness::storage::{delete_keys, redis_cache};
-
-/// A Yjs update of client `client` inserting `text` into the root text "t".
-fn typed(doc: &str, client: u64, text: &str) -> Version {
-    let ydoc = yrs::Doc::with_client_id(client);
-    let t = ydoc.get_or_insert_text("t");
-    t.insert(&mut ydoc.transact_mut(), 0, text);
-    let update = ydoc
-        .transact()
-        .encode_state_as_update_v1(&yrs::StateVector::default());
-    Version::new(DocId::parse(doc).unwrap(), Kind::Yjs, Bytes::from(update))
-}
+use crate::harness::yclient::typed;
 
 fn text_of(v: &Version) -> String {
     let ydoc = yrs::Doc::new();

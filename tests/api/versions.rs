@@ -7,10 +7,11 @@ use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Stamp, Version};
 use docroom_actors::storage::{Cache, Commit, DocStore, PgStore, RedisCache, Written};
 use serde_json::json;
-use yrs::{ReadTxn, Text, Transact};
+use yrs::Text;
 
 use crate::harness::app::{SHARED_PG_ADDR, SHARED_REDIS_URL};
 use crate::harness::storage::delete_keys;
+use crate::harness::yclient::typed;
 use crate::harness::{random_suffix, TestApp, TestOptions};
 
 fn stamped(doc: &str, content: &'static str, millis: u64) -> Version {
@@ -20,16 +21,6 @@ fn stamped(doc: &str, content: &'static str, millis: u64) -> Version {
         replica: "test".into(),
     };
     Version::new(DocId::parse(doc).unwrap(), Kind::Json, Bytes::from(content)).stamped(stamp)
-}
-
-fn typed(doc: &str, client: u64, text: &str) -> Version {
-    let ydoc = yrs::Doc::with_client_id(client);
-    let t = ydoc.get_or_insert_text("t");
-    t.insert(&mut ydoc.transact_mut(), 0, text);
-    let state = ydoc
-        .transact()
-        .encode_state_as_update_v1(&yrs::StateVector::default());
-    Version::new(DocId::parse(doc).unwrap(), Kind::Yjs, Bytes::from(state))
 }
 
 /// The app creates the database and its schema; the test then writes through the store itself.

@@ -197,3 +197,20 @@ pub fn text_of_state(state: &[u8]) -> String {
     let txn = doc.transact();
     text.get_string(&txn)
 }
+
+/// A Yjs update of client `client` inserting `text` into the root text "t", as a stored version
+/// of `doc`.
+pub fn typed(doc: &str, client: u64, text: &str) -> docroom_actors::doc::Version {
+    use docroom_actors::doc::{DocId, Kind, Version};
+    let ydoc = Doc::with_client_id(client);
+    let t = ydoc.get_or_insert_text("t");
+    t.insert(&mut ydoc.transact_mut(), 0, text);
+    let update = ydoc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    Version::new(
+        DocId::parse(doc).unwrap(),
+        Kind::Yjs,
+        bytes::Bytes::from(update),
+    )
+}
