@@ -8,7 +8,7 @@ use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
 use docroom_actors::log::{Found, LogEntry, LogPos, Stream};
 use docroom_actors::storage::{Cache, Claimed, Commit, RedisCache, Written};
-use yrs::{GetString, Text, Transact};
+use yrs::{GetString, Transact};
 
 use crate::harness::app::SHARED_REDIS_URL;
 use crate::harness::random_suffix;

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Stamp, Version};
 use docroom_actors::storage::{Cache, Commit, DocStore, PgStore, RedisCache, Written};
 use serde_json::json;
-use yrs::Text;
 
 use crate::harness::app::{SHARED_PG_ADDR, SHARED_REDIS_URL};
 use crate::harness::storage::delete_keys;
