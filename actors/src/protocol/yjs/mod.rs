@@ -17,6 +17,7 @@ use yrs::{ClientID, Doc, GetString, Map, Out, ReadTxn, StateVector, Transact, Up
 
 mod guard;
 mod limits;
+mod novelty;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits};
 
@@ -45,6 +46,13 @@ pub struct Handled {
     pub broadcast: Vec<Vec<u8>>,
     /// The document changed and must be saved.
     pub changed: bool,
+    /// An update inserted or deleted something the document did not hold (`changed` is also
+    /// set for an update that only repeats what is there). A Hocuspocus `SyncStatus(1)` for an
+    /// update that added nothing is due at once; one that added waits for the save.
+    pub added: bool,
+    /// A read-only sender's update would have changed the document (it was dropped):
+    /// Hocuspocus answers it `SyncStatus(0)`.
+    pub refused_change: bool,
     /// Awareness client ids the sender introduced (removed when it disconnects).
     pub added_clients: Vec<ClientID>,
     /// Set when a message failed after earlier ones in the frame were applied.
@@ -55,7 +63,12 @@ pub struct Handled {
 /// is applied, so a bad message cannot leave a frame half-applied.
 enum Checked {
     Step1(StateVector),
-    Update { raw: Vec<u8>, update: Update },
+    Update {
+        raw: Vec<u8>,
+        update: Update,
+    },
+    /// A read-only sender's update: never applied, only compared with the document.
+    ReadOnly(Update),
     Awareness(AwarenessUpdate),
     Query,
     Ignored,
@@ -199,9 +212,14 @@ impl YjsDoc {
             }
             Checked::Update { raw, update } => {
                 let doc = self.awareness.doc();
-                guarded(|| doc.transact_mut().apply_update(update))
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-                    .map_err(YjsError::BadUpdate)?;
+                let added = guarded(|| {
+                    let mut txn = doc.transact_mut();
+                    txn.apply_update(update)?;
+                    Ok::<_, yrs::error::UpdateError>(novelty::txn_added(&txn))
+                })
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .map_err(YjsError::BadUpdate)?;
+                out.added |= added;
                 self.state_bytes = self.state_bytes.saturating_add(raw.len());
                 // Deletions leave the state vector as it was, so "changed" cannot be read off
                 // it; the SHA-256 dedup of the encoded state drops saves that change nothing.
@@ -218,6 +236,12 @@ impl YjsDoc {
             Checked::Query => {
                 if let Ok(update) = self.awareness.update() {
                     out.reply.push(Message::Awareness(update).encode_v1());
+                }
+            }
+            Checked::ReadOnly(update) => {
+                let doc = self.awareness.doc();
+                if novelty::would_add(&doc.transact(), &update) {
+                    out.refused_change = true;
                 }
             }
             Checked::Ignored => {}
@@ -264,12 +288,17 @@ fn check(message: Message, may_write: bool) -> Result<Checked, YjsError> {
     Ok(match message {
         Message::Sync(SyncMessage::SyncStep1(sv)) => Checked::Step1(sv),
         Message::Sync(SyncMessage::SyncStep2(raw) | SyncMessage::Update(raw)) => {
+            let update =
+                guarded(|| Update::decode_v1(&raw)).and_then(|r| r.map_err(|e| e.to_string()));
             if !may_write {
-                return Ok(Checked::Ignored);
+                // Dropped either way; decoded only to tell whether it would have changed
+                // anything, and one that does not decode is simply dropped, as before.
+                return Ok(match update {
+                    Ok(update) if !update.is_empty() => Checked::ReadOnly(update),
+                    _ => Checked::Ignored,
+                });
             }
-            let update = guarded(|| Update::decode_v1(&raw))
-                .and_then(|r| r.map_err(|e| e.to_string()))
-                .map_err(YjsError::BadUpdate)?;
+            let update = update.map_err(YjsError::BadUpdate)?;
             // A client's first step 2 is usually empty: nothing to apply, relay or save.
             if update.is_empty() {
                 Checked::Ignored
