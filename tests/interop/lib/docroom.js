@@ -490,6 +490,12 @@ class Context {
     this.apps = []
     this.redises = []
     this.providers = []
+    this.deferred = []
+  }
+
+  /** Runs `fn` at cleanup, before the providers and processes go (Hocuspocus providers...). */
+  defer (fn) {
+    this.deferred.push(fn)
   }
 
   /** Starts a docroom (`{ redis, env }`), cleaned up with the test. */
@@ -512,6 +518,9 @@ class Context {
   }
 
   async cleanup () {
+    for (const fn of this.deferred.reverse()) {
+      try { fn() } catch {}
+    }
     for (const p of this.providers) closeProvider(p)
     for (const app of this.apps) await app.cleanup()
     for (const redis of this.redises) redis.cleanup()
