@@ -59,6 +59,8 @@ function openHp (ctx, version, app, name, { token, socket, awareness } = {}) {
   provider.events = events
   ctx.defer(() => {
     provider.destroy()
+    // A 2.x provider given `url` leaves the socket it made (and its timers) running.
+    if (!socket && version === '2.x') provider.configuration.websocketProvider.destroy()
     document.destroy()
   })
   return provider
