@@ -215,6 +215,7 @@ fn fanout(c: &mut Criterion) {
                                         from: sender,
                                         data: Bytes::from(frame),
                                         may_write: true,
+                                        stored: None,
                                     });
                                 }
                                 Kind::Json => {

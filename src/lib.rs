@@ -5,7 +5,9 @@
 //! - [`settings`]: the typed settings tree (`config/*.toml` + environment).
 //! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
 //! - [`routes`]: HTTP routes (health, documents, admin) and [`error`], their error mapping.
-//! - [`session`]: the WebSocket session actor (the only user of actix-web-actors).
+//! - [`session`]: the WebSocket session actors (the only user of actix-web-actors).
+//! - [`hocuspocus`]: what a `/hocuspocus` socket needs besides the socket: per-document room
+//!   membership, token checks and joins (SPEC §5b).
 //! - [`shutdown`]: signals and the drain; [`heartbeat`]: this replica's `replica:{id}`.
 //! - [`replay_journal`]: `docroom replay-journal`, a retired replica's journal to PostgreSQL.
 //! - [`import_hocuspocus`]: the `import-hocuspocus` command (a Hocuspocus table into
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod heartbeat;
+pub mod hocuspocus;
 pub mod import_hocuspocus;
 pub mod limits;
 pub mod replay_journal;

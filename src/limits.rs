@@ -56,9 +56,13 @@ struct Counts {
 }
 
 /// Holds one connection's place; dropping it (when the session ends) gives the place back.
+/// A `/hocuspocus` socket holds one place overall, and one per document it joins.
 pub struct ConnectionSlot {
     counts: ConnectionCounts,
-    doc: DocId,
+    /// Counted against this document's limit.
+    doc: Option<DocId>,
+    /// Counted against the overall limit.
+    total: bool,
 }
 
 impl ConnectionCounts {
@@ -69,25 +73,53 @@ impl ConnectionCounts {
 
     /// Reserves a place for a connection to `doc`, or answers 503 if a limit is reached.
     pub fn reserve(&self, doc: &DocId, limits: &LimitSettings) -> Result<ConnectionSlot, ApiError> {
+        self.take(Some(doc), true, limits)
+    }
+
+    /// A place under the overall limit only: a `/hocuspocus` socket, before any document.
+    pub fn reserve_socket(&self, limits: &LimitSettings) -> Result<ConnectionSlot, ApiError> {
+        self.take(None, true, limits)
+    }
+
+    /// A place under `doc`'s limit only: one document of a `/hocuspocus` socket.
+    pub fn reserve_member(
+        &self,
+        doc: &DocId,
+        limits: &LimitSettings,
+    ) -> Result<ConnectionSlot, ApiError> {
+        self.take(Some(doc), false, limits)
+    }
+
+    fn take(
+        &self,
+        doc: Option<&DocId>,
+        total: bool,
+        limits: &LimitSettings,
+    ) -> Result<ConnectionSlot, ApiError> {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if c.total >= limits.max_connections {
+        if total && c.total >= limits.max_connections {
             return Err(ApiError::Unavailable(format!(
                 "connection limit reached ({} connections)",
                 limits.max_connections
             )));
         }
-        let on_doc = c.per_doc.get(doc).copied().unwrap_or(0);
-        if on_doc >= limits.max_connections_per_doc {
-            return Err(ApiError::Unavailable(format!(
-                "document {doc} has reached its connection limit ({})",
-                limits.max_connections_per_doc
-            )));
+        if let Some(doc) = doc {
+            let on_doc = c.per_doc.get(doc).copied().unwrap_or(0);
+            if on_doc >= limits.max_connections_per_doc {
+                return Err(ApiError::Unavailable(format!(
+                    "document {doc} has reached its connection limit ({})",
+                    limits.max_connections_per_doc
+                )));
+            }
+            c.per_doc.insert(doc.clone(), on_doc + 1);
         }
-        c.total += 1;
-        c.per_doc.insert(doc.clone(), on_doc + 1);
+        if total {
+            c.total += 1;
+        }
         Ok(ConnectionSlot {
             counts: self.clone(),
-            doc: doc.clone(),
+            doc: doc.cloned(),
+            total,
         })
     }
 }
@@ -95,11 +127,14 @@ impl ConnectionCounts {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut c = self.counts.inner.lock().unwrap_or_else(|p| p.into_inner());
-        c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_doc.get_mut(&self.doc) {
+        if self.total {
+            c.total = c.total.saturating_sub(1);
+        }
+        let Some(doc) = &self.doc else { return };
+        if let Some(n) = c.per_doc.get_mut(doc) {
             *n -= 1;
             if *n == 0 {
-                c.per_doc.remove(&self.doc);
+                c.per_doc.remove(doc);
             }
         }
     }
@@ -136,6 +171,9 @@ mod tests {
             max_awareness_clients_per_connection: 1,
             max_awareness_state_bytes: 1,
             max_yjs_state_bytes: 1,
+            hocuspocus_held_bytes: 1,
+            hocuspocus_held_messages: 1,
+            hocuspocus_documents_per_socket: 1,
         };
         let counts = ConnectionCounts::default();
         let (a, b) = (DocId::parse("a").unwrap(), DocId::parse("b").unwrap());
@@ -146,5 +184,30 @@ mod tests {
         assert!(counts.reserve(&b, &limits).is_err(), "overall");
         drop(a1);
         assert!(counts.reserve(&b, &limits).is_ok());
+    }
+
+    #[test]
+    fn a_socket_counts_once_overall_and_each_of_its_documents_once_per_document() {
+        let limits = LimitSettings {
+            max_connections: 1,
+            max_connections_per_doc: 1,
+            ..test_limits()
+        };
+        let counts = ConnectionCounts::default();
+        let a = DocId::parse("a").unwrap();
+        let socket = counts.reserve_socket(&limits).unwrap();
+        let member = counts.reserve_member(&a, &limits).unwrap();
+        assert!(counts.reserve_socket(&limits).is_err(), "overall");
+        assert!(counts.reserve_member(&a, &limits).is_err(), "per document");
+        drop(member);
+        assert!(counts.reserve_member(&a, &limits).is_ok());
+        drop(socket);
+        assert!(counts.reserve_socket(&limits).is_ok());
+    }
+
+    fn test_limits() -> LimitSettings {
+        crate::settings::Settings::load_from(None, Vec::new())
+            .expect("built-in settings")
+            .limits
     }
 }

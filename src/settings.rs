@@ -127,6 +127,9 @@ pub struct LimitSettings {
     pub max_awareness_clients_per_connection: usize,
     pub max_awareness_state_bytes: usize,
     pub max_yjs_state_bytes: usize,
+    pub hocuspocus_held_bytes: usize,
+    pub hocuspocus_held_messages: usize,
+    pub hocuspocus_documents_per_socket: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1,9 +1,10 @@
-//! HTTP routes: health, documents (HTTP and WebSocket), admin.
+//! HTTP routes: health, documents (HTTP and WebSocket), the Hocuspocus socket, admin.
 
 mod admin;
 mod doc_path;
 mod docs;
 mod health;
+mod hocuspocus;
 
 use actix_web::web;
 
@@ -15,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(docs::put_doc)
         .service(docs::ws_json)
         .service(docs::ws_yjs)
+        .service(hocuspocus::ws_hocuspocus)
         .service(
             web::scope("/admin")
                 .service(admin::dashboard)

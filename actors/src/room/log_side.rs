@@ -73,7 +73,12 @@ impl DocRoom {
                     self.broadcast(None, super::Outbound::Binary(frame.into()));
                 }
             }
-            EventKind::Stateless => {}
+            EventKind::Stateless => {
+                // Payloads were sent as text; anything else is not a Hocuspocus payload.
+                if let Ok(text) = std::str::from_utf8(&event.payload) {
+                    self.broadcast(None, super::Outbound::Stateless(text.into()));
+                }
+            }
         }
     }
 }

@@ -115,6 +115,7 @@ impl Outbound {
         match self {
             Outbound::Text(text) => text.len(),
             Outbound::Binary(bytes) => bytes.len(),
+            Outbound::Stateless(payload) => payload.len(),
             Outbound::Close { .. } => 0,
         }
     }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -35,6 +36,8 @@ mod limits;
 mod log_side;
 mod member;
 mod save_queue;
+mod stateless;
+mod sync_status;
 #[cfg(test)]
 mod tests;
 mod yjs;
@@ -43,6 +46,7 @@ pub use limits::RoomLimits;
 use member::Member;
 pub use member::{Backlog, Join, Leave};
 pub use save_queue::SaveQueue;
+pub use stateless::Stateless;
 pub use yjs::YjsFrame;
 
 /// How long a freshly loaded room waits for its first member before it may retire.
@@ -69,7 +73,13 @@ impl MemberId {
 pub enum Outbound {
     Text(ByteString),
     Binary(Bytes),
-    Close { code: u16, reason: &'static str },
+    /// A Hocuspocus stateless payload from another member ([`Stateless`]); sessions of
+    /// protocols that have no such message ignore it.
+    Stateless(Arc<str>),
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

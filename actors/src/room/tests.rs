@@ -320,6 +320,7 @@ async fn a_yjs_room_merges_in_what_the_ledger_holds_from_elsewhere() {
         from: member,
         data: Bytes::from(frame.encode_v1()),
         may_write: true,
+        stored: None,
     });
 
     until("the room to hold both edits", async || {

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use actix::prelude::*;
 use bytes::Bytes;
+use tokio::sync::oneshot;
 use tracing::warn;
 use yrs::ClientID;
 
@@ -26,6 +27,10 @@ pub struct YjsFrame {
     pub data: Bytes,
     /// False for read-only tokens: their document updates are dropped, not applied or relayed.
     pub may_write: bool,
+    /// Hocuspocus's SyncStatus for a frame carrying one content message (SPEC §5b): answered
+    /// `true` once that content is stored (at once if it added nothing), `false` if it was
+    /// refused or its save failed. See `sync_status.rs`.
+    pub stored: Option<oneshot::Sender<bool>>,
 }
 
 pub struct YjsRoom {
@@ -40,6 +45,8 @@ pub struct YjsRoom {
     unsaved: bool,
     /// The last save failed: its updates wait in `pending` for the next one.
     pub(super) retrying: bool,
+    /// SyncStatus answers due when the save that captures the updates applied so far lands.
+    pub(super) stored_waiters: Vec<oneshot::Sender<bool>>,
 }
 
 impl YjsRoom {
@@ -74,6 +81,7 @@ impl DocRoom {
             pending: Vec::new(),
             unsaved: false,
             retrying: false,
+            stored_waiters: Vec::new(),
         });
         Ok(())
     }
@@ -144,10 +152,14 @@ impl DocRoom {
     pub(super) fn save_yjs_now(&mut self, ctx: &mut Context<Self>) -> bool {
         match self.capture_yjs(ctx) {
             Some(v) => {
-                self.save(v, None, ctx);
+                let waiter = self.stored_waiter(&v.hash);
+                self.save(v, waiter, ctx);
                 true
             }
-            None => false,
+            None => {
+                self.release_stored_waiters();
+                false
+            }
         }
     }
 
@@ -190,7 +202,7 @@ impl Handler<YjsFrame> for DocRoom {
             may_write: msg.may_write,
             owns: owned,
         };
-        let handled = match y.doc.handle_from(&msg.data, sender) {
+        let mut handled = match y.doc.handle_from(&msg.data, sender) {
             Ok(h) => h,
             Err(e) => {
                 warn!(doc = %self.doc, error = %e, "yjs frame refused, closing that connection");
@@ -199,7 +211,11 @@ impl Handler<YjsFrame> for DocRoom {
             }
         };
         // Ids it announced gone stay counted against its limit (see `YjsLimits`).
-        owned.extend(handled.added_clients);
+        owned.extend(std::mem::take(&mut handled.added_clients));
+        if let Some(stored) = msg.stored {
+            self.answer_when_stored(stored, msg.may_write, &handled);
+        }
+        let Some(y) = self.yjs.as_mut() else { return };
         if handled.changed {
             metrics::counter!(crate::metrics::UPDATES, "kind" => "yjs").increment(1);
             y.pending

@@ -500,6 +500,7 @@ class Context {
     this.redises = []
     this.providers = []
     this.balancers = []
+    this.deferred = []
   }
 
   /** Debian's nginx in front of `apps` (config/nginx/docroom.conf), cleaned up with the test. */
@@ -507,6 +508,11 @@ class Context {
     const lb = await Nginx.start(apps, track)
     this.balancers.push(lb)
     return lb
+  }
+
+  /** Runs `fn` at cleanup, before the providers and processes go (Hocuspocus providers...). */
+  defer (fn) {
+    this.deferred.push(fn)
   }
 
   /** Starts a docroom (`{ redis, env }`), cleaned up with the test. */
@@ -529,6 +535,9 @@ class Context {
   }
 
   async cleanup () {
+    for (const fn of this.deferred.reverse()) {
+      try { fn() } catch {}
+    }
     for (const p of this.providers) closeProvider(p)
     for (const lb of this.balancers) lb.cleanup()
     for (const app of this.apps) await app.cleanup()

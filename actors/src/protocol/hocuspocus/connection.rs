@@ -267,13 +267,15 @@ impl Connection {
         let mut actions = Vec::new();
         match outcome {
             Ok(scope) => {
+                // `Authenticated` first: a provider takes a document's other frames only once
+                // it is authenticated, and joining sends the room's greeting.
+                actions.push(Action::Send(outgoing::authenticated(&doc, scope)));
                 if !member {
                     actions.push(Action::Join {
                         doc: doc.clone(),
                         scope,
                     });
                 }
-                actions.push(Action::Send(outgoing::authenticated(&doc, scope)));
                 actions.extend(held.into_iter().map(|(frame, _)| Action::Deliver {
                     doc: doc.clone(),
                     frame,

@@ -86,11 +86,11 @@ fn frames_after_auth_are_held_until_the_token_is_accepted_then_replayed_in_order
     assert_eq!(
         actions,
         vec![
+            Action::Send(outgoing::authenticated("doc", Scope::ReadWrite)),
             Action::Join {
                 doc: "doc".into(),
                 scope: Scope::ReadWrite
             },
-            Action::Send(outgoing::authenticated("doc", Scope::ReadWrite)),
             Action::Deliver {
                 doc: "doc".into(),
                 frame: step1("doc")

@@ -17,6 +17,7 @@ use yrs::{ClientID, Doc, GetString, Map, Out, ReadTxn, StateVector, Transact, Up
 
 mod guard;
 mod limits;
+mod novelty;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits};
 
@@ -49,6 +50,13 @@ pub struct Handled {
     pub applied: Vec<Vec<u8>>,
     /// Awareness messages applied (also in `broadcast`): what the other replicas' rooms get.
     pub awareness: Vec<Vec<u8>>,
+    /// An update inserted or deleted something the document did not hold (`changed` is also
+    /// set for an update that only repeats what is there). A Hocuspocus `SyncStatus(1)` for an
+    /// update that added nothing is due at once; one that added waits for the save.
+    pub added: bool,
+    /// A read-only sender's update would have changed the document (it was dropped):
+    /// Hocuspocus answers it `SyncStatus(0)`.
+    pub refused_change: bool,
     /// Awareness client ids the sender introduced (removed when it disconnects).
     pub added_clients: Vec<ClientID>,
     /// Set when a message failed after earlier ones in the frame were applied.
@@ -59,7 +67,12 @@ pub struct Handled {
 /// is applied, so a bad message cannot leave a frame half-applied.
 enum Checked {
     Step1(StateVector),
-    Update { raw: Vec<u8>, update: Update },
+    Update {
+        raw: Vec<u8>,
+        update: Update,
+    },
+    /// A read-only sender's update: never applied, only compared with the document.
+    ReadOnly(Update),
     Awareness(AwarenessUpdate),
     Query,
     Ignored,
@@ -123,11 +136,9 @@ impl YjsDoc {
         guarded(|| {
             let mut txn = doc.transact_mut();
             txn.apply_update(update)?;
-            Ok::<_, yrs::error::UpdateError>(
-                !txn.insert_set().is_empty()
-                    || !txn.delete_set().is_empty()
-                    || txn.has_missing_updates(),
-            )
+            // An update waiting for its dependencies counts: its bytes must be saved now, the
+            // update that completes it may not carry them.
+            Ok::<_, yrs::error::UpdateError>(novelty::txn_added(&txn) || txn.has_missing_updates())
         })
         .and_then(|r| r.map_err(|e| e.to_string()))
     }
@@ -214,10 +225,12 @@ impl YjsDoc {
                     .push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
             }
             Checked::Update { raw, update } => {
-                // An update that adds nothing is the duplicate of SPEC §1.3: not saved.
+                // An update that adds nothing is the duplicate of SPEC §1.3: not saved, and a
+                // Hocuspocus SyncStatus(1) for it is due at once.
                 if self.apply(update).map_err(YjsError::BadUpdate)? {
                     self.state_bytes = self.state_bytes.saturating_add(raw.len());
                     out.changed = true;
+                    out.added = true;
                     out.broadcast.push(update_frame(&raw));
                     out.applied.push(raw);
                 }
@@ -233,6 +246,12 @@ impl YjsDoc {
             Checked::Query => {
                 if let Ok(update) = self.awareness.update() {
                     out.reply.push(Message::Awareness(update).encode_v1());
+                }
+            }
+            Checked::ReadOnly(update) => {
+                let doc = self.awareness.doc();
+                if novelty::would_add(&doc.transact(), &update) {
+                    out.refused_change = true;
                 }
             }
             Checked::Ignored => {}
@@ -291,12 +310,17 @@ fn check(message: Message, may_write: bool) -> Result<Checked, YjsError> {
     Ok(match message {
         Message::Sync(SyncMessage::SyncStep1(sv)) => Checked::Step1(sv),
         Message::Sync(SyncMessage::SyncStep2(raw) | SyncMessage::Update(raw)) => {
+            let update =
+                guarded(|| Update::decode_v1(&raw)).and_then(|r| r.map_err(|e| e.to_string()));
             if !may_write {
-                return Ok(Checked::Ignored);
+                // Dropped either way; decoded only to tell whether it would have changed
+                // anything, and one that does not decode is simply dropped, as before.
+                return Ok(match update {
+                    Ok(update) if !update.is_empty() => Checked::ReadOnly(update),
+                    _ => Checked::Ignored,
+                });
             }
-            let update = guarded(|| Update::decode_v1(&raw))
-                .and_then(|r| r.map_err(|e| e.to_string()))
-                .map_err(YjsError::BadUpdate)?;
+            let update = update.map_err(YjsError::BadUpdate)?;
             // A client's first step 2 is usually empty: nothing to apply, relay or save.
             if update.is_empty() {
                 Checked::Ignored

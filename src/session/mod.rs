@@ -1,10 +1,13 @@
-//! The WebSocket session actor: one per connection. All use of actix-web-actors lives in this
-//! module, so moving to actix-ws stays a one-file change.
+//! The WebSocket session actors: one per connection. All use of actix-web-actors lives in this
+//! module (this file for `/docs/{id}/ws` and `/yjs/{id}`, [`hocuspocus`] for `/hocuspocus`), so
+//! moving to actix-ws stays a change to one module.
 //!
 //! A session joins its room before reading any message (joining runs under `ctx.wait`), forwards
 //! updates to the room and writes back acks, errors and whatever the room broadcasts. It proves
 //! the client alive with a WebSocket Ping every `heartbeat_interval_ms` and closes the
 //! connection after `client_timeout_ms` without a frame.
+
+pub mod hocuspocus;
 
 use std::time::{Duration, Instant};
 
@@ -157,6 +160,8 @@ impl Session {
         match frame {
             Outbound::Text(text) => ctx.text(text),
             Outbound::Binary(bytes) => ctx.binary(bytes),
+            // Hocuspocus only: neither the JSON protocol nor y-websocket has such a message.
+            Outbound::Stateless(_) => {}
             Outbound::Close { code, reason } => {
                 // A room closing us (shutdown) needs no Leave; any other close is a refusal of
                 // this connection only, and the room still has to forget the member.
@@ -174,6 +179,7 @@ impl Session {
                 from: self.member,
                 data,
                 may_write: self.access.write,
+                stored: None,
             }),
             (Kind::Yjs, None) => {}
             (Kind::Json, _) => ctx.text(error_frame(
