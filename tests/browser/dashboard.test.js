@@ -2,133 +2,32 @@
 // The admin dashboard (GET /admin/, issue 6 item 8) in a real headless Chromium, driven the way an
 // operator uses it: enter the token, read the breaker state, force it open, hand it back.
 //
-// It runs the built debug binary (DOCROOM_BIN, default ../../target/debug/docroom, relative to
-// this directory) against the machine's shared Redis and PostgreSQL with its own key prefix,
-// database and data directory, and removes all three afterwards. Chromium is Debian's
-// (/usr/bin/chromium, or CHROMIUM); `npx playwright install` cannot download browsers here.
+// It runs the built debug binary against the machine's shared Redis and PostgreSQL with its own
+// key prefix, database and data directories, and removes all three afterwards (lib/docroom.js).
 //
 //   cargo build && (cd tests/browser && npm ci && npm test)
 //
 // DOCROOM_SCREENSHOT=path keeps a screenshot of the page with the breaker forced open.
 
-const { spawn } = require('node:child_process')
-const crypto = require('node:crypto')
-const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { after, before, test } = require('node:test')
 const assert = require('node:assert/strict')
 
-const { Client: PgClient } = require('pg')
-const { chromium } = require('playwright-core')
+const { cleanup, deployment, launchChromium, startDocroom, stopDocroom } = require('./lib/docroom')
 
-const BIN = path.resolve(__dirname, process.env.DOCROOM_BIN || '../../target/debug/docroom')
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync'
-]
-const PG = { host: '127.0.0.1', port: 5432, user: 'postgres' }
-const ADMIN_TOKEN = 'browser-admin-' + crypto.randomBytes(6).toString('hex')
-const UNIQUE = crypto.randomBytes(8).toString('hex')
-const DB_NAME = `docroom_t_${UNIQUE}`
+const DEP = deployment('tb')
+const ADMIN_TOKEN = DEP.adminToken
 const WAIT = 10000
 
 const REPLICA = 'browser-replica'
 const PEER = 'browser-peer'
+/** Replicas list each other within a fraction of a second. */
+const FAST_HEARTBEAT = { DOCROOM__REPLICAS__HEARTBEAT_INTERVAL_MS: '200' }
 
 let service = null // { child, base, logs }: the replica whose dashboard is opened
 let peer = null // a second replica of the same deployment (same Redis prefix and database)
 let browser = null
-const dataDirs = []
-
-/**
- * Starts docroom replica `replica` on a free port; resolves with `{ child, base, logs }` once it
- * logs `listening addr=IP:PORT`.
- */
-function startDocroom (replica) {
-  if (!fs.existsSync(BIN)) {
-    throw new Error(`no docroom binary at ${BIN}: run \`cargo build\` first (or set DOCROOM_BIN)`)
-  }
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'docroom-browser-'))
-  dataDirs.push(dataDir)
-  const env = {}
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('DOCROOM')) env[key] = value
-  }
-  Object.assign(env, {
-    NO_COLOR: '1',
-    DOCROOM_LISTEN: '127.0.0.1:0',
-    DOCROOM_REDIS_URL: 'redis://127.0.0.1:6379',
-    DOCROOM_DATABASE_URL: `postgres://${PG.user}@${PG.host}:${PG.port}/${DB_NAME}`,
-    DOCROOM_DATA_DIR: dataDir,
-    DOCROOM_ADMIN_TOKEN: ADMIN_TOKEN,
-    DOCROOM__CACHE__KEY_PREFIX: `tb${UNIQUE}:`,
-    DOCROOM_REPLICA_ID: replica,
-    DOCROOM__REPLICAS__HEARTBEAT_INTERVAL_MS: '200',
-    DOCROOM_LOG: 'info'
-  })
-  const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const logs = []
-  let started = null
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error('docroom did not log `listening addr=` within 60 s:\n' + logs.join('\n')))
-    }, 60000)
-    let pending = ''
-    const onData = (chunk) => {
-      pending += chunk.toString()
-      const lines = pending.split('\n')
-      pending = lines.pop()
-      for (const line of lines) {
-        logs.push(line)
-        if (process.env.DOCROOM_TEST_LOG) process.stderr.write(`[${replica}] ${line}\n`)
-        const match = /listening.*addr=([0-9.]+:\d+)/.exec(line)
-        if (match && !started) {
-          clearTimeout(timer)
-          started = { child, base: `http://${match[1]}`, logs }
-          resolve(started)
-        }
-      }
-    }
-    child.stderr.on('data', onData)
-    child.stdout.on('data', onData)
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer)
-      if (!started) {
-        reject(new Error(`docroom exited (${code ?? signal}) before listening:\n${logs.join('\n')}`))
-      }
-    })
-  })
-}
-
-async function stopDocroom (service) {
-  if (!service) return
-  const { child } = service
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15000)
-    await exited
-    clearTimeout(timer)
-  }
-}
-
-async function dropDatabase () {
-  const client = new PgClient({ ...PG, database: 'postgres' })
-  await client.connect()
-  try {
-    await client.query(`DROP DATABASE IF EXISTS "${DB_NAME}" WITH (FORCE)`)
-  } finally {
-    await client.end()
-  }
-}
 
 /** The admin API called directly, not through the page: what the service really holds. */
 async function adminApi (method, route, body) {
@@ -172,12 +71,9 @@ async function openDashboard () {
 }
 
 before(async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM)`)
-  }
-  service = await startDocroom(REPLICA)
-  peer = await startDocroom(PEER)
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+  service = await startDocroom(DEP, REPLICA, FAST_HEARTBEAT)
+  peer = await startDocroom(DEP, PEER, FAST_HEARTBEAT)
+  browser = await launchChromium()
 })
 
 after(async () => {
@@ -186,8 +82,7 @@ after(async () => {
     async () => { if (browser) await browser.close() },
     () => stopDocroom(service),
     () => stopDocroom(peer),
-    dropDatabase,
-    async () => { for (const dir of dataDirs) fs.rmSync(dir, { recursive: true, force: true }) }
+    () => cleanup(DEP)
   ]) {
     try { await step() } catch (e) { errors.push(e) }
   }
@@ -249,7 +144,7 @@ test('an operator logs in, sees the breaker closed, forces it open and hands it 
     assert.ok(history.some((h) => h.endsWith(' open (forced)')), `history: ${history}`)
     assert.ok(history.some((h) => h.endsWith(' closed')), `history: ${history}`)
 
-    const shot = process.env.DOCROOM_SCREENSHOT || path.join(os.tmpdir(), `docroom-dashboard-${UNIQUE}.png`)
+    const shot = process.env.DOCROOM_SCREENSHOT || path.join(os.tmpdir(), `docroom-dashboard-${DEP.unique}.png`)
     await page.screenshot({ path: shot, fullPage: true })
     t.diagnostic(`screenshot: ${shot}`)
 
