@@ -21,10 +21,14 @@
 #   BENCH_W6_SECS (30), BENCH_W6_WARMUP_SECS (15: longer than docroom's 10 s flush period, so
 #   the seed's compaction and Hocuspocus's debounced store of it are done before the window),
 #   BENCH_W6_SIZES ("1048576 4096": the large size first, the small one last),
-#   BENCH_W7_SECS (60), BENCH_W2S_SECS (60).
+#   BENCH_W7_SECS (60), BENCH_W2S_SECS (60),
+#   BENCH_SCALE_DOCROOM_ENV  extra VAR=VALUE words for every docroom replica of these runs (for
+#   experiments, e.g. "DOCROOM__ROOMS__YJS_SAVE_INTERVAL_MS=20"; the report names them).
 
 readonly W6_SECS=${BENCH_W6_SECS:-30} W6_WARMUP=${BENCH_W6_WARMUP_SECS:-15}
 readonly W6_SIZES=${BENCH_W6_SIZES:-1048576 4096}
+read -r -a SCALE_DOCROOM_ENV <<<"${BENCH_SCALE_DOCROOM_ENV:-}"
+readonly SCALE_DOCROOM_ENV
 readonly W7_SECS=${BENCH_W7_SECS:-60} W2S_SECS=${BENCH_W2S_SECS:-60}
 # docroom refuses a Yjs state over limits.max_yjs_state_bytes (1,000,000 by default), below
 # 1 MiB of text plus its metadata: W6 raises it (and the frame size, which must stay above it).
@@ -82,7 +86,7 @@ start_replicas() { # SERVER NAME COUNT [VAR=VALUE...]
         case $server in
             docroom)
                 start_docroom "$name.r$i" DOCROOM_REDIS_URL="redis://127.0.0.1:$PRIV_REDIS_PORT" \
-                    DOCROOM_REPLICA_ID="bench-$i" "$@"
+                    DOCROOM_REPLICA_ID="bench-$i" "${SCALE_DOCROOM_ENV[@]}" "$@"
                 PROTOCOL=yjs
                 URL_ARGS+=(--url "ws://$SERVER_ADDR/yjs/{doc}")
                 ;;
@@ -195,10 +199,10 @@ scale_cells() { # ROW: the columns shared by every scale table
     echo "$(num "$json" .updates.sent_per_sec) | $(jq -r 'if .broadcasts.expected > 0 then (.broadcasts.received * 10000 / .broadcasts.expected | round / 100 | tostring) + "%" else "n/a" end' "$json") | $(num "$json" .broadcasts.missing)" \
         "| $(num "$json" .broadcast_latency_ms.p50) / $(num "$json" .broadcast_latency_ms.p95) / $(num "$json" .broadcast_latency_ms.p99) / $(num "$json" .broadcast_latency_ms.max)" \
         "| $(cut -f3 <<<"$line") | $(cut -f4 <<<"$line") | $(cpu_per_update "$line") | $(bytes_per_update "$line")" \
-        "| $(awk -v k="$(cut -f6 <<<"$line")" 'BEGIN { printf "%.1f", k / 1024 }') | $(jq -r '"\(.errors) / \(.connections.dropped + .connections.failed)"' "$json")"
+        "| $(awk -v k="$(cut -f6 <<<"$line")" 'BEGIN { printf "%.1f", k / 1024 }') | $(jq -r '"\(.errors) / \(.connections.dropped + .connections.failed)"' "$json") |"
 }
 readonly SCALE_HEADER="updates/s | delivered | missing broadcasts | broadcast p50 / p95 / p99 / max ms | server CPU s | Redis CPU s | CPU µs per update (server + Redis) | Redis bytes in per update | peak RSS MiB | errors / drops |"
-readonly SCALE_RULE="--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+readonly SCALE_RULE="--- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 ratio_goal() { # A B GOAL: "**A/B** (goal ≤ GOAL: met|not met)"
     local r
     r=$(ratio "$1" "$2")
@@ -216,6 +220,7 @@ report_scale() {
     echo "CPU below is counted over the measured window only (sampled as it opens and closes), over"
     echo "the server's processes and a private redis-server of the run; Redis bytes in: its"
     echo "total_net_input_bytes over the window. Delivered: broadcast receipts ÷ expected."
+    [ "${#SCALE_DOCROOM_ENV[@]}" -eq 0 ] || echo "docroom replicas ran with: ${SCALE_DOCROOM_ENV[*]}."
     echo
     local size s line
     if has "$WORKLOADS" w6; then
