@@ -44,7 +44,8 @@ readonly SCALE_SERVERS
 readonly SCALE_RESULTS=$WORK/scale.tsv
 : >"$SCALE_RESULTS"
 
-# The window hook: appends "PHASE server_ticks redis_ticks redis_input_bytes" to OUT.
+# The window hook: appends "PHASE server_ticks redis_ticks redis_input_bytes" to OUT; at the
+# end also keeps Redis's per-command counts and slow log (the evidence for where its CPU went).
 readonly SNAPSHOT=$WORK/snapshot
 cat >"$SNAPSHOT" <<'EOF'
 #!/usr/bin/env bash
@@ -57,6 +58,7 @@ bytes=$(redis-cli -p "$redis_port" info stats | tr -d '\r' | awk -F: '$1 == "tot
 echo "${LOADGEN_PHASE:-?} $t $(ticks "$redis_pid") $bytes" >>"$out"
 if [ "${LOADGEN_PHASE:-}" = end ]; then
     redis-cli -p "$redis_port" info commandstats >"$out.commandstats"
+    redis-cli -p "$redis_port" slowlog get 20 >"$out.slowlog"
 fi
 EOF
 chmod +x "$SNAPSHOT"
