@@ -192,8 +192,11 @@ return 1",
     )
 });
 
-/// Documents per `COMMIT`, `READ` or `KEEP` call.
-pub(super) const BATCH: usize = 200;
+/// Documents per `COMMIT`, `READ` or `KEEP` call. A script blocks Redis while it runs: a flush
+/// of hundreds of documents in one call held every save behind it for tens of milliseconds (and
+/// once past the response timeout, tripping the breaker, BENCHMARKS.md W7); small calls let
+/// saves in between.
+pub(super) const BATCH: usize = 25;
 
 /// Yjs state is binary; JSON text never starts with a NUL byte, so this marker tells them apart
 /// in `doc:{id}:temp` while JSON content stays readable as plain JSON.

@@ -21,11 +21,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::marker::{now_us, Marker};
 use crate::options::Plan;
 use crate::protocol::{Codec, Incoming, Protocol};
+use crate::seed;
 use crate::stats::{bump, Stats, Window};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// When the run's phases begin, known once every connection is up.
 #[derive(Clone, Copy, Debug)]
@@ -44,9 +45,13 @@ pub struct Conn {
     pub id: u64,
     pub doc: String,
     pub writer: bool,
+    /// Seeds the document before the run (`Plan::seed_bytes`).
+    pub seeder: bool,
     /// The other members of the room: how many broadcast receipts each update should cause.
     pub peers: u64,
     pub server: SocketAddr,
+    /// The URL template of `server` (`{doc}` not yet replaced).
+    pub url: String,
     pub bind: Option<IpAddr>,
 }
 
@@ -79,15 +84,19 @@ pub async fn run(
         .acquire()
         .await
         .expect("never closed");
-    let opened = timeout(CONNECT_TIMEOUT, open(&conn, plan, &mut codec)).await;
+    let opened = timeout(CONNECT_TIMEOUT, open(&conn, &mut codec)).await;
     drop(permit);
+    let opened = match opened {
+        Ok(Ok(ws)) if conn.seeder => seed::seed(ws, &mut codec, plan)
+            .await
+            .map_err(|e| format!("seeding: {e}")),
+        Ok(Ok(ws)) => Ok(ws),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("timed out".to_string()),
+    };
     let mut ws = match opened {
-        Ok(Ok(ws)) => ws,
-        failed => {
-            let why = match failed {
-                Ok(Err(e)) => e,
-                _ => "timed out".to_string(),
-            };
+        Ok(ws) => ws,
+        Err(why) => {
             bump(&stats.counters.connect_failed);
             stats.note(format!("connect {}: {why}", conn.doc));
             let _ = ready.send(false);
@@ -289,7 +298,7 @@ impl Sending {
 }
 
 /// TCP connect (from the chosen source address), WebSocket handshake, protocol handshake.
-async fn open(conn: &Conn, plan: &Plan, codec: &mut Codec) -> Result<Ws, String> {
+async fn open(conn: &Conn, codec: &mut Codec) -> Result<Ws, String> {
     let tcp = match conn.bind {
         None => TcpStream::connect(conn.server).await,
         Some(ip) => {
@@ -311,7 +320,7 @@ async fn open(conn: &Conn, plan: &Plan, codec: &mut Codec) -> Result<Ws, String>
     let config = WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0);
-    let url = plan.url.replace("{doc}", &conn.doc);
+    let url = conn.url.replace("{doc}", &conn.doc);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(
         url.as_str(),
         MaybeTlsStream::Plain(tcp),

@@ -8,18 +8,22 @@
 //! - [`protocol`]: one codec per connection for JSON, Yjs (y-websocket) and Hocuspocus framing.
 //! - [`marker`]: the `~lg<conn>.<seq>.<sent_us>~` text each update carries, and the clock.
 //! - [`client`]: one task per connection: connect, handshake, send, receive, record.
+//! - [`seed`]: filling a document with text before the run (large-document workloads).
 //! - [`stats`]: counters and latency histograms shared by all connections.
 //! - [`report`]: the final table and JSON.
 //!
 //! The run: connect everything (bounded concurrency), then publish one [`client::Schedule`]
 //! (warmup, measured window, grace) that every connection follows, printing a progress line
-//! each second on stderr.
+//! each second on stderr. With several `--url`s each document's clients are spread over them
+//! (several replicas of one service, each client on its own); `--window-hook` runs a command as
+//! the measured window opens and closes, so a script can sample server CPU exactly over it.
 
 mod client;
 mod marker;
 mod options;
 mod protocol;
 mod report;
+mod seed;
 mod stats;
 
 use std::net::SocketAddr;
@@ -83,7 +87,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(plan: Plan) -> Result<Report, String> {
-    let server = server_addr(&plan.url).await?;
+    let mut servers = Vec::with_capacity(plan.urls.len());
+    for url in &plan.urls {
+        servers.push(server_addr(url).await?);
+    }
     let began = Instant::now();
     let _ = now_us(); // fix the epoch before any timestamp is taken
     let total = plan.docs * plan.clients;
@@ -92,7 +99,7 @@ async fn run(plan: Plan) -> Result<Report, String> {
         total,
         plan.docs,
         plan.clients,
-        plan.url,
+        plan.urls.join(" + "),
         plan.protocol.name(),
         plan.doc_prefix
     );
@@ -110,12 +117,15 @@ async fn run(plan: Plan) -> Result<Report, String> {
     for d in 0..p.docs {
         for c in 0..p.clients {
             let id = (d * p.clients + c) as u64;
+            let target = c % servers.len();
             let conn = Conn {
                 id,
                 doc: format!("{}-{d}", p.doc_prefix),
                 writer: c < p.writers,
+                seeder: c == 0 && p.seed_bytes > 0,
                 peers: (p.clients - 1) as u64,
-                server,
+                server: servers[target],
+                url: p.urls[target].clone(),
                 bind: (!p.bind.is_empty()).then(|| p.bind[id as usize % p.bind.len()]),
             };
             tasks.spawn(client::run(
@@ -148,6 +158,10 @@ async fn run(plan: Plan) -> Result<Report, String> {
         stop_sending,
         close_at: stop_sending + p.grace,
     }));
+    let hooks = p
+        .window_hook
+        .clone()
+        .map(|cmd| tokio::spawn(window_hooks(cmd, start + p.warmup, stop_sending)));
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
             shared.stats.error(format!("connection task failed: {e}"));
@@ -155,6 +169,11 @@ async fn run(plan: Plan) -> Result<Report, String> {
     }
     progress.abort();
     let _ = progress.await;
+    if let Some(h) = hooks {
+        if let Err(e) = h.await {
+            shared.stats.error(format!("window hook task failed: {e}"));
+        }
+    }
     let elapsed = began.elapsed().as_secs_f64();
     let shared = Arc::try_unwrap(shared).map_err(|_| "connections still running")?;
     Ok(Report::new(
@@ -186,6 +205,30 @@ async fn server_addr(url: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| format!("{with_port} resolves to nothing"))
+}
+
+/// Runs `cmd` with `LOADGEN_PHASE=start` when the measured window opens and `end` when it
+/// closes. A hook that fails is reported on stderr; the run goes on (its numbers are the
+/// script's to miss).
+async fn window_hooks(cmd: String, opens: Instant, closes: Instant) {
+    for (phase, at) in [("start", opens), ("end", closes)] {
+        tokio::time::sleep_until(at).await;
+        let cmd = cmd.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .env("LOADGEN_PHASE", phase)
+                .status()
+        })
+        .await;
+        match ran {
+            Ok(Ok(s)) if s.success() => {}
+            Ok(Ok(s)) => eprintln!("docroom-loadgen: window hook ({phase}) exited with {s}"),
+            Ok(Err(e)) => eprintln!("docroom-loadgen: window hook ({phase}) did not run: {e}"),
+            Err(e) => eprintln!("docroom-loadgen: window hook ({phase}) task failed: {e}"),
+        }
+    }
 }
 
 /// One line a second on stderr: phase, connections, rates since the last line.

@@ -17,9 +17,10 @@ use crate::protocol::Protocol;
     long_about = "Opens DOCS documents x CLIENTS connections, lets WRITERS of each document send \
                   updates at RATE per second (or closed loop), and reports achieved updates/s, \
                   update->ack and update->broadcast latency percentiles, errors and drops.\n\n\
-                  Presets (issue 5): w1 many rooms, w2 hot room, w3 save throughput, w4 idle \
-                  scale. W5 (one flush of 10,000 dirty documents) is measured by \
-                  tools/bench-compare, not by this binary."
+                  Presets (issues 5 and 12): w1 many rooms, w2 hot room, w3 save throughput, w4 \
+                  idle scale, w6 large documents. W5 (one flush of 10,000 dirty documents) and \
+                  W7 (W1 over two replicas: --preset w1 with --url given twice) are run by \
+                  tools/bench-compare."
 )]
 pub struct Args {
     /// Standard workload to start from; other flags override its values
@@ -30,10 +31,16 @@ pub struct Args {
     pub protocol: Option<Protocol>,
     /// Target URL; `{doc}` is replaced by the document name. Defaults per protocol:
     /// json ws://127.0.0.1:8080/docs/{doc}/ws, yjs ws://127.0.0.1:8080/yjs/{doc},
+<<<<<<< HEAD
     /// hocuspocus ws://127.0.0.1:8080/hocuspocus (docroom's route; Hocuspocus itself answers on
     /// any path; the document name travels in each message)
+=======
+    /// hocuspocus ws://127.0.0.1:8080 (the document name travels in each message).
+    /// Given several times (several replicas of one service), each document's clients are
+    /// spread over them round-robin: client c of every document uses URL c mod N
+>>>>>>> h-bench
     #[arg(long)]
-    pub url: Option<String>,
+    pub url: Vec<String>,
     /// Number of documents
     #[arg(long)]
     pub docs: Option<usize>,
@@ -60,6 +67,21 @@ pub struct Args {
     /// After the measured period: how long to wait for acks and broadcasts still in flight
     #[arg(long, default_value_t = 2.0)]
     pub grace_secs: f64,
+    /// Before the run, the first client of each document inserts this much text into it in
+    /// --seed-insert-bytes inserts, through the same protocol (yjs and hocuspocus), and waits
+    /// until the server has applied them all; the seeding is not measured
+    #[arg(long)]
+    pub seed_bytes: Option<usize>,
+    /// Size of one seeding insert, in bytes
+    #[arg(long, default_value_t = 1024)]
+    pub seed_insert_bytes: usize,
+    /// Seeding inserts per second per document (docroom's per-connection budget is 200/s)
+    #[arg(long, default_value_t = 150.0)]
+    pub seed_rate: f64,
+    /// A shell command run (sh -c) when the measured window opens and when it closes, with
+    /// LOADGEN_PHASE=start or end in its environment (bench-compare samples CPU and Redis there)
+    #[arg(long)]
+    pub window_hook: Option<String>,
     /// Size of each update's padding text, in bytes
     #[arg(long, default_value_t = 200)]
     pub payload_bytes: usize,
@@ -102,6 +124,9 @@ pub enum Preset {
     W3,
     /// Idle scale: 10,000 JSON connections (1,000 documents x 10) held for 60 s, no writes
     W4,
+    /// Large documents: 10 documents seeded with 1 MiB of text (1 KiB inserts), one typist at
+    /// 5 updates/s and one receiver each, Yjs, 30 s
+    W6,
 }
 
 /// Everything a run needs, presets and flags resolved.
@@ -110,7 +135,8 @@ pub struct Plan {
     pub preset: Option<String>,
     pub label: Option<String>,
     pub protocol: Protocol,
-    pub url: String,
+    /// One or more; client c of each document uses `urls[c % urls.len()]`.
+    pub urls: Vec<String>,
     pub docs: usize,
     pub clients: usize,
     pub writers: usize,
@@ -125,6 +151,12 @@ pub struct Plan {
     #[serde(with = "secs")]
     pub grace: Duration,
     pub payload_bytes: usize,
+    /// Text each document is seeded with before the run (0: none).
+    pub seed_bytes: usize,
+    pub seed_insert_bytes: usize,
+    pub seed_rate: f64,
+    #[serde(skip)]
+    pub window_hook: Option<String>,
     pub doc_prefix: String,
     pub connect_concurrency: usize,
     #[serde(skip)]
@@ -141,6 +173,7 @@ struct Defaults {
     rate: f64,
     duration: f64,
     warmup: f64,
+    seed_bytes: usize,
 }
 
 impl Preset {
@@ -154,6 +187,7 @@ impl Preset {
                 rate: 1.0,
                 duration: 60.0,
                 warmup: 5.0,
+                seed_bytes: 0,
             },
             Preset::W2 => Defaults {
                 protocol: Protocol::Yjs,
@@ -163,6 +197,7 @@ impl Preset {
                 rate: 20.0,
                 duration: 60.0,
                 warmup: 5.0,
+                seed_bytes: 0,
             },
             Preset::W3 => Defaults {
                 protocol: Protocol::Json,
@@ -172,6 +207,7 @@ impl Preset {
                 rate: 0.0,
                 duration: 30.0,
                 warmup: 3.0,
+                seed_bytes: 0,
             },
             Preset::W4 => Defaults {
                 protocol: Protocol::Json,
@@ -181,6 +217,17 @@ impl Preset {
                 rate: 0.0,
                 duration: 60.0,
                 warmup: 0.0,
+                seed_bytes: 0,
+            },
+            Preset::W6 => Defaults {
+                protocol: Protocol::Yjs,
+                docs: 10,
+                clients: 2,
+                writers: 1,
+                rate: 5.0,
+                duration: 30.0,
+                warmup: 5.0,
+                seed_bytes: 1 << 20,
             },
         }
     }
@@ -196,6 +243,7 @@ impl Args {
             rate: 10.0,
             duration: 10.0,
             warmup: 1.0,
+            seed_bytes: 0,
         });
         let protocol = self.protocol.unwrap_or(d.protocol);
         let clients = self.clients.unwrap_or(d.clients);
@@ -214,6 +262,18 @@ impl Args {
         if docs == 0 || clients == 0 {
             return Err("--docs and --clients must be at least 1".into());
         }
+        let seed_bytes = self.seed_bytes.unwrap_or(d.seed_bytes);
+        if seed_bytes > 0 && protocol == Protocol::Json {
+            return Err("--seed-bytes needs the yjs or hocuspocus protocol".into());
+        }
+        if self.seed_insert_bytes == 0 || !(self.seed_rate > 0.0 && self.seed_rate.is_finite()) {
+            return Err("--seed-insert-bytes and --seed-rate must be positive".into());
+        }
+        let urls = if self.url.is_empty() {
+            vec![protocol.default_url().to_string()]
+        } else {
+            self.url.clone()
+        };
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|t| t.as_millis() % 100_000_000)
@@ -222,10 +282,7 @@ impl Args {
             preset: self.preset.map(|p| format!("{p:?}")),
             label: self.label.clone(),
             protocol,
-            url: self
-                .url
-                .clone()
-                .unwrap_or_else(|| protocol.default_url().to_string()),
+            urls,
             docs,
             clients,
             writers,
@@ -235,6 +292,10 @@ impl Args {
             warmup: secs_arg(self.warmup_secs.unwrap_or(d.warmup))?,
             grace: secs_arg(self.grace_secs)?,
             payload_bytes: self.payload_bytes,
+            seed_bytes,
+            seed_insert_bytes: self.seed_insert_bytes,
+            seed_rate: self.seed_rate,
+            window_hook: self.window_hook.clone(),
             doc_prefix: self
                 .doc_prefix
                 .clone()

@@ -196,6 +196,30 @@ impl Codec {
         }
     }
 
+    /// An update inserting `bytes` of plain text (no marker) at the end of the document: what
+    /// seeding a large document sends.
+    pub fn seed_update(&mut self, bytes: usize) -> Option<Message> {
+        const FILLER: &str = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ";
+        let y = self.yjs.as_mut()?;
+        let text: String = FILLER.chars().cycle().take(bytes).collect();
+        let update = {
+            let mut txn = y.doc.transact_mut();
+            let len = y.text.len(&txn);
+            y.text.insert(&mut txn, len, &text);
+            txn.encode_update_v1()
+        };
+        let msg = YMessage::Sync(SyncMessage::Update(update)).encode_v1();
+        Some(self.frame(&msg))
+    }
+
+    /// Our SyncStep1 alone. The server answers it with a SyncStep2 (`Incoming::ready`) after
+    /// every message sent before it on this connection: a barrier.
+    pub fn sync_step1(&self) -> Option<Message> {
+        let y = self.yjs.as_ref()?;
+        let sv = y.doc.transact().state_vector();
+        Some(self.frame(&YMessage::Sync(SyncMessage::SyncStep1(sv)).encode_v1()))
+    }
+
     /// A keepalive frame: an awareness update (what y-websocket and Hocuspocus providers send
     /// every 15 s). JSON has none: docroom's WebSocket pings are answered by the client library.
     pub fn keepalive(&mut self) -> Option<Message> {
@@ -483,6 +507,22 @@ mod tests {
         c.on_frame(&Message::binary(PING_FRAME.to_vec()), &mut out);
         assert!(out.error.is_none());
         assert_eq!(out.replies, vec![Message::binary(PONG_FRAME.to_vec())]);
+    }
+
+    #[test]
+    fn seed_updates_insert_plain_text_and_carry_no_marker() {
+        let mut seeder = Codec::new(Protocol::Yjs, "d".into(), 7, 0);
+        let frame = seeder.seed_update(1024).expect("yjs codec seeds");
+        let y = seeder.yjs.as_ref().unwrap();
+        assert_eq!(y.text.len(&y.doc.transact()), 1024);
+        let mut receiver = Codec::new(Protocol::Yjs, "d".into(), 8, 0);
+        let mut out = Incoming::default();
+        receiver.on_frame(&frame, &mut out);
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert!(out.markers.is_empty());
+        assert!(Codec::new(Protocol::Json, "d".into(), 9, 0)
+            .seed_update(1)
+            .is_none());
     }
 
     #[test]

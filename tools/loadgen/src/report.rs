@@ -165,13 +165,20 @@ impl Report {
             "{}{} on {}: {} docs x {} clients, {} writers per doc at {rate}, {:.0} s measured after {:.0} s warmup",
             p.preset.as_deref().map(|s| format!("{s} ")).unwrap_or_default(),
             p.protocol.name(),
-            p.url,
+            p.urls.join(" + "),
             p.docs,
             p.clients,
             p.writers,
             p.duration.as_secs_f64(),
             p.warmup.as_secs_f64(),
         );
+        if p.seed_bytes > 0 {
+            let _ = writeln!(
+                t,
+                "each document seeded first with {} bytes of text in {}-byte inserts",
+                p.seed_bytes, p.seed_insert_bytes
+            );
+        }
         let _ = writeln!(t);
         let _ = writeln!(t, "| metric | value |");
         let _ = writeln!(t, "| --- | --- |");

@@ -1,0 +1,284 @@
+# shellcheck shell=bash
+# Sourced by tools/bench-compare: the workloads of issue 12 item 7, where work moves into Redis
+# and CPU is therefore counted over the server's processes *and* Redis:
+#
+#   W6  large documents: 10 documents seeded with 1 MiB of text (1 KiB inserts), one typist at
+#       5 updates/s and one receiver each; the same on 4 KiB documents for the ratio.
+#   W7  W1 (500 documents x 4 clients) with each document's clients split 2 + 2 over two
+#       replicas, beside the same workload on one replica.
+#   W2s W2 (1 document x 200 clients) split over two replicas, beside one replica.
+#
+# docroom and Hocuspocus only (the reference y-websocket server has no way to run replicas).
+# Each run gets a private redis-server on a free port (the shared one at 6379 serves other
+# work too, so its CPU and traffic would not be ours): its CPU comes from /proc, the bytes
+# written to it from `INFO stats` total_net_input_bytes. Both, and the servers' CPU, are
+# sampled by the load generator's --window-hook exactly as the measured window opens and
+# closes, so seeding, connecting and the initial sync are not counted. Replicas of docroom share
+# the run's database and key prefix and differ in DOCROOM_REPLICA_ID, port and data dir;
+# Hocuspocus instances share the private Redis (extension-redis) and the table.
+#
+# Environment (all optional):
+#   BENCH_W6_SECS (30), BENCH_W6_WARMUP_SECS (15: longer than docroom's 10 s flush period, so
+#   the seed's compaction and Hocuspocus's debounced store of it are done before the window),
+#   BENCH_W6_SIZES ("1048576 4096": the large size first, the small one last),
+#   BENCH_W7_SECS (60), BENCH_W2S_SECS (60),
+#   BENCH_SCALE_DOCROOM_ENV  extra VAR=VALUE words for every docroom replica of these runs (for
+#   experiments, e.g. "DOCROOM__ROOMS__YJS_SAVE_INTERVAL_MS=20"; the report names them).
+
+readonly W6_SECS=${BENCH_W6_SECS:-30} W6_WARMUP=${BENCH_W6_WARMUP_SECS:-15}
+readonly W6_SIZES=${BENCH_W6_SIZES:-1048576 4096}
+read -r -a SCALE_DOCROOM_ENV <<<"${BENCH_SCALE_DOCROOM_ENV:-}"
+readonly SCALE_DOCROOM_ENV
+readonly W7_SECS=${BENCH_W7_SECS:-60} W2S_SECS=${BENCH_W2S_SECS:-60}
+# docroom refuses a Yjs state over limits.max_yjs_state_bytes (1,000,000 by default), below
+# 1 MiB of text plus its metadata: W6 raises it (and the frame size, which must stay above it).
+readonly W6_DOCROOM_ENV=(DOCROOM__LIMITS__MAX_YJS_STATE_BYTES=16777216
+    DOCROOM__SESSION__MAX_FRAME_BYTES=33554432)
+
+SCALE_SERVERS=""
+for s in $SERVERS; do
+    case $s in docroom | hocuspocus) SCALE_SERVERS+="$s " ;; esac
+done
+readonly SCALE_SERVERS
+# One line per run: name workload server_cpu_s redis_cpu_s redis_bytes_in peak_rss_kb json
+readonly SCALE_RESULTS=$WORK/scale.tsv
+: >"$SCALE_RESULTS"
+
+# The window hook: appends "PHASE server_ticks redis_ticks redis_input_bytes" to OUT; at the
+# end also keeps Redis's per-command counts and slow log (the evidence for where its CPU went).
+readonly SNAPSHOT=$WORK/snapshot
+cat >"$SNAPSHOT" <<'EOF'
+#!/usr/bin/env bash
+out=$1 redis_pid=$2 redis_port=$3
+shift 3
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+t=0
+for p in "$@"; do t=$((t + $(ticks "$p"))); done
+bytes=$(redis-cli -p "$redis_port" info stats | tr -d '\r' | awk -F: '$1 == "total_net_input_bytes" { print $2 }')
+echo "${LOADGEN_PHASE:-?} $t $(ticks "$redis_pid") $bytes" >>"$out"
+if [ "${LOADGEN_PHASE:-}" = end ]; then
+    redis-cli -p "$redis_port" info commandstats >"$out.commandstats"
+    redis-cli -p "$redis_port" slowlog get 20 >"$out.slowlog"
+fi
+EOF
+chmod +x "$SNAPSHOT"
+
+PRIV_REDIS_PID="" PRIV_REDIS_PORT=""
+
+start_private_redis() { # NAME
+    PRIV_REDIS_PORT=$(free_port)
+    redis-server --port "$PRIV_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$WORK" --logfile "$OUT_DIR/$1.redis.log" &
+    PRIV_REDIS_PID=$!
+    PIDS+=("$PRIV_REDIS_PID")
+    for _ in $(seq 1 100); do
+        [ "$(redis-cli -p "$PRIV_REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+        kill -0 "$PRIV_REDIS_PID" 2>/dev/null || die "private redis-server exited; see $OUT_DIR/$1.redis.log"
+        sleep 0.1
+    done
+    die "private redis-server did not answer within 10 s"
+}
+
+# Starts COUNT instances of SERVER on the private Redis; sets REPLICA_PIDS, URL_ARGS, PROTOCOL.
+start_replicas() { # SERVER NAME COUNT [VAR=VALUE...]
+    local server=$1 name=$2 count=$3 i
+    shift 3
+    REPLICA_PIDS=() URL_ARGS=()
+    for i in $(seq 1 "$count"); do
+        case $server in
+            docroom)
+                start_docroom "$name.r$i" DOCROOM_REDIS_URL="redis://127.0.0.1:$PRIV_REDIS_PORT" \
+                    DOCROOM_REPLICA_ID="bench-$i" "${SCALE_DOCROOM_ENV[@]}" "$@"
+                PROTOCOL=yjs
+                URL_ARGS+=(--url "ws://$SERVER_ADDR/yjs/{doc}")
+                ;;
+            hocuspocus)
+                start_node "$name.r$i" hocuspocus-server.js DATABASE_URL="$DB_URL" \
+                    REDIS_URL="redis://127.0.0.1:$PRIV_REDIS_PORT" REDIS_PREFIX="$HOCUS_PREFIX"
+                PROTOCOL=hocuspocus
+                URL_ARGS+=(--url "ws://$SERVER_ADDR")
+                ;;
+        esac
+        REPLICA_PIDS+=("$SERVER_PID")
+    done
+}
+
+# Runs the load generator against the started replicas; records their CPU and the private
+# Redis's CPU and input bytes over the measured window, and the replicas' summed peak RSS.
+measure_window() { # NAME WORKLOAD LOADGEN-ARGS...
+    local name=$1 workload=$2
+    shift 2
+    local json=$OUT_DIR/$name.$workload.json snap=$OUT_DIR/$name.$workload.window hwm=0 p
+    : >"$snap"
+    log "$name $workload: docroom-loadgen $*"
+    "$LOADGEN" --json --label "$name" \
+        --window-hook "$SNAPSHOT $snap $PRIV_REDIS_PID $PRIV_REDIS_PORT ${REPLICA_PIDS[*]}" \
+        "$@" >"$json" 2>"$OUT_DIR/$name.$workload.loadgen.log" ||
+        log "$name $workload: load generator exited non-zero (see $OUT_DIR/$name.$workload.loadgen.log)"
+    for p in "${REPLICA_PIDS[@]}"; do
+        hwm=$((hwm + $(status_kb "$p" VmHWM)))
+    done
+    awk -v n="$name" -v w="$workload" -v h="$hwm" -v j="$json" -v t="$CLK_TCK" '
+        $1 == "start" { s = $2; r = $3; b = $4 }
+        $1 == "end" { es = $2; er = $3; eb = $4 }
+        END {
+            if (es == "") printf "%s\t%s\tn/a\tn/a\tn/a\t%s\t%s\n", n, w, h, j
+            else printf "%s\t%s\t%.2f\t%.2f\t%d\t%s\t%s\n", n, w, (es - s) / t, (er - r) / t, eb - b, h, j
+        }' "$snap" >>"$SCALE_RESULTS"
+    tail -n 14 "$OUT_DIR/$name.$workload.loadgen.log" | grep '^|' >&2 || true
+}
+
+stop_replicas() {
+    local p
+    for p in "${REPLICA_PIDS[@]}"; do stop_pid "$p"; done
+    stop_pid "$PRIV_REDIS_PID" 10
+}
+
+run_scale_workloads() {
+    local server size n
+    if has "$WORKLOADS" w6; then
+        for size in $W6_SIZES; do
+            for server in $SCALE_SERVERS; do
+                start_private_redis "$server.w6-$size"
+                if [ "$server" = docroom ]; then
+                    start_replicas "$server" "$server.w6-$size" 1 "${W6_DOCROOM_ENV[@]}"
+                else
+                    start_replicas "$server" "$server.w6-$size" 1
+                fi
+                measure_window "$server" "w6-$size" --preset w6 --seed-bytes "$size" \
+                    --protocol "$PROTOCOL" "${URL_ARGS[@]}" --duration-secs "$W6_SECS" \
+                    --warmup-secs "$W6_WARMUP" --doc-prefix "bc-$RUN_ID-w6-$size"
+                stop_replicas
+            done
+        done
+    fi
+    local workload preset secs
+    for workload in w7 w2s; do
+        has "$WORKLOADS" "$workload" || continue
+        case $workload in
+            w7) preset=w1 secs=$W7_SECS ;;
+            w2s) preset=w2 secs=$W2S_SECS ;;
+        esac
+        for server in $SCALE_SERVERS; do
+            for n in 1 2; do
+                start_private_redis "$server.$workload-$n"
+                start_replicas "$server" "$server.$workload-$n" "$n"
+                measure_window "$server" "$workload-$n" --preset "$preset" --protocol "$PROTOCOL" \
+                    "${URL_ARGS[@]}" --duration-secs "$secs" --warmup-secs "$WARMUP" \
+                    --doc-prefix "bc-$RUN_ID-$workload-$n"
+                stop_replicas
+            done
+        done
+    done
+}
+
+# --- the report ---------------------------------------------------------------------------------
+
+scale_row() { awk -F'\t' -v n="$1" -v w="$2" '$1 == n && $2 == w' "$SCALE_RESULTS"; }
+# Server + Redis CPU µs per measured update of a scale.tsv row.
+cpu_per_update() { # ROW
+    [ -n "$1" ] || {
+        echo n/a
+        return
+    }
+    local json
+    json=$(cut -f7 <<<"$1")
+    jq -r --arg s "$(cut -f3 <<<"$1")" --arg r "$(cut -f4 <<<"$1")" \
+        'if ($s == "n/a") or (.updates.sent == 0) then "n/a" else (($s | tonumber) + ($r | tonumber)) * 1e6 / .updates.sent | round end' "$json"
+}
+bytes_per_update() { # ROW
+    [ -n "$1" ] || {
+        echo n/a
+        return
+    }
+    jq -r --arg b "$(cut -f5 <<<"$1")" \
+        'if ($b == "n/a") or (.updates.sent == 0) then "n/a" else ($b | tonumber) / .updates.sent | round end' "$(cut -f7 <<<"$1")"
+}
+size_label() { awk -v b="$1" 'BEGIN { if (b >= 1048576) printf "%g MiB", b / 1048576; else if (b >= 1024) printf "%g KiB", b / 1024; else printf "%d B", b }'; }
+scale_cells() { # ROW: the columns shared by every scale table
+    local line=$1 json
+    json=$(cut -f7 <<<"$line")
+    echo "$(num "$json" .updates.sent_per_sec) | $(jq -r 'if .broadcasts.expected > 0 then (.broadcasts.received * 10000 / .broadcasts.expected | round / 100 | tostring) + "%" else "n/a" end' "$json") | $(num "$json" .broadcasts.missing)" \
+        "| $(num "$json" .broadcast_latency_ms.p50) / $(num "$json" .broadcast_latency_ms.p95) / $(num "$json" .broadcast_latency_ms.p99) / $(num "$json" .broadcast_latency_ms.max)" \
+        "| $(cut -f3 <<<"$line") | $(cut -f4 <<<"$line") | $(cpu_per_update "$line") | $(bytes_per_update "$line")" \
+        "| $(awk -v k="$(cut -f6 <<<"$line")" 'BEGIN { printf "%.1f", k / 1024 }') | $(jq -r '"\(.errors) / \(.connections.dropped + .connections.failed)"' "$json") |"
+}
+readonly SCALE_HEADER="updates/s | delivered | missing broadcasts | broadcast p50 / p95 / p99 / max ms | server CPU s | Redis CPU s | CPU µs per update (server + Redis) | Redis bytes in per update | peak RSS MiB | errors / drops |"
+readonly SCALE_RULE="--- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+ratio_goal() { # A B GOAL: "**A/B** (goal ≤ GOAL: met|not met)"
+    local r
+    r=$(ratio "$1" "$2")
+    if [ "$r" = n/a ]; then
+        echo "n/a"
+    else
+        echo "**$r** (goal ≤ $3: $(awk -v r="$r" -v g="$3" 'BEGIN { print (r <= g) ? "met" : "not met" }'))"
+    fi
+}
+
+report_scale() {
+    [ -s "$SCALE_RESULTS" ] || return 0
+    echo "## Scale workloads (issue 12): how CPU is counted"
+    echo
+    echo "CPU below is counted over the measured window only (sampled as it opens and closes), over"
+    echo "the server's processes and a private redis-server of the run; Redis bytes in: its"
+    echo "total_net_input_bytes over the window. Delivered: broadcast receipts ÷ expected."
+    [ "${#SCALE_DOCROOM_ENV[@]}" -eq 0 ] || echo "docroom replicas ran with: ${SCALE_DOCROOM_ENV[*]}."
+    echo
+    local size s line
+    if has "$WORKLOADS" w6; then
+        echo "## W6 — large documents (10 documents, 1 typist at 5 updates/s + 1 receiver each)"
+        echo
+        echo "| server | document | $SCALE_HEADER"
+        echo "| --- | --- | $SCALE_RULE"
+        for size in $W6_SIZES; do
+            for s in $SCALE_SERVERS; do
+                line=$(scale_row "$s" "w6-$size")
+                [ -n "$line" ] && echo "| $s | $(size_label "$size") | $(scale_cells "$line")"
+            done
+        done
+        echo
+        local big small d_big d_small h_big h_small
+        big=$(awk '{ print $1 }' <<<"$W6_SIZES") small=$(awk '{ print $NF }' <<<"$W6_SIZES")
+        d_big=$(cpu_per_update "$(scale_row docroom "w6-$big")")
+        d_small=$(cpu_per_update "$(scale_row docroom "w6-$small")")
+        h_big=$(cpu_per_update "$(scale_row hocuspocus "w6-$big")")
+        h_small=$(cpu_per_update "$(scale_row hocuspocus "w6-$small")")
+        echo "- docroom $(size_label "$big") ÷ docroom $(size_label "$small"), CPU per update: $(ratio_goal "$d_big" "$d_small" 1.5)"
+        echo "- docroom $(size_label "$big") ÷ Hocuspocus $(size_label "$big"), CPU per update: $(ratio_goal "$d_big" "$h_big" 0.5)"
+        echo "- Hocuspocus $(size_label "$big") ÷ Hocuspocus $(size_label "$small"), CPU per update: $(ratio "$h_big" "$h_small")"
+        echo "- docroom Redis bytes in per update, $(size_label "$big") ÷ $(size_label "$small"):" \
+            "$(ratio "$(bytes_per_update "$(scale_row docroom "w6-$big")")" "$(bytes_per_update "$(scale_row docroom "w6-$small")")")"
+        echo
+    fi
+    local workload title
+    for workload in w7 w2s; do
+        has "$WORKLOADS" "$workload" || continue
+        case $workload in
+            w7) title="W7 — W1 (500 documents × 4 clients, 1 update/s each) on one replica and split 2 + 2 over two" ;;
+            w2s) title="W2s — W2 (1 document × 200 clients, 20 writing 20/s) on one replica and split over two" ;;
+        esac
+        echo "## $title"
+        echo
+        echo "| server | replicas | $SCALE_HEADER"
+        echo "| --- | --- | $SCALE_RULE"
+        local n
+        for s in $SCALE_SERVERS; do
+            for n in 1 2; do
+                line=$(scale_row "$s" "$workload-$n")
+                [ -n "$line" ] && echo "| $s | $n | $(scale_cells "$line")"
+            done
+        done
+        echo
+        echo "| server | delivered, two replicas | broadcast p99 two ÷ one | CPU per update two ÷ one |"
+        echo "| --- | --- | --- | --- |"
+        local one two
+        for s in $SCALE_SERVERS; do
+            one=$(scale_row "$s" "$workload-1") two=$(scale_row "$s" "$workload-2")
+            [ -n "$one" ] && [ -n "$two" ] || continue
+            echo "| $s | $(jq -r 'if .broadcasts.missing == 0 and .broadcasts.expected > 0 then "100% (goal 100%: met)" else "\(.broadcasts.received) of \(.broadcasts.expected) (goal 100%: not met)" end' "$(cut -f7 <<<"$two")")" \
+                "| $(ratio_goal "$(jq -r '.broadcast_latency_ms.p99 // "n/a"' "$(cut -f7 <<<"$two")")" "$(jq -r '.broadcast_latency_ms.p99 // "n/a"' "$(cut -f7 <<<"$one")")" 1.5)" \
+                "| $(ratio_goal "$(cpu_per_update "$two")" "$(cpu_per_update "$one")" 1.3) |"
+        done
+        echo
+    done
+}
