@@ -31,14 +31,10 @@ pub struct Args {
     pub protocol: Option<Protocol>,
     /// Target URL; `{doc}` is replaced by the document name. Defaults per protocol:
     /// json ws://127.0.0.1:8080/docs/{doc}/ws, yjs ws://127.0.0.1:8080/yjs/{doc},
-<<<<<<< HEAD
     /// hocuspocus ws://127.0.0.1:8080/hocuspocus (docroom's route; Hocuspocus itself answers on
-    /// any path; the document name travels in each message)
-=======
-    /// hocuspocus ws://127.0.0.1:8080 (the document name travels in each message).
+    /// any path; the document name travels in each message).
     /// Given several times (several replicas of one service), each document's clients are
     /// spread over them round-robin: client c of every document uses URL c mod N
->>>>>>> h-bench
     #[arg(long)]
     pub url: Vec<String>,
     /// Number of documents
