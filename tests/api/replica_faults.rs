@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::app::SHARED_PG_ADDR;
+use crate::harness::yclient::{text_of_state, YClient};
 use crate::harness::{ensure, eventually, Proxy, TestApp, TestOptions};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -208,4 +209,43 @@ async fn watch_row(app: &TestApp, doc: &str, during: Duration) -> Vec<u64> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     seen
+}
+
+/// An edit reaches a member on another replica at once, before its room's coalesced save (here
+/// held back 30 s) appends it to the log; the replica it came from is then SIGKILLed before that
+/// save. The receiving replica saved the edit too, so PostgreSQL still gets what every member
+/// was shown.
+#[tokio::test]
+async fn an_edit_relayed_ahead_of_its_save_survives_the_sending_replica_dying() {
+    let slow_saves = ("DOCROOM__ROOMS__YJS_SAVE_INTERVAL_MS", "30000");
+    let mut a = TestApp::spawn(TestOptions::new().process().env(slow_saves.0, slow_saves.1)).await;
+    let b = TestApp::spawn(a.replica_options().process()).await;
+    let alice = YClient::connect(&a, "relayed").await;
+    let mut bob = YClient::connect(&b, "relayed").await;
+    // b's reader takes the room's events from about when it opened: give it a turn.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    alice.type_text("<shown on b before a saved it>");
+    bob.until("a's edit on replica b", |y| {
+        y.text().contains("<shown on b before a saved it>")
+    })
+    .await;
+    a.sigkill().await;
+
+    b.admin().flush_now().await;
+    eventually(WITHIN, "PostgreSQL to hold the relayed edit", async || {
+        let row = b
+            .pg()
+            .await
+            .query_opt("SELECT state FROM documents WHERE doc_id = 'relayed'", &[])
+            .await;
+        let state: Option<Vec<u8>> = row.ok().flatten().and_then(|r| r.get(0));
+        let text = state.map(|s| text_of_state(&s)).unwrap_or_default();
+        ensure!(
+            text.contains("<shown on b before a saved it>"),
+            "PostgreSQL has {text:?}"
+        );
+        Ok(())
+    })
+    .await;
 }

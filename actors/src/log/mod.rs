@@ -45,7 +45,8 @@ impl fmt::Display for LogPos {
 }
 
 /// Which of a document's two streams: the log of its updates (kept until PostgreSQL has them),
-/// or its events (awareness and stateless messages: short-lived, capped, lost on a fault).
+/// or its events (awareness, stateless messages, Yjs updates relayed ahead of their save:
+/// short-lived, capped, lost on a fault — the log is what nothing may be lost from).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stream {
     Log,
@@ -59,6 +60,9 @@ pub enum EventKind {
     Awareness,
     /// A Hocuspocus stateless payload.
     Stateless,
+    /// A Yjs update as a member sent it, relayed at once: its log entry follows only with the
+    /// room's next coalesced save (`rooms.yjs_save_interval_ms` later).
+    Update,
 }
 
 impl EventKind {
@@ -66,6 +70,7 @@ impl EventKind {
         match self {
             EventKind::Awareness => "awareness",
             EventKind::Stateless => "stateless",
+            EventKind::Update => "update",
         }
     }
 
@@ -73,6 +78,7 @@ impl EventKind {
         match raw {
             "awareness" => Some(EventKind::Awareness),
             "stateless" => Some(EventKind::Stateless),
+            "update" => Some(EventKind::Update),
             _ => None,
         }
     }

@@ -5,7 +5,12 @@
 //! Redis already (their replica appended them), so applying one saves nothing.
 //!
 //! Awareness travels the same way through the document's events stream: what members here
-//! announce is published, what members elsewhere announced is applied and relayed.
+//! announce is published, what members elsewhere announced is applied and relayed. So do Yjs
+//! updates, ahead of their log entry (which waits for the sender's room's coalesced save): a
+//! member on another replica sees an edit within a round trip, not a save interval. Such an
+//! update is not durable yet, so the receiving room saves it too: if the sender's replica dies
+//! before its save, the edit other replicas already show is still appended (the sender's log
+//! entry, when it comes, changes nothing).
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -65,8 +70,33 @@ impl DocRoom {
         });
     }
 
-    fn apply_event(&mut self, event: Event) {
+    /// Yjs updates members of this room sent, for the other replicas' rooms at once.
+    pub(super) fn publish_updates(&self, updates: &[Bytes]) {
+        for update in updates {
+            self.shared.supervisor.do_send(Publish {
+                doc: self.doc.clone(),
+                kind: EventKind::Update,
+                payload: update.clone(),
+            });
+        }
+    }
+
+    fn apply_event(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event.kind {
+            EventKind::Update => {
+                let Some(y) = self.yjs.as_mut() else { return };
+                match y.doc.absorb(&event.payload) {
+                    Ok(None) => {}
+                    Ok(Some(frame)) => {
+                        y.pending.push(event.payload);
+                        self.mark_unsaved(ctx);
+                        self.broadcast(None, super::Outbound::Binary(frame.into()));
+                    }
+                    Err(e) => {
+                        warn!(doc = %self.doc, error = %e, "another replica's relayed update could not be applied")
+                    }
+                }
+            }
             EventKind::Awareness => {
                 let Some(y) = self.yjs.as_mut() else { return };
                 if let Some(frame) = y.doc.apply_remote_awareness(&event.payload) {
@@ -98,7 +128,7 @@ impl Handler<Apply> for DocRoom {
             }
         }
         for event in msg.events {
-            self.apply_event(event);
+            self.apply_event(event, ctx);
         }
         self.drop_lagging(ctx);
     }

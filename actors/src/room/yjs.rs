@@ -40,7 +40,7 @@ pub struct YjsRoom {
     clients: HashMap<MemberId, HashSet<ClientID>>,
     save_timer: Option<SpawnHandle>,
     /// Updates applied since the last capture, as received: the next save's content.
-    pending: Vec<Bytes>,
+    pub(super) pending: Vec<Bytes>,
     /// Updates applied since the last capture.
     unsaved: bool,
     /// The last save failed: its updates wait in `pending` for the next one.
@@ -134,7 +134,7 @@ impl DocRoom {
     }
 
     /// Schedules a save of what is pending, unless one is scheduled.
-    fn mark_unsaved(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn mark_unsaved(&mut self, ctx: &mut Context<Self>) {
         let interval = self.shared.yjs_save_interval;
         let Some(y) = self.yjs.as_mut() else { return };
         y.unsaved = true;
@@ -218,8 +218,9 @@ impl Handler<YjsFrame> for DocRoom {
         let Some(y) = self.yjs.as_mut() else { return };
         if handled.changed {
             metrics::counter!(crate::metrics::UPDATES, "kind" => "yjs").increment(1);
-            y.pending
-                .extend(handled.applied.into_iter().map(Bytes::from));
+            let applied: Vec<Bytes> = handled.applied.into_iter().map(Bytes::from).collect();
+            y.pending.extend(applied.iter().cloned());
+            self.publish_updates(&applied);
             self.mark_unsaved(ctx);
         }
         for frame in &handled.awareness {
