@@ -56,10 +56,7 @@ pub fn start(
         heartbeat: Duration::from_millis(s.heartbeat_interval_ms),
         timeout: Duration::from_millis(s.client_timeout_ms),
     };
-    ws::WsResponseBuilder::new(session, req, stream)
-        .frame_size(s.max_frame_bytes)
-        .start()
-        .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))
+    super::upgrade(session, req, stream, s.max_frame_bytes)
 }
 
 pub struct HocuspocusSession {

@@ -69,8 +69,22 @@ pub async fn start(
         heartbeat: Duration::from_millis(s.heartbeat_interval_ms),
         timeout: Duration::from_millis(s.client_timeout_ms),
     };
-    ws::WsResponseBuilder::new(session, req, stream)
-        .frame_size(s.max_frame_bytes)
+    upgrade(session, req, stream, s.max_frame_bytes)
+}
+
+/// Upgrades the request to a WebSocket driven by `actor`, frames up to `frame_size` bytes.
+fn upgrade<A>(
+    actor: A,
+    req: &HttpRequest,
+    stream: actix_web::web::Payload,
+    frame_size: usize,
+) -> Result<HttpResponse, ApiError>
+where
+    A: Actor<Context = ws::WebsocketContext<A>>
+        + StreamHandler<Result<ws::Message, ws::ProtocolError>>,
+{
+    ws::WsResponseBuilder::new(actor, req, stream)
+        .frame_size(frame_size)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))
 }
