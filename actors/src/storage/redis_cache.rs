@@ -3,34 +3,27 @@
 //!
 //! Only the cache supervisor calls this, so the breaker sees every success and failure. The
 //! connection is made lazily: a Redis that is down at start must not stop docroom from serving.
-//! `doc:{id}:stamp` holds a JSON version's stamp beside its content, so a save can refuse to
+//! The document streams (the log reader's XREAD, events) are in `streams`, heartbeats in
+//! `heartbeat`. `doc:{id}:stamp` holds a JSON version's stamp beside its content, so a save can refuse to
 //! replace a later version (SPEC §6 "Versions").
 
 mod heartbeat;
+mod streams;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncCommands, AsyncConnectionConfig};
+use redis::AsyncCommands;
 
 use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
 use super::redis_scripts::{decode, encode, BATCH, COMMIT, FILL, KEEP, READ, SAVE};
 use super::{Cache, CacheResult, Cached, Claimed, Commit, ReplicaBeat, Saved, Written};
-use crate::doc::{combine, CombineError, DocId, Kind, Stamp, Version};
-use crate::log::{Event, EventKind, Found, LogEntry, LogPos, Stream};
-
-/// Entries one `XREAD` answers at most per document.
-const READ_COUNT: usize = 500;
-/// Events a document's events stream keeps (about; `MAXLEN ~`), and how long it lives after
-/// the last one: enough for every replica's reader to see them, nothing more.
-const EVENTS_KEPT: usize = 200;
-const EVENTS_TTL_SECS: i64 = 60;
+use crate::doc::{combine, CombineError, DocId, Stamp, Version};
+use crate::log::{EventKind, Found, LogEntry, LogPos, Stream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -254,29 +247,6 @@ impl RedisCache {
         }
         Ok(out)
     }
-
-    /// The blocking reader's own connection (a blocking `XREAD` would hold up every command
-    /// queued behind it on the shared one), made on first use and dropped after a failure.
-    async fn reader_connection(&self, block: Duration) -> CacheResult<MultiplexedConnection> {
-        if let Some(conn) = self
-            .reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Ok(conn);
-        }
-        let s = &self.settings;
-        let client = self.bounded(s.target.client()).await??;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(s.connection_timeout))
-            .set_response_timeout(Some(block + s.response_timeout));
-        let conn = self
-            .bounded(client.get_multiplexed_async_connection_with_config(&config))
-            .await??;
-        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        Ok(conn)
-    }
 }
 
 /// One document as READ answers it.
@@ -309,7 +279,7 @@ impl Read {
         Ok(Read::Found {
             temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
             position: LogPos::parse(&pos).unwrap_or_default(),
-            tail: entries(doc, tail)?,
+            tail: streams::entries(doc, tail)?,
             dirty: dirty == 1,
         })
     }
@@ -343,62 +313,6 @@ impl Read {
             tail: tail_len,
         }))
     }
-}
-
-/// The key suffix of a document's stream.
-fn stream_suffix(stream: Stream) -> &'static str {
-    match stream {
-        Stream::Log => "log",
-        Stream::Events => "events",
-    }
-}
-
-/// Decodes events-stream entries; entries that are not docroom's are skipped.
-fn events(value: redis::Value) -> CacheResult<Vec<Event>> {
-    let raw: Vec<(String, HashMap<String, redis::Value>)> = redis::from_redis_value(value)?;
-    Ok(raw
-        .into_iter()
-        .filter_map(|(id, mut fields)| {
-            let mut text =
-                |k: &str| -> Option<String> { redis::from_redis_value(fields.remove(k)?).ok() };
-            let (replica, kind) = (text("r")?, text("k")?);
-            let payload: Vec<u8> = redis::from_redis_value(fields.remove("d")?).ok()?;
-            Some(Event {
-                pos: LogPos::parse(&id)?,
-                replica: replica.into(),
-                kind: EventKind::parse(&kind)?,
-                payload: Bytes::from(payload),
-            })
-        })
-        .collect())
-}
-
-/// Decodes `XRANGE`/`XREAD` entries (`[[id, [field, value, ...]], ...]`) of `doc`'s log;
-/// entries that are not docroom's are skipped.
-fn entries(doc: &DocId, value: redis::Value) -> CacheResult<Vec<LogEntry>> {
-    let raw: Vec<(String, HashMap<String, redis::Value>)> = redis::from_redis_value(value)?;
-    Ok(raw
-        .into_iter()
-        .filter_map(|(id, mut fields)| {
-            let pos = LogPos::parse(&id)?;
-            let mut text =
-                |k: &str| -> Option<String> { redis::from_redis_value(fields.remove(k)?).ok() };
-            let (replica, kind, hash, stamp) = (text("r")?, text("k")?, text("h")?, text("s"));
-            let content: Vec<u8> = redis::from_redis_value(fields.remove("d")?).ok()?;
-            let version = Version {
-                doc: doc.clone(),
-                kind: Kind::parse(&kind)?,
-                hash,
-                content: Bytes::from(content),
-                stamp: stamp.as_deref().and_then(Stamp::decode),
-            };
-            Some(LogEntry {
-                pos,
-                replica: replica.into(),
-                version,
-            })
-        })
-        .collect())
 }
 
 #[async_trait]
@@ -533,78 +447,11 @@ impl Cache for RedisCache {
         from: &[(DocId, Stream, LogPos)],
         block: Duration,
     ) -> CacheResult<Vec<(DocId, Found)>> {
-        if from.is_empty() {
-            tokio::time::sleep(block).await;
-            return Ok(Vec::new());
-        }
-        let mut conn = self.reader_connection(block).await?;
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS");
-        let mut by_key = HashMap::with_capacity(from.len());
-        for (doc, stream, _) in from {
-            let key = self.key(doc, stream_suffix(*stream));
-            cmd.arg(&key);
-            by_key.insert(key, (doc.clone(), *stream));
-        }
-        for (_, _, pos) in from {
-            cmd.arg(pos.to_string());
-        }
-        let limit = block + self.settings.response_timeout + self.settings.connection_timeout;
-        let answer = tokio::time::timeout(limit, cmd.query_async::<redis::Value>(&mut conn)).await;
-        let value = match answer {
-            Ok(Ok(value)) => value,
-            Ok(Err(e)) => {
-                self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
-                return Err(e.into());
-            }
-            Err(_) => {
-                self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
-                return Err(CacheError::Timeout(limit));
-            }
-        };
-        if matches!(value, redis::Value::Nil) {
-            return Ok(Vec::new());
-        }
-        let streams: Vec<(String, redis::Value)> = redis::from_redis_value(value)?;
-        let mut out = Vec::with_capacity(streams.len());
-        for (key, raw) in streams {
-            let Some((doc, stream)) = by_key.get(&key) else {
-                continue;
-            };
-            let found = match stream {
-                Stream::Log => Found::Log(entries(doc, raw)?),
-                Stream::Events => Found::Events(events(raw)?),
-            };
-            out.push((doc.clone(), found));
-        }
-        Ok(out)
+        self.read_streams(from, block).await
     }
 
     async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()> {
-        let mut conn = self.connection().await?;
-        let key = self.key(doc, stream_suffix(Stream::Events));
-        let mut pipe = redis::pipe();
-        pipe.cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(EVENTS_KEPT)
-            .arg("*")
-            .arg("r")
-            .arg(&*self.settings.replica)
-            .arg("k")
-            .arg(kind.as_str())
-            .arg("d")
-            .arg(payload)
-            .ignore()
-            .expire(&key, EVENTS_TTL_SECS)
-            .ignore();
-        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
-        Ok(())
+        self.append_event(doc, kind, payload).await
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {
