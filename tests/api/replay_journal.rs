@@ -109,13 +109,7 @@ async fn a_killed_replicas_journal_is_persisted_by_replay_journal_once() {
     assert!(printed.contains("2 documents to persist"), "{printed}");
     assert!(printed.contains("done: 2 documents persisted"), "{printed}");
     assert_eq!(app.pg_content("json-doc").await, Some(content.clone()));
-    let state: Vec<u8> = app
-        .pg()
-        .await
-        .query_one("SELECT state FROM documents WHERE doc_id = 'yjs-doc'", &[])
-        .await
-        .expect("the yjs row")
-        .get(0);
+    let state = app.pg_yjs_state("yjs-doc").await.expect("the yjs row");
     assert_eq!(text_of_state(&state), "typed into the journal");
 
     let (code, printed) = replay(&app, &app.data_dir).await;

@@ -234,12 +234,7 @@ async fn an_edit_relayed_ahead_of_its_save_survives_the_sending_replica_dying() 
 
     b.admin().flush_now().await;
     eventually(WITHIN, "PostgreSQL to hold the relayed edit", async || {
-        let row = b
-            .pg()
-            .await
-            .query_opt("SELECT state FROM documents WHERE doc_id = 'relayed'", &[])
-            .await;
-        let state: Option<Vec<u8>> = row.ok().flatten().and_then(|r| r.get(0));
+        let state = b.pg_yjs_state("relayed").await;
         let text = state.map(|s| text_of_state(&s)).unwrap_or_default();
         ensure!(
             text.contains("<shown on b before a saved it>"),

@@ -203,12 +203,7 @@ async fn yjs_typists_on_two_replicas_converge_through_a_redis_outage() {
     a.admin().flush_now().await;
     b.admin().flush_now().await;
     eventually(WITHIN, "PostgreSQL to hold every token", async || {
-        let row = a
-            .pg()
-            .await
-            .query_opt("SELECT state FROM documents WHERE doc_id = 'outage'", &[])
-            .await;
-        let state: Option<Vec<u8>> = row.ok().flatten().and_then(|r| r.get(0));
+        let state = a.pg_yjs_state("outage").await;
         let text = state.map(|s| text_of_state(&s)).unwrap_or_default();
         let missing: Vec<&String> = typed
             .iter()

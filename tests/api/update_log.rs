@@ -82,18 +82,22 @@ async fn a_commit_compacts_trims_what_postgres_holds_and_keeps_what_came_after()
     let (one, two, three) = (typed("y", 1, "1"), typed("y", 2, "2"), typed("y", 3, "3"));
     cache.save(&one).await.unwrap();
     cache.save(&two).await.unwrap();
+    let whole = cache.load(&one.doc).await.unwrap().unwrap();
     let Claimed::Found(read) = claimed(&cache, &one.doc).await else {
         panic!("the document is claimable")
     };
+    assert!(read.compaction.is_none(), "a short log waits for more");
+    assert_eq!(read.position, whole.position);
     // An append lands between the flush's read and its commit.
     cache.save(&three).await.unwrap();
 
     cache
         .committed(&[Commit {
             doc: one.doc.clone(),
-            hash: read.version.hash.clone(),
+            hash: read.version.unwrap().hash,
             position: Some(read.position),
-            compacted: Some(read.version.clone()),
+            compacted: Some(whole.version.clone()),
+            folded: 0,
         }])
         .await
         .unwrap();
@@ -117,6 +121,99 @@ async fn a_commit_compacts_trims_what_postgres_holds_and_keeps_what_came_after()
     }
 }
 
+/// A flush of a Yjs document reads what PostgreSQL lacks — the log after the last commit — and
+/// not the document: its cost follows what was appended since (issue 12, W6).
+#[tokio::test]
+async fn a_flush_reads_only_the_updates_appended_since_the_last_commit() {
+    let p = Prefix::new();
+    let cache = p.cache("a");
+    let (one, two) = (typed("y", 1, "first "), typed("y", 2, "second "));
+    cache.save(&one).await.unwrap();
+    let Claimed::Found(read) = claimed(&cache, &one.doc).await else {
+        panic!("claimable")
+    };
+    let first = read.version.unwrap();
+    assert!(text_of(&first).contains("first"));
+    cache
+        .committed(&[Commit {
+            position: Some(read.position),
+            ..Commit::of(one.doc.clone(), first.hash.clone())
+        }])
+        .await
+        .unwrap();
+    cache.save(&two).await.unwrap();
+
+    let Claimed::Found(read) = claimed(&cache, &one.doc).await else {
+        panic!("claimable")
+    };
+    let delta = read.version.expect("the second update waits");
+    let text = text_of(&delta);
+    assert!(text.contains("second") && !text.contains("first"), "{text}");
+    assert!(read.dirty);
+    cache
+        .committed(&[Commit {
+            position: Some(read.position),
+            ..Commit::of(one.doc.clone(), delta.hash.clone())
+        }])
+        .await
+        .unwrap();
+    let Claimed::Found(read) = claimed(&cache, &one.doc).await else {
+        panic!("claimable")
+    };
+    assert!(!read.dirty, "nothing after the last commit");
+    assert_eq!(read.version, None);
+}
+
+/// Compaction is triggered by size: once the log after the compacted content holds as many
+/// bytes (at least 64 KiB), the flush folds it in, and the next flush does not again.
+#[tokio::test]
+async fn the_log_is_compacted_once_it_holds_about_as_much_as_the_compacted_content() {
+    let p = Prefix::new();
+    let cache = p.cache("a");
+    let chunk = "x".repeat(8 * 1024);
+    let mut saved = 0;
+    let mut last = None;
+    while saved < 70 * 1024 {
+        let v = typed("y", 1 + (saved / chunk.len()) as u64, &chunk);
+        saved += v.content.len();
+        cache.save(&v).await.unwrap();
+        last = Some(v);
+    }
+    let doc = last.unwrap().doc;
+    let Claimed::Found(read) = claimed(&cache, &doc).await else {
+        panic!("claimable")
+    };
+    let compaction = read.compaction.expect("70 KiB of log is compacted");
+    assert!(
+        !compaction.whole,
+        "nothing was compacted before: only the log"
+    );
+    assert!(compaction.folded as usize >= saved);
+    cache
+        .committed(&[Commit {
+            doc: doc.clone(),
+            hash: read.version.unwrap().hash,
+            position: Some(read.position),
+            compacted: Some(compaction.version.clone()),
+            folded: compaction.folded,
+        }])
+        .await
+        .unwrap();
+
+    let after = cache.load(&doc).await.unwrap().unwrap();
+    assert!(after.whole && after.tail == 0 && !after.dirty);
+    assert_eq!(
+        text_of(&after.version).len(),
+        text_of(&compaction.version).len()
+    );
+    cache.save(&typed("y", 99, "more")).await.unwrap();
+    let Claimed::Found(read) = claimed(&cache, &doc).await else {
+        panic!("claimable")
+    };
+    assert!(read.compaction.is_none(), "the log is short again");
+    assert_eq!(text_of(&read.version.unwrap()), "more");
+}
+
 #[tokio::test]
 async fn an_older_compaction_never_replaces_a_newer_one() {
     let p = Prefix::new();
@@ -131,6 +228,7 @@ async fn an_older_compaction_never_replaces_a_newer_one() {
         hash: c.version.hash.clone(),
         position: Some(c.position),
         compacted: Some(c.version.clone()),
+        folded: 0,
     };
 
     b.committed(&[commit(&late)]).await.unwrap();

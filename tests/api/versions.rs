@@ -72,6 +72,84 @@ async fn postgres_merges_yjs_states_instead_of_replacing_them() {
     );
 }
 
+/// Yjs flushes append their updates (SPEC §6); the updates are folded into the row's state once
+/// they add up to its size (64 KiB at least) and when asked (a document at rest). Whatever the
+/// folds, a load holds every update, and a folded row's hash names its state.
+#[tokio::test]
+async fn postgres_appends_yjs_updates_and_folds_them_into_the_state() {
+    let app = TestApp::spawn(TestOptions::new().flusher_paused()).await;
+    let store = store_of(&app).await;
+    let doc = DocId::parse("appended").unwrap();
+    let waiting = async || -> i64 {
+        app.pg()
+            .await
+            .query_one(
+                "SELECT count(*) FROM document_updates WHERE doc_id = 'appended'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let text_of = |v: &Version| {
+        docroom_actors::protocol::yjs::YjsDoc::load(&v.content)
+            .unwrap()
+            .to_json()
+            .to_string()
+    };
+
+    store
+        .upsert(&[typed("appended", 1, "first ")])
+        .await
+        .unwrap();
+    store
+        .upsert(&[typed("appended", 2, "second ")])
+        .await
+        .unwrap();
+    assert_eq!(waiting().await, 2, "small updates wait as updates");
+    let text = text_of(&store.load(&doc).await.unwrap().unwrap());
+    assert!(text.contains("first") && text.contains("second"), "{text}");
+
+    // 80 KiB more: past the fold threshold, the flush that crosses it folds.
+    let big = "x".repeat(8 * 1024);
+    for client in 3..13 {
+        store
+            .upsert(&[typed("appended", client, &big)])
+            .await
+            .unwrap();
+    }
+    assert!(waiting().await < 10, "the updates were folded");
+    let loaded = store.load(&doc).await.unwrap().unwrap();
+    let text = text_of(&loaded);
+    assert!(
+        text.contains("first")
+            && text.contains("second")
+            && text.matches('x').count() == 10 * big.len()
+    );
+
+    store
+        .upsert(&[typed("appended", 20, "last")])
+        .await
+        .unwrap();
+    store.fold(std::slice::from_ref(&doc)).await.unwrap();
+    assert_eq!(waiting().await, 0, "a fold leaves nothing waiting");
+    let row = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT state, content_hash, updates_bytes FROM documents WHERE doc_id = 'appended'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (state, hash, bytes): (Vec<u8>, String, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(bytes, 0);
+    assert_eq!(hash, docroom_actors::doc::sha256_hex(&state));
+    let folded = store.load(&doc).await.unwrap().unwrap();
+    assert_eq!(folded.content, state, "a folded row loads as its state");
+    assert!(text_of(&folded).contains("last"));
+}
+
 fn cache(prefix: &str) -> RedisCache {
     crate::harness::storage::redis_cache(prefix, "r1")
 }

@@ -387,33 +387,34 @@ async fn yjs_state_lands_in_postgres_and_get_renders_it() {
         .encode_state_as_update_v1(&StateVector::default());
 
     // Within a coalescing interval the state is in Redis; the flusher (every 200 ms here) then
-    // writes it to PostgreSQL, while everyone is still connected.
-    let (kind, state, content, hash) = eventually(WITHIN, "the state in PostgreSQL", async || {
-        let row = pg_yjs_row(&app, "stored")
+    // writes it to PostgreSQL (its state plus the updates appended since), while everyone is
+    // still connected.
+    let state = eventually(WITHIN, "the state in PostgreSQL", async || {
+        let state = app
+            .pg_yjs_state("stored")
             .await
             .ok_or_else(|| "no row yet".to_string())?;
-        let state = row.1.as_deref().ok_or_else(|| "no state".to_string())?;
         ensure!(
-            text_of_state(state) == text,
+            text_of_state(&state) == text,
             "text in PostgreSQL: {:?}",
-            text_of_state(state)
+            text_of_state(&state)
         );
         let doc = Doc::new();
         let m = doc.get_or_insert_map("map");
         doc.transact_mut()
-            .apply_update(Update::decode_v1(state).unwrap())
+            .apply_update(Update::decode_v1(&state).unwrap())
             .unwrap();
         ensure!(m.len(&doc.transact()) == 2, "map not there yet");
-        Ok(row)
+        Ok(state)
     })
     .await;
+    let (kind, row_state, content, hash) = pg_yjs_row(&app, "stored").await.expect("the row");
     assert_eq!(kind, "yjs");
     assert_eq!(content, None, "a yjs document has no jsonb content");
-    let state = state.unwrap();
     assert_eq!(
         hash,
-        sha256::hex(&state),
-        "content_hash is the SHA-256 of the state"
+        sha256::hex(&row_state.unwrap()),
+        "content_hash is the SHA-256 of the row's state"
     );
     assert_eq!(text_of_state(&expected_state), text_of_state(&state));
     eventually(WITHIN, "persisted, so not in modifiedDocs", async || {
@@ -449,11 +450,19 @@ async fn yjs_state_lands_in_postgres_and_get_renders_it() {
         Ok(())
     })
     .await;
+    // Its last member gone, the document's updates are folded into the row's state.
+    let folded = eventually(WITHIN, "the updates folded into the state", async || {
+        let (_, state, _, hash) = pg_yjs_row(&app, "stored").await.expect("the row");
+        let waiting = app.pg_yjs_state("stored").await.expect("the row");
+        ensure!(state.as_ref() == Some(&waiting), "updates still wait");
+        Ok(hash)
+    })
+    .await;
     app.redis_delete_all().await;
     let cold = app.get_doc("stored").await;
     assert_eq!(cold.status, 200, "{}", cold.text);
     assert_eq!(cold.body["kind"], "yjs");
-    assert_eq!(cold.body["hash"], hash.as_str());
+    assert_eq!(cold.body["hash"], folded.as_str());
     assert_eq!(cold.body["content"], reply.body["content"]);
     assert_no_panic(&app);
 }

@@ -43,6 +43,15 @@ pub struct PersistNow {
     pub doc: DocId,
 }
 
+/// Nobody edits the document here any more (its room retired): fold the Yjs updates PostgreSQL
+/// holds for it into its stored state, so the row holds the whole document while it rests.
+/// Best effort: a later fold includes whatever this one missed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fold {
+    pub doc: DocId,
+}
+
 /// Shutdown: persist everything waiting plus `versions` (content the rooms could not save);
 /// journal what PostgreSQL refuses.
 #[derive(Message)]
@@ -272,7 +281,8 @@ impl Flusher {
 
 /// The writes of one run, one per document (a statement cannot write a row twice): a version
 /// the ledger or the caller holds and one read from Redis for the same document merge into one
-/// write, which commits what Redis's commit would (its log position) and the merged hash.
+/// write, which commits what Redis's commit would (its log position, its compaction) and the
+/// merged hash.
 fn one_write_per_document(local: HashMap<DocId, Version>, cached: Vec<Dirty>) -> Vec<Dirty> {
     let mut local = local;
     let mut writes: Vec<Dirty> = cached
@@ -281,9 +291,6 @@ fn one_write_per_document(local: HashMap<DocId, Version>, cached: Vec<Dirty>) ->
             if let Some(held) = local.remove(&d.version.doc) {
                 d.version = later(held, d.version.clone()).unwrap_or(d.version);
                 d.commit.hash = d.version.hash.clone();
-                if d.commit.compacted.is_some() {
-                    d.commit.compacted = Some(d.version.clone());
-                }
             }
             d
         })
@@ -327,6 +334,23 @@ impl Handler<PersistNow> for Flusher {
                     _ => Ok(()),
                 }),
         )
+    }
+}
+
+impl Handler<Fold> for Flusher {
+    type Result = ();
+
+    /// Folds the document's waiting Yjs updates into its stored state, off any caller's path.
+    fn handle(&mut self, msg: Fold, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = store.fold(std::slice::from_ref(&msg.doc)).await {
+                    debug!(doc = %msg.doc, error = %e, "folding updates into the state failed");
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 

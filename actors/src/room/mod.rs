@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 
 use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
-use crate::flusher::{Flusher, PersistNow};
+use crate::flusher::{Flusher, Fold, PersistNow};
 use crate::ledger::Ledger;
 use crate::log::reader::LogReader;
 use crate::metrics as m;
@@ -330,9 +330,15 @@ impl DocRoom {
 impl Actor for DocRoom {
     type Context = Context<Self>;
 
-    /// The log reader stops handing this room entries.
+    /// The log reader stops handing this room entries; the document, at rest, gets its stored
+    /// state folded (not at shutdown: the drain has the deadline).
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.unfollow(ctx);
+        if !self.closing && self.yjs.is_some() {
+            self.shared.flusher.do_send(Fold {
+                doc: self.doc.clone(),
+            });
+        }
     }
 
     fn started(&mut self, ctx: &mut Self::Context) {

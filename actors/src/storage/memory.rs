@@ -14,6 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::pending::FlushRead;
+use super::redis_scripts::{COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES};
 use super::{
     Cache, CacheError, CacheResult, Cached, Claimed, Commit, DocStore, ReplicaBeat, Saved,
     StoreError, StoreResult, Written,
@@ -103,6 +105,10 @@ struct CachedDoc {
     temp: Option<Version>,
     /// The last log entry `temp` includes.
     pos: LogPos,
+    /// The last log entry PostgreSQL holds (`None`: not known, as `pos`).
+    persisted: Option<LogPos>,
+    /// Bytes of Yjs updates appended since `temp`.
+    tail: u64,
     log: Vec<LogEntry>,
     events: Vec<Event>,
     claim: Option<Arc<str>>,
@@ -119,6 +125,46 @@ struct CacheState {
 }
 
 impl CacheState {
+    /// A flush's read, as the CLAIM script makes it.
+    fn flush_read(&self, doc: &DocId) -> FlushRead {
+        let Some(held) = self.docs.get(doc) else {
+            return FlushRead {
+                temp: None,
+                pos: LogPos::ZERO,
+                persisted: LogPos::ZERO,
+                entries: Vec::new(),
+                dirty: self.modified.contains(doc),
+                compact: false,
+                log_len: 0,
+                has_temp: false,
+            };
+        };
+        let persisted = held.persisted.unwrap_or(held.pos);
+        let json = held.temp.as_ref().is_some_and(|t| t.kind == Kind::Json);
+        let (temp, from, compact) = match json {
+            true => (held.temp.clone(), held.pos, false),
+            false => {
+                let size = held.temp.as_ref().map_or(0, |t| t.content.len() as u64);
+                let due = held.tail >= (COMPACT_MIN_BYTES as u64).max(size)
+                    || held.log.len() >= COMPACT_MAX_ENTRIES;
+                match due {
+                    true => (held.temp.clone(), held.pos.min(persisted), true),
+                    false => (None, persisted, false),
+                }
+            }
+        };
+        FlushRead {
+            temp,
+            pos: held.pos,
+            persisted,
+            entries: held.log.iter().filter(|e| e.pos > from).cloned().collect(),
+            dirty: self.modified.contains(doc),
+            compact,
+            log_len: held.log.len(),
+            has_temp: held.temp.is_some(),
+        }
+    }
+
     fn read(&self, doc: &DocId) -> Option<Cached> {
         let held = self.docs.get(doc)?;
         let tail = held.log.iter().filter(|e| e.pos > held.pos);
@@ -237,9 +283,12 @@ impl Cache for MemoryCache {
             replica: self.replica.clone(),
             version: v.clone(),
         });
-        if v.kind == Kind::Json {
-            held.temp = Some(v.clone());
-            held.pos = pos;
+        match v.kind {
+            Kind::Json => {
+                held.temp = Some(v.clone());
+                held.pos = pos;
+            }
+            Kind::Yjs => held.tail += v.content.len() as u64,
         }
         state.modified.insert(v.doc.clone());
         Ok(Saved {
@@ -256,6 +305,8 @@ impl Cache for MemoryCache {
         let held = state.docs.entry(v.doc.clone()).or_default();
         if held.temp.is_none() {
             held.pos = held.log.last().map_or(LogPos::ZERO, |e| e.pos);
+            held.persisted = Some(held.pos);
+            held.tail = 0;
             held.temp = Some(v.clone());
         }
         Ok(())
@@ -280,7 +331,11 @@ impl Cache for MemoryCache {
                     }
                     held.claim = Some(self.replica.clone());
                 }
-                state.read(doc).map_or(Claimed::Missing, Claimed::Found)
+                match state.flush_read(doc).pending() {
+                    Ok(Some(pending)) => Claimed::Found(Box::new(pending)),
+                    Ok(None) => Claimed::Missing,
+                    Err(_) => Claimed::Busy,
+                }
             })
             .collect())
     }
@@ -306,11 +361,14 @@ impl Cache for MemoryCache {
             };
             let clean = match c.position {
                 Some(position) => {
+                    let persisted = held.persisted.map_or(position, |p| p.max(position));
+                    held.persisted = Some(persisted);
                     if let Some(compacted) = c.compacted.as_ref().filter(|_| held.pos < position) {
                         held.temp = Some(compacted.clone());
                         held.pos = position;
+                        held.tail = held.tail.saturating_sub(c.folded);
                     }
-                    let upto = position.min(held.pos);
+                    let upto = persisted.min(held.pos);
                     held.log.retain(|e| e.pos > upto);
                     held.log.last().is_none_or(|e| e.pos <= position)
                 }

@@ -7,6 +7,7 @@
 //! flushes and faults can be played out deterministically in process.
 
 pub mod memory;
+mod pending;
 mod postgres;
 mod redis_cache;
 mod redis_connect;
@@ -64,10 +65,40 @@ pub struct Cached {
     pub tail: usize,
 }
 
+/// What a flush reads of a document it claimed: what PostgreSQL lacks, and whether the log has
+/// grown enough to compact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// JSON: the latest content. Yjs: the log entries after what PostgreSQL holds, merged into
+    /// one update (a flush costs what was appended, not the document). `None`: PostgreSQL holds
+    /// everything (another replica flushed it).
+    pub version: Option<Version>,
+    /// The last log entry read: a commit of this read covers the log up to it.
+    pub position: LogPos,
+    /// The document is in `modifiedDocs`.
+    pub dirty: bool,
+    /// Entries in the document's log.
+    pub log_len: usize,
+    /// The log after the compacted content has grown to about its size: fold it in.
+    pub compaction: Option<Compaction>,
+}
+
+/// A Yjs document's compacted content and the log entries after it, up to the read's position,
+/// merged: the new compacted content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    pub version: Version,
+    /// `version` is the whole document. Otherwise the cache had no compacted content and it is
+    /// only the log's entries, which PostgreSQL's content completes.
+    pub whole: bool,
+    /// Bytes of the log entries folded in.
+    pub folded: u64,
+}
+
 /// A dirty document as a flush finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claimed {
-    Found(Cached),
+    Found(Box<Pending>),
     /// Another replica is flushing it now.
     Busy,
     /// Marked dirty but nothing is cached: its content expired.
@@ -76,13 +107,14 @@ pub enum Claimed {
 
 /// PostgreSQL committed `hash` of `doc`, which includes the log up to `position` (when the
 /// version was read from the cache). `compacted`, the whole document at `position`, replaces
-/// the cached content if that includes less.
+/// the cached content if that includes less; it folded `folded` bytes of log entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Commit {
     pub doc: DocId,
     pub hash: String,
     pub position: Option<LogPos>,
     pub compacted: Option<Version>,
+    pub folded: u64,
 }
 
 impl Commit {
@@ -93,6 +125,7 @@ impl Commit {
             hash,
             position: None,
             compacted: None,
+            folded: 0,
         }
     }
 }
@@ -135,7 +168,8 @@ pub trait Cache: Send + Sync + 'static {
     async fn dirty_docs(&self) -> CacheResult<Vec<DocId>>;
 
     /// Claims `docs` for this replica's flush (one replica flushes a document at a time) and
-    /// reads each one claimed, refreshing its TTLs in the same round trip.
+    /// reads what PostgreSQL lacks of each one claimed (see [`Pending`]), refreshing its TTLs
+    /// in the same round trip.
     async fn claim(&self, docs: &[DocId]) -> CacheResult<Vec<Claimed>>;
 
     /// Refreshes the TTLs of `docs` (a flush could not persist them yet) and releases this
@@ -174,7 +208,8 @@ pub trait Cache: Send + Sync + 'static {
     async fn retire(&self, replica: &str) -> CacheResult<()>;
 }
 
-/// The durable store (SPEC §6 table `documents`).
+/// The durable store (SPEC §6 table `documents`). A Yjs write appends the update it is (the
+/// log entries PostgreSQL lacked) and costs that update, not the document.
 #[async_trait]
 pub trait DocStore: Send + Sync + 'static {
     async fn load(&self, doc: &DocId) -> StoreResult<Option<Version>>;
@@ -183,6 +218,12 @@ pub trait DocStore: Send + Sync + 'static {
     /// §6: JSON content is replaced only by a larger stamp, Yjs content is merged. A version
     /// refused as older counts as committed.
     async fn upsert(&self, versions: &[Version]) -> StoreResult<()>;
+
+    /// Yjs: folds the updates appended since the last fold into the stored state now, so the
+    /// row holds the whole document (a store that merges at once has nothing to do).
+    async fn fold(&self, _docs: &[DocId]) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Opens connections ahead of the first flush; best effort.
     async fn warm(&self, _connections: usize) {}

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
 use super::{tls, DocStore};
-use crate::doc::{canonical_json, later, DocId, Kind, Stamp, Version};
+use crate::doc::{canonical_json, combine, DocId, Kind, Stamp, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,23 +64,53 @@ const UPSERT_JSON: &str = "
        AND (documents.stamp IS NULL
             OR (excluded.stamp IS NOT NULL AND excluded.stamp > documents.stamp))";
 
-/// Yjs rows are merged, never replaced: inside one transaction the rows are locked (an advisory
-/// lock per id, in id order, covers rows that do not exist yet), read, merged with what is
-/// flushed, and written back.
+/// Yjs rows are merged, never replaced: a flush appends its updates to `document_updates` and
+/// counts their bytes on the row (a new document gets a row with an empty state; a JSON row of
+/// the same id becomes a Yjs one, as a merge would have made it). Inside one transaction the
+/// rows are locked (an advisory lock per id, in id order, covers rows that do not exist yet), so
+/// a fold never races an append.
 const LOCK_IDS: &str = "
     SELECT pg_advisory_xact_lock(hashtextextended(d, 7177))
     FROM (SELECT d FROM UNNEST($1::text[]) AS t(d) ORDER BY d) AS ids";
+const APPEND_UPDATES: &str = "
+    INSERT INTO document_updates (doc_id, update)
+    SELECT d, u FROM UNNEST($1::text[], $2::bytea[]) AS t(d, u)";
+const COUNT_UPDATES: &str = "
+    INSERT INTO documents (doc_id, kind, state, content_hash, updates_bytes, updated_at)
+    SELECT d, 'yjs', $3::bytea, $4::text, n, now()
+    FROM UNNEST($1::text[], $2::bigint[]) AS t(d, n)
+    ON CONFLICT (doc_id) DO UPDATE
+       SET updates_bytes = documents.updates_bytes + excluded.updates_bytes,
+           updated_at = excluded.updated_at,
+           kind = 'yjs', content = NULL,
+           state = CASE WHEN documents.kind = 'yjs' THEN documents.state ELSE excluded.state END,
+           content_hash = CASE WHEN documents.kind = 'yjs' THEN documents.content_hash
+                               ELSE excluded.content_hash END
+    RETURNING doc_id, updates_bytes, octet_length(state)";
 const READ_STATES: &str =
     "SELECT doc_id, state FROM documents WHERE doc_id = ANY($1::text[]) AND kind = 'yjs'";
+const READ_UPDATES: &str = "
+    SELECT doc_id, update FROM document_updates WHERE doc_id = ANY($1::text[])
+    ORDER BY doc_id, seq";
 const READ_ONE: &str = "SELECT kind, state FROM documents WHERE doc_id = $1";
-const UPSERT_YJS: &str = "
-    INSERT INTO documents (doc_id, kind, state, content_hash, updated_at)
-    SELECT d, 'yjs', s, h, now()
+const WRITE_STATES: &str = "
+    INSERT INTO documents (doc_id, kind, state, content_hash, updates_bytes, updated_at)
+    SELECT d, 'yjs', s, h, 0, now()
     FROM UNNEST($1::text[], $2::bytea[], $3::text[]) AS t(d, s, h)
     ON CONFLICT (doc_id) DO UPDATE
        SET kind = excluded.kind, content = NULL, state = excluded.state,
-           content_hash = excluded.content_hash, updated_at = excluded.updated_at
-     WHERE documents.content_hash IS DISTINCT FROM excluded.content_hash";
+           content_hash = excluded.content_hash, updates_bytes = 0,
+           updated_at = CASE WHEN documents.content_hash IS DISTINCT FROM excluded.content_hash
+                             THEN excluded.updated_at ELSE documents.updated_at END";
+const DROP_UPDATES: &str = "DELETE FROM document_updates WHERE doc_id = ANY($1::text[])";
+
+/// Updates waiting in `document_updates` are folded into the state once they add up to the
+/// state's size, and at least this much: the fold costs the document, so it happens once per
+/// about a document's worth of updates (amortized, a flush costs what it appends).
+const FOLD_MIN_BYTES: i64 = 64 * 1024;
+
+/// A Yjs state holding nothing (no structs, no deletions): a new document's row before a fold.
+const EMPTY_YJS: &[u8] = &[0, 0];
 
 impl PgStore {
     /// A pool for `url`, TLS as its `sslmode` says (see [`super::tls`]); `ca_file` replaces the
@@ -143,10 +173,11 @@ impl PgStore {
         }
     }
 
-    /// Reads what `documents` holds for `doc` and writes the Yjs state `decide` answers for it
-    /// (`None`: leave the row as it is), in one transaction under the flusher's advisory lock,
-    /// so no flush can slip in between the read and the write. For one-off writers such as the
-    /// Hocuspocus import, which must see the kind and the stored state before it merges.
+    /// Reads what `documents` holds for `doc` (a Yjs state with its waiting updates folded in)
+    /// and writes the Yjs state `decide` answers for it (`None`: leave the row as it is), in one
+    /// transaction under the flusher's advisory lock, so no flush can slip in between the read
+    /// and the write. For one-off writers such as the Hocuspocus import, which must see the kind
+    /// and the stored state before it merges.
     pub async fn merge_yjs_with<T: Send>(
         &self,
         doc: &DocId,
@@ -161,19 +192,19 @@ impl PgStore {
                 let held = match tx.query_opt(READ_ONE, &[&doc.as_str()]).await? {
                     None => Held::Nothing,
                     Some(row) => match row.try_get::<_, String>(0)?.as_str() {
-                        "yjs" => {
-                            Held::Yjs(row.try_get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default())
-                        }
+                        "yjs" => Held::Yjs(
+                            folded(&tx, &[doc])
+                                .await?
+                                .remove(doc.as_str())
+                                .map(|v| v.content.to_vec())
+                                .unwrap_or_default(),
+                        ),
                         _ => Held::Json,
                     },
                 };
                 let (state, answer) = decide(held);
                 if let Some(state) = state {
-                    let v = Version::new(doc.clone(), Kind::Yjs, state);
-                    let contents = [&v.content[..]];
-                    let hashes = [v.hash.as_str()];
-                    tx.execute(UPSERT_YJS, &[&&ids[..], &&contents[..], &&hashes[..]])
-                        .await?;
+                    write_states(&tx, &[Version::new(doc.clone(), Kind::Yjs, state)]).await?;
                 }
                 tx.commit().await?;
                 Ok(answer)
@@ -216,36 +247,33 @@ impl PgStore {
         result
     }
 
+    /// Appends Yjs updates (a flush's: what its documents' logs added since PostgreSQL last
+    /// took them), then folds the documents whose waiting updates add up to their state's size.
     async fn upsert_yjs(&self, versions: &[&Version]) -> Result<(), StoreError> {
         let ids: Vec<&str> = versions.iter().map(|v| v.doc.as_str()).collect();
+        let updates: Vec<&[u8]> = versions.iter().map(|v| &v.content[..]).collect();
+        let sizes: Vec<i64> = versions.iter().map(|v| v.content.len() as i64).collect();
+        let empty = crate::doc::sha256_hex(EMPTY_YJS);
         let mut client = self.client().await?;
         let result = self
             .bounded(async {
                 let tx = client.transaction().await?;
                 tx.execute(LOCK_IDS, &[&ids]).await?;
-                let mut held: HashMap<String, Vec<u8>> = HashMap::new();
-                for row in tx.query(READ_STATES, &[&ids]).await? {
-                    if let Some(state) = row.try_get::<_, Option<Vec<u8>>>(1)? {
-                        held.insert(row.try_get(0)?, state);
+                tx.execute(APPEND_UPDATES, &[&ids, &updates]).await?;
+                let mut due = Vec::new();
+                for row in tx
+                    .query(COUNT_UPDATES, &[&ids, &sizes, &EMPTY_YJS, &empty])
+                    .await?
+                {
+                    let (waiting, state): (i64, i32) = (row.try_get(1)?, row.try_get(2)?);
+                    let id: &str = row.try_get(0)?;
+                    if waiting >= FOLD_MIN_BYTES.max(state as i64) {
+                        due.extend(versions.iter().map(|v| &v.doc).find(|d| d.as_str() == id));
                     }
                 }
-                let mut states = Vec::with_capacity(versions.len());
-                for v in versions {
-                    let merged = match held.remove(v.doc.as_str()) {
-                        Some(state) => {
-                            let stored = Version::new(v.doc.clone(), Kind::Yjs, Bytes::from(state));
-                            later(stored, (*v).clone()).map_err(|e| StoreError::BadRow {
-                                doc: v.doc.clone(),
-                                why: e.to_string(),
-                            })?
-                        }
-                        None => (*v).clone(),
-                    };
-                    states.push(merged);
+                if !due.is_empty() {
+                    fold(&tx, &due).await?;
                 }
-                let contents: Vec<&[u8]> = states.iter().map(|v| &v.content[..]).collect();
-                let hashes: Vec<&str> = states.iter().map(|v| v.hash.as_str()).collect();
-                tx.execute(UPSERT_YJS, &[&ids, &contents, &hashes]).await?;
                 tx.commit().await?;
                 Ok(())
             })
@@ -256,13 +284,78 @@ impl PgStore {
     }
 }
 
+/// Each Yjs document of `ids` as PostgreSQL holds it: its state with its waiting updates merged
+/// in. Documents without a Yjs row are left out.
+async fn folded(
+    tx: &deadpool_postgres::Transaction<'_>,
+    docs: &[&DocId],
+) -> Result<HashMap<String, Version>, StoreError> {
+    let ids: Vec<&str> = docs.iter().map(|d| d.as_str()).collect();
+    let mut parts: HashMap<String, Vec<Bytes>> = HashMap::new();
+    for row in tx.query(READ_STATES, &[&ids]).await? {
+        let state: Option<Vec<u8>> = row.try_get(1)?;
+        parts.insert(
+            row.try_get(0)?,
+            vec![Bytes::from(state.unwrap_or_default())],
+        );
+    }
+    for row in tx.query(READ_UPDATES, &[&ids]).await? {
+        if let Some(held) = parts.get_mut(row.try_get::<_, &str>(0)?) {
+            held.push(Bytes::from(row.try_get::<_, Vec<u8>>(1)?));
+        }
+    }
+    let mut out = HashMap::with_capacity(parts.len());
+    for doc in docs {
+        if let Some(held) = parts.remove(doc.as_str()) {
+            out.insert(doc.to_string(), merged_state(doc, held)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A stored state and the updates after it, as one state.
+fn merged_state(doc: &DocId, parts: Vec<Bytes>) -> Result<Version, StoreError> {
+    let parts = parts
+        .into_iter()
+        .map(|p| Version::new(doc.clone(), Kind::Yjs, p));
+    combine(parts)
+        .map_err(|e| StoreError::BadRow {
+            doc: doc.clone(),
+            why: e.to_string(),
+        })
+        .map(|v| {
+            v.unwrap_or_else(|| Version::new(doc.clone(), Kind::Yjs, Bytes::from_static(EMPTY_YJS)))
+        })
+}
+
+/// Folds the waiting updates of `ids` into their states.
+async fn fold(tx: &deadpool_postgres::Transaction<'_>, docs: &[&DocId]) -> Result<(), StoreError> {
+    let states: Vec<Version> = folded(tx, docs).await?.into_values().collect();
+    write_states(tx, &states).await
+}
+
+/// Writes whole Yjs states (their waiting updates included) and drops those updates.
+async fn write_states(
+    tx: &deadpool_postgres::Transaction<'_>,
+    states: &[Version],
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = states.iter().map(|v| v.doc.as_str()).collect();
+    let contents: Vec<&[u8]> = states.iter().map(|v| &v.content[..]).collect();
+    let hashes: Vec<&str> = states.iter().map(|v| v.hash.as_str()).collect();
+    tx.execute(WRITE_STATES, &[&ids, &contents, &hashes])
+        .await?;
+    tx.execute(DROP_UPDATES, &[&ids]).await?;
+    Ok(())
+}
+
 #[async_trait]
 impl DocStore for PgStore {
     async fn load(&self, doc: &DocId) -> Result<Option<Version>, StoreError> {
         let client = self.client().await?;
         let result = self
             .bounded(client.query_opt(
-                "SELECT kind, content, state, stamp FROM documents WHERE doc_id = $1",
+                "SELECT kind, content, state, stamp, ARRAY(SELECT update FROM document_updates u \
+                 WHERE u.doc_id = d.doc_id ORDER BY seq) FROM documents d WHERE doc_id = $1",
                 &[&doc.as_str()],
             ))
             .await
@@ -290,11 +383,9 @@ impl DocStore for PgStore {
             Kind::Yjs => {
                 let state: Option<Vec<u8>> = row.try_get(2)?;
                 let state = state.ok_or_else(|| bad("yjs document without state"))?;
-                Ok(Some(Version::new(
-                    doc.clone(),
-                    Kind::Yjs,
-                    Bytes::from(state),
-                )))
+                let updates: Vec<Vec<u8>> = row.try_get(4)?;
+                let parts = std::iter::once(state).chain(updates).map(Bytes::from);
+                merged_state(doc, parts.collect()).map(Some)
             }
         }
     }
@@ -312,6 +403,43 @@ impl DocStore for PgStore {
         }))
         .await;
         drop(clients);
+    }
+
+    /// Folds the waiting Yjs updates of `docs` into their states now (a document its last
+    /// editor left, the shutdown drain), so `documents.state` is whole while nobody edits.
+    async fn fold(&self, docs: &[DocId]) -> Result<(), StoreError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = docs.iter().map(DocId::as_str).collect();
+        let mut client = self.client().await?;
+        let result = self
+            .bounded(async {
+                let tx = client.transaction().await?;
+                tx.execute(LOCK_IDS, &[&ids]).await?;
+                let waiting: Vec<&DocId> = {
+                    let rows = tx
+                        .query(
+                            "SELECT doc_id FROM documents WHERE doc_id = ANY($1::text[]) \
+                             AND kind = 'yjs' AND updates_bytes > 0",
+                            &[&ids],
+                        )
+                        .await?;
+                    let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                    docs.iter()
+                        .filter(|d| ids.iter().any(|i| i == d.as_str()))
+                        .collect()
+                };
+                if !waiting.is_empty() {
+                    fold(&tx, &waiting).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+            .and_then(|r| r);
+        Self::release(client, &result);
+        result
     }
 
     async fn upsert(&self, versions: &[Version]) -> Result<(), StoreError> {

@@ -19,11 +19,15 @@ use redis::AsyncCommands;
 
 use async_trait::async_trait;
 
+use super::pending::FlushRead;
 use super::redis_connect::RedisTarget;
-use super::redis_scripts::{decode, encode, BATCH, COMMIT, FILL, KEEP, READ, SAVE};
+use super::redis_scripts::{
+    decode, encode, BATCH, CLAIM, COMMIT, COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES, FILL, KEEP, LOAD,
+    SAVE,
+};
 use super::{Cache, CacheResult, Cached, Claimed, Commit, ReplicaBeat, Saved, Written};
-use crate::doc::{combine, CombineError, DocId, Stamp, Version};
-use crate::log::{EventKind, Found, LogEntry, LogPos, Stream};
+use crate::doc::{combine, DocId, Stamp, Version};
+use crate::log::{EventKind, Found, LogPos, Stream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -97,9 +101,19 @@ impl RedisCache {
         format!("{}lock:{}", self.settings.key_prefix, doc)
     }
 
-    /// temp, lastSavedHash, stamp, pos, log: what a save writes and a TTL refresh touches.
-    fn keys(&self, doc: &DocId) -> [String; 5] {
-        ["temp", "lastSavedHash", "stamp", "pos", "log"].map(|k| self.key(doc, k))
+    /// temp, lastSavedHash, stamp, pos, log, persisted, tail: what a save writes and a TTL
+    /// refresh touches (see `redis_scripts`).
+    fn keys(&self, doc: &DocId) -> [String; 7] {
+        [
+            "temp",
+            "lastSavedHash",
+            "stamp",
+            "pos",
+            "log",
+            "persisted",
+            "tail",
+        ]
+        .map(|k| self.key(doc, k))
     }
 
     fn key_modified(&self) -> String {
@@ -219,12 +233,12 @@ impl RedisCache {
         Ok(self.bounded(invocation.invoke_async(&mut conn)).await??)
     }
 
-    /// Runs READ over `docs`, claiming them for this replica's flush if `claim`.
-    async fn read(&self, docs: &[DocId], claim: bool) -> CacheResult<Vec<Read>> {
+    /// Runs CLAIM over `docs`: claimed for this replica's flush, read as a flush needs them.
+    async fn claim_read(&self, docs: &[DocId]) -> CacheResult<Vec<Option<FlushRead>>> {
         let mut conn = self.connection().await?;
         let mut out = Vec::with_capacity(docs.len());
         for batch in docs.chunks(BATCH) {
-            let mut invocation = READ.prepare_invoke();
+            let mut invocation = CLAIM.prepare_invoke();
             for doc in batch {
                 for key in self.keys(doc) {
                     invocation.key(key);
@@ -233,86 +247,82 @@ impl RedisCache {
             }
             invocation
                 .key(self.key_modified())
-                .arg(if claim { "1" } else { "0" })
                 .arg(&*self.settings.replica)
                 .arg(self.settings.claim_ms)
-                .arg(self.settings.ttl_secs);
+                .arg(self.settings.ttl_secs)
+                .arg(COMPACT_MIN_BYTES)
+                .arg(COMPACT_MAX_ENTRIES);
             for doc in batch {
                 invocation.arg(doc.as_str());
             }
             let raw: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await??;
             for (doc, value) in batch.iter().zip(raw) {
-                out.push(Read::parse(doc, value)?);
+                out.push(parse_claimed(doc, value)?);
             }
         }
         Ok(out)
     }
 }
 
-/// One document as READ answers it.
-enum Read {
-    Busy,
-    Found {
-        temp: Option<Version>,
-        position: LogPos,
-        tail: Vec<LogEntry>,
-        dirty: bool,
-    },
+fn unexpected(why: &str) -> CacheError {
+    CacheError::Unreachable(format!("unexpected answer from redis: {why}"))
 }
 
-impl Read {
-    fn parse(doc: &DocId, value: redis::Value) -> CacheResult<Read> {
-        let bad =
-            |why: &str| CacheError::Unreachable(format!("unexpected answer from redis: {why}"));
-        let redis::Value::Array(items) = value else {
-            return Err(bad("not an array"));
-        };
-        if items.len() == 1 {
-            return Ok(Read::Busy);
-        }
-        let [temp, stamp, pos, tail, dirty]: [redis::Value; 5] =
-            items.try_into().map_err(|_| bad("wrong length"))?;
-        let temp: Option<Vec<u8>> = redis::from_redis_value(temp)?;
-        let stamp: Option<String> = redis::from_redis_value(stamp)?;
-        let pos: String = redis::from_redis_value(pos)?;
-        let dirty: i64 = redis::from_redis_value(dirty)?;
-        Ok(Read::Found {
-            temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
-            position: LogPos::parse(&pos).unwrap_or_default(),
-            tail: streams::entries(doc, tail)?,
-            dirty: dirty == 1,
-        })
+/// One document as CLAIM answers it; `None`: another replica holds its claim.
+fn parse_claimed(doc: &DocId, value: redis::Value) -> CacheResult<Option<FlushRead>> {
+    let redis::Value::Array(items) = value else {
+        return Err(unexpected("not an array"));
+    };
+    if items.len() == 1 {
+        return Ok(None);
     }
+    let [temp, stamp, pos, persisted, entries, dirty, compact, len, has_temp]: [redis::Value; 9] =
+        items.try_into().map_err(|_| unexpected("wrong length"))?;
+    let temp: Option<Vec<u8>> = redis::from_redis_value(temp)?;
+    let stamp: Option<String> = redis::from_redis_value(stamp)?;
+    let pos: String = redis::from_redis_value(pos)?;
+    let persisted: String = redis::from_redis_value(persisted)?;
+    let dirty: i64 = redis::from_redis_value(dirty)?;
+    let compact: i64 = redis::from_redis_value(compact)?;
+    let len: usize = redis::from_redis_value(len)?;
+    let has_temp: i64 = redis::from_redis_value(has_temp)?;
+    Ok(Some(FlushRead {
+        temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
+        pos: LogPos::parse(&pos).unwrap_or_default(),
+        persisted: LogPos::parse(&persisted).unwrap_or_default(),
+        entries: streams::entries(doc, entries)?,
+        dirty: dirty == 1,
+        compact: compact == 1,
+        log_len: len,
+        has_temp: has_temp == 1,
+    }))
+}
 
-    /// What the cache holds for the document, combined (see [`Cached`]).
-    fn cached(self) -> Result<Option<Cached>, CombineError> {
-        let Read::Found {
-            temp,
-            position,
-            tail,
-            dirty,
-        } = self
-        else {
-            return Ok(None);
-        };
-        let whole = temp.is_some();
-        let position = tail.last().map_or(position, |e| e.pos);
-        let tail_len = tail.len();
-        let started = std::time::Instant::now();
-        let parts = temp.into_iter().chain(tail.into_iter().map(|e| e.version));
-        let combined = combine(parts)?;
-        if tail_len > 0 {
-            metrics::histogram!(crate::metrics::COMPACTION_DURATION)
-                .record(started.elapsed().as_secs_f64());
-        }
-        Ok(combined.map(|version| Cached {
-            version,
-            position,
-            whole,
-            dirty,
-            tail: tail_len,
-        }))
-    }
+/// A room's read as LOAD answers it: the compacted content and the log after it, combined
+/// (see [`Cached`]); `None` if neither exists.
+fn parse_loaded(doc: &DocId, value: redis::Value) -> CacheResult<Option<Cached>> {
+    let [temp, stamp, pos, tail, dirty]: [redis::Value; 5] =
+        redis::from_redis_value(value).map_err(|_| unexpected("wrong length"))?;
+    let temp: Option<Vec<u8>> = redis::from_redis_value(temp)?;
+    let stamp: Option<String> = redis::from_redis_value(stamp)?;
+    let pos: String = redis::from_redis_value(pos)?;
+    let dirty: i64 = redis::from_redis_value(dirty)?;
+    let temp = temp.map(|raw| decode(doc.clone(), raw, stamp));
+    let tail = streams::entries(doc, tail)?;
+    let whole = temp.is_some();
+    let position = tail
+        .last()
+        .map_or(LogPos::parse(&pos).unwrap_or_default(), |e| e.pos);
+    let tail_len = tail.len();
+    let parts = temp.into_iter().chain(tail.into_iter().map(|e| e.version));
+    let combined = combine(parts).map_err(|e| CacheError::Unreachable(e.to_string()))?;
+    Ok(combined.map(|version| Cached {
+        version,
+        position,
+        whole,
+        dirty: dirty == 1,
+        tail: tail_len,
+    }))
 }
 
 #[async_trait]
@@ -350,10 +360,15 @@ impl Cache for RedisCache {
     }
 
     async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {
-        let read = self.read(std::slice::from_ref(doc), false).await?;
-        let read = read.into_iter().next().unwrap_or(Read::Busy);
-        read.cached()
-            .map_err(|e| CacheError::Unreachable(e.to_string()))
+        let mut conn = self.connection().await?;
+        let [temp, _, stamp, pos, log, ..] = self.keys(doc);
+        let mut invocation = LOAD.prepare_invoke();
+        for key in [temp, stamp, pos, log, self.key_modified()] {
+            invocation.key(key);
+        }
+        invocation.arg(doc.as_str());
+        let raw: redis::Value = self.bounded(invocation.invoke_async(&mut conn)).await??;
+        parse_loaded(doc, raw)
     }
 
     async fn dirty_docs(&self) -> CacheResult<Vec<DocId>> {
@@ -366,21 +381,19 @@ impl Cache for RedisCache {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let reads = self.read(docs, true).await?;
+        let reads = self.claim_read(docs).await?;
         Ok(docs
             .iter()
             .zip(reads)
-            .map(|(doc, read)| match read {
-                Read::Busy => Claimed::Busy,
-                found => match found.cached() {
-                    Ok(Some(cached)) => Claimed::Found(cached),
-                    Ok(None) => Claimed::Missing,
-                    Err(e) => {
-                        // Unmergeable log content: leave it for an operator, and say so.
-                        tracing::error!(doc = %doc, error = %e, "cached content unreadable");
-                        Claimed::Busy
-                    }
-                },
+            .map(|(doc, read)| match read.map(FlushRead::pending) {
+                None => Claimed::Busy,
+                Some(Ok(Some(pending))) => Claimed::Found(Box::new(pending)),
+                Some(Ok(None)) => Claimed::Missing,
+                Some(Err(e)) => {
+                    // Unmergeable log content: leave it for an operator, and say so.
+                    tracing::error!(doc = %doc, error = %e, "cached content unreadable");
+                    Claimed::Busy
+                }
             })
             .collect())
     }
@@ -412,8 +425,9 @@ impl Cache for RedisCache {
         for batch in done.chunks(BATCH) {
             let mut invocation = COMMIT.prepare_invoke();
             for c in batch {
-                let [temp, hash, _, pos, log] = self.keys(&c.doc);
-                for key in [temp, hash, pos, log, self.key(&c.doc, "flushing")] {
+                let [temp, hash, _, pos, log, persisted, tail] = self.keys(&c.doc);
+                let flushing = self.key(&c.doc, "flushing");
+                for key in [temp, hash, pos, log, persisted, tail, flushing] {
                     invocation.key(key);
                 }
             }
@@ -434,7 +448,8 @@ impl Cache for RedisCache {
                             .map(|v| encode(v).into_owned())
                             .unwrap_or_default(),
                     )
-                    .arg(compacted.map(|v| v.hash.as_str()).unwrap_or_default());
+                    .arg(compacted.map(|v| v.hash.as_str()).unwrap_or_default())
+                    .arg(c.folded);
             }
             self.bounded(invocation.invoke_async::<i64>(&mut conn))
                 .await??;

@@ -4,14 +4,18 @@
 //!
 //! Per document: `doc:{id}:temp` the compacted content, `doc:{id}:pos` the last log entry it
 //! includes, `doc:{id}:lastSavedHash` its hash (JSON: the last saved content's), `doc:{id}:stamp`
-//! a JSON version's stamp, `doc:{id}:log` the Stream of updates, `doc:{id}:flushing` the claim
-//! of the replica flushing it. Every key has the cache TTL, refreshed by each save and each
-//! flush, so nothing expires while the document is dirty.
+//! a JSON version's stamp, `doc:{id}:log` the Stream of updates, `doc:{id}:persisted` the last
+//! log entry PostgreSQL holds, `doc:{id}:tail` the bytes of Yjs updates appended since `temp`,
+//! `doc:{id}:flushing` the claim of the replica flushing it. Every key has the cache TTL,
+//! refreshed by each save and each flush, so nothing expires while the document is dirty.
 //!
-//! Compaction: a flush reads `temp` plus the log after `pos`, persists the combination, and its
-//! commit writes it back as `temp` only if it includes more than the `temp` there (so two
-//! replicas compacting at once cannot undo each other), then trims the entries that both
-//! PostgreSQL and `temp` include. The trigger is therefore every flush of a dirty document.
+//! A flush of a Yjs document reads only the log after `persisted` and hands PostgreSQL those
+//! updates; its commit moves `persisted`. Compaction is triggered by size: once the log after
+//! `temp` holds as many bytes as `temp` (at least [`COMPACT_MIN_BYTES`]) or
+//! [`COMPACT_MAX_ENTRIES`] entries, the flush also reads `temp` plus the log after `pos` and its
+//! commit writes the combination back as `temp`, only if it includes more than the `temp` there
+//! (so two replicas compacting at once cannot undo each other). A commit trims the entries that
+//! both PostgreSQL and `temp` include.
 //!
 //! Scripts are sent with EVALSHA falling back to EVAL (`redis::Script`), so a Redis restarted
 //! empty needs no SCRIPT LOAD.
@@ -42,8 +46,9 @@ end
 /// A save: append to the log, with the dirty mark and the TTLs, in one step. JSON is written
 /// only over a smaller stamp (an unstamped one, written before stamps existed, is the smallest)
 /// and not at all when its hash is the last saved one; it then also becomes `temp` at its
-/// position. Yjs updates only append: `temp` changes by compaction.
-/// KEYS: temp, lastSavedHash, stamp, pos, log, modifiedDocs.
+/// position. Yjs updates only append (and count their bytes in `tail`): `temp` changes by
+/// compaction.
+/// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs.
 /// ARGV: content, hash, stamp, ttl, id, kind, replica. Returns {0|1|2, entry id}.
 pub(super) static SAVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
@@ -61,21 +66,24 @@ if ARGV[6] == 'json' then
   else redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl) end
   redis.call('SET', KEYS[4], id, 'EX', ttl)
 else
+  redis.call('INCRBY', KEYS[7], #ARGV[1])
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
 end
-redis.call('EXPIRE', KEYS[5], ttl)
-redis.call('SADD', KEYS[6], ARGV[5])
+for i = 5, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+redis.call('SADD', KEYS[8], ARGV[5])
 return {1, id}",
     )
 });
 
 /// A cache fill from PostgreSQL: only into an empty slot of a document that is not dirty, so a
 /// fill that raced a save (and a flush) can never put older content back. A clean document's
-/// log holds only entries PostgreSQL has, so the filled content includes the whole log.
-/// KEYS: temp, lastSavedHash, stamp, pos, log, modifiedDocs. ARGV: content, hash, stamp, ttl, id.
+/// log holds only entries PostgreSQL has, so the filled content includes the whole log, and
+/// PostgreSQL holds it all (`persisted`).
+/// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs.
+/// ARGV: content, hash, stamp, ttl, id.
 pub(super) static FILL: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        r"if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[6], ARGV[5]) == 1 then
+        r"if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[8], ARGV[5]) == 1 then
   return 0
 end
 local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
@@ -85,82 +93,131 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
 redis.call('SET', KEYS[4], pos, 'EX', ARGV[4])
+redis.call('SET', KEYS[6], pos, 'EX', ARGV[4])
+redis.call('DEL', KEYS[7])
 return 1",
     )
 });
 
-/// Reads documents: per document {temp, stamp, pos, log entries after pos, dirty}, or {'busy'}
-/// when claiming and another replica holds the document's flush claim. With claim = 1 the
-/// claim is taken (`SET NX PX`) and the TTLs refreshed.
-/// KEYS: per document temp, lastSavedHash, stamp, pos, log, flushing; then modifiedDocs.
-/// ARGV: claim (0|1), replica, claim ms, ttl, then the document ids.
-pub(super) static READ: LazyLock<redis::Script> = LazyLock::new(|| {
+/// A room's read of one document: {temp, stamp, pos, log entries after pos, dirty}.
+/// KEYS: temp, stamp, pos, log, modifiedDocs. ARGV: id.
+pub(super) static LOAD: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"local pos = redis.call('GET', KEYS[3]) or '0-0'
+return {
+  redis.call('GET', KEYS[1]) or false,
+  redis.call('GET', KEYS[2]) or false,
+  pos,
+  redis.call('XRANGE', KEYS[4], '(' .. pos, '+'),
+  redis.call('SISMEMBER', KEYS[5], ARGV[1]),
+}",
+    )
+});
+
+/// A flush's read: claims each document for this replica (`SET PX`; {'busy'} when another
+/// replica holds the claim), refreshes its TTLs and answers what PostgreSQL lacks, per document
+/// {temp, stamp, pos, persisted, log entries, dirty, compact, log length, temp exists}:
+/// - JSON (`temp` is JSON): `temp` and the entries after `pos`, as a room reads it.
+/// - Yjs: the entries after `persisted` (what PostgreSQL holds) only, so a flush costs what was
+///   appended since the last one, not the document. When the log after `temp` has grown to
+///   `temp`'s size (`tail` bytes, at least `min` bytes) or to `max entries`, compact = 1 and
+///   the entries start after `pos` instead, with `temp` (if there is one), for the flush to
+///   fold them into a new `temp`: amortized, compaction too costs what was appended.
+///
+/// KEYS: per document temp, lastSavedHash, stamp, pos, log, persisted, tail, flushing; then
+/// modifiedDocs. ARGV: replica, claim ms, ttl, min bytes, max entries, then the document ids.
+pub(super) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         r"{IDS}
-local n = (#KEYS - 1) / 6
+local n = (#KEYS - 1) / 8
 local modified = KEYS[#KEYS]
 local out = {{}}
 for i = 1, n do
-  local k = (i - 1) * 6
-  local mine = true
-  if ARGV[1] == '1' then
-    local held = redis.call('GET', KEYS[k + 6])
-    if held and held ~= ARGV[2] then mine = false
-    else redis.call('SET', KEYS[k + 6], ARGV[2], 'PX', ARGV[3]) end
-  end
-  if not mine then
+  local k = (i - 1) * 8
+  local held = redis.call('GET', KEYS[k + 8])
+  if held and held ~= ARGV[1] then
     out[i] = {{'busy'}}
   else
+    redis.call('SET', KEYS[k + 8], ARGV[1], 'PX', ARGV[2])
+    for j = 1, 7 do redis.call('EXPIRE', KEYS[k + j], ARGV[3]) end
     local pos = redis.call('GET', KEYS[k + 4]) or '0-0'
+    local persisted = redis.call('GET', KEYS[k + 6]) or pos
+    local len = redis.call('XLEN', KEYS[k + 5])
+    local json = redis.call('EXISTS', KEYS[k + 1]) == 1
+      and redis.call('GETRANGE', KEYS[k + 1], 0, 4) ~= '\0yjs\0'
+    local temp, from, compact = false, pos, 0
+    if json then
+      temp = redis.call('GET', KEYS[k + 1])
+    else
+      local size = redis.call('STRLEN', KEYS[k + 1])
+      local waiting = tonumber(redis.call('GET', KEYS[k + 7]) or '0')
+      from = persisted
+      if waiting >= math.max(tonumber(ARGV[4]), size) or len >= tonumber(ARGV[5]) then
+        compact = 1
+        if lt(pos, from) then from = pos end
+        if size > 0 then temp = redis.call('GET', KEYS[k + 1]) end
+      end
+    end
     out[i] = {{
-      redis.call('GET', KEYS[k + 1]) or false,
+      temp,
       redis.call('GET', KEYS[k + 3]) or false,
       pos,
-      redis.call('XRANGE', KEYS[k + 5], '(' .. pos, '+'),
-      redis.call('SISMEMBER', modified, ARGV[4 + i]),
+      persisted,
+      redis.call('XRANGE', KEYS[k + 5], '(' .. from, '+'),
+      redis.call('SISMEMBER', modified, ARGV[5 + i]),
+      compact,
+      len,
+      redis.call('EXISTS', KEYS[k + 1]),
     }}
-    if ARGV[1] == '1' then
-      for j = 1, 5 do redis.call('EXPIRE', KEYS[k + j], ARGV[4]) end
-    end
   end
 end
 return out"
     ))
 });
 
-/// A commit (PostgreSQL holds what a flush wrote), per document: with a log position, compact
-/// (write the given whole content if it includes more than `temp`), trim what both PostgreSQL
-/// and `temp` include, and clear the dirty mark unless an entry came after; without one (content
-/// not read from the cache), clear the mark only if the committed hash is the last saved one
-/// or nothing at all is cached. Then release this replica's claim.
+/// A commit (PostgreSQL holds what a flush wrote), per document: with a log position, record
+/// that PostgreSQL holds the log up to it (`persisted`), compact (write the given whole content
+/// if it includes more than `temp`, and take the bytes it folded off `tail`), trim what both
+/// PostgreSQL and `temp` include, and clear the dirty mark unless an entry came after; without
+/// one (content not read from the cache), clear the mark only if the committed hash is the last
+/// saved one or nothing at all is cached. Then release this replica's claim.
 ///
 /// Trimming keeps the entries of the last `retention` milliseconds (by Redis's clock; entry ids
 /// are append times) whatever PostgreSQL holds: a room opened a moment ago follows the log from
 /// the position its content included, and its replica's reader may not have read that far yet.
-/// KEYS: per document temp, lastSavedHash, pos, log, flushing; then modifiedDocs.
-/// ARGV: replica, ttl, retention ms, then per document: id, hash, position or '', compacted or
-/// '', its hash.
+/// KEYS: per document temp, lastSavedHash, pos, log, persisted, tail, flushing; then
+/// modifiedDocs. ARGV: replica, ttl, retention ms, then per document: id, hash, position or '',
+/// compacted or '', its hash, bytes folded.
 pub(super) static COMMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         r"{IDS}
-local n = (#KEYS - 1) / 5
+local n = (#KEYS - 1) / 7
 local modified = KEYS[#KEYS]
 local ttl = ARGV[2]
 local now = redis.call('TIME')
 local keep = string.format('%d-0', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]))
 for i = 1, n do
-  local k = (i - 1) * 5
-  local a = 3 + (i - 1) * 5
+  local k = (i - 1) * 7
+  local a = 3 + (i - 1) * 6
   local id, hash, position, compacted = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   if position ~= '' then
+    local persisted = redis.call('GET', KEYS[k + 5])
+    if not persisted or lt(persisted, position) then
+      redis.call('SET', KEYS[k + 5], position, 'EX', ttl)
+      persisted = position
+    end
     local held = redis.call('GET', KEYS[k + 3]) or '0-0'
     if compacted ~= '' and lt(held, position) then
       redis.call('SET', KEYS[k + 1], compacted, 'EX', ttl)
       redis.call('SET', KEYS[k + 2], ARGV[a + 5], 'EX', ttl)
       redis.call('SET', KEYS[k + 3], position, 'EX', ttl)
+      if redis.call('DECRBY', KEYS[k + 6], ARGV[a + 6]) < 0 then
+        redis.call('SET', KEYS[k + 6], 0)
+      end
+      redis.call('EXPIRE', KEYS[k + 6], ttl)
       held = position
     end
-    local upto = position
+    local upto = persisted
     if lt(held, upto) then upto = held end
     local minid = after(upto)
     if lt(keep, minid) then minid = keep end
@@ -173,7 +230,7 @@ for i = 1, n do
       redis.call('SREM', modified, id)
     end
   end
-  if redis.call('GET', KEYS[k + 5]) == ARGV[1] then redis.call('DEL', KEYS[k + 5]) end
+  if redis.call('GET', KEYS[k + 7]) == ARGV[1] then redis.call('DEL', KEYS[k + 7]) end
 end
 return n"
     ))
@@ -181,16 +238,23 @@ return n"
 
 /// A flush could not persist these documents: refresh their TTLs so nothing expires while they
 /// wait, and release this replica's claims so any replica may try next.
-/// KEYS: per document temp, lastSavedHash, stamp, pos, log, flushing. ARGV: replica, ttl.
+/// KEYS: per document temp, lastSavedHash, stamp, pos, log, persisted, tail, flushing.
+/// ARGV: replica, ttl.
 pub(super) static KEEP: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        r"for k = 0, #KEYS - 1, 6 do
-  for j = 1, 5 do redis.call('EXPIRE', KEYS[k + j], ARGV[2]) end
-  if redis.call('GET', KEYS[k + 6]) == ARGV[1] then redis.call('DEL', KEYS[k + 6]) end
+        r"for k = 0, #KEYS - 1, 8 do
+  for j = 1, 7 do redis.call('EXPIRE', KEYS[k + j], ARGV[2]) end
+  if redis.call('GET', KEYS[k + 8]) == ARGV[1] then redis.call('DEL', KEYS[k + 8]) end
 end
 return 1",
     )
 });
+
+/// The log after `temp` is compacted once it holds this many bytes of Yjs updates, or as many
+/// as `temp` has if that is more (see [`CLAIM`]).
+pub(super) const COMPACT_MIN_BYTES: usize = 64 * 1024;
+/// ... or once the log holds this many entries (each one is a merge step for a reader).
+pub(super) const COMPACT_MAX_ENTRIES: usize = 1_000;
 
 /// Documents per `COMMIT`, `READ` or `KEEP` call. A script blocks Redis while it runs: a flush
 /// of hundreds of documents in one call held every save behind it for tens of milliseconds (and

@@ -9,10 +9,10 @@ use actix::prelude::*;
 use tracing::{error, warn};
 
 use super::{journal, CacheSupervisor, Outcome, Stores, SupervisorError};
-use crate::doc::{combine, DocId, Kind, Version};
+use crate::doc::{combine, DocId, Version};
 use crate::ledger::Durable;
 use crate::metrics as m;
-use crate::storage::{Cached, Claimed, Commit};
+use crate::storage::{Claimed, Commit, Pending};
 
 /// What a flush persists from Redis: every document in `modifiedDocs` and every one of `mine`
 /// (the ledger's entries durable in Redis), except `skip` (the ledger's journaled ones, which
@@ -104,9 +104,9 @@ impl Handler<CollectDirty> for CacheSupervisor {
                     Claimed::Busy => {}
                     Claimed::Missing if mine.contains(doc) => out.unread.push(doc.clone()),
                     Claimed::Missing => orphans.push(Commit::of(doc.clone(), String::new())),
-                    Claimed::Found(cached) => match dirty(&stores, cached).await {
-                        Ok(Some(d)) => out.dirty.push(d),
-                        Ok(None) => {}
+                    Claimed::Found(pending) => match dirty(&stores, doc.clone(), *pending).await {
+                        Ok(Flushed::Write(d)) => out.dirty.push(d),
+                        Ok(Flushed::Settled(c)) => out.settled.push(c),
                         Err(e) => {
                             warn!(doc = %doc, error = %e, "cached content unusable, the flush skips it");
                             if mine.contains(doc) {
@@ -122,12 +122,6 @@ impl Handler<CollectDirty> for CacheSupervisor {
                 error!(docs = ?orphans.iter().map(|c| &c.doc).collect::<Vec<_>>(), "dirty documents had no cached content");
                 stores.cache.committed(&orphans).await?;
             }
-            let (settled, dirty) = out
-                .dirty
-                .into_iter()
-                .partition(|d| d.commit.hash.is_empty());
-            out.dirty = dirty;
-            out.settled = settled.into_iter().map(|d: Dirty| d.commit).collect();
             Ok::<_, crate::storage::CacheError>(out)
         };
         Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
@@ -143,46 +137,55 @@ impl Handler<CollectDirty> for CacheSupervisor {
     }
 }
 
-/// What a flush does with a document Redis holds: a document still dirty is written — whole,
-/// so a Yjs document's log entries are completed with PostgreSQL's state — and its commit
-/// compacts it; a clean one (another replica flushed it) needs only its commit, with an empty
-/// hash (see `Collected::settled`), so the ledger learns it.
-async fn dirty(stores: &Stores, cached: Cached) -> Result<Option<Dirty>, SupervisorError> {
-    let doc = cached.version.doc.clone();
-    let position = Some(cached.position);
-    metrics::histogram!(m::LOG_LENGTH).record(cached.tail as f64);
-    if !cached.dirty {
-        let commit = Commit {
-            position,
-            ..Commit::of(doc, String::new())
-        };
-        return Ok(Some(Dirty {
-            version: cached.version,
-            commit,
-        }));
+/// What a flush does with a document Redis holds: what PostgreSQL lacks of a document still
+/// dirty is written (JSON its content, Yjs the updates appended since PostgreSQL last took
+/// them) and its commit moves what the cache records as persisted; a compaction is carried by
+/// the commit (completed with PostgreSQL's content when the cache had no compacted content). A
+/// clean document, or one with nothing new (another replica flushed it), needs only its commit,
+/// with an empty hash (see `Collected::settled`), so the ledger learns it.
+async fn dirty(stores: &Stores, doc: DocId, p: Pending) -> Result<Flushed, SupervisorError> {
+    metrics::histogram!(m::LOG_LENGTH).record(p.log_len as f64);
+    let settled = |compacted, folded| {
+        Flushed::Settled(Commit {
+            position: Some(p.position),
+            compacted,
+            folded,
+            ..Commit::of(doc.clone(), String::new())
+        })
+    };
+    if !p.dirty {
+        return Ok(settled(None, 0));
     }
-    let version = match cached.whole || cached.version.kind == Kind::Json {
-        true => cached.version,
-        false => {
+    let (compacted, folded) = match p.compaction {
+        None => (None, 0),
+        Some(c) if c.whole => (Some(c.version), c.folded),
+        Some(c) => {
             let stored = stores
                 .store
                 .load(&doc)
                 .await
                 .map_err(|e| SupervisorError::Unloadable(Arc::new(e)))?;
-            match combine(stored.into_iter().chain([cached.version]))? {
-                Some(v) => v,
-                None => return Ok(None),
-            }
+            (combine(stored.into_iter().chain([c.version]))?, c.folded)
         }
     };
-    let compacted = (version.kind == Kind::Yjs && cached.tail > 0).then(|| version.clone());
+    let Some(version) = p.version else {
+        return Ok(settled(compacted, folded));
+    };
     let commit = Commit {
         doc,
         hash: version.hash.clone(),
-        position,
+        position: Some(p.position),
         compacted,
+        folded,
     };
-    Ok(Some(Dirty { version, commit }))
+    Ok(Flushed::Write(Dirty { version, commit }))
+}
+
+/// What a flush does with one document it read from Redis.
+enum Flushed {
+    Write(Dirty),
+    /// Nothing to write: only the commit (empty hash).
+    Settled(Commit),
 }
 
 impl Handler<Committed> for CacheSupervisor {

@@ -126,6 +126,31 @@ impl TestApp {
     pub async fn pg_content(&self, doc: &str) -> Option<Value> {
         self.pg_row(doc).await.and_then(|row| row.content)
     }
+
+    /// The Yjs state PostgreSQL holds for `doc`: the row's state merged with the updates
+    /// flushes appended after it (`document_updates`, SPEC §6), as docroom loads it.
+    pub async fn pg_yjs_state(&self, doc: &str) -> Option<Vec<u8>> {
+        let row = self
+            .pg()
+            .await
+            .query_opt(
+                "SELECT state, ARRAY(SELECT update FROM document_updates u \
+                 WHERE u.doc_id = d.doc_id ORDER BY seq) FROM documents d \
+                 WHERE doc_id = $1 AND kind = 'yjs'",
+                &[&doc],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("read document {doc}: {e}"))?;
+        let state: Vec<u8> = row.get::<_, Option<Vec<u8>>>(0)?;
+        let updates: Vec<Vec<u8>> = row.get(1);
+        if updates.is_empty() {
+            return Some(state);
+        }
+        let parts: Vec<&[u8]> = std::iter::once(&state[..])
+            .chain(updates.iter().map(|u| &u[..]))
+            .collect();
+        Some(yrs::merge_updates_v1(&parts).expect("stored updates merge"))
+    }
 }
 
 pub async fn redis_connect(url: &str) -> redis::RedisResult<MultiplexedConnection> {

@@ -26,6 +26,7 @@ const path = require('node:path')
 const { test } = require('node:test')
 
 const { Client: PgClient } = require('pg')
+const Y = require('yjs')
 const WebSocket = require('ws')
 const Y = require('yjs')
 const { WebsocketProvider } = require('y-websocket')
@@ -337,12 +338,21 @@ class Docroom {
     return deleteKeys(this.redis, this.prefix)
   }
 
-  /** The `documents` row of `doc` as PostgreSQL has it, or null. */
+  /**
+   * The `documents` row of `doc` as PostgreSQL has it, or null. A Yjs row's `state` is given
+   * merged with the updates flushes appended after it (`document_updates`), as docroom loads it.
+   */
   async pgRow (doc) {
     return withPg(this.dbName, async (pg) => {
       const { rows } = await pg.query(
-        'SELECT kind, state, content, content_hash FROM documents WHERE doc_id = $1', [doc])
-      return rows[0] || null
+        `SELECT kind, state, content, content_hash,
+                ARRAY(SELECT update FROM document_updates u WHERE u.doc_id = d.doc_id ORDER BY seq) AS updates
+         FROM documents d WHERE doc_id = $1`, [doc])
+      const row = rows[0]
+      if (!row) return null
+      if (row.state && row.updates.length > 0) row.state = Y.mergeUpdates([row.state, ...row.updates])
+      delete row.updates
+      return row
     })
   }
 
