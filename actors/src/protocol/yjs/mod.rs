@@ -116,17 +116,36 @@ impl YjsDoc {
     /// Merges a state or update from elsewhere (another replica's log entry, content a store
     /// held that this document lacked) into the document; Yjs merges commute, so nothing of
     /// either side is lost. Answers the update frame to relay to the members when the document
-    /// changed.
+    /// changed: only what this merge added (a merged log entry often repeats updates the
+    /// members already have), not the whole state it came in.
     pub fn absorb(&mut self, state: &[u8]) -> Result<Option<Vec<u8>>, YjsError> {
         plausible_count(state).map_err(YjsError::BadState)?;
         let update = guarded(|| Update::decode_v1(state))
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(YjsError::BadState)?;
-        if !self.apply(update).map_err(YjsError::BadState)? {
+        let doc = self.awareness.doc();
+        let added = guarded(|| {
+            let mut txn = doc.transact_mut();
+            txn.apply_update(update)?;
+            let added = novelty::txn_added(&txn);
+            let changed = added || txn.has_missing_updates();
+            Ok::<_, yrs::error::UpdateError>(changed.then(|| match added {
+                true => txn.encode_update_v1(),
+                false => Vec::new(),
+            }))
+        })
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(YjsError::BadState)?;
+        let Some(added) = added else {
             return Ok(None);
-        }
+        };
         self.state_bytes = self.state_bytes.saturating_add(state.len());
-        Ok(Some(update_frame(state)))
+        // Held pending its dependencies only: the members get it as it came, and hold it
+        // pending too.
+        Ok(Some(match added.is_empty() {
+            true => update_frame(state),
+            false => update_frame(&added),
+        }))
     }
 
     /// Applies one update; true if the document changed (items inserted or deleted, or the
@@ -404,4 +423,49 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panic in yrs".into())
     })
+}
+
+#[cfg(test)]
+mod absorb_tests {
+    use super::*;
+    use yrs::updates::decoder::Decode;
+    use yrs::{GetString, Text, Transact};
+
+    fn typed(client: u64, text: &str) -> Vec<u8> {
+        let doc = yrs::Doc::with_client_id(client);
+        let t = doc.get_or_insert_text("t");
+        t.insert(&mut doc.transact_mut(), 0, text);
+        let state = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        state
+    }
+
+    fn text_of_frame(frame: &[u8]) -> String {
+        let Ok(Message::Sync(SyncMessage::Update(update))) = Message::decode_v1(frame) else {
+            panic!("an update frame")
+        };
+        let doc = yrs::Doc::new();
+        let t = doc.get_or_insert_text("t");
+        doc.transact_mut()
+            .apply_update(Update::decode_v1(&update).unwrap())
+            .unwrap();
+        let txn = doc.transact();
+        t.get_string(&txn)
+    }
+
+    #[test]
+    fn a_merged_entry_relays_only_what_the_document_lacked() {
+        let (one, two) = (typed(1, "one"), typed(2, "two"));
+        let mut doc = YjsDoc::load(&one).unwrap();
+        let merged = yrs::merge_updates_v1([&one[..], &two[..]]).unwrap();
+
+        let frame = doc.absorb(&merged).unwrap().expect("two is new");
+        assert_eq!(text_of_frame(&frame), "two", "one was there already");
+        assert_eq!(
+            doc.absorb(&merged).unwrap(),
+            None,
+            "nothing new the second time"
+        );
+    }
 }
