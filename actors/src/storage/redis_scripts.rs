@@ -42,9 +42,11 @@ end
 /// A save: append to the log, with the dirty mark and the TTLs, in one step. JSON is written
 /// only over a smaller stamp (an unstamped one, written before stamps existed, is the smallest)
 /// and not at all when its hash is the last saved one; it then also becomes `temp` at its
-/// position. Yjs updates only append: `temp` changes by compaction.
+/// position. Yjs updates only append: `temp` changes by compaction. An append is announced on
+/// the document's channel (`log::notice`'s `L` frame: replica, entry id), so other replicas'
+/// readers read the log when it grew instead of polling it.
 /// KEYS: temp, lastSavedHash, stamp, pos, log, modifiedDocs.
-/// ARGV: content, hash, stamp, ttl, id, kind, replica. Returns {0|1|2, entry id}.
+/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel. Returns {0|1|2, entry id}.
 pub(super) static SAVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"local ttl = ARGV[4]
@@ -65,6 +67,7 @@ else
 end
 redis.call('EXPIRE', KEYS[5], ttl)
 redis.call('SADD', KEYS[6], ARGV[5])
+redis.call('PUBLISH', ARGV[8], 'L' .. #ARGV[7] .. ':' .. ARGV[7] .. id)
 return {1, id}",
     )
 });
