@@ -257,7 +257,10 @@ async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() 
         panic!("expected an event")
     };
     assert_eq!(doc, other);
-    assert_eq!((event.replica.as_ref(), event.kind), ("a", EventKind::Awareness));
+    assert_eq!(
+        (event.replica.as_ref(), event.kind),
+        ("a", EventKind::Awareness)
+    );
     assert_eq!(&event.payload[..], payload);
 
     // Unsubscribed, a channel is heard no more; the order of one connection's messages holds.

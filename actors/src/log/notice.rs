@@ -68,7 +68,10 @@ fn frame(kind: u8, replica: &str, body: &[u8]) -> Vec<u8> {
 /// program publishing on the channel, a kind from a later version).
 pub fn decode(frame: &[u8]) -> Option<Notice> {
     let (&kind, rest) = frame.split_first()?;
-    let colon = rest.iter().take(MAX_LEN_DIGITS + 1).position(|&b| b == b':')?;
+    let colon = rest
+        .iter()
+        .take(MAX_LEN_DIGITS + 1)
+        .position(|&b| b == b':')?;
     let (digits, rest) = (&rest[..colon], &rest[colon + 1..]);
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -104,7 +107,11 @@ mod tests {
     fn events_round_trip_whatever_bytes_their_payload_and_replica_hold() {
         let replica = "pod-7:with:colons\u{e9}";
         let payloads: [&[u8]; 4] = [b"", b"plain", b"12:34:\0\xff", &[b':'; 300]];
-        for kind in [EventKind::Awareness, EventKind::Stateless, EventKind::Update] {
+        for kind in [
+            EventKind::Awareness,
+            EventKind::Stateless,
+            EventKind::Update,
+        ] {
             for payload in payloads {
                 let frame = encode_event(replica, kind, payload);
                 let Some(Notice::Event(e)) = decode(&frame) else {
@@ -123,7 +130,10 @@ mod tests {
             seq: 4,
         };
         let frame = encode_appended("r1", pos);
-        assert_eq!(frame, b"L2:r11700000000123-4", "the SAVE script builds this");
+        assert_eq!(
+            frame, b"L2:r11700000000123-4",
+            "the SAVE script builds this"
+        );
         assert_eq!(
             decode(&frame),
             Some(Notice::Appended {

@@ -186,7 +186,11 @@ async fn a_lost_listening_connection_is_made_again_and_every_room_resyncs() {
         seen_one.lock().unwrap().resyncs == 1 && seen_two.lock().unwrap().resyncs == 1
     })
     .await;
-    assert_eq!(rig.here.listeners(), vec![2], "both channels subscribed again");
+    assert_eq!(
+        rig.here.listeners(),
+        vec![2],
+        "both channels subscribed again"
+    );
     rig.there.save(&json("one", "after")).await.unwrap();
     until("a's entry through the new connection", || {
         seen_one.lock().unwrap().entries.len() == 1

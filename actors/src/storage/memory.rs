@@ -347,9 +347,15 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+    async fn read_logs(
+        &self,
+        from: &[(DocId, LogPos)],
+    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
         let docs = from.iter().map(|(doc, _)| doc.clone()).collect();
-        self.reads.lock().unwrap_or_else(|p| p.into_inner()).push(docs);
+        self.reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(docs);
         let state = self.enter().await?;
         Ok(from
             .iter()

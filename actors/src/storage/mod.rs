@@ -153,7 +153,8 @@ pub trait Cache: Send + Sync + 'static {
     /// Entries appended to each given document's log after its position, at most
     /// [`READ_COUNT`](crate::log::READ_COUNT) per document, without waiting: the log reader's
     /// call, on a connection of its own. Documents with nothing new are left out.
-    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>>;
+    async fn read_logs(&self, from: &[(DocId, LogPos)])
+        -> CacheResult<Vec<(DocId, Vec<LogEntry>)>>;
 
     /// Publishes an event (awareness, stateless, a relayed Yjs update) on the document's
     /// channel for the other replicas' rooms: it reaches whoever listens now, and is kept

@@ -22,9 +22,7 @@ use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
 use super::redis_scripts::{decode, encode, BATCH, COMMIT, FILL, KEEP, READ, SAVE};
-use super::{
-    Cache, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written,
-};
+use super::{Cache, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written};
 use crate::doc::{combine, CombineError, DocId, Stamp, Version};
 use crate::log::{EventKind, LogEntry, LogPos};
 
@@ -340,8 +338,7 @@ impl Cache for RedisCache {
     }
 
     async fn save(&self, v: &Version) -> CacheResult<Saved> {
-        let (code, id): (i64, String) =
-            redis::from_redis_value(
+        let (code, id): (i64, String) = redis::from_redis_value(
             self.write(&SAVE, v, &v.content, Some(self.channel(&v.doc)))
                 .await?,
         )?;
@@ -453,7 +450,10 @@ impl Cache for RedisCache {
         Ok(())
     }
 
-    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+    async fn read_logs(
+        &self,
+        from: &[(DocId, LogPos)],
+    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
         self.read_streams(from).await
     }
 

@@ -28,9 +28,8 @@ impl CacheState {
         if self.deaf {
             return;
         }
-        self.ears.retain(|_, ear| {
-            !ear.docs.contains(&heard.doc) || ear.tx.send(heard.clone()).is_ok()
-        });
+        self.ears
+            .retain(|_, ear| !ear.docs.contains(&heard.doc) || ear.tx.send(heard.clone()).is_ok());
     }
 }
 

@@ -92,7 +92,9 @@ impl Channels for RedisChannels {
             return Ok(());
         }
         let mut sink = self.sink.clone();
-        self.cache.bounded(sink.subscribe(self.names(docs))).await??;
+        self.cache
+            .bounded(sink.subscribe(self.names(docs)))
+            .await??;
         Ok(())
     }
 

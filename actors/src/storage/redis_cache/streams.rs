@@ -56,7 +56,9 @@ impl RedisCache {
         for (_, pos) in from {
             cmd.arg(pos.to_string());
         }
-        let answer = self.bounded(cmd.query_async::<redis::Value>(&mut conn)).await;
+        let answer = self
+            .bounded(cmd.query_async::<redis::Value>(&mut conn))
+            .await;
         let value = match answer.and_then(|r| r.map_err(CacheError::from)) {
             Ok(value) => value,
             Err(e) => {
