@@ -104,7 +104,7 @@ fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
             },
             room_arbiters: 1,
             yjs_save_interval: hour,
-            log_block: Duration::from_millis(500),
+            log_poll: Duration::from_secs(5),
             replica: "bench".into(),
             limits: RoomLimits::unlimited(),
         },

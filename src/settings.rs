@@ -75,7 +75,7 @@ pub struct CacheSection {
     pub response_timeout_ms: u64,
     pub connection_timeout_ms: u64,
     pub health_check_interval_ms: u64,
-    pub log_block_ms: u64,
+    pub log_poll_ms: u64,
     pub claim_ms: u64,
     pub log_retention_ms: u64,
     /// PEM file of the CA to trust for `rediss://`; empty = the system roots.
@@ -222,7 +222,10 @@ impl Settings {
         if self.cache.ttl_secs == 0 {
             return fail("cache.ttl_secs must be at least 1");
         }
-        if self.session.heartbeat_interval_ms == 0 || self.flusher.base_period_ms == 0 {
+        if self.session.heartbeat_interval_ms == 0
+            || self.flusher.base_period_ms == 0
+            || self.cache.log_poll_ms == 0
+        {
             return fail("timer settings must be above 0 ms");
         }
         let r = &self.replicas;

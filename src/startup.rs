@@ -115,7 +115,7 @@ impl Application {
                 },
                 room_arbiters: settings.rooms.arbiters,
                 yjs_save_interval: S::ms(settings.rooms.yjs_save_interval_ms),
-                log_block: S::ms(c.log_block_ms),
+                log_poll: S::ms(c.log_poll_ms),
                 replica: replica.to_string(),
                 limits: room_limits(&settings.limits),
             },

@@ -26,8 +26,8 @@ pub struct CoreSettings {
     /// own.
     pub room_arbiters: usize,
     pub yjs_save_interval: Duration,
-    /// How long one read of the document logs waits for an entry.
-    pub log_block: Duration,
+    /// How often every followed document log is read whatever the notices said.
+    pub log_poll: Duration,
     /// This replica's name, part of every stamp it gives (SPEC §6).
     pub replica: String,
     /// What rooms and the registry refuse past.
@@ -49,13 +49,13 @@ impl Core {
     pub fn start(stores: Stores, settings: CoreSettings) -> Core {
         let storage = Arbiter::new();
         let ledger = stores.ledger.clone();
-        let (cache, replica, block) = (
+        let (cache, replica, poll) = (
             stores.cache.clone(),
             settings.replica.clone(),
-            settings.log_block,
+            settings.log_poll,
         );
         let log = LogReader::start_in_arbiter(&storage.handle(), move |_| {
-            LogReader::new(cache, &replica, block)
+            LogReader::new(cache, &replica, poll)
         });
         let (store, sup_settings) = (stores.store.clone(), settings.supervisor.clone());
         let supervisor = CacheSupervisor::start_in_arbiter(&storage.handle(), move |_| {

@@ -14,7 +14,8 @@
 //!   an outage.
 //! - [`ledger`]: what PostgreSQL does not have yet — the one owner of that fact.
 //! - [`log`]: the log between rooms: each document's Redis Stream, which every replica appends
-//!   to and whose other replicas' entries the `LogReader` hands to this replica's rooms.
+//!   to, announcing each append on the document's pub/sub channel; the `LogReader` listens,
+//!   reads what moved and hands other replicas' entries and events to this replica's rooms.
 //! - [`flusher`]: `Flusher`, persists what the ledger and Redis hold to PostgreSQL in batches,
 //!   drains at shutdown; [`schedule`] is its backoff as a pure state machine.
 //! - [`storage`]: the `Cache` and `DocStore` traits, `RedisCache` and `PgStore`, and in-memory

@@ -222,7 +222,7 @@ async fn an_edit_relayed_ahead_of_its_save_survives_the_sending_replica_dying() 
     let b = TestApp::spawn(a.replica_options().process()).await;
     let alice = YClient::connect(&a, "relayed").await;
     let mut bob = YClient::connect(&b, "relayed").await;
-    // b's reader takes the room's events from about when it opened: give it a turn.
+    // b hears events once its room's channel subscription is in effect: a moment.
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     alice.type_text("<shown on b before a saved it>");

@@ -1,13 +1,14 @@
 //! The per-document update log in Redis (SPEC §6), through docroom's own Redis client and its
-//! scripts, on the shared Redis under a private key prefix: appends, reads of compacted content
-//! plus log, compaction, trimming and flush claims.
+//! scripts, on the shared Redis under a private key prefix: appends and their notices, reads of
+//! compacted content plus log, compaction, trimming and flush claims, the document channels.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
-use docroom_actors::log::{Found, LogEntry, LogPos, Stream};
-use docroom_actors::storage::{Cache, Claimed, Commit, RedisCache, Written};
+use docroom_actors::log::{EventKind, Heard, LogPos, Notice};
+use docroom_actors::storage::{Cache, Claimed, Commit, Listener, RedisCache, Written};
+use futures_util::StreamExt;
 use yrs::{GetString, Transact};
 
 use crate::harness::app::SHARED_REDIS_URL;
@@ -288,39 +289,93 @@ async fn json_duplicates_are_refused_by_the_hash_in_redis() {
 }
 
 #[tokio::test]
-async fn the_log_reader_gets_entries_after_a_position_and_waits_for_new_ones() {
+async fn the_log_reader_gets_entries_after_a_position() {
     let p = Prefix::new();
     let (a, b) = (p.cache("a"), p.cache("b"));
     let (one, two) = (typed("y", 1, "1"), typed("y", 2, "2"));
     let at = a.save(&one).await.unwrap().position.unwrap();
+    a.save(&two).await.unwrap();
+    let elsewhere = DocId::parse("nothing-here").unwrap();
 
-    let from = [(one.doc.clone(), Stream::Log, LogPos::ZERO)];
     let read = b
-        .read_logs(&from, Duration::from_millis(100))
+        .read_logs(&[(one.doc.clone(), LogPos::ZERO), (elsewhere, LogPos::ZERO)])
         .await
         .unwrap();
-    assert_eq!(read.len(), 1);
-    let entries = log_entries(&read[0].1);
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].replica.as_ref(), "a");
-    assert_eq!(entries[0].version, one);
+    assert_eq!(read.len(), 1, "a log with nothing new is left out");
+    let versions: Vec<&Version> = read[0].1.iter().map(|e| &e.version).collect();
+    assert_eq!(versions, [&one, &two]);
+    assert_eq!(read[0].1[0].replica.as_ref(), "a");
 
-    let waiting = {
-        let b = b.clone();
-        let from = [(one.doc.clone(), Stream::Log, at)];
-        tokio::spawn(async move { b.read_logs(&from, Duration::from_secs(5)).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    a.save(&two).await.unwrap();
-    let read = waiting.await.unwrap().unwrap();
-    let entries = log_entries(&read[0].1);
-    assert_eq!(entries.len(), 1, "only the entry after the position");
-    assert_eq!(entries[0].version, two);
+    let read = b.read_logs(&[(one.doc.clone(), at)]).await.unwrap();
+    assert_eq!(read[0].1.len(), 1, "only the entry after the position");
+    assert_eq!(read[0].1[0].version, two);
 }
 
-fn log_entries(found: &Found) -> &[LogEntry] {
-    match found {
-        Found::Log(entries) => entries,
-        Found::Events(_) => panic!("expected log entries, got events"),
-    }
+/// What a listener hears next, within a few seconds.
+async fn next(listener: &mut Listener) -> Heard {
+    tokio::time::timeout(Duration::from_secs(5), listener.heard.next())
+        .await
+        .expect("nothing heard within 5 s")
+        .expect("the listening connection closed")
+}
+
+#[tokio::test]
+async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let (one, other) = (typed("y", 1, "1"), DocId::parse("other:doc *").unwrap());
+    let mut listener = b.listen().await.unwrap();
+    listener
+        .channels
+        .subscribe(&[one.doc.clone(), other.clone()])
+        .await
+        .unwrap();
+
+    let saved = a.save(&one).await.unwrap().position.unwrap();
+    let payload = b"\0binary:with:colons\xff";
+    a.publish(&other, EventKind::Awareness, payload)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        next(&mut listener).await,
+        Heard {
+            doc: one.doc.clone(),
+            notice: Notice::Appended {
+                replica: "a".into(),
+                pos: saved
+            }
+        }
+    );
+    let Heard {
+        doc,
+        notice: Notice::Event(event),
+    } = next(&mut listener).await
+    else {
+        panic!("expected an event")
+    };
+    assert_eq!(doc, other);
+    assert_eq!(
+        (event.replica.as_ref(), event.kind),
+        ("a", EventKind::Awareness)
+    );
+    assert_eq!(&event.payload[..], payload);
+
+    // Unsubscribed, a channel is heard no more; the order of one connection's messages holds.
+    listener
+        .channels
+        .unsubscribe(std::slice::from_ref(&one.doc))
+        .await
+        .unwrap();
+    listener.channels.ping().await.unwrap();
+    a.publish(&one.doc, EventKind::Stateless, b"unheard")
+        .await
+        .unwrap();
+    a.publish(&other, EventKind::Stateless, b"heard")
+        .await
+        .unwrap();
+    let Notice::Event(event) = next(&mut listener).await.notice else {
+        panic!("expected an event")
+    };
+    assert_eq!(&event.payload[..], b"heard");
 }

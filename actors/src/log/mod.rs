@@ -3,15 +3,24 @@
 //!
 //! - [`LogPos`]: a position in a document's log (a stream entry id), in the order Redis gives.
 //! - [`LogEntry`]: one appended update, as a reader hands it to a room.
-//! - [`reader`]: `LogReader`, the one per-replica reader: one blocking `XREAD` over the logs of
-//!   every document this replica has a room for, entries of other replicas handed to their
-//!   rooms.
+//! - [`notice`]: what travels on a document's pub/sub channel `doc:{id}:events`: the notice a
+//!   save publishes with each append, and events (awareness, stateless messages, Yjs updates
+//!   relayed ahead of their save), in one framing.
+//! - [`reader`]: `LogReader`, the one per-replica reader: it listens to the channels of every
+//!   document this replica has a room for, hands events to their rooms at once, and reads a log
+//!   (one non-blocking `XREAD` over the documents that moved) when another replica's notice
+//!   says it grew; a slow poll over every followed log covers a lost notice.
 //!
-//! Appending is part of a save (the cache supervisor's, atomically with the `modifiedDocs` mark
-//! and the TTL refresh); compaction and trimming are part of a flush's commit (see
+//! Appending is part of a save (the cache supervisor's, atomically with the `modifiedDocs` mark,
+//! the TTL refresh and the notice); compaction and trimming are part of a flush's commit (see
 //! `storage::redis_scripts`).
 
+pub mod notice;
 pub mod reader;
+#[cfg(test)]
+mod reader_tests;
+
+pub use notice::{Heard, Notice};
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,14 +53,9 @@ impl fmt::Display for LogPos {
     }
 }
 
-/// Which of a document's two streams: the log of its updates (kept until PostgreSQL has them),
-/// or its events (awareness, stateless messages, Yjs updates relayed ahead of their save:
-/// short-lived, capped, lost on a fault — the log is what nothing may be lost from).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Stream {
-    Log,
-    Events,
-}
+/// Entries one read hands over at most per document: a document that filled it is read again
+/// at once.
+pub const READ_COUNT: usize = 500;
 
 /// What an event carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,39 +69,13 @@ pub enum EventKind {
     Update,
 }
 
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Awareness => "awareness",
-            EventKind::Stateless => "stateless",
-            EventKind::Update => "update",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<EventKind> {
-        match raw {
-            "awareness" => Some(EventKind::Awareness),
-            "stateless" => Some(EventKind::Stateless),
-            "update" => Some(EventKind::Update),
-            _ => None,
-        }
-    }
-}
-
-/// One event of a document, as a reader hands it to a room.
+/// One event of a document, as a reader hands it to a room: short-lived and lossy by design
+/// (SPEC §5b: it may be lost on a fault; the log is what nothing may be lost from).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
-    pub pos: LogPos,
     pub replica: Arc<str>,
     pub kind: EventKind,
     pub payload: bytes::Bytes,
-}
-
-/// What one read found in one stream of one document.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Found {
-    Log(Vec<LogEntry>),
-    Events(Vec<Event>),
 }
 
 /// One entry of a document's log: who appended it, and what. For a Yjs document `version`

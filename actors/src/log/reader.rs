@@ -1,31 +1,41 @@
-//! `LogReader`: this replica's one reader of the document logs. Each room follows its
-//! document's log from the position its content includes, and its events stream (awareness,
-//! stateless) from about now; the reader runs one blocking `XREAD` over every followed stream at
-//! a time (on a connection of its own, see `Cache::read_logs`) and hands each room what other
-//! replicas appended. Its own replica's entries only move the position: the room that appended
-//! them has them already.
+//! `LogReader`: this replica's one reader of the document logs, and its one listener on the
+//! document channels (SPEC §8). Each room follows its document's log from the position its
+//! content includes; the reader subscribes to the document's channel on a pub/sub connection of
+//! its own (`Cache::listen`) and
 //!
-//! A read that fails (Redis down) is retried with backoff; once reads work again every room is
-//! told to [`Resync`]: it reloads its document and merges what it lacks, so nothing appended or
-//! trimmed while the reader was away is missed. Live fan-out pauses during an outage and
-//! resumes after it, without clients reconnecting (SPEC §8).
+//! - hands each event another replica published (awareness, stateless, a relayed Yjs update) to
+//!   the room at once;
+//! - on another replica's notice of an append, marks the document moved and reads the logs of
+//!   the documents that moved from their positions (one non-blocking `XREAD`, batched over
+//!   whatever moved while a read was in flight), handing each room the other replicas' entries.
+//!   Its own replica's entries only move the position: the room that appended them has them;
+//! - reads a document's log once as soon as its subscription is in effect: what was appended
+//!   between the room's load and then was announced to no one here;
+//! - reads every followed log every `poll` whatever the notices said, so a lost notice costs at
+//!   most that long, and pings the listening connection then: a frozen Redis or a cut network
+//!   would leave it silent, not closed.
+//!
+//! A failed read or a lost listening connection is retried with backoff (a new connection
+//! subscribes to every followed channel again); once both work again every room is told to
+//! [`Resync`]: it reloads its document and merges what it lacks, so nothing appended or trimmed
+//! while the reader was away is missed. Live fan-out pauses during an outage and resumes after
+//! it, without clients reconnecting (SPEC §8). Events published meanwhile are lost, as they may
+//! be (SPEC §5b).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use super::{Event, Found, LogEntry, LogPos, Stream};
-
-/// How far back a new follower reads its document's events.
-const EVENTS_LOOKBACK_MS: u64 = 1_000;
+use super::{Event, Heard, LogEntry, LogPos, Notice, READ_COUNT};
 use crate::doc::DocId;
 use crate::metrics as m;
-use crate::storage::Cache;
+use crate::storage::{Cache, CacheError, Channels, Listener};
 
-/// Entries of a followed document's log (or events), appended by other replicas, in order.
+/// Entries of a followed document's log, appended by other replicas, in order; and events other
+/// replicas published for it.
 #[derive(Message, Debug, Default)]
 #[rtype(result = "()")]
 pub struct Apply {
@@ -33,7 +43,8 @@ pub struct Apply {
     pub events: Vec<Event>,
 }
 
-/// The reader could not read for a while: reload the document and merge in what is missing.
+/// The reader could not read or listen for a while: reload the document and merge in what is
+/// missing.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Resync;
@@ -59,111 +70,316 @@ pub struct Unfollow {
 
 struct Following {
     position: LogPos,
-    /// Where its events stream was read to.
-    events: LogPos,
     room: Recipient<Apply>,
     resync: Recipient<Resync>,
+}
+
+enum Listening {
+    /// No connection: one is being made, or will be after a backoff.
+    Down,
+    Up(Ears),
+}
+
+struct Ears {
+    channels: Arc<dyn Channels>,
+    /// The stream of what it hears, cancelled when the connection is given up.
+    heard: SpawnHandle,
+    /// Channels whose subscription is in effect on this connection.
+    subscribed: HashSet<DocId>,
+    /// A subscription or an unsubscription is in flight. One at a time, so they reach Redis in
+    /// the order they were decided (a room closed and reopened is subscribed last).
+    busy: bool,
 }
 
 pub struct LogReader {
     cache: Arc<dyn Cache>,
     replica: Arc<str>,
-    block: Duration,
+    poll: Duration,
     follows: HashMap<DocId, Following>,
+    /// Documents the next read reads: a notice came, a subscription took effect, the poll.
+    moved: HashSet<DocId>,
+    /// A read is in flight or waits out its backoff: `moved` gathers for the next one.
+    reading: bool,
+    listening: Listening,
+    /// Numbers the listening connections, so what a given-up one still reports is ignored.
+    generation: u64,
+    /// Consecutive failures (reads, listening); the backoff grows with them.
     failures: u32,
+    /// Something failed since the rooms last resynced.
+    impaired: bool,
 }
 
 impl LogReader {
-    pub fn new(cache: Arc<dyn Cache>, replica: &str, block: Duration) -> Self {
+    /// `poll`: how often every followed log is read whatever the notices said.
+    pub fn new(cache: Arc<dyn Cache>, replica: &str, poll: Duration) -> Self {
         LogReader {
             cache,
             replica: replica.into(),
-            block,
+            poll,
             follows: HashMap::new(),
+            moved: HashSet::new(),
+            reading: false,
+            listening: Listening::Down,
+            generation: 0,
             failures: 0,
+            impaired: false,
         }
     }
 
-    /// One read, then the next; a failure waits (100 ms doubling up to 5 s) before retrying.
-    fn read(&mut self, ctx: &mut Context<Self>) {
-        let from: Vec<(DocId, Stream, LogPos)> = self
-            .follows
-            .iter()
-            .flat_map(|(doc, f)| {
-                [
-                    (doc.clone(), Stream::Log, f.position),
-                    (doc.clone(), Stream::Events, f.events),
-                ]
-            })
-            .collect();
-        let (cache, block) = (self.cache.clone(), self.block);
-        let fut = async move { cache.read_logs(&from, block).await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
-            match res {
-                Ok(found) => {
-                    if act.failures > 0 {
-                        info!(
-                            rooms = act.follows.len(),
-                            "document logs readable again, rooms resync"
-                        );
-                        act.failures = 0;
-                        for f in act.follows.values() {
-                            f.resync.do_send(Resync);
-                        }
-                    }
-                    act.deliver(found);
-                    act.read(ctx);
-                }
-                Err(e) => {
-                    act.failures = act.failures.saturating_add(1);
-                    if act.failures == 1 {
-                        warn!(error = %e, "reading the document logs failed, fan-out from other replicas pauses");
-                    } else {
-                        debug!(error = %e, "reading the document logs failed again");
-                    }
-                    let wait = Duration::from_millis(100)
-                        .saturating_mul(2u32.saturating_pow(act.failures.min(6)))
-                        .min(Duration::from_secs(5));
-                    ctx.run_later(wait, |act, ctx| act.read(ctx));
-                }
+    /// Makes a listening connection; a failure waits out the backoff and tries again.
+    fn listen(&mut self, ctx: &mut Context<Self>) {
+        let cache = self.cache.clone();
+        let fut = async move { cache.listen().await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(listener) => act.listening_on(listener, ctx),
+            Err(e) => {
+                act.failed("listening to the document channels", &e);
+                ctx.run_later(act.backoff(), |act, ctx| act.listen(ctx));
             }
         }));
     }
 
-    fn deliver(&mut self, found: Vec<(DocId, Found)>) {
-        for (doc, found) in found {
+    fn listening_on(&mut self, listener: Listener, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        let generation = self.generation;
+        let heard = ctx.spawn(
+            fut::wrap_stream::<_, Self>(listener.heard)
+                .map(move |heard, act, ctx| act.heard(generation, heard, ctx))
+                .finish()
+                .map(move |(), act, ctx| {
+                    let closed = CacheError::Unreachable("the listening connection closed".into());
+                    act.lost(generation, &closed, ctx);
+                }),
+        );
+        self.listening = Listening::Up(Ears {
+            channels: listener.channels,
+            heard,
+            subscribed: HashSet::new(),
+            busy: false,
+        });
+        if self.impaired && self.follows.is_empty() {
+            self.recovered();
+        }
+        self.sync(ctx);
+    }
+
+    /// Gives up the listening connection `generation` (if it is still the current one) and
+    /// makes another after the backoff.
+    fn lost(&mut self, generation: u64, error: &CacheError, ctx: &mut Context<Self>) {
+        if generation != self.generation {
+            return;
+        }
+        let Listening::Up(ears) = std::mem::replace(&mut self.listening, Listening::Down) else {
+            return;
+        };
+        ctx.cancel_future(ears.heard);
+        self.failed("listening to the document channels", error);
+        ctx.run_later(self.backoff(), |act, ctx| act.listen(ctx));
+    }
+
+    fn heard(&mut self, generation: u64, heard: Heard, ctx: &mut Context<Self>) {
+        if generation != self.generation {
+            return;
+        }
+        let Some(f) = self.follows.get(&heard.doc) else {
+            return; // unfollowed while its unsubscription was in flight
+        };
+        match heard.notice {
+            Notice::Appended { replica, pos } => {
+                if replica != self.replica && pos > f.position {
+                    self.moved.insert(heard.doc);
+                    self.read(ctx);
+                }
+            }
+            Notice::Event(event) => {
+                if event.replica != self.replica {
+                    f.room.do_send(Apply {
+                        entries: Vec::new(),
+                        events: vec![event],
+                    });
+                }
+            }
+        }
+    }
+
+    /// Brings the connection's subscriptions to the followed documents: unsubscribes first,
+    /// then subscribes, one command at a time.
+    fn sync(&mut self, ctx: &mut Context<Self>) {
+        let Listening::Up(ears) = &mut self.listening else {
+            return;
+        };
+        if ears.busy {
+            return;
+        }
+        let gone: Vec<DocId> = ears
+            .subscribed
+            .iter()
+            .filter(|doc| !self.follows.contains_key(*doc))
+            .cloned()
+            .collect();
+        let (subscribe, docs) = if gone.is_empty() {
+            let new: Vec<DocId> = self
+                .follows
+                .keys()
+                .filter(|doc| !ears.subscribed.contains(*doc))
+                .cloned()
+                .collect();
+            (true, new)
+        } else {
+            (false, gone)
+        };
+        if docs.is_empty() {
+            return;
+        }
+        ears.busy = true;
+        let (channels, generation) = (ears.channels.clone(), self.generation);
+        let fut = async move {
+            let res = match subscribe {
+                true => channels.subscribe(&docs).await,
+                false => channels.unsubscribe(&docs).await,
+            };
+            (res, docs)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |(res, docs), act, ctx| {
+            if generation != act.generation {
+                return;
+            }
+            if let Err(e) = res {
+                act.lost(generation, &e, ctx);
+                return;
+            }
+            let Listening::Up(ears) = &mut act.listening else {
+                return;
+            };
+            ears.busy = false;
+            if subscribe {
+                let followed = docs.iter().filter(|doc| act.follows.contains_key(*doc));
+                act.moved.extend(followed.cloned());
+                ears.subscribed.extend(docs);
+                act.read(ctx);
+            } else {
+                for doc in &docs {
+                    ears.subscribed.remove(doc);
+                }
+            }
+            act.sync(ctx);
+        }));
+    }
+
+    /// Reads the logs of the documents that moved, unless a read is in flight (which reads
+    /// again when it is done); a failure waits out the backoff.
+    fn read(&mut self, ctx: &mut Context<Self>) {
+        if self.reading {
+            return;
+        }
+        let from: Vec<(DocId, LogPos)> = self
+            .moved
+            .drain()
+            .filter_map(|doc| {
+                let position = self.follows.get(&doc)?.position;
+                Some((doc, position))
+            })
+            .collect();
+        if from.is_empty() {
+            return;
+        }
+        self.reading = true;
+        let cache = self.cache.clone();
+        let fut = async move {
+            let res = cache.read_logs(&from).await;
+            (res, from)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(res, from), act, ctx| match res {
+            Ok(found) => {
+                act.reading = false;
+                act.deliver(found);
+                if act.impaired && matches!(act.listening, Listening::Up(_)) {
+                    act.recovered();
+                }
+                act.read(ctx);
+            }
+            Err(e) => {
+                act.failed("reading the document logs", &e);
+                act.moved.extend(from.into_iter().map(|(doc, _)| doc));
+                ctx.run_later(act.backoff(), |act, ctx| {
+                    act.reading = false;
+                    act.read(ctx);
+                });
+            }
+        }));
+    }
+
+    fn deliver(&mut self, found: Vec<(DocId, Vec<LogEntry>)>) {
+        for (doc, entries) in found {
             let Some(f) = self.follows.get_mut(&doc) else {
                 continue; // unfollowed while the read was in flight
             };
-            let mine = |replica: &Arc<str>| *replica == self.replica;
-            let apply = match found {
-                Found::Log(entries) => {
-                    let fresh: Vec<LogEntry> =
-                        entries.into_iter().filter(|e| e.pos > f.position).collect();
-                    let Some(last) = fresh.last() else { continue };
-                    f.position = last.pos;
-                    let entries: Vec<LogEntry> =
-                        fresh.into_iter().filter(|e| !mine(&e.replica)).collect();
-                    record_lag(entries.iter().map(|e| e.pos));
-                    Apply {
-                        entries,
-                        ..Apply::default()
-                    }
-                }
-                Found::Events(events) => {
-                    let Some(last) = events.last() else { continue };
-                    f.events = f.events.max(last.pos);
-                    Apply {
-                        events: events.into_iter().filter(|e| !mine(&e.replica)).collect(),
-                        ..Apply::default()
-                    }
-                }
-            };
-            if !apply.entries.is_empty() || !apply.events.is_empty() {
-                metrics::counter!(m::LOG_ENTRIES_RECEIVED).increment(apply.entries.len() as u64);
-                f.room.do_send(apply);
+            if entries.len() >= READ_COUNT {
+                self.moved.insert(doc); // and more may follow
             }
+            let fresh: Vec<LogEntry> = entries.into_iter().filter(|e| e.pos > f.position).collect();
+            let Some(last) = fresh.last() else { continue };
+            f.position = last.pos;
+            let entries: Vec<LogEntry> = fresh
+                .into_iter()
+                .filter(|e| e.replica != self.replica)
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            record_lag(entries.iter().map(|e| e.pos));
+            metrics::counter!(m::LOG_ENTRIES_RECEIVED).increment(entries.len() as u64);
+            f.room.do_send(Apply {
+                entries,
+                events: Vec::new(),
+            });
         }
+    }
+
+    /// Every followed log is read, and the listening connection pinged.
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        self.moved.extend(self.follows.keys().cloned());
+        self.read(ctx);
+        let Listening::Up(ears) = &self.listening else {
+            return;
+        };
+        let (channels, generation) = (ears.channels.clone(), self.generation);
+        let fut = async move { channels.ping().await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                act.lost(generation, &e, ctx);
+            }
+        }));
+    }
+
+    fn failed(&mut self, what: &str, error: &CacheError) {
+        self.failures = self.failures.saturating_add(1);
+        if self.impaired {
+            debug!(error = %error, "{what} failed again");
+        } else {
+            warn!(error = %error, "{what} failed, fan-out from other replicas pauses");
+        }
+        self.impaired = true;
+    }
+
+    /// Reading and listening work again: every room reloads what it may have missed.
+    fn recovered(&mut self) {
+        info!(
+            rooms = self.follows.len(),
+            "fan-out from other replicas resumes, rooms resync"
+        );
+        self.impaired = false;
+        self.failures = 0;
+        for f in self.follows.values() {
+            f.resync.do_send(Resync);
+        }
+    }
+
+    /// 100 ms doubling with each failure, up to 5 s.
+    fn backoff(&self) -> Duration {
+        Duration::from_millis(100)
+            .saturating_mul(2u32.saturating_pow(self.failures.min(6)))
+            .min(Duration::from_secs(5))
     }
 }
 
@@ -186,44 +402,48 @@ impl Actor for LogReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.read(ctx);
+        self.listen(ctx);
+        ctx.run_interval(self.poll, |act, ctx| act.poll(ctx));
     }
 }
 
 impl Handler<Follow> for LogReader {
     type Result = ();
 
-    /// Starts (or restarts) following a document's log; the next read includes it.
-    fn handle(&mut self, msg: Follow, _: &mut Context<Self>) {
-        // Events older than the room are of no use to it: read them from about now (a little
-        // before, for clocks that differ between here and Redis).
-        let events = LogPos {
-            ms: now_ms().saturating_sub(EVENTS_LOOKBACK_MS),
-            seq: 0,
-        };
+    /// Starts (or restarts) following a document's log: read from `from` once its channel's
+    /// subscription is in effect (at once if it is already).
+    fn handle(&mut self, msg: Follow, ctx: &mut Context<Self>) {
+        let doc = msg.doc.clone();
         self.follows.insert(
             msg.doc,
             Following {
                 position: msg.from,
-                events,
                 room: msg.room,
                 resync: msg.resync,
             },
         );
         metrics::gauge!(m::LOG_FOLLOWED).set(self.follows.len() as f64);
+        match &self.listening {
+            Listening::Up(ears) if ears.subscribed.contains(&doc) => {
+                self.moved.insert(doc);
+                self.read(ctx);
+            }
+            _ => self.sync(ctx),
+        }
     }
 }
 
 impl Handler<Unfollow> for LogReader {
     type Result = ();
 
-    fn handle(&mut self, msg: Unfollow, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Unfollow, ctx: &mut Context<Self>) {
         if self
             .follows
             .get(&msg.doc)
             .is_some_and(|f| f.room == msg.room)
         {
             self.follows.remove(&msg.doc);
+            self.sync(ctx);
         }
         metrics::gauge!(m::LOG_FOLLOWED).set(self.follows.len() as f64);
     }

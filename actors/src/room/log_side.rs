@@ -4,8 +4,9 @@
 //! applies — Yjs merged, JSON if its stamp is larger — and relays. Those entries are durable in
 //! Redis already (their replica appended them), so applying one saves nothing.
 //!
-//! Awareness travels the same way through the document's events stream: what members here
-//! announce is published, what members elsewhere announced is applied and relayed. So do Yjs
+//! Awareness travels through the document's channel (Redis pub/sub, `doc:{id}:events`): what
+//! members here announce is published, what members elsewhere announced is applied and relayed,
+//! and what was published while nobody listened is gone (awareness is repeated). So do Yjs
 //! updates, ahead of their log entry (which waits for the sender's room's coalesced save): a
 //! member on another replica sees an edit within a round trip, not a save interval. Such an
 //! update is not durable yet, so the receiving room saves it too: if the sender's replica dies

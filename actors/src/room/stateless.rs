@@ -1,6 +1,6 @@
 //! Hocuspocus stateless messages (SPEC §5b): a member's payload relayed to the document's
-//! other members — on this replica directly, on the others through the document's events
-//! stream (`log_side`), best effort like awareness.
+//! other members — on this replica directly, on the others through the document's channel
+//! (`log_side`), best effort like awareness.
 
 use std::sync::Arc;
 

@@ -35,7 +35,7 @@ fn core(dir: &TestDir, limits: RoomLimits) -> Core {
         },
         room_arbiters: 0,
         yjs_save_interval: ms(10),
-        log_block: ms(20),
+        log_poll: ms(20),
         replica: "t".into(),
         limits,
     };

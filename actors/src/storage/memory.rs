@@ -4,7 +4,10 @@
 //! Each can be told, through its [`Faults`], to fail every call, to hold every call until
 //! released, or to answer slowly, so a test can stop a store in the middle of a flush or a save
 //! and play out a race step by step. Both follow the same version rules as the real stores
-//! (JSON by stamp, Yjs merged; see SPEC §6).
+//! (JSON by stamp, Yjs merged; see SPEC §6). The cache's document channels are modelled in
+//! [`listen`].
+
+mod listen;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,11 +20,11 @@ use tokio::sync::watch;
 use super::pending::FlushRead;
 use super::redis_scripts::{COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES};
 use super::{
-    Cache, CacheError, CacheResult, Cached, Claimed, Commit, DocStore, ReplicaBeat, Saved,
-    StoreError, StoreResult, Written,
+    Cache, CacheError, CacheResult, Cached, Claimed, Commit, DocStore, Listener, ReplicaBeat,
+    Saved, StoreError, StoreResult, Written,
 };
 use crate::doc::{combine, later, DocId, Kind, Version};
-use crate::log::{Event, EventKind, Found, LogEntry, LogPos, Stream};
+use crate::log::{Event, EventKind, Heard, LogEntry, LogPos, Notice, READ_COUNT};
 
 /// What a test can do to a store. Cloning is shallow: the test keeps one clone, the store the
 /// other.
@@ -110,7 +113,6 @@ struct CachedDoc {
     /// Bytes of Yjs updates appended since `temp`.
     tail: u64,
     log: Vec<LogEntry>,
-    events: Vec<Event>,
     claim: Option<Arc<str>>,
 }
 
@@ -122,6 +124,11 @@ struct CacheState {
     next_id: u64,
     /// Heartbeats with the instant they expire at.
     replicas: HashMap<String, (ReplicaBeat, std::time::Instant)>,
+    /// The listening connections, by a number of their own.
+    ears: HashMap<u64, listen::Ear>,
+    next_ear: u64,
+    /// Notices and events are dropped instead of announced (see `lose_notices`).
+    deaf: bool,
 }
 
 impl CacheState {
@@ -192,6 +199,8 @@ pub struct MemoryCache {
     state: Arc<Mutex<CacheState>>,
     replica: Arc<str>,
     pub faults: Faults,
+    /// The documents of each `read_logs` call through this replica's view, for tests to check.
+    reads: Arc<Mutex<Vec<Vec<DocId>>>>,
 }
 
 impl Default for MemoryCache {
@@ -200,6 +209,7 @@ impl Default for MemoryCache {
             state: Arc::default(),
             replica: "r1".into(),
             faults: Faults::default(),
+            reads: Arc::default(),
         }
     }
 }
@@ -220,10 +230,11 @@ impl MemoryCache {
             state: self.state.clone(),
             replica: replica.into(),
             faults: Faults::default(),
+            reads: Arc::default(),
         }
     }
 
-    /// What a Redis restarted empty would hold: nothing.
+    /// What a Redis restarted empty would hold: nothing (and no listening connection).
     pub fn wipe(&self) {
         *self.state() = CacheState::default();
     }
@@ -291,6 +302,13 @@ impl Cache for MemoryCache {
             Kind::Yjs => held.tail += v.content.len() as u64,
         }
         state.modified.insert(v.doc.clone());
+        state.announce(Heard {
+            doc: v.doc.clone(),
+            notice: Notice::Appended {
+                replica: self.replica.clone(),
+                pos,
+            },
+        });
         Ok(Saved {
             written: Written::Stored,
             position: Some(pos),
@@ -389,63 +407,41 @@ impl Cache for MemoryCache {
 
     async fn read_logs(
         &self,
-        from: &[(DocId, Stream, LogPos)],
-        block: Duration,
-    ) -> CacheResult<Vec<(DocId, Found)>> {
-        let deadline = tokio::time::Instant::now() + block;
-        loop {
-            let found: Vec<(DocId, Found)> = {
-                let state = self.enter().await?;
-                from.iter()
-                    .filter_map(|(doc, stream, pos)| {
-                        let held = state.docs.get(doc)?;
-                        let found = match stream {
-                            Stream::Log => Found::Log(
-                                held.log.iter().filter(|e| e.pos > *pos).cloned().collect(),
-                            ),
-                            Stream::Events => Found::Events(
-                                held.events
-                                    .iter()
-                                    .filter(|e| e.pos > *pos)
-                                    .cloned()
-                                    .collect(),
-                            ),
-                        };
-                        let empty = match &found {
-                            Found::Log(v) => v.is_empty(),
-                            Found::Events(v) => v.is_empty(),
-                        };
-                        (!empty).then(|| (doc.clone(), found))
-                    })
-                    .collect()
-            };
-            if !found.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok(found);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        from: &[(DocId, LogPos)],
+    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+        let docs = from.iter().map(|(doc, _)| doc.clone()).collect();
+        self.reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(docs);
+        let state = self.enter().await?;
+        Ok(from
+            .iter()
+            .filter_map(|(doc, pos)| {
+                let held = state.docs.get(doc)?;
+                let after = held.log.iter().filter(|e| e.pos > *pos);
+                let entries: Vec<LogEntry> = after.take(READ_COUNT).cloned().collect();
+                (!entries.is_empty()).then(|| (doc.clone(), entries))
+            })
+            .collect())
     }
 
     async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()> {
-        let mut state = self.enter().await?;
-        state.next_id += 1;
-        let pos = LogPos {
-            ms: state.next_id,
-            seq: 0,
+        let event = Event {
+            replica: self.replica.clone(),
+            kind,
+            payload: bytes::Bytes::copy_from_slice(payload),
         };
-        let replica = self.replica.clone();
-        state
-            .docs
-            .entry(doc.clone())
-            .or_default()
-            .events
-            .push(Event {
-                pos,
-                replica,
-                kind,
-                payload: bytes::Bytes::copy_from_slice(payload),
-            });
+        self.enter().await?.announce(Heard {
+            doc: doc.clone(),
+            notice: Notice::Event(event),
+        });
         Ok(())
+    }
+
+    async fn listen(&self) -> CacheResult<Listener> {
+        drop(self.enter().await?);
+        Ok(self.new_listener())
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {

@@ -14,13 +14,15 @@ mod redis_connect;
 mod redis_scripts;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 
 use crate::doc::{DocId, Version};
-use crate::log::{EventKind, Found, LogPos, Stream};
+use crate::log::{EventKind, Heard, LogEntry, LogPos};
 
 pub use postgres::{Held, PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
@@ -153,7 +155,8 @@ pub trait Cache: Send + Sync + 'static {
     async fn probe(&self) -> CacheResult<()>;
 
     /// Appends `v` to the document's log (a Yjs update, or JSON content that then is the cached
-    /// content), marks it dirty and refreshes the TTLs, atomically. A JSON version whose stamp
+    /// content), marks it dirty, refreshes the TTLs and publishes a notice of the append on the
+    /// document's channel, atomically. A JSON version whose stamp
     /// is not larger than the cached one's, or whose hash is the last saved one, is not written.
     async fn save(&self, v: &Version) -> CacheResult<Saved>;
 
@@ -181,17 +184,20 @@ pub trait Cache: Send + Sync + 'static {
     /// clear `modifiedDocs` unless something was appended meanwhile, and release the claim.
     async fn committed(&self, done: &[Commit]) -> CacheResult<()>;
 
-    /// Entries appended to each given stream after its position, waiting up to `block` for
-    /// one: the log reader's call, on a connection of its own.
-    async fn read_logs(
-        &self,
-        from: &[(DocId, Stream, LogPos)],
-        block: Duration,
-    ) -> CacheResult<Vec<(DocId, Found)>>;
+    /// Entries appended to each given document's log after its position, at most
+    /// [`READ_COUNT`](crate::log::READ_COUNT) per document, without waiting: the log reader's
+    /// call, on a connection of its own. Documents with nothing new are left out.
+    async fn read_logs(&self, from: &[(DocId, LogPos)])
+        -> CacheResult<Vec<(DocId, Vec<LogEntry>)>>;
 
-    /// Appends an event (awareness, stateless) to the document's events stream: capped and
-    /// short-lived, for the other replicas' rooms.
+    /// Publishes an event (awareness, stateless, a relayed Yjs update) on the document's
+    /// channel for the other replicas' rooms: it reaches whoever listens now, and is kept
+    /// nowhere.
     async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()>;
+
+    /// A connection of its own listening to document channels (`doc:{id}:events`): the notices
+    /// saves publish, and the events. It subscribes to nothing yet.
+    async fn listen(&self) -> CacheResult<Listener>;
 
     /// `lock:{id}` with `NX EX`: true if this caller fills the cache.
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool>;
@@ -206,6 +212,29 @@ pub trait Cache: Send + Sync + 'static {
 
     /// Deletes `replica:{id}`: that replica is leaving.
     async fn retire(&self, replica: &str) -> CacheResult<()>;
+}
+
+/// One listening connection (see [`Cache::listen`]).
+pub struct Listener {
+    /// Subscribes and unsubscribes the connection's channels.
+    pub channels: Arc<dyn Channels>,
+    /// What the subscribed channels carry, in the order it was published; it ends when the
+    /// connection is lost, and whatever was published meanwhile is lost with it.
+    pub heard: BoxStream<'static, Heard>,
+}
+
+/// The channels of one listening connection.
+#[async_trait]
+pub trait Channels: Send + Sync + 'static {
+    /// Subscribes to the channels of `docs`; returns once every subscription is in effect, so
+    /// what is published from then on is heard.
+    async fn subscribe(&self, docs: &[DocId]) -> CacheResult<()>;
+
+    async fn unsubscribe(&self, docs: &[DocId]) -> CacheResult<()>;
+
+    /// One round trip on the connection. A stalled one (Redis frozen, the network cut) neither
+    /// delivers nor ends: this is how it is found.
+    async fn ping(&self) -> CacheResult<()>;
 }
 
 /// The durable store (SPEC §6 table `documents`). A Yjs write appends the update it is (the

@@ -3,10 +3,11 @@
 //!
 //! Only the cache supervisor calls this, so the breaker sees every success and failure. The
 //! connection is made lazily: a Redis that is down at start must not stop docroom from serving.
-//! The document streams (the log reader's XREAD, events) are in `streams`, heartbeats in
-//! `heartbeat`. `doc:{id}:stamp` holds a JSON version's stamp beside its content, so a save can refuse to
+//! The log reader's reads of the document logs are in `streams`, the document channels (events,
+//! the listening connection) in `channels`, heartbeats in `heartbeat`. `doc:{id}:stamp` holds a JSON version's stamp beside its content, so a save can refuse to
 //! replace a later version (SPEC §6 "Versions").
 
+mod channels;
 mod heartbeat;
 mod streams;
 
@@ -25,9 +26,9 @@ use super::redis_scripts::{
     decode, encode, BATCH, CLAIM, COMMIT, COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES, FILL, KEEP, LOAD,
     SAVE,
 };
-use super::{Cache, CacheResult, Cached, Claimed, Commit, ReplicaBeat, Saved, Written};
+use super::{Cache, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written};
 use crate::doc::{combine, DocId, Stamp, Version};
-use crate::log::{EventKind, Found, LogPos, Stream};
+use crate::log::{EventKind, LogEntry, LogPos};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -80,7 +81,7 @@ type Attempt = Shared<BoxFuture<'static, Result<ConnectionManager, String>>>;
 pub struct RedisCache {
     settings: Arc<CacheSettings>,
     link: Arc<Mutex<Link>>,
-    /// The log reader's connection (see [`RedisCache::reader_connection`]).
+    /// The log reader's connection for its reads (see [`RedisCache::reader_connection`]).
     reader: Arc<Mutex<Option<MultiplexedConnection>>>,
 }
 
@@ -210,11 +211,13 @@ impl RedisCache {
 
     /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields; `content`
     /// is what goes into `doc:{id}:temp` (FILL) or the log (SAVE: the version as it is).
+    /// `channel` (SAVE) is where the append's notice goes.
     async fn write(
         &self,
         script: &redis::Script,
         v: &Version,
         content: &[u8],
+        channel: Option<String>,
     ) -> CacheResult<redis::Value> {
         let mut conn = self.connection().await?;
         let mut invocation = script.prepare_invoke();
@@ -230,6 +233,9 @@ impl RedisCache {
             .arg(v.doc.as_str())
             .arg(v.kind.as_str())
             .arg(&*self.settings.replica);
+        if let Some(channel) = channel {
+            invocation.arg(channel);
+        }
         Ok(self.bounded(invocation.invoke_async(&mut conn)).await??)
     }
 
@@ -342,8 +348,10 @@ impl Cache for RedisCache {
     }
 
     async fn save(&self, v: &Version) -> CacheResult<Saved> {
-        let (code, id): (i64, String) =
-            redis::from_redis_value(self.write(&SAVE, v, &v.content).await?)?;
+        let (code, id): (i64, String) = redis::from_redis_value(
+            self.write(&SAVE, v, &v.content, Some(self.channel(&v.doc)))
+                .await?,
+        )?;
         let written = match code {
             1 => Written::Stored,
             2 => Written::Duplicate,
@@ -356,7 +364,7 @@ impl Cache for RedisCache {
     }
 
     async fn fill(&self, v: &Version) -> CacheResult<()> {
-        self.write(&FILL, v, &encode(v)).await.map(drop)
+        self.write(&FILL, v, &encode(v), None).await.map(drop)
     }
 
     async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {
@@ -459,14 +467,17 @@ impl Cache for RedisCache {
 
     async fn read_logs(
         &self,
-        from: &[(DocId, Stream, LogPos)],
-        block: Duration,
-    ) -> CacheResult<Vec<(DocId, Found)>> {
-        self.read_streams(from, block).await
+        from: &[(DocId, LogPos)],
+    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+        self.read_streams(from).await
     }
 
     async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()> {
-        self.append_event(doc, kind, payload).await
+        self.publish_event(doc, kind, payload).await
+    }
+
+    async fn listen(&self) -> CacheResult<Listener> {
+        self.listener().await
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {

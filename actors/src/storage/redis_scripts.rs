@@ -47,9 +47,10 @@ end
 /// only over a smaller stamp (an unstamped one, written before stamps existed, is the smallest)
 /// and not at all when its hash is the last saved one; it then also becomes `temp` at its
 /// position. Yjs updates only append (and count their bytes in `tail`): `temp` changes by
-/// compaction.
+/// compaction. An append is announced on the document's channel (`log::notice`'s `L` frame:
+/// replica, entry id), so other replicas' readers read the log when it grew instead of polling.
 /// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs.
-/// ARGV: content, hash, stamp, ttl, id, kind, replica. Returns {0|1|2, entry id}.
+/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel. Returns {0|1|2, entry id}.
 pub(super) static SAVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"local ttl = ARGV[4]
@@ -71,6 +72,7 @@ else
 end
 for i = 5, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
 redis.call('SADD', KEYS[8], ARGV[5])
+redis.call('PUBLISH', ARGV[8], 'L' .. #ARGV[7] .. ':' .. ARGV[7] .. id)
 return {1, id}",
     )
 });

@@ -1,6 +1,6 @@
-//! Events (awareness, stateless) for the other replicas' rooms: appended to the document's
-//! events stream while Redis is in use, dropped otherwise. Best effort by design (SPEC §5b:
-//! they may be lost on a fault, edits never), but a failure still counts for the breaker.
+//! Events (awareness, stateless, relayed Yjs updates) for the other replicas' rooms: published on
+//! the document's channel while Redis is in use, dropped otherwise. Best effort by design (SPEC
+//! §5b: they may be lost on a fault, edits never), but a failure still counts for the breaker.
 
 use actix::prelude::*;
 use bytes::Bytes;

@@ -159,7 +159,7 @@ async fn only_a_provider_that_announced_a_version_gets_ping_and_its_pong_is_take
 }
 
 /// Stateless messages reach the document's connections on the other replicas too (SPEC §5b,
-/// §8), through the document's events stream.
+/// §8), through the document's channel.
 #[tokio::test]
 async fn stateless_messages_reach_connections_on_another_replica() {
     let app = TestApp::start().await;
@@ -169,7 +169,7 @@ async fn stateless_messages_reach_connections_on_another_replica() {
     let mut there = HpClient::open(&other).await;
     here.join(&doc, "").await;
     there.join(&doc, "").await;
-    // The other replica reads events from about when its room opened: give its reader a turn.
+    // The other replica hears events once its room's channel subscription is in effect: a moment.
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     here.send(&Frame::Stateless {

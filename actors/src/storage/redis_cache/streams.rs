@@ -1,10 +1,8 @@
-//! The document streams in Redis as the log reader and the event publisher use them:
-//! `doc:{id}:log` read from a position with one blocking `XREAD` over many documents (on a
-//! connection of its own), `doc:{id}:events` appended to (capped, short-lived), and the decoding
-//! of their entries.
+//! The document logs in Redis as the log reader reads them: `doc:{id}:log` of many documents
+//! read from their positions with one non-blocking `XREAD` (on a connection of its own), and the
+//! decoding of their entries.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
@@ -12,19 +10,13 @@ use redis::AsyncConnectionConfig;
 
 use super::{CacheError, CacheResult, RedisCache};
 use crate::doc::{DocId, Kind, Stamp, Version};
-use crate::log::{Event, EventKind, Found, LogEntry, LogPos, Stream};
-
-/// Entries one `XREAD` answers at most per document.
-const READ_COUNT: usize = 500;
-/// Events a document's events stream keeps (about; `MAXLEN ~`), and how long it lives after
-/// the last one: enough for every replica's reader to see them, nothing more.
-const EVENTS_KEPT: usize = 200;
-const EVENTS_TTL_SECS: i64 = 60;
+use crate::log::{LogEntry, LogPos, READ_COUNT};
 
 impl RedisCache {
-    /// The blocking reader's own connection (a blocking `XREAD` would hold up every command
-    /// queued behind it on the shared one), made on first use and dropped after a failure.
-    async fn reader_connection(&self, block: Duration) -> CacheResult<MultiplexedConnection> {
+    /// The log reader's own connection (a read of hundreds of logs is a large answer: the
+    /// supervisor's saves should not queue behind it), made on first use and dropped after a
+    /// failure.
+    async fn reader_connection(&self) -> CacheResult<MultiplexedConnection> {
         if let Some(conn) = self
             .reader
             .lock()
@@ -37,7 +29,7 @@ impl RedisCache {
         let client = self.bounded(s.target.client()).await??;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(s.connection_timeout))
-            .set_response_timeout(Some(block + s.response_timeout));
+            .set_response_timeout(Some(s.response_timeout));
         let conn = self
             .bounded(client.get_multiplexed_async_connection_with_config(&config))
             .await??;
@@ -47,40 +39,31 @@ impl RedisCache {
 
     pub(super) async fn read_streams(
         &self,
-        from: &[(DocId, Stream, LogPos)],
-        block: Duration,
-    ) -> CacheResult<Vec<(DocId, Found)>> {
+        from: &[(DocId, LogPos)],
+    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
         if from.is_empty() {
-            tokio::time::sleep(block).await;
             return Ok(Vec::new());
         }
-        let mut conn = self.reader_connection(block).await?;
+        let mut conn = self.reader_connection().await?;
         let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS");
+        cmd.arg("COUNT").arg(READ_COUNT).arg("STREAMS");
         let mut by_key = HashMap::with_capacity(from.len());
-        for (doc, stream, _) in from {
-            let key = self.key(doc, stream_suffix(*stream));
+        for (doc, _) in from {
+            let key = self.key(doc, "log");
             cmd.arg(&key);
-            by_key.insert(key, (doc.clone(), *stream));
+            by_key.insert(key, doc.clone());
         }
-        for (_, _, pos) in from {
+        for (_, pos) in from {
             cmd.arg(pos.to_string());
         }
-        let limit = block + self.settings.response_timeout + self.settings.connection_timeout;
-        let answer = tokio::time::timeout(limit, cmd.query_async::<redis::Value>(&mut conn)).await;
-        let value = match answer {
-            Ok(Ok(value)) => value,
-            Ok(Err(e)) => {
+        let answer = self
+            .bounded(cmd.query_async::<redis::Value>(&mut conn))
+            .await;
+        let value = match answer.and_then(|r| r.map_err(CacheError::from)) {
+            Ok(value) => value,
+            Err(e) => {
                 self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
-                return Err(e.into());
-            }
-            Err(_) => {
-                self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
-                return Err(CacheError::Timeout(limit));
+                return Err(e);
             }
         };
         if matches!(value, redis::Value::Nil) {
@@ -89,73 +72,12 @@ impl RedisCache {
         let streams: Vec<(String, redis::Value)> = redis::from_redis_value(value)?;
         let mut out = Vec::with_capacity(streams.len());
         for (key, raw) in streams {
-            let Some((doc, stream)) = by_key.get(&key) else {
-                continue;
-            };
-            let found = match stream {
-                Stream::Log => Found::Log(entries(doc, raw)?),
-                Stream::Events => Found::Events(events(raw)?),
-            };
-            out.push((doc.clone(), found));
+            if let Some(doc) = by_key.get(&key) {
+                out.push((doc.clone(), entries(doc, raw)?));
+            }
         }
         Ok(out)
     }
-
-    pub(super) async fn append_event(
-        &self,
-        doc: &DocId,
-        kind: EventKind,
-        payload: &[u8],
-    ) -> CacheResult<()> {
-        let mut conn = self.connection().await?;
-        let key = self.key(doc, stream_suffix(Stream::Events));
-        let mut pipe = redis::pipe();
-        pipe.cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(EVENTS_KEPT)
-            .arg("*")
-            .arg("r")
-            .arg(&*self.settings.replica)
-            .arg("k")
-            .arg(kind.as_str())
-            .arg("d")
-            .arg(payload)
-            .ignore()
-            .expire(&key, EVENTS_TTL_SECS)
-            .ignore();
-        self.bounded(pipe.query_async::<()>(&mut conn)).await??;
-        Ok(())
-    }
-}
-
-/// The key suffix of a document's stream.
-fn stream_suffix(stream: Stream) -> &'static str {
-    match stream {
-        Stream::Log => "log",
-        Stream::Events => "events",
-    }
-}
-
-/// Decodes events-stream entries; entries that are not docroom's are skipped.
-fn events(value: redis::Value) -> CacheResult<Vec<Event>> {
-    let raw: Vec<(String, HashMap<String, redis::Value>)> = redis::from_redis_value(value)?;
-    Ok(raw
-        .into_iter()
-        .filter_map(|(id, mut fields)| {
-            let mut text =
-                |k: &str| -> Option<String> { redis::from_redis_value(fields.remove(k)?).ok() };
-            let (replica, kind) = (text("r")?, text("k")?);
-            let payload: Vec<u8> = redis::from_redis_value(fields.remove("d")?).ok()?;
-            Some(Event {
-                pos: LogPos::parse(&id)?,
-                replica: replica.into(),
-                kind: EventKind::parse(&kind)?,
-                payload: Bytes::from(payload),
-            })
-        })
-        .collect())
 }
 
 /// Decodes `XRANGE`/`XREAD` entries (`[[id, [field, value, ...]], ...]`) of `doc`'s log;

@@ -1,0 +1,249 @@
+//! The log reader in process, over the in-memory cache shared by two replicas: the reader is
+//! replica `b`'s, and `a` appends and publishes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::reader::{Apply, Follow, LogReader, Resync};
+use super::{Event, EventKind, LogEntry, LogPos, READ_COUNT};
+use crate::doc::DocId;
+use crate::storage::memory::MemoryCache;
+use crate::storage::Cache;
+use crate::testing::json;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[derive(Default)]
+struct Seen {
+    entries: Vec<LogEntry>,
+    events: Vec<Event>,
+    resyncs: usize,
+}
+
+/// Stands in for a room: records what the reader hands it.
+struct Room {
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+}
+
+impl Handler<Apply> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Apply, _: &mut Context<Self>) {
+        let mut seen = self.seen.lock().unwrap();
+        seen.entries.extend(msg.entries);
+        seen.events.extend(msg.events);
+    }
+}
+
+impl Handler<Resync> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, _: &mut Context<Self>) {
+        self.seen.lock().unwrap().resyncs += 1;
+    }
+}
+
+struct Rig {
+    reader: Addr<LogReader>,
+    /// The cache as the reader's replica, `b`, sees it.
+    here: MemoryCache,
+    /// Another replica, `a`.
+    there: MemoryCache,
+    followed: Vec<DocId>,
+}
+
+/// A reader that polls every followed log every `poll`.
+fn rig(poll: Duration) -> Rig {
+    let there = MemoryCache::default().for_replica("a");
+    let here = there.for_replica("b");
+    let reader = LogReader::new(Arc::new(here.clone()), "b", poll).start();
+    Rig {
+        reader,
+        here,
+        there,
+        followed: Vec::new(),
+    }
+}
+
+impl Rig {
+    /// A room following `doc` from the log's start.
+    async fn follow(&mut self, doc: &str) -> (DocId, Arc<Mutex<Seen>>) {
+        let doc = DocId::parse(doc).unwrap();
+        let seen = Arc::<Mutex<Seen>>::default();
+        let room = Room { seen: seen.clone() }.start();
+        self.reader
+            .send(Follow {
+                doc: doc.clone(),
+                from: LogPos::ZERO,
+                room: room.clone().recipient(),
+                resync: room.recipient(),
+            })
+            .await
+            .unwrap();
+        self.followed.push(doc.clone());
+        (doc, seen)
+    }
+
+    /// Waits until every followed document's subscription is in effect and its log was read
+    /// once since; forgets those reads.
+    async fn subscribed(&self) {
+        let n = self.followed.len();
+        until("the subscriptions", || self.here.listeners() == vec![n]).await;
+        let mut read: Vec<DocId> = Vec::new();
+        until("the first read of every followed log", || {
+            read.extend(self.here.take_log_reads().concat());
+            self.followed.iter().all(|doc| read.contains(doc))
+        })
+        .await;
+    }
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[actix::test]
+async fn another_replicas_append_is_read_from_that_documents_log_alone() {
+    let mut rig = rig(HOUR);
+    let (one, seen_one) = rig.follow("one").await;
+    let (_two, seen_two) = rig.follow("two").await;
+    rig.subscribed().await;
+
+    rig.there.save(&json("one", "1")).await.unwrap();
+
+    until("a's entry in room one", || {
+        seen_one.lock().unwrap().entries.len() == 1
+    })
+    .await;
+    assert_eq!(rig.here.take_log_reads(), vec![vec![one]]);
+    assert_eq!(seen_one.lock().unwrap().entries[0].replica.as_ref(), "a");
+    assert!(seen_two.lock().unwrap().entries.is_empty());
+}
+
+#[actix::test]
+async fn own_notices_are_ignored_and_other_replicas_events_handed_over_at_once() {
+    let mut rig = rig(HOUR);
+    let (one, seen) = rig.follow("one").await;
+    rig.subscribed().await;
+
+    rig.here.save(&json("one", "mine")).await.unwrap();
+    rig.here
+        .publish(&one, EventKind::Awareness, b"mine")
+        .await
+        .unwrap();
+    rig.there
+        .publish(&one, EventKind::Awareness, b"theirs")
+        .await
+        .unwrap();
+
+    until("a's event", || !seen.lock().unwrap().events.is_empty()).await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.events.len(), 1, "{:?}", seen.events);
+    assert_eq!(seen.events[0].replica.as_ref(), "a");
+    assert_eq!(&seen.events[0].payload[..], b"theirs");
+    assert!(seen.entries.is_empty());
+    assert!(
+        rig.here.take_log_reads().is_empty(),
+        "its own append's notice made the reader read"
+    );
+}
+
+#[actix::test]
+async fn what_was_appended_before_the_subscription_is_read_once_it_takes_effect() {
+    let mut rig = rig(HOUR);
+    rig.there.save(&json("early", "before")).await.unwrap();
+
+    let (_, seen) = rig.follow("early").await;
+
+    until("the entry appended before", || {
+        seen.lock().unwrap().entries.len() == 1
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_lost_listening_connection_is_made_again_and_every_room_resyncs() {
+    let mut rig = rig(HOUR);
+    let (_, seen_one) = rig.follow("one").await;
+    let (_, seen_two) = rig.follow("two").await;
+    rig.subscribed().await;
+
+    rig.here.drop_listeners();
+
+    until("both rooms told to resync", || {
+        seen_one.lock().unwrap().resyncs == 1 && seen_two.lock().unwrap().resyncs == 1
+    })
+    .await;
+    assert_eq!(
+        rig.here.listeners(),
+        vec![2],
+        "both channels subscribed again"
+    );
+    rig.there.save(&json("one", "after")).await.unwrap();
+    until("a's entry through the new connection", || {
+        seen_one.lock().unwrap().entries.len() == 1
+    })
+    .await;
+}
+
+#[actix::test]
+async fn after_failed_reads_every_room_resyncs_once_redis_answers_again() {
+    let mut rig = rig(Duration::from_millis(20));
+    let (_, seen) = rig.follow("one").await;
+    rig.subscribed().await;
+
+    rig.here.faults.fail(true);
+    until("a failed read", || !rig.here.take_log_reads().is_empty()).await;
+    assert_eq!(seen.lock().unwrap().resyncs, 0);
+    rig.here.faults.fail(false);
+
+    until("the room told to resync", || {
+        seen.lock().unwrap().resyncs == 1
+    })
+    .await;
+}
+
+#[actix::test]
+async fn the_poll_delivers_what_a_lost_notice_did_not_announce() {
+    let mut rig = rig(Duration::from_millis(50));
+    let (_, seen) = rig.follow("one").await;
+    rig.subscribed().await;
+    rig.here.lose_notices(true);
+
+    rig.there.save(&json("one", "unannounced")).await.unwrap();
+
+    until("the entry, by the poll", || {
+        seen.lock().unwrap().entries.len() == 1
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_log_longer_than_one_read_is_read_to_its_end() {
+    let mut rig = rig(HOUR);
+    for i in 0..=READ_COUNT {
+        rig.there
+            .save(&json("long", &format!("{i}")))
+            .await
+            .unwrap();
+    }
+
+    let (_, seen) = rig.follow("long").await;
+
+    until("every entry", || {
+        seen.lock().unwrap().entries.len() == READ_COUNT + 1
+    })
+    .await;
+}
