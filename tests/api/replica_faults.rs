@@ -213,8 +213,8 @@ async fn watch_row(app: &TestApp, doc: &str, during: Duration) -> Vec<u64> {
 
 /// An edit reaches a member on another replica at once, before its room's coalesced save (here
 /// held back 30 s) appends it to the log; the replica it came from is then SIGKILLed before that
-/// save. The receiving replica saved the edit too, so PostgreSQL still gets what every member
-/// was shown.
+/// save. The receiving replica, whose room holds the edit until the sender's log entry confirms
+/// it, saves it itself when none comes, so PostgreSQL still gets what every member was shown.
 #[tokio::test]
 async fn an_edit_relayed_ahead_of_its_save_survives_the_sending_replica_dying() {
     let slow_saves = ("DOCROOM__ROOMS__YJS_SAVE_INTERVAL_MS", "30000");
@@ -232,8 +232,9 @@ async fn an_edit_relayed_ahead_of_its_save_survives_the_sending_replica_dying() 
     .await;
     a.sigkill().await;
 
-    b.admin().flush_now().await;
+    // b holds the relayed edit for its sender's log entry, which never comes; then saves it.
     eventually(WITHIN, "PostgreSQL to hold the relayed edit", async || {
+        b.admin().flush_now().await;
         let state = b.pg_yjs_state("relayed").await;
         let text = state.map(|s| text_of_state(&s)).unwrap_or_default();
         ensure!(

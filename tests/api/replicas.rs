@@ -367,3 +367,35 @@ async fn awareness_announced_on_one_replica_is_seen_and_removed_on_another() {
     })
     .await;
 }
+
+/// A Yjs update relayed to another replica ahead of its save is appended once: the receiving
+/// room holds it until the sender's log entry confirms it, instead of saving it too (it saves
+/// it only if no entry comes: `replica_faults::an_edit_relayed_ahead_of_its_save_survives…`).
+#[tokio::test]
+async fn a_relayed_update_confirmed_by_its_senders_entry_is_appended_once() {
+    use docroom_actors::doc::DocId;
+    use docroom_actors::log::LogPos;
+    use docroom_actors::storage::Cache;
+
+    let a = TestApp::start().await;
+    let b = a.replica().await;
+    let alice = YClient::connect(&a, "once").await;
+    let mut bob = YClient::connect(&b, "once").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    for word in ["<one>", "<two>", "<three>"] {
+        alice.type_text(word);
+        bob.until(word, |y| y.text().contains(word)).await;
+    }
+    // Past the time a relayed update waits for its confirmation.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let cache = crate::harness::storage::redis_cache(&a.prefix, "test");
+    let doc = DocId::parse("once").unwrap();
+    let read = cache.read_logs(&[(doc, LogPos::ZERO)]).await.unwrap();
+    let entries = &read[0].1.entries;
+    assert!(!entries.is_empty());
+    let writers: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e.replica.as_ref()).collect();
+    assert_eq!(writers.len(), 1, "appended by {writers:?}");
+}

@@ -302,13 +302,58 @@ async fn the_log_reader_gets_entries_after_a_position() {
         .await
         .unwrap();
     assert_eq!(read.len(), 1, "a log with nothing new is left out");
-    let versions: Vec<&Version> = read[0].1.iter().map(|e| &e.version).collect();
+    let versions: Vec<&Version> = read[0].1.entries.iter().map(|e| &e.version).collect();
     assert_eq!(versions, [&one, &two]);
-    assert_eq!(read[0].1[0].replica.as_ref(), "a");
+    assert_eq!(read[0].1.entries[0].replica.as_ref(), "a");
+    assert!(!read[0].1.behind);
 
     let read = b.read_logs(&[(one.doc.clone(), at)]).await.unwrap();
-    assert_eq!(read[0].1.len(), 1, "only the entry after the position");
-    assert_eq!(read[0].1[0].version, two);
+    assert_eq!(
+        read[0].1.entries.len(),
+        1,
+        "only the entry after the position"
+    );
+    assert_eq!(read[0].1.entries[0].version, two);
+}
+
+/// SPEC §6: a reader whose position is older than what the log was trimmed to learns it, so
+/// its room reloads from the compacted content instead of silently missing entries; a reader
+/// that read everything trimmed is not told so.
+#[tokio::test]
+async fn a_reader_behind_the_trimmed_log_is_told_so() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let (one, two, three) = (typed("y", 1, "1"), typed("y", 2, "2"), typed("y", 3, "3"));
+    let first = a.save(&one).await.unwrap().position.unwrap();
+    a.save(&two).await.unwrap();
+    let whole = a.load(&one.doc).await.unwrap().unwrap();
+    // PostgreSQL and the compacted content hold both: the commit trims them (no retention in
+    // this test's settings).
+    a.committed(&[Commit {
+        position: Some(whole.position),
+        compacted: Some(whole.version.clone()),
+        ..Commit::of(one.doc.clone(), whole.version.hash.clone())
+    }])
+    .await
+    .unwrap();
+    a.save(&three).await.unwrap();
+
+    let read = b.read_logs(&[(one.doc.clone(), first)]).await.unwrap();
+    assert!(
+        read[0].1.behind,
+        "the entry after {first} was trimmed unread"
+    );
+    let read = b
+        .read_logs(&[(one.doc.clone(), whole.position)])
+        .await
+        .unwrap();
+    assert!(
+        !read[0].1.behind,
+        "nothing after {} was trimmed",
+        whole.position
+    );
+    assert_eq!(read[0].1.entries.len(), 1);
+    assert_eq!(read[0].1.entries[0].version, three);
 }
 
 /// What a listener hears next, within a few seconds.

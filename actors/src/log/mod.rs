@@ -38,6 +38,14 @@ pub struct LogPos {
 impl LogPos {
     pub const ZERO: LogPos = LogPos { ms: 0, seq: 0 };
 
+    /// The smallest position after this one.
+    pub fn next(self) -> LogPos {
+        LogPos {
+            seq: self.seq.saturating_add(1),
+            ..self
+        }
+    }
+
     pub fn parse(text: &str) -> Option<LogPos> {
         let (ms, seq) = text.split_once('-')?;
         Some(LogPos {
@@ -56,6 +64,16 @@ impl fmt::Display for LogPos {
 /// Entries one read hands over at most per document: a document that filled it is read again
 /// at once.
 pub const READ_COUNT: usize = 500;
+
+/// What a read found in one document's log after a position.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogRead {
+    pub entries: Vec<LogEntry>,
+    /// Entries after the position were trimmed before this read (the log is trimmed up to a
+    /// watermark, `doc:{id}:trimmed`): the reader fell behind and the room must reload from
+    /// the compacted content (SPEC §6).
+    pub behind: bool,
+}
 
 /// What an event carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use super::{Event, Heard, LogEntry, LogPos, Notice, READ_COUNT};
+use super::{Event, Heard, LogEntry, LogPos, LogRead, Notice, READ_COUNT};
 use crate::doc::DocId;
 use crate::metrics as m;
 use crate::storage::{Cache, CacheError, Channels, Listener};
@@ -309,11 +309,16 @@ impl LogReader {
         }));
     }
 
-    fn deliver(&mut self, found: Vec<(DocId, Vec<LogEntry>)>) {
-        for (doc, entries) in found {
+    fn deliver(&mut self, found: Vec<(DocId, LogRead)>) {
+        for (doc, LogRead { entries, behind }) in found {
             let Some(f) = self.follows.get_mut(&doc) else {
                 continue; // unfollowed while the read was in flight
             };
+            if behind {
+                // Entries it never read were trimmed: only a reload has them.
+                warn!(doc = %doc, "the log reader fell behind the trimmed log, the room reloads");
+                f.resync.do_send(Resync);
+            }
             if entries.len() >= READ_COUNT {
                 self.moved.insert(doc); // and more may follow
             }

@@ -247,3 +247,26 @@ async fn a_log_longer_than_one_read_is_read_to_its_end() {
     })
     .await;
 }
+
+#[actix::test]
+async fn a_room_behind_the_trimmed_log_is_told_to_reload() {
+    let mut rig = rig(HOUR);
+    rig.there.save(&json("trimmed", "1")).await.unwrap();
+    let last = rig.there.save(&json("trimmed", "2")).await.unwrap();
+    let doc = DocId::parse("trimmed").unwrap();
+    rig.there
+        .committed(&[crate::storage::Commit {
+            position: last.position,
+            ..crate::storage::Commit::of(doc, String::new())
+        }])
+        .await
+        .unwrap();
+
+    // A room that follows from before what was trimmed cannot get it from the log.
+    let (_, seen) = rig.follow("trimmed").await;
+
+    until("the room told to reload", || {
+        seen.lock().unwrap().resyncs == 1
+    })
+    .await;
+}

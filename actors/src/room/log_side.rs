@@ -89,8 +89,7 @@ impl DocRoom {
                 match y.doc.absorb(&event.payload) {
                     Ok(None) => {}
                     Ok(Some(frame)) => {
-                        y.pending.push(event.payload);
-                        self.mark_unsaved(ctx);
+                        self.hold_relayed(event.replica, event.payload, ctx);
                         self.broadcast(None, super::Outbound::Binary(frame.into()));
                     }
                     Err(e) => {
@@ -125,6 +124,7 @@ impl Handler<Apply> for DocRoom {
         }
         for entry in msg.entries {
             if entry.version.kind == self.kind {
+                self.confirm_relayed(&entry.replica, &entry.version.content);
                 self.apply_durable(entry.version);
             }
         }

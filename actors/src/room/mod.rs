@@ -35,6 +35,7 @@ mod json_side;
 mod limits;
 mod log_side;
 mod member;
+mod relays;
 mod save_queue;
 mod stateless;
 mod sync_status;
@@ -297,6 +298,7 @@ impl DocRoom {
         if !self.members.is_empty() || !self.saves.is_idle() || self.persisting || self.closing {
             return;
         }
+        self.adopt_relayed(true, ctx);
         if self.save_yjs_now(ctx) {
             return; // the save's completion comes back here
         }
@@ -410,6 +412,7 @@ impl Handler<CloseRoom> for DocRoom {
 
     /// Shutdown: 1001 to every member; answers the content not known to be saved.
     fn handle(&mut self, _: CloseRoom, ctx: &mut Context<Self>) -> Self::Result {
+        self.adopt_relayed(true, ctx);
         let captured = self.save_yjs_now(ctx);
         self.closing = true;
         for (_, member) in self.members.drain() {

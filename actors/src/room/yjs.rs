@@ -43,6 +43,8 @@ pub struct YjsRoom {
     pub(super) pending: Vec<Bytes>,
     /// Updates applied since the last capture.
     unsaved: bool,
+    /// Other replicas' updates applied here, until their senders' log entries confirm them.
+    pub(super) relays: super::relays::Relays,
     /// The last save failed: its updates wait in `pending` for the next one.
     pub(super) retrying: bool,
     /// SyncStatus answers due when the save that captures the updates applied so far lands.
@@ -80,6 +82,7 @@ impl DocRoom {
             save_timer: None,
             pending: Vec::new(),
             unsaved: false,
+            relays: Default::default(),
             retrying: false,
             stored_waiters: Vec::new(),
         });

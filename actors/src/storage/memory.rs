@@ -24,7 +24,7 @@ use super::{
     Saved, StoreError, StoreResult, Written,
 };
 use crate::doc::{combine, later, DocId, Kind, Version};
-use crate::log::{Event, EventKind, Heard, LogEntry, LogPos, Notice, READ_COUNT};
+use crate::log::{Event, EventKind, Heard, LogEntry, LogPos, LogRead, Notice, READ_COUNT};
 
 /// What a test can do to a store. Cloning is shallow: the test keeps one clone, the store the
 /// other.
@@ -112,6 +112,8 @@ struct CachedDoc {
     persisted: Option<LogPos>,
     /// Bytes of Yjs updates appended since `temp`.
     tail: u64,
+    /// Entries before this position may have been trimmed.
+    trimmed: LogPos,
     log: Vec<LogEntry>,
     claim: Option<Arc<str>>,
 }
@@ -388,6 +390,7 @@ impl Cache for MemoryCache {
                     }
                     let upto = persisted.min(held.pos);
                     held.log.retain(|e| e.pos > upto);
+                    held.trimmed = held.trimmed.max(upto.next());
                     held.log.last().is_none_or(|e| e.pos <= position)
                 }
                 None => match &held.temp {
@@ -405,10 +408,7 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn read_logs(
-        &self,
-        from: &[(DocId, LogPos)],
-    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, LogRead)>> {
         let docs = from.iter().map(|(doc, _)| doc.clone()).collect();
         self.reads
             .lock()
@@ -420,8 +420,11 @@ impl Cache for MemoryCache {
             .filter_map(|(doc, pos)| {
                 let held = state.docs.get(doc)?;
                 let after = held.log.iter().filter(|e| e.pos > *pos);
-                let entries: Vec<LogEntry> = after.take(READ_COUNT).cloned().collect();
-                (!entries.is_empty()).then(|| (doc.clone(), entries))
+                let read = LogRead {
+                    entries: after.take(READ_COUNT).cloned().collect(),
+                    behind: pos.next() < held.trimmed,
+                };
+                (!read.entries.is_empty() || read.behind).then(|| (doc.clone(), read))
             })
             .collect())
     }

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 use crate::doc::{DocId, Version};
-use crate::log::{EventKind, Heard, LogEntry, LogPos};
+use crate::log::{EventKind, Heard, LogPos, LogRead};
 
 pub use postgres::{Held, PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
@@ -185,10 +185,10 @@ pub trait Cache: Send + Sync + 'static {
     async fn committed(&self, done: &[Commit]) -> CacheResult<()>;
 
     /// Entries appended to each given document's log after its position, at most
-    /// [`READ_COUNT`](crate::log::READ_COUNT) per document, without waiting: the log reader's
-    /// call, on a connection of its own. Documents with nothing new are left out.
-    async fn read_logs(&self, from: &[(DocId, LogPos)])
-        -> CacheResult<Vec<(DocId, Vec<LogEntry>)>>;
+    /// [`READ_COUNT`](crate::log::READ_COUNT) per document, without waiting, and whether some
+    /// after the position were trimmed already: the log reader's call, on a connection of its
+    /// own. Documents with nothing new (and nothing missed) are left out.
+    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, LogRead)>>;
 
     /// Publishes an event (awareness, stateless, a relayed Yjs update) on the document's
     /// channel for the other replicas' rooms: it reaches whoever listens now, and is kept

@@ -28,7 +28,7 @@ use super::redis_scripts::{
 };
 use super::{Cache, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written};
 use crate::doc::{combine, DocId, Stamp, Version};
-use crate::log::{EventKind, LogEntry, LogPos};
+use crate::log::{EventKind, LogPos, LogRead};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -434,8 +434,9 @@ impl Cache for RedisCache {
             let mut invocation = COMMIT.prepare_invoke();
             for c in batch {
                 let [temp, hash, _, pos, log, persisted, tail] = self.keys(&c.doc);
-                let flushing = self.key(&c.doc, "flushing");
-                for key in [temp, hash, pos, log, persisted, tail, flushing] {
+                let (flushing, trimmed) =
+                    (self.key(&c.doc, "flushing"), self.key(&c.doc, "trimmed"));
+                for key in [temp, hash, pos, log, persisted, tail, flushing, trimmed] {
                     invocation.key(key);
                 }
             }
@@ -465,10 +466,7 @@ impl Cache for RedisCache {
         Ok(())
     }
 
-    async fn read_logs(
-        &self,
-        from: &[(DocId, LogPos)],
-    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, LogRead)>> {
         self.read_streams(from).await
     }
 

@@ -187,19 +187,21 @@ return out"
 /// Trimming keeps the entries of the last `retention` milliseconds (by Redis's clock; entry ids
 /// are append times) whatever PostgreSQL holds: a room opened a moment ago follows the log from
 /// the position its content included, and its replica's reader may not have read that far yet.
-/// KEYS: per document temp, lastSavedHash, pos, log, persisted, tail, flushing; then
+/// The trim's bound is recorded as `trimmed` (only ever raised): a reader whose position is
+/// before it may have missed entries, and reloads (SPEC §6).
+/// KEYS: per document temp, lastSavedHash, pos, log, persisted, tail, flushing, trimmed; then
 /// modifiedDocs. ARGV: replica, ttl, retention ms, then per document: id, hash, position or '',
 /// compacted or '', its hash, bytes folded.
 pub(super) static COMMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         r"{IDS}
-local n = (#KEYS - 1) / 7
+local n = (#KEYS - 1) / 8
 local modified = KEYS[#KEYS]
 local ttl = ARGV[2]
 local now = redis.call('TIME')
 local keep = string.format('%d-0', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]))
 for i = 1, n do
-  local k = (i - 1) * 7
+  local k = (i - 1) * 8
   local a = 3 + (i - 1) * 6
   local id, hash, position, compacted = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   if position ~= '' then
@@ -224,6 +226,9 @@ for i = 1, n do
     local minid = after(upto)
     if lt(keep, minid) then minid = keep end
     redis.call('XTRIM', KEYS[k + 4], 'MINID', minid)
+    local mark = redis.call('GET', KEYS[k + 8])
+    if mark and lt(minid, mark) then minid = mark end
+    redis.call('SET', KEYS[k + 8], minid, 'EX', ttl)
     local last = redis.call('XREVRANGE', KEYS[k + 4], '+', '-', 'COUNT', 1)
     if #last == 0 or not lt(position, last[1][1]) then redis.call('SREM', modified, id) end
   else

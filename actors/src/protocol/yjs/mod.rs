@@ -20,6 +20,7 @@ mod limits;
 mod novelty;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits};
+pub use novelty::Footprint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {

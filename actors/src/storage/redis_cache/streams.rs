@@ -10,7 +10,7 @@ use redis::AsyncConnectionConfig;
 
 use super::{CacheError, CacheResult, RedisCache};
 use crate::doc::{DocId, Kind, Stamp, Version};
-use crate::log::{LogEntry, LogPos, READ_COUNT};
+use crate::log::{LogEntry, LogPos, LogRead, READ_COUNT};
 
 impl RedisCache {
     /// The log reader's own connection (a read of hundreds of logs is a large answer: the
@@ -37,46 +37,62 @@ impl RedisCache {
         Ok(conn)
     }
 
+    /// One `XREAD` over the logs of `from`, pipelined with a read of their trim watermarks
+    /// (`doc:{id}:trimmed`, see `redis_scripts::COMMIT`): a position before the watermark's
+    /// predecessor may have missed trimmed entries.
     pub(super) async fn read_streams(
         &self,
         from: &[(DocId, LogPos)],
-    ) -> CacheResult<Vec<(DocId, Vec<LogEntry>)>> {
+    ) -> CacheResult<Vec<(DocId, LogRead)>> {
         if from.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.reader_connection().await?;
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT").arg(READ_COUNT).arg("STREAMS");
+        let mut pipe = redis::pipe();
+        let xread = pipe
+            .cmd("XREAD")
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("STREAMS");
         let mut by_key = HashMap::with_capacity(from.len());
         for (doc, _) in from {
             let key = self.key(doc, "log");
-            cmd.arg(&key);
+            xread.arg(&key);
             by_key.insert(key, doc.clone());
         }
         for (_, pos) in from {
-            cmd.arg(pos.to_string());
+            xread.arg(pos.to_string());
+        }
+        let mget = pipe.cmd("MGET");
+        for (doc, _) in from {
+            mget.arg(self.key(doc, "trimmed"));
         }
         let answer = self
-            .bounded(cmd.query_async::<redis::Value>(&mut conn))
+            .bounded(pipe.query_async::<(redis::Value, Vec<Option<String>>)>(&mut conn))
             .await;
-        let value = match answer.and_then(|r| r.map_err(CacheError::from)) {
-            Ok(value) => value,
+        let (value, trimmed) = match answer.and_then(|r| r.map_err(CacheError::from)) {
+            Ok(answer) => answer,
             Err(e) => {
                 self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
                 return Err(e);
             }
         };
-        if matches!(value, redis::Value::Nil) {
-            return Ok(Vec::new());
-        }
-        let streams: Vec<(String, redis::Value)> = redis::from_redis_value(value)?;
-        let mut out = Vec::with_capacity(streams.len());
-        for (key, raw) in streams {
-            if let Some(doc) = by_key.get(&key) {
-                out.push((doc.clone(), entries(doc, raw)?));
+        let mut out: HashMap<DocId, LogRead> = HashMap::new();
+        for ((doc, pos), watermark) in from.iter().zip(trimmed) {
+            let watermark = watermark.as_deref().and_then(LogPos::parse);
+            if watermark.is_some_and(|w| pos.next() < w) {
+                out.entry(doc.clone()).or_default().behind = true;
             }
         }
-        Ok(out)
+        if !matches!(value, redis::Value::Nil) {
+            let streams: Vec<(String, redis::Value)> = redis::from_redis_value(value)?;
+            for (key, raw) in streams {
+                if let Some(doc) = by_key.get(&key) {
+                    out.entry(doc.clone()).or_default().entries = entries(doc, raw)?;
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 }
 
