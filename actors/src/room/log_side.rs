@@ -86,7 +86,7 @@ impl DocRoom {
         match event.kind {
             EventKind::Update => {
                 let Some(y) = self.yjs.as_mut() else { return };
-                match y.doc.absorb(&event.payload) {
+                match y.doc.absorb_update(&event.payload) {
                     Ok(None) => {}
                     Ok(Some(frame)) => {
                         self.hold_relayed(event.replica, event.payload, ctx);
@@ -123,8 +123,10 @@ impl Handler<Apply> for DocRoom {
             return;
         }
         for entry in msg.entries {
-            if entry.version.kind == self.kind {
-                self.confirm_relayed(&entry.replica, &entry.version.content);
+            // An entry holding only relayed updates confirms them; the document has it all.
+            if entry.version.kind == self.kind
+                && !self.confirm_relayed(&entry.replica, &entry.version.content)
+            {
                 self.apply_durable(entry.version);
             }
         }

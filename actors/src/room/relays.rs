@@ -49,16 +49,24 @@ impl Relays {
         true
     }
 
-    /// `replica`'s log entry `entry` arrived: what it contains is durable.
-    fn confirm(&mut self, replica: &str, entry: &[u8]) {
+    /// `replica`'s log entry `entry` arrived: what it contains is durable. True if the entry
+    /// holds nothing beyond the relayed updates it confirmed, which the document has already.
+    fn confirm(&mut self, replica: &str, entry: &[u8]) -> bool {
         if !self.held.iter().any(|h| &*h.replica == replica) {
-            return;
+            return false;
         }
         let Some(entry) = Footprint::of(entry) else {
-            return;
+            return false;
         };
-        self.held
-            .retain(|h| &*h.replica != replica || !h.footprint.within(&entry));
+        let mut confirmed = Footprint::default();
+        self.held.retain(|h| {
+            let done = &*h.replica == replica && h.footprint.within(&entry);
+            if done {
+                confirmed.merge(&h.footprint);
+            }
+            !done
+        });
+        entry.within(&confirmed)
     }
 
     /// Takes the updates held since before `before` (all of them with `None`).
@@ -90,11 +98,12 @@ impl DocRoom {
         self.arm_relays(ctx);
     }
 
-    /// A log entry of `replica` arrived.
-    pub(super) fn confirm_relayed(&mut self, replica: &str, entry: &[u8]) {
-        if let Some(y) = self.yjs.as_mut() {
-            y.relays.confirm(replica, entry);
-        }
+    /// A log entry of `replica` arrived; true if the document has everything it holds
+    /// already (the updates it confirmed were applied when they were relayed).
+    pub(super) fn confirm_relayed(&mut self, replica: &str, entry: &[u8]) -> bool {
+        self.yjs
+            .as_mut()
+            .is_some_and(|y| y.relays.confirm(replica, entry))
     }
 
     /// The held updates become this room's own to save: those unconfirmed for

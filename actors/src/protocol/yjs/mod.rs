@@ -120,6 +120,16 @@ impl YjsDoc {
     /// changed: only what this merge added (a merged log entry often repeats updates the
     /// members already have), not the whole state it came in.
     pub fn absorb(&mut self, state: &[u8]) -> Result<Option<Vec<u8>>, YjsError> {
+        self.absorb_as(state, true)
+    }
+
+    /// [`absorb`](Self::absorb) for one update a member sent elsewhere (another replica's
+    /// relay): relayed as it came, like a member's own update here.
+    pub fn absorb_update(&mut self, update: &[u8]) -> Result<Option<Vec<u8>>, YjsError> {
+        self.absorb_as(update, false)
+    }
+
+    fn absorb_as(&mut self, state: &[u8], diff: bool) -> Result<Option<Vec<u8>>, YjsError> {
         plausible_count(state).map_err(YjsError::BadState)?;
         let update = guarded(|| Update::decode_v1(state))
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -130,7 +140,7 @@ impl YjsDoc {
             txn.apply_update(update)?;
             let added = novelty::txn_added(&txn);
             let changed = added || txn.has_missing_updates();
-            Ok::<_, yrs::error::UpdateError>(changed.then(|| match added {
+            Ok::<_, yrs::error::UpdateError>(changed.then(|| match added && diff {
                 true => txn.encode_update_v1(),
                 false => Vec::new(),
             }))
@@ -141,8 +151,8 @@ impl YjsDoc {
             return Ok(None);
         };
         self.state_bytes = self.state_bytes.saturating_add(state.len());
-        // Held pending its dependencies only: the members get it as it came, and hold it
-        // pending too.
+        // Not diffed, or held pending its dependencies only (the members hold it pending too):
+        // relayed as it came.
         Ok(Some(match added.is_empty() {
             true => update_frame(state),
             false => update_frame(&added),

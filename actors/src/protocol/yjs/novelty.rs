@@ -7,7 +7,7 @@ use yrs::{IdSet, ReadTxn, TransactionMut, Update};
 
 /// What an update inserts and deletes, by id: enough to tell whether another update holds it
 /// all (a merged log entry holding an update relayed ahead of it) without any document.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Footprint {
     inserts: IdSet,
     deletes: IdSet,
@@ -22,6 +22,12 @@ impl Footprint {
             inserts: update.insertions(true),
             deletes: update.delete_set().clone(),
         })
+    }
+
+    /// What an update holding both this one and `other` would insert and delete.
+    pub fn merge(&mut self, other: &Footprint) {
+        self.inserts.merge_with(other.inserts.clone());
+        self.deletes.merge_with(other.deletes.clone());
     }
 
     /// Everything this update inserts and deletes, `other` does too.
