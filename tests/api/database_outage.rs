@@ -207,3 +207,61 @@ async fn a_document_waiting_for_the_database_keeps_its_cache_entry_through_a_sig
     )
     .await;
 }
+
+/// Yjs flushes append updates (SPEC §6): a typist keeps typing while the connection to
+/// PostgreSQL is cut and restored again and again, so flushes die in the middle of their
+/// transaction; afterwards PostgreSQL holds every token (state plus appended updates), and a
+/// cold read of the document, Redis emptied, renders them all.
+#[tokio::test]
+async fn yjs_updates_typed_across_database_cuts_all_reach_postgres() {
+    use crate::harness::yclient::{text_of_state, YClient};
+
+    let proxy = Proxy::to_postgres();
+    let app = TestApp::spawn(TestOptions::new().database_through(proxy.addr)).await;
+    let alice = YClient::connect(&app, "typed").await;
+    let mut tokens = Vec::new();
+    for i in 0..40 {
+        match i % 10 {
+            3 => proxy.cut(),
+            7 => proxy.restore(),
+            _ => {}
+        }
+        let token = format!("<{i}>");
+        alice.type_text(&token);
+        tokens.push(token);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    proxy.restore();
+
+    eventually(
+        Duration::from_secs(30),
+        "every token in PostgreSQL",
+        async || {
+            let text = app
+                .pg_yjs_state("typed")
+                .await
+                .map(|s| text_of_state(&s))
+                .unwrap_or_default();
+            let missing: Vec<&String> = tokens.iter().filter(|t| !text.contains(*t)).collect();
+            ensure!(missing.is_empty(), "missing {missing:?}");
+            Ok(())
+        },
+    )
+    .await;
+    drop(alice);
+    eventually(Duration::from_secs(10), "the room to retire", async || {
+        ensure!(app.admin().rooms().await.is_empty(), "a room is open");
+        Ok(())
+    })
+    .await;
+    app.redis_delete_all().await;
+    let cold = app.get_doc("typed").await;
+    assert_eq!(cold.status, 200, "{}", cold.text);
+    for t in &tokens {
+        assert!(
+            cold.text.contains(t.as_str()),
+            "{t} missing from {}",
+            cold.text
+        );
+    }
+}
