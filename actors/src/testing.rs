@@ -57,3 +57,14 @@ pub fn supervisor_settings() -> SupervisorSettings {
         retry_max: ms(50),
     }
 }
+
+/// Waits (up to 5 s, checking every 10 ms) until `cond` holds; panics naming `what` otherwise.
+pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

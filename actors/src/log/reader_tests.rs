@@ -11,7 +11,7 @@ use super::{Event, EventKind, LogEntry, LogPos, READ_COUNT};
 use crate::doc::DocId;
 use crate::storage::memory::MemoryCache;
 use crate::storage::Cache;
-use crate::testing::json;
+use crate::testing::{json, until};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -102,16 +102,6 @@ impl Rig {
         })
         .await;
     }
-}
-
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[actix::test]

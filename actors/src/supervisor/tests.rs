@@ -11,7 +11,7 @@ use crate::doc::Kind;
 use crate::fallback::test_dir::TestDir;
 use crate::storage::memory::{MemoryCache, MemoryStore};
 use crate::storage::Commit;
-use crate::testing::{stamped, supervisor_settings};
+use crate::testing::{stamped, supervisor_settings, until};
 
 struct Rig {
     supervisor: Addr<CacheSupervisor>,
@@ -43,16 +43,6 @@ fn rig(name: &str) -> Rig {
 
 fn json(content: &'static str, millis: u64) -> Version {
     stamped("d", content, millis)
-}
-
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 async fn save(rig: &Rig, v: &Version) -> Stored {
