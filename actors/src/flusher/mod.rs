@@ -11,7 +11,7 @@ mod batches;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,6 +116,9 @@ pub struct Flusher {
     last_success_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     timer: Option<SpawnHandle>,
+    /// Documents whose rooms retired, waiting for a fold (see [`Fold`]); one batch at a time.
+    resting: HashSet<DocId>,
+    folding: bool,
 }
 
 impl Flusher {
@@ -140,6 +143,8 @@ impl Flusher {
             last_success_at: None,
             last_error: None,
             timer: None,
+            resting: HashSet::new(),
+            folding: false,
         }
     }
 
@@ -340,16 +345,40 @@ impl Handler<PersistNow> for Flusher {
 impl Handler<Fold> for Flusher {
     type Result = ();
 
-    /// Folds the document's waiting Yjs updates into its stored state, off any caller's path.
+    /// Queues the document for a fold of its waiting Yjs updates into its stored state.
     fn handle(&mut self, msg: Fold, ctx: &mut Context<Self>) {
+        self.resting.insert(msg.doc);
+        self.fold_some(ctx);
+    }
+}
+
+/// Documents one fold statement takes at most: folds run one batch at a time on one pooled
+/// connection, so many rooms retiring at once (clients moving after a deploy) never crowd the
+/// flushes out of the pool.
+const FOLD_BATCH: usize = 25;
+
+impl Flusher {
+    fn fold_some(&mut self, ctx: &mut Context<Self>) {
+        if self.folding || self.resting.is_empty() {
+            return;
+        }
+        self.folding = true;
+        let batch: Vec<DocId> = self.resting.iter().take(FOLD_BATCH).cloned().collect();
+        for doc in &batch {
+            self.resting.remove(doc);
+        }
         let store = self.store.clone();
         ctx.spawn(
             async move {
-                if let Err(e) = store.fold(std::slice::from_ref(&msg.doc)).await {
-                    debug!(doc = %msg.doc, error = %e, "folding updates into the state failed");
+                if let Err(e) = store.fold(&batch).await {
+                    debug!(docs = batch.len(), error = %e, "folding updates into the state failed");
                 }
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.folding = false;
+                act.fold_some(ctx);
+            }),
         );
     }
 }
