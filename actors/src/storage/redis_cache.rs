@@ -239,7 +239,8 @@ impl RedisCache {
         Ok(self.bounded(invocation.invoke_async(&mut conn)).await??)
     }
 
-    /// Runs CLAIM over `docs`: claimed for this replica's flush, read as a flush needs them.
+    /// Runs CLAIM over `docs`, then reads what it says each claimed document needs (its log
+    /// from a position, its `temp`) in one pipeline of plain commands.
     async fn claim_read(&self, docs: &[DocId]) -> CacheResult<Vec<Option<FlushRead>>> {
         let mut conn = self.connection().await?;
         let mut out = Vec::with_capacity(docs.len());
@@ -262,8 +263,48 @@ impl RedisCache {
                 invocation.arg(doc.as_str());
             }
             let raw: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await??;
-            for (doc, value) in batch.iter().zip(raw) {
-                out.push(parse_claimed(doc, value)?);
+            let claims = batch
+                .iter()
+                .zip(raw)
+                .map(|(doc, value)| Claim::parse(value).map(|c| c.map(|c| (doc, c))))
+                .collect::<CacheResult<Vec<_>>>()?;
+            let mut pipe = redis::pipe();
+            for (doc, claim) in claims.iter().flatten() {
+                if claim.want_temp {
+                    let [temp, _, stamp, ..] = self.keys(doc);
+                    pipe.cmd("MGET").arg(temp).arg(stamp);
+                }
+                pipe.cmd("XRANGE")
+                    .arg(self.key(doc, "log"))
+                    .arg(format!("({}", claim.from))
+                    .arg("+");
+            }
+            let answers: Vec<redis::Value> = match claims.iter().any(Option::is_some) {
+                true => self.bounded(pipe.query_async(&mut conn)).await??,
+                false => Vec::new(),
+            };
+            let mut answers = answers.into_iter();
+            let mut next = || answers.next().ok_or_else(|| unexpected("short pipeline"));
+            for claim in claims {
+                let Some((doc, claim)) = claim else {
+                    out.push(None);
+                    continue;
+                };
+                let (temp, stamp): (Option<Vec<u8>>, Option<String>) = match claim.want_temp {
+                    true => redis::from_redis_value(next()?)?,
+                    false => (None, None),
+                };
+                let entries = next()?;
+                out.push(Some(FlushRead {
+                    temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
+                    pos: claim.pos,
+                    persisted: claim.persisted,
+                    entries: streams::entries(doc, entries)?,
+                    dirty: claim.dirty,
+                    compact: claim.compact,
+                    log_len: claim.log_len,
+                    has_temp: claim.has_temp,
+                }));
             }
         }
         Ok(out)
@@ -274,34 +315,44 @@ fn unexpected(why: &str) -> CacheError {
     CacheError::Unreachable(format!("unexpected answer from redis: {why}"))
 }
 
-/// One document as CLAIM answers it; `None`: another replica holds its claim.
-fn parse_claimed(doc: &DocId, value: redis::Value) -> CacheResult<Option<FlushRead>> {
-    let redis::Value::Array(items) = value else {
-        return Err(unexpected("not an array"));
-    };
-    if items.len() == 1 {
-        return Ok(None);
+/// One document as CLAIM answers it (see `redis_scripts::CLAIM`).
+struct Claim {
+    want_temp: bool,
+    pos: LogPos,
+    persisted: LogPos,
+    from: LogPos,
+    dirty: bool,
+    compact: bool,
+    log_len: usize,
+    has_temp: bool,
+}
+
+impl Claim {
+    /// `None`: another replica holds the document's claim.
+    fn parse(value: redis::Value) -> CacheResult<Option<Claim>> {
+        let redis::Value::Array(items) = value else {
+            return Err(unexpected("not an array"));
+        };
+        if items.len() == 1 {
+            return Ok(None);
+        }
+        let [temp, pos, persisted, from, dirty, compact, len, has_temp]: [redis::Value; 8] =
+            items.try_into().map_err(|_| unexpected("wrong length"))?;
+        let flag = |v: redis::Value| redis::from_redis_value::<i64>(v).map(|n| n == 1);
+        let position = |v: redis::Value| {
+            redis::from_redis_value::<String>(v).map(|t| LogPos::parse(&t).unwrap_or_default())
+        };
+        Ok(Some(Claim {
+            want_temp: flag(temp)?,
+            pos: position(pos)?,
+            persisted: position(persisted)?,
+            from: position(from)?,
+            dirty: flag(dirty)?,
+            compact: flag(compact)?,
+            log_len: redis::from_redis_value(len)?,
+            has_temp: flag(has_temp)?,
+        }))
     }
-    let [temp, stamp, pos, persisted, entries, dirty, compact, len, has_temp]: [redis::Value; 9] =
-        items.try_into().map_err(|_| unexpected("wrong length"))?;
-    let temp: Option<Vec<u8>> = redis::from_redis_value(temp)?;
-    let stamp: Option<String> = redis::from_redis_value(stamp)?;
-    let pos: String = redis::from_redis_value(pos)?;
-    let persisted: String = redis::from_redis_value(persisted)?;
-    let dirty: i64 = redis::from_redis_value(dirty)?;
-    let compact: i64 = redis::from_redis_value(compact)?;
-    let len: usize = redis::from_redis_value(len)?;
-    let has_temp: i64 = redis::from_redis_value(has_temp)?;
-    Ok(Some(FlushRead {
-        temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
-        pos: LogPos::parse(&pos).unwrap_or_default(),
-        persisted: LogPos::parse(&persisted).unwrap_or_default(),
-        entries: streams::entries(doc, entries)?,
-        dirty: dirty == 1,
-        compact: compact == 1,
-        log_len: len,
-        has_temp: has_temp == 1,
-    }))
 }
 
 /// A room's read as LOAD answers it: the compacted content and the log after it, combined

@@ -116,15 +116,21 @@ return {
     )
 });
 
-/// A flush's read: claims each document for this replica (`SET PX`; {'busy'} when another
-/// replica holds the claim), refreshes its TTLs and answers what PostgreSQL lacks, per document
-/// {temp, stamp, pos, persisted, log entries, dirty, compact, log length, temp exists}:
+/// A flush's claim: claims each document for this replica (`SET PX`; {'busy'} when another
+/// replica holds the claim), refreshes its TTLs and says what the flush must read, per document
+/// {temp wanted, pos, persisted, from, dirty, compact, log length, temp exists}:
 /// - JSON (`temp` is JSON): `temp` and the entries after `pos`, as a room reads it.
 /// - Yjs: the entries after `persisted` (what PostgreSQL holds) only, so a flush costs what was
 ///   appended since the last one, not the document. When the log after `temp` has grown to
 ///   `temp`'s size (`tail` bytes, at least `min` bytes) or to `max entries`, compact = 1 and
 ///   the entries start after `pos` instead, with `temp` (if there is one), for the flush to
 ///   fold them into a new `temp`: amortized, compaction too costs what was appended.
+///
+/// The content itself (`temp` with its stamp in one `MGET`, then the log from `from`, so an
+/// append in between is read, not lost) is then read with plain commands, pipelined
+/// (`RedisCache::claim_read`): a script copying hundreds of entries through Lua held Redis for
+/// 10–15 ms per call (W7), delaying every other replica's messages behind it. The claim keeps
+/// what is read stable: only a claimed flush's commit changes `temp`, `persisted` or the trim.
 ///
 /// KEYS: per document temp, lastSavedHash, stamp, pos, log, persisted, tail, flushing; then
 /// modifiedDocs. ARGV: replica, claim ms, ttl, min bytes, max entries, then the document ids.
@@ -145,11 +151,11 @@ for i = 1, n do
     local pos = redis.call('GET', KEYS[k + 4]) or '0-0'
     local persisted = redis.call('GET', KEYS[k + 6]) or pos
     local len = redis.call('XLEN', KEYS[k + 5])
-    local json = redis.call('EXISTS', KEYS[k + 1]) == 1
-      and redis.call('GETRANGE', KEYS[k + 1], 0, 4) ~= '\0yjs\0'
-    local temp, from, compact = false, pos, 0
+    local exists = redis.call('EXISTS', KEYS[k + 1])
+    local json = exists == 1 and redis.call('GETRANGE', KEYS[k + 1], 0, 4) ~= '\0yjs\0'
+    local temp, from, compact = 0, pos, 0
     if json then
-      temp = redis.call('GET', KEYS[k + 1])
+      temp = 1
     else
       local size = redis.call('STRLEN', KEYS[k + 1])
       local waiting = tonumber(redis.call('GET', KEYS[k + 7]) or '0')
@@ -157,19 +163,18 @@ for i = 1, n do
       if waiting >= math.max(tonumber(ARGV[4]), size) or len >= tonumber(ARGV[5]) then
         compact = 1
         if lt(pos, from) then from = pos end
-        if size > 0 then temp = redis.call('GET', KEYS[k + 1]) end
+        if size > 0 then temp = 1 end
       end
     end
     out[i] = {{
       temp,
-      redis.call('GET', KEYS[k + 3]) or false,
       pos,
       persisted,
-      redis.call('XRANGE', KEYS[k + 5], '(' .. from, '+'),
+      from,
       redis.call('SISMEMBER', modified, ARGV[5 + i]),
       compact,
       len,
-      redis.call('EXISTS', KEYS[k + 1]),
+      exists,
     }}
   end
 end
