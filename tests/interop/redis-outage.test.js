@@ -30,7 +30,7 @@ scenario('a Redis outage does not stop the providers from syncing and loses noth
   await converge('the edits before the outage to sync')
   await eventually('the document to reach Redis', async () => {
     const keys = await app.redisKeys()
-    assert.ok(keys.includes('doc:outage:temp'), `keys: ${keys}`)
+    assert.ok(keys.includes('doc:outage:log'), `keys: ${keys}`)
   })
 
   redis.kill()

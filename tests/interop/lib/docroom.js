@@ -26,7 +26,6 @@ const path = require('node:path')
 const { test } = require('node:test')
 
 const { Client: PgClient } = require('pg')
-const Y = require('yjs')
 const WebSocket = require('ws')
 const Y = require('yjs')
 const { WebsocketProvider } = require('y-websocket')
