@@ -339,7 +339,8 @@ class Docroom {
 
   /**
    * The `documents` row of `doc` as PostgreSQL has it, or null. A Yjs row's `state` is given
-   * merged with the updates flushes appended after it (`document_updates`), as docroom loads it.
+   * merged with the updates flushes appended after it (`document_updates`), as docroom loads it;
+   * `waiting` counts those updates.
    */
   async pgRow (doc) {
     return withPg(this.dbName, async (pg) => {
@@ -350,6 +351,8 @@ class Docroom {
       const row = rows[0]
       if (!row) return null
       if (row.state && row.updates.length > 0) row.state = Y.mergeUpdates([row.state, ...row.updates])
+      // Updates not folded into the row's state yet (a document at rest has none).
+      row.waiting = row.updates.length
       delete row.updates
       return row
     })
