@@ -1,0 +1,154 @@
+//! A flush's and a room's reads of a document: the CLAIM script then one pipeline of plain
+//! reads (see `redis_scripts::CLAIM` for why the content is not read inside the script), and
+//! the decoding of LOAD's answer.
+
+use super::{CacheError, CacheResult, RedisCache};
+use crate::doc::{combine, DocId};
+use crate::log::LogPos;
+use crate::storage::pending::FlushRead;
+use crate::storage::redis_scripts::{decode, BATCH, CLAIM, COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES};
+use crate::storage::Cached;
+
+impl RedisCache {
+    /// Runs CLAIM over `docs`, then reads what it says each claimed document needs (its log
+    /// from a position, its `temp`) in one pipeline of plain commands.
+    pub(super) async fn claim_read(&self, docs: &[DocId]) -> CacheResult<Vec<Option<FlushRead>>> {
+        let mut conn = self.connection().await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for batch in docs.chunks(BATCH) {
+            let mut invocation = CLAIM.prepare_invoke();
+            for doc in batch {
+                for key in self.keys(doc) {
+                    invocation.key(key);
+                }
+                invocation.key(self.key(doc, "flushing"));
+            }
+            invocation
+                .key(self.key_modified())
+                .arg(&*self.settings.replica)
+                .arg(self.settings.claim_ms)
+                .arg(self.settings.ttl_secs)
+                .arg(COMPACT_MIN_BYTES)
+                .arg(COMPACT_MAX_ENTRIES);
+            for doc in batch {
+                invocation.arg(doc.as_str());
+            }
+            let raw: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await??;
+            let claims = batch
+                .iter()
+                .zip(raw)
+                .map(|(doc, value)| Claim::parse(value).map(|c| c.map(|c| (doc, c))))
+                .collect::<CacheResult<Vec<_>>>()?;
+            let mut pipe = redis::pipe();
+            for (doc, claim) in claims.iter().flatten() {
+                if claim.want_temp {
+                    let [temp, _, stamp, ..] = self.keys(doc);
+                    pipe.cmd("MGET").arg(temp).arg(stamp);
+                }
+                pipe.cmd("XRANGE")
+                    .arg(self.key(doc, "log"))
+                    .arg(format!("({}", claim.from))
+                    .arg("+");
+            }
+            let answers: Vec<redis::Value> = match claims.iter().any(Option::is_some) {
+                true => self.bounded(pipe.query_async(&mut conn)).await??,
+                false => Vec::new(),
+            };
+            let mut answers = answers.into_iter();
+            let mut next = || answers.next().ok_or_else(|| unexpected("short pipeline"));
+            for claim in claims {
+                let Some((doc, claim)) = claim else {
+                    out.push(None);
+                    continue;
+                };
+                let (temp, stamp): (Option<Vec<u8>>, Option<String>) = match claim.want_temp {
+                    true => redis::from_redis_value(next()?)?,
+                    false => (None, None),
+                };
+                let entries = next()?;
+                out.push(Some(FlushRead {
+                    temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
+                    pos: claim.pos,
+                    persisted: claim.persisted,
+                    entries: super::streams::entries(doc, entries)?,
+                    dirty: claim.dirty,
+                    compact: claim.compact,
+                    log_len: claim.log_len,
+                    has_temp: claim.has_temp,
+                }));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn unexpected(why: &str) -> CacheError {
+    CacheError::Unreachable(format!("unexpected answer from redis: {why}"))
+}
+
+/// One document as CLAIM answers it (see `redis_scripts::CLAIM`).
+struct Claim {
+    want_temp: bool,
+    pos: LogPos,
+    persisted: LogPos,
+    from: LogPos,
+    dirty: bool,
+    compact: bool,
+    log_len: usize,
+    has_temp: bool,
+}
+
+impl Claim {
+    /// `None`: another replica holds the document's claim.
+    fn parse(value: redis::Value) -> CacheResult<Option<Claim>> {
+        let redis::Value::Array(items) = value else {
+            return Err(unexpected("not an array"));
+        };
+        if items.len() == 1 {
+            return Ok(None);
+        }
+        let [temp, pos, persisted, from, dirty, compact, len, has_temp]: [redis::Value; 8] =
+            items.try_into().map_err(|_| unexpected("wrong length"))?;
+        let flag = |v: redis::Value| redis::from_redis_value::<i64>(v).map(|n| n == 1);
+        let position = |v: redis::Value| {
+            redis::from_redis_value::<String>(v).map(|t| LogPos::parse(&t).unwrap_or_default())
+        };
+        Ok(Some(Claim {
+            want_temp: flag(temp)?,
+            pos: position(pos)?,
+            persisted: position(persisted)?,
+            from: position(from)?,
+            dirty: flag(dirty)?,
+            compact: flag(compact)?,
+            log_len: redis::from_redis_value(len)?,
+            has_temp: flag(has_temp)?,
+        }))
+    }
+}
+
+/// A room's read as LOAD answers it: the compacted content and the log after it, combined
+/// (see [`Cached`]); `None` if neither exists.
+pub(super) fn parse_loaded(doc: &DocId, value: redis::Value) -> CacheResult<Option<Cached>> {
+    let [temp, stamp, pos, tail, dirty]: [redis::Value; 5] =
+        redis::from_redis_value(value).map_err(|_| unexpected("wrong length"))?;
+    let temp: Option<Vec<u8>> = redis::from_redis_value(temp)?;
+    let stamp: Option<String> = redis::from_redis_value(stamp)?;
+    let pos: String = redis::from_redis_value(pos)?;
+    let dirty: i64 = redis::from_redis_value(dirty)?;
+    let temp = temp.map(|raw| decode(doc.clone(), raw, stamp));
+    let tail = super::streams::entries(doc, tail)?;
+    let whole = temp.is_some();
+    let position = tail
+        .last()
+        .map_or(LogPos::parse(&pos).unwrap_or_default(), |e| e.pos);
+    let tail_len = tail.len();
+    let parts = temp.into_iter().chain(tail.into_iter().map(|e| e.version));
+    let combined = combine(parts).map_err(|e| CacheError::Unreachable(e.to_string()))?;
+    Ok(combined.map(|version| Cached {
+        version,
+        position,
+        whole,
+        dirty: dirty == 1,
+        tail: tail_len,
+    }))
+}
