@@ -117,6 +117,23 @@ impl RedisCache {
         .map(|k| self.key(doc, k))
     }
 
+    /// An invocation of a script that takes, per document, its keys and its flush claim
+    /// (CLAIM, KEEP).
+    fn per_document<'a>(
+        &self,
+        script: &'a redis::Script,
+        docs: &[DocId],
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for doc in docs {
+            for key in self.keys(doc) {
+                invocation.key(key);
+            }
+            invocation.key(self.key(doc, "flushing"));
+        }
+        invocation
+    }
+
     fn key_modified(&self) -> String {
         format!("{}modifiedDocs", self.settings.key_prefix)
     }
@@ -318,13 +335,7 @@ impl Cache for RedisCache {
     async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
         let mut conn = self.connection().await?;
         for batch in docs.chunks(BATCH) {
-            let mut invocation = KEEP.prepare_invoke();
-            for doc in batch {
-                for key in self.keys(doc) {
-                    invocation.key(key);
-                }
-                invocation.key(self.key(doc, "flushing"));
-            }
+            let mut invocation = self.per_document(&KEEP, batch);
             invocation
                 .arg(&*self.settings.replica)
                 .arg(self.settings.ttl_secs);

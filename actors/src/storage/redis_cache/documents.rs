@@ -16,13 +16,7 @@ impl RedisCache {
         let mut conn = self.connection().await?;
         let mut out = Vec::with_capacity(docs.len());
         for batch in docs.chunks(BATCH) {
-            let mut invocation = CLAIM.prepare_invoke();
-            for doc in batch {
-                for key in self.keys(doc) {
-                    invocation.key(key);
-                }
-                invocation.key(self.key(doc, "flushing"));
-            }
+            let mut invocation = self.per_document(&CLAIM, batch);
             invocation
                 .key(self.key_modified())
                 .arg(&*self.settings.replica)
