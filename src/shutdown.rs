@@ -85,9 +85,8 @@ pub async fn drain(state: &AppState) {
             all.extend(
                 state
                     .ledger
-                    .entries()
+                    .entries(Some(Durable::Cache))
                     .into_iter()
-                    .filter(|e| e.durable == Durable::Cache)
                     .map(|e| e.version),
             );
             all.extend(versions);

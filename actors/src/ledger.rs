@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::doc::{later, DocId, Kind, Version};
+use crate::doc::{combine, DocId, Kind, Version};
 use crate::log::LogPos;
 use crate::storage::Commit;
 
@@ -49,18 +49,99 @@ pub struct Entry {
     pub since: Instant,
 }
 
-/// Cloning is shallow: clones share one map. The lock is held only for map operations.
+/// One document's entry as the map keeps it. A Yjs save is an increment: it is kept as a part
+/// and merged into `merged` only when someone reads the entry (a flush, a load), so a save
+/// costs the same whatever has accumulated. Parts and merged content a commit includes leave.
+struct Slot {
+    /// JSON: the newest version. Yjs: the parts merged so far.
+    merged: Option<Version>,
+    /// The log position of the newest save merged into `merged`, when everything merged came
+    /// from saves with a position (`None`: some of it came from elsewhere, or nothing did).
+    merged_to: Option<LogPos>,
+    /// Yjs saves not merged yet, with their log positions.
+    parts: Vec<(Version, Option<LogPos>)>,
+    durable: Durable,
+    foreign: bool,
+    position: Option<LogPos>,
+    since: Instant,
+}
+
+impl Slot {
+    /// Merges the parts into `merged`: the entry's version, now.
+    fn version(&mut self) -> Option<&Version> {
+        if !self.parts.is_empty() {
+            let parts = std::mem::take(&mut self.parts);
+            let positioned = parts.iter().all(|(_, p)| p.is_some())
+                && (self.merged.is_none() || self.merged_to.is_some());
+            let newest = parts.iter().filter_map(|(_, p)| *p).max();
+            let versions = self
+                .merged
+                .take()
+                .into_iter()
+                .chain(parts.into_iter().map(|(v, _)| v));
+            match combine(versions) {
+                Ok(merged) => self.merged = merged,
+                Err(e) => {
+                    // Every part was applied by the room that saved it; keep what merges.
+                    warn!(error = %e, "yjs updates could not be merged, keeping the newest");
+                }
+            }
+            self.merged_to = match positioned {
+                true => newest.max(self.merged_to),
+                false => None,
+            };
+        }
+        self.merged.as_ref()
+    }
+
+    fn entry(&mut self) -> Option<Entry> {
+        let version = self.version()?.clone();
+        Some(Entry {
+            version,
+            durable: self.durable,
+            foreign: self.foreign,
+            position: self.position,
+            since: self.since,
+        })
+    }
+
+    /// A commit of the log up to `upto` (by any replica) that does not include the newest save:
+    /// drops the parts, and the merged content, it includes. Answers the merged content dropped.
+    fn trim(&mut self, upto: LogPos) -> Option<Version> {
+        self.parts.retain(|(_, p)| p.is_none_or(|p| p > upto));
+        if self.merged_to.is_none_or(|m| m > upto) {
+            return None;
+        }
+        self.merged_to = None;
+        self.merged.take()
+    }
+
+    /// The entry as it leaves: its merged content (parts are saves of this replica's rooms,
+    /// which nothing else holds by their hash).
+    fn leaving(self) -> Option<Entry> {
+        Some(Entry {
+            version: self.merged?,
+            durable: self.durable,
+            foreign: self.foreign,
+            position: self.position,
+            since: self.since,
+        })
+    }
+}
+
+/// Cloning is shallow: clones share one map. The lock is held only for map operations (and
+/// the merge of a Yjs entry's parts when it is read).
 #[derive(Clone, Default)]
-pub struct Ledger(Arc<Mutex<HashMap<DocId, Entry>>>);
+pub struct Ledger(Arc<Mutex<HashMap<DocId, Slot>>>);
 
 impl Ledger {
-    fn map(&self) -> MutexGuard<'_, HashMap<DocId, Entry>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<DocId, Slot>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A room's save of `v` landed in `durable` (at `position` of the log, in Redis). A Yjs
-    /// save is an incremental update: merged into the entry. A JSON version with a smaller
-    /// stamp than the one held changes nothing (SPEC §6): the later one still waits.
+    /// save is an incremental update: it joins the entry. A JSON version with a smaller stamp
+    /// than the one held changes nothing (SPEC §6): the later one still waits.
     pub fn saved(&self, v: &Version, durable: Durable, position: Option<LogPos>) {
         self.record(v.clone(), durable, false, position);
     }
@@ -73,36 +154,41 @@ impl Ledger {
 
     fn record(&self, v: Version, durable: Durable, foreign: bool, position: Option<LogPos>) {
         let mut map = self.map();
-        let held = map.remove(&v.doc);
-        let position = position.or(held.as_ref().and_then(|h| h.position));
-        let since = held.as_ref().map_or_else(Instant::now, |h| h.since);
-        let (version, foreign) = match held {
-            None => (v, foreign),
-            Some(held) if v.kind == Kind::Json => {
-                if held.version.stamp.is_some() && held.version.stamp > v.stamp {
-                    map.insert(held.version.doc.clone(), held);
-                    return;
-                }
-                (v, foreign)
-            }
-            Some(held) => match later(v.clone(), held.version) {
-                Ok(merged) => (merged, held.foreign || foreign),
-                Err(e) => {
-                    warn!(doc = %v.doc, error = %e, "yjs updates could not be merged, keeping the newer");
-                    (v, true)
-                }
-            },
+        let Some(slot) = map.get_mut(&v.doc) else {
+            let (merged, parts) = match v.kind {
+                Kind::Json => (Some(v), Vec::new()),
+                Kind::Yjs => (None, vec![(v, position)]),
+            };
+            let doc = merged
+                .as_ref()
+                .map_or_else(|| parts[0].0.doc.clone(), |m| m.doc.clone());
+            map.insert(
+                doc,
+                Slot {
+                    merged_to: merged.as_ref().and(position),
+                    merged,
+                    parts,
+                    durable,
+                    foreign,
+                    position,
+                    since: Instant::now(),
+                },
+            );
+            return;
         };
-        map.insert(
-            version.doc.clone(),
-            Entry {
-                version,
-                durable,
-                foreign,
-                position,
-                since,
-            },
-        );
+        if v.kind == Kind::Json {
+            let held = slot.merged.as_ref();
+            if held.is_some_and(|h| h.stamp.is_some() && h.stamp > v.stamp) {
+                return;
+            }
+            slot.merged = Some(v);
+            slot.merged_to = position;
+        } else {
+            slot.parts.push((v, position));
+        }
+        slot.durable = durable;
+        slot.foreign |= foreign;
+        slot.position = position.or(slot.position);
     }
 
     /// The entry of `doc` moved to `durable` (at `position` of the log), if it is still at
@@ -114,31 +200,50 @@ impl Ledger {
         durable: Durable,
         position: Option<LogPos>,
     ) -> bool {
-        match self.map().get_mut(doc) {
-            Some(entry) if entry.version.hash == hash => {
-                entry.durable = durable;
-                entry.position = position;
-                true
-            }
-            _ => false,
+        let mut map = self.map();
+        let Some(slot) = map.get_mut(doc) else {
+            return false;
+        };
+        if slot.version().is_none_or(|v| v.hash != hash) {
+            return false;
         }
+        slot.durable = durable;
+        slot.position = position;
+        slot.merged_to = position;
+        true
     }
 
     /// PostgreSQL committed these: each entry still at the committed hash leaves (a newer one
-    /// saved meanwhile stays), and so does each entry durable in Redis whose save the committed
-    /// log position includes (whichever replica flushed it). Answers the entries that left.
+    /// saved meanwhile stays), and so does each entry durable in Redis whose newest save the
+    /// committed log position includes (whichever replica flushed it); of one whose newest
+    /// save it does not include, the saves it does include leave. Answers the content that left
+    /// (what the journal may hold by its hash).
     pub fn committed(&self, done: &[Commit]) -> Vec<Entry> {
         let mut map = self.map();
-        done.iter()
-            .filter_map(|c| {
-                let entry = map.get(&c.doc)?;
-                let same = entry.version.hash == c.hash;
-                let included = entry.durable == Durable::Cache
-                    && entry.position.is_some()
-                    && entry.position <= c.position;
-                (same || included).then(|| map.remove(&c.doc)).flatten()
-            })
-            .collect()
+        let mut left = Vec::new();
+        for c in done {
+            let Some(slot) = map.get_mut(&c.doc) else {
+                continue;
+            };
+            let same =
+                slot.parts.is_empty() && slot.merged.as_ref().is_some_and(|m| m.hash == c.hash);
+            let upto = c.position.filter(|_| slot.durable == Durable::Cache);
+            let included = upto.is_some_and(|upto| slot.position.is_some_and(|p| p <= upto));
+            if same || included {
+                left.extend(map.remove(&c.doc).and_then(Slot::leaving));
+                continue;
+            }
+            if let Some(version) = upto.and_then(|upto| slot.trim(upto)) {
+                left.push(Entry {
+                    version,
+                    durable: slot.durable,
+                    foreign: slot.foreign,
+                    position: slot.position,
+                    since: slot.since,
+                });
+            }
+        }
+        left
     }
 
     /// Entries durable in `durable` (the journal's count is the admin view's `fallback_docs`:
@@ -147,8 +252,27 @@ impl Ledger {
         self.map().values().filter(|e| e.durable == durable).count()
     }
 
+    /// The entry of `doc`, its Yjs parts merged.
     pub fn get(&self, doc: &DocId) -> Option<Entry> {
-        self.map().get(doc).cloned()
+        self.map().get_mut(doc)?.entry()
+    }
+
+    /// Where the entry of `doc` is durable, without reading its content.
+    pub fn durable(&self, doc: &DocId) -> Option<Durable> {
+        self.map().get(doc).map(|s| s.durable)
+    }
+
+    /// The content of `doc` that came from elsewhere than its room's saves (see
+    /// [`Entry::foreign`]), merged with the rest of the entry; `None` if there is none.
+    pub fn foreign(&self, doc: &DocId) -> Option<Version> {
+        let mut map = self.map();
+        let slot = map.get_mut(doc).filter(|s| s.foreign)?;
+        slot.version().cloned()
+    }
+
+    /// The documents with an entry.
+    pub fn docs(&self) -> Vec<DocId> {
+        self.map().keys().cloned().collect()
     }
 
     /// Whether PostgreSQL still lacks something of `doc` that this replica accepted.
@@ -156,9 +280,13 @@ impl Ledger {
         self.map().contains_key(doc)
     }
 
-    /// Every waiting entry (a snapshot).
-    pub fn entries(&self) -> Vec<Entry> {
-        self.map().values().cloned().collect()
+    /// Every waiting entry (a snapshot), or those durable in `durable`.
+    pub fn entries(&self, durable: Option<Durable>) -> Vec<Entry> {
+        self.map()
+            .values_mut()
+            .filter(|s| durable.is_none_or(|d| s.durable == d))
+            .filter_map(Slot::entry)
+            .collect()
     }
 
     /// How long the oldest content PostgreSQL lacks has waited.
@@ -266,5 +394,42 @@ mod tests {
         let text = yjs_text(&entry.version);
         assert!(text.contains("one") && text.contains("two"), "{text}");
         assert_eq!(entry.position, Some(pos(2)));
+    }
+
+    #[test]
+    fn a_commit_of_the_log_short_of_the_newest_save_drops_the_saves_it_includes() {
+        use crate::testing::{yjs_edit, yjs_text};
+        let ledger = Ledger::default();
+        let (one, two, three) = (
+            yjs_edit("y", 1, "one"),
+            yjs_edit("y", 2, "two"),
+            yjs_edit("y", 3, "three"),
+        );
+        ledger.saved(&one, Durable::Cache, Some(pos(1)));
+        ledger.saved(&two, Durable::Cache, Some(pos(2)));
+        let read = ledger.get(&one.doc).unwrap(); // a flush reads it: the parts merge
+        assert!(yjs_text(&read.version).contains("two"));
+        ledger.saved(&three, Durable::Cache, Some(pos(3)));
+        let commit = |at| Commit {
+            position: Some(pos(at)),
+            ..Commit::of(one.doc.clone(), "the log's content".into())
+        };
+
+        let left = ledger.committed(&[commit(2)]);
+
+        assert_eq!(
+            left.iter().map(|e| &e.version).collect::<Vec<_>>(),
+            vec![&read.version],
+            "the merged saves up to 2 left"
+        );
+        let entry = ledger.get(&one.doc).unwrap();
+        let text = yjs_text(&entry.version);
+        assert!(
+            text.contains("three") && !text.contains("one") && !text.contains("two"),
+            "only the save at 3 waits: {text}"
+        );
+        assert_eq!(entry.position, Some(pos(3)));
+        ledger.committed(&[commit(3)]);
+        assert!(!ledger.lacks(&one.doc));
     }
 }

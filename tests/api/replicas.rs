@@ -368,11 +368,10 @@ async fn awareness_announced_on_one_replica_is_seen_and_removed_on_another() {
     .await;
 }
 
-/// A Yjs update relayed to another replica ahead of its save is appended once: the receiving
-/// room holds it until the sender's log entry confirms it, instead of saving it too (it saves
-/// it only if no entry comes: `replica_faults::an_edit_relayed_ahead_of_its_save_survives…`).
+/// A Yjs update is appended once, by the replica that accepted it: the other replica's room
+/// applies the log entry and relays it to its members, and saves nothing of it.
 #[tokio::test]
-async fn a_relayed_update_confirmed_by_its_senders_entry_is_appended_once() {
+async fn an_update_shown_on_another_replica_is_appended_once() {
     use docroom_actors::doc::DocId;
     use docroom_actors::log::LogPos;
     use docroom_actors::storage::Cache;
@@ -387,8 +386,8 @@ async fn a_relayed_update_confirmed_by_its_senders_entry_is_appended_once() {
         alice.type_text(word);
         bob.until(word, |y| y.text().contains(word)).await;
     }
-    // Past the time a relayed update waits for its confirmation.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Long enough for a save b might make to land.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let cache = crate::harness::storage::redis_cache(&a.prefix, "test");
     let doc = DocId::parse("once").unwrap();

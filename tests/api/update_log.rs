@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
-use docroom_actors::log::{EventKind, Heard, LogPos, Notice};
+use docroom_actors::log::notice::CARRY_MAX_BYTES;
+use docroom_actors::log::{EventKind, Heard, LogEntry, LogPos, Notice};
 use docroom_actors::storage::{Cache, Claimed, Commit, Listener, RedisCache, Written};
 use futures_util::StreamExt;
 use yrs::{GetString, Transact};
@@ -365,11 +366,16 @@ async fn next(listener: &mut Listener) -> Heard {
         .expect("the listening connection closed")
 }
 
+/// A save's notice carries its entry and the one appended before it (so a reader at that
+/// position needs no read), or only the entry's id when the entry is too large to carry; events
+/// arrive byte for byte.
 #[tokio::test]
 async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() {
     let p = Prefix::new();
     let (a, b) = (p.cache("a"), p.cache("b"));
     let (one, other) = (typed("y", 1, "1"), DocId::parse("other:doc *").unwrap());
+    let two = typed("y", 2, "2");
+    let large = typed("y", 3, &"x".repeat(CARRY_MAX_BYTES));
     let mut listener = b.listen().await.unwrap();
     listener
         .channels
@@ -377,19 +383,38 @@ async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() 
         .await
         .unwrap();
 
-    let saved = a.save(&one).await.unwrap().position.unwrap();
+    let mut saved = Vec::new();
+    for v in [&one, &two, &large] {
+        saved.push(a.save(v).await.unwrap().position.unwrap());
+    }
     let payload = b"\0binary:with:colons\xff";
     a.publish(&other, EventKind::Awareness, payload)
         .await
         .unwrap();
 
+    let carried = |prev, pos, version: &Version| Heard {
+        doc: one.doc.clone(),
+        notice: Notice::Entry {
+            prev,
+            entry: LogEntry {
+                pos,
+                replica: "a".into(),
+                version: version.clone(),
+            },
+        },
+    };
+    assert_eq!(next(&mut listener).await, carried(None, saved[0], &one));
+    assert_eq!(
+        next(&mut listener).await,
+        carried(Some(saved[0]), saved[1], &two)
+    );
     assert_eq!(
         next(&mut listener).await,
         Heard {
             doc: one.doc.clone(),
             notice: Notice::Appended {
                 replica: "a".into(),
-                pos: saved
+                pos: saved[2]
             }
         }
     );

@@ -56,7 +56,8 @@ scenario('a Redis outage does not stop the providers from syncing and loses noth
     assert.ok(expected.text.includes(part), `${part} in ${expected.text}`)
   }
 
-  // Once a coalescing interval (200 ms) has passed, all of it counts as acknowledged (SPEC §5):
+  // Once the rooms' saves have landed (a round trip each; 600 ms is plenty), all of it counts as
+  // acknowledged (SPEC §5):
   // even a SIGKILL now loses none of it. The providers stay connected until the kill, so no
   // leave flush helps; the restarted service and a fresh provider must see it all.
   await sleep(600)

@@ -183,7 +183,7 @@ impl Flusher {
             let started = std::time::Instant::now();
             metrics::gauge!(m::OLDEST_UNPERSISTED).set(ledger.oldest().as_secs_f64());
             let entries: Vec<Entry> = match &scope {
-                Scope::All => ledger.entries(),
+                Scope::All => ledger.entries(None),
                 Scope::One(doc) => ledger.get(doc).into_iter().collect(),
             };
             let (logged, direct): (Vec<Entry>, Vec<Entry>) = entries

@@ -4,12 +4,13 @@
 //! - [`LogPos`]: a position in a document's log (a stream entry id), in the order Redis gives.
 //! - [`LogEntry`]: one appended update, as a reader hands it to a room.
 //! - [`notice`]: what travels on a document's pub/sub channel `doc:{id}:events`: the notice a
-//!   save publishes with each append, and events (awareness, stateless messages, Yjs updates
-//!   relayed ahead of their save), in one framing.
+//!   save publishes with each append (carrying the entry, when it is not large), and events
+//!   (awareness, stateless messages), in one framing.
 //! - [`reader`]: `LogReader`, the one per-replica reader: it listens to the channels of every
-//!   document this replica has a room for, hands events to their rooms at once, and reads a log
-//!   (one non-blocking `XREAD` over the documents that moved) when another replica's notice
-//!   says it grew; a slow poll over every followed log covers a lost notice.
+//!   document this replica has a room for, hands events to their rooms at once, and hands them
+//!   the entries other replicas append — from the notice itself when it follows on what the
+//!   room has, otherwise by reading the log (one non-blocking `XREAD` over the documents that
+//!   moved); a slow poll over every followed log covers a lost notice.
 //!
 //! Appending is part of a save (the cache supervisor's, atomically with the `modifiedDocs` mark,
 //! the TTL refresh and the notice); compaction and trimming are part of a flush's commit (see
@@ -82,9 +83,6 @@ pub enum EventKind {
     Awareness,
     /// A Hocuspocus stateless payload.
     Stateless,
-    /// A Yjs update as a member sent it, relayed at once: its log entry follows only with the
-    /// room's next coalesced save (`rooms.yjs_save_interval_ms` later).
-    Update,
 }
 
 /// One event of a document, as a reader hands it to a room: short-lived and lossy by design

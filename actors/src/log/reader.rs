@@ -3,12 +3,15 @@
 //! content includes; the reader subscribes to the document's channel on a pub/sub connection of
 //! its own (`Cache::listen`) and
 //!
-//! - hands each event another replica published (awareness, stateless, a relayed Yjs update) to
-//!   the room at once;
-//! - on another replica's notice of an append, marks the document moved and reads the logs of
-//!   the documents that moved from their positions (one non-blocking `XREAD`, batched over
-//!   whatever moved while a read was in flight), handing each room the other replicas' entries.
-//!   Its own replica's entries only move the position: the room that appended them has them;
+//! - hands each event another replica published (awareness, stateless) to the room at once;
+//! - on a notice of an append that carries its entry and follows on the room's position (its
+//!   `prev` is that position), hands the room the entry at once: every entry before it the room
+//!   has, so no read is needed. Its own replica's entries only move the position: the room that
+//!   appended them has them;
+//! - on any other replica's notice of an append after the position, marks the document moved
+//!   and reads the logs of the documents that moved from their positions (one non-blocking
+//!   `XREAD`, batched over whatever moved while a read was in flight), handing each room the
+//!   other replicas' entries;
 //! - reads a document's log once as soon as its subscription is in effect: what was appended
 //!   between the room's load and then was announced to no one here;
 //! - reads every followed log every `poll` whatever the notices said, so a lost notice costs at
@@ -181,10 +184,29 @@ impl LogReader {
         if generation != self.generation {
             return;
         }
-        let Some(f) = self.follows.get(&heard.doc) else {
+        let Some(f) = self.follows.get_mut(&heard.doc) else {
             return; // unfollowed while its unsubscription was in flight
         };
         match heard.notice {
+            Notice::Entry { prev, entry } if entry.pos > f.position => {
+                if prev == Some(f.position) {
+                    // It follows on what the room has: no read needed.
+                    f.position = entry.pos;
+                    if entry.replica != self.replica {
+                        record_lag(std::iter::once(entry.pos));
+                        metrics::counter!(m::LOG_ENTRIES_RECEIVED).increment(1);
+                        f.room.do_send(Apply {
+                            entries: vec![entry],
+                            events: Vec::new(),
+                        });
+                    }
+                } else if entry.replica != self.replica {
+                    // Something before it is missing here: the log has it.
+                    self.moved.insert(heard.doc);
+                    self.read(ctx);
+                }
+            }
+            Notice::Entry { .. } => {}
             Notice::Appended { replica, pos } => {
                 if replica != self.replica && pos > f.position {
                     self.moved.insert(heard.doc);

@@ -105,20 +105,48 @@ impl Rig {
 }
 
 #[actix::test]
-async fn another_replicas_append_is_read_from_that_documents_log_alone() {
+async fn an_entry_that_follows_on_the_rooms_position_comes_with_its_notice_others_are_read() {
     let mut rig = rig(HOUR);
     let (one, seen_one) = rig.follow("one").await;
     let (_two, seen_two) = rig.follow("two").await;
     rig.subscribed().await;
+    let entries = |n: usize| {
+        let seen = seen_one.clone();
+        move || seen.lock().unwrap().entries.len() == n
+    };
 
+    // The first append's notice cannot say what came before it: the log is read.
     rig.there.save(&json("one", "1")).await.unwrap();
+    until("a's first entry in room one", entries(1)).await;
+    assert_eq!(rig.here.take_log_reads(), vec![vec![one.clone()]]);
 
-    until("a's entry in room one", || {
-        seen_one.lock().unwrap().entries.len() == 1
-    })
-    .await;
+    rig.there.save(&json("one", "2")).await.unwrap();
+    until("a's second entry", entries(2)).await;
+    assert!(
+        rig.here.take_log_reads().is_empty(),
+        "an entry following on the room's position was read from the log"
+    );
+
+    // A notice lost: the next one does not follow on what the room has, so the log is read.
+    rig.here.lose_notices(true);
+    rig.there.save(&json("one", "3")).await.unwrap();
+    rig.here.lose_notices(false);
+    rig.there.save(&json("one", "4")).await.unwrap();
+    until("the entry whose notice was lost, and the next", entries(4)).await;
     assert_eq!(rig.here.take_log_reads(), vec![vec![one]]);
-    assert_eq!(seen_one.lock().unwrap().entries[0].replica.as_ref(), "a");
+
+    let seen = seen_one.lock().unwrap();
+    let contents: Vec<&[u8]> = seen
+        .entries
+        .iter()
+        .map(|e| &e.version.content[..])
+        .collect();
+    assert_eq!(
+        contents,
+        [b"1", b"2", b"3", b"4"],
+        "each entry once, in order"
+    );
+    assert!(seen.entries.iter().all(|e| e.replica.as_ref() == "a"));
     assert!(seen_two.lock().unwrap().entries.is_empty());
 }
 

@@ -2,16 +2,14 @@
 //! members. The room follows the log from the position its loaded content includes; the
 //! [`LogReader`](crate::log::reader::LogReader) hands it other replicas' entries, which it
 //! applies — Yjs merged, JSON if its stamp is larger — and relays. Those entries are durable in
-//! Redis already (their replica appended them), so applying one saves nothing.
+//! Redis already (their replica appended them), so applying one saves nothing. An edit reaches
+//! other replicas' members once it is saved: a room saves as soon as its previous save landed
+//! (`yjs.rs`), and the save's notice carries the entry to the other readers.
 //!
-//! Awareness travels through the document's channel (Redis pub/sub, `doc:{id}:events`): what
-//! members here announce is published, what members elsewhere announced is applied and relayed,
-//! and what was published while nobody listened is gone (awareness is repeated). So do Yjs
-//! updates, ahead of their log entry (which waits for the sender's room's coalesced save): a
-//! member on another replica sees an edit within a round trip, not a save interval. Such an
-//! update is not durable yet, so the receiving room saves it too: if the sender's replica dies
-//! before its save, the edit other replicas already show is still appended (the sender's log
-//! entry, when it comes, changes nothing).
+//! Awareness and stateless messages travel through the document's channel (Redis pub/sub,
+//! `doc:{id}:events`): what members here announce is published, what members elsewhere
+//! announced is applied and relayed, and what was published while nobody listened is gone
+//! (awareness is repeated).
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -43,13 +41,18 @@ impl DocRoom {
     }
 
     /// Content from elsewhere that is durable there: merged (Yjs) or taken if later (JSON), and
-    /// relayed to every member.
-    fn apply_durable(&mut self, v: Version) {
+    /// relayed to every member. A Yjs log entry is relayed as it is; a reloaded state, as what
+    /// it adds.
+    fn apply_durable(&mut self, v: Version, whole_state: bool) {
         match self.kind {
             Kind::Json => self.absorb_json(v),
             Kind::Yjs => {
                 let Some(y) = self.yjs.as_mut() else { return };
-                match y.doc.absorb(&v.content) {
+                let applied = match whole_state {
+                    true => y.doc.absorb(&v.content),
+                    false => y.doc.absorb_update(&v.content),
+                };
+                match applied {
                     Ok(None) => {}
                     Ok(Some(frame)) => self.broadcast(None, super::Outbound::Binary(frame.into())),
                     Err(e) => {
@@ -71,32 +74,8 @@ impl DocRoom {
         });
     }
 
-    /// Yjs updates members of this room sent, for the other replicas' rooms at once.
-    pub(super) fn publish_updates(&self, updates: &[Bytes]) {
-        for update in updates {
-            self.shared.supervisor.do_send(Publish {
-                doc: self.doc.clone(),
-                kind: EventKind::Update,
-                payload: update.clone(),
-            });
-        }
-    }
-
-    fn apply_event(&mut self, event: Event, ctx: &mut Context<Self>) {
+    fn apply_event(&mut self, event: Event) {
         match event.kind {
-            EventKind::Update => {
-                let Some(y) = self.yjs.as_mut() else { return };
-                match y.doc.absorb_update(&event.payload) {
-                    Ok(None) => {}
-                    Ok(Some(frame)) => {
-                        self.hold_relayed(event.replica, event.payload, ctx);
-                        self.broadcast(None, super::Outbound::Binary(frame.into()));
-                    }
-                    Err(e) => {
-                        warn!(doc = %self.doc, error = %e, "another replica's relayed update could not be applied")
-                    }
-                }
-            }
             EventKind::Awareness => {
                 let Some(y) = self.yjs.as_mut() else { return };
                 if let Some(frame) = y.doc.apply_remote_awareness(&event.payload) {
@@ -123,15 +102,12 @@ impl Handler<Apply> for DocRoom {
             return;
         }
         for entry in msg.entries {
-            // An entry holding only relayed updates confirms them; the document has it all.
-            if entry.version.kind == self.kind
-                && !self.confirm_relayed(&entry.replica, &entry.version.content)
-            {
-                self.apply_durable(entry.version);
+            if entry.version.kind == self.kind {
+                self.apply_durable(entry.version, false);
             }
         }
         for event in msg.events {
-            self.apply_event(event, ctx);
+            self.apply_event(event);
         }
         self.drop_lagging(ctx);
     }
@@ -149,7 +125,7 @@ impl Handler<Resync> for DocRoom {
         ctx.spawn(load.into_actor(self).map(|res, act, ctx| {
             let Ok(Ok(loaded)) = res else { return };
             if let Some(v) = loaded.version.filter(|v| v.kind == act.kind) {
-                act.apply_durable(v);
+                act.apply_durable(v, true);
                 act.drop_lagging(ctx);
             }
             act.follow(loaded.position, ctx);

@@ -35,7 +35,6 @@ mod json_side;
 mod limits;
 mod log_side;
 mod member;
-mod relays;
 mod save_queue;
 mod stateless;
 mod sync_status;
@@ -243,6 +242,8 @@ impl DocRoom {
                 }
                 match next {
                     Some(next) => act.start_save(next, ctx),
+                    // Updates applied while it was in flight: their save starts now.
+                    None if act.yjs_save_due() && act.save_yjs_now(ctx) => {}
                     None => act.check_idle(ctx),
                 }
             })
@@ -262,11 +263,10 @@ impl DocRoom {
     /// the room lacks (SPEC §6: a journaled or cached version merged in), the room takes it in —
     /// Yjs merged, JSON if its stamp is larger — and tells its members.
     fn absorb_foreign(&mut self, ctx: &mut Context<Self>) {
-        let Some(entry) = self.shared.ledger.get(&self.doc) else {
+        let Some(held) = self.shared.ledger.foreign(&self.doc) else {
             return;
         };
-        let held = entry.version;
-        if !entry.foreign || self.current.as_ref().is_some_and(|c| c.hash == held.hash) {
+        if self.current.as_ref().is_some_and(|c| c.hash == held.hash) {
             return;
         }
         match self.kind {
@@ -298,7 +298,6 @@ impl DocRoom {
         if !self.members.is_empty() || !self.saves.is_idle() || self.persisting || self.closing {
             return;
         }
-        self.adopt_relayed(true, ctx);
         if self.save_yjs_now(ctx) {
             return; // the save's completion comes back here
         }
@@ -412,7 +411,6 @@ impl Handler<CloseRoom> for DocRoom {
 
     /// Shutdown: 1001 to every member; answers the content not known to be saved.
     fn handle(&mut self, _: CloseRoom, ctx: &mut Context<Self>) -> Self::Result {
-        self.adopt_relayed(true, ctx);
         let captured = self.save_yjs_now(ctx);
         self.closing = true;
         for (_, member) in self.members.drain() {

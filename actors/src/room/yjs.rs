@@ -1,13 +1,16 @@
-//! The Yjs side of a room: frames from members, awareness bookkeeping and coalesced saves.
+//! The Yjs side of a room: frames from members, awareness bookkeeping and saves.
 //!
 //! Every applied update is relayed at once and saved as itself, not as the document: the
 //! updates applied since the last save are merged into one and appended (to the document's log,
-//! or the journal) at most once per `yjs_save_interval`, so a save costs what changed, whatever
-//! the document's size. The timer always fires after the last change, and leaving and shutdown
-//! save immediately, so no applied update is left behind; a failed save's updates go into the
-//! next one.
+//! or the journal). A save starts as soon as the room's previous save has landed (at once when
+//! none is in flight), so a busy room gathers what arrives during one round trip into its next
+//! save, and an edit reaches other replicas' members one save after it arrived (`log_side.rs`).
+//! With `rooms.yjs_save_interval_ms` above zero, a save instead waits that long after the first
+//! update it carries, to gather more. Leaving and shutdown save immediately, so no applied update
+//! is left behind; a failed save's updates go into the next one, tried after a pause.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -33,6 +36,9 @@ pub struct YjsFrame {
     pub stored: Option<oneshot::Sender<bool>>,
 }
 
+/// How long a failed save waits before its updates are tried again.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
 pub struct YjsRoom {
     pub doc: YjsDoc,
     /// Awareness client ids each member spoke for, removed (and the removal broadcast) when
@@ -43,8 +49,6 @@ pub struct YjsRoom {
     pub(super) pending: Vec<Bytes>,
     /// Updates applied since the last capture.
     unsaved: bool,
-    /// Other replicas' updates applied here, until their senders' log entries confirm them.
-    pub(super) relays: super::relays::Relays,
     /// The last save failed: its updates wait in `pending` for the next one.
     pub(super) retrying: bool,
     /// SyncStatus answers due when the save that captures the updates applied so far lands.
@@ -82,7 +86,6 @@ impl DocRoom {
             save_timer: None,
             pending: Vec::new(),
             unsaved: false,
-            relays: Default::default(),
             retrying: false,
             stored_waiters: Vec::new(),
         });
@@ -127,28 +130,57 @@ impl DocRoom {
         Some(Version::new(self.doc.clone(), Kind::Yjs, update))
     }
 
-    /// A save of `update` failed: it goes into the next save, which starts after the usual
-    /// interval (the supervisor is retrying its stores meanwhile).
+    /// A save of `update` failed: it goes into the next save, which starts after a pause (the
+    /// supervisor is retrying its stores meanwhile).
     pub(super) fn retry_yjs(&mut self, update: Bytes, ctx: &mut Context<Self>) {
         let Some(y) = self.yjs.as_mut() else { return };
         y.pending.insert(0, update);
         y.retrying = true;
-        self.mark_unsaved(ctx);
+        y.unsaved = true;
+        let wait = self.shared.yjs_save_interval.max(RETRY_AFTER);
+        self.save_yjs_after(wait, ctx);
     }
 
-    /// Schedules a save of what is pending, unless one is scheduled.
+    /// Updates were applied: saves them now if no save is in flight (with no coalescing
+    /// interval), else once the one in flight lands (`yjs_save_due`), or after the interval.
     pub(super) fn mark_unsaved(&mut self, ctx: &mut Context<Self>) {
-        let interval = self.shared.yjs_save_interval;
         let Some(y) = self.yjs.as_mut() else { return };
         y.unsaved = true;
+        let interval = self.shared.yjs_save_interval;
+        if !interval.is_zero() || y.retrying {
+            let wait = match y.retrying {
+                true => interval.max(RETRY_AFTER),
+                false => interval,
+            };
+            return self.save_yjs_after(wait, ctx);
+        }
+        if y.save_timer.is_none() && self.saves.is_idle() {
+            self.save_yjs_now(ctx);
+        }
+    }
+
+    /// Schedules a save of what is pending in `wait`, unless one is scheduled.
+    fn save_yjs_after(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        let Some(y) = self.yjs.as_mut() else { return };
         if y.save_timer.is_none() {
-            y.save_timer = Some(ctx.run_later(interval, |act, ctx| {
+            y.save_timer = Some(ctx.run_later(wait, |act, ctx| {
                 if let Some(y) = act.yjs.as_mut() {
                     y.save_timer = None;
                 }
-                act.save_yjs_now(ctx);
+                // With a save in flight, its landing starts this one.
+                if act.saves.is_idle() {
+                    act.save_yjs_now(ctx);
+                }
             }));
         }
+    }
+
+    /// A save landed or failed and none is queued: whether updates wait for a save that
+    /// nothing else will start (no timer is set for them).
+    pub(super) fn yjs_save_due(&self) -> bool {
+        self.yjs
+            .as_ref()
+            .is_some_and(|y| y.unsaved && y.save_timer.is_none())
     }
 
     /// Captures and saves now; true if a save was queued.
@@ -221,9 +253,8 @@ impl Handler<YjsFrame> for DocRoom {
         let Some(y) = self.yjs.as_mut() else { return };
         if handled.changed {
             metrics::counter!(crate::metrics::UPDATES, "kind" => "yjs").increment(1);
-            let applied: Vec<Bytes> = handled.applied.into_iter().map(Bytes::from).collect();
-            y.pending.extend(applied.iter().cloned());
-            self.publish_updates(&applied);
+            y.pending
+                .extend(handled.applied.into_iter().map(Bytes::from));
             self.mark_unsaved(ctx);
         }
         for frame in &handled.awareness {

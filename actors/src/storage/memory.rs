@@ -24,6 +24,7 @@ use super::{
     Saved, StoreError, StoreResult, Written,
 };
 use crate::doc::{combine, later, DocId, Kind, Version};
+use crate::log::notice::CARRY_MAX_BYTES;
 use crate::log::{Event, EventKind, Heard, LogEntry, LogPos, LogRead, Notice, READ_COUNT};
 
 /// What a test can do to a store. Cloning is shallow: the test keeps one clone, the store the
@@ -115,6 +116,8 @@ struct CachedDoc {
     /// Entries before this position may have been trimmed.
     trimmed: LogPos,
     log: Vec<LogEntry>,
+    /// The last entry appended (the log itself may be trimmed past it).
+    head: Option<LogPos>,
     claim: Option<Arc<str>>,
 }
 
@@ -291,11 +294,13 @@ impl Cache for MemoryCache {
             seq: 0,
         };
         let held = state.docs.entry(v.doc.clone()).or_default();
-        held.log.push(LogEntry {
+        let entry = LogEntry {
             pos,
             replica: self.replica.clone(),
             version: v.clone(),
-        });
+        };
+        held.log.push(entry.clone());
+        let prev = held.head.replace(pos);
         match v.kind {
             Kind::Json => {
                 held.temp = Some(v.clone());
@@ -304,12 +309,16 @@ impl Cache for MemoryCache {
             Kind::Yjs => held.tail += v.content.len() as u64,
         }
         state.modified.insert(v.doc.clone());
-        state.announce(Heard {
-            doc: v.doc.clone(),
-            notice: Notice::Appended {
+        let notice = match v.content.len() <= CARRY_MAX_BYTES {
+            true => Notice::Entry { prev, entry },
+            false => Notice::Appended {
                 replica: self.replica.clone(),
                 pos,
             },
+        };
+        state.announce(Heard {
+            doc: v.doc.clone(),
+            notice,
         });
         Ok(Saved {
             written: Written::Stored,

@@ -28,6 +28,7 @@ use super::redis_connect::RedisTarget;
 use super::redis_scripts::{encode, BATCH, COMMIT, FILL, KEEP, LOAD, SAVE};
 use super::{Cache, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written};
 use crate::doc::{DocId, Stamp, Version};
+use crate::log::notice::CARRY_MAX_BYTES;
 use crate::log::{EventKind, LogPos, LogRead};
 
 #[derive(Debug, thiserror::Error)]
@@ -228,21 +229,24 @@ impl RedisCache {
 
     /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields; `content`
     /// is what goes into `doc:{id}:temp` (FILL) or the log (SAVE: the version as it is).
-    /// `channel` (SAVE) is where the append's notice goes.
+    /// `notice` (SAVE) is where the append's notice goes, and its `head` key.
     async fn write(
         &self,
         script: &redis::Script,
         v: &Version,
         content: &[u8],
-        channel: Option<String>,
+        notice: Option<(String, String)>,
     ) -> CacheResult<redis::Value> {
         let mut conn = self.connection().await?;
         let mut invocation = script.prepare_invoke();
         for key in self.keys(&v.doc) {
             invocation.key(key);
         }
+        invocation.key(self.key_modified());
+        if let Some((head, _)) = &notice {
+            invocation.key(head);
+        }
         invocation
-            .key(self.key_modified())
             .arg(content)
             .arg(&v.hash)
             .arg(v.stamp.as_ref().map(Stamp::encode).unwrap_or_default())
@@ -250,8 +254,8 @@ impl RedisCache {
             .arg(v.doc.as_str())
             .arg(v.kind.as_str())
             .arg(&*self.settings.replica);
-        if let Some(channel) = channel {
-            invocation.arg(channel);
+        if let Some((_, channel)) = notice {
+            invocation.arg(channel).arg(CARRY_MAX_BYTES);
         }
         Ok(self.bounded(invocation.invoke_async(&mut conn)).await??)
     }
@@ -275,8 +279,13 @@ impl Cache for RedisCache {
 
     async fn save(&self, v: &Version) -> CacheResult<Saved> {
         let (code, id): (i64, String) = redis::from_redis_value(
-            self.write(&SAVE, v, &v.content, Some(self.channel(&v.doc)))
-                .await?,
+            self.write(
+                &SAVE,
+                v,
+                &v.content,
+                Some((self.key(&v.doc, "head"), self.channel(&v.doc))),
+            )
+            .await?,
         )?;
         let written = match code {
             1 => Written::Stored,

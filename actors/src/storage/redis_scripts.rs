@@ -6,7 +6,8 @@
 //! includes, `doc:{id}:lastSavedHash` its hash (JSON: the last saved content's), `doc:{id}:stamp`
 //! a JSON version's stamp, `doc:{id}:log` the Stream of updates, `doc:{id}:persisted` the last
 //! log entry PostgreSQL holds, `doc:{id}:tail` the bytes of Yjs updates appended since `temp`,
-//! `doc:{id}:flushing` the claim of the replica flushing it. Every key has the cache TTL,
+//! `doc:{id}:head` the last entry appended to the log (what a notice names as the entry before
+//! the one it carries), `doc:{id}:flushing` the claim of the replica flushing it. Every key has the cache TTL,
 //! refreshed by each save and each flush, so nothing expires while the document is dirty.
 //!
 //! A flush of a Yjs document reads only the log after `persisted` and hands PostgreSQL those
@@ -47,10 +48,13 @@ end
 /// only over a smaller stamp (an unstamped one, written before stamps existed, is the smallest)
 /// and not at all when its hash is the last saved one; it then also becomes `temp` at its
 /// position. Yjs updates only append (and count their bytes in `tail`): `temp` changes by
-/// compaction. An append is announced on the document's channel (`log::notice`'s `L` frame:
-/// replica, entry id), so other replicas' readers read the log when it grew instead of polling.
-/// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs.
-/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel. Returns {0|1|2, entry id}.
+/// compaction. `head` records the last entry appended. An append is announced on the document's
+/// channel (`log::notice`): an `E` frame carrying the entry and the one appended before it, or
+/// for content over ARGV[9] bytes an `L` frame with the entry id only, so other replicas' readers
+/// take the entry from the notice, or read the log when it grew, instead of polling.
+/// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs, head.
+/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel, carry limit.
+/// Returns {0|1|2, entry id}.
 pub(super) static SAVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"local ttl = ARGV[4]
@@ -72,7 +76,15 @@ else
 end
 for i = 5, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
 redis.call('SADD', KEYS[8], ARGV[5])
-redis.call('PUBLISH', ARGV[8], 'L' .. #ARGV[7] .. ':' .. ARGV[7] .. id)
+local prev = redis.call('GET', KEYS[9]) or ''
+redis.call('SET', KEYS[9], id, 'EX', ttl)
+local who = #ARGV[7] .. ':' .. ARGV[7]
+if #ARGV[1] <= tonumber(ARGV[9]) then
+  redis.call('PUBLISH', ARGV[8], 'E' .. who .. prev .. ' ' .. id .. ' ' .. ARGV[6] .. ' ' .. ARGV[2]
+    .. ' ' .. #ARGV[3] .. ':' .. ARGV[3] .. ARGV[1])
+else
+  redis.call('PUBLISH', ARGV[8], 'L' .. who .. id)
+end
 return {1, id}",
     )
 });

@@ -283,11 +283,7 @@ impl Handler<Save> for CacheSupervisor {
 
     /// Stores one version; see the module doc for the routing rule.
     fn handle(&mut self, msg: Save, _: &mut Context<Self>) -> Self::Result {
-        let journaled = self
-            .stores
-            .ledger
-            .get(&msg.version.doc)
-            .is_some_and(|e| e.durable == Durable::Journal);
+        let journaled = self.stores.ledger.durable(&msg.version.doc) == Some(Durable::Journal);
         let to_redis = self.breaker.allows_redis() && !journaled;
         let stores = self.stores.clone();
         let version = msg.version;

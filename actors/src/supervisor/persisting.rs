@@ -264,13 +264,7 @@ impl Handler<DirtyIds> for CacheSupervisor {
 
     /// The ledger's documents, plus `modifiedDocs` when Redis is in use.
     fn handle(&mut self, _: DirtyIds, _: &mut Context<Self>) -> Self::Result {
-        let mut ids: Vec<DocId> = self
-            .stores
-            .ledger
-            .entries()
-            .into_iter()
-            .map(|e| e.version.doc)
-            .collect();
+        let mut ids: Vec<DocId> = self.stores.ledger.docs();
         if !self.breaker.allows_redis() {
             return Box::pin(fut::ready(ids));
         }

@@ -160,9 +160,8 @@ impl CacheSupervisor {
         let cached: Vec<Version> = self
             .stores
             .ledger
-            .entries()
+            .entries(Some(Durable::Cache))
             .into_iter()
-            .filter(|e| e.durable == Durable::Cache)
             .map(|e| e.version)
             .collect();
         if cached.is_empty() {
@@ -194,9 +193,8 @@ impl CacheSupervisor {
         let journaled: Vec<Version> = self
             .stores
             .ledger
-            .entries()
+            .entries(Some(Durable::Journal))
             .into_iter()
-            .filter(|e| e.durable == Durable::Journal)
             .map(|e| e.version)
             .collect();
         let announce: Vec<Version> = self.recovery.announce.drain().map(|(_, v)| v).collect();

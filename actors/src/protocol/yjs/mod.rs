@@ -20,7 +20,6 @@ mod limits;
 mod novelty;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits};
-pub use novelty::Footprint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {
@@ -114,17 +113,17 @@ impl YjsDoc {
         Ok(doc)
     }
 
-    /// Merges a state or update from elsewhere (another replica's log entry, content a store
-    /// held that this document lacked) into the document; Yjs merges commute, so nothing of
-    /// either side is lost. Answers the update frame to relay to the members when the document
-    /// changed: only what this merge added (a merged log entry often repeats updates the
-    /// members already have), not the whole state it came in.
+    /// Merges a state from elsewhere (a reload's content, content a store held that this
+    /// document lacked) into the document; Yjs merges commute, so nothing of either side is
+    /// lost. Answers the update frame to relay to the members when the document changed: only
+    /// what this merge added (a state mostly repeats what the members have), not the whole
+    /// state it came in.
     pub fn absorb(&mut self, state: &[u8]) -> Result<Option<Vec<u8>>, YjsError> {
         self.absorb_as(state, true)
     }
 
-    /// [`absorb`](Self::absorb) for one update a member sent elsewhere (another replica's
-    /// relay): relayed as it came, like a member's own update here.
+    /// [`absorb`](Self::absorb) for an update members sent elsewhere (another replica's log
+    /// entry): relayed as it came, like a member's own update here.
     pub fn absorb_update(&mut self, update: &[u8]) -> Result<Option<Vec<u8>>, YjsError> {
         self.absorb_as(update, false)
     }

@@ -2,39 +2,7 @@
 //! update that adds nothing at once, and tells a read-only sender whether its dropped update
 //! would have changed the document.
 
-use yrs::updates::decoder::Decode;
-use yrs::{IdSet, ReadTxn, TransactionMut, Update};
-
-/// What an update inserts and deletes, by id: enough to tell whether another update holds it
-/// all (a merged log entry holding an update relayed ahead of it) without any document.
-#[derive(Clone, Debug, Default)]
-pub struct Footprint {
-    inserts: IdSet,
-    deletes: IdSet,
-}
-
-impl Footprint {
-    /// `None` for bytes that are not a v1 update.
-    pub fn of(update: &[u8]) -> Option<Footprint> {
-        super::plausible_count(update).ok()?;
-        let update = super::guarded(|| Update::decode_v1(update)).ok()?.ok()?;
-        Some(Footprint {
-            inserts: update.insertions(true),
-            deletes: update.delete_set().clone(),
-        })
-    }
-
-    /// What an update holding both this one and `other` would insert and delete.
-    pub fn merge(&mut self, other: &Footprint) {
-        self.inserts.merge_with(other.inserts.clone());
-        self.deletes.merge_with(other.deletes.clone());
-    }
-
-    /// Everything this update inserts and deletes, `other` does too.
-    pub fn within(&self, other: &Footprint) -> bool {
-        self.inserts.diff(&other.inserts).is_empty() && self.deletes.diff(&other.deletes).is_empty()
-    }
-}
+use yrs::{ReadTxn, TransactionMut, Update};
 
 /// After `txn` applied an update: it inserted blocks or deleted items the document held. An
 /// update whose dependencies are missing waits in yrs's pending store and adds nothing yet.
@@ -66,6 +34,7 @@ pub(super) fn would_add<T: ReadTxn>(txn: &T, update: &Update) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yrs::updates::decoder::Decode;
     use yrs::{Doc, GetString, StateVector, Text, Transact};
 
     fn state(doc: &Doc) -> Vec<u8> {
@@ -129,35 +98,5 @@ mod tests {
         txn.apply_update(Update::decode_v1(&deletion).unwrap())
             .unwrap();
         assert!(!txn_added(&txn), "applying it again adds nothing");
-    }
-
-    #[test]
-    fn a_merged_update_holds_each_of_its_parts_and_not_an_unrelated_one() {
-        let source = Doc::with_client_id(1);
-        let text = source.get_or_insert_text("t");
-        let mut parts = Vec::new();
-        for word in ["one ", "two "] {
-            let before = source.transact().state_vector();
-            text.insert(&mut source.transact_mut(), 0, word);
-            parts.push(source.transact().encode_state_as_update_v1(&before));
-        }
-        let before = source.transact().state_vector();
-        text.remove_range(&mut source.transact_mut(), 0, 2);
-        parts.push(source.transact().encode_state_as_update_v1(&before));
-        let merged = yrs::merge_updates_v1(parts.iter().map(|p| &p[..])).unwrap();
-        let whole = Footprint::of(&merged).unwrap();
-        for part in &parts {
-            assert!(Footprint::of(part).unwrap().within(&whole));
-        }
-        let other = Doc::with_client_id(2);
-        other
-            .get_or_insert_text("t")
-            .insert(&mut other.transact_mut(), 0, "x");
-        let unrelated = other
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default());
-        assert!(!Footprint::of(&unrelated).unwrap().within(&whole));
-        assert!(!whole.within(&Footprint::of(&parts[0]).unwrap()));
-        assert!(Footprint::of(b"not an update").is_none());
     }
 }

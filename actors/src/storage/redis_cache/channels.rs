@@ -5,8 +5,9 @@
 //! channel; [`crate::log::notice`] is the framing of both.
 //!
 //! Pub/sub keeps nothing: a listener hears only what is published while it is connected and
-//! subscribed. That is all events need (they are lossy by design), and the log notices are
-//! only a hint: the log itself is what the reader reads.
+//! subscribed. That is all events need (they are lossy by design). A log notice carries its
+//! entry, but a reader takes it from the notice only when it follows on what the reader has
+//! (the notice names the entry before it): anything else, the reader reads from the log.
 
 use std::sync::Arc;
 
@@ -56,10 +57,10 @@ impl RedisCache {
         let (sink, stream) = pubsub.split();
         let this = self.clone();
         let heard = stream.filter_map(move |msg| {
-            let heard = this
-                .channel_doc(msg.get_channel_name())
-                .zip(notice::decode(msg.get_payload_bytes()))
-                .map(|(doc, notice)| Heard { doc, notice });
+            let heard = this.channel_doc(msg.get_channel_name()).and_then(|doc| {
+                let notice = notice::decode(&doc, msg.get_payload_bytes())?;
+                Some(Heard { doc, notice })
+            });
             std::future::ready(heard)
         });
         Ok(Listener {
