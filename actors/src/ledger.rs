@@ -60,54 +60,103 @@ struct Slot {
     merged_to: Option<LogPos>,
     /// Yjs saves not merged yet, with their log positions.
     parts: Vec<(Version, Option<LogPos>)>,
+    /// Counts the changes other than saves appended as parts, so a merge made outside the
+    /// lock is taken in only if nothing else changed meanwhile.
+    generation: u64,
     durable: Durable,
     foreign: bool,
     position: Option<LogPos>,
     since: Instant,
 }
 
+/// A slot's content taken out of the lock, to be merged there.
+struct Unmerged {
+    doc: DocId,
+    merged: Option<Version>,
+    merged_to: Option<LogPos>,
+    parts: Vec<(Version, Option<LogPos>)>,
+    generation: u64,
+    entry: Entry,
+}
+
+impl Unmerged {
+    /// The merge of `merged` and the parts, and its log position (see [`Slot::merged_to`]).
+    fn merge(&self) -> (Option<Version>, Option<LogPos>) {
+        let positioned = self.parts.iter().all(|(_, p)| p.is_some())
+            && (self.merged.is_none() || self.merged_to.is_some());
+        let newest = self.parts.iter().filter_map(|(_, p)| *p).max();
+        let versions = self
+            .merged
+            .iter()
+            .cloned()
+            .chain(self.parts.iter().map(|(v, _)| v.clone()));
+        let merged = combine(versions).unwrap_or_else(|e| {
+            // Every part was applied by the room that saved it; keep what merged before.
+            warn!(doc = %self.doc, error = %e, "yjs updates could not be merged, keeping the older");
+            self.merged.clone()
+        });
+        let merged_to = positioned.then_some(newest.max(self.merged_to)).flatten();
+        (merged, merged_to)
+    }
+}
+
 impl Slot {
-    /// Merges the parts into `merged`: the entry's version, now.
-    fn version(&mut self) -> Option<&Version> {
-        if !self.parts.is_empty() {
-            let parts = std::mem::take(&mut self.parts);
-            let positioned = parts.iter().all(|(_, p)| p.is_some())
-                && (self.merged.is_none() || self.merged_to.is_some());
-            let newest = parts.iter().filter_map(|(_, p)| *p).max();
-            let versions = self
-                .merged
-                .take()
-                .into_iter()
-                .chain(parts.into_iter().map(|(v, _)| v));
-            match combine(versions) {
-                Ok(merged) => self.merged = merged,
-                Err(e) => {
-                    // Every part was applied by the room that saved it; keep what merges.
-                    warn!(error = %e, "yjs updates could not be merged, keeping the newest");
-                }
-            }
-            self.merged_to = match positioned {
-                true => newest.max(self.merged_to),
-                false => None,
-            };
+    fn waiting(&self, doc: &DocId) -> Waiting {
+        Waiting {
+            doc: doc.clone(),
+            durable: self.durable,
+            position: self.position,
         }
-        self.merged.as_ref()
     }
 
-    fn entry(&mut self) -> Option<Entry> {
-        let version = self.version()?.clone();
-        Some(Entry {
-            version,
-            durable: self.durable,
-            foreign: self.foreign,
-            position: self.position,
-            since: self.since,
+    fn unmerged(&self) -> Option<Unmerged> {
+        let version = self
+            .merged
+            .clone()
+            .or_else(|| self.parts.first().map(|p| p.0.clone()))?;
+        Some(Unmerged {
+            doc: version.doc.clone(),
+            merged: self.merged.clone(),
+            merged_to: self.merged_to,
+            parts: self.parts.clone(),
+            generation: self.generation,
+            entry: Entry {
+                version,
+                durable: self.durable,
+                foreign: self.foreign,
+                position: self.position,
+                since: self.since,
+            },
         })
+    }
+
+    /// Takes in the merge of what `from` took out, unless the slot changed otherwise since
+    /// (parts saved meanwhile stay parts).
+    fn merged_in(&mut self, from: &Unmerged, merged: Option<Version>, merged_to: Option<LogPos>) {
+        if self.generation != from.generation || self.parts.len() < from.parts.len() {
+            return;
+        }
+        self.parts.drain(..from.parts.len());
+        self.merged = merged;
+        self.merged_to = merged_to;
+        self.generation += 1;
+    }
+
+    /// Merges the parts into `merged` in place: the entry's version, now. For the rare reads
+    /// (a move back, content from elsewhere); the frequent ones merge outside the lock.
+    fn version(&mut self) -> Option<&Version> {
+        if !self.parts.is_empty() {
+            let taken = self.unmerged()?;
+            let (merged, merged_to) = taken.merge();
+            self.merged_in(&taken, merged, merged_to);
+        }
+        self.merged.as_ref()
     }
 
     /// A commit of the log up to `upto` (by any replica) that does not include the newest save:
     /// drops the parts, and the merged content, it includes. Answers the merged content dropped.
     fn trim(&mut self, upto: LogPos) -> Option<Version> {
+        self.generation += 1;
         self.parts.retain(|(_, p)| p.is_none_or(|p| p > upto));
         if self.merged_to.is_none_or(|m| m > upto) {
             return None;
@@ -129,8 +178,16 @@ impl Slot {
     }
 }
 
-/// Cloning is shallow: clones share one map. The lock is held only for map operations (and
-/// the merge of a Yjs entry's parts when it is read).
+/// What [`Ledger::waiting`] says of one document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub doc: DocId,
+    pub durable: Durable,
+    pub position: Option<LogPos>,
+}
+
+/// Cloning is shallow: clones share one map. The lock is held only for map operations: a
+/// read takes a Yjs entry's parts out, merges them, and puts the merge back.
 #[derive(Clone, Default)]
 pub struct Ledger(Arc<Mutex<HashMap<DocId, Slot>>>);
 
@@ -168,6 +225,7 @@ impl Ledger {
                     merged_to: merged.as_ref().and(position),
                     merged,
                     parts,
+                    generation: 0,
                     durable,
                     foreign,
                     position,
@@ -183,6 +241,7 @@ impl Ledger {
             }
             slot.merged = Some(v);
             slot.merged_to = position;
+            slot.generation += 1;
         } else {
             slot.parts.push((v, position));
         }
@@ -210,6 +269,7 @@ impl Ledger {
         slot.durable = durable;
         slot.position = position;
         slot.merged_to = position;
+        slot.generation += 1;
         true
     }
 
@@ -254,7 +314,34 @@ impl Ledger {
 
     /// The entry of `doc`, its Yjs parts merged.
     pub fn get(&self, doc: &DocId) -> Option<Entry> {
-        self.map().get_mut(doc)?.entry()
+        let taken = self.map().get(doc)?.unmerged()?;
+        self.merge(vec![taken]).pop()
+    }
+
+    /// The entries taken out of the lock, merged outside it (a merge costs what the parts hold:
+    /// saves must not wait for it), and the merges taken back in.
+    fn merge(&self, taken: Vec<Unmerged>) -> Vec<Entry> {
+        let merged: Vec<(Option<Version>, Option<LogPos>)> = taken
+            .iter()
+            .map(|t| match t.parts.is_empty() {
+                true => (t.merged.clone(), t.merged_to),
+                false => t.merge(),
+            })
+            .collect();
+        let mut map = self.map();
+        taken
+            .into_iter()
+            .zip(merged)
+            .filter_map(|(t, (version, to))| {
+                if let Some(slot) = map.get_mut(&t.doc).filter(|_| !t.parts.is_empty()) {
+                    slot.merged_in(&t, version.clone(), to);
+                }
+                Some(Entry {
+                    version: version?,
+                    ..t.entry
+                })
+            })
+            .collect()
     }
 
     /// Where the entry of `doc` is durable, without reading its content.
@@ -282,11 +369,24 @@ impl Ledger {
 
     /// Every waiting entry (a snapshot), or those durable in `durable`.
     pub fn entries(&self, durable: Option<Durable>) -> Vec<Entry> {
-        self.map()
-            .values_mut()
+        let taken = self
+            .map()
+            .values()
             .filter(|s| durable.is_none_or(|d| s.durable == d))
-            .filter_map(Slot::entry)
-            .collect()
+            .filter_map(Slot::unmerged)
+            .collect();
+        self.merge(taken)
+    }
+
+    /// [`Ledger::waiting`] of one document.
+    pub fn waiting_of(&self, doc: &DocId) -> Option<Waiting> {
+        self.map().get(doc).map(|s| s.waiting(doc))
+    }
+
+    /// Every waiting document, where it is durable and its newest save's log position, without
+    /// reading any content.
+    pub fn waiting(&self) -> Vec<Waiting> {
+        self.map().iter().map(|(doc, s)| s.waiting(doc)).collect()
     }
 
     /// How long the oldest content PostgreSQL lacks has waited.

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
 
 use crate::doc::{later, DocId, Version};
-use crate::ledger::{Durable, Entry, Ledger};
+use crate::ledger::{Durable, Ledger, Waiting};
 use crate::metrics as m;
 use crate::schedule::FlushSchedule;
 use crate::storage::Commit;
@@ -182,19 +182,21 @@ impl Flusher {
             let _turn = gate.lock().await;
             let started = std::time::Instant::now();
             metrics::gauge!(m::OLDEST_UNPERSISTED).set(ledger.oldest().as_secs_f64());
-            let entries: Vec<Entry> = match &scope {
-                Scope::All => ledger.entries(None),
-                Scope::One(doc) => ledger.get(doc).into_iter().collect(),
+            let waiting: Vec<Waiting> = match &scope {
+                Scope::All => ledger.waiting(),
+                Scope::One(doc) => ledger.waiting_of(doc).into_iter().collect(),
             };
-            let (logged, direct): (Vec<Entry>, Vec<Entry>) = entries
+            // Saves in the log are read from Redis; only the others' content is read here.
+            let (logged, direct): (Vec<Waiting>, Vec<Waiting>) = waiting
                 .into_iter()
-                .partition(|e| e.durable == Durable::Cache && e.position.is_some());
+                .partition(|w| w.durable == Durable::Cache && w.position.is_some());
             let mut local: HashMap<DocId, Version> = direct
-                .into_iter()
+                .iter()
+                .filter_map(|w| ledger.get(&w.doc))
                 .map(|e| (e.version.doc.clone(), e.version))
                 .collect();
             let everything = matches!(scope, Scope::All);
-            let mine: Vec<DocId> = logged.iter().map(|e| e.version.doc.clone()).collect();
+            let mine: Vec<DocId> = logged.into_iter().map(|w| w.doc).collect();
             let collected = match everything || !mine.is_empty() {
                 false => Collected::default(),
                 true => supervisor

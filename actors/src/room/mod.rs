@@ -45,7 +45,7 @@ pub use json_side::Update;
 pub use limits::RoomLimits;
 use member::Member;
 pub use member::{Backlog, Join, Leave};
-pub use save_queue::SaveQueue;
+pub use save_queue::{SaveBudget, SaveQueue};
 pub use stateless::Stateless;
 pub use yjs::YjsFrame;
 
@@ -243,7 +243,7 @@ impl DocRoom {
                 match next {
                     Some(next) => act.start_save(next, ctx),
                     // Updates applied while it was in flight: their save starts now.
-                    None if act.yjs_save_due() && act.save_yjs_now(ctx) => {}
+                    None if act.save_yjs_soon(ctx) => {}
                     None => act.check_idle(ctx),
                 }
             })

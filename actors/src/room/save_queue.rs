@@ -92,6 +92,46 @@ impl<W> SaveQueue<W> {
     }
 }
 
+/// How often a Yjs room may save: a token bucket of [`SaveBudget::BURST`] saves, refilled one
+/// per interval. A room whose updates come no faster than that on average saves each at once
+/// (the bucket never runs dry); a busy one, once it has spent the burst, gathers what arrives
+/// into one save per interval, so a hot document costs the log one entry per interval, not
+/// one per update. A zero interval never runs dry.
+#[derive(Clone, Copy, Debug)]
+pub struct SaveBudget {
+    interval: std::time::Duration,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl SaveBudget {
+    pub const BURST: f64 = 8.0;
+
+    pub fn new(interval: std::time::Duration, now: std::time::Instant) -> Self {
+        SaveBudget {
+            interval,
+            tokens: Self::BURST,
+            at: now,
+        }
+    }
+
+    /// Spends a save now (`Ok`), or says how long until one may start.
+    pub fn take(&mut self, now: std::time::Instant) -> Result<(), std::time::Duration> {
+        if self.interval.is_zero() {
+            return Ok(());
+        }
+        let refill =
+            now.saturating_duration_since(self.at).as_secs_f64() / self.interval.as_secs_f64();
+        self.tokens = (self.tokens + refill).min(Self::BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        Err(self.interval.mul_f64(1.0 - self.tokens))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +180,33 @@ mod tests {
         assert_eq!(q.push(v("1"), None), Some(v("1")));
         q.finish(&v("1").hash, true);
         assert!(!q.is_unstored(&v("1").hash));
+    }
+
+    #[test]
+    fn a_save_budget_lets_a_burst_through_then_one_save_per_interval() {
+        use std::time::{Duration, Instant};
+        let (t0, ms) = (Instant::now(), Duration::from_millis);
+        let mut b = SaveBudget::new(ms(20), t0);
+        for _ in 0..8 {
+            assert_eq!(b.take(t0), Ok(()));
+        }
+        assert_eq!(
+            b.take(t0),
+            Err(ms(20)),
+            "spent: the next save in one interval"
+        );
+        assert_eq!(b.take(t0 + ms(10)), Err(ms(10)));
+        assert_eq!(b.take(t0 + ms(20)), Ok(()));
+        assert!(b.take(t0 + ms(20)).is_err());
+        assert_eq!(
+            b.take(t0 + ms(1000)),
+            Ok(()),
+            "a quiet room gets its burst back"
+        );
+        for _ in 0..7 {
+            assert_eq!(b.take(t0 + ms(1000)), Ok(()));
+        }
+        let mut never = SaveBudget::new(Duration::ZERO, t0);
+        assert!((0..100).all(|_| never.take(t0).is_ok()));
     }
 }

@@ -2,15 +2,15 @@
 //!
 //! Every applied update is relayed at once and saved as itself, not as the document: the
 //! updates applied since the last save are merged into one and appended (to the document's log,
-//! or the journal). A save starts as soon as the room's previous save has landed (at once when
-//! none is in flight), so a busy room gathers what arrives during one round trip into its next
-//! save, and an edit reaches other replicas' members one save after it arrived (`log_side.rs`).
-//! With `rooms.yjs_save_interval_ms` above zero, a save instead waits that long after the first
-//! update it carries, to gather more. Leaving and shutdown save immediately, so no applied update
-//! is left behind; a failed save's updates go into the next one, tried after a pause.
+//! or the journal). A save starts as soon as the room's previous save has landed, within the
+//! room's [`SaveBudget`] (a burst, then one save per `rooms.yjs_save_interval_ms`): a room edited
+//! at a typing pace saves each update at once, and an edit reaches other replicas' members one
+//! save after it arrived (`log_side.rs`); a hot room gathers what arrives meanwhile into one
+//! save per interval. Leaving and shutdown save immediately, so no applied update is left
+//! behind; a failed save's updates go into the next one, tried after a pause.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tracing::warn;
 use yrs::ClientID;
 
+use super::save_queue::SaveBudget;
 use super::{DocRoom, MemberId, Outbound};
 use crate::doc::{DocId, Kind, Version};
 use crate::protocol::yjs::{Sender, YjsDoc, YjsError};
@@ -51,6 +52,8 @@ pub struct YjsRoom {
     unsaved: bool,
     /// The last save failed: its updates wait in `pending` for the next one.
     pub(super) retrying: bool,
+    /// How soon the next save may start.
+    budget: SaveBudget,
     /// SyncStatus answers due when the save that captures the updates applied so far lands.
     pub(super) stored_waiters: Vec<oneshot::Sender<bool>>,
 }
@@ -87,6 +90,7 @@ impl DocRoom {
             pending: Vec::new(),
             unsaved: false,
             retrying: false,
+            budget: SaveBudget::new(self.shared.yjs_save_interval, Instant::now()),
             stored_waiters: Vec::new(),
         });
         Ok(())
@@ -141,21 +145,35 @@ impl DocRoom {
         self.save_yjs_after(wait, ctx);
     }
 
-    /// Updates were applied: saves them now if no save is in flight (with no coalescing
-    /// interval), else once the one in flight lands (`yjs_save_due`), or after the interval.
+    /// Updates were applied: they are saved as soon as the save in flight lands and the
+    /// budget allows (at once, usually); after a failed save, after a pause.
     pub(super) fn mark_unsaved(&mut self, ctx: &mut Context<Self>) {
         let Some(y) = self.yjs.as_mut() else { return };
         y.unsaved = true;
-        let interval = self.shared.yjs_save_interval;
-        if !interval.is_zero() || y.retrying {
-            let wait = match y.retrying {
-                true => interval.max(RETRY_AFTER),
-                false => interval,
-            };
+        if y.retrying {
+            let wait = self.shared.yjs_save_interval.max(RETRY_AFTER);
             return self.save_yjs_after(wait, ctx);
         }
-        if y.save_timer.is_none() && self.saves.is_idle() {
-            self.save_yjs_now(ctx);
+        self.save_yjs_soon(ctx);
+    }
+
+    /// Starts a save of what is pending if nothing else will: none is in flight (its landing
+    /// comes back here), none is scheduled, and the budget allows one now (else one is
+    /// scheduled for when it does). True if a save started.
+    pub(super) fn save_yjs_soon(&mut self, ctx: &mut Context<Self>) -> bool {
+        let idle = self.saves.is_idle();
+        let Some(y) = self.yjs.as_mut() else {
+            return false;
+        };
+        if !y.unsaved || y.save_timer.is_some() || !idle {
+            return false;
+        }
+        match y.budget.take(Instant::now()) {
+            Ok(()) => self.save_yjs_now(ctx),
+            Err(wait) => {
+                self.save_yjs_after(wait, ctx);
+                false
+            }
         }
     }
 
@@ -167,20 +185,9 @@ impl DocRoom {
                 if let Some(y) = act.yjs.as_mut() {
                     y.save_timer = None;
                 }
-                // With a save in flight, its landing starts this one.
-                if act.saves.is_idle() {
-                    act.save_yjs_now(ctx);
-                }
+                act.save_yjs_soon(ctx);
             }));
         }
-    }
-
-    /// A save landed or failed and none is queued: whether updates wait for a save that
-    /// nothing else will start (no timer is set for them).
-    pub(super) fn yjs_save_due(&self) -> bool {
-        self.yjs
-            .as_ref()
-            .is_some_and(|y| y.unsaved && y.save_timer.is_none())
     }
 
     /// Captures and saves now; true if a save was queued.

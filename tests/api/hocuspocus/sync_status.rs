@@ -17,8 +17,9 @@ fn status(frame: &Frame) -> bool {
     }
 }
 
-/// A save interval far longer than a SyncStatus sent on apply would take: if the answer came
-/// before the save, a SIGKILL right after it would lose the update.
+/// A save held back far longer than a SyncStatus sent on apply would take (the room's save
+/// budget spent first, one save per 1.5 s after that): if the answer came before the save, a
+/// SIGKILL right after it would lose the update.
 #[tokio::test]
 async fn sync_status_1_arrives_only_once_the_update_is_stored_so_a_sigkill_loses_nothing() {
     let mut app = TestApp::spawn(
@@ -31,6 +32,14 @@ async fn sync_status_1_arrives_only_once_the_update_is_stored_so_a_sigkill_loses
     let mut client = HpClient::open(&app).await;
     client.join(&doc, "").await;
 
+    let burst = docroom_actors::room::SaveBudget::BURST as usize;
+    for _ in 0..burst {
+        client.type_text(&doc, ".");
+        let answer = client
+            .until("sync status", |f| is_sync_status(f, &doc))
+            .await;
+        assert!(status(&answer));
+    }
     client.type_text(&doc, "kept");
     let answer = client
         .until("sync status", |f| is_sync_status(f, &doc))
@@ -41,7 +50,7 @@ async fn sync_status_1_arrives_only_once_the_update_is_stored_so_a_sigkill_loses
 
     let mut after = HpClient::open(&app).await;
     after.join(&doc, "").await;
-    assert_eq!(after.text(&doc), "kept");
+    assert_eq!(after.text(&doc), format!("{}kept", ".".repeat(burst)));
 }
 
 #[tokio::test]
