@@ -44,8 +44,10 @@ pub struct Core {
 }
 
 impl Core {
-    /// Starts the supervisor and the flusher on a thread of their own (next to the Redis
-    /// connection's driver), and the registry on the caller's. Needs a running actix `System`.
+    /// Starts the supervisor and the log reader on a thread of their own (next to the Redis
+    /// connection's driver), the flusher on another (a flush's reads and writes are large: saves
+    /// must not wait behind them), and the registry on the caller's. Needs a running actix
+    /// `System`.
     pub fn start(stores: Stores, settings: CoreSettings) -> Core {
         let storage = Arbiter::new();
         let ledger = stores.ledger.clone();
@@ -57,13 +59,16 @@ impl Core {
         let log = LogReader::start_in_arbiter(&storage.handle(), move |_| {
             LogReader::new(cache, &replica, poll)
         });
+        // The flusher's thread also runs its reads of Redis (see `with_flush_thread`).
+        let flushing = Arbiter::new();
         let (store, sup_settings) = (stores.store.clone(), settings.supervisor.clone());
+        let flush_thread = flushing.handle();
         let supervisor = CacheSupervisor::start_in_arbiter(&storage.handle(), move |_| {
-            CacheSupervisor::new(stores, sup_settings)
+            CacheSupervisor::new(stores, sup_settings).with_flush_thread(flush_thread)
         });
         let (fl_ledger, fl_supervisor, fl_settings) =
             (ledger.clone(), supervisor.clone(), settings.flusher.clone());
-        let flusher = Flusher::start_in_arbiter(&storage.handle(), move |_| {
+        let flusher = Flusher::start_in_arbiter(&flushing.handle(), move |_| {
             Flusher::new(store, fl_ledger, fl_supervisor, fl_settings)
         });
         let room_arbiters: Vec<Arbiter> = (0..settings.room_arbiters)
@@ -82,6 +87,7 @@ impl Core {
         let registry = RoomRegistry::new(handles, shared).start();
         let mut arbiters = room_arbiters;
         arbiters.push(storage);
+        arbiters.push(flushing);
         Core {
             registry,
             supervisor,

@@ -13,12 +13,13 @@ mod channels;
 mod documents;
 mod heartbeat;
 mod streams;
+use streams::Side;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use async_trait::async_trait;
@@ -82,8 +83,10 @@ type Attempt = Shared<BoxFuture<'static, Result<ConnectionManager, String>>>;
 pub struct RedisCache {
     settings: Arc<CacheSettings>,
     link: Arc<Mutex<Link>>,
-    /// The log reader's connection for its reads (see [`RedisCache::reader_connection`]).
-    reader: Arc<Mutex<Option<MultiplexedConnection>>>,
+    /// The log reader's connection for its reads (see [`RedisCache::side_connection`]).
+    reader: Side,
+    /// The flush's connection for its claims and reads.
+    bulk: Side,
 }
 
 impl RedisCache {
@@ -91,7 +94,8 @@ impl RedisCache {
         RedisCache {
             settings: Arc::new(settings),
             link: Arc::new(Mutex::new(Link::default())),
-            reader: Arc::new(Mutex::new(None)),
+            reader: Side::default(),
+            bulk: Side::default(),
         }
     }
 

@@ -284,7 +284,7 @@ pub(super) const COMPACT_MAX_ENTRIES: usize = 1_000;
 /// of hundreds of documents in one call held every save behind it for tens of milliseconds (and
 /// once past the response timeout, tripping the breaker, BENCHMARKS.md W7); small calls let
 /// saves in between.
-pub(super) const BATCH: usize = 25;
+pub(super) const BATCH: usize = 8;
 
 /// Yjs state is binary; JSON text never starts with a NUL byte, so this marker tells them apart
 /// in `doc:{id}:temp` while JSON content stays readable as plain JSON.

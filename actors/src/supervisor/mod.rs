@@ -143,6 +143,9 @@ pub struct CacheSupervisor {
     recovery: recovery::Recovery,
     /// Wall-clock twin of the breaker's `opened_at`, for the admin view.
     opened_wall: Option<DateTime<Utc>>,
+    /// Where a flush's reads of Redis run (their answers are large): not on this actor's thread,
+    /// where saves would wait behind them. `None`: here.
+    flush_thread: Option<ArbiterHandle>,
 }
 
 /// How a Redis call went, for the breaker.
@@ -175,6 +178,15 @@ impl CacheSupervisor {
             stores,
             settings,
             opened_wall: None,
+            flush_thread: None,
+        }
+    }
+
+    /// Runs the flush's reads of Redis on `thread` (the flusher's).
+    pub fn with_flush_thread(self, thread: ArbiterHandle) -> Self {
+        CacheSupervisor {
+            flush_thread: Some(thread),
+            ..self
         }
     }
 

@@ -12,7 +12,7 @@ use super::{journal, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
 use crate::ledger::Durable;
 use crate::metrics as m;
-use crate::storage::{Claimed, Commit, Pending};
+use crate::storage::{CacheError, Claimed, Commit, Pending};
 
 /// What a flush persists from Redis: every document in `modifiedDocs` and every one of `mine`
 /// (the ledger's entries durable in Redis), except `skip` (the ledger's journaled ones, which
@@ -122,7 +122,21 @@ impl Handler<CollectDirty> for CacheSupervisor {
                 error!(docs = ?orphans.iter().map(|c| &c.doc).collect::<Vec<_>>(), "dirty documents had no cached content");
                 stores.cache.committed(&orphans).await?;
             }
-            Ok::<_, crate::storage::CacheError>(out)
+            Ok::<_, CacheError>(out)
+        };
+        let fut: futures_util::future::BoxFuture<'static, _> = match &self.flush_thread {
+            None => Box::pin(fut),
+            Some(thread) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                thread.spawn(async move {
+                    let _ = tx.send(fut.await);
+                });
+                Box::pin(async move {
+                    rx.await.unwrap_or_else(|_| {
+                        Err(CacheError::Unreachable("the flush thread stopped".into()))
+                    })
+                })
+            }
         };
         Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             act.account(Outcome::from(&res), ctx);

@@ -11,9 +11,18 @@ use crate::storage::Cached;
 
 impl RedisCache {
     /// Runs CLAIM over `docs`, then reads what it says each claimed document needs (its log
-    /// from a position, its `temp`) in one pipeline of plain commands.
+    /// from a position, its `temp`) in one pipeline of plain commands; on the flush's own
+    /// connection (see [`RedisCache::side_connection`]).
     pub(super) async fn claim_read(&self, docs: &[DocId]) -> CacheResult<Vec<Option<FlushRead>>> {
-        let mut conn = self.connection().await?;
+        let res = self.claim_read_on(docs).await;
+        if res.is_err() {
+            self.bulk.set(None);
+        }
+        res
+    }
+
+    async fn claim_read_on(&self, docs: &[DocId]) -> CacheResult<Vec<Option<FlushRead>>> {
+        let mut conn = self.side_connection(&self.bulk).await?;
         let mut out = Vec::with_capacity(docs.len());
         for batch in docs.chunks(BATCH) {
             let mut invocation = self.per_document(&CLAIM, batch);

@@ -3,6 +3,7 @@
 //! decoding of their entries.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
@@ -12,17 +13,27 @@ use super::{CacheError, CacheResult, RedisCache};
 use crate::doc::{DocId, Kind, Stamp, Version};
 use crate::log::{LogEntry, LogPos, LogRead, READ_COUNT};
 
+/// A lazily made connection of its own (see [`RedisCache::side_connection`]).
+#[derive(Clone, Default)]
+pub(super) struct Side(Arc<Mutex<Option<MultiplexedConnection>>>);
+
+impl Side {
+    fn get(&self) -> Option<MultiplexedConnection> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn set(&self, conn: Option<MultiplexedConnection>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+}
+
 impl RedisCache {
-    /// The log reader's own connection (a read of hundreds of logs is a large answer: the
-    /// supervisor's saves should not queue behind it), made on first use and dropped after a
-    /// failure.
-    async fn reader_connection(&self) -> CacheResult<MultiplexedConnection> {
-        if let Some(conn) = self
-            .reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+    /// A connection of its own for large answers (the log reader's reads, a flush's claims and
+    /// reads): the supervisor's saves must not queue behind one, and a multiplexed connection
+    /// decodes its answers on the thread that made it, which is the thread that first asks here
+    /// (the reader's, the flush's), not the supervisor's. Dropped after a failure.
+    pub(super) async fn side_connection(&self, side: &Side) -> CacheResult<MultiplexedConnection> {
+        if let Some(conn) = side.get() {
             return Ok(conn);
         }
         let s = &self.settings;
@@ -33,7 +44,7 @@ impl RedisCache {
         let conn = self
             .bounded(client.get_multiplexed_async_connection_with_config(&config))
             .await??;
-        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        side.set(Some(conn.clone()));
         Ok(conn)
     }
 
@@ -47,7 +58,7 @@ impl RedisCache {
         if from.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.reader_connection().await?;
+        let mut conn = self.side_connection(&self.reader).await?;
         let mut pipe = redis::pipe();
         let xread = pipe
             .cmd("XREAD")
@@ -73,7 +84,7 @@ impl RedisCache {
         let (value, trimmed) = match answer.and_then(|r| r.map_err(CacheError::from)) {
             Ok(answer) => answer,
             Err(e) => {
-                self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+                self.reader.set(None);
                 return Err(e);
             }
         };
