@@ -217,36 +217,6 @@ pub fn combine(parts: impl IntoIterator<Item = Version>) -> Result<Option<Versio
     }
 }
 
-/// Yjs updates of one document merged into one update without building a document
-/// (`yrs::merge_updates_v1`): it costs what the parts hold, not a document's integration of
-/// each, but equal content need not come out as equal bytes — for what only its own bytes
-/// identify, such as a flush's increment. `None` for none.
-pub fn concat_yjs(parts: Vec<Version>) -> Result<Option<Version>, CombineError> {
-    let Some(first) = parts.first() else {
-        return Ok(None);
-    };
-    let doc = first.doc.clone();
-    if parts.iter().any(|p| p.kind != Kind::Yjs) {
-        return Err(CombineError::KindMismatch { doc });
-    }
-    if parts.len() == 1 {
-        return Ok(parts.into_iter().next());
-    }
-    let merged =
-        std::panic::catch_unwind(|| yrs::merge_updates_v1(parts.iter().map(|p| &p.content[..])));
-    match merged {
-        Ok(Ok(update)) => Ok(Some(Version::new(doc, Kind::Yjs, Bytes::from(update)))),
-        Ok(Err(e)) => Err(CombineError::Unmergeable {
-            doc,
-            why: e.to_string(),
-        }),
-        Err(_) => Err(CombineError::Unmergeable {
-            doc,
-            why: "the yjs decoder panicked".into(),
-        }),
-    }
-}
-
 /// The state of a Yjs document holding every part (updates still missing a dependency
 /// included, as yrs encodes them).
 fn canonical_yjs(parts: &[Version]) -> Result<Vec<u8>, String> {

@@ -2,7 +2,7 @@
 //! every cache, so the Redis script and the in-memory model only have to find the parts.
 
 use super::{Compaction, Pending};
-use crate::doc::{combine, concat_yjs, CombineError, Kind, Version};
+use crate::doc::{combine, CombineError, Kind, Version};
 use crate::log::{LogEntry, LogPos};
 
 /// The parts a flush's read finds for one document.
@@ -77,10 +77,9 @@ impl FlushRead {
             .entries
             .into_iter()
             .filter(|e| e.pos > persisted)
-            .map(|e| e.version)
-            .collect();
+            .map(|e| e.version);
         Ok(Some(Pending {
-            version: concat_yjs(delta)?,
+            version: combine(delta)?,
             position,
             dirty: self.dirty,
             log_len: self.log_len,
