@@ -17,9 +17,24 @@ use crate::storage::memory::{MemoryCache, MemoryStore};
 use crate::supervisor::Stores;
 
 fn core(dir: &TestDir, limits: RoomLimits) -> Core {
+    core_on(
+        dir,
+        limits,
+        Duration::from_millis(10),
+        MemoryCache::default(),
+    )
+}
+
+/// [`core`] with a Yjs save interval and the cache it uses.
+fn core_on(
+    dir: &TestDir,
+    limits: RoomLimits,
+    yjs_save_interval: Duration,
+    cache: MemoryCache,
+) -> Core {
     let ms = Duration::from_millis;
     let stores = Stores {
-        cache: Arc::new(MemoryCache::default()),
+        cache: Arc::new(cache),
         store: Arc::new(MemoryStore::default()),
         fallback: Fallback::open(&dir.0).unwrap(),
         ledger: Ledger::default(),
@@ -34,7 +49,7 @@ fn core(dir: &TestDir, limits: RoomLimits) -> Core {
             parallel_batches: 1,
         },
         room_arbiters: 0,
-        yjs_save_interval: ms(10),
+        yjs_save_interval,
         log_poll: ms(20),
         replica: "t".into(),
         limits,
@@ -329,4 +344,110 @@ async fn a_yjs_room_merges_in_what_the_ledger_holds_from_elsewhere() {
         text.contains("here") && text.contains("elsewhere")
     })
     .await;
+}
+
+/// A Yjs room saves each update at once while its budget lasts (8 in a row), then gathers what
+/// arrives into one save per interval (here 2 s, far longer than the test's updates take).
+#[actix::test]
+async fn a_busy_yjs_room_saves_each_update_until_its_budget_is_spent_then_one_per_interval() {
+    use crate::log::LogPos;
+    use crate::storage::Cache;
+    use yrs::updates::encoder::Encode;
+    let dir = TestDir::new("save-budget");
+    let cache = MemoryCache::default();
+    let core = core_on(
+        &dir,
+        RoomLimits::unlimited(),
+        Duration::from_secs(2),
+        cache.clone(),
+    );
+    let doc = DocId::parse("budget").unwrap();
+    let room = core
+        .registry
+        .send(GetRoom {
+            doc: doc.clone(),
+            kind: Kind::Yjs,
+            home: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let session = Session {
+        backlog: Backlog::default(),
+        reads: true,
+        received: Arc::default(),
+    }
+    .start();
+    let member = MemberId::next();
+    room.send(Join {
+        member,
+        kind: Kind::Yjs,
+        outbound: session.recipient(),
+        backlog: Backlog::default(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let entries = async || {
+        let read = cache
+            .read_logs(&[(doc.clone(), LogPos::ZERO)])
+            .await
+            .unwrap();
+        read.first().map_or(0, |(_, r)| r.entries.len())
+    };
+    let typist = yrs::Doc::with_client_id(5);
+    let text = typist.get_or_insert_text("t");
+    let mut typed = String::new();
+    let mut send = |word: &str| {
+        let before = yrs::ReadTxn::state_vector(&yrs::Transact::transact(&typist));
+        let len = yrs::Text::len(&text, &yrs::Transact::transact(&typist));
+        yrs::Text::insert(&text, &mut yrs::Transact::transact_mut(&typist), len, word);
+        typed.push_str(word);
+        let update =
+            yrs::ReadTxn::encode_state_as_update_v1(&yrs::Transact::transact(&typist), &before);
+        let frame = yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(update));
+        room.do_send(YjsFrame {
+            from: member,
+            data: Bytes::from(frame.encode_v1()),
+            may_write: true,
+            stored: None,
+        });
+    };
+
+    for i in 0..8 {
+        send(&format!("<{i}>"));
+        until("each update of the burst saved on its own", async || {
+            entries().await == i + 1
+        })
+        .await;
+    }
+    for word in ["<a>", "<b>", "<c>"] {
+        send(word);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    until("the rest saved together", async || entries().await == 9).await;
+    let read = cache
+        .read_logs(&[(doc.clone(), LogPos::ZERO)])
+        .await
+        .unwrap();
+    let versions: Vec<Version> = read[0]
+        .1
+        .entries
+        .iter()
+        .map(|e| e.version.clone())
+        .collect();
+    let text_of = |n: usize| {
+        let merged = crate::doc::combine(versions[..n].iter().cloned())
+            .unwrap()
+            .unwrap();
+        crate::testing::yjs_text(&merged)
+    };
+    assert!(!text_of(8).contains("<a>"), "{}", text_of(8));
+    assert!(
+        text_of(9).contains(&typed),
+        "the last entry holds the three: {}",
+        text_of(9)
+    );
+    let current = room.send(Current).await.unwrap().unwrap().unwrap();
+    assert!(crate::testing::yjs_text(&current).contains(&typed));
 }
