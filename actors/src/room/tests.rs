@@ -123,6 +123,37 @@ async fn room(core: &Core, doc: &str) -> Addr<DocRoom> {
         .unwrap()
 }
 
+/// The room of Yjs document `doc`, and a member of it whose session reads everything.
+async fn yjs_member(core: &Core, doc: &str) -> (Addr<DocRoom>, MemberId) {
+    let room = core
+        .registry
+        .send(GetRoom {
+            doc: DocId::parse(doc).unwrap(),
+            kind: Kind::Yjs,
+            home: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let session = Session {
+        backlog: Backlog::default(),
+        reads: true,
+        received: Arc::default(),
+    }
+    .start();
+    let member = MemberId::next();
+    room.send(Join {
+        member,
+        kind: Kind::Yjs,
+        outbound: session.recipient(),
+        backlog: Backlog::default(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    (room, member)
+}
+
 async fn put(room: &Addr<DocRoom>, doc: &str, content: String) {
     let version = Version::new(DocId::parse(doc).unwrap(), Kind::Json, Bytes::from(content));
     room.send(Update {
@@ -298,32 +329,7 @@ async fn a_yjs_room_merges_in_what_the_ledger_holds_from_elsewhere() {
     use yrs::updates::encoder::Encode;
     let dir = TestDir::new("absorb-yjs");
     let core = core(&dir, RoomLimits::unlimited());
-    let room = core
-        .registry
-        .send(GetRoom {
-            doc: DocId::parse("ymerged").unwrap(),
-            kind: Kind::Yjs,
-            home: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    let session = Session {
-        backlog: Backlog::default(),
-        reads: true,
-        received: Arc::default(),
-    }
-    .start();
-    let member = MemberId::next();
-    room.send(Join {
-        member,
-        kind: Kind::Yjs,
-        outbound: session.recipient(),
-        backlog: Backlog::default(),
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let (room, member) = yjs_member(&core, "ymerged").await;
     core.ledger.absorbed(
         crate::testing::yjs_edit("ymerged", 9, "elsewhere "),
         crate::ledger::Durable::Journal,
@@ -362,32 +368,7 @@ async fn a_busy_yjs_room_saves_each_update_until_its_budget_is_spent_then_one_pe
         cache.clone(),
     );
     let doc = DocId::parse("budget").unwrap();
-    let room = core
-        .registry
-        .send(GetRoom {
-            doc: doc.clone(),
-            kind: Kind::Yjs,
-            home: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    let session = Session {
-        backlog: Backlog::default(),
-        reads: true,
-        received: Arc::default(),
-    }
-    .start();
-    let member = MemberId::next();
-    room.send(Join {
-        member,
-        kind: Kind::Yjs,
-        outbound: session.recipient(),
-        backlog: Backlog::default(),
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let (room, member) = yjs_member(&core, "budget").await;
     let entries = async || {
         let read = cache
             .read_logs(&[(doc.clone(), LogPos::ZERO)])
