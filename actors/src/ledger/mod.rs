@@ -120,13 +120,7 @@ impl Slot {
             merged_to: self.merged_to,
             parts: self.parts.clone(),
             generation: self.generation,
-            entry: Entry {
-                version,
-                durable: self.durable,
-                foreign: self.foreign,
-                position: self.position,
-                since: self.since,
-            },
+            entry: self.entry(version),
         })
     }
 
@@ -168,13 +162,19 @@ impl Slot {
     /// The entry as it leaves: its merged content (parts are saves of this replica's rooms,
     /// which nothing else holds by their hash).
     fn leaving(self) -> Option<Entry> {
-        Some(Entry {
-            version: self.merged?,
+        let version = self.merged.clone()?;
+        Some(self.entry(version))
+    }
+
+    /// `version` with what the slot says of it.
+    fn entry(&self, version: Version) -> Entry {
+        Entry {
+            version,
             durable: self.durable,
             foreign: self.foreign,
             position: self.position,
             since: self.since,
-        })
+        }
     }
 }
 
@@ -294,13 +294,7 @@ impl Ledger {
                 continue;
             }
             if let Some(version) = upto.and_then(|upto| slot.trim(upto)) {
-                left.push(Entry {
-                    version,
-                    durable: slot.durable,
-                    foreign: slot.foreign,
-                    position: slot.position,
-                    since: slot.since,
-                });
+                left.push(slot.entry(version));
             }
         }
         left
