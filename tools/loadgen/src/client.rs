@@ -170,7 +170,8 @@ pub async fn run(
                 for m in &incoming.markers {
                     bump(&stats.counters.broadcasts_total);
                     if m.conn != conn.id && sched.is_some_and(|s| s.window.contains(m.sent_us)) {
-                        stats.record_broadcast(conn.id, now.saturating_sub(m.sent_us));
+                        let across = plan.server_of(m.conn) != plan.server_of(conn.id);
+                        stats.record_broadcast(conn.id, now.saturating_sub(m.sent_us), across);
                     }
                 }
                 let mut acked = false;

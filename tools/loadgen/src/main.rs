@@ -117,7 +117,7 @@ async fn run(plan: Plan) -> Result<Report, String> {
     for d in 0..p.docs {
         for c in 0..p.clients {
             let id = (d * p.clients + c) as u64;
-            let target = c % servers.len();
+            let target = p.server_of(id);
             let conn = Conn {
                 id,
                 doc: format!("{}-{d}", p.doc_prefix),

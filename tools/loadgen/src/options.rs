@@ -161,6 +161,13 @@ pub struct Plan {
     pub keepalive: Option<Duration>,
 }
 
+impl Plan {
+    /// Which of `urls` connection `conn` uses: client c of each document uses `c % urls.len()`.
+    pub fn server_of(&self, conn: u64) -> usize {
+        (conn as usize % self.clients.max(1)) % self.urls.len().max(1)
+    }
+}
+
 struct Defaults {
     protocol: Protocol,
     docs: usize,

@@ -16,6 +16,9 @@ pub struct Report {
     pub ack_latency_ms: Option<Latency>,
     /// Update → receipt at every other member of the room.
     pub broadcast_latency_ms: Option<Latency>,
+    /// The part of those whose sender was on another server (several `--url`s); `None` with
+    /// one server.
+    pub across_latency_ms: Option<Latency>,
     pub broadcasts: Broadcasts,
     pub errors: u64,
     pub error_samples: Vec<String>,
@@ -113,6 +116,7 @@ impl Report {
                 None
             },
             broadcast_latency_ms: Latency::of(&stats.broadcast_latency()),
+            across_latency_ms: Latency::of(&stats.across_latency()),
             broadcasts: Broadcasts {
                 received,
                 received_per_sec: received as f64 / secs,
@@ -213,6 +217,13 @@ impl Report {
             "| broadcast latency ms | {} |",
             fmt_latency(&self.broadcast_latency_ms)
         );
+        if self.across_latency_ms.is_some() {
+            let _ = writeln!(
+                t,
+                "| of which across servers, ms | {} |",
+                fmt_latency(&self.across_latency_ms)
+            );
+        }
         let _ = writeln!(t, "| errors | {} |", self.errors);
         for e in &self.error_samples {
             let _ = writeln!(t, "  - {e}");

@@ -48,6 +48,9 @@ pub struct Stats {
     pub counters: Counters,
     ack: Vec<Mutex<Histogram<u64>>>,
     broadcast: Vec<Mutex<Histogram<u64>>>,
+    /// The broadcasts of `broadcast` whose sender was connected to another server (several
+    /// `--url`s: another replica).
+    across: Vec<Mutex<Histogram<u64>>>,
     error_samples: Mutex<Vec<String>>,
 }
 
@@ -64,6 +67,7 @@ impl Stats {
             counters: Counters::default(),
             ack: shards(),
             broadcast: shards(),
+            across: shards(),
             error_samples: Mutex::new(Vec::new()),
         }
     }
@@ -73,8 +77,12 @@ impl Stats {
         self.counters.acked.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn record_broadcast(&self, conn: u64, latency_us: u64) {
+    /// `across`: the sender was connected to another server than the receiver.
+    pub fn record_broadcast(&self, conn: u64, latency_us: u64, across: bool) {
         record(&self.broadcast[conn as usize % SHARDS], latency_us);
+        if across {
+            record(&self.across[conn as usize % SHARDS], latency_us);
+        }
         self.counters.broadcasts.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -105,6 +113,10 @@ impl Stats {
 
     pub fn broadcast_latency(&self) -> Histogram<u64> {
         merged(&self.broadcast)
+    }
+
+    pub fn across_latency(&self) -> Histogram<u64> {
+        merged(&self.across)
     }
 }
 
