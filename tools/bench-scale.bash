@@ -24,12 +24,17 @@
 #   BENCH_W7_SECS (60), BENCH_W2S_SECS (60),
 #   BENCH_SCALE_DOCROOM_ENV  extra VAR=VALUE words for every docroom replica of these runs (for
 #   experiments, e.g. "DOCROOM__ROOMS__YJS_SAVE_INTERVAL_MS=20"; the report names them).
+#   BENCH_SCALE_SHARE_CORES (1): N docroom replicas on this one machine share its cores as N
+#   pods would share N nodes' worth: each runs cores / N HTTP workers (at least one), so one
+#   replica and two run the same number of worker threads in all. 0: every replica runs one
+#   worker per core (two replicas then run twice the threads on the same cores).
 
 readonly W6_SECS=${BENCH_W6_SECS:-30} W6_WARMUP=${BENCH_W6_WARMUP_SECS:-15}
 readonly W6_SIZES=${BENCH_W6_SIZES:-1048576 4096}
 read -r -a SCALE_DOCROOM_ENV <<<"${BENCH_SCALE_DOCROOM_ENV:-}"
 readonly SCALE_DOCROOM_ENV
 readonly W7_SECS=${BENCH_W7_SECS:-60} W2S_SECS=${BENCH_W2S_SECS:-60}
+readonly SHARE_CORES=${BENCH_SCALE_SHARE_CORES:-1}
 # docroom refuses a Yjs state over limits.max_yjs_state_bytes (1,000,000 by default), below
 # 1 MiB of text plus its metadata: W6 raises it (and the frame size, which must stay above it).
 readonly W6_DOCROOM_ENV=(DOCROOM__LIMITS__MAX_YJS_STATE_BYTES=16777216
@@ -84,11 +89,16 @@ start_replicas() { # SERVER NAME COUNT [VAR=VALUE...]
     local server=$1 name=$2 count=$3 i
     shift 3
     REPLICA_PIDS=() URL_ARGS=()
+    local share=()
+    if [ "$SHARE_CORES" = 1 ]; then
+        local workers=$(($(nproc) / count))
+        share=(DOCROOM__SERVER__WORKERS=$((workers > 0 ? workers : 1)))
+    fi
     for i in $(seq 1 "$count"); do
         case $server in
             docroom)
                 start_docroom "$name.r$i" DOCROOM_REDIS_URL="redis://127.0.0.1:$PRIV_REDIS_PORT" \
-                    DOCROOM_REPLICA_ID="bench-$i" "${SCALE_DOCROOM_ENV[@]}" "$@"
+                    DOCROOM_REPLICA_ID="bench-$i" "${share[@]}" "${SCALE_DOCROOM_ENV[@]}" "$@"
                 PROTOCOL=yjs
                 URL_ARGS+=(--url "ws://$SERVER_ADDR/yjs/{doc}")
                 ;;
