@@ -154,6 +154,10 @@ impl Report {
         if writes && self.plan.clients > 1 && self.broadcasts.received == 0 {
             p.push("no broadcast was received".into());
         }
+        let across = self.plan.urls.len() > 1 && self.plan.clients > 1;
+        if writes && across && self.broadcasts.received > 0 && self.across_latency_ms.is_none() {
+            p.push("no broadcast crossed from one --url to another".into());
+        }
         p
     }
 
