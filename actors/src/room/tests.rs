@@ -112,10 +112,14 @@ async fn join(room: &Addr<DocRoom>, reads: bool) -> Joined {
 }
 
 async fn room(core: &Core, doc: &str) -> Addr<DocRoom> {
+    room_of(core, doc, Kind::Json).await
+}
+
+async fn room_of(core: &Core, doc: &str, kind: Kind) -> Addr<DocRoom> {
     core.registry
         .send(GetRoom {
             doc: DocId::parse(doc).unwrap(),
-            kind: Kind::Json,
+            kind,
             home: None,
         })
         .await
@@ -125,16 +129,7 @@ async fn room(core: &Core, doc: &str) -> Addr<DocRoom> {
 
 /// The room of Yjs document `doc`, and a member of it whose session reads everything.
 async fn yjs_member(core: &Core, doc: &str) -> (Addr<DocRoom>, MemberId) {
-    let room = core
-        .registry
-        .send(GetRoom {
-            doc: DocId::parse(doc).unwrap(),
-            kind: Kind::Yjs,
-            home: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let room = room_of(core, doc, Kind::Yjs).await;
     let session = Session {
         backlog: Backlog::default(),
         reads: true,
