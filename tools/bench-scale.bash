@@ -63,7 +63,8 @@ bytes=$(redis-cli -p "$redis_port" info stats | tr -d '\r' | awk -F: '$1 == "tot
 echo "${LOADGEN_PHASE:-?} $t $(ticks "$redis_pid") $bytes" >>"$out"
 if [ "${LOADGEN_PHASE:-}" = end ]; then
     redis-cli -p "$redis_port" info commandstats >"$out.commandstats"
-    redis-cli -p "$redis_port" slowlog get 20 >"$out.slowlog"
+    redis-cli -p "$redis_port" info latencystats >"$out.latencystats"
+    redis-cli -p "$redis_port" slowlog get 50 >"$out.slowlog"
 fi
 EOF
 chmod +x "$SNAPSHOT"
@@ -73,7 +74,7 @@ PRIV_REDIS_PID="" PRIV_REDIS_PORT=""
 start_private_redis() { # NAME
     PRIV_REDIS_PORT=$(free_port)
     redis-server --port "$PRIV_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$WORK" --logfile "$OUT_DIR/$1.redis.log" &
+        --slowlog-log-slower-than 1000 --slowlog-max-len 128 --dir "$WORK" --logfile "$OUT_DIR/$1.redis.log" &
     PRIV_REDIS_PID=$!
     PIDS+=("$PRIV_REDIS_PID")
     for _ in $(seq 1 100); do
