@@ -219,6 +219,7 @@ impl Flusher {
                 };
                 local.insert(v.doc.clone(), v);
             }
+            let read = started.elapsed();
             let writes = one_write_per_document(local, collected.dirty);
             let mut res = upsert_batches(&*store, writes, batch, parallel).await;
             res.committed.extend(collected.settled);
@@ -229,6 +230,7 @@ impl Flusher {
                     flushed = res.report.flushed,
                     failed = res.report.failed,
                     ms = took.as_secs_f64() * 1e3,
+                    read_ms = read.as_secs_f64() * 1e3,
                     "flush"
                 );
             }
