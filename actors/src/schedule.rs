@@ -22,6 +22,11 @@ impl FlushSchedule {
         }
     }
 
+    /// The period while runs succeed.
+    pub fn base_period(&self) -> Duration {
+        self.base
+    }
+
     pub fn period(&self) -> Duration {
         match self.consecutive_errors {
             0 => self.base,

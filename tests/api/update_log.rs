@@ -52,7 +52,7 @@ impl Drop for Prefix {
 
 async fn claimed(cache: &RedisCache, doc: &DocId) -> Claimed {
     cache
-        .claim(std::slice::from_ref(doc))
+        .claim(std::slice::from_ref(doc), None)
         .await
         .unwrap()
         .remove(0)
@@ -263,6 +263,60 @@ async fn one_replica_at_a_time_claims_a_document_for_its_flush() {
     assert!(
         matches!(claimed(&b, &v.doc).await, Claimed::Found(_)),
         "released by the commit"
+    );
+}
+
+/// With several replicas each flushing every period, a document another replica has just
+/// flushed is left to it by the periodic flush (a window), not written once per replica; a
+/// flush that must persist now (no window) still claims it, and so does the periodic one once
+/// the window has passed.
+#[tokio::test]
+async fn a_periodic_flush_leaves_a_document_another_replica_just_flushed() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let v = typed("y", 1, "x");
+    a.save(&v).await.unwrap();
+    let window = Some(Duration::from_secs(60));
+    assert!(
+        matches!(
+            b.claim(std::slice::from_ref(&v.doc), window).await.unwrap()[0],
+            Claimed::Found(_)
+        ),
+        "never flushed: claimed within any window"
+    );
+    b.touch(std::slice::from_ref(&v.doc)).await.unwrap();
+
+    let Claimed::Found(read) = claimed(&a, &v.doc).await else {
+        panic!("claimable")
+    };
+    a.committed(&[Commit {
+        position: Some(read.position),
+        ..Commit::of(v.doc.clone(), read.version.unwrap().hash)
+    }])
+    .await
+    .unwrap();
+    a.save(&typed("y", 1, "more")).await.unwrap();
+
+    let fresh = b.claim(std::slice::from_ref(&v.doc), window).await.unwrap();
+    assert_eq!(
+        fresh[0],
+        Claimed::Fresh {
+            persisted: read.position
+        }
+    );
+    assert!(
+        matches!(claimed(&b, &v.doc).await, Claimed::Found(_)),
+        "a flush without a window claims it"
+    );
+    b.touch(std::slice::from_ref(&v.doc)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let short = Some(Duration::from_millis(20));
+    assert!(
+        matches!(
+            b.claim(std::slice::from_ref(&v.doc), short).await.unwrap()[0],
+            Claimed::Found(_)
+        ),
+        "the window has passed"
     );
 }
 

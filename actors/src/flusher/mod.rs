@@ -98,6 +98,10 @@ pub struct FlusherSettings {
 
 /// Which documents a run writes.
 enum Scope {
+    /// The periodic flush: everything waiting, except documents another replica flushed within
+    /// the last half period (see [`Claimed::Fresh`](crate::storage::Claimed)); with several
+    /// replicas each document is then written about once per period, not once per replica.
+    Due,
     /// Everything waiting: the ledger's and Redis's.
     All,
     /// One document's ledger entry (a room's leave flush).
@@ -155,7 +159,7 @@ impl Flusher {
         let period = self.schedule.period();
         self.timer = Some(ctx.run_later(period, |act, ctx| {
             act.timer = None;
-            let run = act.run(Scope::All, Vec::new());
+            let run = act.run(Scope::Due, Vec::new());
             ctx.spawn(run.map(|_, act, ctx| act.arm(ctx)));
         }));
     }
@@ -170,6 +174,10 @@ impl Flusher {
         scope: Scope,
         extra: Vec<Version>,
     ) -> impl ActorFuture<Self, Output = RunResult> {
+        let fresh = match scope {
+            Scope::Due => Some(self.schedule.base_period() / 2),
+            Scope::All | Scope::One(_) => None,
+        };
         let (store, ledger, supervisor, gate, batch, parallel) = (
             self.store.clone(),
             self.ledger.clone(),
@@ -183,7 +191,7 @@ impl Flusher {
             let started = std::time::Instant::now();
             metrics::gauge!(m::OLDEST_UNPERSISTED).set(ledger.oldest().as_secs_f64());
             let waiting: Vec<Waiting> = match &scope {
-                Scope::All => ledger.waiting(),
+                Scope::Due | Scope::All => ledger.waiting(),
                 Scope::One(doc) => ledger.waiting_of(doc).into_iter().collect(),
             };
             // Saves in the log are read from Redis; only the others' content is read here.
@@ -195,7 +203,7 @@ impl Flusher {
                 .filter_map(|w| ledger.get(&w.doc))
                 .map(|e| (e.version.doc.clone(), e.version))
                 .collect();
-            let everything = matches!(scope, Scope::All);
+            let everything = matches!(scope, Scope::Due | Scope::All);
             let mine: Vec<DocId> = logged.into_iter().map(|w| w.doc).collect();
             let collected = match everything || !mine.is_empty() {
                 false => Collected::default(),
@@ -204,6 +212,7 @@ impl Flusher {
                         mine: mine.clone(),
                         skip: local.keys().cloned().collect(),
                         everything,
+                        fresh,
                     })
                     .await
                     .unwrap_or(Collected {

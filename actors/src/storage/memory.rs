@@ -111,6 +111,8 @@ struct CachedDoc {
     pos: LogPos,
     /// The last log entry PostgreSQL holds (`None`: not known, as `pos`).
     persisted: Option<LogPos>,
+    /// When a commit last moved `persisted` (the model's clock for a claim's `fresh` window).
+    persisted_at: Option<std::time::Instant>,
     /// Bytes of Yjs updates appended since `temp`.
     tail: u64,
     /// Entries before this position may have been trimmed.
@@ -349,7 +351,7 @@ impl Cache for MemoryCache {
         Ok(self.enter().await?.modified.iter().cloned().collect())
     }
 
-    async fn claim(&self, docs: &[DocId]) -> CacheResult<Vec<Claimed>> {
+    async fn claim(&self, docs: &[DocId], fresh: Option<Duration>) -> CacheResult<Vec<Claimed>> {
         let mut state = self.enter().await?;
         Ok(docs
             .iter()
@@ -357,6 +359,13 @@ impl Cache for MemoryCache {
                 if let Some(held) = state.docs.get_mut(doc) {
                     if held.claim.as_ref().is_some_and(|r| *r != self.replica) {
                         return Claimed::Busy;
+                    }
+                    let recent = held
+                        .persisted_at
+                        .zip(fresh)
+                        .is_some_and(|(at, window)| at.elapsed() < window);
+                    if let (true, None, Some(persisted)) = (recent, &held.claim, held.persisted) {
+                        return Claimed::Fresh { persisted };
                     }
                     held.claim = Some(self.replica.clone());
                 }
@@ -391,6 +400,9 @@ impl Cache for MemoryCache {
             let clean = match c.position {
                 Some(position) => {
                     let persisted = held.persisted.map_or(position, |p| p.max(position));
+                    if held.persisted != Some(persisted) {
+                        held.persisted_at = Some(std::time::Instant::now());
+                    }
                     held.persisted = Some(persisted);
                     if let Some(compacted) = c.compacted.as_ref().filter(|_| held.pos < position) {
                         held.temp = Some(compacted.clone());

@@ -103,6 +103,11 @@ pub enum Claimed {
     Found(Box<Pending>),
     /// Another replica is flushing it now.
     Busy,
+    /// PostgreSQL took its log up to `persisted` moments ago (within the `fresh` window the
+    /// claim was asked with): another replica flushes it, and this one leaves it alone.
+    Fresh {
+        persisted: LogPos,
+    },
     /// Marked dirty but nothing is cached: its content expired.
     Missing,
 }
@@ -172,8 +177,10 @@ pub trait Cache: Send + Sync + 'static {
 
     /// Claims `docs` for this replica's flush (one replica flushes a document at a time) and
     /// reads what PostgreSQL lacks of each one claimed (see [`Pending`]), refreshing its TTLs
-    /// in the same round trip.
-    async fn claim(&self, docs: &[DocId]) -> CacheResult<Vec<Claimed>>;
+    /// in the same round trip. With `fresh`, a document whose log PostgreSQL took within that
+    /// long is not claimed but answered [`Claimed::Fresh`]: with several replicas each flushing
+    /// every period, a document is then written once per period, not once per replica.
+    async fn claim(&self, docs: &[DocId], fresh: Option<Duration>) -> CacheResult<Vec<Claimed>>;
 
     /// Refreshes the TTLs of `docs` (a flush could not persist them yet) and releases this
     /// replica's flush claims on them.

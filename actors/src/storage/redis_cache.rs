@@ -13,6 +13,7 @@ mod channels;
 mod documents;
 mod heartbeat;
 mod streams;
+use documents::ClaimRead;
 use streams::Side;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,7 +25,6 @@ use redis::AsyncCommands;
 
 use async_trait::async_trait;
 
-use super::pending::FlushRead;
 use super::redis_connect::RedisTarget;
 use super::redis_scripts::{encode, BATCH, COMMIT, FILL, KEEP, LOAD, SAVE};
 use super::{Cache, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written};
@@ -324,23 +324,26 @@ impl Cache for RedisCache {
         Ok(ids.iter().filter_map(|id| DocId::parse(id).ok()).collect())
     }
 
-    async fn claim(&self, docs: &[DocId]) -> CacheResult<Vec<Claimed>> {
+    async fn claim(&self, docs: &[DocId], fresh: Option<Duration>) -> CacheResult<Vec<Claimed>> {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let reads = self.claim_read(docs).await?;
+        let reads = self.claim_read(docs, fresh).await?;
         Ok(docs
             .iter()
             .zip(reads)
-            .map(|(doc, read)| match read.map(FlushRead::pending) {
-                None => Claimed::Busy,
-                Some(Ok(Some(pending))) => Claimed::Found(Box::new(pending)),
-                Some(Ok(None)) => Claimed::Missing,
-                Some(Err(e)) => {
-                    // Unmergeable log content: leave it for an operator, and say so.
-                    tracing::error!(doc = %doc, error = %e, "cached content unreadable");
-                    Claimed::Busy
-                }
+            .map(|(doc, read)| match read {
+                ClaimRead::Busy => Claimed::Busy,
+                ClaimRead::Fresh(persisted) => Claimed::Fresh { persisted },
+                ClaimRead::Found(read) => match read.pending() {
+                    Ok(Some(pending)) => Claimed::Found(Box::new(pending)),
+                    Ok(None) => Claimed::Missing,
+                    Err(e) => {
+                        // Unmergeable log content: leave it for an operator, and say so.
+                        tracing::error!(doc = %doc, error = %e, "cached content unreadable");
+                        Claimed::Busy
+                    }
+                },
             })
             .collect())
     }

@@ -144,24 +144,40 @@ return {
 /// 10–15 ms per call (W7), delaying every other replica's messages behind it. The claim keeps
 /// what is read stable: only a claimed flush's commit changes `temp`, `persisted` or the trim.
 ///
+/// With a `fresh` window (ms, 0 for none), a document not claimed by this replica whose
+/// `persisted` entry was appended within the window (by Redis's clock; entry ids are append
+/// times, so PostgreSQL took it at least that recently) is answered {'fresh', persisted} and not
+/// claimed: another replica flushes it each period, and flushing it again here would write it
+/// once per replica.
+///
 /// KEYS: per document temp, lastSavedHash, stamp, pos, log, persisted, tail, flushing; then
-/// modifiedDocs. ARGV: replica, claim ms, ttl, min bytes, max entries, then the document ids.
+/// modifiedDocs. ARGV: replica, claim ms, ttl, min bytes, max entries, fresh ms, then the
+/// document ids.
 pub(super) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         r"{IDS}
 local n = (#KEYS - 1) / 8
 local modified = KEYS[#KEYS]
+local fresh = tonumber(ARGV[6])
+local since = 0
+if fresh > 0 then
+  local now = redis.call('TIME')
+  since = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - fresh
+end
 local out = {{}}
 for i = 1, n do
   local k = (i - 1) * 8
   local held = redis.call('GET', KEYS[k + 8])
+  local persisted = redis.call('GET', KEYS[k + 6])
   if held and held ~= ARGV[1] then
     out[i] = {{'busy'}}
+  elseif fresh > 0 and not held and persisted and split(persisted) > since then
+    out[i] = {{'fresh', persisted}}
   else
     redis.call('SET', KEYS[k + 8], ARGV[1], 'PX', ARGV[2])
     for j = 1, 7 do redis.call('EXPIRE', KEYS[k + j], ARGV[3]) end
     local pos = redis.call('GET', KEYS[k + 4]) or '0-0'
-    local persisted = redis.call('GET', KEYS[k + 6]) or pos
+    persisted = persisted or pos
     local len = redis.call('XLEN', KEYS[k + 5])
     local exists = redis.call('EXISTS', KEYS[k + 1])
     local json = exists == 1 and redis.call('GETRANGE', KEYS[k + 1], 0, 4) ~= '\0yjs\0'
@@ -183,7 +199,7 @@ for i = 1, n do
       pos,
       persisted,
       from,
-      redis.call('SISMEMBER', modified, ARGV[5 + i]),
+      redis.call('SISMEMBER', modified, ARGV[6 + i]),
       compact,
       len,
       exists,

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{error, warn};
@@ -26,6 +27,10 @@ pub struct CollectDirty {
     pub skip: HashSet<DocId>,
     /// Also `modifiedDocs` (a full flush), not only `mine` (a room's leave flush).
     pub everything: bool,
+    /// Leave out documents PostgreSQL took within this long (the periodic flush: another
+    /// replica flushes them; see [`Claimed::Fresh`]). `None` when this flush must persist them
+    /// now (a room's leave, the shutdown drain, an operator's flush).
+    pub fresh: Option<Duration>,
 }
 
 /// A version to upsert, and the commit to report once PostgreSQL holds it.
@@ -95,13 +100,23 @@ impl Handler<CollectDirty> for CacheSupervisor {
             docs.extend(msg.mine.iter().cloned());
             docs.sort();
             docs.dedup();
-            let claimed = stores.cache.claim(&docs).await?;
+            let claimed = stores.cache.claim(&docs, msg.fresh).await?;
             let mut out = Collected::default();
             let mut orphans = Vec::new();
             let mine: HashSet<&DocId> = msg.mine.iter().collect();
             for (doc, claim) in docs.iter().zip(claimed) {
                 match claim {
                     Claimed::Busy => {}
+                    // Another replica flushed it moments ago: this replica's saves up to there
+                    // are in PostgreSQL (the ledger keeps only later ones); the rest waits for
+                    // that replica's next flush, or this one's once the window has passed.
+                    Claimed::Fresh { persisted } if mine.contains(doc) => {
+                        out.settled.push(Commit {
+                            position: Some(persisted),
+                            ..Commit::of(doc.clone(), String::new())
+                        })
+                    }
+                    Claimed::Fresh { .. } => {}
                     Claimed::Missing if mine.contains(doc) => out.unread.push(doc.clone()),
                     Claimed::Missing => orphans.push(Commit::of(doc.clone(), String::new())),
                     Claimed::Found(pending) => match dirty(&stores, doc.clone(), *pending).await {

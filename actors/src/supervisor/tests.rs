@@ -203,3 +203,70 @@ async fn a_save_is_not_held_up_by_moving_journaled_documents_back_into_redis() {
         "the save waited for the whole move back"
     );
 }
+
+async fn collect(
+    supervisor: &Addr<CacheSupervisor>,
+    mine: &DocId,
+    fresh: Option<Duration>,
+) -> Collected {
+    supervisor
+        .send(CollectDirty {
+            mine: vec![mine.clone()],
+            skip: Default::default(),
+            everything: true,
+            fresh,
+        })
+        .await
+        .unwrap()
+}
+
+/// Two replicas on one cache: a periodic flush (with a window) leaves a document the other
+/// replica flushed moments ago, settling this replica's saves up to there; a flush that must
+/// persist now still reads it.
+#[actix::test]
+async fn a_periodic_flush_leaves_what_another_replica_just_flushed_and_settles_up_to_it() {
+    let a = rig("fresh-a");
+    let dir = TestDir::new("fresh-b");
+    let b_ledger = Ledger::default();
+    let b = CacheSupervisor::new(
+        Stores {
+            cache: Arc::new(a.cache.for_replica("r2")),
+            store: Arc::new(MemoryStore::default()),
+            fallback: Fallback::open(&dir.0).unwrap(),
+            ledger: b_ledger.clone(),
+        },
+        supervisor_settings(),
+    )
+    .start();
+    let first = crate::testing::yjs_edit("d", 1, "one");
+    let doc = first.doc.clone();
+    b.send(Save { version: first }).await.unwrap().unwrap();
+
+    // Replica a flushes the document.
+    let read = collect(&a.supervisor, &doc, None).await;
+    let [flushed] = &read.dirty[..] else {
+        panic!("a reads the document: {:?}", read.dirty.len())
+    };
+    a.supervisor
+        .send(Committed {
+            done: vec![flushed.commit.clone()],
+        })
+        .await
+        .unwrap();
+    let second = crate::testing::yjs_edit("d", 2, "two");
+    b.send(Save { version: second }).await.unwrap().unwrap();
+
+    let window = Some(Duration::from_secs(3600));
+    let left = collect(&b, &doc, window).await;
+    assert!(
+        left.dirty.is_empty(),
+        "left to the replica that just flushed it"
+    );
+    assert_eq!(left.settled.len(), 1);
+    assert_eq!(left.settled[0].position, flushed.commit.position);
+    b.send(Committed { done: left.settled }).await.unwrap();
+    assert!(b_ledger.lacks(&doc), "the save after a's flush still waits");
+
+    let now = collect(&b, &doc, None).await;
+    assert_eq!(now.dirty.len(), 1, "a flush that must persist now reads it");
+}

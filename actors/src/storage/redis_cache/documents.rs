@@ -2,6 +2,8 @@
 //! reads (see `redis_scripts::CLAIM` for why the content is not read inside the script), and
 //! the decoding of LOAD's answer.
 
+use std::time::Duration;
+
 use super::{CacheError, CacheResult, RedisCache};
 use crate::doc::{combine, DocId};
 use crate::log::LogPos;
@@ -13,15 +15,24 @@ impl RedisCache {
     /// Runs CLAIM over `docs`, then reads what it says each claimed document needs (its log
     /// from a position, its `temp`) in one pipeline of plain commands; on the flush's own
     /// connection (see [`RedisCache::side_connection`]).
-    pub(super) async fn claim_read(&self, docs: &[DocId]) -> CacheResult<Vec<Option<FlushRead>>> {
-        let res = self.claim_read_on(docs).await;
+    pub(super) async fn claim_read(
+        &self,
+        docs: &[DocId],
+        fresh: Option<Duration>,
+    ) -> CacheResult<Vec<ClaimRead>> {
+        let res = self.claim_read_on(docs, fresh).await;
         if res.is_err() {
             self.bulk.set(None);
         }
         res
     }
 
-    async fn claim_read_on(&self, docs: &[DocId]) -> CacheResult<Vec<Option<FlushRead>>> {
+    async fn claim_read_on(
+        &self,
+        docs: &[DocId],
+        fresh: Option<Duration>,
+    ) -> CacheResult<Vec<ClaimRead>> {
+        let fresh_ms = fresh.map_or(0, |f| f.as_millis().max(1) as u64);
         let mut conn = self.side_connection(&self.bulk).await?;
         let mut out = Vec::with_capacity(docs.len());
         for batch in docs.chunks(BATCH) {
@@ -32,7 +43,8 @@ impl RedisCache {
                 .arg(self.settings.claim_ms)
                 .arg(self.settings.ttl_secs)
                 .arg(COMPACT_MIN_BYTES)
-                .arg(COMPACT_MAX_ENTRIES);
+                .arg(COMPACT_MAX_ENTRIES)
+                .arg(fresh_ms);
             for doc in batch {
                 invocation.arg(doc.as_str());
             }
@@ -40,10 +52,14 @@ impl RedisCache {
             let claims = batch
                 .iter()
                 .zip(raw)
-                .map(|(doc, value)| Claim::parse(value).map(|c| c.map(|c| (doc, c))))
+                .map(|(doc, value)| Claim::parse(value).map(|c| (doc, c)))
                 .collect::<CacheResult<Vec<_>>>()?;
             let mut pipe = redis::pipe();
-            for (doc, claim) in claims.iter().flatten() {
+            let claimed = claims.iter().filter_map(|(doc, c)| match c {
+                Answer::Claimed(claim) => Some((doc, claim)),
+                _ => None,
+            });
+            for (doc, claim) in claimed {
                 if claim.want_temp {
                     let [temp, _, stamp, ..] = self.keys(doc);
                     pipe.cmd("MGET").arg(temp).arg(stamp);
@@ -53,23 +69,31 @@ impl RedisCache {
                     .arg(format!("({}", claim.from))
                     .arg("+");
             }
-            let answers: Vec<redis::Value> = match claims.iter().any(Option::is_some) {
+            let any = claims.iter().any(|(_, c)| matches!(c, Answer::Claimed(_)));
+            let answers: Vec<redis::Value> = match any {
                 true => self.bounded(pipe.query_async(&mut conn)).await??,
                 false => Vec::new(),
             };
             let mut answers = answers.into_iter();
             let mut next = || answers.next().ok_or_else(|| unexpected("short pipeline"));
-            for claim in claims {
-                let Some((doc, claim)) = claim else {
-                    out.push(None);
-                    continue;
+            for (doc, answer) in claims {
+                let claim = match answer {
+                    Answer::Busy => {
+                        out.push(ClaimRead::Busy);
+                        continue;
+                    }
+                    Answer::Fresh(persisted) => {
+                        out.push(ClaimRead::Fresh(persisted));
+                        continue;
+                    }
+                    Answer::Claimed(claim) => claim,
                 };
                 let (temp, stamp): (Option<Vec<u8>>, Option<String>) = match claim.want_temp {
                     true => redis::from_redis_value(next()?)?,
                     false => (None, None),
                 };
                 let entries = next()?;
-                out.push(Some(FlushRead {
+                out.push(ClaimRead::Found(FlushRead {
                     temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
                     pos: claim.pos,
                     persisted: claim.persisted,
@@ -101,14 +125,35 @@ struct Claim {
     has_temp: bool,
 }
 
+/// What CLAIM answered for one document.
+enum Answer {
+    /// Another replica holds the document's claim.
+    Busy,
+    /// PostgreSQL took the document's log up to here moments ago.
+    Fresh(LogPos),
+    Claimed(Claim),
+}
+
+/// What a flush's claim and read found for one document.
+pub(super) enum ClaimRead {
+    Busy,
+    Fresh(LogPos),
+    Found(FlushRead),
+}
+
 impl Claim {
-    /// `None`: another replica holds the document's claim.
-    fn parse(value: redis::Value) -> CacheResult<Option<Claim>> {
-        let redis::Value::Array(items) = value else {
+    fn parse(value: redis::Value) -> CacheResult<Answer> {
+        let redis::Value::Array(mut items) = value else {
             return Err(unexpected("not an array"));
         };
-        if items.len() == 1 {
-            return Ok(None);
+        match items.len() {
+            1 => return Ok(Answer::Busy),
+            2 => {
+                let persisted: String = redis::from_redis_value(items.swap_remove(1))?;
+                let persisted = LogPos::parse(&persisted).ok_or_else(|| unexpected("a bad id"))?;
+                return Ok(Answer::Fresh(persisted));
+            }
+            _ => {}
         }
         let [temp, pos, persisted, from, dirty, compact, len, has_temp]: [redis::Value; 8] =
             items.try_into().map_err(|_| unexpected("wrong length"))?;
@@ -116,7 +161,7 @@ impl Claim {
         let position = |v: redis::Value| {
             redis::from_redis_value::<String>(v).map(|t| LogPos::parse(&t).unwrap_or_default())
         };
-        Ok(Some(Claim {
+        Ok(Answer::Claimed(Claim {
             want_temp: flag(temp)?,
             pos: position(pos)?,
             persisted: position(persisted)?,
