@@ -156,7 +156,7 @@ impl Flusher {
         if let Some(old) = self.timer.take() {
             ctx.cancel_future(old);
         }
-        let period = self.schedule.period();
+        let period = jittered(self.schedule.period());
         self.timer = Some(ctx.run_later(period, |act, ctx| {
             act.timer = None;
             let run = act.run(Scope::Due, Vec::new());
@@ -295,6 +295,14 @@ impl Flusher {
             }
         }
     }
+}
+
+/// The period less up to a tenth, at random: replicas started together (a deployment) drift
+/// apart instead of flushing in lockstep and loading Redis and PostgreSQL at the same moments;
+/// the first to flush a document writes it, the others find it fresh. Never longer than the
+/// period, which is what the schedule promises.
+fn jittered(period: Duration) -> Duration {
+    period.mul_f64(1.0 - rand::random_range(0.0..0.1))
 }
 
 /// The writes of one run, one per document (a statement cannot write a row twice): a version

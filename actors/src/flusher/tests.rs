@@ -158,3 +158,14 @@ async fn a_flush_writes_what_only_redis_holds_as_well_as_the_ledger() {
     assert_eq!(rig.store.peek(&other.doc), Some(other));
     assert_eq!(rig.store.peek(&mine.doc), Some(mine));
 }
+
+#[test]
+fn a_jittered_period_is_never_longer_than_the_period_nor_shorter_than_nine_tenths() {
+    let period = Duration::from_secs(10);
+    let periods: Vec<Duration> = (0..200).map(|_| super::jittered(period)).collect();
+    assert!(periods
+        .iter()
+        .all(|p| *p <= period && *p >= period.mul_f64(0.9)));
+    // Replicas started together drift apart: the periods are not all one value.
+    assert!(periods.iter().any(|p| *p != periods[0]));
+}
