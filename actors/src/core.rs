@@ -45,8 +45,8 @@ pub struct Core {
 
 impl Core {
     /// Starts the supervisor and the log reader on a thread of their own (next to the Redis
-    /// connection's driver), the flusher on another at a lower priority (a flush's reads and
-    /// writes are large: saves and deliveries must not wait behind them), and the registry on the caller's. Needs a running actix
+    /// connection's driver), the flusher on another (a flush's reads and writes are large: saves
+    /// must not wait behind them), and the registry on the caller's. Needs a running actix
     /// `System`.
     pub fn start(stores: Stores, settings: CoreSettings) -> Core {
         let storage = Arbiter::new();
@@ -61,7 +61,6 @@ impl Core {
         });
         // The flusher's thread also runs its reads of Redis (see `with_flush_thread`).
         let flushing = Arbiter::new();
-        flushing.spawn(async { background_thread() });
         let (store, sup_settings) = (stores.store.clone(), settings.supervisor.clone());
         let flush_thread = flushing.handle();
         let supervisor = CacheSupervisor::start_in_arbiter(&storage.handle(), move |_| {
@@ -95,28 +94,6 @@ impl Core {
             flusher,
             ledger,
             _arbiters: arbiters,
-        }
-    }
-}
-
-/// How much lower than the editing path's threads the flush's thread runs (a nice value): a
-/// flush reads and decodes hundreds of documents at once, and on a busy machine the rooms',
-/// the supervisor's and the reader's threads must not wait behind it.
-#[cfg(target_os = "linux")]
-const FLUSH_NICENESS: libc::c_int = 10;
-
-/// Lowers the calling thread's scheduling priority (Linux: `setpriority` on the thread id). A
-/// thread may always lower its own priority; a failure only costs the priority.
-fn background_thread() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority only read their arguments; no memory is shared.
-        let res = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, FLUSH_NICENESS)
-        };
-        if res != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "the flush thread keeps its priority");
         }
     }
 }

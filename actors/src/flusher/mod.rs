@@ -232,6 +232,15 @@ impl Flusher {
             let writes = one_write_per_document(local, collected.dirty);
             let mut res = upsert_batches(&*store, writes, batch, parallel).await;
             res.committed.extend(collected.settled);
+            if !res.committed.is_empty() {
+                // Answered once the ledger, the journal and Redis know it: whoever asked for
+                // this flush (an operator, a room's leave, the drain) finds the documents
+                // clean when it is answered.
+                let done = res.committed.clone();
+                if supervisor.send(Committed { done }).await.is_err() {
+                    warn!("the cache supervisor stopped before learning a flush's commits");
+                }
+            }
             let took = started.elapsed();
             metrics::histogram!(m::FLUSH_DURATION).record(took.as_secs_f64());
             if res.report.flushed + res.report.failed > 0 {
@@ -262,11 +271,6 @@ impl Flusher {
         if !res.uncommitted.is_empty() {
             self.supervisor.do_send(KeepCached {
                 docs: res.uncommitted.iter().map(|v| v.doc.clone()).collect(),
-            });
-        }
-        if !res.committed.is_empty() {
-            self.supervisor.do_send(Committed {
-                done: res.committed.clone(),
             });
         }
         let changed = match &res.error {
