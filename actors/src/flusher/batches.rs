@@ -1,11 +1,13 @@
-//! One flush's writes: versions upserted in batches, several in flight, and what came of it.
+//! One flush's writes: one per document, upserted in batches, several in flight, and what came
+//! of it.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 
 use futures_util::StreamExt;
 
 use super::FlushReport;
-use crate::doc::Version;
+use crate::doc::{later, DocId, Version};
 use crate::storage::{Commit, DocStore};
 use crate::supervisor::Dirty;
 
@@ -17,6 +19,32 @@ pub(super) struct RunResult {
     pub committed: Vec<Commit>,
     pub uncommitted: Vec<Version>,
     pub error: Option<String>,
+}
+
+/// The writes of one run, one per document (a statement cannot write a row twice): a version
+/// the ledger or the caller holds and one read from Redis for the same document merge into one
+/// write, which commits what Redis's commit would (its log position, its compaction) and the
+/// merged hash.
+pub(super) fn one_write_per_document(
+    local: HashMap<DocId, Version>,
+    cached: Vec<Dirty>,
+) -> Vec<Dirty> {
+    let mut local = local;
+    let mut writes: Vec<Dirty> = cached
+        .into_iter()
+        .map(|mut d| {
+            if let Some(held) = local.remove(&d.version.doc) {
+                d.version = later(held, d.version.clone()).unwrap_or(d.version);
+                d.commit.hash = d.version.hash.clone();
+            }
+            d
+        })
+        .collect();
+    writes.extend(local.into_values().map(|version| Dirty {
+        commit: Commit::of(version.doc.clone(), version.hash.clone()),
+        version,
+    }));
+    writes
 }
 
 /// Upserts `writes` in statements of at most `batch` rows, `parallel` of them in flight. The

@@ -23,12 +23,11 @@ use crate::doc::{later, DocId, Version};
 use crate::ledger::{Durable, Ledger, Waiting};
 use crate::metrics as m;
 use crate::schedule::FlushSchedule;
-use crate::storage::Commit;
 use crate::storage::DocStore;
 use crate::supervisor::{
-    CacheSupervisor, CollectDirty, Collected, Committed, Dirty, DirtyIds, KeepCached, Spill,
+    CacheSupervisor, CollectDirty, Collected, Committed, DirtyIds, KeepCached, Spill,
 };
-use batches::{upsert_batches, RunResult};
+use batches::{one_write_per_document, upsert_batches, RunResult};
 
 /// Flush now (admin); answers what was flushed.
 #[derive(Message)]
@@ -307,29 +306,6 @@ impl Flusher {
 /// period, which is what the schedule promises.
 fn jittered(period: Duration) -> Duration {
     period.mul_f64(1.0 - rand::random_range(0.0..0.1))
-}
-
-/// The writes of one run, one per document (a statement cannot write a row twice): a version
-/// the ledger or the caller holds and one read from Redis for the same document merge into one
-/// write, which commits what Redis's commit would (its log position, its compaction) and the
-/// merged hash.
-fn one_write_per_document(local: HashMap<DocId, Version>, cached: Vec<Dirty>) -> Vec<Dirty> {
-    let mut local = local;
-    let mut writes: Vec<Dirty> = cached
-        .into_iter()
-        .map(|mut d| {
-            if let Some(held) = local.remove(&d.version.doc) {
-                d.version = later(held, d.version.clone()).unwrap_or(d.version);
-                d.commit.hash = d.version.hash.clone();
-            }
-            d
-        })
-        .collect();
-    writes.extend(local.into_values().map(|version| Dirty {
-        commit: Commit::of(version.doc.clone(), version.hash.clone()),
-        version,
-    }));
-    writes
 }
 
 impl Actor for Flusher {
