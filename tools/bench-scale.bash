@@ -22,6 +22,9 @@
 #   the seed's compaction and Hocuspocus's debounced store of it are done before the window),
 #   BENCH_W6_SIZES ("1048576 4096": the large size first, the small one last),
 #   BENCH_W7_SECS (60), BENCH_W2S_SECS (60),
+#   BENCH_SCALE_ROUNDS (1): W7 and W2s run one replica then two this many times in a row (each
+#   round fresh servers and Redis); the report gives every round's ratios and their median, which
+#   a single noisy pair of windows on a shared machine cannot be trusted to show.
 #   BENCH_SCALE_DOCROOM_ENV  extra VAR=VALUE words for every docroom replica of these runs (for
 #   experiments, e.g. "DOCROOM__ROOMS__YJS_SAVE_INTERVAL_MS=20"; the report names them).
 #   BENCH_SCALE_SHARE_CORES (1): N docroom replicas on this one machine share its cores as N
@@ -35,6 +38,7 @@ read -r -a SCALE_DOCROOM_ENV <<<"${BENCH_SCALE_DOCROOM_ENV:-}"
 readonly SCALE_DOCROOM_ENV
 readonly W7_SECS=${BENCH_W7_SECS:-60} W2S_SECS=${BENCH_W2S_SECS:-60}
 readonly SHARE_CORES=${BENCH_SCALE_SHARE_CORES:-1}
+readonly SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-1}
 # docroom refuses a Yjs state over limits.max_yjs_state_bytes (1,000,000 by default), below
 # 1 MiB of text plus its metadata: W6 raises it (and the frame size, which must stay above it).
 readonly W6_DOCROOM_ENV=(DOCROOM__LIMITS__MAX_YJS_STATE_BYTES=16777216
@@ -170,17 +174,26 @@ run_scale_workloads() {
             w7) preset=w1 secs=$W7_SECS ;;
             w2s) preset=w2 secs=$W2S_SECS ;;
         esac
+        local round run
         for server in $SCALE_SERVERS; do
-            for n in 1 2; do
-                start_private_redis "$server.$workload-$n"
-                start_replicas "$server" "$server.$workload-$n" "$n"
-                measure_window "$server" "$workload-$n" --preset "$preset" --protocol "$PROTOCOL" \
-                    "${URL_ARGS[@]}" --duration-secs "$secs" --warmup-secs "$WARMUP" \
-                    --doc-prefix "bc-$RUN_ID-$workload-$n"
-                stop_replicas
+            for round in $(seq 1 "$SCALE_ROUNDS"); do
+                for n in 1 2; do
+                    run=$(round_name "$workload-$n" "$round")
+                    start_private_redis "$server.$run"
+                    start_replicas "$server" "$server.$run" "$n"
+                    measure_window "$server" "$run" --preset "$preset" --protocol "$PROTOCOL" \
+                        "${URL_ARGS[@]}" --duration-secs "$secs" --warmup-secs "$WARMUP" \
+                        --doc-prefix "bc-$RUN_ID-$run"
+                    stop_replicas
+                done
             done
         done
     done
+}
+
+# A W7/W2s run's name: WORKLOAD-N for the first round, WORKLOAD-N.rK for round K.
+round_name() { # NAME ROUND
+    if [ "$2" -eq 1 ]; then echo "$1"; else echo "$1.r$2"; fi
 }
 
 # --- the report ---------------------------------------------------------------------------------
@@ -217,13 +230,7 @@ scale_cells() { # ROW: the columns shared by every scale table
 readonly SCALE_HEADER="updates/s | delivered | missing broadcasts | broadcast p50 / p95 / p99 / max ms | server CPU s | Redis CPU s | CPU µs per update (server + Redis) | Redis bytes in per update | peak RSS MiB | errors / drops |"
 readonly SCALE_RULE="--- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 ratio_goal() { # A B GOAL: "**A/B** (goal ≤ GOAL: met|not met)"
-    local r
-    r=$(ratio "$1" "$2")
-    if [ "$r" = n/a ]; then
-        echo "n/a"
-    else
-        echo "**$r** (goal ≤ $3: $(awk -v r="$r" -v g="$3" 'BEGIN { print (r <= g) ? "met" : "not met" }'))"
-    fi
+    goal_of "$(ratio "$1" "$2")" "$3"
 }
 
 report_scale() {
@@ -272,24 +279,52 @@ report_scale() {
         echo
         echo "| server | replicas | $SCALE_HEADER"
         echo "| --- | --- | $SCALE_RULE"
-        local n
+        local n round label
         for s in $SCALE_SERVERS; do
-            for n in 1 2; do
-                line=$(scale_row "$s" "$workload-$n")
-                [ -n "$line" ] && echo "| $s | $n | $(scale_cells "$line")"
+            for round in $(seq 1 "$SCALE_ROUNDS"); do
+                for n in 1 2; do
+                    line=$(scale_row "$s" "$(round_name "$workload-$n" "$round")")
+                    label=$n
+                    [ "$SCALE_ROUNDS" -eq 1 ] || label="$n (round $round)"
+                    [ -n "$line" ] && echo "| $s | $label | $(scale_cells "$line")"
+                done
             done
         done
         echo
-        echo "| server | delivered, two replicas | broadcast p99 two ÷ one | CPU per update two ÷ one |"
-        echo "| --- | --- | --- | --- |"
-        local one two
+        echo "| server | round | delivered, two replicas | broadcast p99 two ÷ one | CPU per update two ÷ one |"
+        echo "| --- | --- | --- | --- | --- |"
+        local one two p99s cpus p99 cpu delivered
         for s in $SCALE_SERVERS; do
-            one=$(scale_row "$s" "$workload-1") two=$(scale_row "$s" "$workload-2")
-            [ -n "$one" ] && [ -n "$two" ] || continue
-            echo "| $s | $(jq -r 'if .broadcasts.missing == 0 and .broadcasts.expected > 0 then "100% (goal 100%: met)" else "\(.broadcasts.received) of \(.broadcasts.expected) (goal 100%: not met)" end' "$(cut -f7 <<<"$two")")" \
-                "| $(ratio_goal "$(jq -r '.broadcast_latency_ms.p99 // "n/a"' "$(cut -f7 <<<"$two")")" "$(jq -r '.broadcast_latency_ms.p99 // "n/a"' "$(cut -f7 <<<"$one")")" 1.5)" \
-                "| $(ratio_goal "$(cpu_per_update "$two")" "$(cpu_per_update "$one")" 1.3) |"
+            p99s="" cpus="" delivered="100% (goal 100%: met)"
+            for round in $(seq 1 "$SCALE_ROUNDS"); do
+                one=$(scale_row "$s" "$(round_name "$workload-1" "$round")")
+                two=$(scale_row "$s" "$(round_name "$workload-2" "$round")")
+                [ -n "$one" ] && [ -n "$two" ] || continue
+                p99=$(ratio "$(jq -r '.broadcast_latency_ms.p99 // "n/a"' "$(cut -f7 <<<"$two")")" "$(jq -r '.broadcast_latency_ms.p99 // "n/a"' "$(cut -f7 <<<"$one")")")
+                cpu=$(ratio "$(cpu_per_update "$two")" "$(cpu_per_update "$one")")
+                p99s+="$p99 " cpus+="$cpu "
+                line=$(jq -r 'if .broadcasts.missing == 0 and .broadcasts.expected > 0 then "100% (goal 100%: met)" else "\(.broadcasts.received) of \(.broadcasts.expected) (goal 100%: not met)" end' "$(cut -f7 <<<"$two")")
+                [[ $line == 100%* ]] || delivered=$line
+                echo "| $s | $round | $line | $(goal_of "$p99" 1.5) | $(goal_of "$cpu" 1.3) |"
+            done
+            [ "$SCALE_ROUNDS" -gt 1 ] && [ -n "$p99s" ] &&
+                echo "| $s | median of $SCALE_ROUNDS | $delivered | $(goal_of "$(median $p99s)" 1.5) | $(goal_of "$(median $cpus)" 1.3) |"
         done
         echo
     done
+}
+
+# The median of numbers ("n/a" if any is).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '/n\/a/ { na = 1 } { v[NR] = $1 } END {
+        if (na || NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# "**R** (goal ≤ GOAL: met|not met)" for a ratio R already computed.
+goal_of() { # R GOAL
+    if [ "$1" = n/a ]; then
+        echo "n/a"
+    else
+        echo "**$1** (goal ≤ $2: $(awk -v r="$1" -v g="$2" 'BEGIN { print (r <= g) ? "met" : "not met" }'))"
+    fi
 }

@@ -24,6 +24,7 @@ pub const FLUSHER_PERIOD: &str = "docroom_flusher_period_seconds";
 pub const FLUSH_DURATION: &str = "docroom_flush_duration_seconds";
 pub const DOCS_FLUSHED: &str = "docroom_docs_flushed_total";
 pub const DOCS_FLUSH_FAILED: &str = "docroom_docs_flush_failed_total";
+pub const DOCS_LEFT_FRESH: &str = "docroom_docs_left_fresh_total";
 pub const REDIS_ERRORS: &str = "docroom_redis_errors_total";
 pub const POSTGRES_ERRORS: &str = "docroom_postgres_errors_total";
 pub const SHUTDOWN_DRAIN: &str = "docroom_shutdown_drain_seconds";
@@ -102,6 +103,7 @@ pub fn register(flusher_base_period: Duration) {
     for name in [
         DOCS_FLUSHED,
         DOCS_FLUSH_FAILED,
+        DOCS_LEFT_FRESH,
         REDIS_ERRORS,
         POSTGRES_ERRORS,
         LOG_ENTRIES_RECEIVED,
@@ -138,6 +140,10 @@ pub fn describe() {
     describe_histogram!(FLUSH_DURATION, Unit::Seconds, "duration of one flush");
     describe_counter!(DOCS_FLUSHED, "documents committed to postgres");
     describe_counter!(DOCS_FLUSH_FAILED, "documents whose flush failed");
+    describe_counter!(
+        DOCS_LEFT_FRESH,
+        "dirty documents a periodic flush left because another replica's flush had just taken them"
+    );
     describe_counter!(REDIS_ERRORS, "failed redis operations");
     describe_counter!(POSTGRES_ERRORS, "failed postgres writes");
     describe_histogram!(

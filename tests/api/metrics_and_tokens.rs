@@ -69,6 +69,7 @@ async fn the_first_scrape_shows_every_series_at_its_starting_value() {
             ("docroom_breaker_transitions_total{to=\"open\"}", 0.0),
             ("docroom_docs_flushed_total", 0.0),
             ("docroom_docs_flush_failed_total", 0.0),
+            ("docroom_docs_left_fresh_total", 0.0),
             ("docroom_redis_errors_total", 0.0),
             ("docroom_postgres_errors_total", 0.0),
             ("docroom_flush_duration_seconds_count", 0.0),

@@ -1,7 +1,7 @@
 //! Replicas killed or restarted under JSON traffic (SPEC §1.1 with several replicas): writers
 //! number their updates and, when their replica goes away, reconnect to another — as clients do
 //! through a load balancer. Whatever a replica acknowledged before it died, PostgreSQL ends up
-//! with it (or a later update of the same document).
+//! with it (or a later update of the same document), also when only periodic flushes run.
 
 use std::time::Duration;
 
@@ -241,4 +241,61 @@ async fn an_edit_shown_on_another_replica_survives_the_sending_replica_dying() {
         Ok(())
     })
     .await;
+}
+
+/// A periodic flush leaves a document another replica's flush took moments ago (the second of
+/// two flushes close together finds it fresh); then that replica dies. With no operator flush,
+/// the survivor's own periodic flushes still bring PostgreSQL up to every acknowledged update.
+#[tokio::test]
+async fn documents_left_to_a_replica_that_dies_are_flushed_by_the_survivors_periodic_flush() {
+    // Both flush every 200 ms (the test default); a dead replica's claims last a second.
+    let alike = |o: TestOptions| o.process().env("DOCROOM__CACHE__CLAIM_MS", "1000");
+    let mut a = TestApp::spawn(alike(TestOptions::new())).await;
+    let b = TestApp::spawn(alike(a.replica_options())).await;
+    let mut writers: Vec<Writer> = (0..6).map(|i| Writer::new(&format!("left-{i}"))).collect();
+
+    // Writers on both replicas keep every document dirty: of each two flushes less than half a
+    // period apart, the second leaves the documents to the first.
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while left_fresh(&a).await + left_fresh(&b).await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no periodic flush left a document another had just flushed"
+        );
+        round(&mut writers, &a, &b).await;
+    }
+    for _ in 0..5 {
+        round(&mut writers, &a, &b).await;
+    }
+    a.sigkill().await;
+    for _ in 0..5 {
+        round(&mut writers, &a, &b).await;
+    }
+
+    for w in &writers {
+        eventually(
+            WITHIN,
+            &format!("{} persisted by b's periodic flush", w.doc),
+            async || {
+                let held = b.pg_content(&w.doc).await;
+                let seq = held.as_ref().and_then(|c| c["seq"].as_u64()).unwrap_or(0);
+                ensure!(
+                    seq >= w.acked,
+                    "PostgreSQL holds {held:?}, {} was acknowledged",
+                    w.acked
+                );
+                Ok(())
+            },
+        )
+        .await;
+    }
+}
+
+/// `docroom_docs_left_fresh_total` of `app`'s process.
+async fn left_fresh(app: &TestApp) -> f64 {
+    let text = app.get("/metrics").await.text;
+    text.lines()
+        .find_map(|l| l.strip_prefix("docroom_docs_left_fresh_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

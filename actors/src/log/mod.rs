@@ -66,6 +66,12 @@ impl fmt::Display for LogPos {
 /// at once.
 pub const READ_COUNT: usize = 500;
 
+/// Logs one read covers at most; the reader reads the rest next, at once. One `XREAD` runs
+/// inside Redis without a break: over the 500 logs a replica follows in W7 (the every-`poll`
+/// read) it held Redis, and every save behind it, for 1–2.6 ms; reads of this many let the
+/// saves in between.
+pub const READ_DOCS: usize = 64;
+
 /// What a read found in one document's log after a position.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogRead {

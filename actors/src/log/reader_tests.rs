@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::reader::{Apply, Follow, LogReader, Resync};
-use super::{Event, EventKind, LogEntry, LogPos, READ_COUNT};
+use super::{Event, EventKind, LogEntry, LogPos, READ_COUNT, READ_DOCS};
 use crate::doc::DocId;
 use crate::storage::memory::MemoryCache;
 use crate::storage::Cache;
@@ -246,6 +246,34 @@ async fn the_poll_delivers_what_a_lost_notice_did_not_announce() {
         seen.lock().unwrap().entries.len() == 1
     })
     .await;
+}
+
+#[actix::test]
+async fn a_poll_over_more_logs_than_one_read_covers_reads_them_all_a_batch_at_a_time() {
+    let mut rig = rig(Duration::from_millis(50));
+    let mut rooms = Vec::new();
+    for i in 0..READ_DOCS * 2 + 3 {
+        rooms.push(rig.follow(&format!("doc{i}")).await);
+    }
+    rig.subscribed().await;
+    rig.here.lose_notices(true);
+
+    for (doc, _) in &rooms {
+        rig.there
+            .save(&json(doc.as_str(), "unannounced"))
+            .await
+            .unwrap();
+    }
+
+    let mut reads: Vec<Vec<DocId>> = Vec::new();
+    until("every entry, by the poll", || {
+        reads.extend(rig.here.take_log_reads());
+        rooms
+            .iter()
+            .all(|(_, seen)| seen.lock().unwrap().entries.len() == 1)
+    })
+    .await;
+    assert!(reads.iter().all(|r| r.len() <= READ_DOCS), "{reads:?}");
 }
 
 #[actix::test]

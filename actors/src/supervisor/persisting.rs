@@ -110,13 +110,15 @@ impl Handler<CollectDirty> for CacheSupervisor {
                     // Another replica flushed it moments ago: this replica's saves up to there
                     // are in PostgreSQL (the ledger keeps only later ones); the rest waits for
                     // that replica's next flush, or this one's once the window has passed.
-                    Claimed::Fresh { persisted } if mine.contains(doc) => {
-                        out.settled.push(Commit {
-                            position: Some(persisted),
-                            ..Commit::of(doc.clone(), String::new())
-                        })
+                    Claimed::Fresh { persisted } => {
+                        metrics::counter!(m::DOCS_LEFT_FRESH).increment(1);
+                        if mine.contains(doc) {
+                            out.settled.push(Commit {
+                                position: Some(persisted),
+                                ..Commit::of(doc.clone(), String::new())
+                            });
+                        }
                     }
-                    Claimed::Fresh { .. } => {}
                     Claimed::Missing if mine.contains(doc) => out.unread.push(doc.clone()),
                     Claimed::Missing => orphans.push(Commit::of(doc.clone(), String::new())),
                     Claimed::Found(pending) => match dirty(&stores, doc.clone(), *pending).await {

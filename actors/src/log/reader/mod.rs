@@ -9,9 +9,9 @@
 //!   has, so no read is needed. Its own replica's entries only move the position: the room that
 //!   appended them has them;
 //! - on any other replica's notice of an append after the position, marks the document moved
-//!   and reads the logs of the documents that moved from their positions (one non-blocking
-//!   `XREAD`, batched over whatever moved while a read was in flight), handing each room the
-//!   other replicas' entries;
+//!   and reads the logs of the documents that moved from their positions (non-blocking
+//!   `XREAD`s of up to [`READ_DOCS`] logs, batched over whatever moved while a read was in
+//!   flight), handing each room the other replicas' entries;
 //! - reads a document's log once as soon as its subscription is in effect: what was appended
 //!   between the room's load and then was announced to no one here;
 //! - reads every followed log every `poll` whatever the notices said, so a lost notice costs at
@@ -25,6 +25,8 @@
 //! it, without clients reconnecting (SPEC §8). Events published meanwhile are lost, as they may
 //! be (SPEC §5b).
 
+mod listening;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +34,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use super::{Event, Heard, LogEntry, LogPos, LogRead, Notice, READ_COUNT};
+use super::{Event, LogEntry, LogPos, LogRead, READ_COUNT, READ_DOCS};
 use crate::doc::DocId;
 use crate::metrics as m;
-use crate::storage::{Cache, CacheError, Channels, Listener};
+use crate::storage::{Cache, CacheError, Channels};
 
 /// Entries of a followed document's log, appended by other replicas, in order; and events other
 /// replicas published for it.
@@ -128,181 +130,29 @@ impl LogReader {
             impaired: false,
         }
     }
+}
 
-    /// Makes a listening connection; a failure waits out the backoff and tries again.
-    fn listen(&mut self, ctx: &mut Context<Self>) {
-        let cache = self.cache.clone();
-        let fut = async move { cache.listen().await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(listener) => act.listening_on(listener, ctx),
-            Err(e) => {
-                act.failed("listening to the document channels", &e);
-                ctx.run_later(act.backoff(), |act, ctx| act.listen(ctx));
-            }
-        }));
-    }
-
-    fn listening_on(&mut self, listener: Listener, ctx: &mut Context<Self>) {
-        self.generation += 1;
-        let generation = self.generation;
-        let heard = ctx.spawn(
-            fut::wrap_stream::<_, Self>(listener.heard)
-                .map(move |heard, act, ctx| act.heard(generation, heard, ctx))
-                .finish()
-                .map(move |(), act, ctx| {
-                    let closed = CacheError::Unreachable("the listening connection closed".into());
-                    act.lost(generation, &closed, ctx);
-                }),
-        );
-        self.listening = Listening::Up(Ears {
-            channels: listener.channels,
-            heard,
-            subscribed: HashSet::new(),
-            busy: false,
-        });
-        if self.impaired && self.follows.is_empty() {
-            self.recovered();
-        }
-        self.sync(ctx);
-    }
-
-    /// Gives up the listening connection `generation` (if it is still the current one) and
-    /// makes another after the backoff.
-    fn lost(&mut self, generation: u64, error: &CacheError, ctx: &mut Context<Self>) {
-        if generation != self.generation {
-            return;
-        }
-        let Listening::Up(ears) = std::mem::replace(&mut self.listening, Listening::Down) else {
-            return;
-        };
-        ctx.cancel_future(ears.heard);
-        self.failed("listening to the document channels", error);
-        ctx.run_later(self.backoff(), |act, ctx| act.listen(ctx));
-    }
-
-    fn heard(&mut self, generation: u64, heard: Heard, ctx: &mut Context<Self>) {
-        if generation != self.generation {
-            return;
-        }
-        let Some(f) = self.follows.get_mut(&heard.doc) else {
-            return; // unfollowed while its unsubscription was in flight
-        };
-        match heard.notice {
-            Notice::Entry { prev, entry } if entry.pos > f.position => {
-                if prev == Some(f.position) {
-                    // It follows on what the room has: no read needed.
-                    f.position = entry.pos;
-                    if entry.replica != self.replica {
-                        record_lag(std::iter::once(entry.pos));
-                        metrics::counter!(m::LOG_ENTRIES_RECEIVED).increment(1);
-                        f.room.do_send(Apply {
-                            entries: vec![entry],
-                            events: Vec::new(),
-                        });
-                    }
-                } else if entry.replica != self.replica {
-                    // Something before it is missing here: the log has it.
-                    self.moved.insert(heard.doc);
-                    self.read(ctx);
-                }
-            }
-            Notice::Entry { .. } => {}
-            Notice::Appended { replica, pos } => {
-                if replica != self.replica && pos > f.position {
-                    self.moved.insert(heard.doc);
-                    self.read(ctx);
-                }
-            }
-            Notice::Event(event) => {
-                if event.replica != self.replica {
-                    f.room.do_send(Apply {
-                        entries: Vec::new(),
-                        events: vec![event],
-                    });
-                }
-            }
-        }
-    }
-
-    /// Brings the connection's subscriptions to the followed documents: unsubscribes first,
-    /// then subscribes, one command at a time.
-    fn sync(&mut self, ctx: &mut Context<Self>) {
-        let Listening::Up(ears) = &mut self.listening else {
-            return;
-        };
-        if ears.busy {
-            return;
-        }
-        let gone: Vec<DocId> = ears
-            .subscribed
-            .iter()
-            .filter(|doc| !self.follows.contains_key(*doc))
-            .cloned()
-            .collect();
-        let (subscribe, docs) = if gone.is_empty() {
-            let new: Vec<DocId> = self
-                .follows
-                .keys()
-                .filter(|doc| !ears.subscribed.contains(*doc))
-                .cloned()
-                .collect();
-            (true, new)
-        } else {
-            (false, gone)
-        };
-        if docs.is_empty() {
-            return;
-        }
-        ears.busy = true;
-        let (channels, generation) = (ears.channels.clone(), self.generation);
-        let fut = async move {
-            let res = match subscribe {
-                true => channels.subscribe(&docs).await,
-                false => channels.unsubscribe(&docs).await,
-            };
-            (res, docs)
-        };
-        ctx.spawn(fut.into_actor(self).map(move |(res, docs), act, ctx| {
-            if generation != act.generation {
-                return;
-            }
-            if let Err(e) = res {
-                act.lost(generation, &e, ctx);
-                return;
-            }
-            let Listening::Up(ears) = &mut act.listening else {
-                return;
-            };
-            ears.busy = false;
-            if subscribe {
-                let followed = docs.iter().filter(|doc| act.follows.contains_key(*doc));
-                act.moved.extend(followed.cloned());
-                ears.subscribed.extend(docs);
-                act.read(ctx);
-            } else {
-                for doc in &docs {
-                    ears.subscribed.remove(doc);
-                }
-            }
-            act.sync(ctx);
-        }));
-    }
-
-    /// Reads the logs of the documents that moved, unless a read is in flight (which reads
-    /// again when it is done); a failure waits out the backoff.
+impl LogReader {
+    /// Reads the logs of the documents that moved ([`READ_DOCS`] at a time), unless a read is in
+    /// flight (which reads again when it is done); a failure waits out the backoff.
     fn read(&mut self, ctx: &mut Context<Self>) {
         if self.reading {
             return;
         }
-        let from: Vec<(DocId, LogPos)> = self
-            .moved
-            .drain()
+        let next: Vec<DocId> = self.moved.iter().take(READ_DOCS).cloned().collect();
+        let from: Vec<(DocId, LogPos)> = next
+            .into_iter()
             .filter_map(|doc| {
+                self.moved.remove(&doc);
                 let position = self.follows.get(&doc)?.position;
                 Some((doc, position))
             })
             .collect();
         if from.is_empty() {
+            // Only unfollowed documents in this batch: on to the next, if any.
+            if !self.moved.is_empty() {
+                self.read(ctx);
+            }
             return;
         }
         self.reading = true;
