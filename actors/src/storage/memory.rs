@@ -7,101 +7,26 @@
 //! (JSON by stamp, Yjs merged; see SPEC §6). The cache's document channels are modelled in
 //! [`listen`].
 
+mod faults;
 mod listen;
+mod store;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
 
 use super::pending::FlushRead;
 use super::redis_scripts::{COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES};
 use super::{
-    Cache, CacheError, CacheResult, Cached, Claimed, Commit, DocStore, Listener, ReplicaBeat,
-    Saved, StoreError, StoreResult, Written,
+    Cache, CacheError, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written,
 };
-use crate::doc::{combine, later, DocId, Kind, Version};
+use crate::doc::{combine, DocId, Kind, Version};
 use crate::log::notice::CARRY_MAX_BYTES;
 use crate::log::{Event, EventKind, Heard, LogEntry, LogPos, LogRead, Notice, READ_COUNT};
-
-/// What a test can do to a store. Cloning is shallow: the test keeps one clone, the store the
-/// other.
-#[derive(Clone)]
-pub struct Faults {
-    inner: Arc<FaultsInner>,
-}
-
-struct FaultsInner {
-    failing: AtomicBool,
-    /// `true` while calls are held; a call waits until it turns `false`.
-    paused: watch::Sender<bool>,
-    delay: Mutex<Duration>,
-    /// Calls that have started (held ones included), so a test can wait for one to arrive.
-    calls: AtomicUsize,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            inner: Arc::new(FaultsInner {
-                failing: AtomicBool::new(false),
-                paused: watch::channel(false).0,
-                delay: Mutex::new(Duration::ZERO),
-                calls: AtomicUsize::new(0),
-            }),
-        }
-    }
-}
-
-impl Faults {
-    /// Every call fails from now on (`true`) or works again (`false`).
-    pub fn fail(&self, failing: bool) {
-        self.inner.failing.store(failing, Ordering::SeqCst);
-    }
-
-    /// Every call from now on waits until [`resume`](Faults::resume).
-    pub fn pause(&self) {
-        self.inner.paused.send_replace(true);
-    }
-
-    pub fn resume(&self) {
-        self.inner.paused.send_replace(false);
-    }
-
-    /// Every call takes at least this long.
-    pub fn slow(&self, delay: Duration) {
-        *self.inner.delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
-    }
-
-    pub fn calls(&self) -> usize {
-        self.inner.calls.load(Ordering::SeqCst)
-    }
-
-    /// Waits until at least `n` calls have started.
-    pub async fn until_calls(&self, n: usize) {
-        while self.calls() < n {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
-    /// Where every call begins: counted, held while paused, slowed, then failed if failing.
-    async fn enter(&self) -> Result<(), String> {
-        self.inner.calls.fetch_add(1, Ordering::SeqCst);
-        let mut paused = self.inner.paused.subscribe();
-        let _ = paused.wait_for(|held| !held).await;
-        let delay = *self.inner.delay.lock().unwrap_or_else(|p| p.into_inner());
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        match self.inner.failing.load(Ordering::SeqCst) {
-            true => Err("injected failure".into()),
-            false => Ok(()),
-        }
-    }
-}
+pub use faults::Faults;
+pub use store::MemoryStore;
 
 /// One document as the cache holds it.
 #[derive(Default)]
@@ -499,49 +424,6 @@ impl Cache for MemoryCache {
 
     async fn retire(&self, replica: &str) -> CacheResult<()> {
         self.enter().await?.replicas.remove(replica);
-        Ok(())
-    }
-}
-
-/// An in-memory document store. Cloning is shallow.
-#[derive(Clone, Default)]
-pub struct MemoryStore {
-    rows: Arc<Mutex<HashMap<DocId, Version>>>,
-    pub faults: Faults,
-}
-
-impl MemoryStore {
-    fn rows(&self) -> MutexGuard<'_, HashMap<DocId, Version>> {
-        self.rows.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The stored version of `doc`, read without any fault.
-    pub fn peek(&self, doc: &DocId) -> Option<Version> {
-        self.rows().get(doc).cloned()
-    }
-}
-
-#[async_trait]
-impl DocStore for MemoryStore {
-    async fn load(&self, doc: &DocId) -> StoreResult<Option<Version>> {
-        self.faults.enter().await.map_err(StoreError::Unavailable)?;
-        Ok(self.rows().get(doc).cloned())
-    }
-
-    async fn upsert(&self, versions: &[Version]) -> StoreResult<()> {
-        self.faults.enter().await.map_err(StoreError::Unavailable)?;
-        let mut rows = self.rows();
-        for v in versions {
-            // `v` first: on a tie (rows written before stamps) the new write wins, as in SQL.
-            let next = match rows.remove(&v.doc) {
-                Some(held) => later(v.clone(), held).map_err(|e| StoreError::BadRow {
-                    doc: v.doc.clone(),
-                    why: e.to_string(),
-                })?,
-                None => v.clone(),
-            };
-            rows.insert(v.doc.clone(), next);
-        }
         Ok(())
     }
 }

@@ -1,0 +1,54 @@
+//! The in-memory document store (PostgreSQL's stand-in for unit tests), with the store's
+//! version rule.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::Faults;
+use crate::doc::{later, DocId, Version};
+use crate::storage::{DocStore, StoreError, StoreResult};
+
+/// An in-memory document store. Cloning is shallow.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    rows: Arc<Mutex<HashMap<DocId, Version>>>,
+    pub faults: Faults,
+}
+
+impl MemoryStore {
+    fn rows(&self) -> MutexGuard<'_, HashMap<DocId, Version>> {
+        self.rows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stored version of `doc`, read without any fault.
+    pub fn peek(&self, doc: &DocId) -> Option<Version> {
+        self.rows().get(doc).cloned()
+    }
+}
+
+#[async_trait]
+impl DocStore for MemoryStore {
+    async fn load(&self, doc: &DocId) -> StoreResult<Option<Version>> {
+        self.faults.enter().await.map_err(StoreError::Unavailable)?;
+        Ok(self.rows().get(doc).cloned())
+    }
+
+    async fn upsert(&self, versions: &[Version]) -> StoreResult<()> {
+        self.faults.enter().await.map_err(StoreError::Unavailable)?;
+        let mut rows = self.rows();
+        for v in versions {
+            // `v` first: on a tie (rows written before stamps) the new write wins, as in SQL.
+            let next = match rows.remove(&v.doc) {
+                Some(held) => later(v.clone(), held).map_err(|e| StoreError::BadRow {
+                    doc: v.doc.clone(),
+                    why: e.to_string(),
+                })?,
+                None => v.clone(),
+            };
+            rows.insert(v.doc.clone(), next);
+        }
+        Ok(())
+    }
+}
