@@ -5,22 +5,23 @@
 //! connection is made lazily: a Redis that is down at start must not stop docroom from serving.
 //! The log reader's reads of the document logs are in `streams`, the document channels (events,
 //! the listening connection) in `channels`, a flush's claim and reads and the decoding of a
-//! room's load in `documents`, heartbeats in `heartbeat`. `doc:{id}:stamp` holds a JSON
+//! room's load in `documents`, heartbeats in `heartbeat`, the shared connection (made, retried
+//! with backoff, every call bounded) in `link`. `doc:{id}:stamp` holds a JSON
 //! version's stamp beside its content, so a save can refuse to replace a later version (SPEC §6
 //! "Versions").
 
 mod channels;
 mod documents;
 mod heartbeat;
+mod link;
 mod streams;
 use documents::ClaimRead;
+use link::Link;
 use streams::Side;
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt, Shared};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use async_trait::async_trait;
@@ -65,18 +66,6 @@ pub struct CacheSettings {
     pub retry_max: Duration,
     pub retry_jitter: Duration,
 }
-
-/// The connection, the attempt to make one in progress, or when the next attempt is allowed.
-#[derive(Default)]
-struct Link {
-    conn: Option<ConnectionManager>,
-    attempt: Option<Attempt>,
-    failed_attempts: u32,
-    retry_at: Option<Instant>,
-}
-
-/// One connection attempt, run as a task of its own and awaited by every caller that needs it.
-type Attempt = Shared<BoxFuture<'static, Result<ConnectionManager, String>>>;
 
 /// Cloning is shallow: clones share one multiplexed connection.
 #[derive(Clone)]
@@ -141,94 +130,6 @@ impl RedisCache {
 
     fn key_modified(&self) -> String {
         format!("{}modifiedDocs", self.settings.key_prefix)
-    }
-
-    fn link(&self) -> MutexGuard<'_, Link> {
-        self.link
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The shared connection. Making the first one is retried with exponential backoff plus
-    /// jitter; between attempts callers fail at once instead of each waiting for a timeout.
-    /// (Once made, `ConnectionManager` reconnects by itself with the same backoff settings.)
-    ///
-    /// The attempt runs as a task of its own and no lock is held while it is awaited: a caller
-    /// whose future stops being polled (an actor paused by `ctx.wait`) can never hold up
-    /// another caller, and the connection's driver lives on the thread that first asked.
-    async fn connection(&self) -> CacheResult<ConnectionManager> {
-        let attempt = {
-            let mut link = self.link();
-            if let Some(conn) = link.conn.as_ref() {
-                return Ok(conn.clone());
-            }
-            let now = Instant::now();
-            if let Some(at) = link.retry_at.filter(|at| *at > now) {
-                return Err(CacheError::Backoff(at - now));
-            }
-            match &link.attempt {
-                Some(attempt) => attempt.clone(),
-                None => {
-                    let this = self.clone();
-                    let task = tokio::spawn(async move { this.connect().await });
-                    let attempt = async move {
-                        task.await
-                            .unwrap_or_else(|e| Err(format!("connection attempt failed: {e}")))
-                    }
-                    .boxed()
-                    .shared();
-                    link.attempt = Some(attempt.clone());
-                    attempt
-                }
-            }
-        };
-        attempt.await.map_err(CacheError::Unreachable)
-    }
-
-    /// One attempt to make a connection, whatever backoff the link is in; records the outcome
-    /// in the link, where a connection made replaces the old one. The breaker's probe calls it
-    /// directly: it must try Redis for real, not fail on a backoff left from the outage.
-    async fn connect(&self) -> Result<ConnectionManager, String> {
-        let s = &self.settings;
-        let made = async {
-            // With sentinels, this asks them for the primary: after a failover the next
-            // attempt (the breaker's probe) finds the promoted replica.
-            let client = self.bounded(s.target.client()).await??;
-            let config = ConnectionManagerConfig::new()
-                .set_response_timeout(Some(s.response_timeout))
-                .set_connection_timeout(Some(s.connection_timeout))
-                .set_min_delay(s.retry_base)
-                .set_max_delay(s.retry_max)
-                .set_exponent_base(2.0)
-                .set_number_of_retries(2);
-            self.bounded(ConnectionManager::new_with_config(client, config))
-                .await
-                .and_then(|r| r.map_err(CacheError::from))
-        }
-        .await;
-        let mut link = self.link();
-        link.attempt = None;
-        match made {
-            Ok(conn) => {
-                link.conn = Some(conn.clone());
-                link.failed_attempts = 0;
-                link.retry_at = None;
-                Ok(conn)
-            }
-            Err(e) => {
-                link.failed_attempts = link.failed_attempts.saturating_add(1);
-                link.retry_at = Some(Instant::now() + backoff(link.failed_attempts, s));
-                Err(e.to_string())
-            }
-        }
-    }
-
-    /// Bounds any call so a stalled Redis (SIGSTOP, cut network) is a failure, not a hang.
-    async fn bounded<T>(&self, fut: impl std::future::Future<Output = T>) -> CacheResult<T> {
-        let limit = self.settings.response_timeout + self.settings.connection_timeout;
-        tokio::time::timeout(limit, fut)
-            .await
-            .map_err(|_| CacheError::Timeout(limit))
     }
 
     /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields; `content`
@@ -452,45 +353,5 @@ impl Cache for RedisCache {
 
     async fn retire(&self, replica: &str) -> CacheResult<()> {
         self.delete_beat(replica).await
-    }
-}
-
-/// `retry_base * 2^(attempt-1)`, capped at `retry_max`, plus `0..=retry_jitter`.
-fn backoff(attempt: u32, s: &CacheSettings) -> Duration {
-    let exp = s
-        .retry_base
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
-    let jitter_ms = s.retry_jitter.as_millis() as u64;
-    exp.min(s.retry_max) + Duration::from_millis(rand::random_range(0..=jitter_ms))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_the_base_up_to_the_cap_plus_jitter() {
-        let ms = Duration::from_millis;
-        let s = CacheSettings {
-            target: RedisTarget::plain(""),
-            key_prefix: String::new(),
-            replica: "r".into(),
-            ttl_secs: 125,
-            claim_ms: 30_000,
-            log_retention_ms: 10_000,
-            lock_ttl_secs: 10,
-            response_timeout: ms(500),
-            connection_timeout: ms(1000),
-            retry_base: ms(100),
-            retry_max: ms(10_000),
-            retry_jitter: ms(100),
-        };
-        for (attempt, base) in [(1, 100), (2, 200), (3, 400), (8, 10_000), (40, 10_000)] {
-            let d = backoff(attempt, &s);
-            assert!(
-                d >= ms(base) && d <= ms(base + 100),
-                "attempt {attempt}: {d:?}"
-            );
-        }
     }
 }

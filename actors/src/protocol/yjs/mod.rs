@@ -10,14 +10,14 @@ use yrs::encoding::write::Write;
 use yrs::sync::awareness::AwarenessUpdate;
 use yrs::sync::protocol::{MessageReader, MSG_SYNC, MSG_SYNC_UPDATE};
 use yrs::sync::{Awareness, Message, SyncMessage};
-use yrs::types::ToJson;
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
-use yrs::{ClientID, Doc, GetString, Map, Out, ReadTxn, StateVector, Transact, Update};
+use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 
 mod guard;
 mod limits;
 mod novelty;
+mod render;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits};
 
@@ -320,17 +320,7 @@ impl YjsDoc {
 
     /// The document rendered as JSON: each root type under its name.
     pub fn to_json(&self) -> serde_json::Value {
-        let txn = self.awareness.doc().transact();
-        let names: Vec<String> = txn.root_refs().map(|(name, _)| name.to_string()).collect();
-        let mut root = serde_json::Map::new();
-        for name in names {
-            let value = match txn.root_refs().find(|(n, _)| *n == name).map(|(_, v)| v) {
-                Some(Out::UndefinedRef(_)) | None => render_untyped(&txn, &name),
-                Some(out) => json_of(&out.to_json(&txn)),
-            };
-            root.insert(name, value);
-        }
-        serde_json::Value::Object(root)
+        render::document(&self.awareness.doc().transact())
     }
 }
 
@@ -380,41 +370,6 @@ impl Default for YjsDoc {
     }
 }
 
-/// A root that no one on this server asked for by type carries no type in the encoding; infer
-/// it from its content: keys make a map; a sequence of one-character strings is text; XML
-/// elements make an XML fragment (rendered as XML, as Tiptap documents are); any other sequence
-/// is an array. An empty root is `null`: it could be any of them.
-fn render_untyped<T: ReadTxn>(txn: &T, name: &str) -> serde_json::Value {
-    use serde_json::Value;
-    if let Some(map) = txn.get_map(name).filter(|m| m.len(txn) > 0) {
-        return json_of(&map.to_json(txn));
-    }
-    let Some(array) = txn.get_array(name) else {
-        return Value::Null;
-    };
-    let items: Vec<Out> = yrs::Array::iter(&array, txn).collect();
-    if items.is_empty() {
-        return Value::Null;
-    }
-    let is_char = |o: &Out| matches!(o, Out::Any(yrs::Any::String(s)) if s.chars().count() == 1);
-    if items
-        .iter()
-        .any(|o| matches!(o, Out::YXmlElement(_) | Out::YXmlText(_)))
-    {
-        let xml = txn.get_xml_fragment(name).map(|f| f.get_string(txn));
-        return xml.map_or(Value::Null, Value::String);
-    }
-    if items.iter().all(is_char) {
-        let text = txn.get_text(name).map(|t| t.get_string(txn));
-        return text.map_or(Value::Null, Value::String);
-    }
-    json_of(&array.to_json(txn))
-}
-
-fn json_of(any: &yrs::Any) -> serde_json::Value {
-    serde_json::to_value(any).unwrap_or(serde_json::Value::Null)
-}
-
 /// A sync `Update` message carrying `update`, as relayed to the other members.
 fn update_frame(update: &[u8]) -> Vec<u8> {
     let mut encoder = EncoderV1::new();
@@ -436,46 +391,4 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 }
 
 #[cfg(test)]
-mod absorb_tests {
-    use super::*;
-    use yrs::updates::decoder::Decode;
-    use yrs::{GetString, Text, Transact};
-
-    fn typed(client: u64, text: &str) -> Vec<u8> {
-        let doc = yrs::Doc::with_client_id(client);
-        let t = doc.get_or_insert_text("t");
-        t.insert(&mut doc.transact_mut(), 0, text);
-        let state = doc
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default());
-        state
-    }
-
-    fn text_of_frame(frame: &[u8]) -> String {
-        let Ok(Message::Sync(SyncMessage::Update(update))) = Message::decode_v1(frame) else {
-            panic!("an update frame")
-        };
-        let doc = yrs::Doc::new();
-        let t = doc.get_or_insert_text("t");
-        doc.transact_mut()
-            .apply_update(Update::decode_v1(&update).unwrap())
-            .unwrap();
-        let txn = doc.transact();
-        t.get_string(&txn)
-    }
-
-    #[test]
-    fn a_merged_entry_relays_only_what_the_document_lacked() {
-        let (one, two) = (typed(1, "one"), typed(2, "two"));
-        let mut doc = YjsDoc::load(&one).unwrap();
-        let merged = yrs::merge_updates_v1([&one[..], &two[..]]).unwrap();
-
-        let frame = doc.absorb(&merged).unwrap().expect("two is new");
-        assert_eq!(text_of_frame(&frame), "two", "one was there already");
-        assert_eq!(
-            doc.absorb(&merged).unwrap(),
-            None,
-            "nothing new the second time"
-        );
-    }
-}
+mod absorb_tests;
