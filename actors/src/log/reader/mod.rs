@@ -10,8 +10,8 @@
 //!   appended them has them;
 //! - on any other replica's notice of an append after the position, marks the document moved
 //!   and reads the logs of the documents that moved from their positions (non-blocking
-//!   `XREAD`s of up to [`READ_DOCS`] logs, batched over whatever moved while a read was in
-//!   flight), handing each room the other replicas' entries;
+//!   `XREAD`s of up to [`READ_DOCS`] logs, oldest move first, batched over whatever moved while
+//!   a read was in flight), handing each room the other replicas' entries;
 //! - reads a document's log once as soon as its subscription is in effect: what was appended
 //!   between the room's load and then was announced to no one here;
 //! - reads every followed log every `poll` whatever the notices said, so a lost notice costs at
@@ -26,6 +26,7 @@
 //! be (SPEC §5b).
 
 mod listening;
+mod moved;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use super::{Event, LogEntry, LogPos, LogRead, READ_COUNT, READ_DOCS};
 use crate::doc::DocId;
 use crate::metrics as m;
 use crate::storage::{Cache, CacheError, Channels};
+use moved::Moved;
 
 /// Entries of a followed document's log, appended by other replicas, in order; and events other
 /// replicas published for it.
@@ -101,8 +103,9 @@ pub struct LogReader {
     replica: Arc<str>,
     poll: Duration,
     follows: HashMap<DocId, Following>,
-    /// Documents the next read reads: a notice came, a subscription took effect, the poll.
-    moved: HashSet<DocId>,
+    /// Documents the next reads read, in the order they moved: a notice came, a subscription
+    /// took effect, the poll.
+    moved: Moved,
     /// A read is in flight or waits out its backoff: `moved` gathers for the next one.
     reading: bool,
     listening: Listening,
@@ -122,7 +125,7 @@ impl LogReader {
             replica: replica.into(),
             poll,
             follows: HashMap::new(),
-            moved: HashSet::new(),
+            moved: Moved::default(),
             reading: false,
             listening: Listening::Down,
             generation: 0,
@@ -139,11 +142,11 @@ impl LogReader {
         if self.reading {
             return;
         }
-        let next: Vec<DocId> = self.moved.iter().take(READ_DOCS).cloned().collect();
-        let from: Vec<(DocId, LogPos)> = next
+        let from: Vec<(DocId, LogPos)> = self
+            .moved
+            .take(READ_DOCS)
             .into_iter()
             .filter_map(|doc| {
-                self.moved.remove(&doc);
                 let position = self.follows.get(&doc)?.position;
                 Some((doc, position))
             })
