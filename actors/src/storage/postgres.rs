@@ -3,9 +3,9 @@
 //!
 //! Every call is bounded by a timeout as well as the server-side `statement_timeout`, because a
 //! cut network stalls a socket without closing it, and a connection that saw an error is dropped
-//! instead of going back to the pool.
+//! instead of going back to the pool. Folding a Yjs document's waiting updates into its state is
+//! in `fold`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,8 +13,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
+mod fold;
+
+use fold::{fold, folded, merged_state, write_states};
+
 use super::{tls, DocStore};
-use crate::doc::{canonical_json, combine, DocId, Kind, Stamp, Version};
+use crate::doc::{canonical_json, DocId, Kind, Stamp, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -87,23 +91,7 @@ const COUNT_UPDATES: &str = "
            content_hash = CASE WHEN documents.kind = 'yjs' THEN documents.content_hash
                                ELSE excluded.content_hash END
     RETURNING doc_id, updates_bytes, octet_length(state)";
-const READ_STATES: &str =
-    "SELECT doc_id, state FROM documents WHERE doc_id = ANY($1::text[]) AND kind = 'yjs'";
-const READ_UPDATES: &str = "
-    SELECT doc_id, update FROM document_updates WHERE doc_id = ANY($1::text[])
-    ORDER BY doc_id, seq";
 const READ_ONE: &str = "SELECT kind, state FROM documents WHERE doc_id = $1";
-const WRITE_STATES: &str = "
-    INSERT INTO documents (doc_id, kind, state, content_hash, updates_bytes, updated_at)
-    SELECT d, 'yjs', s, h, 0, now()
-    FROM UNNEST($1::text[], $2::bytea[], $3::text[]) AS t(d, s, h)
-    ON CONFLICT (doc_id) DO UPDATE
-       SET kind = excluded.kind, content = NULL, state = excluded.state,
-           content_hash = excluded.content_hash, updates_bytes = 0,
-           updated_at = CASE WHEN documents.content_hash IS DISTINCT FROM excluded.content_hash
-                             THEN excluded.updated_at ELSE documents.updated_at END";
-const DROP_UPDATES: &str = "DELETE FROM document_updates WHERE doc_id = ANY($1::text[])";
-
 /// Updates waiting in `document_updates` are folded into the state once they add up to the
 /// state's size, and at least this much: the fold costs the document, so it happens once per
 /// about a document's worth of updates (amortized, a flush costs what it appends).
@@ -282,70 +270,6 @@ impl PgStore {
         Self::release(client, &result);
         result
     }
-}
-
-/// Each Yjs document of `ids` as PostgreSQL holds it: its state with its waiting updates merged
-/// in. Documents without a Yjs row are left out.
-async fn folded(
-    tx: &deadpool_postgres::Transaction<'_>,
-    docs: &[&DocId],
-) -> Result<HashMap<String, Version>, StoreError> {
-    let ids: Vec<&str> = docs.iter().map(|d| d.as_str()).collect();
-    let mut parts: HashMap<String, Vec<Bytes>> = HashMap::new();
-    for row in tx.query(READ_STATES, &[&ids]).await? {
-        let state: Option<Vec<u8>> = row.try_get(1)?;
-        parts.insert(
-            row.try_get(0)?,
-            vec![Bytes::from(state.unwrap_or_default())],
-        );
-    }
-    for row in tx.query(READ_UPDATES, &[&ids]).await? {
-        if let Some(held) = parts.get_mut(row.try_get::<_, &str>(0)?) {
-            held.push(Bytes::from(row.try_get::<_, Vec<u8>>(1)?));
-        }
-    }
-    let mut out = HashMap::with_capacity(parts.len());
-    for doc in docs {
-        if let Some(held) = parts.remove(doc.as_str()) {
-            out.insert(doc.to_string(), merged_state(doc, held)?);
-        }
-    }
-    Ok(out)
-}
-
-/// A stored state and the updates after it, as one state.
-fn merged_state(doc: &DocId, parts: Vec<Bytes>) -> Result<Version, StoreError> {
-    let parts = parts
-        .into_iter()
-        .map(|p| Version::new(doc.clone(), Kind::Yjs, p));
-    combine(parts)
-        .map_err(|e| StoreError::BadRow {
-            doc: doc.clone(),
-            why: e.to_string(),
-        })
-        .map(|v| {
-            v.unwrap_or_else(|| Version::new(doc.clone(), Kind::Yjs, Bytes::from_static(EMPTY_YJS)))
-        })
-}
-
-/// Folds the waiting updates of `ids` into their states.
-async fn fold(tx: &deadpool_postgres::Transaction<'_>, docs: &[&DocId]) -> Result<(), StoreError> {
-    let states: Vec<Version> = folded(tx, docs).await?.into_values().collect();
-    write_states(tx, &states).await
-}
-
-/// Writes whole Yjs states (their waiting updates included) and drops those updates.
-async fn write_states(
-    tx: &deadpool_postgres::Transaction<'_>,
-    states: &[Version],
-) -> Result<(), StoreError> {
-    let ids: Vec<&str> = states.iter().map(|v| v.doc.as_str()).collect();
-    let contents: Vec<&[u8]> = states.iter().map(|v| &v.content[..]).collect();
-    let hashes: Vec<&str> = states.iter().map(|v| v.hash.as_str()).collect();
-    tx.execute(WRITE_STATES, &[&ids, &contents, &hashes])
-        .await?;
-    tx.execute(DROP_UPDATES, &[&ids]).await?;
-    Ok(())
 }
 
 #[async_trait]
