@@ -162,7 +162,7 @@ impl RedisCache {
         if let Some((_, channel)) = notice {
             invocation.arg(channel).arg(CARRY_MAX_BYTES);
         }
-        Ok(self.bounded(invocation.invoke_async(&mut conn)).await??)
+        self.call(invocation.invoke_async(&mut conn)).await
     }
 }
 
@@ -170,15 +170,15 @@ impl RedisCache {
 impl Cache for RedisCache {
     async fn ping(&self) -> CacheResult<()> {
         let mut conn = self.connection().await?;
-        self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
-            .await??;
+        self.call(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await?;
         Ok(())
     }
 
     async fn probe(&self) -> CacheResult<()> {
         let mut conn = self.connect().await.map_err(CacheError::Unreachable)?;
-        self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
-            .await??;
+        self.call(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await?;
         Ok(())
     }
 
@@ -215,7 +215,7 @@ impl Cache for RedisCache {
             invocation.key(key);
         }
         invocation.arg(doc.as_str());
-        let raw: redis::Value = self.bounded(invocation.invoke_async(&mut conn)).await??;
+        let raw: redis::Value = self.call(invocation.invoke_async(&mut conn)).await?;
         documents::parse_loaded(doc, raw)
     }
 
@@ -256,8 +256,7 @@ impl Cache for RedisCache {
             invocation
                 .arg(&*self.settings.replica)
                 .arg(self.settings.ttl_secs);
-            self.bounded(invocation.invoke_async::<i64>(&mut conn))
-                .await??;
+            self.call(invocation.invoke_async::<i64>(&mut conn)).await?;
         }
         Ok(())
     }
@@ -297,8 +296,7 @@ impl Cache for RedisCache {
                     .arg(compacted.map(|v| v.hash.as_str()).unwrap_or_default())
                     .arg(c.folded);
             }
-            self.bounded(invocation.invoke_async::<i64>(&mut conn))
-                .await??;
+            self.call(invocation.invoke_async::<i64>(&mut conn)).await?;
         }
         Ok(())
     }
@@ -318,7 +316,7 @@ impl Cache for RedisCache {
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {
         let mut conn = self.connection().await?;
         let got: Option<String> = self
-            .bounded(
+            .call(
                 redis::cmd("SET")
                     .arg(self.key_lock(doc))
                     .arg("1")
@@ -327,7 +325,7 @@ impl Cache for RedisCache {
                     .arg(self.settings.lock_ttl_secs)
                     .query_async(&mut conn),
             )
-            .await??;
+            .await?;
         Ok(got.is_some())
     }
 
@@ -338,9 +336,7 @@ impl Cache for RedisCache {
 
     async fn unlock(&self, doc: &DocId) -> CacheResult<()> {
         let mut conn = self.connection().await?;
-        self.bounded(conn.del::<_, ()>(self.key_lock(doc)))
-            .await??;
-        Ok(())
+        self.call(conn.del::<_, ()>(self.key_lock(doc))).await
     }
 
     async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()> {

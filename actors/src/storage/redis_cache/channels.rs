@@ -46,8 +46,7 @@ impl RedisCache {
         let frame = notice::encode_event(&self.settings.replica, kind, payload);
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.channel(doc)).arg(frame);
-        self.bounded(publish.query_async::<i64>(&mut conn))
-            .await??;
+        self.call(publish.query_async::<i64>(&mut conn)).await?;
         Ok(())
     }
 

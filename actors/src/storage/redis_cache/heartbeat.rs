@@ -19,7 +19,7 @@ impl RedisCache {
         let mut conn = self.connection().await?;
         let value = serde_json::to_string(beat).expect("a heartbeat serializes");
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        self.bounded(
+        self.call(
             redis::cmd("SET")
                 .arg(self.key_replica(&beat.replica))
                 .arg(value)
@@ -27,7 +27,7 @@ impl RedisCache {
                 .arg(ttl_ms)
                 .query_async::<()>(&mut conn),
         )
-        .await??;
+        .await?;
         Ok(())
     }
 
@@ -40,7 +40,7 @@ impl RedisCache {
         let mut cursor: u64 = 0;
         loop {
             let (next, batch): (u64, Vec<String>) = self
-                .bounded(
+                .call(
                     redis::cmd("SCAN")
                         .arg(cursor)
                         .arg("MATCH")
@@ -49,7 +49,7 @@ impl RedisCache {
                         .arg(SCAN_COUNT)
                         .query_async(&mut conn),
                 )
-                .await??;
+                .await?;
             keys.extend(batch);
             if next == 0 {
                 break;
@@ -63,8 +63,8 @@ impl RedisCache {
             return Ok(Vec::new());
         }
         let values: Vec<Option<String>> = self
-            .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
-            .await??;
+            .call(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
+            .await?;
         let mut beats: Vec<ReplicaBeat> = values
             .into_iter()
             .flatten()
@@ -76,12 +76,12 @@ impl RedisCache {
 
     pub(super) async fn delete_beat(&self, replica: &str) -> CacheResult<()> {
         let mut conn = self.connection().await?;
-        self.bounded(
+        self.call(
             redis::cmd("DEL")
                 .arg(self.key_replica(replica))
                 .query_async::<()>(&mut conn),
         )
-        .await??;
+        .await?;
         Ok(())
     }
 }

@@ -102,6 +102,24 @@ impl RedisCache {
         }
     }
 
+    /// A command on the shared connection, bounded (see [`RedisCache::bounded`]). A `READONLY`
+    /// answer means the node this connection reaches is a replica now (a failover demoted it,
+    /// and it lives on): the connection is dropped, so the next call makes a new one and asks
+    /// the sentinels again where the primary is. Counting the failures alone is not enough:
+    /// reads keep succeeding on a replica and would keep the breaker from ever opening.
+    pub(super) async fn call<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> CacheResult<T> {
+        let res = self.bounded(fut).await?;
+        if let Err(e) = &res {
+            if e.code() == Some("READONLY") {
+                self.link().conn = None;
+            }
+        }
+        Ok(res?)
+    }
+
     /// Bounds any call so a stalled Redis (SIGSTOP, cut network) is a failure, not a hang.
     pub(super) async fn bounded<T>(
         &self,
