@@ -1,7 +1,10 @@
 //! SPEC §6: what an acknowledged update leaves in Redis, read from Redis itself.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
+use crate::harness::yclient::YClient;
 use crate::harness::{assert_fields, content_hash, TestApp, TestOptions, WsClient};
 
 #[tokio::test]
@@ -71,4 +74,53 @@ async fn cached_keys_expire_and_dirty_documents_wait_in_modified_docs_until_flus
     let alpha2 = json!({"body": "first document, edited"});
     client.update(alpha2, "a2").await;
     assert_eq!(app.redis_smembers("modifiedDocs").await, ["alpha"]);
+}
+
+#[tokio::test]
+async fn a_yjs_documents_keys_live_as_long_as_saves_keep_coming_without_a_flush() {
+    // A save refreshes the document's TTLs only once the log's is down to 90% (one PTTL per
+    // save, not seven EXPIREs): with no flush to refresh them, saves alone must keep every key
+    // of the document alive, and no key a save creates may be left without a TTL.
+    const TTL_SECS: u64 = 2;
+    let app = TestApp::spawn(
+        TestOptions::new()
+            .flusher_paused()
+            .env("DOCROOM__CACHE__TTL_SECS", TTL_SECS),
+    )
+    .await;
+    let mut typist = YClient::connect(&app, "typed").await;
+    typist.sync().await;
+    let updates = 4 * TTL_SECS * 5;
+    for i in 0..updates {
+        typist.type_text(&format!("<{i}>"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    typist.sync().await;
+    let keys: Vec<String> = app
+        .redis_keys()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("doc:typed:"))
+        .collect();
+    for key in ["doc:typed:log", "doc:typed:tail", "doc:typed:head"] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing: {keys:?}");
+    }
+    for key in &keys {
+        let ttl = app.redis_pttl(key).await;
+        assert!(
+            (1..=TTL_SECS as i64 * 1000).contains(&ttl),
+            "PTTL of {key} is {ttl} ms, not in (0, {TTL_SECS} s]"
+        );
+    }
+    // Nothing trims the log without a flush: an entry missing here expired with its log.
+    let entries: u64 = redis::cmd("XLEN")
+        .arg(app.key("doc:typed:log"))
+        .query_async(&mut app.redis().await)
+        .await
+        .unwrap();
+    assert!(
+        entries >= updates,
+        "the log holds {entries} entries of {updates} saved updates"
+    );
+    assert!(app.is_modified("typed").await, "no longer in modifiedDocs");
 }

@@ -8,7 +8,9 @@
 //! log entry PostgreSQL holds, `doc:{id}:tail` the bytes of Yjs updates appended since `temp`,
 //! `doc:{id}:head` the last entry appended to the log (what a notice names as the entry before
 //! the one it carries), `doc:{id}:flushing` the claim of the replica flushing it. Every key has the cache TTL,
-//! refreshed by each save and each flush, so nothing expires while the document is dirty.
+//! refreshed by each flush and by a save once the log's TTL is down to 90% (the log's TTL is
+//! set only where all the others are: it says when they were last refreshed, and a save costs
+//! one `PTTL` instead of seven `EXPIRE`s), so nothing expires while the document is dirty.
 //!
 //! A flush of a Yjs document reads only the log after `persisted` and hands PostgreSQL those
 //! updates; its commit moves `persisted`. Compaction is triggered by size: once the log after
@@ -71,13 +73,14 @@ if ARGV[6] == 'json' then
   else redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl) end
   redis.call('SET', KEYS[4], id, 'EX', ttl)
 else
-  redis.call('INCRBY', KEYS[7], #ARGV[1])
-  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+  if redis.call('INCRBY', KEYS[7], #ARGV[1]) == #ARGV[1] then redis.call('EXPIRE', KEYS[7], ttl) end
 end
-for i = 5, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+local left = redis.call('PTTL', KEYS[5])
+if left < ttl * 900 then
+  for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+end
 redis.call('SADD', KEYS[8], ARGV[5])
-local prev = redis.call('GET', KEYS[9]) or ''
-redis.call('SET', KEYS[9], id, 'EX', ttl)
+local prev = redis.call('SET', KEYS[9], id, 'EX', ttl, 'GET') or ''
 local who = #ARGV[7] .. ':' .. ARGV[7]
 if #ARGV[1] <= tonumber(ARGV[9]) then
   redis.call('PUBLISH', ARGV[8], 'E' .. who .. prev .. ' ' .. id .. ' ' .. ARGV[6] .. ' ' .. ARGV[2]
