@@ -93,7 +93,7 @@ start_private_redis() { # NAME
 start_replicas() { # SERVER NAME COUNT [VAR=VALUE...]
     local server=$1 name=$2 count=$3 i
     shift 3
-    REPLICA_PIDS=() URL_ARGS=()
+    REPLICA_PIDS=() REPLICA_ADDRS=() URL_ARGS=()
     local share=()
     if [ "$SHARE_CORES" = 1 ]; then
         local workers=$(($(nproc) / count))
@@ -114,7 +114,7 @@ start_replicas() { # SERVER NAME COUNT [VAR=VALUE...]
                 URL_ARGS+=(--url "ws://$SERVER_ADDR")
                 ;;
         esac
-        REPLICA_PIDS+=("$SERVER_PID")
+        REPLICA_PIDS+=("$SERVER_PID") REPLICA_ADDRS+=("$server $SERVER_ADDR")
     done
 }
 
@@ -132,6 +132,13 @@ measure_window() { # NAME WORKLOAD LOADGEN-ARGS...
         log "$name $workload: load generator exited non-zero (see $OUT_DIR/$name.$workload.loadgen.log)"
     for p in "${REPLICA_PIDS[@]}"; do
         hwm=$((hwm + $(status_kb "$p" VmHWM)))
+    done
+    # Each docroom replica's metrics (save durations and waits, log read lag) as the run ends.
+    local i=0 addr
+    for addr in "${REPLICA_ADDRS[@]}"; do
+        i=$((i + 1))
+        [[ $addr == docroom\ * ]] || continue
+        curl -fsS "http://${addr#docroom }/metrics" >"$OUT_DIR/$name.$workload.r$i.metrics" 2>/dev/null || true
     done
     awk -v n="$name" -v w="$workload" -v h="$hwm" -v j="$json" -v t="$CLK_TCK" '
         $1 == "start" { s = $2; r = $3; b = $4 }

@@ -36,6 +36,8 @@ pub const LOG_LENGTH: &str = "docroom_log_length";
 pub const COMPACTIONS: &str = "docroom_compactions_total";
 pub const COMPACTION_DURATION: &str = "docroom_compaction_duration_seconds";
 pub const OLDEST_UNPERSISTED: &str = "docroom_oldest_unpersisted_seconds";
+pub const SAVE_DURATION: &str = "docroom_save_duration_seconds";
+pub const SAVE_WAIT: &str = "docroom_save_wait_seconds";
 
 /// Seconds, 0.1 ms to 5 s: an ack to Redis on a quiet machine takes well under a millisecond,
 /// and one waiting on Redis retries or a busy journal should stand out.
@@ -59,7 +61,7 @@ pub const FANOUT_BUCKETS: &[f64] = &[
 
 /// Every histogram docroom records, with its buckets. Exported as Prometheus histograms
 /// (`_bucket` series) because summaries' quantiles cannot be aggregated across replicas.
-pub const HISTOGRAMS: [(&str, &[f64]); 7] = [
+pub const HISTOGRAMS: [(&str, &[f64]); 9] = [
     (FLUSH_DURATION, FLUSH_BUCKETS),
     (SHUTDOWN_DRAIN, DRAIN_BUCKETS),
     (ACK_LATENCY, LATENCY_BUCKETS),
@@ -67,6 +69,8 @@ pub const HISTOGRAMS: [(&str, &[f64]); 7] = [
     (LOG_READ_LAG, LATENCY_BUCKETS),
     (LOG_LENGTH, FANOUT_BUCKETS),
     (COMPACTION_DURATION, FLUSH_BUCKETS),
+    (SAVE_DURATION, LATENCY_BUCKETS),
+    (SAVE_WAIT, LATENCY_BUCKETS),
 ];
 
 /// Creates every series with its value at start, so the first scrape already has all of them
@@ -183,6 +187,16 @@ pub fn describe() {
         ACK_LATENCY,
         Unit::Seconds,
         "time from a json update arriving at its session to its ack being written"
+    );
+    describe_histogram!(
+        SAVE_DURATION,
+        Unit::Seconds,
+        "time from a room starting a save to its landing (redis or the journal)"
+    );
+    describe_histogram!(
+        SAVE_WAIT,
+        Unit::Seconds,
+        "time an applied yjs update waited for its save to start (behind the save in flight, or the save budget)"
     );
 }
 

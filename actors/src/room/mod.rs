@@ -207,11 +207,13 @@ impl DocRoom {
         let hash = version.hash.clone();
         // A Yjs save carries updates only it holds: if it fails, they go into the next one.
         let increment = (version.kind == Kind::Yjs).then(|| version.content.clone());
+        let started = std::time::Instant::now();
         self.shared
             .supervisor
             .send(Save { version })
             .into_actor(self)
             .map(move |res, act, ctx| {
+                metrics::histogram!(m::SAVE_DURATION).record(started.elapsed().as_secs_f64());
                 let res = match res {
                     Ok(Ok(stored)) => Ok(stored),
                     Ok(Err(e)) => Err(RoomError::Unavailable(e.to_string())),

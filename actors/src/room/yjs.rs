@@ -48,8 +48,9 @@ pub struct YjsRoom {
     save_timer: Option<SpawnHandle>,
     /// Updates applied since the last capture, as received: the next save's content.
     pub(super) pending: Vec<Bytes>,
-    /// Updates applied since the last capture.
+    /// Updates applied since the last capture, and since when (`docroom_save_wait_seconds`).
     unsaved: bool,
+    unsaved_since: Option<Instant>,
     /// The last save failed: its updates wait in `pending` for the next one.
     pub(super) retrying: bool,
     /// How soon the next save may start.
@@ -89,6 +90,7 @@ impl DocRoom {
             save_timer: None,
             pending: Vec::new(),
             unsaved: false,
+            unsaved_since: None,
             retrying: false,
             budget: SaveBudget::new(self.shared.yjs_save_interval, Instant::now()),
             stored_waiters: Vec::new(),
@@ -112,6 +114,9 @@ impl DocRoom {
         let y = self.yjs.as_mut()?;
         if let Some(timer) = y.save_timer.take() {
             ctx.cancel_future(timer);
+        }
+        if let Some(since) = y.unsaved_since.take() {
+            metrics::histogram!(crate::metrics::SAVE_WAIT).record(since.elapsed().as_secs_f64());
         }
         if !std::mem::take(&mut y.unsaved) {
             return None;
@@ -150,6 +155,7 @@ impl DocRoom {
     pub(super) fn mark_unsaved(&mut self, ctx: &mut Context<Self>) {
         let Some(y) = self.yjs.as_mut() else { return };
         y.unsaved = true;
+        y.unsaved_since.get_or_insert_with(Instant::now);
         if y.retrying {
             let wait = self.shared.yjs_save_interval.max(RETRY_AFTER);
             return self.save_yjs_after(wait, ctx);
