@@ -106,6 +106,7 @@ fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
             yjs_save_interval: hour,
             log_poll: Duration::from_secs(5),
             replica: "bench".into(),
+            storage_on_worker: false,
             limits: RoomLimits::unlimited(),
         },
     ))

@@ -33,10 +33,21 @@ pub struct Settings {
 pub struct ServerSettings {
     pub listen: String,
     pub workers: usize,
+    pub storage_thread: StorageThread,
     pub admin_token: String,
     pub max_body_bytes: usize,
     pub shutdown_drain_deadline_ms: u64,
     pub replica_id: String,
+}
+
+/// Where the cache supervisor and the log reader run (`server.storage_thread`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageThread {
+    /// On the HTTP worker when there is one, else on a thread of their own.
+    Auto,
+    Own,
+    Worker,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -22,7 +22,7 @@ use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tracing::{info, warn};
 
 use crate::heartbeat::Heartbeat;
-use crate::settings::{Settings, Settings as S};
+use crate::settings::{ServerSettings, Settings, Settings as S, StorageThread};
 use crate::state::AppState;
 use crate::{db, routes, shutdown};
 
@@ -114,6 +114,11 @@ impl Application {
                     parallel_batches: f.parallel_batches,
                 },
                 room_arbiters: settings.rooms.arbiters,
+                storage_on_worker: match settings.server.storage_thread {
+                    StorageThread::Own => false,
+                    StorageThread::Worker => true,
+                    StorageThread::Auto => workers(&settings.server) == 1,
+                },
                 yjs_save_interval: S::ms(settings.rooms.yjs_save_interval_ms),
                 log_poll: S::ms(c.log_poll_ms),
                 replica: replica.to_string(),
@@ -134,7 +139,7 @@ impl Application {
         let listener = TcpListener::bind(&state.settings.server.listen)
             .with_context(|| format!("binding {}", state.settings.server.listen))?;
         let addr = listener.local_addr()?;
-        let server = http_server(listener, &state)?;
+        let server = http_server(listener, &state, core.storage_starter())?;
         let heartbeat = Heartbeat::start(&state);
         info!(replica = %state.replica, "listening addr={addr}");
         Ok(Application {
@@ -180,15 +185,27 @@ impl Application {
     }
 }
 
-fn http_server(listener: TcpListener, state: &AppState) -> anyhow::Result<actix_web::dev::Server> {
-    let s = &state.settings.server;
-    let workers = match s.workers {
+/// HTTP worker threads: `server.workers`, or one per core.
+fn workers(s: &ServerSettings) -> usize {
+    match s.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
-    };
+    }
+}
+
+/// The HTTP server; each worker, as it starts, offers its thread to the storage actors
+/// (`start_storage`: only the first offer of a core with `storage_on_worker` is taken).
+fn http_server(
+    listener: TcpListener,
+    state: &AppState,
+    start_storage: impl Fn() + Send + Sync + Clone + 'static,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let s = &state.settings.server;
+    let workers = workers(s);
     let max_body = s.max_body_bytes;
     let data = web::Data::new(state.clone());
     let server = HttpServer::new(move || {
+        start_storage();
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(max_body))

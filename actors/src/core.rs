@@ -6,8 +6,10 @@
 //!
 //! The service calls [`Core::start`] once; unit tests call it with in-memory stores.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix::dev::channel;
 use actix::prelude::*;
 
 use crate::clock::Clock;
@@ -30,6 +32,12 @@ pub struct CoreSettings {
     pub log_poll: Duration,
     /// This replica's name, part of every stamp it gives (SPEC §6).
     pub replica: String,
+    /// Where the supervisor and the log reader (with the Redis connections they drive) run:
+    /// `false`, a thread of their own; `true`, the first thread that calls
+    /// [`Core::start_storage_here`] (an HTTP worker's), so rooms on that thread reach Redis, and
+    /// other replicas' entries reach them, without a hop between threads. Messages sent to them
+    /// before then wait in their mailboxes.
+    pub storage_on_worker: bool,
     /// What rooms and the registry refuse past.
     pub limits: RoomLimits,
 }
@@ -40,14 +48,21 @@ pub struct Core {
     pub supervisor: Addr<CacheSupervisor>,
     pub flusher: Addr<Flusher>,
     pub ledger: Ledger,
+    storage: StorageStart,
     _arbiters: Vec<Arbiter>,
 }
 
+/// actix's default mailbox capacity (what `Actor::start` uses).
+const MAILBOX: usize = 16;
+
+/// Starts the supervisor and the log reader on the calling thread, once.
+type StorageStart = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
 impl Core {
     /// Starts the supervisor and the log reader on a thread of their own (next to the Redis
-    /// connection's driver), the flusher on another (a flush's reads and writes are large: saves
-    /// must not wait behind them), and the registry on the caller's. Needs a running actix
-    /// `System`.
+    /// connection's driver) or on an HTTP worker's (`storage_on_worker`), the flusher on
+    /// another (a flush's reads and writes are large: saves must not wait behind them), and the
+    /// registry on the caller's. Needs a running actix `System`.
     pub fn start(stores: Stores, settings: CoreSettings) -> Core {
         let storage = Arbiter::new();
         let ledger = stores.ledger.clone();
@@ -56,16 +71,26 @@ impl Core {
             settings.replica.clone(),
             settings.log_poll,
         );
-        let log = LogReader::start_in_arbiter(&storage.handle(), move |_| {
-            LogReader::new(cache, &replica, poll)
-        });
         // The flusher's thread also runs its reads of Redis (see `with_flush_thread`).
         let flushing = Arbiter::new();
         let (store, sup_settings) = (stores.store.clone(), settings.supervisor.clone());
         let flush_thread = flushing.handle();
-        let supervisor = CacheSupervisor::start_in_arbiter(&storage.handle(), move |_| {
-            CacheSupervisor::new(stores, sup_settings).with_flush_thread(flush_thread)
-        });
+        // Addresses first (the mailboxes' senders): the actors start where `start_storage` is
+        // called, and take their mailboxes' receivers with them.
+        let (sup_tx, sup_rx) = channel::channel(MAILBOX);
+        let (log_tx, log_rx) = channel::channel(MAILBOX);
+        let (supervisor, log) = (Addr::new(sup_tx), Addr::new(log_tx));
+        let start_storage = move || {
+            let reader = LogReader::new(cache, &replica, poll);
+            Context::with_receiver(log_rx).run(reader);
+            let sup = CacheSupervisor::new(stores, sup_settings).with_flush_thread(flush_thread);
+            Context::with_receiver(sup_rx).run(sup);
+        };
+        let start_storage: StorageStart = Arc::new(Mutex::new(Some(Box::new(start_storage))));
+        if !settings.storage_on_worker {
+            let start = start_storage.clone();
+            storage.spawn_fn(move || start_here(&start));
+        }
         let (fl_ledger, fl_supervisor, fl_settings) =
             (ledger.clone(), supervisor.clone(), settings.flusher.clone());
         let flusher = Flusher::start_in_arbiter(&flushing.handle(), move |_| {
@@ -93,7 +118,31 @@ impl Core {
             supervisor,
             flusher,
             ledger,
+            storage: start_storage,
             _arbiters: arbiters,
         }
+    }
+
+    /// With `storage_on_worker`, the first call starts the supervisor and the log reader on
+    /// the calling thread's arbiter (an HTTP worker's: the service calls it from each worker as
+    /// it starts); any other call does nothing.
+    pub fn start_storage_here(&self) {
+        start_here(&self.storage);
+    }
+
+    /// What [`Core::start_storage_here`] does, for a caller that does not hold the `Core`.
+    pub fn storage_starter(&self) -> impl Fn() + Send + Sync + Clone + 'static {
+        let start = self.storage.clone();
+        move || start_here(&start)
+    }
+}
+
+fn start_here(start: &StorageStart) {
+    let start = start
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(start) = start {
+        start();
     }
 }

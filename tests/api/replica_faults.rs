@@ -100,9 +100,11 @@ async fn verify(writers: &[Writer], app: &TestApp) {
     }
 }
 
+/// Two replicas as processes, with their storage actors on an HTTP worker's thread (as a replica
+/// given one core runs them), so a kill meets that placement too.
 async fn two_replicas() -> (TestApp, TestApp, Vec<Writer>) {
-    let a = TestApp::spawn(TestOptions::new().process()).await;
-    let b = TestApp::spawn(a.replica_options().process()).await;
+    let a = TestApp::spawn(TestOptions::new().process().storage_on_worker()).await;
+    let b = TestApp::spawn(a.replica_options().process().storage_on_worker()).await;
     let writers = (0..6).map(|i| Writer::new(&format!("seq-{i}"))).collect();
     (a, b, writers)
 }

@@ -326,15 +326,18 @@ async fn updates_reach_another_replica_by_notice_also_after_redis_restarts() {
     arrives(&mut writer, &mut watcher, 2).await;
 }
 
+/// The replicas of the Redis outage stories run their storage actors on an HTTP worker's thread
+/// (the other stories: on a thread of their own), so both placements go through a Redis death.
 fn outage_options(redis: &PrivateRedis) -> TestOptions {
     TestOptions::new()
+        .storage_on_worker()
         .redis_url(redis.url())
         .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
         .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
 }
 
 fn outage_replica(a: &TestApp) -> TestOptions {
-    let mut options = a.replica_options();
+    let mut options = a.replica_options().storage_on_worker();
     for (k, v) in [
         ("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", "200"),
         ("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", "300"),

@@ -52,6 +52,7 @@ fn core_on(
         yjs_save_interval,
         log_poll: ms(20),
         replica: "t".into(),
+        storage_on_worker: false,
         limits,
     };
     Core::start(stores, settings)

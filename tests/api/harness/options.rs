@@ -61,6 +61,13 @@ impl TestOptions {
         self
     }
 
+    /// The cache supervisor and the log reader on the first HTTP worker's thread instead of a
+    /// thread of their own (`server.storage_thread = "worker"`, what a replica with one worker
+    /// gets by default).
+    pub fn storage_on_worker(self) -> Self {
+        self.env("DOCROOM__SERVER__STORAGE_THREAD", "worker")
+    }
+
     /// A flusher that never runs by itself (only `POST /admin/flusher/flush` flushes), so a test
     /// can watch what waits for it.
     pub fn flusher_paused(self) -> Self {
