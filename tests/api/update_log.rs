@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
-use docroom_actors::log::notice::CARRY_MAX_BYTES;
-use docroom_actors::log::{EventKind, Heard, LogEntry, LogPos, Notice};
-use docroom_actors::storage::{Cache, Claimed, Commit, Listener, RedisCache, Written};
-use futures_util::StreamExt;
+use docroom_actors::log::LogPos;
+use docroom_actors::storage::{Cache, Claimed, Commit, RedisCache, Written};
+use yrs::updates::decoder::Decode;
 use yrs::{GetString, Transact};
 
 use crate::harness::app::SHARED_REDIS_URL;
@@ -26,7 +25,7 @@ fn text_of(v: &Version) -> String {
     t.get_string(&txn)
 }
 
-use yrs::updates::decoder::Decode;
+mod notices;
 
 struct Prefix(String);
 
@@ -407,97 +406,4 @@ async fn a_reader_behind_the_trimmed_log_is_told_so() {
     );
     assert_eq!(read[0].1.entries.len(), 1);
     assert_eq!(read[0].1.entries[0].version, three);
-}
-
-/// What a listener hears next, within a few seconds.
-async fn next(listener: &mut Listener) -> Heard {
-    tokio::time::timeout(Duration::from_secs(5), listener.heard.next())
-        .await
-        .expect("nothing heard within 5 s")
-        .expect("the listening connection closed")
-}
-
-/// A save's notice carries its entry and the one appended before it (so a reader at that
-/// position needs no read), or only the entry's id when the entry is too large to carry; events
-/// arrive byte for byte.
-#[tokio::test]
-async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() {
-    let p = Prefix::new();
-    let (a, b) = (p.cache("a"), p.cache("b"));
-    let (one, other) = (typed("y", 1, "1"), DocId::parse("other:doc *").unwrap());
-    let two = typed("y", 2, "2");
-    let large = typed("y", 3, &"x".repeat(CARRY_MAX_BYTES));
-    let mut listener = b.listen().await.unwrap();
-    listener
-        .channels
-        .subscribe(&[one.doc.clone(), other.clone()])
-        .await
-        .unwrap();
-
-    let mut saved = Vec::new();
-    for v in [&one, &two, &large] {
-        saved.push(a.save(v).await.unwrap().position.unwrap());
-    }
-    let payload = b"\0binary:with:colons\xff";
-    a.publish(&other, EventKind::Awareness, payload)
-        .await
-        .unwrap();
-
-    let carried = |prev, pos, version: &Version| Heard {
-        doc: one.doc.clone(),
-        notice: Notice::Entry {
-            prev,
-            entry: LogEntry {
-                pos,
-                replica: "a".into(),
-                version: version.clone(),
-            },
-        },
-    };
-    assert_eq!(next(&mut listener).await, carried(None, saved[0], &one));
-    assert_eq!(
-        next(&mut listener).await,
-        carried(Some(saved[0]), saved[1], &two)
-    );
-    assert_eq!(
-        next(&mut listener).await,
-        Heard {
-            doc: one.doc.clone(),
-            notice: Notice::Appended {
-                replica: "a".into(),
-                pos: saved[2]
-            }
-        }
-    );
-    let Heard {
-        doc,
-        notice: Notice::Event(event),
-    } = next(&mut listener).await
-    else {
-        panic!("expected an event")
-    };
-    assert_eq!(doc, other);
-    assert_eq!(
-        (event.replica.as_ref(), event.kind),
-        ("a", EventKind::Awareness)
-    );
-    assert_eq!(&event.payload[..], payload);
-
-    // Unsubscribed, a channel is heard no more; the order of one connection's messages holds.
-    listener
-        .channels
-        .unsubscribe(std::slice::from_ref(&one.doc))
-        .await
-        .unwrap();
-    listener.channels.ping().await.unwrap();
-    a.publish(&one.doc, EventKind::Stateless, b"unheard")
-        .await
-        .unwrap();
-    a.publish(&other, EventKind::Stateless, b"heard")
-        .await
-        .unwrap();
-    let Notice::Event(event) = next(&mut listener).await.notice else {
-        panic!("expected an event")
-    };
-    assert_eq!(&event.payload[..], b"heard");
 }

@@ -1,0 +1,106 @@
+//! The document channels: a save's notice of its append, and events, as a listening
+//! connection hears them.
+
+use std::time::Duration;
+
+use docroom_actors::doc::{DocId, Version};
+use docroom_actors::log::notice::CARRY_MAX_BYTES;
+use docroom_actors::log::{EventKind, Heard, LogEntry, Notice};
+use docroom_actors::storage::{Cache, Listener};
+use futures_util::StreamExt;
+
+use super::Prefix;
+use crate::harness::yclient::typed;
+
+/// What a listener hears next, within a few seconds.
+async fn next(listener: &mut Listener) -> Heard {
+    tokio::time::timeout(Duration::from_secs(5), listener.heard.next())
+        .await
+        .expect("nothing heard within 5 s")
+        .expect("the listening connection closed")
+}
+
+/// A save's notice carries its entry and the one appended before it (so a reader at that
+/// position needs no read), or only the entry's id when the entry is too large to carry; events
+/// arrive byte for byte.
+#[tokio::test]
+async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let (one, other) = (typed("y", 1, "1"), DocId::parse("other:doc *").unwrap());
+    let two = typed("y", 2, "2");
+    let large = typed("y", 3, &"x".repeat(CARRY_MAX_BYTES));
+    let mut listener = b.listen().await.unwrap();
+    listener
+        .channels
+        .subscribe(&[one.doc.clone(), other.clone()])
+        .await
+        .unwrap();
+
+    let mut saved = Vec::new();
+    for v in [&one, &two, &large] {
+        saved.push(a.save(v).await.unwrap().position.unwrap());
+    }
+    let payload = b"\0binary:with:colons\xff";
+    a.publish(&other, EventKind::Awareness, payload)
+        .await
+        .unwrap();
+
+    let carried = |prev, pos, version: &Version| Heard {
+        doc: one.doc.clone(),
+        notice: Notice::Entry {
+            prev,
+            entry: LogEntry {
+                pos,
+                replica: "a".into(),
+                version: version.clone(),
+            },
+        },
+    };
+    assert_eq!(next(&mut listener).await, carried(None, saved[0], &one));
+    assert_eq!(
+        next(&mut listener).await,
+        carried(Some(saved[0]), saved[1], &two)
+    );
+    assert_eq!(
+        next(&mut listener).await,
+        Heard {
+            doc: one.doc.clone(),
+            notice: Notice::Appended {
+                replica: "a".into(),
+                pos: saved[2]
+            }
+        }
+    );
+    let Heard {
+        doc,
+        notice: Notice::Event(event),
+    } = next(&mut listener).await
+    else {
+        panic!("expected an event")
+    };
+    assert_eq!(doc, other);
+    assert_eq!(
+        (event.replica.as_ref(), event.kind),
+        ("a", EventKind::Awareness)
+    );
+    assert_eq!(&event.payload[..], payload);
+
+    // Unsubscribed, a channel is heard no more; the order of one connection's messages holds.
+    listener
+        .channels
+        .unsubscribe(std::slice::from_ref(&one.doc))
+        .await
+        .unwrap();
+    listener.channels.ping().await.unwrap();
+    a.publish(&one.doc, EventKind::Stateless, b"unheard")
+        .await
+        .unwrap();
+    a.publish(&other, EventKind::Stateless, b"heard")
+        .await
+        .unwrap();
+    let Notice::Event(event) = next(&mut listener).await.notice else {
+        panic!("expected an event")
+    };
+    assert_eq!(&event.payload[..], b"heard");
+}
