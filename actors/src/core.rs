@@ -34,9 +34,9 @@ pub struct CoreSettings {
     pub replica: String,
     /// Where the supervisor and the log reader (with the Redis connections they drive) run:
     /// `false`, a thread of their own; `true`, the first thread that calls
-    /// [`Core::start_storage_here`] (an HTTP worker's), so rooms on that thread reach Redis, and
-    /// other replicas' entries reach them, without a hop between threads. Messages sent to them
-    /// before then wait in their mailboxes.
+    /// [`Core::storage_starter`]'s function (an HTTP worker's), so rooms on that thread reach
+    /// Redis, and other replicas' entries reach them, without a hop between threads. Messages
+    /// sent to them before then wait in their mailboxes.
     pub storage_on_worker: bool,
     /// What rooms and the registry refuse past.
     pub limits: RoomLimits,
@@ -64,7 +64,6 @@ impl Core {
     /// another (a flush's reads and writes are large: saves must not wait behind them), and the
     /// registry on the caller's. Needs a running actix `System`.
     pub fn start(stores: Stores, settings: CoreSettings) -> Core {
-        let storage = Arbiter::new();
         let ledger = stores.ledger.clone();
         let (cache, replica, poll) = (
             stores.cache.clone(),
@@ -87,10 +86,12 @@ impl Core {
             Context::with_receiver(sup_rx).run(sup);
         };
         let start_storage: StorageStart = Arc::new(Mutex::new(Some(Box::new(start_storage))));
-        if !settings.storage_on_worker {
+        let storage = (!settings.storage_on_worker).then(|| {
+            let thread = Arbiter::new();
             let start = start_storage.clone();
-            storage.spawn_fn(move || start_here(&start));
-        }
+            thread.spawn_fn(move || start_here(&start));
+            thread
+        });
         let (fl_ledger, fl_supervisor, fl_settings) =
             (ledger.clone(), supervisor.clone(), settings.flusher.clone());
         let flusher = Flusher::start_in_arbiter(&flushing.handle(), move |_| {
@@ -111,7 +112,7 @@ impl Core {
         let handles = room_arbiters.iter().map(Arbiter::handle).collect();
         let registry = RoomRegistry::new(handles, shared).start();
         let mut arbiters = room_arbiters;
-        arbiters.push(storage);
+        arbiters.extend(storage);
         arbiters.push(flushing);
         Core {
             registry,
@@ -123,14 +124,9 @@ impl Core {
         }
     }
 
-    /// With `storage_on_worker`, the first call starts the supervisor and the log reader on
-    /// the calling thread's arbiter (an HTTP worker's: the service calls it from each worker as
-    /// it starts); any other call does nothing.
-    pub fn start_storage_here(&self) {
-        start_here(&self.storage);
-    }
-
-    /// What [`Core::start_storage_here`] does, for a caller that does not hold the `Core`.
+    /// With `storage_on_worker`, a function whose first call starts the supervisor and the log
+    /// reader on the calling thread's arbiter (an HTTP worker's: the service calls it from each
+    /// worker as it starts); any other call does nothing.
     pub fn storage_starter(&self) -> impl Fn() + Send + Sync + Clone + 'static {
         let start = self.storage.clone();
         move || start_here(&start)
