@@ -48,9 +48,9 @@ pub struct YjsRoom {
     save_timer: Option<SpawnHandle>,
     /// Updates applied since the last capture, as received: the next save's content.
     pub(super) pending: Vec<Bytes>,
-    /// Updates applied since the last capture, and since when (`docroom_save_wait_seconds`).
-    unsaved: bool,
-    unsaved_since: Option<Instant>,
+    /// Since when updates applied since the last capture wait for their save (`None`: none
+    /// waits; `docroom_save_wait_seconds`).
+    unsaved: Option<Instant>,
     /// The last save failed: its updates wait in `pending` for the next one.
     pub(super) retrying: bool,
     /// How soon the next save may start.
@@ -61,7 +61,7 @@ pub struct YjsRoom {
 
 impl YjsRoom {
     pub fn unsaved(&self) -> bool {
-        self.unsaved
+        self.unsaved.is_some()
     }
 
     pub fn retrying(&self) -> bool {
@@ -89,8 +89,7 @@ impl DocRoom {
             clients: HashMap::new(),
             save_timer: None,
             pending: Vec::new(),
-            unsaved: false,
-            unsaved_since: None,
+            unsaved: None,
             retrying: false,
             budget: SaveBudget::new(self.shared.yjs_save_interval, Instant::now()),
             stored_waiters: Vec::new(),
@@ -115,12 +114,8 @@ impl DocRoom {
         if let Some(timer) = y.save_timer.take() {
             ctx.cancel_future(timer);
         }
-        if let Some(since) = y.unsaved_since.take() {
-            metrics::histogram!(crate::metrics::SAVE_WAIT).record(since.elapsed().as_secs_f64());
-        }
-        if !std::mem::take(&mut y.unsaved) {
-            return None;
-        }
+        let since = y.unsaved.take()?;
+        metrics::histogram!(crate::metrics::SAVE_WAIT).record(since.elapsed().as_secs_f64());
         let parts = std::mem::take(&mut y.pending);
         let update = match parts.len() {
             0 => return None,
@@ -145,7 +140,7 @@ impl DocRoom {
         let Some(y) = self.yjs.as_mut() else { return };
         y.pending.insert(0, update);
         y.retrying = true;
-        y.unsaved = true;
+        y.unsaved.get_or_insert_with(Instant::now);
         let wait = self.shared.yjs_save_interval.max(RETRY_AFTER);
         self.save_yjs_after(wait, ctx);
     }
@@ -154,8 +149,7 @@ impl DocRoom {
     /// budget allows (at once, usually); after a failed save, after a pause.
     pub(super) fn mark_unsaved(&mut self, ctx: &mut Context<Self>) {
         let Some(y) = self.yjs.as_mut() else { return };
-        y.unsaved = true;
-        y.unsaved_since.get_or_insert_with(Instant::now);
+        y.unsaved.get_or_insert_with(Instant::now);
         if y.retrying {
             let wait = self.shared.yjs_save_interval.max(RETRY_AFTER);
             return self.save_yjs_after(wait, ctx);
@@ -171,7 +165,7 @@ impl DocRoom {
         let Some(y) = self.yjs.as_mut() else {
             return false;
         };
-        if !y.unsaved || y.save_timer.is_some() || !idle {
+        if y.unsaved.is_none() || y.save_timer.is_some() || !idle {
             return false;
         }
         match y.budget.take(Instant::now()) {
@@ -220,7 +214,7 @@ impl DocRoom {
             Ok(None) => {}
             Ok(Some(frame)) => {
                 y.pending.push(Bytes::copy_from_slice(state));
-                y.unsaved = true;
+                y.unsaved.get_or_insert_with(Instant::now);
                 self.broadcast_binary(None, frame.into());
                 self.save_yjs_now(ctx);
             }
