@@ -24,6 +24,10 @@ pub enum ApiError {
     ShuttingDown,
     #[error("{0}")]
     Unavailable(String),
+    /// A stored document that cannot be rendered within the limits (nested deeper than
+    /// `limits.max_yjs_depth`): it is still served to editors, only not rendered.
+    #[error("{0}")]
+    Unrenderable(String),
 }
 
 impl ApiError {
@@ -38,6 +42,7 @@ impl ApiError {
             ApiError::WrongKind(_) => "wrong_kind",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unrenderable(_) => "too_deep",
         }
     }
 }
@@ -50,6 +55,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::ReadOnly => StatusCode::FORBIDDEN,
             ApiError::WrongKind(_) => StatusCode::CONFLICT,
+            ApiError::Unrenderable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AdminDisabled | ApiError::ShuttingDown | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -171,6 +171,7 @@ mod tests {
             max_awareness_clients_per_connection: 1,
             max_awareness_state_bytes: 1,
             max_yjs_state_bytes: 1,
+            max_yjs_depth: 1,
             hocuspocus_held_bytes: 1,
             hocuspocus_held_messages: 1,
             hocuspocus_documents_per_socket: 1,

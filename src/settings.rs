@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use docroom_actors::protocol::yjs::YjsLimits;
 use docroom_actors::storage::SentinelSettings;
 use figment::providers::{Data, Format, Serialized, Toml};
 use figment::value::Value;
@@ -138,9 +139,22 @@ pub struct LimitSettings {
     pub max_awareness_clients_per_connection: usize,
     pub max_awareness_state_bytes: usize,
     pub max_yjs_state_bytes: usize,
+    pub max_yjs_depth: usize,
     pub hocuspocus_held_bytes: usize,
     pub hocuspocus_held_messages: usize,
     pub hocuspocus_documents_per_socket: usize,
+}
+
+impl LimitSettings {
+    /// What a room's (or a rendering's) Yjs document may hold and one connection may announce.
+    pub fn yjs(&self) -> YjsLimits {
+        YjsLimits {
+            max_awareness_clients: self.max_awareness_clients_per_connection,
+            max_awareness_state_bytes: self.max_awareness_state_bytes,
+            max_state_bytes: self.max_yjs_state_bytes,
+            max_depth: self.max_yjs_depth,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -15,7 +15,6 @@ use docroom_actors::core::{Core, CoreSettings};
 use docroom_actors::fallback::{Fallback, JournalError};
 use docroom_actors::flusher::FlusherSettings;
 use docroom_actors::ledger::Ledger;
-use docroom_actors::protocol::yjs::YjsLimits;
 use docroom_actors::room::RoomLimits;
 use docroom_actors::storage::{tls, CacheSettings, MemoryPolicy, PgStore, RedisCache, RedisTarget};
 use docroom_actors::supervisor::{Stores, SupervisorSettings};
@@ -308,11 +307,7 @@ fn room_limits(l: &crate::settings::LimitSettings) -> RoomLimits {
         max_rooms: l.max_rooms,
         member_backlog_messages: l.member_backlog_messages,
         member_backlog_bytes: l.member_backlog_bytes,
-        yjs: YjsLimits {
-            max_awareness_clients: l.max_awareness_clients_per_connection,
-            max_awareness_state_bytes: l.max_awareness_state_bytes,
-            max_state_bytes: l.max_yjs_state_bytes,
-        },
+        yjs: l.yjs(),
     }
 }
 

@@ -41,6 +41,7 @@ pub fn yjs_text(version: &Version) -> String {
     crate::protocol::yjs::YjsDoc::load(&version.content)
         .unwrap()
         .to_json()
+        .unwrap()
         .to_string()
 }
 

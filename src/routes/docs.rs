@@ -38,7 +38,9 @@ async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             use base64::Engine as _;
             let rendered = YjsDoc::load(&v.content)
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?
-                .to_json();
+                .with_limits(state.settings.limits.yjs())
+                .to_json()
+                .map_err(|e| ApiError::Unrenderable(e.to_string()))?;
             serde_json::json!({
                 "doc": v.doc.as_str(),
                 "kind": "yjs",

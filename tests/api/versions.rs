@@ -65,6 +65,7 @@ async fn postgres_merges_yjs_states_instead_of_replacing_them() {
     let text = docroom_actors::protocol::yjs::YjsDoc::load(&stored.content)
         .unwrap()
         .to_json()
+        .unwrap()
         .to_string();
     assert!(
         text.contains("left") && text.contains("right"),
@@ -95,6 +96,7 @@ async fn postgres_appends_yjs_updates_and_folds_them_into_the_state() {
         docroom_actors::protocol::yjs::YjsDoc::load(&v.content)
             .unwrap()
             .to_json()
+            .unwrap()
             .to_string()
     };
 

@@ -296,6 +296,7 @@ fn close_for(e: &YjsError) -> (u16, &'static str) {
     match e {
         YjsError::AwarenessLimit(_) => (1008, "awareness limit exceeded"),
         YjsError::StateLimit(_) => (1009, "document state limit reached"),
+        YjsError::TooDeep(_) => (1009, "nesting limit reached"),
         YjsError::Malformed(_) | YjsError::BadUpdate(_) | YjsError::BadState(_) => {
             (1007, "malformed yjs message")
         }

@@ -21,15 +21,24 @@ pub struct YjsLimits {
     /// The document's encoded state may not grow beyond this many bytes. A state loaded larger
     /// than this is served as it is; it only cannot grow.
     pub max_state_bytes: usize,
+    /// How deeply shared types and the values inside them may nest. Every recursive walk over
+    /// a document (yrs's decoding, deletion and garbage collection, the renderings) is bounded
+    /// by it, so no update can overflow a thread's stack.
+    pub max_depth: usize,
 }
 
+/// `limits.max_yjs_depth`'s default (see `config/base.toml`).
+pub const DEFAULT_MAX_DEPTH: usize = 256;
+
 impl YjsLimits {
-    /// No bounds (tools, benches, the fuzz target).
+    /// No bounds but the nesting bound, which protects the process itself (tools, benches, the
+    /// fuzz target).
     pub const fn unlimited() -> Self {
         YjsLimits {
             max_awareness_clients: usize::MAX,
             max_awareness_state_bytes: usize::MAX,
             max_state_bytes: usize::MAX,
+            max_depth: DEFAULT_MAX_DEPTH,
         }
     }
 }
@@ -169,6 +178,7 @@ mod tests {
             max_awareness_clients: clients,
             max_awareness_state_bytes: state_bytes,
             max_state_bytes: doc_bytes,
+            max_depth: DEFAULT_MAX_DEPTH,
         }
     }
 

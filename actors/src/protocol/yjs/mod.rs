@@ -19,7 +19,7 @@ mod limits;
 mod novelty;
 mod render;
 use guard::{guard_counts, plausible_count};
-pub use limits::{Sender, YjsLimits};
+pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {
@@ -35,6 +35,10 @@ pub enum YjsError {
     /// Over [`YjsLimits::max_state_bytes`]: the connection is closed (1009).
     #[error("document state limit reached: {0}")]
     StateLimit(String),
+    /// Over [`YjsLimits::max_depth`]: an update is refused (1009), a rendering of a document
+    /// stored deeper than that answers 422.
+    #[error("nesting limit reached: {0}")]
+    TooDeep(String),
 }
 
 /// What one incoming frame produced.
@@ -319,8 +323,8 @@ impl YjsDoc {
     }
 
     /// The document rendered as JSON: each root type under its name.
-    pub fn to_json(&self) -> serde_json::Value {
-        render::document(&self.awareness.doc().transact())
+    pub fn to_json(&self) -> Result<serde_json::Value, YjsError> {
+        Ok(render::document(&self.awareness.doc().transact()))
     }
 }
 
