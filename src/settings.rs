@@ -265,6 +265,13 @@ impl Settings {
         if let Err(why) = self.sentinels() {
             return fail(&why);
         }
+        let depth = self.limits.max_yjs_depth;
+        if depth == 0 || depth > docroom_actors::protocol::yjs::DEPTH_CEILING {
+            return fail(&format!(
+                "limits.max_yjs_depth must be between 1 and {}",
+                docroom_actors::protocol::yjs::DEPTH_CEILING
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail("log.format must be \"text\" or \"json\"");
         }

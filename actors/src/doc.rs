@@ -224,6 +224,7 @@ fn canonical_yjs(parts: &[Version]) -> Result<Vec<u8>, String> {
     use yrs::{ReadTxn, Transact};
     let ydoc = yrs::Doc::new();
     for p in parts {
+        crate::protocol::yjs::decodable(&p.content)?;
         let update = yrs::Update::decode_v1(&p.content).map_err(|e| e.to_string())?;
         ydoc.transact_mut()
             .apply_update(update)

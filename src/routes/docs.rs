@@ -36,9 +36,8 @@ async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         Kind::Json => document_body(&v),
         Kind::Yjs => {
             use base64::Engine as _;
-            let rendered = YjsDoc::load(&v.content)
+            let rendered = YjsDoc::load_with(&v.content, state.settings.limits.yjs())
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?
-                .with_limits(state.settings.limits.yjs())
                 .to_json()
                 .map_err(|e| ApiError::Unrenderable(e.to_string()))?;
             serde_json::json!({

@@ -79,11 +79,11 @@ impl DocRoom {
         if self.kind != Kind::Yjs {
             return Ok(());
         }
+        let limits = self.shared.limits.yjs;
         let doc = match &self.current {
-            Some(v) => YjsDoc::load(&v.content)?,
-            None => YjsDoc::new(),
-        }
-        .with_limits(self.shared.limits.yjs);
+            Some(v) => YjsDoc::load_with(&v.content, limits)?,
+            None => YjsDoc::new().with_limits(limits),
+        };
         self.yjs = Some(YjsRoom {
             doc,
             clients: HashMap::new(),

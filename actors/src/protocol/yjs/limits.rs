@@ -30,6 +30,10 @@ pub struct YjsLimits {
 /// `limits.max_yjs_depth`'s default (see `config/base.toml`).
 pub const DEFAULT_MAX_DEPTH: usize = 256;
 
+/// The highest `limits.max_yjs_depth` may be set: yrs's recursive walks use a few hundred bytes
+/// of stack per level, so 1,024 levels stay well inside a 2 MiB thread stack.
+pub const DEPTH_CEILING: usize = 1024;
+
 impl YjsLimits {
     /// No bounds but the nesting bound, which protects the process itself (tools, benches, the
     /// fuzz target).
@@ -85,6 +89,13 @@ impl YjsDoc {
                         "an awareness state of {} bytes (at most {})",
                         entry.json.len(),
                         limits.max_awareness_state_bytes
+                    )));
+                }
+                // Every peer parses it: the document's nesting bound holds for it too.
+                let max_depth = u32::try_from(limits.max_depth).unwrap_or(u32::MAX);
+                if let Err(depth) = super::nesting::json_within(&entry.json, max_depth) {
+                    return Err(YjsError::AwarenessLimit(format!(
+                        "an awareness state nesting {depth} levels (at most {max_depth})"
                     )));
                 }
                 let new =

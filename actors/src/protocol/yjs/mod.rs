@@ -16,10 +16,12 @@ use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 
 mod guard;
 mod limits;
+mod nesting;
 mod novelty;
 mod render;
 use guard::{guard_counts, plausible_count};
-pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH};
+pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH, DEPTH_CEILING};
+use nesting::{Admit, Nesting, Refused};
 
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {
@@ -39,6 +41,17 @@ pub enum YjsError {
     /// stored deeper than that answers 422.
     #[error("nesting limit reached: {0}")]
     TooDeep(String),
+}
+
+/// Whether yrs may decode stored content (a journal record, a cache entry, a stored state)
+/// without recursing deeper than [`DEPTH_CEILING`]: the values it holds nest no deeper. What
+/// the service stored was checked against `limits.max_yjs_depth`, which is at most that.
+pub fn decodable(update: &[u8]) -> Result<(), String> {
+    let ceiling = DEPTH_CEILING as u32;
+    Nesting::default()
+        .plan([update], ceiling, Admit::Stored)
+        .map(drop)
+        .map_err(|refused| format!("stored yjs content is unreadable: {refused:?}"))
 }
 
 /// What one incoming frame produced.
@@ -87,6 +100,8 @@ pub struct YjsDoc {
     limits: YjsLimits,
     /// At least the encoded state's length (see [`YjsDoc::check_growth`]).
     state_bytes: usize,
+    /// The level of every block, so an update's nesting is known before yrs decodes it.
+    nesting: Nesting,
 }
 
 impl YjsDoc {
@@ -95,6 +110,7 @@ impl YjsDoc {
             awareness: Awareness::new(Doc::new()),
             limits: YjsLimits::unlimited(),
             state_bytes: 0,
+            nesting: Nesting::default(),
         }
     }
 
@@ -103,18 +119,54 @@ impl YjsDoc {
         self
     }
 
-    /// A document from its stored v1 state.
+    /// A document from its stored v1 state, within the default limits.
     pub fn load(state: &[u8]) -> Result<Self, YjsError> {
+        Self::load_with(state, YjsLimits::default())
+    }
+
+    /// A document from its stored v1 state. A state nested deeper than `limits.max_depth` (never
+    /// accepted so, only ever stored so) is loaded and served, but not rendered, and takes no
+    /// deletions; one whose values nest deeper, or that would delete a type when loaded, is
+    /// refused: yrs could not decode or apply it without recursing that deep.
+    pub fn load_with(state: &[u8], limits: YjsLimits) -> Result<Self, YjsError> {
         plausible_count(state).map_err(YjsError::BadState)?;
-        let mut doc = YjsDoc::new();
+        let mut doc = YjsDoc::new().with_limits(limits);
         doc.state_bytes = state.len();
+        let plan = doc.plan(&[state], Admit::Stored)?;
         let update = guarded(|| Update::decode_v1(state))
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(YjsError::BadState)?;
         guarded(|| doc.awareness.doc().transact_mut().apply_update(update))
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(YjsError::BadState)?;
+        doc.nesting.commit(plan);
         Ok(doc)
+    }
+
+    /// Walks updates against the document's nesting ([`nesting`]) before anything decodes them.
+    fn plan(&self, updates: &[&[u8]], admit: Admit) -> Result<nesting::Plan, YjsError> {
+        self.plan_or_refusal(updates, admit)
+            .map_err(|refused| self.refusal(refused, admit))
+    }
+
+    fn plan_or_refusal(&self, updates: &[&[u8]], admit: Admit) -> Result<nesting::Plan, Refused> {
+        let max = u32::try_from(self.limits.max_depth).unwrap_or(u32::MAX);
+        self.nesting.plan(updates.iter().copied(), max, admit)
+    }
+
+    fn refusal(&self, refused: Refused, admit: Admit) -> YjsError {
+        let limit = self.limits.max_depth;
+        match (refused, admit) {
+            (Refused::Malformed(why), Admit::Member) => YjsError::BadUpdate(why.into()),
+            (Refused::Malformed(why), Admit::Stored) => YjsError::BadState(why.into()),
+            (Refused::TooDeep(depth), _) => YjsError::TooDeep(format!(
+                "an update nests {depth} levels deep (limits.max_yjs_depth is {limit})"
+            )),
+            (Refused::DeletesInTooDeep(depth), _) => YjsError::TooDeep(format!(
+                "the document nests {depth} levels deep, beyond limits.max_yjs_depth ({limit}): \
+                 it takes no deletions"
+            )),
+        }
     }
 
     /// Merges a state from elsewhere (a reload's content, content a store held that this
@@ -134,6 +186,7 @@ impl YjsDoc {
 
     fn absorb_as(&mut self, state: &[u8], diff: bool) -> Result<Option<Vec<u8>>, YjsError> {
         plausible_count(state).map_err(YjsError::BadState)?;
+        let plan = self.plan(&[state], Admit::Stored)?;
         let update = guarded(|| Update::decode_v1(state))
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(YjsError::BadState)?;
@@ -150,6 +203,7 @@ impl YjsDoc {
         })
         .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(YjsError::BadState)?;
+        self.nesting.commit(plan);
         let Some(added) = added else {
             return Ok(None);
         };
@@ -224,6 +278,9 @@ impl YjsDoc {
         }
         let mut messages = messages;
         let claims = self.awareness_claims(&mut messages, sender)?;
+        // Before anything decodes an update (the growth check merges them, `check` decodes
+        // them): read-only senders' updates too, since their decoding would recurse as deep.
+        let plan = self.plan_frame(&messages, sender.may_write)?;
         if sender.may_write {
             self.check_growth(&messages)?;
         }
@@ -243,7 +300,40 @@ impl YjsDoc {
                 break;
             }
         }
+        if let Some(plan) = plan {
+            // Also after a partial apply: levels follow from what blocks refer to, so a block
+            // known here that yrs did not take only resolves a later reference to it.
+            self.nesting.commit(plan);
+        }
         Ok(out)
+    }
+
+    /// The nesting plan of a frame's document updates, or the refusal. A read-only sender's
+    /// updates are walked only for their depth (and one that does not even walk is dropped
+    /// later, as yrs could not decode it either); nothing of them is kept.
+    fn plan_frame(
+        &self,
+        messages: &[Message],
+        may_write: bool,
+    ) -> Result<Option<nesting::Plan>, YjsError> {
+        let updates: Vec<&[u8]> = messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) => {
+                    Some(u.as_slice())
+                }
+                _ => None,
+            })
+            .collect();
+        if updates.is_empty() {
+            return Ok(None);
+        }
+        match self.plan_or_refusal(&updates, Admit::Member) {
+            Ok(plan) => Ok(may_write.then_some(plan)),
+            // Dropped unapplied either way: only a depth its decoding would recurse into counts.
+            Err(Refused::Malformed(_) | Refused::DeletesInTooDeep(_)) if !may_write => Ok(None),
+            Err(refused) => Err(self.refusal(refused, Admit::Member)),
+        }
     }
 
     fn apply_checked(&mut self, message: Checked, out: &mut Handled) -> Result<(), YjsError> {
@@ -322,9 +412,24 @@ impl YjsDoc {
         Some(Message::Awareness(update).encode_v1())
     }
 
-    /// The document rendered as JSON: each root type under its name.
+    /// The document rendered as JSON: each root type under its name. Refused for a document
+    /// nested deeper than the limit (stored so before the limit existed): every rendering walks
+    /// the nesting.
     pub fn to_json(&self) -> Result<serde_json::Value, YjsError> {
+        self.renderable()?;
         Ok(render::document(&self.awareness.doc().transact()))
+    }
+
+    /// Whether a rendering may walk the document: it nests within `limits.max_depth`.
+    pub fn renderable(&self) -> Result<(), YjsError> {
+        let depth = self.nesting.deepest();
+        let limit = self.limits.max_depth;
+        if usize::try_from(depth).map_or(true, |d| d > limit) {
+            return Err(YjsError::TooDeep(format!(
+                "the document nests {depth} levels deep, beyond limits.max_yjs_depth ({limit})"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -396,3 +501,5 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 
 #[cfg(test)]
 mod absorb_tests;
+#[cfg(test)]
+mod depth_tests;
