@@ -1,5 +1,6 @@
 //! Client tokens (SPEC §3): HS256 JWTs naming the documents a client may open and whether it may
-//! write, and the WebSocket Origin allow-list.
+//! write; the `Authorization: Bearer` header client and admin tokens come in; and the WebSocket
+//! Origin allow-list.
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
@@ -16,8 +17,13 @@ pub struct Access {
     pub write: bool,
     /// Unix seconds after which the token is no longer valid (open sessions are closed then).
     pub expires_at: Option<u64>,
+    /// The token's `sub`, at most [`MAX_SUBJECT_BYTES`] of it: it is only logged, and the
+    /// client picks its length.
     pub subject: Option<String>,
 }
+
+/// How much of a token's `sub` is kept (and so logged), in bytes (SPEC §3).
+pub const MAX_SUBJECT_BYTES: usize = 256;
 
 impl Access {
     fn open() -> Self {
@@ -49,7 +55,7 @@ pub fn authorize(req: &HttpRequest, auth: &AuthSettings, doc: &DocId) -> Result<
     if auth.jwt_secret.is_empty() {
         return Ok(Access::open());
     }
-    let token = bearer(req).or_else(|| query_token(req));
+    let token = bearer(req).map(str::to_owned).or_else(|| query_token(req));
     authorize_token(token.as_deref(), auth, doc)
 }
 
@@ -99,8 +105,20 @@ pub fn authorize_token(
     Ok(Access {
         write,
         expires_at: Some(claims.exp),
-        subject: claims.sub,
+        subject: claims.sub.map(|sub| cut(sub, MAX_SUBJECT_BYTES)),
     })
+}
+
+/// `text` cut to at most `max` bytes, on a char boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// `"team-7/*"` covers every id starting with `team-7/` (ids may hold `/` and `*`, SPEC §3): a
@@ -113,13 +131,14 @@ fn covers(entry: &str, doc: &str) -> bool {
     }
 }
 
-fn bearer(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(|t| t.trim().to_string())
+/// The credentials of an `Authorization: Bearer TOKEN` header, for client and admin tokens
+/// alike. The scheme is matched in any case (RFC 7235 §2.1: `bearer` and `BEARER` are `Bearer`).
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 fn query_token(req: &HttpRequest) -> Option<String> {
@@ -200,6 +219,32 @@ mod tests {
         assert!(covers("org/doc:1", "org/doc:1"));
         assert!(!covers("org/doc", "org/doc:1"));
         assert!(covers("é文/*", "é文/x"));
+    }
+
+    #[test]
+    fn a_subject_is_cut_to_its_bound_on_a_char_boundary() {
+        assert_eq!(cut("short".into(), 256), "short");
+        assert_eq!(cut("a".repeat(300), 256).len(), 256);
+        // 3 bytes a char: 85 whole chars fit in 256 bytes, the 86th would not.
+        assert_eq!(cut("語".repeat(100), 256), "語".repeat(85));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case_and_no_other_scheme_is() {
+        let token = |value: &str| {
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value))
+                .to_http_request();
+            bearer(&req).map(str::to_owned)
+        };
+
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            assert_eq!(token(&format!("{scheme} t0k")).as_deref(), Some("t0k"));
+        }
+        assert_eq!(token("Bearer  spaced ").as_deref(), Some("spaced"));
+        assert_eq!(token("Basic dXNlcjpwdw=="), None);
+        assert_eq!(token("Bearertoken"), None);
+        assert_eq!(token("Bearer"), None);
     }
 
     #[test]

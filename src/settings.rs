@@ -222,6 +222,7 @@ impl Settings {
             .into_iter()
             .filter(|(name, _)| name.starts_with("DOCROOM"))
             .collect();
+        empty_jwt_secret(&vars)?;
         let mut figment = Figment::from(Toml::string(BUILT_IN));
         if let Some(dir) = config_dir {
             let env_file = vars
@@ -291,6 +292,24 @@ impl Settings {
     pub fn sentinels(&self) -> Result<Option<SentinelSettings>, String> {
         let c = &self.cache;
         SentinelSettings::parse(&c.sentinels, &c.sentinel_master, &c.sentinel_password)
+    }
+}
+
+/// The variables that set the client-token secret.
+const JWT_SECRET_VARS: [&str; 2] = ["DOCROOM_JWT_SECRET", "DOCROOM__AUTH__JWT_SECRET"];
+
+/// A secret variable set to the empty string is a mistake (an unfilled template, a missing
+/// secret store entry), not a wish to run without client tokens: read as such, it would open
+/// every document to anyone. Unset is how tokens are turned off.
+fn empty_jwt_secret(vars: &BTreeMap<String, String>) -> Result<(), SettingsError> {
+    match JWT_SECRET_VARS
+        .iter()
+        .find(|name| vars.get(**name).is_some_and(String::is_empty))
+    {
+        Some(name) => Err(SettingsError::Invalid(format!(
+            "{name} is set but empty: set it to the client-token secret, or unset it to let clients in without tokens"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -454,6 +473,19 @@ mod tests {
         let path = dir.0.join("base.toml").display().to_string();
         assert!(message.contains(&path), "{message:?} names {path:?}");
         assert!(message.contains("does not parse"), "{message:?}");
+    }
+
+    #[test]
+    fn a_jwt_secret_variable_set_but_empty_is_an_error_naming_it() {
+        for name in JWT_SECRET_VARS {
+            let err = Settings::load_from(None, vars(&[(name, "")])).expect_err("must not load");
+
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let unset = Settings::load_from(None, vars(&[])).expect("unset loads");
+        assert_eq!(unset.auth.jwt_secret, "", "unset: no tokens");
+        let set = Settings::load_from(None, vars(&[("DOCROOM_JWT_SECRET", "s")])).expect("loads");
+        assert_eq!(set.auth.jwt_secret, "s");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use docroom_actors::registry::ListRooms;
 use docroom_actors::supervisor::{ForceBreaker, GetBreaker, ListReplicas};
 use serde::Deserialize;
 
+use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::heartbeat::local_beat;
 use crate::state::{constant_time_eq, AppState};
@@ -17,13 +18,8 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if expected.is_empty() {
         return Err(ApiError::AdminDisabled);
     }
-    let given = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+    let given = bearer(req).ok_or(ApiError::Unauthorized)?;
+    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
@@ -35,10 +31,14 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
 async fn dashboard() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        // Never inside another site's frame, where a click could be steered onto its buttons:
+        // both headers, for browsers that know only one of them.
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             frame-ancestors 'none'",
         ))
+        .insert_header(("X-Frame-Options", "DENY"))
         .body(include_str!("assets/dashboard.html"))
 }
 

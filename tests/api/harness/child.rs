@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,38 @@ pub async fn launch(spec: &ChildSpec<'_>, sink: &Sink, label: &str) -> (Child, S
         "docroom exited before listening, {ATTEMPTS} times (last: {last_exit:?})\n{}",
         sink.lock().unwrap().join("\n")
     );
+}
+
+/// Runs `docroom serve` with only `vars` of the DOCROOM variables until it exits, for a start that
+/// must fail; panics (killing it) if it still runs after `within`. Answers its exit status and
+/// output.
+pub fn run_to_exit(vars: &[(&str, &str)], within: Duration) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_docroom"));
+    cmd.arg("serve")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DOCROOM") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_COLOR", "1").envs(vars.iter().copied());
+    let mut child = cmd.spawn().expect("spawn the docroom binary");
+    let deadline = Instant::now() + within;
+    while child.try_wait().expect("wait for docroom").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("read docroom's output");
+            panic!(
+                "docroom still ran after {within:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("read docroom's output")
 }
 
 /// A port nothing listens on right now.

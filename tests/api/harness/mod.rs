@@ -8,7 +8,7 @@
 //! - [`app`]: `TestApp`: start, restart, stop, signals, captured logs, cleanup
 //! - [`options`]: `TestOptions`, how one test's app differs (`process()` for a child process)
 //! - [`in_process`]: the app on its own thread and actix `System` in this process
-//! - [`child`]: the binary as a child process, on a port the harness picks
+//! - [`child`]: the binary as a child process, on a port the harness picks, or run to its exit
 //! - [`logs`]: each in-process app's log lines and panics, told apart by `System`
 //! - [`storage`]: Redis and PostgreSQL read directly, not through the service's answers
 //! - [`http`]: document routes, the `Admin` API, raw HTTP for targets `reqwest` would rewrite

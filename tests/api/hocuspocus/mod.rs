@@ -1,5 +1,6 @@
 //! SPEC §5b: the Hocuspocus protocol on `/hocuspocus`, spoken by a small lib0 client built
 //! from docroom's own codec (the real `@hocuspocus/provider` 2.x/3.x/4.x are in tests/interop).
+//! `HpClient` is the crate's one such client; other suites (hostile input) use it too.
 //!
 //! - `handshake`: Auth, held frames and their bounds, refused documents, bad frames
 //! - `sync_status`: SyncStatus(1) only once the update is stored; read-only answers
@@ -42,7 +43,7 @@ fn token(docs: &[&str], scope: &str) -> String {
 
 /// What a provider does, frame by frame: a yrs document per document name, step 1 answered,
 /// updates applied, every frame kept in order.
-struct HpClient {
+pub(crate) struct HpClient {
     ws: WsClient,
     docs: HashMap<String, Doc>,
     received: Vec<Frame>,
@@ -56,7 +57,7 @@ enum Ended {
 }
 
 impl HpClient {
-    async fn open(app: &TestApp) -> HpClient {
+    pub(crate) async fn open(app: &TestApp) -> HpClient {
         let ws = WsClient::open(app, "/hocuspocus", &[])
             .await
             .unwrap_or_else(|r| panic!("upgrade of /hocuspocus refused: {} {}", r.status, r.body));
@@ -67,7 +68,7 @@ impl HpClient {
         }
     }
 
-    fn send(&self, frame: &Frame) {
+    pub(crate) fn send(&self, frame: &Frame) {
         self.ws.send_binary(frame.encode());
     }
 
@@ -75,7 +76,7 @@ impl HpClient {
         self.docs.entry(name.to_owned()).or_default()
     }
 
-    fn auth(&self, doc: &str, token: &str, version: Option<&str>) {
+    pub(crate) fn auth(&self, doc: &str, token: &str, version: Option<&str>) {
         self.send(&Frame::Auth {
             doc: doc.into(),
             auth: Auth::Token {
@@ -93,7 +94,7 @@ impl HpClient {
         });
     }
 
-    fn step1(&mut self, doc: &str) {
+    pub(crate) fn step1(&mut self, doc: &str) {
         let sv = self.doc(doc).transact().state_vector();
         self.sync(doc, SyncMessage::SyncStep1(sv));
     }
@@ -101,7 +102,7 @@ impl HpClient {
     /// Auth then step 1, as a 3.x provider opens a document; waits for `Authenticated`, the
     /// server's step 2, and the SyncStatus of the step 2 this client sent in answer to the
     /// server's step 1 (every step 2 gets one).
-    async fn join(&mut self, doc: &str, token: &str) -> String {
+    pub(crate) async fn join(&mut self, doc: &str, token: &str) -> String {
         self.auth(doc, token, None);
         self.step1(doc);
         let scope = match self.until("authenticated", |f| is_auth(f, doc)).await {
@@ -118,7 +119,7 @@ impl HpClient {
     }
 
     /// Types `text` at the end of `doc`'s text `t` and sends the update.
-    fn type_text(&mut self, doc: &str, text: &str) {
+    pub(crate) fn type_text(&mut self, doc: &str, text: &str) {
         let d = self.doc(doc).clone();
         let t = d.get_or_insert_text("t");
         let before = d.transact().state_vector();
@@ -131,7 +132,7 @@ impl HpClient {
         self.sync(doc, SyncMessage::Update(update));
     }
 
-    fn text(&mut self, doc: &str) -> String {
+    pub(crate) fn text(&mut self, doc: &str) -> String {
         let d = self.doc(doc).clone();
         let t = d.get_or_insert_text("t");
         let s = t.get_string(&d.transact());
@@ -171,7 +172,7 @@ impl HpClient {
     }
 
     /// The first frame matching `wanted`; panics if the socket ends or 10 s pass first.
-    async fn until(&mut self, what: &str, wanted: impl Fn(&Frame) -> bool) -> Frame {
+    pub(crate) async fn until(&mut self, what: &str, wanted: impl Fn(&Frame) -> bool) -> Frame {
         loop {
             match self.next(Duration::from_secs(10)).await {
                 Some(Ok(frame)) if wanted(&frame) => return frame,
@@ -183,7 +184,7 @@ impl HpClient {
     }
 
     /// Frames received within `wait` (handled like the others); stops early if the socket ends.
-    async fn drain(&mut self, wait: Duration) -> Vec<Frame> {
+    pub(crate) async fn drain(&mut self, wait: Duration) -> Vec<Frame> {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -208,7 +209,7 @@ impl HpClient {
     }
 }
 
-fn is_auth(f: &Frame, name: &str) -> bool {
+pub(crate) fn is_auth(f: &Frame, name: &str) -> bool {
     matches!(f, Frame::Auth { doc, .. } if doc == name)
 }
 

@@ -3,16 +3,17 @@
 //!
 //! A document is `AwaitingAuth` from its first frame until its token is checked, then
 //! `Authenticated` or `Denied`. Frames that arrive while the token is checked are held, within
-//! per-socket bounds, and replayed in order once it is accepted.
+//! per-socket bounds, and replayed in order once it is accepted. A document beyond the socket's
+//! document bound is refused on its own (`PermissionDenied`); the socket and its other documents
+//! go on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::frame::{decode, document_of, Auth, Frame, FrameError};
 use super::outgoing::{self, Scope};
 
 /// Whole-socket close codes, as Hocuspocus's `CloseEvents` and RFC 6455 name them.
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
-pub const CLOSE_FORBIDDEN: u16 = 4403;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// A frame whose document name cannot be read: nothing narrower than the socket can be ended.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
@@ -24,7 +25,7 @@ pub struct ConnectionLimits {
     pub max_held_bytes: usize,
     /// Frames held, over all documents awaiting their token check.
     pub max_held_messages: usize,
-    /// Documents open on the socket at once, whatever their state.
+    /// Documents open on the socket at once, whatever their state; one more is refused.
     pub max_documents: usize,
 }
 
@@ -37,6 +38,13 @@ impl Default for ConnectionLimits {
         }
     }
 }
+
+/// The `PermissionDenied` reason for a document beyond [`ConnectionLimits::max_documents`].
+pub const TOO_MANY_DOCUMENTS: &str = "too many documents open on this socket";
+
+/// How many documents refused for the document bound a socket remembers. Forgetting one costs
+/// only a repeated `PermissionDenied`.
+const REMEMBERED_REFUSALS: usize = 16;
 
 /// What the caller must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +86,11 @@ enum DocState {
 pub struct Connection {
     limits: ConnectionLimits,
     docs: HashMap<String, DocState>,
+    /// Documents refused for the document bound, newest last. A provider sends its first
+    /// frames (Auth, SyncStep1, Awareness) without waiting for an answer: remembering the name
+    /// lets the frames after Auth be dropped quietly instead of each drawing another
+    /// `PermissionDenied`. Bounded, since the client picks the names.
+    refused: VecDeque<String>,
     held_bytes: usize,
     held_messages: usize,
     next_ticket: u64,
@@ -92,6 +105,7 @@ impl Connection {
         Connection {
             limits,
             docs: HashMap::new(),
+            refused: VecDeque::new(),
             held_bytes: 0,
             held_messages: 0,
             next_ticket: 0,
@@ -158,7 +172,10 @@ impl Connection {
                 }
                 self.authenticate(doc, token)
             }
-            Frame::Close { .. } => self.forget(&doc),
+            Frame::Close { .. } => {
+                self.refused.retain(|name| *name != doc);
+                self.forget(&doc)
+            }
             // Server → client messages mean nothing from a provider.
             Frame::Auth { .. } | Frame::SyncStatus { .. } => Vec::new(),
             frame => self.route(doc, frame, size),
@@ -181,10 +198,11 @@ impl Connection {
             Some(DocState::AwaitingAuth { .. }) => return Vec::new(),
             Some(DocState::Authenticated { .. }) => true,
             Some(DocState::Denied) => false,
-            None if self.docs.len() >= self.limits.max_documents => {
-                return self.close_socket(CLOSE_FORBIDDEN, "too many documents on one socket")
+            None if self.docs.len() >= self.limits.max_documents => return self.refuse_extra(doc),
+            None => {
+                self.refused.retain(|name| *name != doc);
+                false
             }
-            None => false,
         };
         self.next_ticket += 1;
         let ticket = self.next_ticket;
@@ -205,16 +223,32 @@ impl Connection {
             // Refused until the provider sends a new token.
             Some(DocState::Denied) => Vec::new(),
             Some(DocState::AwaitingAuth { .. }) => self.hold(&doc, frame, size),
+            // Refused for the document bound until the provider sends Auth again.
+            None if self.refused.contains(&doc) => Vec::new(),
             None => {
                 // A 2.x provider without a token sends no Auth: its first frame stands for one
                 // with an empty token.
                 let mut actions = self.authenticate(doc.clone(), String::new());
-                if !self.closed {
+                if self.docs.contains_key(&doc) {
                     actions.extend(self.hold(&doc, frame, size));
                 }
                 actions
             }
         }
+    }
+
+    /// A document beyond the socket's bound: only it is refused, and its name remembered so
+    /// that the frames its provider sends next are dropped without another answer. Once the
+    /// provider closes one of its documents, a new Auth may take the freed place.
+    fn refuse_extra(&mut self, doc: String) -> Vec<Action> {
+        let denied = outgoing::permission_denied(&doc, TOO_MANY_DOCUMENTS);
+        if !self.refused.contains(&doc) {
+            if self.refused.len() >= REMEMBERED_REFUSALS {
+                self.refused.pop_front();
+            }
+            self.refused.push_back(doc);
+        }
+        vec![Action::Send(denied)]
     }
 
     fn hold(&mut self, doc: &str, frame: Frame, size: usize) -> Vec<Action> {

@@ -1,12 +1,12 @@
 //! The per-socket document table, edge by edge.
 
 use super::connection::{
-    Action, Connection, ConnectionLimits, CLOSE_FORBIDDEN, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
+    Action, Connection, ConnectionLimits, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
 };
 use super::frame::{Auth, Frame};
 use super::outgoing::{self, Scope};
 
-fn auth(doc: &str, token: &str, version: Option<&str>) -> Vec<u8> {
+pub(super) fn auth(doc: &str, token: &str, version: Option<&str>) -> Vec<u8> {
     Frame::Auth {
         doc: doc.into(),
         auth: Auth::Token {
@@ -17,21 +17,21 @@ fn auth(doc: &str, token: &str, version: Option<&str>) -> Vec<u8> {
     .encode()
 }
 
-fn step1(doc: &str) -> Frame {
+pub(super) fn step1(doc: &str) -> Frame {
     Frame::Sync {
         doc: doc.into(),
         payload: vec![0, 1, 0],
     }
 }
 
-fn stateless(doc: &str, payload: &str) -> Frame {
+pub(super) fn stateless(doc: &str, payload: &str) -> Frame {
     Frame::Stateless {
         doc: doc.into(),
         payload: payload.into(),
     }
 }
 
-fn close(doc: &str) -> Vec<u8> {
+pub(super) fn close(doc: &str) -> Vec<u8> {
     Frame::Close {
         doc: doc.into(),
         reason: None,
@@ -40,7 +40,7 @@ fn close(doc: &str) -> Vec<u8> {
 }
 
 /// The ticket of the single `CheckToken` among `actions`.
-fn ticket(actions: &[Action], doc: &str, token: &str) -> u64 {
+pub(super) fn ticket(actions: &[Action], doc: &str, token: &str) -> u64 {
     let found: Vec<u64> = actions
         .iter()
         .filter_map(|a| match a {
@@ -200,31 +200,6 @@ fn the_held_bounds_count_every_document_of_the_socket() {
     let actions = connection.receive(&step1("c").encode());
 
     assert_eq!(closed_with(&actions), Some(CLOSE_TOO_BIG));
-}
-
-#[test]
-fn documents_beyond_the_bound_close_the_socket_with_4403_leaving_every_room() {
-    let limits = ConnectionLimits {
-        max_documents: 2,
-        ..ConnectionLimits::default()
-    };
-    let mut connection = Connection::new(limits);
-    let t = ticket(&connection.receive(&auth("a", "t", None)), "a", "t");
-    connection.token_checked("a", t, Ok(Scope::ReadWrite));
-    connection.receive(&auth("b", "t", None));
-
-    let actions = connection.receive(&auth("c", "t", None));
-
-    assert_eq!(
-        actions,
-        vec![
-            Action::Leave { doc: "a".into() },
-            Action::CloseSocket {
-                code: CLOSE_FORBIDDEN,
-                reason: "too many documents on one socket".into()
-            }
-        ]
-    );
 }
 
 #[test]

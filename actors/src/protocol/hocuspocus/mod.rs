@@ -5,7 +5,8 @@
 //!   error for every way a frame can be wrong; fuzzed (`fuzz/fuzz_targets/hocuspocus_frame.rs`).
 //! - [`outgoing`]: every frame the server sends, and the [`Scope`] a token grants.
 //! - [`connection`]: one socket's document table as a pure state machine: which documents it
-//!   has, their token checks, the frames held meanwhile (bounded), and what the caller must do.
+//!   has (bounded: one too many is refused alone), their token checks, the frames held meanwhile
+//!   (bounded), and what the caller must do.
 //!
 //! Sync, Awareness and QueryAwareness are y-protocols messages behind a document name, so the
 //! Yjs layer ([`super::yjs`]) handles them unchanged ([`Frame::to_yjs_message`],
@@ -19,6 +20,8 @@ pub use connection::{Action, Connection, ConnectionLimits};
 pub use frame::{decode, Auth, Frame, FrameError};
 pub use outgoing::Scope;
 
+#[cfg(test)]
+mod connection_bound_tests;
 #[cfg(test)]
 mod connection_tests;
 #[cfg(test)]
