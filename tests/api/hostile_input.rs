@@ -15,6 +15,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{Doc, Map, ReadTxn, StateVector, Transact};
 
 mod ids_and_connections;
+mod renderings;
 
 use crate::harness::{assert_fields, content_hash, random_suffix, Frame, TestApp, WsClient};
 
