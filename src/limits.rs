@@ -1,11 +1,12 @@
-//! Per-connection and per-process limits: a token bucket for message rates, and connection
-//! counts (overall and per document) checked before a WebSocket upgrade.
+//! Per-connection and per-process limits: a token bucket for message rates, connection counts
+//! (overall and per document) checked before a WebSocket upgrade, and turns for renderings.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use docroom_actors::doc::DocId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 use crate::settings::LimitSettings;
@@ -140,6 +141,37 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Turns for renderings of Yjs documents (`GET /docs/{id}`): each runs on actix's blocking pool,
+/// at most `limits.max_concurrent_renderings` at once, so renderings never take every core from
+/// the HTTP workers; more wait for a turn without holding a worker. Cloning is shallow.
+#[derive(Clone)]
+pub struct RenderingTurns {
+    turns: Arc<Semaphore>,
+}
+
+impl RenderingTurns {
+    pub fn new(limits: &LimitSettings) -> Self {
+        let at_once = match limits.max_concurrent_renderings {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
+        };
+        RenderingTurns {
+            turns: Arc::new(Semaphore::new(at_once)),
+        }
+    }
+
+    /// Waits for a turn. The turn is the rendering's to hold until it ends, not the request's:
+    /// a client that gives up waiting for the answer does not free it while the rendering runs.
+    pub async fn wait(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        // The semaphore is never closed.
+        self.turns
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("no rendering turn: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +204,7 @@ mod tests {
             max_awareness_state_bytes: 1,
             max_yjs_state_bytes: 1,
             max_yjs_depth: 1,
+            max_concurrent_renderings: 1,
             hocuspocus_held_bytes: 1,
             hocuspocus_held_messages: 1,
             hocuspocus_documents_per_socket: 1,
@@ -204,6 +237,21 @@ mod tests {
         assert!(counts.reserve_member(&a, &limits).is_ok());
         drop(socket);
         assert!(counts.reserve_socket(&limits).is_ok());
+    }
+
+    #[tokio::test]
+    async fn renderings_beyond_the_setting_wait_for_a_turn() {
+        let turns = RenderingTurns::new(&LimitSettings {
+            max_concurrent_renderings: 2,
+            ..test_limits()
+        });
+        let first = turns.wait().await.unwrap();
+        let _second = turns.wait().await.unwrap();
+        let third = tokio::time::timeout(Duration::from_millis(50), turns.wait()).await;
+        assert!(third.is_err(), "a third rendering ran at once");
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(5), turns.wait()).await;
+        assert!(matches!(third, Ok(Ok(_))), "the freed turn was not given");
     }
 
     fn test_limits() -> LimitSettings {

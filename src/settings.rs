@@ -140,6 +140,7 @@ pub struct LimitSettings {
     pub max_awareness_state_bytes: usize,
     pub max_yjs_state_bytes: usize,
     pub max_yjs_depth: usize,
+    pub max_concurrent_renderings: usize,
     pub hocuspocus_held_bytes: usize,
     pub hocuspocus_held_messages: usize,
     pub hocuspocus_documents_per_socket: usize,

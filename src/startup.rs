@@ -21,6 +21,7 @@ use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tracing::{info, warn};
 
 use crate::heartbeat::Heartbeat;
+use crate::limits::RenderingTurns;
 use crate::settings::{ServerSettings, Settings, Settings as S, StorageThread};
 use crate::state::AppState;
 use crate::{db, routes, shutdown};
@@ -125,6 +126,7 @@ impl Application {
             },
         );
 
+        let renderings = RenderingTurns::new(&settings.limits);
         let state = AppState {
             registry: core.registry.clone(),
             supervisor: core.supervisor.clone(),
@@ -134,6 +136,7 @@ impl Application {
             replica,
             shutting_down: Arc::new(AtomicBool::new(false)),
             connections: Default::default(),
+            renderings,
         };
         let listener = TcpListener::bind(&state.settings.server.listen)
             .with_context(|| format!("binding {}", state.settings.server.listen))?;

@@ -13,7 +13,7 @@ use docroom_actors::room::DocRoom;
 use docroom_actors::supervisor::CacheSupervisor;
 
 use crate::error::ApiError;
-use crate::limits::ConnectionCounts;
+use crate::limits::{ConnectionCounts, RenderingTurns};
 use crate::settings::Settings;
 
 /// Cloning is shallow; one per HTTP worker via `web::Data`.
@@ -30,6 +30,7 @@ pub struct AppState {
     /// Set once by the shutdown sequence; read by `/readyz` and by every new upgrade or write.
     pub shutting_down: Arc<AtomicBool>,
     pub connections: ConnectionCounts,
+    pub renderings: RenderingTurns,
 }
 
 impl AppState {

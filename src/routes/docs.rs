@@ -4,7 +4,7 @@
 
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use docroom_actors::doc::{DocId, Kind, Version};
-use docroom_actors::protocol::yjs::YjsDoc;
+use docroom_actors::protocol::yjs::{YjsDoc, YjsLimits};
 use docroom_actors::registry::PeekRoom;
 use docroom_actors::room::{Current, RoomError, Update};
 use docroom_actors::supervisor::Load;
@@ -35,24 +35,40 @@ async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     let body = match v.kind {
         Kind::Json => document_body(&v),
         Kind::Yjs => {
-            use base64::Engine as _;
-            let rendered = YjsDoc::load_with(&v.content, state.settings.limits.yjs())
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?
-                .to_json()
-                .map_err(|e| ApiError::Unrenderable(e.to_string()))?;
-            serde_json::json!({
-                "doc": v.doc.as_str(),
-                "kind": "yjs",
-                "content": rendered,
-                "hash": v.hash,
-                "state": base64::engine::general_purpose::STANDARD.encode(&v.content),
+            // Decoding a state and rendering it cost CPU in proportion to the document, which a
+            // client chooses: on the blocking pool, they never stall this worker's requests and
+            // rooms.
+            let turn = state.renderings.wait().await?;
+            let limits = state.settings.limits.yjs();
+            web::block(move || {
+                let body = yjs_body(&v, limits);
+                drop(turn);
+                body
             })
-            .to_string()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("rendering failed: {e}")))??
         }
     };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
+}
+
+/// A Yjs document's `GET /docs/{id}` body: its state decoded and rendered as JSON.
+fn yjs_body(v: &Version, limits: YjsLimits) -> Result<String, ApiError> {
+    use base64::Engine as _;
+    let rendered = YjsDoc::load_with(&v.content, limits)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .to_json()
+        .map_err(|e| ApiError::Unrenderable(e.to_string()))?;
+    Ok(serde_json::json!({
+        "doc": v.doc.as_str(),
+        "kind": "yjs",
+        "content": rendered,
+        "hash": v.hash,
+        "state": base64::engine::general_purpose::STANDARD.encode(&v.content),
+    })
+    .to_string())
 }
 
 async fn load(state: &AppState, doc: &DocId) -> Result<Option<Version>, ApiError> {

@@ -16,6 +16,7 @@ use yrs::{Doc, Map, ReadTxn, StateVector, Transact};
 
 mod deep_nesting;
 mod ids_and_connections;
+mod renderings;
 mod sockets_and_tokens;
 
 use crate::harness::{assert_fields, content_hash, random_suffix, Frame, TestApp, WsClient};
