@@ -63,7 +63,7 @@ pub(super) enum Admit {
 pub(super) struct Nesting {
     /// `(client, start) → (end, level)`; level 0 marks ranges that hold nothing that nests (GC,
     /// skips, items yrs will collect because their parent is gone).
-    runs: BTreeMap<(u64, u32), (u32, u32)>,
+    runs: Runs,
     /// Blocks waiting for the range of an id they refer to: `missing id → blocks`.
     waiting: BTreeMap<(u64, u32), Vec<Block>>,
     /// The deepest nesting the document holds.
@@ -74,7 +74,7 @@ pub(super) struct Nesting {
 /// them.
 #[derive(Default, Debug)]
 pub(super) struct Plan {
-    runs: BTreeMap<(u64, u32), (u32, u32)>,
+    runs: Runs,
     /// Waiting blocks of the document this walk placed (removed on commit).
     woken: BTreeSet<(u64, u32)>,
     waiting: BTreeMap<(u64, u32), Vec<Block>>,
@@ -145,8 +145,10 @@ impl Nesting {
         max: u32,
         admit: Admit,
     ) -> Result<(), ScanError> {
-        let mut work = vec![block];
-        while let Some(block) = work.pop() {
+        // Typing places one block that wakes nothing: no allocation on that path.
+        let mut work = Vec::new();
+        let mut next = Some(block);
+        while let Some(block) = next.take().or_else(|| work.pop()) {
             let level = match self.level_of(plan, &block) {
                 Ok(level) => level,
                 Err(missing) => {
@@ -175,10 +177,8 @@ impl Nesting {
                 insert_run(&mut plan.runs, (client, gap.0), (gap.1, level));
             }
             // Blocks waiting for an id in this range, in the plan or in the document.
-            let from = (client, start);
-            let to = (client, end);
-            let keys: Vec<_> = plan.waiting.range(from..to).map(|(k, _)| *k).collect();
-            for key in keys {
+            let (from, to) = ((client, start), (client, end));
+            while let Some((&key, _)) = plan.waiting.range(from..to).next() {
                 work.extend(plan.waiting.remove(&key).unwrap_or_default());
             }
             for (key, blocks) in self.waiting.range(from..to) {
@@ -216,7 +216,17 @@ impl Nesting {
     }
 
     /// The parts of `start..end` of `client` that neither the document nor the plan holds.
-    fn unknown(&self, plan: &Plan, client: u64, start: u32, end: u32) -> Vec<(u32, u32)> {
+    fn unknown(&self, plan: &Plan, client: u64, start: u32, end: u32) -> Gaps {
+        let overlaps = |runs: &Runs| {
+            runs.range(..(client, end))
+                .next_back()
+                .is_some_and(|((c, _), (e, _))| *c == client && *e > start)
+        };
+        // A client's new blocks come after everything known of it: one gap, found in two
+        // lookups.
+        if !overlaps(&self.runs) && !overlaps(&plan.runs) {
+            return Gaps::One(start, end);
+        }
         let mut gaps = vec![(start, end)];
         for runs in [&self.runs, &plan.runs] {
             let known = covering(runs, client, start, end);
@@ -225,7 +235,34 @@ impl Nesting {
                 .flat_map(|gap| subtract(gap, &known))
                 .collect();
         }
-        gaps
+        Gaps::Many(gaps)
+    }
+}
+
+type Runs = BTreeMap<(u64, u32), (u32, u32)>;
+
+/// Unknown parts of a block's range (see [`Nesting::unknown`]).
+enum Gaps {
+    One(u32, u32),
+    Many(Vec<(u32, u32)>),
+}
+
+impl Gaps {
+    fn is_empty(&self) -> bool {
+        matches!(self, Gaps::Many(gaps) if gaps.is_empty())
+    }
+}
+
+impl IntoIterator for Gaps {
+    type Item = (u32, u32);
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<(u32, u32)>, std::vec::IntoIter<(u32, u32)>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Gaps::One(start, end) => Some((start, end)).into_iter().chain(Vec::new()),
+            Gaps::Many(gaps) => None.into_iter().chain(gaps),
+        }
     }
 }
 
@@ -239,18 +276,13 @@ fn deletes_a_type(plan: &Plan) -> bool {
 }
 
 /// The level of the run holding `id`.
-fn run_at(runs: &BTreeMap<(u64, u32), (u32, u32)>, id: Id) -> Option<u32> {
+fn run_at(runs: &Runs, id: Id) -> Option<u32> {
     let (&(client, _), &(end, level)) = runs.range(..=(id.client, id.clock)).next_back()?;
     (client == id.client && id.clock < end).then_some(level)
 }
 
 /// The runs of `client` overlapping `start..end`, as ranges.
-fn covering(
-    runs: &BTreeMap<(u64, u32), (u32, u32)>,
-    client: u64,
-    start: u32,
-    end: u32,
-) -> Vec<(u32, u32)> {
+fn covering(runs: &Runs, client: u64, start: u32, end: u32) -> Vec<(u32, u32)> {
     let first = runs
         .range(..=(client, start))
         .next_back()
@@ -283,7 +315,7 @@ fn subtract(gap: (u32, u32), known: &[(u32, u32)]) -> Vec<(u32, u32)> {
 
 /// Inserts a run that overlaps none, joined to the run before it when it continues it at the
 /// same level (a client typing in one paragraph is one run).
-fn insert_run(runs: &mut BTreeMap<(u64, u32), (u32, u32)>, key: (u64, u32), run: (u32, u32)) {
+fn insert_run(runs: &mut Runs, key: (u64, u32), run: (u32, u32)) {
     if key.1 >= run.0 {
         return;
     }
