@@ -49,6 +49,26 @@ async fn postgres_never_takes_json_content_with_a_smaller_stamp_over_a_larger_on
     );
 }
 
+/// "A JSON store that already holds the same content under a smaller stamp takes the larger
+/// stamp": X (1), then X again (3), then W (2) from a replica's journal flushed last. Left under
+/// stamp 1, X would lose to W, though every replica acknowledged the second X after W.
+#[tokio::test]
+async fn postgres_gives_equal_content_its_larger_stamp_so_a_write_stamped_between_loses() {
+    let app = TestApp::spawn(TestOptions::new().flusher_paused()).await;
+    let store = store_of(&app).await;
+    let x1 = stamped("doc", r#"{"v":"x"}"#, 1);
+    let w2 = stamped("doc", r#"{"v":"w"}"#, 2);
+    let x3 = stamped("doc", r#"{"v":"x"}"#, 3);
+
+    store.upsert(std::slice::from_ref(&x1)).await.unwrap();
+    store.upsert(std::slice::from_ref(&x3)).await.unwrap();
+    store.upsert(std::slice::from_ref(&w2)).await.unwrap();
+
+    assert_eq!(app.pg_content("doc").await, Some(json!({"v": "x"})));
+    let loaded = store.load(&x3.doc).await.unwrap().unwrap();
+    assert_eq!(loaded.stamp, x3.stamp, "the larger stamp is taken");
+}
+
 #[tokio::test]
 async fn postgres_merges_yjs_states_instead_of_replacing_them() {
     let app = TestApp::spawn(TestOptions::new().flusher_paused()).await;

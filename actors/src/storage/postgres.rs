@@ -55,7 +55,9 @@ pub struct PgStore {
     timeout: Duration,
 }
 
-/// JSON rows: replaced only by a larger stamp (SPEC §6); identical content is left untouched.
+/// JSON rows: replaced only by a larger stamp (SPEC §6). The same content under a larger stamp
+/// takes the stamp: left under its old one, it would lose to any write stamped in between (a
+/// replica's journal flushed later), though every replica acknowledged it after that write.
 const UPSERT_JSON: &str = "
     INSERT INTO documents (doc_id, kind, content, content_hash, stamp, updated_at)
     SELECT d, 'json', c::jsonb, h, st, now()
@@ -64,9 +66,8 @@ const UPSERT_JSON: &str = "
        SET kind = excluded.kind, content = excluded.content, state = NULL,
            content_hash = excluded.content_hash, stamp = excluded.stamp,
            updated_at = excluded.updated_at
-     WHERE documents.content_hash IS DISTINCT FROM excluded.content_hash
-       AND (documents.stamp IS NULL
-            OR (excluded.stamp IS NOT NULL AND excluded.stamp > documents.stamp))";
+     WHERE documents.stamp IS NULL
+        OR (excluded.stamp IS NOT NULL AND excluded.stamp > documents.stamp)";
 
 /// Yjs rows are merged, never replaced: a flush appends its updates to `document_updates` and
 /// counts their bytes on the row (a new document gets a row with an empty state; a JSON row of
