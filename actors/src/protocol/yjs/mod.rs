@@ -14,14 +14,16 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 
+mod depth;
 mod guard;
 mod limits;
 mod nesting;
 mod novelty;
 mod render;
+pub use depth::decodable;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH, DEPTH_CEILING};
-use nesting::{Admit, Nesting, Refused};
+use nesting::{Admit, Nesting};
 
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {
@@ -41,17 +43,6 @@ pub enum YjsError {
     /// stored deeper than that answers 422.
     #[error("nesting limit reached: {0}")]
     TooDeep(String),
-}
-
-/// Whether yrs may decode stored content (a journal record, a cache entry, a stored state)
-/// without recursing deeper than [`DEPTH_CEILING`]: the values it holds nest no deeper. What
-/// the service stored was checked against `limits.max_yjs_depth`, which is at most that.
-pub fn decodable(update: &[u8]) -> Result<(), String> {
-    let ceiling = DEPTH_CEILING as u32;
-    Nesting::default()
-        .plan([update], ceiling, Admit::Stored)
-        .map(drop)
-        .map_err(|refused| format!("stored yjs content is unreadable: {refused:?}"))
 }
 
 /// What one incoming frame produced.
@@ -141,32 +132,6 @@ impl YjsDoc {
             .map_err(YjsError::BadState)?;
         doc.nesting.commit(plan);
         Ok(doc)
-    }
-
-    /// Walks updates against the document's nesting ([`nesting`]) before anything decodes them.
-    fn plan(&self, updates: &[&[u8]], admit: Admit) -> Result<nesting::Plan, YjsError> {
-        self.plan_or_refusal(updates, admit)
-            .map_err(|refused| self.refusal(refused, admit))
-    }
-
-    fn plan_or_refusal(&self, updates: &[&[u8]], admit: Admit) -> Result<nesting::Plan, Refused> {
-        let max = u32::try_from(self.limits.max_depth).unwrap_or(u32::MAX);
-        self.nesting.plan(updates.iter().copied(), max, admit)
-    }
-
-    fn refusal(&self, refused: Refused, admit: Admit) -> YjsError {
-        let limit = self.limits.max_depth;
-        match (refused, admit) {
-            (Refused::Malformed(why), Admit::Member) => YjsError::BadUpdate(why.into()),
-            (Refused::Malformed(why), Admit::Stored) => YjsError::BadState(why.into()),
-            (Refused::TooDeep(depth), _) => YjsError::TooDeep(format!(
-                "an update nests {depth} levels deep (limits.max_yjs_depth is {limit})"
-            )),
-            (Refused::DeletesInTooDeep(depth), _) => YjsError::TooDeep(format!(
-                "the document nests {depth} levels deep, beyond limits.max_yjs_depth ({limit}): \
-                 it takes no deletions"
-            )),
-        }
     }
 
     /// Merges a state from elsewhere (a reload's content, content a store held that this
@@ -308,34 +273,6 @@ impl YjsDoc {
         Ok(out)
     }
 
-    /// The nesting plan of a frame's document updates, or the refusal. A read-only sender's
-    /// updates are walked only for their depth (and one that does not even walk is dropped
-    /// later, as yrs could not decode it either); nothing of them is kept.
-    fn plan_frame(
-        &self,
-        messages: &[Message],
-        may_write: bool,
-    ) -> Result<Option<nesting::Plan>, YjsError> {
-        let updates: Vec<&[u8]> = messages
-            .iter()
-            .filter_map(|m| match m {
-                Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) => {
-                    Some(u.as_slice())
-                }
-                _ => None,
-            })
-            .collect();
-        if updates.is_empty() {
-            return Ok(None);
-        }
-        match self.plan_or_refusal(&updates, Admit::Member) {
-            Ok(plan) => Ok(may_write.then_some(plan)),
-            // Dropped unapplied either way: only a depth its decoding would recurse into counts.
-            Err(Refused::Malformed(_) | Refused::DeletesInTooDeep(_)) if !may_write => Ok(None),
-            Err(refused) => Err(self.refusal(refused, Admit::Member)),
-        }
-    }
-
     fn apply_checked(&mut self, message: Checked, out: &mut Handled) -> Result<(), YjsError> {
         match message {
             Checked::Step1(sv) => {
@@ -418,18 +355,6 @@ impl YjsDoc {
     pub fn to_json(&self) -> Result<serde_json::Value, YjsError> {
         self.renderable()?;
         Ok(render::document(&self.awareness.doc().transact()))
-    }
-
-    /// Whether a rendering may walk the document: it nests within `limits.max_depth`.
-    pub fn renderable(&self) -> Result<(), YjsError> {
-        let depth = self.nesting.deepest();
-        let limit = self.limits.max_depth;
-        if usize::try_from(depth).map_or(true, |d| d > limit) {
-            return Err(YjsError::TooDeep(format!(
-                "the document nests {depth} levels deep, beyond limits.max_yjs_depth ({limit})"
-            )));
-        }
-        Ok(())
     }
 }
 
