@@ -35,6 +35,7 @@ mod redis_outage;
 mod replay_journal;
 mod replica_faults;
 mod replica_lifecycle;
+mod replica_races;
 mod replicas;
 mod shutdown;
 mod update_log;

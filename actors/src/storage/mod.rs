@@ -77,7 +77,11 @@ pub struct Pending {
     pub version: Option<Version>,
     /// The last log entry read: a commit of this read covers the log up to it.
     pub position: LogPos,
-    /// The document is in `modifiedDocs`.
+    /// The last log entry PostgreSQL held when the flush claimed the document. The read comes
+    /// after the claim, so it may hold saves made since: only up to here does a document found
+    /// clean count as persisted.
+    pub persisted: LogPos,
+    /// The document was in `modifiedDocs` when the flush claimed it.
     pub dirty: bool,
     /// Entries in the document's log.
     pub log_len: usize,

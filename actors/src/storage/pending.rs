@@ -45,6 +45,7 @@ impl FlushRead {
             return Ok(Some(Pending {
                 version: combine(parts)?,
                 position,
+                persisted: self.persisted,
                 dirty: self.dirty,
                 log_len: self.log_len,
                 compaction: None,
@@ -81,6 +82,7 @@ impl FlushRead {
         Ok(Some(Pending {
             version: combine(delta)?,
             position,
+            persisted,
             dirty: self.dirty,
             log_len: self.log_len,
             compaction,

@@ -176,16 +176,19 @@ impl Handler<CollectDirty> for CacheSupervisor {
 /// with an empty hash (see `Collected::settled`), so the ledger learns it.
 async fn dirty(stores: &Stores, doc: DocId, p: Pending) -> Result<Flushed, SupervisorError> {
     metrics::histogram!(m::LOG_LENGTH).record(p.log_len as f64);
-    let settled = |compacted, folded| {
+    let settled = |position, compacted, folded| {
         Flushed::Settled(Commit {
-            position: Some(p.position),
+            position: Some(position),
             compacted,
             folded,
             ..Commit::of(doc.clone(), String::new())
         })
     };
+    // Clean when claimed: PostgreSQL holds the log up to what it held then. A save that landed
+    // between the claim and the read is in the read but not in PostgreSQL; settling at the
+    // read's position would mark it persisted unwritten.
     if !p.dirty {
-        return Ok(settled(None, 0));
+        return Ok(settled(p.persisted, None, 0));
     }
     let (compacted, folded) = match p.compaction {
         None => (None, 0),
@@ -200,7 +203,7 @@ async fn dirty(stores: &Stores, doc: DocId, p: Pending) -> Result<Flushed, Super
         }
     };
     let Some(version) = p.version else {
-        return Ok(settled(compacted, folded));
+        return Ok(settled(p.position, compacted, folded));
     };
     let commit = Commit {
         doc,

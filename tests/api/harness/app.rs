@@ -92,7 +92,11 @@ impl TestApp {
         };
         std::fs::create_dir_all(&data_dir).expect("create the test's data dir");
         let redis_url = match &opts.deployment {
-            Some(d) => d.redis_url.clone(),
+            // A replica may reach the deployment's Redis its own way (through a proxy).
+            Some(d) => opts
+                .redis_url
+                .clone()
+                .unwrap_or_else(|| d.redis_url.clone()),
             None => opts.redis_url.unwrap_or_else(|| SHARED_REDIS_URL.into()),
         };
         let db_addr = opts.database_addr.unwrap_or_else(|| SHARED_PG_ADDR.into());

@@ -1,11 +1,12 @@
-//! A TCP proxy that can be cut or stalled, to make PostgreSQL (or Redis) unreachable for one test
-//! without touching the shared server.
+//! A TCP proxy that can be cut, stalled or slowed, to make PostgreSQL (or Redis) unreachable or
+//! distant for one test without touching the shared server.
 //!
 //! It runs on its own thread and runtime, so it keeps forwarding while the test's runtime is busy
 //! or blocked, and a fault is exactly what the test asked for.
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -28,6 +29,8 @@ enum Mode {
 struct State {
     mode: Mode,
     epoch: u64,
+    /// Added before each chunk is forwarded, each way.
+    delay: Duration,
 }
 
 pub struct Proxy {
@@ -51,6 +54,7 @@ impl Proxy {
         let (state, watcher) = watch::channel(State {
             mode: Mode::Open,
             epoch: 0,
+            delay: Duration::ZERO,
         });
         let (shutdown, stop) = oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -82,6 +86,11 @@ impl Proxy {
     /// Freezes open connections and holds new ones silent until `restore` (or `cut`).
     pub fn stall(&self) {
         self.state.send_modify(|s| s.mode = Mode::Stall);
+    }
+
+    /// Every chunk waits this long before it is forwarded, each way: a distant server.
+    pub fn delay(&self, delay: Duration) {
+        self.state.send_modify(|s| s.delay = delay);
     }
 
     /// Forwards again; stalled connections resume, cut ones stay gone.
@@ -152,6 +161,10 @@ async fn pump(
             },
             _ = dropped(&mut state, epoch) => return,
         };
+        let delay = state.borrow().delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if !wait_open(&mut state, epoch).await || to.write_all(&buf[..n]).await.is_err() {
             return;
         }
