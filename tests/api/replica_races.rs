@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::harness::{random_suffix, Proxy, TestApp, TestOptions, WsClient};
+use crate::harness::{
+    await_breaker, ensure, eventually, random_suffix, Proxy, TestApp, TestOptions, WsClient,
+};
 
 /// A flush claims a document (reading whether it is dirty) and reads its content in a second
 /// round trip. Replica B flushes v1 (written on A), so the document is clean; A's own flush then
@@ -71,4 +73,69 @@ async fn a_save_landing_between_a_flushs_claim_and_its_read_still_reaches_postgr
         );
         drop(members);
     }
+}
+
+/// SPEC §6: "a JSON store that already holds the same content under a smaller stamp takes the
+/// larger stamp". PostgreSQL holds X; replica A, cut from Redis, journals W; replica B then
+/// acknowledges Z and X again (stamped after W). B's flush finds X already in PostgreSQL: left
+/// under its old stamp, A's later flush of W (stamped in between) replaced it, and PostgreSQL
+/// ended on W while every replica and Redis showed X.
+#[tokio::test]
+async fn equal_content_written_again_takes_its_newer_stamp_so_an_older_journaled_write_loses() {
+    let b = TestApp::spawn(TestOptions::new().flusher_paused()).await;
+    let cut = Proxy::start("127.0.0.1:6379".parse().unwrap());
+    let a = TestApp::spawn(
+        b.replica_options()
+            .flusher_paused()
+            .redis_url(format!("redis://{}", cut.addr))
+            .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
+            .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300),
+    )
+    .await;
+    let doc = format!("stamped-{}", random_suffix());
+    let (x, w, z) = (json!({"v": "x"}), json!({"v": "w"}), json!({"v": "z"}));
+    // Members keep both rooms open: no leave flush reorders the story.
+    let mut on_a = WsClient::connect(&a, &doc).await;
+    let mut on_b = WsClient::connect(&b, &doc).await;
+
+    on_a.update(x.clone(), "x").await;
+    a.admin().flush_now().await;
+    assert_eq!(a.pg_content(&doc).await, Some(x.clone()));
+
+    cut.cut();
+    a.admin().set_breaker("open").await;
+    let journaled = on_a.update(w.clone(), "w").await;
+    assert_eq!(journaled["stored"], "fallback", "{journaled}");
+
+    on_b.update(z.clone(), "z").await;
+    let again = on_b.update(x.clone(), "x again").await;
+    assert_eq!(again["stored"], "cache", "{again}");
+    b.admin().flush_now().await;
+    a.admin().flush_now().await;
+
+    assert_eq!(
+        a.pg_content(&doc).await,
+        Some(x.clone()),
+        "PostgreSQL went back to the journaled W"
+    );
+
+    // Redis returns to A: W is older than X everywhere, and everyone agrees on X.
+    cut.restore();
+    a.admin().set_breaker("auto").await;
+    await_breaker(&a, "closed").await;
+    eventually(
+        Duration::from_secs(20),
+        "replicas, Redis and PostgreSQL on X",
+        async || {
+            for (name, app) in [("a", &a), ("b", &b)] {
+                let view = app.get_doc(&doc).await.body["content"].clone();
+                ensure!(view == x, "replica {name} shows {view}");
+            }
+            a.admin().flush_now().await;
+            let pg = b.pg_content(&doc).await;
+            ensure!(pg.as_ref() == Some(&x), "postgres holds {pg:?}");
+            Ok(())
+        },
+    )
+    .await;
 }
