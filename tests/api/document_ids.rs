@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use yrs::encoding::read::Cursor;
 use yrs::sync::protocol::MessageReader;
@@ -13,6 +12,7 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{Doc, GetString, StateVector, Text, Transact, Update};
 
+use crate::harness::tokens;
 use crate::harness::{eventually, raw_request, Frame, TestApp, TestOptions, WsClient};
 
 const UPGRADE: [(&str, &str); 4] = [
@@ -264,14 +264,7 @@ async fn refused_ids_get_400_saying_what_an_id_may_be_on_every_route() {
 const SECRET: &str = "document-ids-test-secret";
 
 fn token(docs: &[&str]) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let claims = json!({"docs": docs, "scope": "rw", "exp": exp});
-    let key = EncodingKey::from_secret(SECRET.as_bytes());
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("sign")
+    tokens::token(SECRET, docs, "rw", None)
 }
 
 #[tokio::test]

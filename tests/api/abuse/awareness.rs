@@ -1,9 +1,8 @@
 //! Item 10: awareness per connection is bounded, read-only connections included.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::sync::Message;
@@ -11,24 +10,14 @@ use yrs::updates::encoder::Encode;
 use yrs::ClientID;
 
 use super::{close_code, decode, rss_kib, WITHIN};
+use crate::harness::tokens;
 use crate::harness::{ensure, eventually, Frame, TestApp, TestOptions, WsClient};
 
 const SECRET: &str = "abuse-test-secret";
 
 /// A token for `doc` with `scope` ("rw" / "ro"), valid for an hour.
 fn token(doc: &str, scope: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let claims = json!({"docs": [doc], "scope": scope, "exp": exp, "sub": "abuse"});
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign the token")
+    tokens::token(SECRET, &[doc], scope, Some("abuse"))
 }
 
 /// An awareness frame announcing `state` for every id in `clients`.

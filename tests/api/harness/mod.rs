@@ -38,6 +38,7 @@ pub mod redis_server;
 pub mod sha256;
 pub mod storage;
 pub mod tls_stores;
+pub mod tokens;
 pub mod traffic;
 pub mod ws;
 pub mod yclient;

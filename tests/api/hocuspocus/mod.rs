@@ -11,34 +11,22 @@ mod relay;
 mod sync_status;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use docroom_actors::protocol::hocuspocus::{decode, Auth, Frame};
-use jsonwebtoken::{EncodingKey, Header};
-use serde_json::json;
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact, Update};
 
+use crate::harness::tokens;
 use crate::harness::{Frame as WsFrame, TestApp, WsClient};
 
 const SECRET: &str = "hocuspocus-test-secret";
 
 /// A token for `docs` with `scope` ("rw" or "ro"), valid for an hour.
 fn token(docs: &[&str], scope: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let claims = json!({"docs": docs, "scope": scope, "exp": exp});
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign the token")
+    tokens::token(SECRET, docs, scope, None)
 }
 
 /// What a provider does, frame by frame: a yrs document per document name, step 1 answered,

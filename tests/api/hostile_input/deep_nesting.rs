@@ -3,16 +3,16 @@
 //! from a read-only client overflowed the stack and aborted the process, and one stored document
 //! aborted it on every read. Each story runs against the built binary: an abort is the failure.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use docroom_actors::doc::sha256_hex;
 use docroom_actors::protocol::hocuspocus::Frame as HpFrame;
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, Map, MapPrelim, ReadTxn, StateVector, Transact};
 
+use crate::harness::tokens;
 use crate::harness::yclient::YClient;
 use crate::harness::{random_suffix, TestApp, TestOptions, WsClient};
 use crate::hocuspocus::HpClient;
@@ -20,14 +20,7 @@ use crate::hocuspocus::HpClient;
 const SECRET: &str = "deep-nesting-secret";
 
 fn token(doc: &str, scope: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let claims = json!({"docs": [doc], "scope": scope, "exp": exp, "sub": "prober"});
-    let key = EncodingKey::from_secret(SECRET.as_bytes());
-    jsonwebtoken::encode(&Header::default(), &claims, &key).expect("sign the token")
+    tokens::token(SECRET, &[doc], scope, Some("prober"))
 }
 
 /// A v1 update putting into root array `a` one value that is an array nested `levels` deep:

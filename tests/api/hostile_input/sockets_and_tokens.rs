@@ -2,15 +2,15 @@
 //! scheme in another case, an empty secret, a 10 KB `sub`, a dashboard framed by another site.
 //! Each is refused or bounded on its own, and the service goes on.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use docroom_actors::protocol::hocuspocus::{Auth, Frame};
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
 use super::assert_still_serves;
 use crate::harness::app::ADMIN_TOKEN;
 use crate::harness::child::run_to_exit;
+use crate::harness::tokens;
 use crate::harness::{eventually, random_suffix, TestApp, TestOptions, WsClient};
 use crate::hocuspocus::{is_auth, HpClient};
 
@@ -18,18 +18,7 @@ const SECRET: &str = "sockets-and-tokens-secret";
 
 /// A read-write token for `doc` with `sub`, valid for an hour.
 fn token(doc: &str, sub: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let claims = json!({"docs": [doc], "scope": "rw", "exp": exp, "sub": sub});
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign the token")
+    tokens::token(SECRET, &[doc], "rw", Some(sub))
 }
 
 /// Takes `client`'s frames until its copy of `doc` reads `expected`.
