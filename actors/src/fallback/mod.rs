@@ -15,6 +15,8 @@
 //! PostgreSQL committed it is synced, and the journal is replayed into the map at start. All
 //! writes go through one writer thread, which keeps the map and the journal in the same order,
 //! batches concurrent puts into one sync, and keeps blocking file IO off the async runtime.
+//! [`Fallback::put_all`] hands it many versions as one put, so a spill of thousands of
+//! documents costs one sync, not one each.
 //! File IO goes through [`JournalIo`]: [`FileIo`] for real, [`MemoryIo`] for tests without a
 //! disk, [`FaultyIo`] around either to fill the disk on command.
 //!
@@ -99,7 +101,7 @@ pub use io::{FileIo, JournalIo, ReadSeek};
 use journal::Journal;
 pub use memory_io::MemoryIo;
 pub use replay::ReplayReport;
-use writer::{Command, Reply, Shared, Writer};
+use writer::{Command, Shared, Writer};
 
 /// The journaled fallback store.
 ///
@@ -172,7 +174,27 @@ impl Fallback {
     /// nothing changed in memory and the caller must not acknowledge. If this future is dropped
     /// after sending, the put may still land, as it would in the journal.
     pub async fn put(&self, version: Version) -> Result<(), JournalError> {
-        self.request(|reply| Command::Put { version, reply }).await
+        let mut answers = self.put_all(vec![version]).await;
+        answers.pop().expect("one answer per version")
+    }
+
+    /// [`put`](Fallback::put) for many versions at once, written with one append and one sync
+    /// however many there are (with whatever else is queued): what a spill needs, where one
+    /// sync per document would hold up the journaling of the last one by their number times
+    /// the disk's sync latency.
+    ///
+    /// Answers one result per version, in order, each meaning what `put`'s does: a version the
+    /// SPEC §6 rules refuse fails alone; a failed write fails every version it held, and none
+    /// of them enters the entries. (A crash during that write can leave some of its records
+    /// whole in the journal, which replay then applies: unacknowledged puts landing, as with
+    /// `put`.)
+    pub async fn put_all(&self, versions: Vec<Version>) -> Vec<Result<(), JournalError>> {
+        let n = versions.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let answers = self.request(|reply| Command::Put { versions, reply });
+        answers.await.unwrap_or_else(|e| vec![Err(e); n])
     }
 
     /// The entry held for `doc`, if any.
@@ -196,7 +218,7 @@ impl Fallback {
     pub async fn committed(&self, done: &[(DocId, String)]) -> Result<(), JournalError> {
         let done = done.to_vec();
         self.request(|reply| Command::Committed { done, reply })
-            .await
+            .await?
     }
 
     /// Documents held.
@@ -219,12 +241,15 @@ impl Fallback {
     }
 
     /// Hands a command to the writer thread and waits for its answer.
-    async fn request(&self, command: impl FnOnce(Reply) -> Command) -> Result<(), JournalError> {
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, JournalError> {
         let (reply, answer) = oneshot::channel();
         let commands = self.inner.commands.as_ref().expect("set until drop");
         let sent = commands.send(command(reply));
         sent.map_err(|_| JournalError::WriterStopped)?;
-        answer.await.map_err(|_| JournalError::WriterStopped)?
+        answer.await.map_err(|_| JournalError::WriterStopped)
     }
 }
 

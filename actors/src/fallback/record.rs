@@ -46,6 +46,22 @@ pub(crate) fn check_hash(version: &Version) -> Result<(), JournalError> {
     }
 }
 
+/// Refuses a version whose put record cannot be framed (a replica id over 255 bytes, a payload
+/// over 4 GiB) before it is staged: written in a batch, it would fail every other version there.
+pub(crate) fn check_fits(version: &Version) -> Result<(), JournalError> {
+    let replica_fits = version
+        .stamp
+        .as_ref()
+        .is_none_or(|s| s.replica.len() <= u8::MAX as usize);
+    if replica_fits && put_len(version) - HEADER <= u64::from(u32::MAX) {
+        Ok(())
+    } else {
+        Err(JournalError::TooLarge {
+            doc: version.doc.clone(),
+        })
+    }
+}
+
 /// Appends `version` as one put record to `out` (left as it was on error).
 pub(crate) fn encode_put(version: &Version, out: &mut Vec<u8>) -> Result<(), JournalError> {
     let too_large = || JournalError::TooLarge {

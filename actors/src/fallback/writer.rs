@@ -1,6 +1,7 @@
 //! The fallback's writer thread: the only code that changes the entries or the journal, so the
-//! two change in the same order. It batches concurrent puts into one sync, applies the SPEC §6
-//! rules to each put, records commits, and compacts the journal when its trigger says so.
+//! two change in the same order. It batches whatever puts are queued (single versions and whole
+//! groups alike) into one write and one sync, applies the SPEC §6 rules to each version,
+//! records commits, and compacts the journal when its trigger says so.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,9 @@ use super::journal::Journal;
 use super::record;
 use crate::doc::{later, DocId, Kind, Version};
 
-/// Most puts written under one sync: bounds the writer's buffer without costing throughput.
+/// Versions (and commits) drained from the queue before the batch is written: bounds the
+/// writer's buffer without costing throughput. A group is never split, so one larger than this
+/// is still one write and one sync.
 const MAX_BATCH: usize = 1024;
 /// Superseded bytes a journal may hold beyond its live bytes before a put compacts it.
 pub(crate) const MIN_DEAD_BYTES: u64 = 64 * 1024;
@@ -41,11 +44,15 @@ impl Shared {
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<(), JournalError>>;
+/// A put's answer: one result per version, in the order they were put.
+pub(crate) type PutReply = oneshot::Sender<Vec<Result<(), JournalError>>>;
 
 pub(crate) enum Command {
+    /// One version (a save) or many (a spill): all of them are written with whatever else is
+    /// queued, under one sync, and answered together once it is done.
     Put {
-        version: Version,
-        reply: Reply,
+        versions: Vec<Version>,
+        reply: PutReply,
     },
     Committed {
         done: Vec<(DocId, String)>,
@@ -75,79 +82,106 @@ impl<'a> Writer<'a> {
     pub(crate) fn run(mut self, commands: &mpsc::Receiver<Command>) {
         while let Ok(first) = commands.recv() {
             let mut puts = Vec::new();
-            let queued = std::iter::once(first).chain(commands.try_iter().take(MAX_BATCH - 1));
-            for command in queued {
+            let mut drained = 0;
+            let mut next = Some(first);
+            while let Some(command) = next {
                 match command {
-                    Command::Put { version, reply } => puts.push((version, reply)),
+                    Command::Put { versions, reply } => {
+                        drained += versions.len();
+                        puts.push((versions, reply));
+                    }
                     Command::Committed { done, reply } => {
+                        drained += 1;
                         self.put_batch(std::mem::take(&mut puts));
                         let _ = reply.send(self.commit(&done));
                     }
                 }
+                next = match drained < MAX_BATCH {
+                    true => commands.try_recv().ok(),
+                    false => None,
+                };
             }
             self.put_batch(puts);
         }
         debug!("fallback journal writer stopped");
     }
 
-    fn put_batch(&mut self, puts: Vec<(Version, Reply)>) {
+    /// Writes every version of `puts` that changes an entry in one append, so under one sync,
+    /// then answers each put. No version is answered `Ok` before that sync, and a failed
+    /// append fails every version that waited on it, whichever put it came in.
+    fn put_batch(&mut self, puts: Vec<(Vec<Version>, PutReply)>) {
         // The newest version of each document this batch, not yet durable.
         let mut staged: HashMap<DocId, Version> = HashMap::new();
-        // Answered once the batch is synced: a put superseded by a staged version is only as
-        // durable as that version.
-        let mut waiting = Vec::with_capacity(puts.len());
-        for (version, reply) in puts {
-            let doc = version.doc.clone();
-            let held = match staged.get(&doc) {
-                Some(staged) => Some(staged.clone()),
-                None => self.shared.entries().get(&doc).cloned(),
-            };
-            match resolve(held, version) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-                Ok(Some(next)) => {
-                    staged.insert(doc, next);
-                    waiting.push(reply);
-                }
-                Ok(None) if staged.contains_key(&doc) => waiting.push(reply),
-                // A later version is already durable: nothing to write.
-                Ok(None) => {
-                    let _ = reply.send(Ok(()));
-                }
-            }
-        }
-        if staged.is_empty() {
-            return;
-        }
-        let written = self.write_staged(&staged);
-        self.publish_len();
-        let result = match written {
-            Ok(()) => {
-                let mut entries = self.shared.entries();
-                for (doc, version) in staged {
-                    self.live_bytes += record::put_len(&version);
-                    if let Some(old) = entries.insert(doc, version) {
-                        self.live_bytes -= record::put_len(&old);
-                    }
-                }
-                Ok(())
-            }
-            Err(error) => {
-                warn!(%error, puts = waiting.len(), "fallback journal write failed");
-                Err(error)
-            }
+        let answers: Vec<(Vec<Answer>, PutReply)> = puts
+            .into_iter()
+            .map(|(versions, reply)| {
+                let answers = versions
+                    .into_iter()
+                    .map(|version| self.stage(&mut staged, version))
+                    .collect();
+                (answers, reply)
+            })
+            .collect();
+        let wrote = !staged.is_empty();
+        let synced = match wrote {
+            true => self.write_staged(staged),
+            false => Ok(()),
         };
-        let compact = result.is_ok();
-        for reply in waiting {
-            let _ = reply.send(result.clone());
+        if let Err(error) = &synced {
+            let waiting = answers.iter().flat_map(|(a, _)| a).filter(|a| a.is_none());
+            warn!(%error, versions = waiting.count(), "fallback journal write failed");
         }
-        if compact {
+        for (answers, reply) in answers {
+            let answers = answers
+                .into_iter()
+                .map(|a| a.unwrap_or_else(|| synced.clone()));
+            let _ = reply.send(answers.collect());
+        }
+        if wrote && synced.is_ok() {
             self.compact_if_due(MIN_DEAD_BYTES);
         }
     }
 
-    fn write_staged(&mut self, staged: &HashMap<DocId, Version>) -> Result<(), JournalError> {
+    /// Applies the SPEC §6 rules to `version` against what this batch staged or the entries
+    /// hold: its answer now (refused, or nothing to write), or `None` when it waits on the
+    /// batch's sync (a version superseded by a staged one is only as durable as that one).
+    fn stage(&self, staged: &mut HashMap<DocId, Version>, version: Version) -> Answer {
+        let doc = version.doc.clone();
+        let held = match staged.get(&doc) {
+            Some(staged) => Some(staged.clone()),
+            None => self.shared.entries().get(&doc).cloned(),
+        };
+        match resolve(held, version) {
+            Err(e) => Some(Err(e)),
+            Ok(Some(next)) => match record::check_fits(&next) {
+                Err(e) => Some(Err(e)),
+                Ok(()) => {
+                    staged.insert(doc, next);
+                    None
+                }
+            },
+            Ok(None) if staged.contains_key(&doc) => None,
+            // A later version is already durable: nothing to write.
+            Ok(None) => Some(Ok(())),
+        }
+    }
+
+    /// Appends `staged` and, once that is synced, makes it the entries.
+    fn write_staged(&mut self, staged: HashMap<DocId, Version>) -> Result<(), JournalError> {
+        let written = self.append_staged(&staged);
+        self.publish_len();
+        written?;
+        let mut entries = self.shared.entries();
+        for (doc, version) in staged {
+            self.live_bytes += record::put_len(&version);
+            if let Some(old) = entries.insert(doc, version) {
+                self.live_bytes -= record::put_len(&old);
+            }
+        }
+        Ok(())
+    }
+
+    fn append_staged(&mut self, staged: &HashMap<DocId, Version>) -> Result<(), JournalError> {
         let mut buf = Vec::new();
         for version in staged.values() {
             record::encode_put(version, &mut buf)?;
@@ -226,6 +260,10 @@ impl<'a> Writer<'a> {
         self.shared.journal_bytes.store(len, Ordering::Relaxed);
     }
 }
+
+/// A version's answer once it is staged: `Some` when known at once, `None` when it is the
+/// batch's sync's.
+type Answer = Option<Result<(), JournalError>>;
 
 /// What `new` makes of the document's entry `held` (SPEC §6 "Versions"): `Some` version to
 /// write, or `None` when `held` already is, or is later than, `new`.

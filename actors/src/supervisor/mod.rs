@@ -340,17 +340,36 @@ impl Handler<Save> for CacheSupervisor {
 /// Puts `version` into the journal and records what the journal now holds for its document
 /// (the journal merges Yjs states and keeps the later JSON stamp) in the ledger.
 async fn journal(stores: &Stores, version: Version) -> Result<(), SupervisorError> {
-    let doc = version.doc.clone();
     stores
         .fallback
         .put(version.clone())
         .await
         .map_err(SupervisorError::Unwritable)?;
-    match stores.fallback.get(&doc) {
-        Some(held) if held.hash != version.hash => stores.ledger.absorbed(held, Durable::Journal),
-        _ => stores.ledger.saved(&version, Durable::Journal, None),
-    }
+    journaled(stores, &version);
     Ok(())
+}
+
+/// [`journal`] for many versions under one sync of the journal (the spills): one result per
+/// version, in order. A failed write fails them all and leaves the ledger as it was.
+async fn journal_all(stores: &Stores, versions: Vec<Version>) -> Vec<Result<(), SupervisorError>> {
+    let answers = stores.fallback.put_all(versions.clone()).await;
+    versions
+        .iter()
+        .zip(answers)
+        .map(|(version, answer)| {
+            answer.map_err(SupervisorError::Unwritable)?;
+            journaled(stores, version);
+            Ok(())
+        })
+        .collect()
+}
+
+/// The journal took `version`: the ledger learns what the journal now holds for its document.
+fn journaled(stores: &Stores, version: &Version) {
+    match stores.fallback.get(&version.doc) {
+        Some(held) if held.hash != version.hash => stores.ledger.absorbed(held, Durable::Journal),
+        _ => stores.ledger.saved(version, Durable::Journal, None),
+    }
 }
 
 impl Handler<GetBreaker> for CacheSupervisor {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{error, warn};
 
-use super::{journal, CacheSupervisor, Outcome, Stores, SupervisorError};
+use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
 use crate::ledger::Durable;
 use crate::metrics as m;
@@ -277,18 +277,19 @@ impl Handler<Committed> for CacheSupervisor {
 impl Handler<Spill> for CacheSupervisor {
     type Result = ResponseFuture<Result<(), SupervisorError>>;
 
-    /// Journals versions PostgreSQL could not take at shutdown.
+    /// Journals versions PostgreSQL could not take at shutdown, as one group (one sync).
     fn handle(&mut self, msg: Spill, _: &mut Context<Self>) -> Self::Result {
         let stores = self.stores.clone();
         Box::pin(async move {
-            let puts = msg.versions.into_iter().map(|v| journal(&stores, v));
-            for res in futures_util::future::join_all(puts).await {
-                if let Err(e) = &res {
-                    error!(error = %e, "journal write failed during shutdown");
+            let answers = journal_all(&stores, msg.versions).await;
+            let failed = answers.iter().filter(|a| a.is_err()).count();
+            match answers.into_iter().find_map(Result::err) {
+                None => Ok(()),
+                Some(e) => {
+                    error!(error = %e, failed, "journal write failed during shutdown");
+                    Err(e)
                 }
-                res?;
             }
-            Ok(())
         })
     }
 }

@@ -17,7 +17,7 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::{journal, CacheSupervisor, Outcome, Stores};
+use super::{journal_all, CacheSupervisor, Outcome, Stores};
 use crate::breaker::BreakerState;
 use crate::doc::{later, DocId, Version};
 use crate::ledger::Durable;
@@ -155,7 +155,9 @@ impl CacheSupervisor {
         );
     }
 
-    /// Redis may have lost what it held: journal every entry that is durable only there.
+    /// Redis may have lost what it held: journal every entry that is durable only there, as
+    /// one group (one sync however many there are), since a SIGKILL from the moment the breaker
+    /// has noticed must lose none of them (SPEC §1.1 ★).
     pub(super) fn spill(&mut self, ctx: &mut Context<Self>) {
         let cached: Vec<Version> = self
             .stores
@@ -174,9 +176,15 @@ impl CacheSupervisor {
         let stores = self.stores.clone();
         ctx.spawn(
             async move {
-                for v in cached {
-                    if let Err(e) = journal(&stores, v).await {
-                        warn!(error = %e, "journaling redis-only content failed");
+                let started = Instant::now();
+                let docs = cached.len();
+                let answers = journal_all(&stores, cached).await;
+                let failed = answers.iter().filter(|a| a.is_err()).count();
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                match answers.into_iter().find_map(Result::err) {
+                    None => info!(docs, elapsed_ms, "journaled what only redis held"),
+                    Some(e) => {
+                        warn!(error = %e, docs, failed, "journaling redis-only content failed")
                     }
                 }
             }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::*;
 use crate::doc::Kind;
 use crate::fallback::test_dir::TestDir;
+use crate::fallback::{FaultyIo, JournalIo, MemoryIo};
 use crate::storage::memory::{MemoryCache, MemoryStore};
 use crate::storage::Commit;
 use crate::testing::{stamped, supervisor_settings, until};
@@ -23,8 +24,17 @@ struct Rig {
 
 fn rig(name: &str) -> Rig {
     let dir = TestDir::new(name);
-    let cache = MemoryCache::default();
     let fallback = Fallback::open(&dir.0).unwrap();
+    rig_with(dir, fallback)
+}
+
+/// A rig whose journal is `io` (in memory, or a disk that fills up on command).
+fn rig_on(name: &str, io: impl JournalIo) -> Rig {
+    rig_with(TestDir::new(name), Fallback::open_with(io).unwrap())
+}
+
+fn rig_with(dir: TestDir, fallback: Fallback) -> Rig {
+    let cache = MemoryCache::default();
     let ledger = Ledger::default();
     let stores = Stores {
         cache: Arc::new(cache.clone()),
@@ -115,6 +125,65 @@ async fn a_failing_health_check_journals_what_only_redis_held() {
             .is_some_and(|e| e.durable == Durable::Journal)
     })
     .await;
+}
+
+/// Redis turns suspect with thousands of idle documents only it holds: the spill hands them to
+/// the journal as one group, so the ★ window (SPEC §1.1) does not grow with their number times
+/// the disk's sync latency.
+#[actix::test]
+async fn a_spill_of_two_thousand_cached_documents_costs_the_journal_one_sync() {
+    let disk = MemoryIo::new();
+    let rig = rig_on("spill-group", disk.clone());
+    let cached = many(2_000);
+    for v in &cached {
+        assert_eq!(save(&rig, v).await, Stored::Cache);
+    }
+    let before = disk.syncs();
+
+    rig.cache.faults.fail(true);
+
+    until("every cached document journaled", || {
+        rig.ledger.count(Durable::Journal) == cached.len()
+    })
+    .await;
+    assert_eq!(disk.syncs() - before, 1, "syncs the spill cost");
+    assert_eq!(rig.fallback.len(), cached.len());
+}
+
+#[actix::test]
+async fn the_shutdown_spill_journals_two_thousand_documents_under_one_sync() {
+    let disk = MemoryIo::new();
+    let rig = rig_on("shutdown-spill-group", disk.clone());
+    let versions = many(2_000);
+    let before = disk.syncs();
+
+    let spilled = rig.supervisor.send(Spill { versions }).await.unwrap();
+
+    assert!(spilled.is_ok(), "{spilled:?}");
+    assert_eq!(disk.syncs() - before, 1, "syncs the spill cost");
+    assert_eq!(rig.fallback.len(), 2_000);
+    assert_eq!(rig.ledger.count(Durable::Journal), 2_000);
+}
+
+#[actix::test]
+async fn a_shutdown_spill_onto_a_full_disk_fails_and_marks_nothing_journaled() {
+    let (io, faults) = FaultyIo::new(MemoryIo::new());
+    let rig = rig_on("shutdown-spill-full", io);
+    faults.fill_disk();
+
+    let spilled = rig.supervisor.send(Spill { versions: many(50) }).await;
+
+    assert!(matches!(spilled, Ok(Err(SupervisorError::Unwritable(_)))));
+    assert_eq!(faults.refused(), 1, "one write for the whole spill");
+    assert!(rig.fallback.is_empty());
+    assert_eq!(rig.ledger.count(Durable::Journal), 0);
+}
+
+/// `n` JSON documents, one version each.
+fn many(n: usize) -> Vec<Version> {
+    (0..n)
+        .map(|i| stamped(&format!("doc-{i}"), &i.to_string(), 1))
+        .collect()
 }
 
 #[actix::test]

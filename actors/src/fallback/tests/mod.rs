@@ -2,6 +2,7 @@
 //! be filled on command).
 
 mod disk;
+mod groups;
 mod puts;
 mod replay;
 
