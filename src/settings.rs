@@ -146,7 +146,20 @@ pub struct LimitSettings {
     pub hocuspocus_documents_per_socket: usize,
 }
 
+/// Room for the envelope around a whole Yjs state in one frame: on `/hocuspocus` the document
+/// name (a length and at most 255 bytes), then the message type, the sync step and the state's
+/// length (varints), on `/yjs` the last three alone.
+const YJS_FRAME_ENVELOPE_BYTES: usize = 1024;
+
 impl LimitSettings {
+    /// The frame limit of `/yjs/{id}` and `/hocuspocus` (SPEC §5): a frame may carry a whole
+    /// state (a sync step 2, a reconnecting client's offline edits), so it follows
+    /// `max_yjs_state_bytes`. A longer frame would take the document past the limit anyway.
+    pub fn yjs_frame_bytes(&self) -> usize {
+        self.max_yjs_state_bytes
+            .saturating_add(YJS_FRAME_ENVELOPE_BYTES)
+    }
+
     /// What a room's (or a rendering's) Yjs document may hold and one connection may announce.
     pub fn yjs(&self) -> YjsLimits {
         YjsLimits {

@@ -137,6 +137,7 @@ impl Application {
             shutting_down: Arc::new(AtomicBool::new(false)),
             connections: Default::default(),
             renderings,
+            refusals: core.refusals.clone(),
         };
         let listener = TcpListener::bind(&state.settings.server.listen)
             .with_context(|| format!("binding {}", state.settings.server.listen))?;

@@ -8,6 +8,7 @@ use actix::Addr;
 use docroom_actors::doc::{DocId, Kind};
 use docroom_actors::flusher::Flusher;
 use docroom_actors::ledger::Ledger;
+use docroom_actors::refusal_log::RefusalLog;
 use docroom_actors::registry::{GetRoom, NoRoom, RoomRegistry};
 use docroom_actors::room::DocRoom;
 use docroom_actors::supervisor::CacheSupervisor;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     pub connections: ConnectionCounts,
     pub renderings: RenderingTurns,
+    /// Which refused frames were logged (shared with the rooms).
+    pub refusals: RefusalLog,
 }
 
 impl AppState {

@@ -39,10 +39,6 @@ readonly SCALE_DOCROOM_ENV
 readonly W7_SECS=${BENCH_W7_SECS:-60} W2S_SECS=${BENCH_W2S_SECS:-60}
 readonly SHARE_CORES=${BENCH_SCALE_SHARE_CORES:-1}
 readonly SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-1}
-# docroom refuses a Yjs state over limits.max_yjs_state_bytes (1,000,000 by default), below
-# 1 MiB of text plus its metadata: W6 raises it (and the frame size, which must stay above it).
-readonly W6_DOCROOM_ENV=(DOCROOM__LIMITS__MAX_YJS_STATE_BYTES=16777216
-    DOCROOM__SESSION__MAX_FRAME_BYTES=33554432)
 
 SCALE_SERVERS=""
 for s in $SERVERS; do
@@ -162,11 +158,8 @@ run_scale_workloads() {
         for size in $W6_SIZES; do
             for server in $SCALE_SERVERS; do
                 start_private_redis "$server.w6-$size"
-                if [ "$server" = docroom ]; then
-                    start_replicas "$server" "$server.w6-$size" 1 "${W6_DOCROOM_ENV[@]}"
-                else
-                    start_replicas "$server" "$server.w6-$size" 1
-                fi
+                # Default settings: a Yjs document may grow to 64 MiB (SPEC §5).
+                start_replicas "$server" "$server.w6-$size" 1
                 measure_window "$server" "w6-$size" --preset w6 --seed-bytes "$size" \
                     --protocol "$PROTOCOL" "${URL_ARGS[@]}" --duration-secs "$W6_SECS" \
                     --warmup-secs "$W6_WARMUP" --doc-prefix "bc-$RUN_ID-w6-$size"

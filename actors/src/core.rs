@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::flusher::{Flusher, FlusherSettings};
 use crate::ledger::Ledger;
 use crate::log::reader::LogReader;
+use crate::refusal_log::RefusalLog;
 use crate::registry::RoomRegistry;
 use crate::room::{RoomContext, RoomLimits};
 use crate::supervisor::{CacheSupervisor, Stores, SupervisorSettings};
@@ -48,6 +49,8 @@ pub struct Core {
     pub supervisor: Addr<CacheSupervisor>,
     pub flusher: Addr<Flusher>,
     pub ledger: Ledger,
+    /// Shared by the rooms and the sessions.
+    pub refusals: RefusalLog,
     storage: StorageStart,
     _arbiters: Vec<Arbiter>,
 }
@@ -97,6 +100,7 @@ impl Core {
         let flusher = Flusher::start_in_arbiter(&flushing.handle(), move |_| {
             Flusher::new(store, fl_ledger, fl_supervisor, fl_settings)
         });
+        let refusals = RefusalLog::default();
         let room_arbiters: Vec<Arbiter> = (0..settings.room_arbiters)
             .map(|_| Arbiter::new())
             .collect();
@@ -108,6 +112,7 @@ impl Core {
             clock: Clock::new(settings.replica.as_str()),
             yjs_save_interval: settings.yjs_save_interval,
             limits: settings.limits,
+            refusals: refusals.clone(),
         };
         let handles = room_arbiters.iter().map(Arbiter::handle).collect();
         let registry = RoomRegistry::new(handles, shared).start();
@@ -119,6 +124,7 @@ impl Core {
             supervisor,
             flusher,
             ledger,
+            refusals,
             storage: start_storage,
             _arbiters: arbiters,
         }

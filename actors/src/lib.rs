@@ -23,6 +23,8 @@
 //! - [`fallback`]: the journaled fallback store.
 //! - [`breaker`]: the circuit breaker as a pure state machine; [`clock`]: the hybrid logical
 //!   clock that stamps JSON versions; [`doc`]: ids, kinds, versions, stamps, the version rule.
+//! - [`refusal_log`]: frames refused with their connection closed, counted every time and
+//!   logged once per document, so a client retrying a refused frame cannot flood the log.
 //! - [`core`]: builds the actors and wires them, in dependency order.
 
 pub mod breaker;
@@ -35,6 +37,7 @@ pub mod ledger;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod refusal_log;
 pub mod registry;
 pub mod room;
 pub mod schedule;

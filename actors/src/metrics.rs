@@ -9,6 +9,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 
 use crate::breaker::BreakerState;
 use crate::doc::Kind;
+use crate::refusal_log::Refusal;
 use crate::supervisor::Stored;
 
 pub const CONNECTIONS: &str = "docroom_connections";
@@ -38,6 +39,7 @@ pub const COMPACTION_DURATION: &str = "docroom_compaction_duration_seconds";
 pub const OLDEST_UNPERSISTED: &str = "docroom_oldest_unpersisted_seconds";
 pub const SAVE_DURATION: &str = "docroom_save_duration_seconds";
 pub const SAVE_WAIT: &str = "docroom_save_wait_seconds";
+pub const REFUSED_FRAMES: &str = "docroom_refused_frames_total";
 
 /// Seconds, 0.1 ms to 5 s: an ack to Redis on a quiet machine takes well under a millisecond,
 /// and one waiting on Redis retries or a busy journal should stand out.
@@ -115,6 +117,9 @@ pub fn register(flusher_base_period: Duration) {
     ] {
         counter!(name).increment(0);
     }
+    for why in Refusal::ALL {
+        counter!(REFUSED_FRAMES, "reason" => why.as_str()).increment(0);
+    }
     for (name, _) in HISTOGRAMS {
         // Registering is enough: the exporter renders an empty histogram with zero counts.
         let _ = histogram!(name);
@@ -149,6 +154,10 @@ pub fn describe() {
         "dirty documents a periodic flush left because another replica's flush had just taken them"
     );
     describe_counter!(REDIS_ERRORS, "failed redis operations");
+    describe_counter!(
+        REFUSED_FRAMES,
+        "frames refused with their connection (on /hocuspocus, their document) closed, by reason: frame_size, state_limit, nesting_limit, awareness_limit, malformed"
+    );
     describe_counter!(POSTGRES_ERRORS, "failed postgres writes");
     describe_histogram!(
         SHUTDOWN_DRAIN,

@@ -23,6 +23,8 @@ use docroom_actors::protocol::hocuspocus::{outgoing, Action, Connection, Connect
 use docroom_actors::room::Outbound;
 use tracing::{debug, info, warn};
 
+use super::frame_gate::Verdict;
+use super::frame_limit::FrameLimit;
 use crate::auth;
 use crate::error::ApiError;
 use crate::hocuspocus::{admit, FromRoom, Membership};
@@ -41,7 +43,8 @@ pub fn start(
         .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))?;
     let s = &state.settings.session;
     let l = &state.settings.limits;
-    let session = HocuspocusSession {
+    let frame_limit = FrameLimit::yjs(l);
+    let session = |gate| HocuspocusSession {
         connection: Connection::new(ConnectionLimits {
             max_held_bytes: l.hocuspocus_held_bytes,
             max_held_messages: l.hocuspocus_held_messages,
@@ -55,8 +58,10 @@ pub fn start(
         last_seen: Instant::now(),
         heartbeat: Duration::from_millis(s.heartbeat_interval_ms),
         timeout: Duration::from_millis(s.client_timeout_ms),
+        gate,
+        frame_limit,
     };
-    super::upgrade(session, req, stream, s.max_frame_bytes)
+    super::upgrade(session, req, stream, frame_limit.bytes)
 }
 
 pub struct HocuspocusSession {
@@ -71,11 +76,22 @@ pub struct HocuspocusSession {
     last_seen: Instant,
     heartbeat: Duration,
     timeout: Duration,
+    /// Set when the socket's input ended at a frame over `frame_limit`.
+    gate: Verdict,
+    frame_limit: FrameLimit,
 }
 
 type Ctx = ws::WebsocketContext<HocuspocusSession>;
 
 impl HocuspocusSession {
+    /// A frame over the limit closes the whole socket: which document it was for is in the
+    /// part of it never read.
+    fn frame_too_large(&self, declared: Option<u64>, ctx: &mut Ctx) {
+        let refusals = &self.state.refusals;
+        self.frame_limit.refused(refusals, "/hocuspocus", declared);
+        self.close(ctx, CLOSE_TOO_BIG, "frame too large");
+    }
+
     fn close(&self, ctx: &mut Ctx, code: u16, reason: &str) {
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::from(code),
@@ -323,11 +339,21 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for HocuspocusSession
                 ctx.close(reason);
                 ctx.stop();
             }
-            Err(ws::ProtocolError::Overflow) => self.close(ctx, CLOSE_TOO_BIG, "frame too large"),
+            Err(ws::ProtocolError::Overflow) => self.frame_too_large(None, ctx),
             Err(e) => {
                 debug!(error = %e, "websocket protocol error");
                 self.close(ctx, 1002, "protocol error");
             }
+        }
+    }
+
+    /// The input ended: the provider went away, or the frame gate stopped it at a frame over
+    /// the limit (every frame before it was handled).
+    fn finished(&mut self, ctx: &mut Ctx) {
+        let _span = self.span.clone().entered();
+        match self.gate.refused() {
+            Some(declared) => self.frame_too_large(Some(declared), ctx),
+            None => ctx.stop(),
         }
     }
 }

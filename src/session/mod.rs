@@ -7,6 +7,8 @@
 //! the client alive with a WebSocket Ping every `heartbeat_interval_ms` and closes the
 //! connection after `client_timeout_ms` without a frame.
 
+mod frame_gate;
+mod frame_limit;
 pub mod hocuspocus;
 
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use docroom_actors::doc::{DocId, Kind};
+use docroom_actors::refusal_log::RefusalLog;
 use docroom_actors::registry::{GetRoom, NoRoom, RoomRegistry};
 use docroom_actors::room::{
     Backlog, DocRoom, Join, Leave, MemberId, Outbound, RoomError, Update, YjsFrame,
@@ -26,6 +29,8 @@ use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::state::AppState;
 use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
+use frame_gate::{FrameGate, Verdict};
+use frame_limit::FrameLimit;
 
 /// Starts a session for `doc` if the request is a valid upgrade and the document has a room
 /// (503 when the server is at its room limit).
@@ -47,7 +52,11 @@ pub async fn start(
     let s = &state.settings.session;
     let member = MemberId::next();
     let span = tracing::info_span!("session", doc = %doc, member = member.get());
-    let session = Session {
+    let frame_limit = match kind {
+        Kind::Json => FrameLimit::json(s.max_frame_bytes),
+        Kind::Yjs => FrameLimit::yjs(&state.settings.limits),
+    };
+    let session = |gate| Session {
         doc,
         kind,
         member,
@@ -68,13 +77,18 @@ pub async fn start(
         last_seen: Instant::now(),
         heartbeat: Duration::from_millis(s.heartbeat_interval_ms),
         timeout: Duration::from_millis(s.client_timeout_ms),
+        gate,
+        frame_limit,
+        refusals: state.refusals.clone(),
     };
-    upgrade(session, req, stream, s.max_frame_bytes)
+    upgrade(session, req, stream, frame_limit.bytes)
 }
 
-/// Upgrades the request to a WebSocket driven by `actor`, frames up to `frame_size` bytes.
+/// Upgrades the request to a WebSocket driven by the actor `make` builds, frames up to
+/// `frame_size` bytes: a longer one ends the connection's input at its header (see
+/// [`FrameGate`]), and `make` gets the [`Verdict`] that says so.
 fn upgrade<A>(
-    actor: A,
+    make: impl FnOnce(Verdict) -> A,
     req: &HttpRequest,
     stream: actix_web::web::Payload,
     frame_size: usize,
@@ -83,7 +97,8 @@ where
     A: Actor<Context = ws::WebsocketContext<A>>
         + StreamHandler<Result<ws::Message, ws::ProtocolError>>,
 {
-    ws::WsResponseBuilder::new(actor, req, stream)
+    let (input, verdict) = FrameGate::new(stream, frame_size);
+    ws::WsResponseBuilder::new(make(verdict), req, input)
         .frame_size(frame_size)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))
@@ -109,9 +124,19 @@ pub struct Session {
     last_seen: Instant,
     heartbeat: Duration,
     timeout: Duration,
+    /// Set when the connection's input ended at a frame over `frame_limit`.
+    gate: Verdict,
+    frame_limit: FrameLimit,
+    refusals: RefusalLog,
 }
 
 impl Session {
+    fn frame_too_large(&self, declared: Option<u64>, ctx: &mut ws::WebsocketContext<Self>) {
+        self.frame_limit
+            .refused(&self.refusals, self.doc.as_str(), declared);
+        self.close(ctx, ws::CloseCode::Size, "frame too large");
+    }
+
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: ws::CloseCode, reason: &str) {
         ctx.close(Some(ws::CloseReason {
             code,
@@ -347,13 +372,21 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 ctx.close(reason);
                 ctx.stop();
             }
-            Err(ws::ProtocolError::Overflow) => {
-                self.close(ctx, ws::CloseCode::Size, "frame too large")
-            }
+            Err(ws::ProtocolError::Overflow) => self.frame_too_large(None, ctx),
             Err(e) => {
                 debug!(doc = %self.doc, error = %e, "websocket protocol error");
                 self.close(ctx, ws::CloseCode::Protocol, "protocol error");
             }
+        }
+    }
+
+    /// The input ended: the client went away, or the frame gate stopped it at a frame over the
+    /// limit (every frame before it was handled).
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
+        match self.gate.refused() {
+            Some(declared) => self.frame_too_large(Some(declared), ctx),
+            None => ctx.stop(),
         }
     }
 }

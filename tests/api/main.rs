@@ -25,6 +25,7 @@ mod flushing;
 mod hocuspocus;
 mod hostile_input;
 mod import_hocuspocus;
+mod large_documents;
 mod leaving;
 mod long_database_outage;
 mod metrics_and_tokens;

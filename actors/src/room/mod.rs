@@ -29,6 +29,7 @@ use crate::ledger::Ledger;
 use crate::log::reader::LogReader;
 use crate::metrics as m;
 use crate::protocol::json;
+use crate::refusal_log::RefusalLog;
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
 mod json_side;
@@ -139,6 +140,8 @@ pub struct RoomContext {
     pub clock: Clock,
     pub yjs_save_interval: Duration,
     pub limits: RoomLimits,
+    /// Which refusals were logged (shared with the sessions, which refuse oversized frames).
+    pub refusals: RefusalLog,
 }
 
 struct Waiter {

@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::oneshot;
-use tracing::warn;
+use tracing::{debug, warn};
 use yrs::ClientID;
 
 use super::save_queue::SaveBudget;
 use super::{DocRoom, MemberId, Outbound};
 use crate::doc::{DocId, Kind, Version};
 use crate::protocol::yjs::{Sender, YjsDoc, YjsError};
+use crate::refusal_log::Refusal;
 
 /// A binary y-protocols frame from a member.
 #[derive(Message)]
@@ -246,11 +247,7 @@ impl Handler<YjsFrame> for DocRoom {
         };
         let mut handled = match y.doc.handle_from(&msg.data, sender) {
             Ok(h) => h,
-            Err(e) => {
-                warn!(doc = %self.doc, error = %e, "yjs frame refused, closing that connection");
-                let (code, reason) = close_for(&e);
-                return self.close_member(msg.from, code, reason);
-            }
+            Err(e) => return self.refuse(msg.from, &e),
         };
         // Ids it announced gone stay counted against its limit (see `YjsLimits`).
         owned.extend(std::mem::take(&mut handled.added_clients));
@@ -274,15 +271,26 @@ impl Handler<YjsFrame> for DocRoom {
             self.broadcast_binary(Some(msg.from), frame.into());
         }
         if let Some(e) = handled.error {
-            warn!(doc = %self.doc, error = %e, "yjs update refused, closing that connection");
-            let (code, reason) = close_for(&e);
-            self.close_member(msg.from, code, reason);
+            self.refuse(msg.from, &e);
         }
         self.drop_lagging(ctx);
     }
 }
 
 impl DocRoom {
+    /// Closes the connection of a member whose frame was refused. Counted every time, logged
+    /// once per document and reason ([`RefusalLog`](crate::refusal_log::RefusalLog)): the
+    /// member's provider reconnects and sends the same frame again.
+    fn refuse(&self, member: MemberId, e: &YjsError) {
+        let (code, reason, why) = close_for(e);
+        if self.shared.refusals.note(self.doc.as_str(), why) {
+            warn!(doc = %self.doc, error = %e, "yjs frame refused, closing that connection; repeats are counted, not logged");
+        } else {
+            debug!(doc = %self.doc, error = %e, "yjs frame refused again, closing that connection");
+        }
+        self.close_member(member, code, reason);
+    }
+
     /// Refuses one member's connection; the session closes it and then leaves.
     fn close_member(&self, id: MemberId, code: u16, reason: &'static str) {
         if let Some(member) = self.members.get(&id) {
@@ -291,14 +299,14 @@ impl DocRoom {
     }
 }
 
-/// The close code and reason for a refused frame.
-fn close_for(e: &YjsError) -> (u16, &'static str) {
+/// The close code and reason for a refused frame, and what it counts as.
+fn close_for(e: &YjsError) -> (u16, &'static str, Refusal) {
     match e {
-        YjsError::AwarenessLimit(_) => (1008, "awareness limit exceeded"),
-        YjsError::StateLimit(_) => (1009, "document state limit reached"),
-        YjsError::TooDeep(_) => (1009, "nesting limit reached"),
+        YjsError::AwarenessLimit(_) => (1008, "awareness limit exceeded", Refusal::AwarenessLimit),
+        YjsError::StateLimit(_) => (1009, "document state limit reached", Refusal::StateLimit),
+        YjsError::TooDeep(_) => (1009, "nesting limit reached", Refusal::NestingLimit),
         YjsError::Malformed(_) | YjsError::BadUpdate(_) | YjsError::BadState(_) => {
-            (1007, "malformed yjs message")
+            (1007, "malformed yjs message", Refusal::Malformed)
         }
     }
 }

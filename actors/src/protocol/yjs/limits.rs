@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 
 use yrs::sync::{Message, SyncMessage};
-use yrs::ClientID;
+use yrs::updates::decoder::Decode;
+use yrs::{ClientID, ReadTxn, Transact, Update};
 
 use super::{YjsDoc, YjsError};
 
@@ -129,8 +130,19 @@ impl YjsDoc {
     /// Refuses the frame's document updates if they would grow the state beyond the limit.
     /// `state_bytes` is an estimate that only ever over-counts (each applied update adds its
     /// full length); only when it says "too big" is the real merged size computed, so the
-    /// costly check runs near the limit alone.
-    pub(super) fn check_growth(&mut self, messages: &[Message]) -> Result<(), YjsError> {
+    /// costly check runs near the limit alone. A frame refused by it is remembered
+    /// ([`RefusedFrames`](super::refused::RefusedFrames)): sent again, it is refused by
+    /// [`refused_before`](Self::refused_before) without merging.
+    ///
+    /// An update's own length is no ground to refuse it, even when it alone is more than the
+    /// room left: a reconnecting client's sync step 2 repeats what the document holds (its
+    /// whole delete set, content the document got from another client), so it may add far less
+    /// than its length, or nothing.
+    pub(super) fn check_growth(
+        &mut self,
+        frame: &[u8],
+        messages: &[Message],
+    ) -> Result<(), YjsError> {
         let max = self.limits.max_state_bytes;
         let updates: Vec<&[u8]> = messages
             .iter()
@@ -148,17 +160,54 @@ impl YjsDoc {
         // A reconnecting client's step 2 repeats most of the document: what counts is the
         // size of the merge, not of the update.
         let state = self.encode_state();
-        let merged = yrs::merge_updates_v1(std::iter::once(state.as_slice()).chain(updates))
-            .map_err(|e| YjsError::BadUpdate(e.to_string()))?;
+        let merged =
+            yrs::merge_updates_v1(std::iter::once(state.as_slice()).chain(updates.iter().copied()))
+                .map_err(|e| YjsError::BadUpdate(e.to_string()))?;
         if merged.len() > max.max(state.len()) {
-            return Err(YjsError::StateLimit(format!(
-                "the document would grow to {} bytes (at most {max})",
+            let why = format!(
+                "the document would grow from {} to {} bytes, over limits.max_yjs_state_bytes ({max})",
+                state.len(),
                 merged.len()
-            )));
+            );
+            // The estimate is exact again: updates that fit need no merge until it is off by
+            // their lengths.
+            self.state_bytes = state.len();
+            let clocks = self.clocks_of(&updates);
+            self.refused.remember(frame, clocks, &why);
+            return Err(YjsError::StateLimit(why));
         }
         // The merge is the new estimate once applied; the estimate counts the updates again.
         self.state_bytes = merged.len().saturating_sub(growth);
         Ok(())
+    }
+
+    /// Refuses a frame refused for the state limit before, if nothing since could have made
+    /// room for it. Costs at most a hash of the frame.
+    pub(super) fn refused_before(&self, frame: &[u8]) -> Result<(), YjsError> {
+        let doc = self.awareness.doc();
+        let clock = |client| doc.transact().state_vector().get(&client);
+        match self.refused.refused(frame, clock) {
+            Some(why) => Err(YjsError::StateLimit(format!("{why} (sent again)"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The document's clock for every client whose blocks `updates` carry. An update that does
+    /// not decode carries nothing to note (the merge would have refused it).
+    fn clocks_of(&self, updates: &[&[u8]]) -> Vec<(ClientID, u32)> {
+        let sv = self.awareness.doc().transact().state_vector();
+        let mut clocks: Vec<(ClientID, u32)> = Vec::new();
+        for raw in updates {
+            let Ok(Ok(update)) = super::guarded(|| Update::decode_v1(raw)) else {
+                continue;
+            };
+            for (client, _) in update.state_vector().iter() {
+                if !clocks.iter().any(|(c, _)| c == client) {
+                    clocks.push((*client, sv.get(client)));
+                }
+            }
+        }
+        clocks
     }
 }
 

@@ -19,11 +19,13 @@ mod guard;
 mod limits;
 mod nesting;
 mod novelty;
+mod refused;
 mod render;
 pub use depth::decodable;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH, DEPTH_CEILING};
 use nesting::{Admit, Nesting};
+use refused::RefusedFrames;
 
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {
@@ -93,6 +95,8 @@ pub struct YjsDoc {
     state_bytes: usize,
     /// The level of every block, so an update's nesting is known before yrs decodes it.
     nesting: Nesting,
+    /// Frames refused for the state limit, refused again for the cost of hashing them.
+    refused: RefusedFrames,
 }
 
 impl YjsDoc {
@@ -102,6 +106,7 @@ impl YjsDoc {
             limits: YjsLimits::unlimited(),
             state_bytes: 0,
             nesting: Nesting::default(),
+            refused: RefusedFrames::default(),
         }
     }
 
@@ -156,18 +161,22 @@ impl YjsDoc {
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(YjsError::BadState)?;
         let doc = self.awareness.doc();
-        let added = guarded(|| {
+        let (added, deleted) = guarded(|| {
             let mut txn = doc.transact_mut();
             txn.apply_update(update)?;
             let added = novelty::txn_added(&txn);
             let changed = added || txn.has_missing_updates();
-            Ok::<_, yrs::error::UpdateError>(changed.then(|| match added && diff {
+            let frame = changed.then(|| match added && diff {
                 true => txn.encode_update_v1(),
                 false => Vec::new(),
-            }))
+            });
+            Ok::<_, yrs::error::UpdateError>((frame, !txn.delete_set().is_empty()))
         })
         .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(YjsError::BadState)?;
+        if deleted {
+            self.refused.forget();
+        }
         self.nesting.commit(plan);
         let Some(added) = added else {
             return Ok(None);
@@ -185,14 +194,19 @@ impl YjsDoc {
     /// update is held pending its dependencies). Costs the update, not the document.
     fn apply(&mut self, update: Update) -> Result<bool, String> {
         let doc = self.awareness.doc();
-        guarded(|| {
+        let (changed, deleted) = guarded(|| {
             let mut txn = doc.transact_mut();
             txn.apply_update(update)?;
             // An update waiting for its dependencies counts: its bytes must be saved now, the
             // update that completes it may not carry them.
-            Ok::<_, yrs::error::UpdateError>(novelty::txn_added(&txn) || txn.has_missing_updates())
+            let changed = novelty::txn_added(&txn) || txn.has_missing_updates();
+            Ok::<_, yrs::error::UpdateError>((changed, !txn.delete_set().is_empty()))
         })
-        .and_then(|r| r.map_err(|e| e.to_string()))
+        .and_then(|r| r.map_err(|e| e.to_string()))?;
+        if deleted {
+            self.refused.forget();
+        }
+        Ok(changed)
     }
 
     /// The whole document as one v1 update: what is cached, journaled and persisted.
@@ -231,6 +245,9 @@ impl YjsDoc {
     /// checked whole, limits included, before anything is applied; a bad frame changes
     /// nothing. Without `may_write`, document updates are dropped.
     pub fn handle_from(&mut self, frame: &[u8], sender: Sender<'_>) -> Result<Handled, YjsError> {
+        if sender.may_write {
+            self.refused_before(frame)?;
+        }
         guard_counts(frame).map_err(YjsError::Malformed)?;
         let messages = guarded(|| {
             let mut decoder = DecoderV1::new(Cursor::new(frame));
@@ -247,7 +264,7 @@ impl YjsDoc {
         // them): read-only senders' updates too, since their decoding would recurse as deep.
         let plan = self.plan_frame(&messages, sender.may_write)?;
         if sender.may_write {
-            self.check_growth(&messages)?;
+            self.check_growth(frame, &messages)?;
         }
         let checked = messages
             .into_iter()
@@ -428,3 +445,5 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 mod absorb_tests;
 #[cfg(test)]
 mod depth_tests;
+#[cfg(test)]
+mod refused_tests;
