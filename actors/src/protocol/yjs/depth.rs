@@ -2,7 +2,7 @@
 //! [`nesting`](super::nesting) before anything decodes it, and a document stored deeper than
 //! the bound is served but not rendered.
 
-use yrs::sync::{Message, SyncMessage};
+use yrs::sync::Message;
 
 use super::nesting::{self, Admit, Nesting, Refused};
 use super::{YjsDoc, YjsError, DEPTH_CEILING};
@@ -53,15 +53,7 @@ impl YjsDoc {
         messages: &[Message],
         may_write: bool,
     ) -> Result<Option<nesting::Plan>, YjsError> {
-        let updates: Vec<&[u8]> = messages
-            .iter()
-            .filter_map(|m| match m {
-                Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) => {
-                    Some(u.as_slice())
-                }
-                _ => None,
-            })
-            .collect();
+        let updates = super::document_updates(messages);
         if updates.is_empty() {
             return Ok(None);
         }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use yrs::sync::{Message, SyncMessage};
+use yrs::sync::Message;
 use yrs::updates::decoder::Decode;
 use yrs::{ClientID, ReadTxn, Transact, Update};
 
@@ -144,15 +144,7 @@ impl YjsDoc {
         messages: &[Message],
     ) -> Result<(), YjsError> {
         let max = self.limits.max_state_bytes;
-        let updates: Vec<&[u8]> = messages
-            .iter()
-            .filter_map(|m| match m {
-                Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) => {
-                    Some(u.as_slice())
-                }
-                _ => None,
-            })
-            .collect();
+        let updates = super::document_updates(messages);
         let growth: usize = updates.iter().map(|u| u.len()).sum();
         if growth == 0 || self.state_bytes.saturating_add(growth) <= max {
             return Ok(());
@@ -216,6 +208,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
     use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+    use yrs::sync::SyncMessage;
     use yrs::updates::encoder::Encode;
     use yrs::{Doc, Text, Transact};
 

@@ -7,13 +7,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use yrs::encoding::read::Cursor;
 use yrs::encoding::write::Write;
-use yrs::sync::awareness::AwarenessUpdate;
 use yrs::sync::protocol::{MessageReader, MSG_SYNC, MSG_SYNC_UPDATE};
 use yrs::sync::{Awareness, Message, SyncMessage};
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 
+mod checked;
 mod depth;
 mod guard;
 mod limits;
@@ -21,6 +21,7 @@ mod nesting;
 mod novelty;
 mod refused;
 mod render;
+use checked::{check, Checked};
 pub use depth::decodable;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH, DEPTH_CEILING};
@@ -71,21 +72,6 @@ pub struct Handled {
     pub added_clients: Vec<ClientID>,
     /// Set when a message failed after earlier ones in the frame were applied.
     pub error: Option<YjsError>,
-}
-
-/// A message decoded and checked, ready to apply: every update of a frame is decoded before any
-/// is applied, so a bad message cannot leave a frame half-applied.
-enum Checked {
-    Step1(StateVector),
-    Update {
-        raw: Vec<u8>,
-        update: Update,
-    },
-    /// A read-only sender's update: never applied, only compared with the document.
-    ReadOnly(Update),
-    Awareness(AwarenessUpdate),
-    Query,
-    Ignored,
 }
 
 pub struct YjsDoc {
@@ -375,50 +361,21 @@ impl YjsDoc {
     }
 }
 
-/// Decodes and validates one message without touching the document.
-fn check(message: Message, may_write: bool) -> Result<Checked, YjsError> {
-    Ok(match message {
-        Message::Sync(SyncMessage::SyncStep1(sv)) => Checked::Step1(sv),
-        Message::Sync(SyncMessage::SyncStep2(raw) | SyncMessage::Update(raw)) => {
-            let update =
-                guarded(|| Update::decode_v1(&raw)).and_then(|r| r.map_err(|e| e.to_string()));
-            if !may_write {
-                // Dropped either way; decoded only to tell whether it would have changed
-                // anything, and one that does not decode is simply dropped, as before.
-                return Ok(match update {
-                    Ok(update) if !update.is_empty() => Checked::ReadOnly(update),
-                    _ => Checked::Ignored,
-                });
-            }
-            let update = update.map_err(YjsError::BadUpdate)?;
-            // A client's first step 2 is usually empty: nothing to apply, relay or save.
-            if update.is_empty() {
-                Checked::Ignored
-            } else {
-                Checked::Update { raw, update }
-            }
-        }
-        Message::Awareness(update) => {
-            // Peers JSON.parse every state they are sent: one that is not JSON would break
-            // every other client's provider, so it is refused here.
-            for entry in update.clients.values() {
-                if serde_json::from_str::<serde::de::IgnoredAny>(&entry.json).is_err() {
-                    return Err(YjsError::Malformed("awareness state is not JSON".into()));
-                }
-            }
-            Checked::Awareness(update)
-        }
-        Message::AwarenessQuery => Checked::Query,
-        // Auth and unknown (custom) messages mean nothing to this server: ignored, as the
-        // reference y-websocket server does.
-        Message::Auth(_) | Message::Custom(..) => Checked::Ignored,
-    })
-}
-
 impl Default for YjsDoc {
     fn default() -> Self {
         YjsDoc::new()
     }
+}
+
+/// The document updates a frame's messages carry (sync step 2 and update payloads).
+fn document_updates(messages: &[Message]) -> Vec<&[u8]> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) => Some(u.as_slice()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A sync `Update` message carrying `update`, as relayed to the other members.
