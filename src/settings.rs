@@ -280,6 +280,11 @@ impl Settings {
         if let Err(why) = self.sentinels() {
             return fail(&why);
         }
+        // The journal frames a stamp's replica id in one length byte: a longer id would make
+        // every stamped fallback write fail.
+        if self.server.replica_id.len() > 255 {
+            return fail("DOCROOM_REPLICA_ID (server.replica_id) must be at most 255 bytes");
+        }
         let depth = self.limits.max_yjs_depth;
         if depth == 0 || depth > docroom_actors::protocol::yjs::DEPTH_CEILING {
             return fail(&format!(

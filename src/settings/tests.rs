@@ -138,3 +138,13 @@ fn a_setting_of_the_wrong_type_is_an_error() {
 
     assert!(err.to_string().contains("base_period_ms"), "{err}");
 }
+
+#[test]
+fn a_replica_id_the_journal_cannot_frame_is_refused_at_start() {
+    let long = "r".repeat(256);
+    let err = Settings::load_from(None, vars(&[("DOCROOM_REPLICA_ID", &long)]))
+        .expect_err("must not load");
+    assert!(err.to_string().contains("DOCROOM_REPLICA_ID"), "{err}");
+    let longest = "r".repeat(255);
+    Settings::load_from(None, vars(&[("DOCROOM_REPLICA_ID", &longest)])).expect("255 bytes load");
+}
