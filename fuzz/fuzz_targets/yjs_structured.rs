@@ -29,7 +29,7 @@ use libfuzzer_sys::fuzz_target;
 /// The deepest anything may nest: shared types, values inside them, awareness JSON.
 const MAX_DEPTH: usize = 20_000;
 /// Levels one input may build in all, so that the average run stays cheap.
-const MAX_LEVELS: usize = 40_000;
+const MAX_LEVELS: usize = 20_000;
 const MAX_OPS: usize = 64;
 /// Rooms run on actix arbiters' threads and documents are rendered on actix-web's workers,
 /// all with std's default stack: an update that would overflow the server must overflow here.

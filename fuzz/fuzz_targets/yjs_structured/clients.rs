@@ -256,9 +256,8 @@ impl Clients {
         let doc = self.clients[client].doc.clone();
         let mut txn = doc.transact_mut();
         f(&mut self.budget, &mut self.clients[client], &mut txn, node);
-        let update = txn.encode_update_v1();
-        drop(txn);
-        if Update::decode_v1(&update).is_ok_and(|u| !u.is_empty()) {
+        if txn.before_state() != txn.after_state() || !txn.delete_set().is_empty() {
+            let update = txn.encode_update_v1();
             self.clients[client].unsent.push_back(update);
         }
     }
