@@ -57,18 +57,8 @@ pub async fn launch(spec: &ChildSpec<'_>, sink: &Sink, label: &str) -> (Child, S
 /// must fail; panics (killing it) if it still runs after `within`. Answers its exit status and
 /// output.
 pub fn run_to_exit(vars: &[(&str, &str)], within: Duration) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_docroom"));
-    cmd.arg("serve")
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("DOCROOM") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("NO_COLOR", "1").envs(vars.iter().copied());
+    let mut cmd = docroom_serve(&[], &std::env::temp_dir());
+    cmd.envs(vars.iter().copied());
     let mut child = cmd.spawn().expect("spawn the docroom binary");
     let deadline = Instant::now() + within;
     while child.try_wait().expect("wait for docroom").is_none() {
@@ -85,6 +75,25 @@ pub fn run_to_exit(vars: &[(&str, &str)], within: Duration) -> Output {
     child.wait_with_output().expect("read docroom's output")
 }
 
+/// `docroom ARGS serve` in `dir`, its output piped, with none of the developer's DOCROOM
+/// variables: only the test's settings reach it.
+fn docroom_serve(args: &[String], dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_docroom"));
+    cmd.args(args)
+        .arg("serve")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DOCROOM") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
 /// A port nothing listens on right now.
 fn free_port() -> SocketAddr {
     let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
@@ -92,20 +101,8 @@ fn free_port() -> SocketAddr {
 }
 
 fn spawn(spec: &ChildSpec<'_>, addr: SocketAddr, sink: &Sink, label: &str) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_docroom"));
-    cmd.args(spec.args)
-        .arg("serve")
-        .current_dir(spec.working_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // Only this test's settings: nothing leaks in from the developer's shell.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("DOCROOM") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "1");
+    let mut cmd = docroom_serve(spec.args, spec.working_dir);
+    cmd.env("RUST_BACKTRACE", "1");
     for (key, value) in spec.vars {
         cmd.env(key, value);
     }
