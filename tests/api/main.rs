@@ -27,6 +27,7 @@ mod hostile_input;
 mod import_hocuspocus;
 mod large_documents;
 mod leaving;
+mod log_points;
 mod long_database_outage;
 mod metrics_and_tokens;
 mod operator_api;

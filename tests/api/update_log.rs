@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
-use docroom_actors::log::LogPos;
+use docroom_actors::log::{Incarnation, LogMark, LogPos};
 use docroom_actors::storage::{Cache, Claimed, Commit, RedisCache, Written};
 use yrs::updates::decoder::Decode;
 use yrs::{GetString, Transact};
@@ -62,6 +62,28 @@ async fn claimed_within(cache: &RedisCache, doc: &DocId, fresh: Option<Duration>
         .remove(0)
 }
 
+/// The incarnation of the prefix's log (the first claim makes one), `doc`'s claim released.
+async fn incarnation(cache: &RedisCache, doc: &DocId) -> Incarnation {
+    let Claimed::Found(read) = claimed(cache, doc).await else {
+        panic!("claimable")
+    };
+    cache.touch(std::slice::from_ref(doc)).await.unwrap();
+    read.incarnation
+}
+
+/// A flush's commit once PostgreSQL recorded `at`, the last log entry the flush read.
+fn recorded_at(doc: &DocId, hash: String, incarnation: Incarnation, at: LogPos) -> Commit {
+    let mark = LogMark {
+        incarnation,
+        position: at,
+    };
+    Commit {
+        recorded: Some(mark),
+        read: Some(mark),
+        ..Commit::of(doc.clone(), hash)
+    }
+}
+
 #[tokio::test]
 async fn yjs_saves_append_to_the_log_and_a_read_merges_every_replicas_appends() {
     let p = Prefix::new();
@@ -99,11 +121,13 @@ async fn a_commit_compacts_trims_what_postgres_holds_and_keeps_what_came_after()
 
     cache
         .committed(&[Commit {
-            doc: one.doc.clone(),
-            hash: read.version.unwrap().hash,
-            position: Some(read.position),
             compacted: Some(whole.version.clone()),
-            folded: 0,
+            ..recorded_at(
+                &one.doc,
+                read.version.unwrap().hash,
+                read.incarnation,
+                read.position,
+            )
         }])
         .await
         .unwrap();
@@ -141,10 +165,12 @@ async fn a_flush_reads_only_the_updates_appended_since_the_last_commit() {
     let first = read.version.unwrap();
     assert!(text_of(&first).contains("first"));
     cache
-        .committed(&[Commit {
-            position: Some(read.position),
-            ..Commit::of(one.doc.clone(), first.hash.clone())
-        }])
+        .committed(&[recorded_at(
+            &one.doc,
+            first.hash.clone(),
+            read.incarnation,
+            read.position,
+        )])
         .await
         .unwrap();
     cache.save(&two).await.unwrap();
@@ -157,10 +183,12 @@ async fn a_flush_reads_only_the_updates_appended_since_the_last_commit() {
     assert!(text.contains("second") && !text.contains("first"), "{text}");
     assert!(read.dirty);
     cache
-        .committed(&[Commit {
-            position: Some(read.position),
-            ..Commit::of(one.doc.clone(), delta.hash.clone())
-        }])
+        .committed(&[recorded_at(
+            &one.doc,
+            delta.hash.clone(),
+            read.incarnation,
+            read.position,
+        )])
         .await
         .unwrap();
     let Claimed::Found(read) = claimed(&cache, &one.doc).await else {
@@ -197,11 +225,14 @@ async fn the_log_is_compacted_once_it_holds_about_as_much_as_the_compacted_conte
     assert!(compaction.folded as usize >= saved);
     cache
         .committed(&[Commit {
-            doc: doc.clone(),
-            hash: read.version.unwrap().hash,
-            position: Some(read.position),
             compacted: Some(compaction.version.clone()),
             folded: compaction.folded,
+            ..recorded_at(
+                &doc,
+                read.version.unwrap().hash,
+                read.incarnation,
+                read.position,
+            )
         }])
         .await
         .unwrap();
@@ -229,12 +260,10 @@ async fn an_older_compaction_never_replaces_a_newer_one() {
     let early = a.load(&one.doc).await.unwrap().unwrap();
     a.save(&two).await.unwrap();
     let late = b.load(&one.doc).await.unwrap().unwrap();
+    let inc = incarnation(&a, &one.doc).await;
     let commit = |c: &docroom_actors::storage::Cached| Commit {
-        doc: one.doc.clone(),
-        hash: c.version.hash.clone(),
-        position: Some(c.position),
         compacted: Some(c.version.clone()),
-        folded: 0,
+        ..recorded_at(&one.doc, c.version.hash.clone(), inc, c.position)
     };
 
     b.committed(&[commit(&late)]).await.unwrap();
@@ -290,15 +319,16 @@ async fn a_periodic_flush_leaves_a_document_another_replica_just_flushed() {
     let Claimed::Found(read) = claimed(&a, &v.doc).await else {
         panic!("claimable")
     };
-    a.committed(&[Commit {
-        position: Some(read.position),
-        ..Commit::of(v.doc.clone(), read.version.unwrap().hash)
-    }])
-    .await
-    .unwrap();
+    let hash = read.version.unwrap().hash;
+    a.committed(&[recorded_at(&v.doc, hash, read.incarnation, read.position)])
+        .await
+        .unwrap();
     a.save(&typed("y", 1, "more")).await.unwrap();
 
-    let persisted = read.position;
+    let persisted = LogMark {
+        incarnation: read.incarnation,
+        position: read.position,
+    };
     assert_eq!(
         claimed_within(&b, &v.doc, window).await,
         Claimed::Fresh { persisted }
@@ -381,10 +411,10 @@ async fn a_reader_behind_the_trimmed_log_is_told_so() {
     // PostgreSQL and the compacted content hold both: the commit trims them (no retention in
     // this test's settings, but entries of the current millisecond are kept: move past it).
     tokio::time::sleep(Duration::from_millis(5)).await;
+    let inc = incarnation(&a, &one.doc).await;
     a.committed(&[Commit {
-        position: Some(whole.position),
         compacted: Some(whole.version.clone()),
-        ..Commit::of(one.doc.clone(), whole.version.hash.clone())
+        ..recorded_at(&one.doc, whole.version.hash.clone(), inc, whole.position)
     }])
     .await
     .unwrap();

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 
 use super::FlushReport;
 use crate::doc::{later, DocId, Version};
-use crate::storage::{Commit, DocStore};
+use crate::storage::{Commit, DocStore, Write};
 use crate::supervisor::Dirty;
 
 /// What one run did, applied to the flusher's state afterwards.
@@ -42,6 +42,7 @@ pub(super) fn one_write_per_document(
         .collect();
     writes.extend(local.into_values().map(|version| Dirty {
         commit: Commit::of(version.doc.clone(), version.hash.clone()),
+        includes: None,
         version,
     }));
     writes
@@ -65,10 +66,18 @@ pub(super) async fn upsert_batches(
         .map(|chunk| {
             let failed = &failed;
             async move {
-                let versions: Vec<Version> = chunk.iter().map(|w| w.version.clone()).collect();
                 let outcome = match failed.get() {
                     true => None,
-                    false => Some(store.upsert(&versions).await),
+                    false => {
+                        let batch: Vec<Write<'_>> = chunk
+                            .iter()
+                            .map(|w| Write {
+                                version: &w.version,
+                                includes: w.includes,
+                            })
+                            .collect();
+                        Some(store.write(&batch).await)
+                    }
                 };
                 if let Some(Err(_)) = &outcome {
                     failed.set(true);
@@ -79,9 +88,13 @@ pub(super) async fn upsert_batches(
         .buffer_unordered(parallel);
     while let Some((chunk, outcome)) = runs.next().await {
         match outcome {
-            Some(Ok(())) => {
+            Some(Ok(recorded)) => {
                 res.report.flushed += chunk.len();
-                res.committed.extend(chunk.iter().map(|w| w.commit.clone()));
+                res.committed
+                    .extend(chunk.iter().zip(recorded).map(|(w, recorded)| Commit {
+                        recorded,
+                        ..w.commit.clone()
+                    }));
                 continue;
             }
             Some(Err(e)) => {

@@ -275,7 +275,7 @@ impl Ledger {
 
     /// PostgreSQL committed these: each entry still at the committed hash leaves (a newer one
     /// saved meanwhile stays), and so does each entry durable in Redis whose newest save the
-    /// committed log position includes (whichever replica flushed it); of one whose newest
+    /// log position PostgreSQL recorded includes (whichever replica flushed it); of one whose newest
     /// save it does not include, the saves it does include leave. Answers the content that left
     /// (what the journal may hold by its hash).
     pub fn committed(&self, done: &[Commit]) -> Vec<Entry> {
@@ -287,7 +287,10 @@ impl Ledger {
             };
             let same =
                 slot.parts.is_empty() && slot.merged.as_ref().is_some_and(|m| m.hash == c.hash);
-            let upto = c.position.filter(|_| slot.durable == Durable::Cache);
+            let upto = c
+                .recorded
+                .map(|m| m.position)
+                .filter(|_| slot.durable == Durable::Cache);
             let included = upto.is_some_and(|upto| slot.position.is_some_and(|p| p <= upto));
             if same || included {
                 left.extend(map.remove(&c.doc).and_then(Slot::leaving));

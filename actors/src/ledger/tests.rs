@@ -59,7 +59,10 @@ fn a_commit_of_the_log_clears_every_save_it_includes_whoever_flushed_it() {
     ledger.saved(&a, Durable::Cache, Some(pos(5)));
     ledger.saved(&b, Durable::Cache, Some(pos(9)));
     let other = |v: &Version, at| Commit {
-        position: Some(pos(at)),
+        recorded: Some(crate::log::LogMark {
+            incarnation: crate::log::Incarnation(1),
+            position: pos(at),
+        }),
         ..Commit::of(v.doc.clone(), "another replica's content".into())
     };
 
@@ -102,7 +105,10 @@ fn a_commit_of_the_log_short_of_the_newest_save_drops_the_saves_it_includes() {
     assert!(yjs_text(&read.version).contains("two"));
     ledger.saved(&three, Durable::Cache, Some(pos(3)));
     let commit = |at| Commit {
-        position: Some(pos(at)),
+        recorded: Some(crate::log::LogMark {
+            incarnation: crate::log::Incarnation(1),
+            position: pos(at),
+        }),
         ..Commit::of(one.doc.clone(), "the log's content".into())
     };
 

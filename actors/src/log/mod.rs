@@ -62,6 +62,28 @@ impl fmt::Display for LogPos {
     }
 }
 
+/// Which life of the Redis log a position belongs to: a Redis restarted empty (or a new one
+/// after a failover that lost the data) starts a new incarnation, and its positions say nothing
+/// about the old one's. Redis's clock in microseconds when the incarnation began, so a later one
+/// compares larger (`incarnation` key, made by the first flush claim that finds none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Incarnation(pub u64);
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A point in one incarnation of a document's log: what PostgreSQL records beside a document's
+/// content (the last entry the content includes), in the same transaction. The derived order is
+/// the one PostgreSQL keeps it in: by incarnation, then position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogMark {
+    pub incarnation: Incarnation,
+    pub position: LogPos,
+}
+
 /// Entries one read hands over at most per document: a document that filled it is read again
 /// at once.
 pub const READ_COUNT: usize = 500;

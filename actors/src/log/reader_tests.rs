@@ -302,7 +302,10 @@ async fn a_room_behind_the_trimmed_log_is_told_to_reload() {
     let doc = DocId::parse("trimmed").unwrap();
     rig.there
         .committed(&[crate::storage::Commit {
-            position: last.position,
+            recorded: last.position.map(|position| crate::log::LogMark {
+                incarnation: crate::log::Incarnation::default(),
+                position,
+            }),
             ..crate::storage::Commit::of(doc, String::new())
         }])
         .await

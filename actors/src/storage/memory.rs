@@ -24,7 +24,9 @@ use super::{
 };
 use crate::doc::{combine, DocId, Kind, Version};
 use crate::log::notice::CARRY_MAX_BYTES;
-use crate::log::{Event, EventKind, Heard, LogEntry, LogPos, LogRead, Notice, READ_COUNT};
+use crate::log::{
+    Event, EventKind, Heard, Incarnation, LogEntry, LogMark, LogPos, LogRead, Notice, READ_COUNT,
+};
 pub use faults::Faults;
 pub use store::MemoryStore;
 
@@ -50,6 +52,8 @@ struct CachedDoc {
 
 #[derive(Default)]
 struct CacheState {
+    /// The log's incarnation: a wipe (Redis restarted empty) starts the next one.
+    incarnation: Incarnation,
     docs: HashMap<DocId, CachedDoc>,
     modified: HashSet<DocId>,
     locks: HashSet<DocId>,
@@ -71,6 +75,7 @@ impl CacheState {
                 temp: None,
                 pos: LogPos::ZERO,
                 persisted: LogPos::ZERO,
+                incarnation: self.incarnation,
                 entries: Vec::new(),
                 dirty: self.modified.contains(doc),
                 compact: false,
@@ -78,7 +83,7 @@ impl CacheState {
                 has_temp: false,
             };
         };
-        let persisted = held.persisted.unwrap_or(held.pos);
+        let persisted = held.persisted.unwrap_or(LogPos::ZERO);
         let json = held.temp.as_ref().is_some_and(|t| t.kind == Kind::Json);
         let (temp, from, compact) = match json {
             true => (held.temp.clone(), held.pos, false),
@@ -96,6 +101,7 @@ impl CacheState {
             temp,
             pos: held.pos,
             persisted,
+            incarnation: self.incarnation,
             entries: held.log.iter().filter(|e| e.pos > from).cloned().collect(),
             dirty: self.modified.contains(doc),
             compact,
@@ -168,7 +174,10 @@ impl MemoryCache {
 
     /// What a Redis restarted empty would hold: nothing (and no listening connection).
     pub fn wipe(&self) {
-        *self.state() = CacheState::default();
+        let mut state = self.state();
+        let next = Incarnation(state.incarnation.0 + 1);
+        *state = CacheState::default();
+        state.incarnation = next;
     }
 
     /// The cached content of `doc` (compacted content and log combined), read without any
@@ -261,7 +270,6 @@ impl Cache for MemoryCache {
         let held = state.docs.entry(v.doc.clone()).or_default();
         if held.temp.is_none() {
             held.pos = held.log.last().map_or(LogPos::ZERO, |e| e.pos);
-            held.persisted = Some(held.pos);
             held.tail = 0;
             held.temp = Some(v.clone());
         }
@@ -289,8 +297,14 @@ impl Cache for MemoryCache {
                         .persisted_at
                         .zip(fresh)
                         .is_some_and(|(at, window)| at.elapsed() < window);
-                    if let (true, None, Some(persisted)) = (recent, &held.claim, held.persisted) {
-                        return Claimed::Fresh { persisted };
+                    if let (true, None, Some(position)) = (recent, &held.claim, held.persisted) {
+                        let incarnation = state.incarnation;
+                        return Claimed::Fresh {
+                            persisted: LogMark {
+                                incarnation,
+                                position,
+                            },
+                        };
                     }
                     held.claim = Some(self.replica.clone());
                 }
@@ -315,34 +329,40 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
+    /// As the COMMIT script.
     async fn committed(&self, done: &[Commit]) -> CacheResult<()> {
         let mut state = self.enter().await?;
+        let incarnation = state.incarnation;
         for c in done {
             let Some(held) = state.docs.get_mut(&c.doc) else {
                 state.modified.remove(&c.doc);
                 continue;
             };
-            let clean = match c.position {
-                Some(position) => {
-                    let persisted = held.persisted.map_or(position, |p| p.max(position));
-                    if held.persisted != Some(persisted) {
+            let ours = c.read.or(c.recorded).map(|m| m.incarnation) == Some(incarnation);
+            if ours {
+                if let Some(recorded) = c.recorded.map(|m| m.position) {
+                    if held.persisted.is_none_or(|p| p < recorded) {
+                        held.persisted = Some(recorded);
                         held.persisted_at = Some(std::time::Instant::now());
                     }
-                    held.persisted = Some(persisted);
-                    if let Some(compacted) = c.compacted.as_ref().filter(|_| held.pos < position) {
+                }
+                let read = c.read.map(|m| m.position);
+                if let Some((compacted, at)) = c.compacted.as_ref().zip(read) {
+                    if held.pos < at {
                         held.temp = Some(compacted.clone());
-                        held.pos = position;
+                        held.pos = at;
                         held.tail = held.tail.saturating_sub(c.folded);
                     }
+                }
+                if let Some(persisted) = held.persisted {
                     let upto = persisted.min(held.pos);
                     held.log.retain(|e| e.pos > upto);
                     held.trimmed = held.trimmed.max(upto.next());
-                    held.log.last().is_none_or(|e| e.pos <= position)
                 }
-                None => match &held.temp {
-                    Some(temp) => temp.hash == c.hash,
-                    None => held.log.is_empty(),
-                },
+            }
+            let clean = match held.log.last() {
+                None => true,
+                Some(last) => held.persisted.is_some_and(|p| p >= last.pos),
             };
             if held.claim.as_ref() == Some(&self.replica) {
                 held.claim = None;

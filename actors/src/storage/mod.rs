@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 use crate::doc::{DocId, Version};
-use crate::log::{EventKind, Heard, LogPos, LogRead};
+use crate::log::{EventKind, Heard, Incarnation, LogMark, LogPos, LogRead};
 
 pub use postgres::{Held, PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
@@ -77,10 +77,11 @@ pub struct Pending {
     pub version: Option<Version>,
     /// The last log entry read: a commit of this read covers the log up to it.
     pub position: LogPos,
-    /// The last log entry PostgreSQL held when the flush claimed the document. The read comes
-    /// after the claim, so it may hold saves made since: only up to here does a document found
-    /// clean count as persisted.
+    /// The last log entry PostgreSQL had recorded (as far as Redis knows) when the flush claimed
+    /// the document: everything after it is written, whatever the dirty mark says.
     pub persisted: LogPos,
+    /// The incarnation of the log the claim read: the positions above belong to it.
+    pub incarnation: Incarnation,
     /// The document was in `modifiedDocs` when the flush claimed it.
     pub dirty: bool,
     /// Entries in the document's log.
@@ -110,20 +111,25 @@ pub enum Claimed {
     /// PostgreSQL took its log up to `persisted` moments ago (within the `fresh` window the
     /// claim was asked with): another replica flushes it, and this one leaves it alone.
     Fresh {
-        persisted: LogPos,
+        persisted: LogMark,
     },
     /// Marked dirty but nothing is cached: its content expired.
     Missing,
 }
 
-/// PostgreSQL committed `hash` of `doc`, which includes the log up to `position` (when the
-/// version was read from the cache). `compacted`, the whole document at `position`, replaces
-/// the cached content if that includes less; it folded `folded` bytes of log entries.
+/// PostgreSQL committed `hash` of `doc`. `recorded` is the log point PostgreSQL records for
+/// the document after that transaction (see [`DocStore::write`]): the only source of what
+/// Redis marks persisted, trims and cleans, and of which of this replica's saves leave the
+/// ledger. `compacted`, the whole document at the `read` position, replaces the cached
+/// content if that includes less; it folded `folded` bytes of log entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Commit {
     pub doc: DocId,
     pub hash: String,
-    pub position: Option<LogPos>,
+    pub recorded: Option<LogMark>,
+    /// The last log entry the flush read (when the version was read from the cache): where a
+    /// compaction's content ends. Says nothing of what PostgreSQL holds.
+    pub read: Option<LogMark>,
     pub compacted: Option<Version>,
     pub folded: u64,
 }
@@ -134,7 +140,8 @@ impl Commit {
         Commit {
             doc,
             hash,
-            position: None,
+            recorded: None,
+            read: None,
             compacted: None,
             folded: 0,
         }
@@ -248,16 +255,40 @@ pub trait Channels: Send + Sync + 'static {
     async fn ping(&self) -> CacheResult<()>;
 }
 
+/// One document's write: its content, and the log point that content includes when it was
+/// read from the log (a flush's), which PostgreSQL records in the same transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct Write<'a> {
+    pub version: &'a Version,
+    pub includes: Option<LogMark>,
+}
+
 /// The durable store (SPEC §6 table `documents`). A Yjs write appends the update it is (the
 /// log entries PostgreSQL lacked) and costs that update, not the document.
 #[async_trait]
 pub trait DocStore: Send + Sync + 'static {
     async fn load(&self, doc: &DocId) -> StoreResult<Option<Version>>;
 
-    /// Writes `versions` (distinct documents) in one statement, under the version rule of SPEC
-    /// §6: JSON content is replaced only by a larger stamp, Yjs content is merged. A version
-    /// refused as older counts as committed.
-    async fn upsert(&self, versions: &[Version]) -> StoreResult<()>;
+    /// Writes `writes` (distinct documents) in one transaction, under the version rule of SPEC
+    /// §6: JSON content is replaced only by a larger stamp (equal content takes the larger
+    /// stamp), Yjs content is merged; a version refused as older counts as committed. With
+    /// each document's content it records the log point the content includes, which only moves
+    /// forward (by incarnation, then position). Answers, per write that named a log point, the
+    /// point recorded after the transaction if it is of the same incarnation (`None` otherwise:
+    /// a later incarnation's flush recorded it, and this write's log is gone).
+    async fn write(&self, writes: &[Write<'_>]) -> StoreResult<Vec<Option<LogMark>>>;
+
+    /// Writes content that was not read from the log (a journal, an import): no log point.
+    async fn upsert(&self, versions: &[Version]) -> StoreResult<()> {
+        let writes: Vec<Write<'_>> = versions
+            .iter()
+            .map(|version| Write {
+                version,
+                includes: None,
+            })
+            .collect();
+        self.write(&writes).await.map(drop)
+    }
 
     /// Yjs: folds the updates appended since the last fold into the stored state now, so the
     /// row holds the whole document (a store that merges at once has nothing to do).

@@ -3,7 +3,7 @@
 
 use super::{Compaction, Pending};
 use crate::doc::{combine, CombineError, Kind, Version};
-use crate::log::{LogEntry, LogPos};
+use crate::log::{Incarnation, LogEntry, LogPos};
 
 /// The parts a flush's read finds for one document.
 pub(crate) struct FlushRead {
@@ -11,8 +11,10 @@ pub(crate) struct FlushRead {
     pub temp: Option<Version>,
     /// The last log entry the compacted content includes.
     pub pos: LogPos,
-    /// The last log entry PostgreSQL holds.
+    /// The last log entry PostgreSQL recorded, as far as the cache knows.
     pub persisted: LogPos,
+    /// The incarnation of the log read.
+    pub incarnation: Incarnation,
     /// JSON: the log after `pos`. Yjs: the log after `persisted`, or after `pos` as well when
     /// `compact`.
     pub entries: Vec<LogEntry>,
@@ -46,6 +48,7 @@ impl FlushRead {
                 version: combine(parts)?,
                 position,
                 persisted: self.persisted,
+                incarnation: self.incarnation,
                 dirty: self.dirty,
                 log_len: self.log_len,
                 compaction: None,
@@ -83,6 +86,7 @@ impl FlushRead {
             version: combine(delta)?,
             position,
             persisted,
+            incarnation: self.incarnation,
             dirty: self.dirty,
             log_len: self.log_len,
             compaction,

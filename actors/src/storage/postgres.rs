@@ -17,8 +17,9 @@ mod fold;
 
 use fold::{fold, folded, merged_state, write_states};
 
-use super::{tls, DocStore};
+use super::{tls, DocStore, Write};
 use crate::doc::{canonical_json, DocId, Kind, Stamp, Version};
+use crate::log::{Incarnation, LogMark, LogPos};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,19 +56,71 @@ pub struct PgStore {
     timeout: Duration,
 }
 
-/// JSON rows: replaced only by a larger stamp (SPEC §6). The same content under a larger stamp
-/// takes the stamp: left under its old one, it would lose to any write stamped in between (a
-/// replica's journal flushed later), though every replica acknowledged it after that write.
-const UPSERT_JSON: &str = "
-    INSERT INTO documents (doc_id, kind, content, content_hash, stamp, updated_at)
-    SELECT d, 'json', c::jsonb, h, st, now()
-    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS t(d, c, h, st)
-    ON CONFLICT (doc_id) DO UPDATE
-       SET kind = excluded.kind, content = excluded.content, state = NULL,
-           content_hash = excluded.content_hash, stamp = excluded.stamp,
-           updated_at = excluded.updated_at
-     WHERE documents.stamp IS NULL
-        OR (excluded.stamp IS NOT NULL AND excluded.stamp > documents.stamp)";
+/// A row's content is replaced (JSON): the incoming stamp is larger (an unstamped row, written
+/// before stamps, is the smallest). The same content under a larger stamp takes the stamp: left
+/// under its old one, it would lose to any write stamped in between (a replica's journal
+/// flushed later), though every replica acknowledged it after that write.
+macro_rules! newer_content {
+    () => {
+        "(documents.stamp IS NULL OR (excluded.stamp IS NOT NULL AND excluded.stamp > documents.stamp))"
+    };
+}
+/// A row's log point moves (SPEC §6): only forward, by incarnation, then position; a write that
+/// names none leaves it.
+macro_rules! later_point {
+    () => {
+        "(excluded.log_incarnation IS NOT NULL AND (documents.log_incarnation IS NULL OR \
+          (excluded.log_incarnation, excluded.log_ms, excluded.log_seq) > \
+          (documents.log_incarnation, documents.log_ms, documents.log_seq)))"
+    };
+}
+/// Assigns `column` from the incoming row when `cond` holds, else keeps the row's.
+macro_rules! take_if {
+    ($cond:tt, $column:literal) => {
+        concat!(
+            $column,
+            " = CASE WHEN ",
+            $cond!(),
+            " THEN excluded.",
+            $column,
+            " ELSE documents.",
+            $column,
+            " END"
+        )
+    };
+}
+
+/// JSON rows: content by stamp, log point forward, each on its own (a flush whose content lost
+/// to a larger stamp still includes the log up to its point: what it read is superseded). Every
+/// row is returned, changed or not, so the answer is the point recorded: a write that changes
+/// neither (a retry, two replicas writing one read) is rare, and costs one row version.
+const UPSERT_JSON: &str = concat!(
+    "INSERT INTO documents (doc_id, kind, content, content_hash, stamp, updated_at, \
+       log_incarnation, log_ms, log_seq)
+     SELECT d, 'json', c::jsonb, h, st, now(), li, lm, ls
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+                 $7::bigint[]) AS t(d, c, h, st, li, lm, ls)
+     ON CONFLICT (doc_id) DO UPDATE SET ",
+    take_if!(newer_content, "kind"),
+    ", ",
+    take_if!(newer_content, "content"),
+    ", ",
+    "state = CASE WHEN ",
+    newer_content!(),
+    " THEN NULL ELSE documents.state END, ",
+    take_if!(newer_content, "content_hash"),
+    ", ",
+    take_if!(newer_content, "stamp"),
+    ", ",
+    take_if!(newer_content, "updated_at"),
+    ", ",
+    take_if!(later_point, "log_incarnation"),
+    ", ",
+    take_if!(later_point, "log_ms"),
+    ", ",
+    take_if!(later_point, "log_seq"),
+    " RETURNING doc_id, log_incarnation, log_ms, log_seq"
+);
 
 /// Yjs rows are merged, never replaced: a flush appends its updates to `document_updates` and
 /// counts their bytes on the row (a new document gets a row with an empty state; a JSON row of
@@ -80,18 +133,26 @@ const LOCK_IDS: &str = "
 const APPEND_UPDATES: &str = "
     INSERT INTO document_updates (doc_id, update)
     SELECT d, u FROM UNNEST($1::text[], $2::bytea[]) AS t(d, u)";
-const COUNT_UPDATES: &str = "
-    INSERT INTO documents (doc_id, kind, state, content_hash, updates_bytes, updated_at)
-    SELECT d, 'yjs', $3::bytea, $4::text, n, now()
-    FROM UNNEST($1::text[], $2::bigint[]) AS t(d, n)
-    ON CONFLICT (doc_id) DO UPDATE
-       SET updates_bytes = documents.updates_bytes + excluded.updates_bytes,
-           updated_at = excluded.updated_at,
-           kind = 'yjs', content = NULL,
-           state = CASE WHEN documents.kind = 'yjs' THEN documents.state ELSE excluded.state END,
-           content_hash = CASE WHEN documents.kind = 'yjs' THEN documents.content_hash
-                               ELSE excluded.content_hash END
-    RETURNING doc_id, updates_bytes, octet_length(state)";
+const COUNT_UPDATES: &str = concat!(
+    "INSERT INTO documents (doc_id, kind, state, content_hash, updates_bytes, updated_at, \
+       log_incarnation, log_ms, log_seq)
+     SELECT d, 'yjs', $3::bytea, $4::text, n, now(), li, lm, ls
+     FROM UNNEST($1::text[], $2::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
+       AS t(d, n, li, lm, ls)
+     ON CONFLICT (doc_id) DO UPDATE
+        SET updates_bytes = documents.updates_bytes + excluded.updates_bytes,
+            updated_at = excluded.updated_at,
+            kind = 'yjs', content = NULL,
+            state = CASE WHEN documents.kind = 'yjs' THEN documents.state ELSE excluded.state END,
+            content_hash = CASE WHEN documents.kind = 'yjs' THEN documents.content_hash
+                                ELSE excluded.content_hash END, ",
+    take_if!(later_point, "log_incarnation"),
+    ", ",
+    take_if!(later_point, "log_ms"),
+    ", ",
+    take_if!(later_point, "log_seq"),
+    " RETURNING doc_id, updates_bytes, octet_length(state), log_incarnation, log_ms, log_seq"
+);
 const READ_ONE: &str = "SELECT kind, state FROM documents WHERE doc_id = $1";
 /// Updates waiting in `document_updates` are folded into the state once they add up to the
 /// state's size, and at least this much: the fold costs the document, so it happens once per
@@ -204,12 +265,13 @@ impl PgStore {
         result
     }
 
-    async fn upsert_json(&self, versions: &[&Version]) -> Result<(), StoreError> {
-        let mut ids = Vec::with_capacity(versions.len());
-        let mut contents = Vec::with_capacity(versions.len());
-        let mut hashes = Vec::with_capacity(versions.len());
-        let mut stamps = Vec::with_capacity(versions.len());
-        for v in versions {
+    async fn upsert_json(&self, writes: &[&Write<'_>]) -> Result<Recorded, StoreError> {
+        let mut ids = Vec::with_capacity(writes.len());
+        let mut contents = Vec::with_capacity(writes.len());
+        let mut hashes = Vec::with_capacity(writes.len());
+        let mut stamps = Vec::with_capacity(writes.len());
+        for w in writes {
+            let v = w.version;
             ids.push(v.doc.as_str());
             contents.push(
                 std::str::from_utf8(&v.content).map_err(|_| StoreError::BadRow {
@@ -220,15 +282,19 @@ impl PgStore {
             hashes.push(v.hash.as_str());
             stamps.push(v.stamp.as_ref().map(Stamp::encode));
         }
+        let (incarnations, ms, seqs) = points(writes);
         let client = self.client().await?;
         let result = self
             .bounded(async {
                 // Prepared once per pooled connection, not parsed and planned for every batch.
                 let upsert = client.prepare_cached(UPSERT_JSON).await?;
-                client
-                    .execute(&upsert, &[&ids, &contents, &hashes, &stamps])
+                let rows = client
+                    .query(
+                        &upsert,
+                        &[&ids, &contents, &hashes, &stamps, &incarnations, &ms, &seqs],
+                    )
                     .await?;
-                Ok(())
+                recorded(&rows, 1)
             })
             .await
             .and_then(|r| r);
@@ -238,10 +304,14 @@ impl PgStore {
 
     /// Appends Yjs updates (a flush's: what its documents' logs added since PostgreSQL last
     /// took them), then folds the documents whose waiting updates add up to their state's size.
-    async fn upsert_yjs(&self, versions: &[&Version]) -> Result<(), StoreError> {
-        let ids: Vec<&str> = versions.iter().map(|v| v.doc.as_str()).collect();
-        let updates: Vec<&[u8]> = versions.iter().map(|v| &v.content[..]).collect();
-        let sizes: Vec<i64> = versions.iter().map(|v| v.content.len() as i64).collect();
+    async fn upsert_yjs(&self, writes: &[&Write<'_>]) -> Result<Recorded, StoreError> {
+        let ids: Vec<&str> = writes.iter().map(|w| w.version.doc.as_str()).collect();
+        let updates: Vec<&[u8]> = writes.iter().map(|w| &w.version.content[..]).collect();
+        let sizes: Vec<i64> = writes
+            .iter()
+            .map(|w| w.version.content.len() as i64)
+            .collect();
+        let (incarnations, ms, seqs) = points(writes);
         let empty = crate::doc::sha256_hex(EMPTY_YJS);
         let mut client = self.client().await?;
         let result = self
@@ -249,28 +319,90 @@ impl PgStore {
                 let tx = client.transaction().await?;
                 tx.execute(LOCK_IDS, &[&ids]).await?;
                 tx.execute(APPEND_UPDATES, &[&ids, &updates]).await?;
+                let rows = tx
+                    .query(
+                        COUNT_UPDATES,
+                        &[&ids, &sizes, &EMPTY_YJS, &empty, &incarnations, &ms, &seqs],
+                    )
+                    .await?;
                 let mut due = Vec::new();
-                for row in tx
-                    .query(COUNT_UPDATES, &[&ids, &sizes, &EMPTY_YJS, &empty])
-                    .await?
-                {
+                for row in &rows {
                     let (waiting, state): (i64, i32) = (row.try_get(1)?, row.try_get(2)?);
                     let id: &str = row.try_get(0)?;
                     if waiting >= FOLD_MIN_BYTES.max(state as i64) {
-                        due.extend(versions.iter().map(|v| &v.doc).find(|d| d.as_str() == id));
+                        due.extend(
+                            writes
+                                .iter()
+                                .map(|w| &w.version.doc)
+                                .find(|d| d.as_str() == id),
+                        );
                     }
                 }
                 if !due.is_empty() {
                     fold(&tx, &due).await?;
                 }
+                let points = recorded(&rows, 3)?;
                 tx.commit().await?;
-                Ok(())
+                Ok(points)
             })
             .await
             .and_then(|r| r);
         Self::release(client, &result);
         result
     }
+}
+
+/// The log points a statement's rows hold after it, by document id.
+type Recorded = std::collections::HashMap<String, LogMark>;
+
+/// The log point columns of `writes`, as the statements take them (NULL: none named).
+#[allow(clippy::type_complexity)]
+fn points(writes: &[&Write<'_>]) -> (Vec<Option<i64>>, Vec<Option<i64>>, Vec<Option<i64>>) {
+    let cols = writes.iter().map(|w| {
+        w.includes.map(|m| {
+            (
+                m.incarnation.0 as i64,
+                m.position.ms as i64,
+                m.position.seq as i64,
+            )
+        })
+    });
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for c in cols {
+        out.0.push(c.map(|c| c.0));
+        out.1.push(c.map(|c| c.1));
+        out.2.push(c.map(|c| c.2));
+    }
+    out
+}
+
+/// The log point of each returned row, its id in column 0 and the point from column `at`.
+fn recorded(rows: &[tokio_postgres::Row], at: usize) -> Result<Recorded, StoreError> {
+    let mut out = Recorded::new();
+    for row in rows {
+        let inc: Option<i64> = row.try_get(at)?;
+        let (ms, seq): (Option<i64>, Option<i64>) = (row.try_get(at + 1)?, row.try_get(at + 2)?);
+        if let (Some(inc), Some(ms), Some(seq)) = (inc, ms, seq) {
+            let position = LogPos {
+                ms: ms as u64,
+                seq: seq as u64,
+            };
+            let mark = LogMark {
+                incarnation: Incarnation(inc as u64),
+                position,
+            };
+            out.insert(row.try_get(0)?, mark);
+        }
+    }
+    Ok(out)
+}
+
+/// What a write answers (see [`DocStore::write`]): the point recorded, if of its incarnation.
+pub(crate) fn answer(includes: Option<LogMark>, recorded: Option<&LogMark>) -> Option<LogMark> {
+    let ours = includes?;
+    recorded
+        .filter(|r| r.incarnation == ours.incarnation)
+        .map(|r| *r.max(&ours))
 }
 
 #[async_trait]
@@ -367,15 +499,19 @@ impl DocStore for PgStore {
         result
     }
 
-    async fn upsert(&self, versions: &[Version]) -> Result<(), StoreError> {
-        let (json, yjs): (Vec<&Version>, Vec<&Version>) =
-            versions.iter().partition(|v| v.kind == Kind::Json);
+    async fn write(&self, writes: &[Write<'_>]) -> Result<Vec<Option<LogMark>>, StoreError> {
+        let (json, yjs): (Vec<&Write<'_>>, Vec<&Write<'_>>) =
+            writes.iter().partition(|w| w.version.kind == Kind::Json);
+        let mut recorded = Recorded::new();
         if !json.is_empty() {
-            self.upsert_json(&json).await?;
+            recorded.extend(self.upsert_json(&json).await?);
         }
         if !yjs.is_empty() {
-            self.upsert_yjs(&yjs).await?;
+            recorded.extend(self.upsert_yjs(&yjs).await?);
         }
-        Ok(())
+        Ok(writes
+            .iter()
+            .map(|w| answer(w.includes, recorded.get(w.version.doc.as_str())))
+            .collect())
     }
 }

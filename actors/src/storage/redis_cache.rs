@@ -132,6 +132,11 @@ impl RedisCache {
         format!("{}modifiedDocs", self.settings.key_prefix)
     }
 
+    /// The log's incarnation (see [`crate::log::Incarnation`]).
+    fn key_incarnation(&self) -> String {
+        format!("{}incarnation", self.settings.key_prefix)
+    }
+
     /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields; `content`
     /// is what goes into `doc:{id}:temp` (FILL) or the log (SAVE: the version as it is).
     /// `notice` (SAVE) is where the append's notice goes, and its `head` key.
@@ -278,16 +283,19 @@ impl Cache for RedisCache {
             }
             invocation
                 .key(self.key_modified())
+                .key(self.key_incarnation())
                 .arg(&*self.settings.replica)
                 .arg(self.settings.ttl_secs)
                 .arg(self.settings.log_retention_ms);
             for c in batch {
-                let position = c.position.map(|p| p.to_string()).unwrap_or_default();
+                let text = |p: Option<LogPos>| p.map(|p| p.to_string()).unwrap_or_default();
+                let incarnation = c.read.or(c.recorded).map(|m| m.incarnation.to_string());
                 let compacted = c.compacted.as_ref();
                 invocation
                     .arg(c.doc.as_str())
-                    .arg(&c.hash)
-                    .arg(position)
+                    .arg(incarnation.unwrap_or_default())
+                    .arg(text(c.read.map(|m| m.position)))
+                    .arg(text(c.recorded.map(|m| m.position)))
                     .arg(
                         compacted
                             .map(|v| encode(v).into_owned())

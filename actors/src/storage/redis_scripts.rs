@@ -20,6 +20,9 @@
 //! (so two replicas compacting at once cannot undo each other). A commit trims the entries that
 //! both PostgreSQL and `temp` include.
 //!
+//! Each script is a `.lua` file in `redis_scripts/`, and its model in Rust is the in-memory
+//! cache (`storage::memory`), which the unit tests and the durability simulation run against.
+//!
 //! Scripts are sent with EVALSHA falling back to EVAL (`redis::Script`), so a Redis restarted
 //! empty needs no SCRIPT LOAD.
 
@@ -28,23 +31,6 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use crate::doc::{DocId, Kind, Stamp, Version};
-
-/// Stream ids compared as (ms, seq), and the id just after one (for `XTRIM MINID`).
-const IDS: &str = r"
-local function split(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function lt(a, b)
-  local am, as = split(a)
-  local bm, bs = split(b)
-  return am < bm or (am == bm and as < bs)
-end
-local function after(id)
-  local ms, seq = split(id)
-  return string.format('%d-%d', ms, seq + 1)
-end
-";
 
 /// A save: append to the log, with the dirty mark and the TTLs, in one step. JSON is written
 /// only over a smaller stamp (an unstamped one, written before stamps existed, is the smallest)
@@ -57,79 +43,23 @@ end
 /// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs, head.
 /// ARGV: content, hash, stamp, ttl, id, kind, replica, channel, carry limit.
 /// Returns {0|1|2, entry id}.
-pub(super) static SAVE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"local ttl = ARGV[4]
-if ARGV[6] == 'json' then
-  if redis.call('GET', KEYS[2]) == ARGV[2] then return {2, ''} end
-  local held = redis.call('GET', KEYS[3])
-  if held and (ARGV[3] == '' or held >= ARGV[3]) then return {0, ''} end
-end
-local id = redis.call('XADD', KEYS[5], '*', 'r', ARGV[7], 'k', ARGV[6], 'h', ARGV[2], 's', ARGV[3], 'd', ARGV[1])
-if ARGV[6] == 'json' then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-  redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl)
-  if ARGV[3] == '' then redis.call('DEL', KEYS[3])
-  else redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl) end
-  redis.call('SET', KEYS[4], id, 'EX', ttl)
-else
-  if redis.call('INCRBY', KEYS[7], #ARGV[1]) == #ARGV[1] then redis.call('EXPIRE', KEYS[7], ttl) end
-end
-local left = redis.call('PTTL', KEYS[5])
-if left < ttl * 900 then
-  for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
-end
-redis.call('SADD', KEYS[8], ARGV[5])
-local prev = redis.call('SET', KEYS[9], id, 'EX', ttl, 'GET') or ''
-local who = #ARGV[7] .. ':' .. ARGV[7]
-if #ARGV[1] <= tonumber(ARGV[9]) then
-  redis.call('PUBLISH', ARGV[8], 'E' .. who .. prev .. ' ' .. id .. ' ' .. ARGV[6] .. ' ' .. ARGV[2]
-    .. ' ' .. #ARGV[3] .. ':' .. ARGV[3] .. ARGV[1])
-else
-  redis.call('PUBLISH', ARGV[8], 'L' .. who .. id)
-end
-return {1, id}",
-    )
-});
+pub(super) static SAVE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("redis_scripts/save.lua")));
 
 /// A cache fill from PostgreSQL: only into an empty slot of a document that is not dirty, so a
 /// fill that raced a save (and a flush) can never put older content back. A clean document's
-/// log holds only entries PostgreSQL has, so the filled content includes the whole log, and
-/// PostgreSQL holds it all (`persisted`).
+/// log holds only entries PostgreSQL has (its mark is cleared only when no entry is after
+/// `persisted`), so the filled content includes the whole log. `persisted` is left alone: only
+/// a commit of what PostgreSQL recorded sets it.
 /// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs.
 /// ARGV: content, hash, stamp, ttl, id.
-pub(super) static FILL: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[8], ARGV[5]) == 1 then
-  return 0
-end
-local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
-local pos = '0-0'
-if #last > 0 then pos = last[1][1] end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
-if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
-redis.call('SET', KEYS[4], pos, 'EX', ARGV[4])
-redis.call('SET', KEYS[6], pos, 'EX', ARGV[4])
-redis.call('DEL', KEYS[7])
-return 1",
-    )
-});
+pub(super) static FILL: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("redis_scripts/fill.lua")));
 
 /// A room's read of one document: {temp, stamp, pos, log entries after pos, dirty}.
 /// KEYS: temp, stamp, pos, log, modifiedDocs. ARGV: id.
-pub(super) static LOAD: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"local pos = redis.call('GET', KEYS[3]) or '0-0'
-return {
-  redis.call('GET', KEYS[1]) or false,
-  redis.call('GET', KEYS[2]) or false,
-  pos,
-  redis.call('XRANGE', KEYS[4], '(' .. pos, '+'),
-  redis.call('SISMEMBER', KEYS[5], ARGV[1]),
-}",
-    )
-});
+pub(super) static LOAD: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("redis_scripts/load.lua")));
 
 /// A flush's claim: claims each document for this replica (`SET PX`; {'busy'} when another
 /// replica holds the claim), refreshes its TTLs and says what the flush must read, per document
@@ -153,72 +83,29 @@ return {
 /// claimed: another replica flushes it each period, and flushing it again here would write it
 /// once per replica.
 ///
+/// The answers end with the log's incarnation (see [`crate::log::Incarnation`]): the claim
+/// makes one from Redis's clock if there is none (a Redis restarted empty), so every position
+/// it answers is known to belong to it.
+///
 /// KEYS: per document temp, lastSavedHash, stamp, pos, log, persisted, tail, flushing; then
-/// modifiedDocs. ARGV: replica, claim ms, ttl, min bytes, max entries, fresh ms, then the
-/// document ids.
+/// modifiedDocs, incarnation. ARGV: replica, claim ms, ttl, min bytes, max entries, fresh ms,
+/// then the document ids.
 pub(super) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        r"{IDS}
-local n = (#KEYS - 1) / 8
-local modified = KEYS[#KEYS]
-local fresh = tonumber(ARGV[6])
-local since = 0
-if fresh > 0 then
-  local now = redis.call('TIME')
-  since = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - fresh
-end
-local out = {{}}
-for i = 1, n do
-  local k = (i - 1) * 8
-  local held = redis.call('GET', KEYS[k + 8])
-  local persisted = redis.call('GET', KEYS[k + 6])
-  if held and held ~= ARGV[1] then
-    out[i] = {{'busy'}}
-  elseif fresh > 0 and not held and persisted and split(persisted) > since then
-    out[i] = {{'fresh', persisted}}
-  else
-    redis.call('SET', KEYS[k + 8], ARGV[1], 'PX', ARGV[2])
-    for j = 1, 7 do redis.call('EXPIRE', KEYS[k + j], ARGV[3]) end
-    local pos = redis.call('GET', KEYS[k + 4]) or '0-0'
-    persisted = persisted or pos
-    local len = redis.call('XLEN', KEYS[k + 5])
-    local exists = redis.call('EXISTS', KEYS[k + 1])
-    local json = exists == 1 and redis.call('GETRANGE', KEYS[k + 1], 0, 4) ~= '\0yjs\0'
-    local temp, from, compact = 0, pos, 0
-    if json then
-      temp = 1
-    else
-      local size = redis.call('STRLEN', KEYS[k + 1])
-      local waiting = tonumber(redis.call('GET', KEYS[k + 7]) or '0')
-      from = persisted
-      if waiting >= math.max(tonumber(ARGV[4]), size) or len >= tonumber(ARGV[5]) then
-        compact = 1
-        if lt(pos, from) then from = pos end
-        if size > 0 then temp = 1 end
-      end
-    end
-    out[i] = {{
-      temp,
-      pos,
-      persisted,
-      from,
-      redis.call('SISMEMBER', modified, ARGV[6 + i]),
-      compact,
-      len,
-      exists,
-    }}
-  end
-end
-return out"
+    redis::Script::new(concat!(
+        include_str!("redis_scripts/ids.lua"),
+        include_str!("redis_scripts/claim.lua")
     ))
 });
 
-/// A commit (PostgreSQL holds what a flush wrote), per document: with a log position, record
-/// that PostgreSQL holds the log up to it (`persisted`), compact (write the given whole content
-/// if it includes more than `temp`, and take the bytes it folded off `tail`), trim what both
-/// PostgreSQL and `temp` include, and clear the dirty mark unless an entry came after; without
-/// one (content not read from the cache), clear the mark only if the committed hash is the last
-/// saved one or nothing at all is cached. Then release this replica's claim.
+/// A commit (PostgreSQL committed what a flush wrote), per document, when its incarnation is the
+/// log's: raise `persisted` to the log point PostgreSQL recorded in that transaction (the only
+/// value `persisted` ever takes: nothing read from the log counts as persisted by itself),
+/// compact (write the given whole content if it includes more than `temp`, the read's position,
+/// and take the bytes it folded off `tail`), and trim what both PostgreSQL and `temp` include.
+/// Then, whatever the incarnation: clear the dirty mark if no entry of the log is after
+/// `persisted`, and release this replica's claim. A commit of another incarnation (Redis
+/// restarted empty since its read) changes nothing else: its positions name entries of a log
+/// that is gone.
 ///
 /// Trimming keeps the entries of the last `retention` milliseconds (by Redis's clock; entry ids
 /// are append times) whatever PostgreSQL holds: a room opened a moment ago follows the log from
@@ -226,56 +113,13 @@ return out"
 /// The trim's bound is recorded as `trimmed` (only ever raised): a reader whose position is
 /// before it may have missed entries, and reloads (SPEC §6).
 /// KEYS: per document temp, lastSavedHash, pos, log, persisted, tail, flushing, trimmed; then
-/// modifiedDocs. ARGV: replica, ttl, retention ms, then per document: id, hash, position or '',
-/// compacted or '', its hash, bytes folded.
+/// modifiedDocs, incarnation. ARGV: replica, ttl, retention ms, then per document: id,
+/// incarnation or '', read position or '', recorded position or '', compacted or '', its hash,
+/// bytes folded.
 pub(super) static COMMIT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        r"{IDS}
-local n = (#KEYS - 1) / 8
-local modified = KEYS[#KEYS]
-local ttl = ARGV[2]
-local now = redis.call('TIME')
-local keep = string.format('%d-0', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]))
-for i = 1, n do
-  local k = (i - 1) * 8
-  local a = 3 + (i - 1) * 6
-  local id, hash, position, compacted = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  if position ~= '' then
-    local persisted = redis.call('GET', KEYS[k + 5])
-    if not persisted or lt(persisted, position) then
-      redis.call('SET', KEYS[k + 5], position, 'EX', ttl)
-      persisted = position
-    end
-    local held = redis.call('GET', KEYS[k + 3]) or '0-0'
-    if compacted ~= '' and lt(held, position) then
-      redis.call('SET', KEYS[k + 1], compacted, 'EX', ttl)
-      redis.call('SET', KEYS[k + 2], ARGV[a + 5], 'EX', ttl)
-      redis.call('SET', KEYS[k + 3], position, 'EX', ttl)
-      if redis.call('DECRBY', KEYS[k + 6], ARGV[a + 6]) < 0 then
-        redis.call('SET', KEYS[k + 6], 0)
-      end
-      redis.call('EXPIRE', KEYS[k + 6], ttl)
-      held = position
-    end
-    local upto = persisted
-    if lt(held, upto) then upto = held end
-    local minid = after(upto)
-    if lt(keep, minid) then minid = keep end
-    redis.call('XTRIM', KEYS[k + 4], 'MINID', minid)
-    local mark = redis.call('GET', KEYS[k + 8])
-    if mark and lt(minid, mark) then minid = mark end
-    redis.call('SET', KEYS[k + 8], minid, 'EX', ttl)
-    local last = redis.call('XREVRANGE', KEYS[k + 4], '+', '-', 'COUNT', 1)
-    if #last == 0 or not lt(position, last[1][1]) then redis.call('SREM', modified, id) end
-  else
-    local h = redis.call('GET', KEYS[k + 2])
-    if h == hash or (not h and redis.call('XLEN', KEYS[k + 4]) == 0) then
-      redis.call('SREM', modified, id)
-    end
-  end
-  if redis.call('GET', KEYS[k + 7]) == ARGV[1] then redis.call('DEL', KEYS[k + 7]) end
-end
-return n"
+    redis::Script::new(concat!(
+        include_str!("redis_scripts/ids.lua"),
+        include_str!("redis_scripts/commit.lua")
     ))
 });
 
@@ -283,15 +127,8 @@ return n"
 /// wait, and release this replica's claims so any replica may try next.
 /// KEYS: per document temp, lastSavedHash, stamp, pos, log, persisted, tail, flushing.
 /// ARGV: replica, ttl.
-pub(super) static KEEP: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"for k = 0, #KEYS - 1, 8 do
-  for j = 1, 7 do redis.call('EXPIRE', KEYS[k + j], ARGV[2]) end
-  if redis.call('GET', KEYS[k + 8]) == ARGV[1] then redis.call('DEL', KEYS[k + 8]) end
-end
-return 1",
-    )
-});
+pub(super) static KEEP: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("redis_scripts/keep.lua")));
 
 /// The log after `temp` is compacted once it holds this many bytes of Yjs updates, or as many
 /// as `temp` has if that is more (see [`CLAIM`]).

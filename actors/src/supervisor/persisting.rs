@@ -12,6 +12,7 @@ use tracing::{error, warn};
 use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
 use crate::ledger::Durable;
+use crate::log::LogMark;
 use crate::metrics as m;
 use crate::storage::{CacheError, Claimed, Commit, Pending};
 
@@ -33,18 +34,21 @@ pub struct CollectDirty {
     pub fresh: Option<Duration>,
 }
 
-/// A version to upsert, and the commit to report once PostgreSQL holds it.
+/// A version to write, the log point it includes (read from the log: PostgreSQL records it
+/// with the content), and the commit to report once PostgreSQL holds it (its `recorded` is
+/// what PostgreSQL answers).
 #[derive(Clone, Debug)]
 pub struct Dirty {
     pub version: Version,
+    pub includes: Option<LogMark>,
     pub commit: Commit,
 }
 
 #[derive(Default)]
 pub struct Collected {
     pub dirty: Vec<Dirty>,
-    /// Commits that need no write: documents PostgreSQL already holds up to the log position
-    /// of this replica's save (another replica flushed them).
+    /// Commits that need no write: nothing in the log after the point PostgreSQL recorded (as
+    /// the cache knows it), which is all they carry.
     pub settled: Vec<Commit>,
     /// Documents of `mine` Redis could not give (unreachable, or it lost them): the flusher
     /// writes the ledger's version.
@@ -114,7 +118,7 @@ impl Handler<CollectDirty> for CacheSupervisor {
                         metrics::counter!(m::DOCS_LEFT_FRESH).increment(1);
                         if mine.contains(doc) {
                             out.settled.push(Commit {
-                                position: Some(persisted),
+                                recorded: Some(persisted),
                                 ..Commit::of(doc.clone(), String::new())
                             });
                         }
@@ -168,28 +172,19 @@ impl Handler<CollectDirty> for CacheSupervisor {
     }
 }
 
-/// What a flush does with a document Redis holds: what PostgreSQL lacks of a document still
-/// dirty is written (JSON its content, Yjs the updates appended since PostgreSQL last took
-/// them) and its commit moves what the cache records as persisted; a compaction is carried by
-/// the commit (completed with PostgreSQL's content when the cache had no compacted content). A
-/// clean document, or one with nothing new (another replica flushed it), needs only its commit,
-/// with an empty hash (see `Collected::settled`), so the ledger learns it.
+/// What a flush does with a document Redis holds: every log entry after the point PostgreSQL
+/// recorded is written, whatever the dirty mark says (JSON the latest content, Yjs the updates
+/// appended since), with the log point it includes, which PostgreSQL records in the same
+/// transaction; a compaction is carried by the commit (completed with PostgreSQL's content when
+/// the cache had no compacted content). With nothing after the recorded point, the commit
+/// carries only that point, which PostgreSQL recorded already, so the ledger learns it (see
+/// `Collected::settled`): no path marks an entry persisted that a transaction did not record.
 async fn dirty(stores: &Stores, doc: DocId, p: Pending) -> Result<Flushed, SupervisorError> {
     metrics::histogram!(m::LOG_LENGTH).record(p.log_len as f64);
-    let settled = |position, compacted, folded| {
-        Flushed::Settled(Commit {
-            position: Some(position),
-            compacted,
-            folded,
-            ..Commit::of(doc.clone(), String::new())
-        })
+    let mark = |position| LogMark {
+        incarnation: p.incarnation,
+        position,
     };
-    // Clean when claimed: PostgreSQL holds the log up to what it held then. A save that landed
-    // between the claim and the read is in the read but not in PostgreSQL; settling at the
-    // read's position would mark it persisted unwritten.
-    if !p.dirty {
-        return Ok(settled(p.persisted, None, 0));
-    }
     let (compacted, folded) = match p.compaction {
         None => (None, 0),
         Some(c) if c.whole => (Some(c.version), c.folded),
@@ -202,17 +197,29 @@ async fn dirty(stores: &Stores, doc: DocId, p: Pending) -> Result<Flushed, Super
             (combine(stored.into_iter().chain([c.version]))?, c.folded)
         }
     };
-    let Some(version) = p.version else {
-        return Ok(settled(p.position, compacted, folded));
-    };
     let commit = Commit {
         doc,
-        hash: version.hash.clone(),
-        position: Some(p.position),
+        hash: String::new(),
+        recorded: None,
+        read: Some(mark(p.position)),
         compacted,
         folded,
     };
-    Ok(Flushed::Write(Dirty { version, commit }))
+    let version = p.version.filter(|_| p.position > p.persisted);
+    let Some(version) = version else {
+        return Ok(Flushed::Settled(Commit {
+            recorded: Some(mark(p.persisted)),
+            ..commit
+        }));
+    };
+    Ok(Flushed::Write(Dirty {
+        includes: Some(mark(p.position)),
+        commit: Commit {
+            hash: version.hash.clone(),
+            ..commit
+        },
+        version,
+    }))
 }
 
 /// What a flush does with one document it read from Redis.

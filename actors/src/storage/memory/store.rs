@@ -8,18 +8,31 @@ use async_trait::async_trait;
 
 use super::Faults;
 use crate::doc::{later, DocId, Version};
-use crate::storage::{DocStore, StoreError, StoreResult};
+use crate::log::LogMark;
+use crate::storage::postgres::answer;
+use crate::storage::{DocStore, StoreError, StoreResult, Write};
 
 /// An in-memory document store. Cloning is shallow.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     rows: Arc<Mutex<HashMap<DocId, Version>>>,
+    /// The log point recorded with each row's content (see [`DocStore::write`]).
+    points: Arc<Mutex<HashMap<DocId, LogMark>>>,
     pub faults: Faults,
 }
 
 impl MemoryStore {
     fn rows(&self) -> MutexGuard<'_, HashMap<DocId, Version>> {
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The log point recorded for `doc`, read without any fault.
+    pub fn point(&self, doc: &DocId) -> Option<LogMark> {
+        self.points
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(doc)
+            .copied()
     }
 
     /// The stored version of `doc`, read without any fault.
@@ -35,10 +48,18 @@ impl DocStore for MemoryStore {
         Ok(self.rows().get(doc).cloned())
     }
 
-    async fn upsert(&self, versions: &[Version]) -> StoreResult<()> {
+    async fn write(&self, writes: &[Write<'_>]) -> StoreResult<Vec<Option<LogMark>>> {
         self.faults.enter().await.map_err(StoreError::Unavailable)?;
         let mut rows = self.rows();
-        for v in versions {
+        let mut points = self.points.lock().unwrap_or_else(|p| p.into_inner());
+        let mut answers = Vec::with_capacity(writes.len());
+        for w in writes {
+            let v = w.version;
+            if let Some(mark) = w.includes {
+                let held = points.entry(v.doc.clone()).or_insert(mark);
+                *held = (*held).max(mark);
+            }
+            answers.push(answer(w.includes, points.get(&v.doc)));
             // `v` first: on a tie (rows written before stamps) the new write wins, as in SQL.
             let next = match rows.remove(&v.doc) {
                 Some(held) => later(v.clone(), held).map_err(|e| StoreError::BadRow {
@@ -49,6 +70,6 @@ impl DocStore for MemoryStore {
             };
             rows.insert(v.doc.clone(), next);
         }
-        Ok(())
+        Ok(answers)
     }
 }

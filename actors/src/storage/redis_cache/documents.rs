@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{CacheError, CacheResult, RedisCache};
 use crate::doc::{combine, DocId};
-use crate::log::LogPos;
+use crate::log::{Incarnation, LogMark, LogPos};
 use crate::storage::pending::FlushRead;
 use crate::storage::redis_scripts::{decode, BATCH, CLAIM, COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES};
 use crate::storage::Cached;
@@ -39,6 +39,7 @@ impl RedisCache {
             let mut invocation = self.per_document(&CLAIM, batch);
             invocation
                 .key(self.key_modified())
+                .key(self.key_incarnation())
                 .arg(&*self.settings.replica)
                 .arg(self.settings.claim_ms)
                 .arg(self.settings.ttl_secs)
@@ -48,7 +49,14 @@ impl RedisCache {
             for doc in batch {
                 invocation.arg(doc.as_str());
             }
-            let raw: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await??;
+            let mut raw: Vec<redis::Value> =
+                self.bounded(invocation.invoke_async(&mut conn)).await??;
+            let incarnation = raw
+                .pop()
+                .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                .and_then(|t| t.parse().ok())
+                .map(Incarnation)
+                .ok_or_else(|| unexpected("no incarnation"))?;
             let claims = batch
                 .iter()
                 .zip(raw)
@@ -82,8 +90,11 @@ impl RedisCache {
                         out.push(ClaimRead::Busy);
                         continue;
                     }
-                    Answer::Fresh(persisted) => {
-                        out.push(ClaimRead::Fresh(persisted));
+                    Answer::Fresh(position) => {
+                        out.push(ClaimRead::Fresh(LogMark {
+                            incarnation,
+                            position,
+                        }));
                         continue;
                     }
                     Answer::Claimed(claim) => claim,
@@ -97,6 +108,7 @@ impl RedisCache {
                     temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
                     pos: claim.pos,
                     persisted: claim.persisted,
+                    incarnation,
                     entries: super::streams::entries(doc, entries)?,
                     dirty: claim.dirty,
                     compact: claim.compact,
@@ -137,7 +149,7 @@ enum Answer {
 /// What a flush's claim and read found for one document.
 pub(super) enum ClaimRead {
     Busy,
-    Fresh(LogPos),
+    Fresh(LogMark),
     Found(FlushRead),
 }
 
