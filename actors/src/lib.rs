@@ -13,6 +13,9 @@
 //!   fallback; routes each save, records it in the [`ledger`]; the read path; recovery after
 //!   an outage.
 //! - [`ledger`]: what PostgreSQL does not have yet — the one owner of that fact.
+//! - [`durability`]: what "persisted" means (the log point PostgreSQL records with the
+//!   content) and the pure rules of a flush, with the simulation that searches their
+//!   interleavings.
 //! - [`log`]: the log between rooms: each document's Redis Stream, which every replica appends
 //!   to, announcing each append on the document's pub/sub channel; the `LogReader` listens,
 //!   reads what moved and hands other replicas' entries and events to this replica's rooms.
@@ -31,6 +34,7 @@ pub mod breaker;
 pub mod clock;
 pub mod core;
 pub mod doc;
+pub mod durability;
 pub mod fallback;
 pub mod flusher;
 pub mod ledger;

@@ -22,8 +22,9 @@ mod read;
 mod recovery;
 mod replicas;
 
+pub use crate::durability::flush::Dirty;
 pub use events::Publish;
-pub use persisting::{CollectDirty, Collected, Committed, Dirty, DirtyIds, KeepCached, Spill};
+pub use persisting::{CollectDirty, Collected, Committed, DirtyIds, KeepCached, Spill};
 pub use replicas::{Beat, ListReplicas, ReplicasUnknown, Retire};
 #[cfg(test)]
 mod tests;

@@ -11,8 +11,8 @@ use tracing::{error, warn};
 
 use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
+use crate::durability::flush::{flushed, Dirty, Flushed};
 use crate::ledger::Durable;
-use crate::log::LogMark;
 use crate::metrics as m;
 use crate::storage::{CacheError, Claimed, Commit, Pending};
 
@@ -32,16 +32,6 @@ pub struct CollectDirty {
     /// replica flushes them; see [`Claimed::Fresh`]). `None` when this flush must persist them
     /// now (a room's leave, the shutdown drain, an operator's flush).
     pub fresh: Option<Duration>,
-}
-
-/// A version to write, the log point it includes (read from the log: PostgreSQL records it
-/// with the content), and the commit to report once PostgreSQL holds it (its `recorded` is
-/// what PostgreSQL answers).
-#[derive(Clone, Debug)]
-pub struct Dirty {
-    pub version: Version,
-    pub includes: Option<LogMark>,
-    pub commit: Commit,
 }
 
 #[derive(Default)]
@@ -172,20 +162,11 @@ impl Handler<CollectDirty> for CacheSupervisor {
     }
 }
 
-/// What a flush does with a document Redis holds: every log entry after the point PostgreSQL
-/// recorded is written, whatever the dirty mark says (JSON the latest content, Yjs the updates
-/// appended since), with the log point it includes, which PostgreSQL records in the same
-/// transaction; a compaction is carried by the commit (completed with PostgreSQL's content when
-/// the cache had no compacted content). With nothing after the recorded point, the commit
-/// carries only that point, which PostgreSQL recorded already, so the ledger learns it (see
-/// `Collected::settled`): no path marks an entry persisted that a transaction did not record.
-async fn dirty(stores: &Stores, doc: DocId, p: Pending) -> Result<Flushed, SupervisorError> {
+/// What a flush does with a document Redis holds (see [`flushed`]), once a compaction that
+/// found no compacted content in the cache is completed with PostgreSQL's content.
+async fn dirty(stores: &Stores, doc: DocId, mut p: Pending) -> Result<Flushed, SupervisorError> {
     metrics::histogram!(m::LOG_LENGTH).record(p.log_len as f64);
-    let mark = |position| LogMark {
-        incarnation: p.incarnation,
-        position,
-    };
-    let (compacted, folded) = match p.compaction {
+    let (compacted, folded) = match p.compaction.take() {
         None => (None, 0),
         Some(c) if c.whole => (Some(c.version), c.folded),
         Some(c) => {
@@ -197,36 +178,7 @@ async fn dirty(stores: &Stores, doc: DocId, p: Pending) -> Result<Flushed, Super
             (combine(stored.into_iter().chain([c.version]))?, c.folded)
         }
     };
-    let commit = Commit {
-        doc,
-        hash: String::new(),
-        recorded: None,
-        read: Some(mark(p.position)),
-        compacted,
-        folded,
-    };
-    let version = p.version.filter(|_| p.position > p.persisted);
-    let Some(version) = version else {
-        return Ok(Flushed::Settled(Commit {
-            recorded: Some(mark(p.persisted)),
-            ..commit
-        }));
-    };
-    Ok(Flushed::Write(Dirty {
-        includes: Some(mark(p.position)),
-        commit: Commit {
-            hash: version.hash.clone(),
-            ..commit
-        },
-        version,
-    }))
-}
-
-/// What a flush does with one document it read from Redis.
-enum Flushed {
-    Write(Dirty),
-    /// Nothing to write: only the commit (empty hash).
-    Settled(Commit),
+    Ok(flushed(doc, p, compacted, folded))
 }
 
 impl Handler<Committed> for CacheSupervisor {

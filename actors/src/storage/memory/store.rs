@@ -62,6 +62,8 @@ impl DocStore for MemoryStore {
             answers.push(answer(w.includes, points.get(&v.doc)));
             // `v` first: on a tie (rows written before stamps) the new write wins, as in SQL.
             let next = match rows.remove(&v.doc) {
+                // Equal content takes the larger stamp, as `UPSERT_JSON` does.
+                Some(held) if held.hash == v.hash && held.stamp > v.stamp => held,
                 Some(held) => later(v.clone(), held).map_err(|e| StoreError::BadRow {
                     doc: v.doc.clone(),
                     why: e.to_string(),

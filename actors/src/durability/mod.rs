@@ -1,0 +1,13 @@
+//! What "persisted" means, and the rules that keep it true, as pure code (SPEC §6).
+//!
+//! A document's update log lives in Redis; PostgreSQL records, in the transaction that writes a
+//! document's content, the log point that content includes ([`crate::log::LogMark`]: the log's
+//! incarnation and its last entry). That record is the only "persisted": Redis's `persisted`,
+//! the trimming of the log, `modifiedDocs` and the ledger all follow from what a transaction
+//! answered, never from what a flush read.
+//!
+//! - [`flush`]: what a flush does with what it read of one document.
+//! - `sim` (tests): a seeded simulation of several replicas, a model Redis and a model
+//!   PostgreSQL, searching schedules and faults for a lost or rolled-back acknowledged write.
+
+pub mod flush;
