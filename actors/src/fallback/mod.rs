@@ -95,6 +95,7 @@ mod journal;
 mod memory_io;
 mod record;
 mod replay;
+mod staged;
 mod writer;
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use super::entry::{check_update, Entry};
 use super::error::JournalError;
 use super::journal::Journal;
 use super::record;
-use crate::doc::{later, CombineError, DocId, Kind, Version};
+use super::staged::{change, Change, Staged};
+use crate::doc::{CombineError, DocId, Version};
 
 /// Versions (and commits) drained from the queue before the batch is written: bounds the
 /// writer's buffer without costing throughput. A group is never split, so one larger than this
@@ -60,23 +61,6 @@ pub(crate) enum Command {
         done: Vec<(DocId, String)>,
         reply: Reply,
     },
-}
-
-/// What one batch does to one document's entry, not yet durable.
-#[derive(Default)]
-struct Staged {
-    /// A version that replaces the entry (JSON, or the first Yjs one): a put record.
-    base: Option<Version>,
-    /// Yjs updates that join the entry, after `base` if there is one: increment records.
-    increments: Vec<Version>,
-}
-
-/// What a put does to the document, by the SPEC §6 rules.
-enum Change {
-    /// Nothing: the entry already is, or is later than, the version.
-    None,
-    Replace(Version),
-    Append(Version),
 }
 
 pub(crate) struct Writer<'a> {
@@ -171,6 +155,10 @@ impl<'a> Writer<'a> {
     /// hold: its answer now (refused, or nothing to write), or `None` when it waits on the
     /// batch's sync (a version superseded by a staged one is only as durable as that one).
     fn stage(&self, staged: &mut HashMap<DocId, Staged>, version: Version) -> Answer {
+        // Outside the entries' lock: it hashes the content.
+        if let Err(e) = record::check_hash(&version) {
+            return Some(Err(e));
+        }
         let doc = version.doc.clone();
         let change = {
             let entries = self.shared.entries();
@@ -184,7 +172,12 @@ impl<'a> Writer<'a> {
             Ok(Change::Replace(v)) => (v, true),
             Ok(Change::Append(v)) => (v, false),
         };
-        if let Err(e) = record::check_fits(&version) {
+        // Outside the entries' lock: the check decodes the update.
+        let checked = match replaces {
+            true => Ok(()),
+            false => check_update(&version).map_err(JournalError::from),
+        };
+        if let Err(e) = checked.and_then(|()| record::check_fits(&version)) {
             return Some(Err(e));
         }
         let slot = staged.entry(doc).or_default();
@@ -351,67 +344,6 @@ impl<'a> Writer<'a> {
     }
 }
 
-impl Staged {
-    fn replacing(base: Version) -> Staged {
-        Staged {
-            base: Some(base),
-            increments: Vec::new(),
-        }
-    }
-}
-
 /// A version's answer once it is staged: `Some` when known at once, `None` when it is the
 /// batch's sync's.
 type Answer = Option<Result<(), JournalError>>;
-
-/// What `new` does to the document whose entry is `held` and of which this batch has staged
-/// `staged` (SPEC §6 "Versions"): a JSON version replaces a JSON entry if it is later; a Yjs
-/// version joins a Yjs entry as an increment (unless it repeats the last one), or starts one.
-fn change(
-    held: Option<&Entry>,
-    staged: Option<&Staged>,
-    new: Version,
-) -> Result<Change, JournalError> {
-    record::check_hash(&new)?;
-    let staged_base = staged.and_then(|s| s.base.as_ref());
-    let Some(base) = staged_base.or(held.map(Entry::base)) else {
-        return Ok(Change::Replace(new));
-    };
-    if base.kind != new.kind {
-        Err(CombineError::KindMismatch {
-            doc: new.doc.clone(),
-        })?;
-    }
-    if new.kind == Kind::Json {
-        return Ok(match resolve_json(base.clone(), new)? {
-            Some(next) => Change::Replace(next),
-            None => Change::None,
-        });
-    }
-    let staged_last = staged.and_then(|s| s.increments.last()).or(staged_base);
-    let last = match staged_last {
-        Some(v) => Some(v.hash.as_str()),
-        None => held.map(Entry::last_hash),
-    };
-    if last == Some(new.hash.as_str()) {
-        return Ok(Change::None);
-    }
-    check_update(&new)?;
-    Ok(Change::Append(new))
-}
-
-/// The later of the JSON entry `held` and `new`: `Some` version to write, or `None` when `held`
-/// already is, or is later than, `new`.
-fn resolve_json(held: Version, new: Version) -> Result<Option<Version>, JournalError> {
-    if held.stamp > new.stamp {
-        return Ok(None);
-    }
-    // `new` first: between equal stamps (or none, from callers without stamps) the later put
-    // wins, as it always did.
-    let (held_hash, held_stamp) = (held.hash.clone(), held.stamp.clone());
-    let next = later(new, held)?;
-    if next.hash == held_hash && next.stamp <= held_stamp {
-        return Ok(None);
-    }
-    Ok(Some(next))
-}
