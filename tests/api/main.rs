@@ -28,6 +28,7 @@ mod import_hocuspocus;
 mod large_documents;
 mod leaving;
 mod long_database_outage;
+mod long_double_outage;
 mod metrics_and_tokens;
 mod operator_api;
 mod origins_and_limits;
