@@ -29,6 +29,7 @@ mod large_documents;
 mod leaving;
 mod log_points;
 mod long_database_outage;
+mod long_double_outage;
 mod metrics_and_tokens;
 mod operator_api;
 mod origins_and_limits;

@@ -4,11 +4,10 @@
 //!
 //! This type does no locking: it is owned by the fallback's single writer thread.
 
+use super::entry::Entry;
 use super::error::{io_error, JournalError};
 use super::io::JournalIo;
-use super::record;
 use super::replay::{self, ReplayReport, Replayed};
-use crate::doc::Version;
 
 pub(crate) struct Journal {
     io: Box<dyn JournalIo>,
@@ -77,16 +76,16 @@ impl Journal {
         }
     }
 
-    /// Replaces the journal's contents with one record per version: a truncate when there are
-    /// none, otherwise an atomic replace, so a crash at any point leaves either the old journal
-    /// or the new one, whole.
+    /// Replaces the journal's contents with the records of `entries` (one each, for a merged
+    /// entry): a truncate when there are none, otherwise an atomic replace, so a crash at any
+    /// point leaves either the old journal or the new one, whole.
     pub(crate) fn rewrite<'a>(
         &mut self,
-        versions: impl IntoIterator<Item = &'a Version>,
+        entries: impl IntoIterator<Item = &'a Entry>,
     ) -> Result<(), JournalError> {
         let mut buf = Vec::new();
-        for version in versions {
-            record::encode_put(version, &mut buf)?;
+        for entry in entries {
+            entry.encode(&mut buf)?;
         }
         if buf.is_empty() && self.healthy && self.io.truncate(0).is_ok() {
             self.len = 0;

@@ -8,7 +8,13 @@
 //!
 //! Puts follow SPEC §6 "Versions": a JSON version whose stamp is smaller than the entry's leaves
 //! the entry as it is (the put answers `Ok`: a later version is already durable); a Yjs version
-//! is merged into the entry ([`crate::doc::later`]), never replaces it.
+//! joins the entry, never replaces it. A Yjs save is an increment (the updates its room applied
+//! since its last save), and it is journaled and held as one: the entry is a base and the
+//! increments put since, which the writer thread merges into the base once they add up to about
+//! the document's size, after answering the puts ([`entry`] says why). So a put costs what it
+//! appends, not the document. A commit's hash names the whole content, so an entry leaves only
+//! when its base and every increment, merged, are exactly what PostgreSQL committed: an
+//! increment put after the flush read the entry makes it differ, and it stays.
 //!
 //! An acknowledged update must survive a SIGKILL, so memory is only a view of the journal: a
 //! version enters the map after its record is synced, an entry leaves after the record saying
@@ -30,9 +36,10 @@
 //! ```text
 //! format 2 (written):
 //!   record  = magic DB 6A 72 F2 | u32 LE payload length | u32 LE crc32(payload) | payload
-//!   payload = u8 format (2) | u8 type (0 put json, 1 put yjs, 2 committed)
+//!   payload = u8 format (2) | u8 type (0 put json, 1 put yjs, 2 committed, 3 yjs increment)
 //!           | u8 id length | id | u8 hash length | hash (lowercase hex)
 //!           | put only: stamp | content (the rest, arbitrary bytes)
+//!           | increment only: content (the rest: a Yjs update; hash is its own)
 //!   stamp   = 00 (none) | 01 u64 LE millis, u32 LE counter, u8 replica length, replica
 //! format 1 (read only; written by releases before stamps):
 //!   record  = u32 LE payload length | u32 LE crc32(payload) | payload
@@ -40,11 +47,16 @@
 //!           | u8 hash length | hash | content
 //! ```
 //!
-//! A put record holds the document's whole entry as it is after the put; a committed record
-//! says PostgreSQL committed `(id, hash)`, and on replay removes the entry if it is still that
-//! version. Replay applies records in order: a document's last put record is its live one (a
-//! Yjs one holds the merged state), earlier ones are dead bytes until compaction. A journal is format-1 records followed by format-2 records:
-//! after the first format-2 record, a record without the magic is corrupt.
+//! A put record holds the document's whole entry as it is after the put; an increment record
+//! holds one Yjs update that joins the entry (the writer writes one only for a Yjs entry it
+//! holds); a committed record says PostgreSQL committed `(id, hash)`, and on replay removes the
+//! entry if its content, the document's last put record and every increment record after it
+//! merged, is that version. Replay applies records in order: a document's last put record and
+//! the increments after it are its live records, earlier ones are dead bytes until compaction.
+//! A journal is format-1 records followed by format-2 records: after the first format-2
+//! record, a record without the magic is corrupt. Type 3 came after the other format-2 types:
+//! a release without it skips increment records as corrupt, so a journal holding any must not
+//! be replayed by one.
 //!
 //! # Replay: skip, do not stop
 //!
@@ -64,14 +76,18 @@
 //!
 //! # Compaction
 //!
-//! The journal is rewritten with one put record per entry (temp file, sync, rename, sync of the
-//! directory: a crash leaves the old journal or the new one, whole) when its dead bytes (those
-//! not in an entry's current record) exceed its live bytes and, after a put, 64 KiB too; after a
-//! commit no minimum applies, and a journal with no entries left is truncated to nothing. So
-//! the file stays under twice the live entries plus 64 KiB and one batch. A failed compaction
+//! The journal is rewritten with one put record per entry, its increments merged first (temp
+//! file, sync, rename, sync of the directory: a crash leaves the old journal or the new one,
+//! whole) when its dead bytes (those not in an entry's current records: its base's and its
+//! increments') exceed its live bytes and, after a put, 64 KiB too; after a commit no minimum
+//! applies, and a journal with no entries left is truncated to nothing. So the file stays under
+//! twice the live entries plus 64 KiB and one batch; a merge turns the increments' records
+//! into dead bytes, which is what makes the journal of a busy Yjs document compact. A failed
+//! compaction
 //! changes nothing: every committed record is already durable, so no stale version can come
 //! back; only the file stays longer until the next try.
 
+mod entry;
 mod error;
 mod faulty_io;
 mod io;
@@ -79,6 +95,7 @@ mod journal;
 mod memory_io;
 mod record;
 mod replay;
+mod staged;
 mod writer;
 
 #[cfg(test)]
@@ -95,6 +112,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::doc::{DocId, Version};
+use entry::Entry;
 pub use error::JournalError;
 pub use faulty_io::{Faults, FaultyIo};
 pub use io::{FileIo, JournalIo, ReadSeek};
@@ -197,21 +215,34 @@ impl Fallback {
         answers.await.unwrap_or_else(|e| vec![Err(e); n])
     }
 
-    /// The entry held for `doc`, if any.
+    /// The entry held for `doc`, if any, as one version: Yjs increments not merged yet are
+    /// merged into a copy (outside the lock, at the document's cost: not for a save's path).
     pub fn get(&self, doc: &DocId) -> Option<Version> {
-        self.inner.shared.entries().get(doc).cloned()
+        let entry = self.inner.shared.entries().get(doc).cloned()?;
+        Some(whole(entry))
     }
 
     /// Every entry, each a version PostgreSQL does not have yet (a snapshot; order not
-    /// significant).
+    /// significant), merged as [`get`](Fallback::get) merges.
     pub fn dirty(&self) -> Vec<Version> {
-        self.inner.shared.entries().values().cloned().collect()
+        let entries: Vec<Entry> = self.inner.shared.entries().values().cloned().collect();
+        entries.into_iter().map(whole).collect()
     }
 
-    /// PostgreSQL committed these (doc, hash) pairs: each entry still at that hash leaves (a
-    /// newer put for the same doc stays), once a record saying so is synced; then the journal
-    /// is compacted if its trigger says so. Goes through the writer thread, so it never races
-    /// a put.
+    /// The entry held for `doc` as it is held, nothing merged: its base version, then the Yjs
+    /// increments put since, in order (empty if there is none). Costs no merge.
+    pub fn parts(&self, doc: &DocId) -> Vec<Version> {
+        let entries = self.inner.shared.entries();
+        let parts = entries.get(doc).into_iter().flat_map(Entry::parts);
+        parts.cloned().collect()
+    }
+
+    /// PostgreSQL committed these (doc, hash) pairs: each entry whose whole content (its Yjs
+    /// increments merged in) is at that hash leaves (a newer put for the same doc stays, and so
+    /// does an entry with an increment the committed version lacks), once a record saying so is
+    /// synced; then the journal is compacted if its trigger says so. Goes through the writer
+    /// thread, so it never races a put; the merge a check needs is done there, off every put's
+    /// path.
     ///
     /// On error (nothing could be written) the entries stay, and a later call may retry. A
     /// failed compaction is not an error: the commit is already durable.
@@ -251,6 +282,16 @@ impl Fallback {
         sent.map_err(|_| JournalError::WriterStopped)?;
         answer.await.map_err(|_| JournalError::WriterStopped)
     }
+}
+
+/// `entry` as one version. A Yjs entry whose increments do not merge (logged) is answered as
+/// its base: a view, the entry itself keeps every part.
+fn whole(entry: Entry) -> Version {
+    entry.merged().unwrap_or_else(|error| {
+        let doc = &entry.base().doc;
+        warn!(%doc, %error, "yjs updates in the fallback could not be merged, showing the base");
+        entry.base().clone()
+    })
 }
 
 impl Drop for Inner {

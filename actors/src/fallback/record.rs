@@ -24,13 +24,17 @@ const FORMAT_2: u8 = 2;
 const PUT_JSON: u8 = 0;
 const PUT_YJS: u8 = 1;
 const COMMITTED: u8 = 2;
+const INCREMENT: u8 = 3;
 
 /// What a record says happened.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Record {
     /// This version is the document's entry: PostgreSQL does not have it yet.
     Put(Version),
-    /// PostgreSQL committed this version: the entry leaves if it is still this version.
+    /// This Yjs update joins the document's entry, to be merged into it later.
+    Increment(Version),
+    /// PostgreSQL committed this version: the entry leaves if its content, everything recorded
+    /// for it so far merged, is this version.
     Committed { doc: DocId, hash: String },
 }
 
@@ -92,6 +96,19 @@ pub(crate) fn encode_put(version: &Version, out: &mut Vec<u8>) -> Result<(), Jou
     .ok_or_else(too_large)
 }
 
+/// Appends `update` (a Yjs update, unstamped) as one increment record to `out` (left as it was
+/// on error).
+pub(crate) fn encode_increment(update: &Version, out: &mut Vec<u8>) -> Result<(), JournalError> {
+    debug_assert!(update.kind == Kind::Yjs && update.stamp.is_none());
+    frame(out, |payload| {
+        head(payload, INCREMENT, &update.doc, &update.hash);
+        payload.extend_from_slice(&update.content);
+    })
+    .ok_or_else(|| JournalError::TooLarge {
+        doc: update.doc.clone(),
+    })
+}
+
 /// Appends a record saying PostgreSQL committed `hash` of `doc`.
 pub(crate) fn encode_committed(doc: &DocId, hash: &str, out: &mut Vec<u8>) {
     let framed = frame(out, |payload| head(payload, COMMITTED, doc, hash));
@@ -107,8 +124,14 @@ pub(crate) fn put_len(version: &Version) -> u64 {
         .stamp
         .as_ref()
         .map_or(0, |s| 8 + 4 + 1 + s.replica.len());
-    let payload = 3 + version.doc.as_str().len() + 1 + version.hash.len() + 1 + stamp;
-    HEADER + (payload + version.content.len()) as u64
+    increment_len(version) + 1 + stamp as u64
+}
+
+/// Bytes an increment record of `update` takes in the journal (a put record without a stamp
+/// takes one more).
+pub(crate) fn increment_len(update: &Version) -> u64 {
+    let payload = 3 + update.doc.as_str().len() + 1 + update.hash.len();
+    HEADER + (payload + update.content.len()) as u64
 }
 
 /// Writes magic, length, checksum and the payload `fill` writes. `None` if the payload does not
@@ -143,6 +166,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
     let [format, kind, rest @ ..] = payload else {
         return Err("truncated payload");
     };
+    let increment = (*format, *kind) == (FORMAT_2, INCREMENT);
     let (id, rest) = short_field(rest)?;
     let doc = std::str::from_utf8(id)
         .ok()
@@ -151,33 +175,40 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
     let (hash, rest) = short_field(rest)?;
     let hash = std::str::from_utf8(hash).map_err(|_| "invalid hash")?;
     let (kind, stamp, content) = match (*format, *kind) {
-        (FORMAT_1, kind) => (kind, None, rest),
+        (FORMAT_1, PUT_JSON) => (Kind::Json, None, rest),
+        (FORMAT_1, PUT_YJS) => (Kind::Yjs, None, rest),
         (FORMAT_2, COMMITTED) if rest.is_empty() => {
             let hash = hash.to_owned();
             return Ok(Record::Committed { doc, hash });
         }
         (FORMAT_2, COMMITTED) => return Err("committed record with content"),
-        (FORMAT_2, kind) => {
+        (FORMAT_2, INCREMENT) => (Kind::Yjs, None, rest),
+        (FORMAT_2, PUT_JSON | PUT_YJS) => {
             let (stamp, content) = stamp(rest)?;
+            let kind = if *kind == PUT_JSON {
+                Kind::Json
+            } else {
+                Kind::Yjs
+            };
             (kind, stamp, content)
         }
+        (FORMAT_1 | FORMAT_2, _) => return Err("unknown record type"),
         _ => return Err("unknown record format"),
-    };
-    let kind = match kind {
-        PUT_JSON => Kind::Json,
-        PUT_YJS => Kind::Yjs,
-        _ => return Err("unknown document kind"),
     };
     if sha256_hex(content) != hash {
         return Err("hash does not match content");
     }
-    Ok(Record::Put(Version {
+    let version = Version {
         doc,
         kind,
         hash: hash.to_owned(),
         content: Bytes::copy_from_slice(content),
         stamp,
-    }))
+    };
+    Ok(match increment {
+        true => Record::Increment(version),
+        false => Record::Put(version),
+    })
 }
 
 fn stamp(bytes: &[u8]) -> Result<(Option<Stamp>, &[u8]), &'static str> {
@@ -240,6 +271,34 @@ mod tests {
             assert_eq!(out.len() as u64, put_len(&version));
             assert_eq!(decode(payload(&out)), Ok(Record::Put(version)));
         }
+    }
+
+    #[test]
+    fn increment_records_round_trip_and_their_length_is_known() {
+        let doc = DocId::parse("y").unwrap();
+        let update = Version::new(doc, Kind::Yjs, Bytes::from_static(&[1, 1, 0xDB, 7, 0]));
+        let mut out = Vec::new();
+
+        encode_increment(&update, &mut out).unwrap();
+
+        assert_eq!(out.len() as u64, increment_len(&update));
+        assert_eq!(
+            put_len(&update),
+            increment_len(&update) + 1,
+            "a put adds a stamp byte"
+        );
+        assert_eq!(decode(payload(&out)), Ok(Record::Increment(update)));
+    }
+
+    #[test]
+    fn an_increment_type_in_a_format_1_record_is_unknown() {
+        let update = Version::new(DocId::parse("y").unwrap(), Kind::Yjs, Bytes::from("u"));
+        let mut out = Vec::new();
+        encode_increment(&update, &mut out).unwrap();
+        let mut legacy = payload(&out).to_vec();
+        legacy[0] = FORMAT_1;
+
+        assert_eq!(decode(&legacy), Err("unknown record type"));
     }
 
     #[test]

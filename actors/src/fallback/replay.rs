@@ -1,6 +1,11 @@
 //! Replay: reading a journal back into the entries it describes, one record at a time, skipping
 //! corrupt records and finding where a torn tail begins. The rules are in the
 //! [module doc](super).
+//!
+//! A document's Yjs increments are merged into its entry as the writer merges them: when they
+//! are due (so memory follows the entries, not the file), when a committed record must be
+//! checked against the whole entry, and at the end, so the fallback starts with every entry
+//! one version.
 
 use std::collections::HashMap;
 use std::io::{self, SeekFrom};
@@ -8,9 +13,10 @@ use std::path::Path;
 
 use tracing::warn;
 
+use super::entry::Entry;
 use super::io::ReadSeek;
 use super::record::{self, Record, HEADER, LEGACY_HEADER, MAGIC};
-use crate::doc::{DocId, Version};
+use crate::doc::{DocId, Kind};
 
 /// What the last replay found, for logs, metrics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +33,7 @@ pub struct ReplayReport {
 
 /// The entries a journal describes, and where its valid part ends.
 pub(crate) struct Replayed {
-    pub(crate) entries: HashMap<DocId, Version>,
+    pub(crate) entries: HashMap<DocId, Entry>,
     /// The journal is cut to this length: everything after it is a torn tail.
     pub(crate) valid_len: u64,
     pub(crate) report: ReplayReport,
@@ -61,9 +67,8 @@ pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::R
                 v2,
             } => {
                 seen_v2 |= v2;
-                match record::decode(&payload) {
-                    Ok(record) => {
-                        apply(&mut entries, record);
+                match record::decode(&payload).and_then(|r| apply(&mut entries, r)) {
+                    Ok(()) => {
                         report.records += 1;
                         offset = end;
                         continue;
@@ -96,7 +101,7 @@ pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::R
             let path = path.display();
             warn!(%path, offset, truncated_bytes, reason, "journal tail truncated");
             return Ok(Replayed {
-                entries,
+                entries: merged(entries),
                 valid_len: offset,
                 report,
             });
@@ -109,23 +114,52 @@ pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::R
         journal.seek(SeekFrom::Start(offset))?;
     }
     Ok(Replayed {
-        entries,
+        entries: merged(entries),
         valid_len: len,
         report,
     })
 }
 
-fn apply(entries: &mut HashMap<DocId, Version>, record: Record) {
+/// Applies one record as the writer applied it when it wrote it. The error says why a record
+/// that decoded cannot be applied, and must be skipped.
+fn apply(entries: &mut HashMap<DocId, Entry>, record: Record) -> Result<(), &'static str> {
     match record {
         Record::Put(version) => {
-            entries.insert(version.doc.clone(), version);
+            entries.insert(version.doc.clone(), Entry::new(version));
         }
+        Record::Increment(update) => match entries.get_mut(&update.doc) {
+            // Only after a corrupt record: the writer appends increments to an entry it holds.
+            None => {
+                entries.insert(update.doc.clone(), Entry::new(update));
+            }
+            Some(entry) if entry.kind() == Kind::Yjs => {
+                entry.push(update);
+                if entry.merge_due() {
+                    // A failure keeps the parts apart (and is logged): nothing is lost.
+                    let _ = entry.merge();
+                }
+            }
+            Some(_) => return Err("yjs increment for a json document"),
+        },
+        // The entry's whole content is what the writer compared with the hash: merge first.
         Record::Committed { doc, hash } => {
-            if entries.get(&doc).is_some_and(|held| held.hash == hash) {
+            let leaves = entries
+                .get_mut(&doc)
+                .is_some_and(|held| held.merge().is_ok() && held.base().hash == hash);
+            if leaves {
                 entries.remove(&doc);
             }
         }
     }
+    Ok(())
+}
+
+/// `entries` with every increment merged in, where it merges.
+fn merged(mut entries: HashMap<DocId, Entry>) -> HashMap<DocId, Entry> {
+    for entry in entries.values_mut() {
+        let _ = entry.merge();
+    }
+    entries
 }
 
 /// Reads the record at `offset`, where `journal` is positioned. Format-1 records (no magic) are

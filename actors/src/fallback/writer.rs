@@ -1,7 +1,8 @@
 //! The fallback's writer thread: the only code that changes the entries or the journal, so the
 //! two change in the same order. It batches whatever puts are queued (single versions and whole
 //! groups alike) into one write and one sync, applies the SPEC §6 rules to each version,
-//! records commits, and compacts the journal when its trigger says so.
+//! records commits, merges Yjs increments once they are due (after answering the batch that
+//! made them due, see [`entry`](super::entry)), and compacts the journal when its trigger says so.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +11,12 @@ use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use super::entry::{check_update, Entry};
 use super::error::JournalError;
 use super::journal::Journal;
 use super::record;
-use crate::doc::{later, DocId, Kind, Version};
+use super::staged::{change, Change, Staged};
+use crate::doc::{CombineError, DocId, Version};
 
 /// Versions (and commits) drained from the queue before the batch is written: bounds the
 /// writer's buffer without costing throughput. A group is never split, so one larger than this
@@ -24,20 +27,20 @@ pub(crate) const MIN_DEAD_BYTES: u64 = 64 * 1024;
 
 /// State read by any thread and written only by the writer thread.
 pub(crate) struct Shared {
-    /// Locked only for map operations, never across IO or an `.await`.
-    entries: Mutex<HashMap<DocId, Version>>,
+    /// Locked only for map operations, never across IO, a merge or an `.await`.
+    entries: Mutex<HashMap<DocId, Entry>>,
     pub(crate) journal_bytes: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(entries: HashMap<DocId, Version>, journal_bytes: u64) -> Shared {
+    pub(crate) fn new(entries: HashMap<DocId, Entry>, journal_bytes: u64) -> Shared {
         Shared {
             entries: Mutex::new(entries),
             journal_bytes: AtomicU64::new(journal_bytes),
         }
     }
 
-    pub(crate) fn entries(&self) -> MutexGuard<'_, HashMap<DocId, Version>> {
+    pub(crate) fn entries(&self) -> MutexGuard<'_, HashMap<DocId, Entry>> {
         // Nothing panics while holding the lock, and a map is never left half-updated anyway.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -69,7 +72,7 @@ pub(crate) struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     pub(crate) fn new(journal: Journal, shared: &'a Shared) -> Writer<'a> {
-        let live_bytes = shared.entries().values().map(record::put_len).sum();
+        let live_bytes = shared.entries().values().map(Entry::record_len).sum();
         Writer {
             journal,
             shared,
@@ -108,10 +111,10 @@ impl<'a> Writer<'a> {
 
     /// Writes every version of `puts` that changes an entry in one append, so under one sync,
     /// then answers each put. No version is answered `Ok` before that sync, and a failed
-    /// append fails every version that waited on it, whichever put it came in.
+    /// append fails every version that waited on it, whichever put it came in. Merges that the
+    /// batch made due come after the answers.
     fn put_batch(&mut self, puts: Vec<(Vec<Version>, PutReply)>) {
-        // The newest version of each document this batch, not yet durable.
-        let mut staged: HashMap<DocId, Version> = HashMap::new();
+        let mut staged: HashMap<DocId, Staged> = HashMap::new();
         let answers: Vec<(Vec<Answer>, PutReply)> = puts
             .into_iter()
             .map(|(versions, reply)| {
@@ -122,10 +125,10 @@ impl<'a> Writer<'a> {
                 (answers, reply)
             })
             .collect();
-        let wrote = !staged.is_empty();
-        let synced = match wrote {
-            true => self.write_staged(staged),
-            false => Ok(()),
+        let touched: Vec<DocId> = staged.keys().cloned().collect();
+        let synced = match touched.is_empty() {
+            false => self.write_staged(staged),
+            true => Ok(()),
         };
         if let Err(error) = &synced {
             let waiting = answers.iter().flat_map(|(a, _)| a).filter(|a| a.is_none());
@@ -137,7 +140,13 @@ impl<'a> Writer<'a> {
                 .map(|a| a.unwrap_or_else(|| synced.clone()));
             let _ = reply.send(answers.collect());
         }
-        if wrote && synced.is_ok() {
+        if !touched.is_empty() && synced.is_ok() {
+            for doc in &touched {
+                let due = self.shared.entries().get(doc).is_some_and(Entry::merge_due);
+                if due {
+                    let _ = self.merge(doc);
+                }
+            }
             self.compact_if_due(MIN_DEAD_BYTES);
         }
     }
@@ -145,60 +154,124 @@ impl<'a> Writer<'a> {
     /// Applies the SPEC §6 rules to `version` against what this batch staged or the entries
     /// hold: its answer now (refused, or nothing to write), or `None` when it waits on the
     /// batch's sync (a version superseded by a staged one is only as durable as that one).
-    fn stage(&self, staged: &mut HashMap<DocId, Version>, version: Version) -> Answer {
-        let doc = version.doc.clone();
-        let held = match staged.get(&doc) {
-            Some(staged) => Some(staged.clone()),
-            None => self.shared.entries().get(&doc).cloned(),
-        };
-        match resolve(held, version) {
-            Err(e) => Some(Err(e)),
-            Ok(Some(next)) => match record::check_fits(&next) {
-                Err(e) => Some(Err(e)),
-                Ok(()) => {
-                    staged.insert(doc, next);
-                    None
-                }
-            },
-            Ok(None) if staged.contains_key(&doc) => None,
-            // A later version is already durable: nothing to write.
-            Ok(None) => Some(Ok(())),
+    fn stage(&self, staged: &mut HashMap<DocId, Staged>, version: Version) -> Answer {
+        // Outside the entries' lock: it hashes the content.
+        if let Err(e) = record::check_hash(&version) {
+            return Some(Err(e));
         }
+        let doc = version.doc.clone();
+        let change = {
+            let entries = self.shared.entries();
+            change(entries.get(&doc), staged.get(&doc), version)
+        };
+        let (version, replaces) = match change {
+            Err(e) => return Some(Err(e)),
+            Ok(Change::None) if staged.contains_key(&doc) => return None,
+            // A later version is already durable: nothing to write.
+            Ok(Change::None) => return Some(Ok(())),
+            Ok(Change::Replace(v)) => (v, true),
+            Ok(Change::Append(v)) => (v, false),
+        };
+        // Outside the entries' lock: the check decodes the update.
+        let checked = match replaces {
+            true => Ok(()),
+            false => check_update(&version).map_err(JournalError::from),
+        };
+        if let Err(e) = checked.and_then(|()| record::check_fits(&version)) {
+            return Some(Err(e));
+        }
+        let slot = staged.entry(doc).or_default();
+        match replaces {
+            true => *slot = Staged::replacing(version),
+            false => slot.increments.push(version),
+        }
+        None
     }
 
     /// Appends `staged` and, once that is synced, makes it the entries.
-    fn write_staged(&mut self, staged: HashMap<DocId, Version>) -> Result<(), JournalError> {
+    fn write_staged(&mut self, staged: HashMap<DocId, Staged>) -> Result<(), JournalError> {
         let written = self.append_staged(&staged);
         self.publish_len();
         written?;
         let mut entries = self.shared.entries();
-        for (doc, version) in staged {
-            self.live_bytes += record::put_len(&version);
-            if let Some(old) = entries.insert(doc, version) {
-                self.live_bytes -= record::put_len(&old);
+        for (doc, Staged { base, increments }) in staged {
+            let entry = match base {
+                Some(base) => {
+                    let new = Entry::new(base);
+                    self.live_bytes += new.record_len();
+                    if let Some(old) = entries.insert(doc.clone(), new) {
+                        self.live_bytes -= old.record_len();
+                    }
+                    entries.get_mut(&doc)
+                }
+                None => entries.get_mut(&doc),
+            };
+            let entry = entry.expect("increments are staged for a held or staged entry");
+            for update in increments {
+                self.live_bytes += record::increment_len(&update);
+                entry.push(update);
             }
         }
         Ok(())
     }
 
-    fn append_staged(&mut self, staged: &HashMap<DocId, Version>) -> Result<(), JournalError> {
+    fn append_staged(&mut self, staged: &HashMap<DocId, Staged>) -> Result<(), JournalError> {
         let mut buf = Vec::new();
-        for version in staged.values() {
-            record::encode_put(version, &mut buf)?;
+        for Staged { base, increments } in staged.values() {
+            if let Some(base) = base {
+                record::encode_put(base, &mut buf)?;
+            }
+            for update in increments {
+                record::encode_increment(update, &mut buf)?;
+            }
         }
         self.heal()?;
         self.journal.append(&buf)
     }
 
-    /// PostgreSQL committed these versions: record that durably, then let the entries go.
-    fn commit(&mut self, done: &[(DocId, String)]) -> Result<(), JournalError> {
-        let leaving: HashMap<&DocId, &String> = {
-            let entries = self.shared.entries();
-            let held = |(doc, hash): &&(DocId, String)| {
-                entries.get(doc).is_some_and(|held| held.hash == *hash)
-            };
-            done.iter().filter(held).map(|(d, h)| (d, h)).collect()
+    /// Merges the increments of `doc`'s entry into its base, outside the entries' lock (the
+    /// writer is the only one that changes an entry, so none changes meanwhile).
+    fn merge(&mut self, doc: &DocId) -> Result<(), CombineError> {
+        let held = self
+            .shared
+            .entries()
+            .get(doc)
+            .filter(|e| !e.is_merged())
+            .cloned();
+        let Some(mut entry) = held else {
+            return Ok(());
         };
+        let before = entry.record_len();
+        let merged = entry.merge();
+        if merged.is_ok() {
+            self.live_bytes = self.live_bytes - before + entry.record_len();
+        }
+        self.shared.entries().insert(doc.clone(), entry);
+        merged
+    }
+
+    /// PostgreSQL committed these versions: record that durably, then let the entries go. An
+    /// entry leaves only if its whole content, every increment merged in, is the committed
+    /// version: one whose increment was put after the flush read it is not, and stays.
+    fn commit(&mut self, done: &[(DocId, String)]) -> Result<(), JournalError> {
+        let mut leaving: HashMap<&DocId, &String> = HashMap::new();
+        for (doc, hash) in done {
+            // No content hashes to "": such a commit only settles a log position.
+            if hash.is_empty() || leaving.contains_key(doc) {
+                continue;
+            }
+            if self.merge(doc).is_err() {
+                continue;
+            }
+            let held = self
+                .shared
+                .entries()
+                .get(doc)
+                .map(|e| e.base().hash == *hash);
+            if held == Some(true) {
+                leaving.insert(doc, hash);
+            }
+        }
         if leaving.is_empty() {
             return Ok(());
         }
@@ -218,7 +291,7 @@ impl<'a> Writer<'a> {
             let mut entries = self.shared.entries();
             for doc in leaving.keys() {
                 if let Some(old) = entries.remove(*doc) {
-                    self.live_bytes -= record::put_len(&old);
+                    self.live_bytes -= old.record_len();
                 }
             }
         }
@@ -226,15 +299,25 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Rewrites the journal with the live entries only, once its dead bytes exceed both its
-    /// live bytes and `min_dead`. A failure is logged and changes nothing: the journal is still
-    /// whole and correct, only longer.
+    /// Rewrites the journal with the live entries only, one merged record each, once its dead
+    /// bytes exceed both its live bytes and `min_dead`. A failure is logged and changes nothing:
+    /// the journal is still whole and correct, only longer.
     fn compact_if_due(&mut self, min_dead: u64) {
         let dead = self.journal.len().saturating_sub(self.live_bytes);
         if dead <= self.live_bytes || dead <= min_dead {
             return;
         }
-        let live: Vec<Version> = self.shared.entries().values().cloned().collect();
+        // The rewrite costs every entry anyway: merge what waits (one that does not merge is
+        // written as its parts).
+        let unmerged: Vec<DocId> = {
+            let entries = self.shared.entries();
+            let waiting = entries.iter().filter(|(_, e)| !e.is_merged());
+            waiting.map(|(doc, _)| doc.clone()).collect()
+        };
+        for doc in &unmerged {
+            let _ = self.merge(doc);
+        }
+        let live: Vec<Entry> = self.shared.entries().values().cloned().collect();
         let result = self.journal.rewrite(&live);
         self.publish_len();
         match result {
@@ -249,7 +332,7 @@ impl<'a> Writer<'a> {
         if self.journal.is_healthy() {
             return Ok(());
         }
-        let held: Vec<Version> = self.shared.entries().values().cloned().collect();
+        let held: Vec<Entry> = self.shared.entries().values().cloned().collect();
         self.journal.rewrite(&held)?;
         warn!(docs = held.len(), "fallback journal rebuilt from memory");
         Ok(())
@@ -264,23 +347,3 @@ impl<'a> Writer<'a> {
 /// A version's answer once it is staged: `Some` when known at once, `None` when it is the
 /// batch's sync's.
 type Answer = Option<Result<(), JournalError>>;
-
-/// What `new` makes of the document's entry `held` (SPEC §6 "Versions"): `Some` version to
-/// write, or `None` when `held` already is, or is later than, `new`.
-fn resolve(held: Option<Version>, new: Version) -> Result<Option<Version>, JournalError> {
-    record::check_hash(&new)?;
-    let Some(held) = held else {
-        return Ok(Some(new));
-    };
-    if held.kind == Kind::Json && new.kind == Kind::Json && held.stamp > new.stamp {
-        return Ok(None);
-    }
-    // `new` first: between equal JSON stamps (or none, from callers without stamps) the later
-    // put wins, as it always did.
-    let (held_hash, held_stamp) = (held.hash.clone(), held.stamp.clone());
-    let next = later(new, held)?;
-    if next.hash == held_hash && next.stamp <= held_stamp {
-        return Ok(None);
-    }
-    Ok(Some(next))
-}

@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::breaker::{Breaker, BreakerState, ForceMode, Transition};
-use crate::doc::{CombineError, DocId, Version};
+use crate::doc::{CombineError, DocId, Kind, Version};
 use crate::fallback::{Fallback, JournalError};
 use crate::ledger::{Durable, Ledger};
 use crate::log::LogPos;
@@ -338,8 +338,8 @@ impl Handler<Save> for CacheSupervisor {
     }
 }
 
-/// Puts `version` into the journal and records what the journal now holds for its document
-/// (the journal merges Yjs states and keeps the later JSON stamp) in the ledger.
+/// Puts `version` into the journal and records in the ledger what the journal now holds for
+/// its document (see [`journaled`]).
 async fn journal(stores: &Stores, version: Version) -> Result<(), SupervisorError> {
     stores
         .fallback
@@ -365,12 +365,36 @@ async fn journal_all(stores: &Stores, versions: Vec<Version>) -> Vec<Result<(), 
         .collect()
 }
 
-/// The journal took `version`: the ledger learns what the journal now holds for its document.
+/// The journal took `version`: the ledger learns what the journal now holds for its document,
+/// so that what the flusher writes from the ledger is what the journal holds, and the commit of
+/// it lets the journal's entry go.
+///
+/// - JSON: the journal keeps the later stamp, which may be an older put's.
+/// - Yjs: the journal appended the save as an increment, and so does the ledger: neither copies
+///   the document on a save's path. While the ledger's entry is journaled it has had every
+///   earlier increment too. When it is not (no entry, or one whose saves went to Redis), the
+///   journal's other parts join it as content from elsewhere, parts unmerged (the ledger merges
+///   them when it is read, off the save's path). Checked after the put, with no `.await` before
+///   the ledger takes the save: ledger entries leave in the `Committed` handler, on this actor's
+///   thread, so none leaves in between. Only the flushes' progress rests on this: the journal
+///   drops an entry only once PostgreSQL committed all of it, so an entry the ledger lacks part
+///   of waits in the journal (until the next start replays it), it is never lost.
 fn journaled(stores: &Stores, version: &Version) {
-    match stores.fallback.get(&version.doc) {
-        Some(held) if held.hash != version.hash => stores.ledger.absorbed(held, Durable::Journal),
-        _ => stores.ledger.saved(version, Durable::Journal, None),
+    let (doc, ledger) = (&version.doc, &stores.ledger);
+    if version.kind == Kind::Json {
+        match stores.fallback.get(doc) {
+            Some(held) if held.hash != version.hash => ledger.absorbed(held, Durable::Journal),
+            _ => ledger.saved(version, Durable::Journal, None),
+        }
+        return;
     }
+    if ledger.durable(doc) != Some(Durable::Journal) {
+        let parts = stores.fallback.parts(doc).into_iter();
+        for part in parts.filter(|p| p.hash != version.hash) {
+            ledger.absorbed(part, Durable::Journal);
+        }
+    }
+    ledger.saved(version, Durable::Journal, None);
 }
 
 impl Handler<GetBreaker> for CacheSupervisor {

@@ -219,6 +219,75 @@ async fn a_commit_of_journaled_content_clears_the_ledger_and_the_journal_not_the
     .await;
 }
 
+/// Small Yjs updates of one document, one per client, as rooms save them.
+fn yjs_saves(n: u64) -> Vec<Version> {
+    (1..=n)
+        .map(|i| crate::testing::yjs_edit("y", i, &format!("w{i} ")))
+        .collect()
+}
+
+async fn commit(rig: &Rig, v: &Version) {
+    let done = vec![Commit::of(v.doc.clone(), v.hash.clone())];
+    rig.supervisor.send(Committed { done }).await.unwrap();
+}
+
+/// Redis down (and PostgreSQL with it: nothing flushes until the test says so). The journal
+/// and the ledger each take a Yjs save as the increment it is, so neither copies the document
+/// per save; what the flusher reads from the ledger is what the journal holds, so its commit
+/// lets the journal's entry go.
+#[actix::test]
+async fn journaled_yjs_saves_reach_the_ledger_as_increments_and_their_commit_clears_both() {
+    let rig = rig_on("yjs-increments", MemoryIo::new());
+    rig.cache.faults.fail(true);
+    let saves = yjs_saves(5);
+    for v in &saves {
+        assert_eq!(save(&rig, v).await, Stored::Fallback);
+    }
+    let doc = saves[0].doc.clone();
+    assert_eq!(rig.fallback.parts(&doc), saves, "journaled as they came");
+
+    let read = rig.ledger.get(&doc).unwrap();
+
+    assert_eq!(read.durable, Durable::Journal);
+    assert!(!read.foreign, "nothing came back from the journal");
+    let text = crate::testing::yjs_text(&read.version);
+    assert!((1..=5).all(|i| text.contains(&format!("w{i} "))), "{text}");
+    commit(&rig, &read.version).await;
+    assert!(!rig.ledger.lacks(&doc));
+    until("the journal to let go", || rig.fallback.is_empty()).await;
+}
+
+/// A save lands between the flush's read of the ledger and the commit of what it read: the
+/// ledger and the journal both keep it, and the next flush's commit clears both.
+#[actix::test]
+async fn a_yjs_save_journaled_after_the_flush_read_waits_for_the_next_flush() {
+    let rig = rig_on("yjs-race", MemoryIo::new());
+    rig.cache.faults.fail(true);
+    let mut saves = yjs_saves(4);
+    let late = saves.pop().unwrap();
+    for v in &saves {
+        save(&rig, v).await;
+    }
+    let read = rig.ledger.get(&late.doc).unwrap().version;
+    save(&rig, &late).await;
+
+    commit(&rig, &read).await;
+
+    assert!(rig.ledger.lacks(&late.doc));
+    // The journal checks a commit against its whole entry, merged: one part once it has.
+    until("the journal to take the commit", || {
+        rig.fallback.parts(&late.doc).len() == 1
+    })
+    .await;
+    let held = rig.fallback.get(&late.doc).unwrap();
+    assert!(crate::testing::yjs_text(&held).contains("w4 "));
+    let next = rig.ledger.get(&late.doc).unwrap().version;
+    assert_eq!(next, held, "the ledger holds what the journal holds");
+    commit(&rig, &next).await;
+    assert!(!rig.ledger.lacks(&late.doc));
+    until("the journal to let go", || rig.fallback.is_empty()).await;
+}
+
 #[actix::test]
 async fn a_load_prefers_the_later_of_the_ledger_and_redis() {
     let rig = rig("load");

@@ -3,6 +3,7 @@
 
 mod disk;
 mod groups;
+mod increments;
 mod puts;
 mod replay;
 
