@@ -15,7 +15,7 @@ use actix::prelude::*;
 use crate::clock::Clock;
 use crate::flusher::{Flusher, FlusherSettings};
 use crate::ledger::Ledger;
-use crate::log::reader::LogReader;
+use crate::log_reader::LogReader;
 use crate::refusal_log::RefusalLog;
 use crate::registry::RoomRegistry;
 use crate::room::{RoomContext, RoomLimits};

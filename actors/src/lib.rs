@@ -16,9 +16,10 @@
 //! - [`durability`]: what "persisted" means (the log point PostgreSQL records with the
 //!   content) and the pure rules of a flush, with the simulation that searches their
 //!   interleavings.
-//! - [`log`]: the log between rooms: each document's Redis Stream, which every replica appends
-//!   to, announcing each append on the document's pub/sub channel; the `LogReader` listens,
-//!   reads what moved and hands other replicas' entries and events to this replica's rooms.
+//! - [`log`]: the log between rooms, as data: each document's Redis Stream, which every replica
+//!   appends to, announcing each append on the document's pub/sub channel.
+//! - [`log_reader`]: `LogReader`, this replica's one reader of the logs: it listens, reads
+//!   what moved and hands other replicas' entries and events to this replica's rooms.
 //! - [`flusher`]: `Flusher`, persists what the ledger and Redis hold to PostgreSQL in batches,
 //!   drains at shutdown; [`schedule`] is its backoff as a pure state machine.
 //! - [`storage`]: the `Cache` and `DocStore` traits, `RedisCache` and `PgStore`, and in-memory
@@ -39,6 +40,7 @@ pub mod fallback;
 pub mod flusher;
 pub mod ledger;
 pub mod log;
+pub mod log_reader;
 pub mod metrics;
 pub mod protocol;
 pub mod refusal_log;

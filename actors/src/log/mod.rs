@@ -1,25 +1,21 @@
-//! The log between rooms (SPEC §6, §8): every replica appends what it accepts to the
-//! document's Redis Stream `doc:{id}:log`, and reads what the other replicas appended.
+//! The log between rooms (SPEC §6, §8), as data: every replica appends what it accepts to the
+//! document's Redis Stream `doc:{id}:log`, and reads what the other replicas appended. The
+//! storage speaks these types; the actor that reads the logs is [`crate::log_reader`], which
+//! drives the storage (so the two never import each other).
 //!
-//! - [`LogPos`]: a position in a document's log (a stream entry id), in the order Redis gives.
+//! - [`LogPos`]: a position in a document's log (a stream entry id), in the order Redis gives;
+//!   [`Incarnation`] and [`LogMark`]: which life of the log a position belongs to, and the
+//!   point PostgreSQL records with a document's content.
 //! - [`LogEntry`]: one appended update, as a reader hands it to a room.
 //! - [`notice`]: what travels on a document's pub/sub channel `doc:{id}:events`: the notice a
 //!   save publishes with each append (carrying the entry, when it is not large), and events
 //!   (awareness, stateless messages), in one framing.
-//! - [`reader`]: `LogReader`, the one per-replica reader: it listens to the channels of every
-//!   document this replica has a room for, hands events to their rooms at once, and hands them
-//!   the entries other replicas append — from the notice itself when it follows on what the
-//!   room has, otherwise by reading the log (one non-blocking `XREAD` over the documents that
-//!   moved); a slow poll over every followed log covers a lost notice.
 //!
 //! Appending is part of a save (the cache supervisor's, atomically with the `modifiedDocs` mark,
 //! the TTL refresh and the notice); compaction and trimming are part of a flush's commit (see
 //! `storage::redis_scripts`).
 
 pub mod notice;
-pub mod reader;
-#[cfg(test)]
-mod reader_tests;
 
 pub use notice::{Heard, Notice};
 

@@ -1,6 +1,6 @@
 //! A room and its document's log (SPEC §8): what other replicas appended reaches this room's
 //! members. The room follows the log from the position its loaded content includes; the
-//! [`LogReader`](crate::log::reader::LogReader) hands it other replicas' entries, which it
+//! [`LogReader`](crate::log_reader::LogReader) hands it other replicas' entries, which it
 //! applies — Yjs merged, JSON if its stamp is larger — and relays. Those entries are durable in
 //! Redis already (their replica appended them), so applying one saves nothing. An edit reaches
 //! other replicas' members once it is saved: a room saves as soon as its previous save landed
@@ -17,8 +17,8 @@ use tracing::warn;
 
 use super::DocRoom;
 use crate::doc::{Kind, Version};
-use crate::log::reader::{Apply, Follow, Resync, Unfollow};
 use crate::log::{Event, EventKind, LogPos};
+use crate::log_reader::{Apply, Follow, Resync, Unfollow};
 use crate::supervisor::{Load, Publish};
 
 impl DocRoom {

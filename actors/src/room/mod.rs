@@ -26,7 +26,7 @@ use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{Flusher, Fold, PersistNow};
 use crate::ledger::Ledger;
-use crate::log::reader::LogReader;
+use crate::log_reader::LogReader;
 use crate::metrics as m;
 use crate::protocol::json;
 use crate::refusal_log::RefusalLog;

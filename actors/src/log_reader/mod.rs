@@ -27,6 +27,8 @@
 
 mod listening;
 mod moved;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,8 +37,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use super::{Event, LogEntry, LogPos, LogRead, READ_COUNT, READ_DOCS};
 use crate::doc::DocId;
+use crate::log::{Event, LogEntry, LogPos, LogRead, READ_COUNT, READ_DOCS};
 use crate::metrics as m;
 use crate::storage::{Cache, CacheError, Channels};
 use moved::Moved;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::reader::{Apply, Follow, LogReader, Resync};
-use super::{Event, EventKind, LogEntry, LogPos, READ_COUNT, READ_DOCS};
+use super::{Apply, Follow, LogReader, Resync};
 use crate::doc::DocId;
+use crate::log::{Event, EventKind, LogEntry, LogPos, READ_COUNT, READ_DOCS};
 use crate::storage::memory::MemoryCache;
 use crate::storage::Cache;
 use crate::testing::{json, until};
