@@ -377,7 +377,7 @@ async fn awareness_announced_on_one_replica_is_seen_and_removed_on_another() {
 async fn an_update_shown_on_another_replica_is_appended_once() {
     use docroom_actors::doc::DocId;
     use docroom_actors::log::LogPos;
-    use docroom_actors::storage::Cache;
+    use docroom_actors::storage::DocumentLog;
 
     let a = TestApp::start().await;
     let b = a.replica().await;

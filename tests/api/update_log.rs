@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
 use docroom_actors::log::{Incarnation, LogMark, LogPos};
-use docroom_actors::storage::{Cache, Claimed, Commit, RedisCache, Written};
+use docroom_actors::storage::{Claimed, Commit, DocumentLog, FlushClaims, RedisCache, Written};
 use yrs::updates::decoder::Decode;
 use yrs::{GetString, Transact};
 

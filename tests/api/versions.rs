@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Stamp, Version};
-use docroom_actors::storage::{Cache, Commit, DocStore, PgStore, RedisCache, Written};
+use docroom_actors::storage::{
+    Commit, DocStore, DocumentLog, FillLock, FlushClaims, PgStore, RedisCache, Written,
+};
 use serde_json::json;
 
 use crate::harness::app::{SHARED_PG_ADDR, SHARED_REDIS_URL};

@@ -12,7 +12,7 @@ use crate::fallback::test_dir::TestDir;
 use crate::fallback::Fallback;
 use crate::ledger::Durable;
 use crate::storage::memory::{MemoryCache, MemoryStore};
-use crate::storage::Cache;
+use crate::storage::DocumentLog;
 use crate::supervisor::{Save, Stores};
 use crate::testing::{stamped, supervisor_settings};
 

@@ -10,7 +10,7 @@ use super::{Apply, Follow, LogReader, Resync};
 use crate::doc::DocId;
 use crate::log::{Event, EventKind, LogEntry, LogPos, READ_COUNT, READ_DOCS};
 use crate::storage::memory::MemoryCache;
-use crate::storage::Cache;
+use crate::storage::{DocumentLog, FlushClaims};
 use crate::testing::{json, until};
 
 const HOUR: Duration = Duration::from_secs(3600);

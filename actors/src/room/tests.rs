@@ -353,7 +353,7 @@ async fn a_yjs_room_merges_in_what_the_ledger_holds_from_elsewhere() {
 #[actix::test]
 async fn a_busy_yjs_room_saves_each_update_until_its_budget_is_spent_then_one_per_interval() {
     use crate::log::LogPos;
-    use crate::storage::Cache;
+    use crate::storage::DocumentLog;
     use yrs::updates::encoder::Encode;
     let dir = TestDir::new("save-budget");
     let cache = MemoryCache::default();

@@ -7,6 +7,7 @@
 //! (JSON by stamp, Yjs merged; see SPEC §6). The cache's document channels are modelled in
 //! [`listen`].
 
+mod claims;
 mod faults;
 mod listen;
 mod store;
@@ -20,12 +21,13 @@ use async_trait::async_trait;
 use super::pending::FlushRead;
 use super::redis_scripts::{COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES};
 use super::{
-    Cache, CacheError, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written,
+    CacheError, CacheResult, Cached, DocumentLog, FillLock, Health, Heartbeats, Listener,
+    ReplicaBeat, Saved, Written,
 };
 use crate::doc::{combine, DocId, Kind, Version};
 use crate::log::notice::CARRY_MAX_BYTES;
 use crate::log::{
-    Event, EventKind, Heard, Incarnation, LogEntry, LogMark, LogPos, LogRead, Notice, READ_COUNT,
+    Event, EventKind, Heard, Incarnation, LogEntry, LogPos, LogRead, Notice, READ_COUNT,
 };
 pub use faults::Faults;
 pub use store::MemoryStore;
@@ -197,7 +199,7 @@ impl MemoryCache {
 }
 
 #[async_trait]
-impl Cache for MemoryCache {
+impl Health for MemoryCache {
     async fn ping(&self) -> CacheResult<()> {
         self.enter().await.map(drop)
     }
@@ -205,7 +207,10 @@ impl Cache for MemoryCache {
     async fn probe(&self) -> CacheResult<()> {
         self.enter().await.map(drop)
     }
+}
 
+#[async_trait]
+impl DocumentLog for MemoryCache {
     async fn save(&self, v: &Version) -> CacheResult<Saved> {
         let mut state = self.enter().await?;
         let refused = |written| {
@@ -262,116 +267,8 @@ impl Cache for MemoryCache {
         })
     }
 
-    async fn fill(&self, v: &Version) -> CacheResult<()> {
-        let mut state = self.enter().await?;
-        if state.modified.contains(&v.doc) {
-            return Ok(());
-        }
-        let held = state.docs.entry(v.doc.clone()).or_default();
-        if held.temp.is_none() {
-            held.pos = held.log.last().map_or(LogPos::ZERO, |e| e.pos);
-            held.tail = 0;
-            held.temp = Some(v.clone());
-        }
-        Ok(())
-    }
-
     async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {
         Ok(self.enter().await?.read(doc))
-    }
-
-    async fn dirty_docs(&self) -> CacheResult<Vec<DocId>> {
-        Ok(self.enter().await?.modified.iter().cloned().collect())
-    }
-
-    async fn claim(&self, docs: &[DocId], fresh: Option<Duration>) -> CacheResult<Vec<Claimed>> {
-        let mut state = self.enter().await?;
-        Ok(docs
-            .iter()
-            .map(|doc| {
-                if let Some(held) = state.docs.get_mut(doc) {
-                    if held.claim.as_ref().is_some_and(|r| *r != self.replica) {
-                        return Claimed::Busy;
-                    }
-                    let recent = held
-                        .persisted_at
-                        .zip(fresh)
-                        .is_some_and(|(at, window)| at.elapsed() < window);
-                    if let (true, None, Some(position)) = (recent, &held.claim, held.persisted) {
-                        let incarnation = state.incarnation;
-                        return Claimed::Fresh {
-                            persisted: LogMark {
-                                incarnation,
-                                position,
-                            },
-                        };
-                    }
-                    held.claim = Some(self.replica.clone());
-                }
-                match state.flush_read(doc).pending() {
-                    Ok(Some(pending)) => Claimed::Found(Box::new(pending)),
-                    Ok(None) => Claimed::Missing,
-                    Err(_) => Claimed::Busy,
-                }
-            })
-            .collect())
-    }
-
-    async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
-        let mut state = self.enter().await?;
-        for doc in docs {
-            if let Some(held) = state.docs.get_mut(doc) {
-                if held.claim.as_ref() == Some(&self.replica) {
-                    held.claim = None;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// As the COMMIT script.
-    async fn committed(&self, done: &[Commit]) -> CacheResult<()> {
-        let mut state = self.enter().await?;
-        let incarnation = state.incarnation;
-        for c in done {
-            let Some(held) = state.docs.get_mut(&c.doc) else {
-                state.modified.remove(&c.doc);
-                continue;
-            };
-            let ours = c.read.or(c.recorded).map(|m| m.incarnation) == Some(incarnation);
-            if ours {
-                if let Some(recorded) = c.recorded.map(|m| m.position) {
-                    if held.persisted.is_none_or(|p| p < recorded) {
-                        held.persisted = Some(recorded);
-                        held.persisted_at = Some(std::time::Instant::now());
-                    }
-                }
-                let read = c.read.map(|m| m.position);
-                if let Some((compacted, at)) = c.compacted.as_ref().zip(read) {
-                    if held.pos < at {
-                        held.temp = Some(compacted.clone());
-                        held.pos = at;
-                        held.tail = held.tail.saturating_sub(c.folded);
-                    }
-                }
-                if let Some(persisted) = held.persisted {
-                    let upto = persisted.min(held.pos);
-                    held.log.retain(|e| e.pos > upto);
-                    held.trimmed = held.trimmed.max(upto.next());
-                }
-            }
-            let clean = match held.log.last() {
-                None => true,
-                Some(last) => held.persisted.is_some_and(|p| p >= last.pos),
-            };
-            if held.claim.as_ref() == Some(&self.replica) {
-                held.claim = None;
-            }
-            if clean {
-                state.modified.remove(&c.doc);
-            }
-        }
-        Ok(())
     }
 
     async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, LogRead)>> {
@@ -412,6 +309,23 @@ impl Cache for MemoryCache {
         drop(self.enter().await?);
         Ok(self.new_listener())
     }
+}
+
+#[async_trait]
+impl FillLock for MemoryCache {
+    async fn fill(&self, v: &Version) -> CacheResult<()> {
+        let mut state = self.enter().await?;
+        if state.modified.contains(&v.doc) {
+            return Ok(());
+        }
+        let held = state.docs.entry(v.doc.clone()).or_default();
+        if held.temp.is_none() {
+            held.pos = held.log.last().map_or(LogPos::ZERO, |e| e.pos);
+            held.tail = 0;
+            held.temp = Some(v.clone());
+        }
+        Ok(())
+    }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {
         Ok(self.enter().await?.locks.insert(doc.clone()))
@@ -425,7 +339,10 @@ impl Cache for MemoryCache {
         self.enter().await?.locks.remove(doc);
         Ok(())
     }
+}
 
+#[async_trait]
+impl Heartbeats for MemoryCache {
     async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()> {
         let expires = std::time::Instant::now() + ttl;
         let mut state = self.enter().await?;

@@ -1,6 +1,7 @@
-//! The storage the actors drive, behind two small traits: [`Cache`] (Redis, the shared,
-//! short-lived cache) and [`DocStore`] (PostgreSQL, the durable store). The local journal lives
-//! in [`crate::fallback`].
+//! The storage the actors drive: Redis, the shared, short-lived cache, behind ports named for
+//! what they do ([`DocumentLog`], [`FlushClaims`], [`FillLock`], [`Heartbeats`], [`Health`];
+//! [`Cache`] is all of them), and PostgreSQL, the durable store, behind [`DocStore`]. The local
+//! journal lives in [`crate::fallback`].
 //!
 //! The real implementations are [`RedisCache`] and [`PgStore`]; [`memory`] has in-memory ones
 //! for unit tests, which can be told to fail, pause or slow down, so the races between saves,
@@ -8,6 +9,7 @@
 
 pub mod memory;
 mod pending;
+mod ports;
 mod postgres;
 mod redis_cache;
 mod redis_connect;
@@ -15,15 +17,15 @@ mod redis_scripts;
 pub mod tls;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 use crate::doc::{DocId, Version};
-use crate::log::{EventKind, Heard, Incarnation, LogMark, LogPos, LogRead};
+use crate::log::{Heard, Incarnation, LogMark, LogPos};
 
+pub use ports::{Cache, DocumentLog, FillLock, FlushClaims, Health, Heartbeats};
 pub use postgres::{Held, PgStore, StoreError};
 pub use redis_cache::{CacheError, CacheSettings, RedisCache};
 pub use redis_connect::{MemoryPolicy, RedisTarget, SentinelSettings};
@@ -157,79 +159,6 @@ pub struct ReplicaBeat {
     pub rooms: usize,
     pub connections: usize,
     pub last_seen: DateTime<Utc>,
-}
-
-/// The shared cache (SPEC §6 keys `doc:{id}:temp`, `doc:{id}:lastSavedHash`, `modifiedDocs`,
-/// `lock:{id}`). Only the cache supervisor calls it, so the breaker sees every outcome.
-#[async_trait]
-pub trait Cache: Send + Sync + 'static {
-    /// One round trip on the current connection: the health check.
-    async fn ping(&self) -> CacheResult<()>;
-
-    /// A real attempt on a fresh connection (the breaker's half-open probe): whatever backoff
-    /// the connection was in is skipped, and the old connection is replaced if this one works.
-    async fn probe(&self) -> CacheResult<()>;
-
-    /// Appends `v` to the document's log (a Yjs update, or JSON content that then is the cached
-    /// content), marks it dirty, refreshes the TTLs and publishes a notice of the append on the
-    /// document's channel, atomically. A JSON version whose stamp
-    /// is not larger than the cached one's, or whose hash is the last saved one, is not written.
-    async fn save(&self, v: &Version) -> CacheResult<Saved>;
-
-    /// Puts content PostgreSQL already holds into the cache, only if the cache holds nothing
-    /// for the document and it is not dirty: a fill never replaces what a save wrote.
-    async fn fill(&self, v: &Version) -> CacheResult<()>;
-
-    /// The compacted content and the log after it, combined; `None` if neither exists.
-    async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>>;
-
-    /// Documents in `modifiedDocs`.
-    async fn dirty_docs(&self) -> CacheResult<Vec<DocId>>;
-
-    /// Claims `docs` for this replica's flush (one replica flushes a document at a time) and
-    /// reads what PostgreSQL lacks of each one claimed (see [`Pending`]), refreshing its TTLs
-    /// in the same round trip. With `fresh`, a document whose log PostgreSQL took within that
-    /// long is not claimed but answered [`Claimed::Fresh`]: with several replicas each flushing
-    /// every period, a document is then written once per period, not once per replica.
-    async fn claim(&self, docs: &[DocId], fresh: Option<Duration>) -> CacheResult<Vec<Claimed>>;
-
-    /// Refreshes the TTLs of `docs` (a flush could not persist them yet) and releases this
-    /// replica's flush claims on them.
-    async fn touch(&self, docs: &[DocId]) -> CacheResult<()>;
-
-    /// PostgreSQL committed these: compact (write `compacted` if it includes more than the
-    /// cached content), trim the log entries PostgreSQL and the cached content both include,
-    /// clear `modifiedDocs` unless something was appended meanwhile, and release the claim.
-    async fn committed(&self, done: &[Commit]) -> CacheResult<()>;
-
-    /// Entries appended to each given document's log after its position, at most
-    /// [`READ_COUNT`](crate::log::READ_COUNT) per document, without waiting, and whether some
-    /// after the position were trimmed already: the log reader's call, on a connection of its
-    /// own. Documents with nothing new (and nothing missed) are left out.
-    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, LogRead)>>;
-
-    /// Publishes an event (awareness, stateless, a relayed Yjs update) on the document's
-    /// channel for the other replicas' rooms: it reaches whoever listens now, and is kept
-    /// nowhere.
-    async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()>;
-
-    /// A connection of its own listening to document channels (`doc:{id}:events`): the notices
-    /// saves publish, and the events. It subscribes to nothing yet.
-    async fn listen(&self) -> CacheResult<Listener>;
-
-    /// `lock:{id}` with `NX EX`: true if this caller fills the cache.
-    async fn try_lock(&self, doc: &DocId) -> CacheResult<bool>;
-    async fn is_locked(&self, doc: &DocId) -> CacheResult<bool>;
-    async fn unlock(&self, doc: &DocId) -> CacheResult<()>;
-
-    /// Writes `replica:{id}` with `beat`, expiring after `ttl` unless written again.
-    async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()>;
-
-    /// Every heartbeat that has not expired: the live replicas (SCAN, never KEYS).
-    async fn replicas(&self) -> CacheResult<Vec<ReplicaBeat>>;
-
-    /// Deletes `replica:{id}`: that replica is leaving.
-    async fn retire(&self, replica: &str) -> CacheResult<()>;
 }
 
 /// One listening connection (see [`Cache::listen`]).

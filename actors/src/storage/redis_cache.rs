@@ -28,7 +28,10 @@ use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
 use super::redis_scripts::{encode, BATCH, COMMIT, FILL, KEEP, LOAD, SAVE};
-use super::{Cache, CacheResult, Cached, Claimed, Commit, Listener, ReplicaBeat, Saved, Written};
+use super::{
+    CacheResult, Cached, Claimed, Commit, DocumentLog, FillLock, FlushClaims, Health, Heartbeats,
+    Listener, ReplicaBeat, Saved, Written,
+};
 use crate::doc::{DocId, Stamp, Version};
 use crate::log::notice::CARRY_MAX_BYTES;
 use crate::log::{EventKind, LogPos, LogRead};
@@ -172,7 +175,7 @@ impl RedisCache {
 }
 
 #[async_trait]
-impl Cache for RedisCache {
+impl Health for RedisCache {
     async fn ping(&self) -> CacheResult<()> {
         let mut conn = self.connection().await?;
         self.call(redis::cmd("PING").query_async::<String>(&mut conn))
@@ -186,7 +189,10 @@ impl Cache for RedisCache {
             .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl DocumentLog for RedisCache {
     async fn save(&self, v: &Version) -> CacheResult<Saved> {
         let (code, id): (i64, String) = redis::from_redis_value(
             self.write(
@@ -208,10 +214,6 @@ impl Cache for RedisCache {
         })
     }
 
-    async fn fill(&self, v: &Version) -> CacheResult<()> {
-        self.write(&FILL, v, &encode(v), None).await.map(drop)
-    }
-
     async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {
         let mut conn = self.connection().await?;
         let [temp, _, stamp, pos, log, ..] = self.keys(doc);
@@ -224,6 +226,21 @@ impl Cache for RedisCache {
         documents::parse_loaded(doc, raw)
     }
 
+    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, LogRead)>> {
+        self.read_streams(from).await
+    }
+
+    async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()> {
+        self.publish_event(doc, kind, payload).await
+    }
+
+    async fn listen(&self) -> CacheResult<Listener> {
+        self.listener().await
+    }
+}
+
+#[async_trait]
+impl FlushClaims for RedisCache {
     async fn dirty_docs(&self) -> CacheResult<Vec<DocId>> {
         let mut conn = self.connection().await?;
         let ids: Vec<String> = self.bounded(conn.smembers(self.key_modified())).await??;
@@ -308,17 +325,12 @@ impl Cache for RedisCache {
         }
         Ok(())
     }
+}
 
-    async fn read_logs(&self, from: &[(DocId, LogPos)]) -> CacheResult<Vec<(DocId, LogRead)>> {
-        self.read_streams(from).await
-    }
-
-    async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()> {
-        self.publish_event(doc, kind, payload).await
-    }
-
-    async fn listen(&self) -> CacheResult<Listener> {
-        self.listener().await
+#[async_trait]
+impl FillLock for RedisCache {
+    async fn fill(&self, v: &Version) -> CacheResult<()> {
+        self.write(&FILL, v, &encode(v), None).await.map(drop)
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {
@@ -346,7 +358,10 @@ impl Cache for RedisCache {
         let mut conn = self.connection().await?;
         self.call(conn.del::<_, ()>(self.key_lock(doc))).await
     }
+}
 
+#[async_trait]
+impl Heartbeats for RedisCache {
     async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()> {
         self.write_beat(beat, ttl).await
     }

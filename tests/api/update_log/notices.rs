@@ -6,7 +6,7 @@ use std::time::Duration;
 use docroom_actors::doc::{DocId, Version};
 use docroom_actors::log::notice::CARRY_MAX_BYTES;
 use docroom_actors::log::{EventKind, Heard, LogEntry, Notice};
-use docroom_actors::storage::{Cache, Listener};
+use docroom_actors::storage::{DocumentLog, Listener};
 use futures_util::StreamExt;
 
 use super::Prefix;
