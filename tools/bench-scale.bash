@@ -22,6 +22,8 @@
 #   the seed's compaction and Hocuspocus's debounced store of it are done before the window),
 #   BENCH_W6_SIZES ("1048576 4096": the large size first, the small one last),
 #   BENCH_W7_SECS (60), BENCH_W2S_SECS (60),
+#   BENCH_SCALE_REPLICAS ("1 2"): the replica counts W7 and W2s run ("1": W1 or W2 on one
+#   replica only, with Redis's CPU counted, e.g. to compare two builds of the service).
 #   BENCH_SCALE_ROUNDS (1): W7 and W2s run one replica then two this many times in a row (each
 #   round fresh servers and Redis); the report gives every round's ratios and their median, which
 #   a single noisy pair of windows on a shared machine cannot be trusted to show.
@@ -37,6 +39,7 @@ readonly W6_SIZES=${BENCH_W6_SIZES:-1048576 4096}
 read -r -a SCALE_DOCROOM_ENV <<<"${BENCH_SCALE_DOCROOM_ENV:-}"
 readonly SCALE_DOCROOM_ENV
 readonly W7_SECS=${BENCH_W7_SECS:-60} W2S_SECS=${BENCH_W2S_SECS:-60}
+readonly SCALE_REPLICAS=${BENCH_SCALE_REPLICAS:-1 2}
 readonly SHARE_CORES=${BENCH_SCALE_SHARE_CORES:-1}
 readonly SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-1}
 
@@ -177,7 +180,7 @@ run_scale_workloads() {
         local round run
         for server in $SCALE_SERVERS; do
             for round in $(seq 1 "$SCALE_ROUNDS"); do
-                for n in 1 2; do
+                for n in $SCALE_REPLICAS; do
                     run=$(round_name "$workload-$n" "$round")
                     start_private_redis "$server.$run"
                     start_replicas "$server" "$server.$run" "$n"
