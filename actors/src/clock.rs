@@ -38,7 +38,8 @@ impl Clock {
         self.stamp_at(now, after)
     }
 
-    fn stamp_at(&self, now: u64, after: Option<&Stamp>) -> Stamp {
+    /// [`Clock::stamp`] at wall-clock time `now` (ms): the simulation's clocks run on its own time.
+    pub(crate) fn stamp_at(&self, now: u64, after: Option<&Stamp>) -> Stamp {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let floor = after.map_or(0, |s| s.millis);
         let millis = now.max(last.0).max(floor);

@@ -11,3 +11,5 @@
 //!   PostgreSQL, searching schedules and faults for a lost or rolled-back acknowledged write.
 
 pub mod flush;
+#[cfg(test)]
+mod sim;

@@ -25,7 +25,7 @@ pub(super) struct RunResult {
 /// the ledger or the caller holds and one read from Redis for the same document merge into one
 /// write, which commits what Redis's commit would (its log position, its compaction) and the
 /// merged hash.
-pub(super) fn one_write_per_document(
+pub(crate) fn one_write_per_document(
     local: HashMap<DocId, Version>,
     cached: Vec<Dirty>,
 ) -> Vec<Dirty> {

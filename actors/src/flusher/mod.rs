@@ -27,7 +27,8 @@ use crate::storage::DocStore;
 use crate::supervisor::{
     CacheSupervisor, CollectDirty, Collected, Committed, DirtyIds, KeepCached, Spill,
 };
-use batches::{one_write_per_document, upsert_batches, RunResult};
+pub(crate) use batches::one_write_per_document;
+use batches::{upsert_batches, RunResult};
 
 /// Flush now (admin); answers what was flushed.
 #[derive(Message)]

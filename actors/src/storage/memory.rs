@@ -174,12 +174,15 @@ impl MemoryCache {
         }
     }
 
-    /// What a Redis restarted empty would hold: nothing (and no listening connection).
+    /// What a Redis restarted empty would hold: nothing (and no listening connection), in the
+    /// log's next incarnation. Entry ids go on growing, as a real Redis's do (they are its
+    /// clock's time), so a position of the new log is after every one of the old.
     pub fn wipe(&self) {
         let mut state = self.state();
-        let next = Incarnation(state.incarnation.0 + 1);
+        let (next, ids) = (Incarnation(state.incarnation.0 + 1), state.next_id);
         *state = CacheState::default();
         state.incarnation = next;
+        state.next_id = ids;
     }
 
     /// The cached content of `doc` (compacted content and log combined), read without any

@@ -379,7 +379,7 @@ async fn journal_all(stores: &Stores, versions: Vec<Version>) -> Vec<Result<(), 
 ///   thread, so none leaves in between. Only the flushes' progress rests on this: the journal
 ///   drops an entry only once PostgreSQL committed all of it, so an entry the ledger lacks part
 ///   of waits in the journal (until the next start replays it), it is never lost.
-fn journaled(stores: &Stores, version: &Version) {
+pub(crate) fn journaled(stores: &Stores, version: &Version) {
     let (doc, ledger) = (&version.doc, &stores.ledger);
     if version.kind == Kind::Json {
         match stores.fallback.get(doc) {
