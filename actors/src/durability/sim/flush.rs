@@ -17,7 +17,7 @@ use crate::doc::{combine, later, DocId, Version};
 use crate::durability::flush::{flushed, Dirty, Flushed};
 use crate::flusher::one_write_per_document;
 use crate::ledger::Durable;
-use crate::storage::{Cache, Claimed, Commit, Pending};
+use crate::storage::{Claimed, Commit, DocumentLog, FlushClaims, Pending};
 use crate::supervisor::Collected;
 
 #[derive(Clone, Copy, Debug)]

@@ -13,7 +13,7 @@ use crate::doc::{later, DocId, Kind, Version};
 use crate::fallback::JournalError;
 use crate::ledger::Durable;
 use crate::log::LogPos;
-use crate::storage::Cache;
+use crate::storage::{DocumentLog, FillLock, FlushClaims, Health};
 use crate::supervisor::journaled;
 
 /// Journals what only Redis held, as one group (`journal_all`), then tells the ledger.

@@ -16,7 +16,7 @@ use super::replica::account;
 use super::world::{at_once, short, wait, Task, World};
 use crate::doc::{Kind, Version};
 use crate::ledger::Durable;
-use crate::storage::{Cache, Saved, Written};
+use crate::storage::{DocumentLog, Saved, Written};
 use crate::supervisor::journaled;
 
 pub(super) enum Save {

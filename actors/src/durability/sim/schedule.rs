@@ -10,7 +10,7 @@ use super::replica::{flush, restart, start, tick};
 use super::save::client_save;
 use super::world::{at_once, World};
 use crate::doc::Kind;
-use crate::storage::Cache;
+use crate::storage::DocumentLog;
 
 /// Full flushes and timer rounds quiescence may take before it counts as stuck.
 const QUIET_ROUNDS: usize = 12;
