@@ -26,15 +26,19 @@ pub enum Refusal {
     AwarenessLimit,
     /// A y-protocols frame that does not decode or apply (1007).
     Malformed,
+    /// yrs failed inside an update's transaction (an internal panic, caught): the room starts
+    /// afresh from what is stored, its members reconnecting (1011).
+    Broken,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::FrameSize,
         Refusal::StateLimit,
         Refusal::NestingLimit,
         Refusal::AwarenessLimit,
         Refusal::Malformed,
+        Refusal::Broken,
     ];
 
     /// The `reason` label of `docroom_refused_frames_total`.
@@ -45,6 +49,7 @@ impl Refusal {
             Refusal::NestingLimit => "nesting_limit",
             Refusal::AwarenessLimit => "awareness_limit",
             Refusal::Malformed => "malformed",
+            Refusal::Broken => "broken",
         }
     }
 }

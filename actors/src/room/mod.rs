@@ -163,6 +163,9 @@ pub struct DocRoom {
     saves: SaveQueue<Waiter>,
     persisting: bool,
     closing: bool,
+    /// yrs broke the document (see [`YjsError::Broken`](crate::protocol::yjs::YjsError)): the
+    /// members are gone, joins are refused, and the room retires once its saves are done.
+    broken: bool,
     /// Why the document could not be loaded; the room then refuses everything and stops.
     load_error: Option<String>,
     /// The live Yjs document, for rooms of kind Yjs.
@@ -182,6 +185,7 @@ impl DocRoom {
             saves: SaveQueue::default(),
             persisting: false,
             closing: false,
+            broken: false,
             load_error: None,
             yjs: None,
         }
@@ -290,6 +294,11 @@ impl DocRoom {
     fn refusal(&self) -> Option<RoomError> {
         if self.closing {
             return Some(RoomError::Closing);
+        }
+        if self.broken {
+            return Some(RoomError::Unavailable(
+                "the document is being reloaded; connect again".into(),
+            ));
         }
         self.load_error
             .as_ref()

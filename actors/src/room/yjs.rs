@@ -247,7 +247,7 @@ impl Handler<YjsFrame> for DocRoom {
         };
         let mut handled = match y.doc.handle_from(&msg.data, sender) {
             Ok(h) => h,
-            Err(e) => return self.refuse(msg.from, &e),
+            Err(e) => return self.refuse(msg.from, &e, ctx),
         };
         // Ids it announced gone stay counted against its limit (see `YjsLimits`).
         owned.extend(std::mem::take(&mut handled.added_clients));
@@ -271,7 +271,7 @@ impl Handler<YjsFrame> for DocRoom {
             self.broadcast_binary(Some(msg.from), frame.into());
         }
         if let Some(e) = handled.error {
-            self.refuse(msg.from, &e);
+            self.refuse(msg.from, &e, ctx);
         }
         self.drop_lagging(ctx);
     }
@@ -281,7 +281,7 @@ impl DocRoom {
     /// Closes the connection of a member whose frame was refused. Counted every time, logged
     /// once per document and reason ([`RefusalLog`](crate::refusal_log::RefusalLog)): the
     /// member's provider reconnects and sends the same frame again.
-    fn refuse(&self, member: MemberId, e: &YjsError) {
+    fn refuse(&mut self, member: MemberId, e: &YjsError, ctx: &mut Context<Self>) {
         let (code, reason, why) = close_for(e);
         if self.shared.refusals.note(self.doc.as_str(), why) {
             warn!(doc = %self.doc, error = %e, "yjs frame refused, closing that connection; repeats are counted, not logged");
@@ -289,6 +289,25 @@ impl DocRoom {
             debug!(doc = %self.doc, error = %e, "yjs frame refused again, closing that connection");
         }
         self.close_member(member, code, reason);
+        if matches!(e, YjsError::Broken(_)) {
+            self.start_afresh(ctx);
+        }
+    }
+
+    /// The document may hold part of an update yrs failed on: it is not used again. Every
+    /// member is closed (1011) and joins are refused; the updates applied before it are saved
+    /// as they came (not from the document), then the room retires, so the next connection
+    /// starts a room that loads what is stored, and the members' providers reconnect and sync
+    /// what they hold.
+    fn start_afresh(&mut self, ctx: &mut Context<Self>) {
+        self.broken = true;
+        for (_, member) in self.members.drain() {
+            member.force(Outbound::Close {
+                code: 1011,
+                reason: "document reloading",
+            });
+        }
+        self.check_idle(ctx);
     }
 
     /// Refuses one member's connection; the session closes it and then leaves.
@@ -305,6 +324,7 @@ fn close_for(e: &YjsError) -> (u16, &'static str, Refusal) {
         YjsError::AwarenessLimit(_) => (1008, "awareness limit exceeded", Refusal::AwarenessLimit),
         YjsError::StateLimit(_) => (1009, "document state limit reached", Refusal::StateLimit),
         YjsError::TooDeep(_) => (1009, "nesting limit reached", Refusal::NestingLimit),
+        YjsError::Broken(_) => (1011, "document reloading", Refusal::Broken),
         YjsError::Malformed(_) | YjsError::BadUpdate(_) | YjsError::BadState(_) => {
             (1007, "malformed yjs message", Refusal::Malformed)
         }

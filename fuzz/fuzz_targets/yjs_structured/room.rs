@@ -1,7 +1,7 @@
 //! The room's side: the frames played to a `YjsDoc`, as the room actor plays its members'
 //! frames, and every entry point checked against the others.
 
-use docroom_actors::protocol::yjs::YjsDoc;
+use docroom_actors::protocol::yjs::{YjsDoc, YjsError};
 use serde_json::Value;
 use yrs::encoding::read::Cursor;
 use yrs::sync::protocol::MessageReader;
@@ -22,6 +22,12 @@ pub fn serve(steps: Vec<Step>) {
         };
         let before = room.encode_state();
         match room.handle(&frame, may_write) {
+            // yrs failed inside the update: the room starts afresh from what is stored, which
+            // is what it held before this frame.
+            Err(YjsError::Broken(_)) => room = afresh(&before),
+            Ok(handled) if matches!(handled.error, Some(YjsError::Broken(_))) => {
+                room = afresh(&before)
+            }
             Err(_) => assert!(
                 room.encode_state() == before,
                 "a refused frame changed the document"
@@ -58,6 +64,11 @@ pub fn serve(steps: Vec<Step>) {
         YjsDoc::load(&room.encode_state()).expect("the room's state loads back");
     }
     check(&room, &mut replica);
+}
+
+/// A room started afresh on the stored state.
+fn afresh(stored: &[u8]) -> YjsDoc {
+    YjsDoc::load(stored).expect("the stored state loads")
 }
 
 /// The other entry points: the state loads, renders and merges as the live document does.

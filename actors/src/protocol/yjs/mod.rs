@@ -46,6 +46,11 @@ pub enum YjsError {
     /// stored deeper than that answers 422.
     #[error("nesting limit reached: {0}")]
     TooDeep(String),
+    /// yrs panicked inside an update's transaction (an arithmetic bug of its own on some valid
+    /// sequences of updates): the document may hold part of the update, so it is not used
+    /// again. The room starts afresh from what is stored, and its members reconnect and sync.
+    #[error("the document broke applying an update: {0}")]
+    Broken(String),
 }
 
 /// What one incoming frame produced.
@@ -178,7 +183,7 @@ impl YjsDoc {
 
     /// Applies one update; true if the document changed (items inserted or deleted, or the
     /// update is held pending its dependencies). Costs the update, not the document.
-    fn apply(&mut self, update: Update) -> Result<bool, String> {
+    fn apply(&mut self, update: Update) -> Result<bool, YjsError> {
         let doc = self.awareness.doc();
         let (changed, deleted) = guarded(|| {
             let mut txn = doc.transact_mut();
@@ -188,7 +193,8 @@ impl YjsDoc {
             let changed = novelty::txn_added(&txn) || txn.has_missing_updates();
             Ok::<_, yrs::error::UpdateError>((changed, !txn.delete_set().is_empty()))
         })
-        .and_then(|r| r.map_err(|e| e.to_string()))?;
+        .map_err(YjsError::Broken)?
+        .map_err(|e| YjsError::BadUpdate(e.to_string()))?;
         if deleted {
             self.refused.forget();
         }
@@ -290,7 +296,7 @@ impl YjsDoc {
             Checked::Update { raw, update } => {
                 // An update that adds nothing is the duplicate of SPEC §1.3: not saved, and a
                 // Hocuspocus SyncStatus(1) for it is due at once.
-                if self.apply(update).map_err(YjsError::BadUpdate)? {
+                if self.apply(update)? {
                     self.state_bytes = self.state_bytes.saturating_add(raw.len());
                     out.changed = true;
                     out.added = true;
@@ -400,6 +406,8 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 
 #[cfg(test)]
 mod absorb_tests;
+#[cfg(test)]
+mod broken_tests;
 #[cfg(test)]
 mod depth_tests;
 #[cfg(test)]
