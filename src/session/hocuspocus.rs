@@ -20,8 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
-use bytes::Bytes;
 use actix_web_actors::ws;
+use bytes::Bytes;
 use docroom_actors::doc::DocId;
 use docroom_actors::protocol::hocuspocus::connection::CLOSE_TOO_BIG;
 use docroom_actors::protocol::hocuspocus::{outgoing, Action, Connection, ConnectionLimits, Frame};

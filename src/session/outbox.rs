@@ -129,8 +129,10 @@ impl Outbox {
 pub struct Drained<B> {
     context: B,
     outbox: Outbox,
-    /// What the context produced while a frame was being sent, for after its last byte.
+    /// What the context produced while a frame was being sent, for after its last byte: its
+    /// control frames (every data frame goes behind the frame, into the outbox).
     held: VecDeque<Bytes>,
+    held_bytes: usize,
     /// The context ended (the session stopped); the body ends once what is started is out.
     ended: bool,
 }
@@ -141,6 +143,7 @@ impl<B> Drained<B> {
             context,
             outbox,
             held: VecDeque::new(),
+            held_bytes: 0,
             ended: false,
         }
     }
@@ -151,7 +154,10 @@ impl<B: MessageBody + Unpin> Drained<B> {
     /// being sent. Answers an error to end the body with.
     fn poll_context(&mut self, cx: &mut Context<'_>) -> Option<B::Error> {
         match Pin::new(&mut self.context).poll_next(cx) {
-            Poll::Ready(Some(Ok(bytes))) => self.held.push_back(bytes),
+            Poll::Ready(Some(Ok(bytes))) => {
+                self.held_bytes += bytes.len();
+                self.held.push_back(bytes);
+            }
             Poll::Ready(Some(Err(e))) => return Some(e),
             Poll::Ready(None) => {
                 self.ended = true;
@@ -177,9 +183,9 @@ impl<B: MessageBody + Unpin> MessageBody for Drained<B> {
         let this = self.get_mut();
         loop {
             if this.outbox.sending() {
-                // The session keeps reading its input and its mailbox while a large frame
-                // goes out, as long as it has nothing waiting to be written.
-                if this.held.is_empty() && !this.ended {
+                // The session keeps reading its input and its mailbox, and its timers run,
+                // while a large frame goes out; what it writes meanwhile is bounded.
+                if this.held_bytes < SLICE && !this.ended {
                     if let Some(e) = this.poll_context(cx) {
                         return Poll::Ready(Some(Err(e)));
                     }
@@ -189,6 +195,7 @@ impl<B: MessageBody + Unpin> MessageBody for Drained<B> {
                 }
             }
             if let Some(bytes) = this.held.pop_front() {
+                this.held_bytes -= bytes.len();
                 return Poll::Ready(Some(Ok(bytes)));
             }
             if !this.ended {

@@ -123,7 +123,8 @@ impl Member {
     pub(super) fn sync(&self, update: Bytes, limits: &RoomLimits) -> bool {
         if self.backlog.free_sync() {
             let charged = false;
-            self.outbound.do_send(Outbound::SyncStep2 { update, charged });
+            self.outbound
+                .do_send(Outbound::SyncStep2 { update, charged });
             return true;
         }
         let charged = true;
@@ -343,7 +344,10 @@ mod tests {
         // A document ten times the budget is on its way while the member reads it.
         assert!(backlog.free_sync());
         assert!(backlog.charge(&frame(60), &limits));
-        assert!(backlog.charge(&frame(30), &limits), "the sync counts nothing");
+        assert!(
+            backlog.charge(&frame(30), &limits),
+            "the sync counts nothing"
+        );
         assert!(
             !backlog.charge(&frame(20), &limits),
             "what piles up behind it counts"

@@ -79,7 +79,10 @@ pub enum Outbound {
     /// session writes the message's header (and on `/hocuspocus` the document's name) in front
     /// of it and sends it as its connection drains. `charged` is false for the one answer a
     /// member may have in flight outside its backlog (see [`Backlog`]).
-    SyncStep2 { update: Bytes, charged: bool },
+    SyncStep2 {
+        update: Bytes,
+        charged: bool,
+    },
     /// A Hocuspocus stateless payload from another member ([`Stateless`]); sessions of
     /// protocols that have no such message ignore it.
     Stateless(Arc<str>),

@@ -15,15 +15,22 @@ use super::*;
 /// What a session's context yields, one poll at a time: bytes, its end (`None`), or nothing yet
 /// (an empty script).
 #[derive(Clone, Default)]
-struct Script(Rc<RefCell<VecDeque<Option<Bytes>>>>);
+struct Script(Rc<RefCell<VecDeque<Option<Bytes>>>>, Rc<Cell<usize>>);
 
 impl Script {
     fn write(&self, bytes: &'static [u8]) {
-        self.0.borrow_mut().push_back(Some(Bytes::from_static(bytes)));
+        self.0
+            .borrow_mut()
+            .push_back(Some(Bytes::from_static(bytes)));
     }
 
     fn end(&self) {
         self.0.borrow_mut().push_back(None);
+    }
+
+    /// How often the body polled the context: each time, the session ran.
+    fn polls(&self) -> usize {
+        self.1.get()
     }
 }
 
@@ -38,6 +45,7 @@ impl MessageBody for Script {
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Infallible>>> {
+        self.1.set(self.1.get() + 1);
         match self.0.borrow_mut().pop_front() {
             Some(Some(bytes)) => Poll::Ready(Some(Ok(bytes))),
             Some(None) => Poll::Ready(None),
@@ -68,7 +76,10 @@ fn shared_update(len: usize) -> Bytes {
 
 /// Whether `slice` lies inside `buffer`'s memory (a view of it, not a copy).
 fn inside(slice: &Bytes, buffer: &Bytes) -> bool {
-    let (start, end) = (buffer.as_ptr() as usize, buffer.as_ptr() as usize + buffer.len());
+    let (start, end) = (
+        buffer.as_ptr() as usize,
+        buffer.as_ptr() as usize + buffer.len(),
+    );
     let at = slice.as_ptr() as usize;
     at >= start && at + slice.len() <= end
 }
@@ -115,30 +126,42 @@ async fn a_large_frame_leaves_in_slices_of_the_shared_buffer_and_then_tells_its_
     assert_eq!(of_update.len(), 6, "slices of at most {SLICE} bytes");
     for slice in of_update {
         assert!(slice.len() <= SLICE);
-        assert!(inside(slice, &update), "a view of the shared update, not a copy");
+        assert!(
+            inside(slice, &update),
+            "a view of the shared update, not a copy"
+        );
     }
 }
 
 #[actix::test]
-async fn what_the_session_writes_during_a_large_frame_follows_its_last_byte() {
+async fn the_session_runs_while_a_large_frame_goes_out_and_what_it_writes_follows_it() {
     let script = Script::default();
     let outbox = Outbox::default();
     let mut body = Drained::new(script.clone(), outbox.clone());
-    assert!(outbox.queue(vec![shared_update(3 * SLICE)], || {}).is_none());
+    assert!(outbox
+        .queue(vec![shared_update(8 * SLICE)], || {})
+        .is_none());
     // Queued behind it, though small: frames keep the order the session wrote them in.
-    assert!(outbox.queue(vec![Bytes::from_static(b"after")], || {}).is_none());
+    assert!(outbox
+        .queue(vec![Bytes::from_static(b"after")], || {})
+        .is_none());
     assert_eq!(drain_one(&mut body).await.len(), 10, "the frame's header");
 
     // The session writes a Ping to its context while the frame is on its way.
     script.write(b"\x89\x00");
+    let polls = script.polls();
     let chunks = drain(&mut body).await;
 
+    assert!(
+        script.polls() - polls >= 8,
+        "the session ran at every slice, its Ping waiting meanwhile"
+    );
     let sizes: Vec<usize> = chunks.iter().map(Bytes::len).collect();
-    assert_eq!(sizes[..3], [SLICE, SLICE, SLICE], "the frame, whole: {sizes:?}");
-    assert_eq!(&chunks[3][..], b"\x89\x00", "then the Ping");
-    assert_eq!(&chunks[4][..], b"\x82\x05", "then the frame queued behind");
-    assert_eq!(&chunks[5][..], b"after");
-    assert_eq!(chunks.len(), 6);
+    assert_eq!(sizes[..8], [SLICE; 8], "the frame, whole: {sizes:?}");
+    assert_eq!(&chunks[8][..], b"\x89\x00", "then the Ping");
+    assert_eq!(&chunks[9][..], b"\x82\x05", "then the frame queued behind");
+    assert_eq!(&chunks[10][..], b"after");
+    assert_eq!(chunks.len(), 11);
 }
 
 #[actix::test]
@@ -148,8 +171,12 @@ async fn a_closing_session_finishes_the_frame_on_its_way_and_starts_no_other() {
     let mut body = Drained::new(script.clone(), outbox.clone());
     let queued_sent = Rc::new(Cell::new(false));
     let told = queued_sent.clone();
-    assert!(outbox.queue(vec![shared_update(2 * SLICE)], || {}).is_none());
-    assert!(outbox.queue(vec![shared_update(2 * SLICE)], move || told.set(true)).is_none());
+    assert!(outbox
+        .queue(vec![shared_update(2 * SLICE)], || {})
+        .is_none());
+    assert!(outbox
+        .queue(vec![shared_update(2 * SLICE)], move || told.set(true))
+        .is_none());
     let first = drain_one(&mut body).await;
     assert_eq!(first.len(), 10, "the first frame's header");
 
@@ -160,9 +187,15 @@ async fn a_closing_session_finishes_the_frame_on_its_way_and_starts_no_other() {
     let rest = drain(&mut body).await;
 
     let sizes: Vec<usize> = rest.iter().map(Bytes::len).collect();
-    assert_eq!(sizes, [SLICE, SLICE, 4], "the first frame's payload, then the Close");
+    assert_eq!(
+        sizes,
+        [SLICE, SLICE, 4],
+        "the first frame's payload, then the Close"
+    );
     assert!(!queued_sent.get(), "the second frame never started");
-    assert!(outbox.queue(vec![Bytes::from_static(b"late")], || {}).is_none());
+    assert!(outbox
+        .queue(vec![Bytes::from_static(b"late")], || {})
+        .is_none());
     assert!(drain(&mut body).await.is_empty(), "the body has ended");
 }
 

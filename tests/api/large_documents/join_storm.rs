@@ -49,7 +49,9 @@ async fn yjs_joiner(app: &TestApp, doc: &str, n: usize, seeded: &str) -> YClient
     joiner.next_messages().await;
     joiner.sync().await;
     joiner
-        .until("the whole document", |j| text_of(&j.doc).len() >= seeded.len())
+        .until("the whole document", |j| {
+            text_of(&j.doc).len() >= seeded.len()
+        })
         .await;
     joiner
 }
@@ -99,7 +101,10 @@ async fn fifty_providers_join_a_3_mib_document_at_once_and_each_syncs_without_be
     let (mut yjs, mut hp) = tokio::join!(yjs, hp);
 
     for (n, joiner) in yjs.iter_mut().enumerate() {
-        assert!(text_of(&joiner.doc) == seeded, "joiner {n} has the document");
+        assert!(
+            text_of(&joiner.doc) == seeded,
+            "joiner {n} has the document"
+        );
         assert_still_open(joiner, &format!("joiner {n}")).await;
     }
     for (n, (_, text)) in hp.iter().enumerate() {

@@ -104,7 +104,10 @@ fn a_shared_sync_step_2_behind_its_head_is_the_frame_of_its_message() {
         let message = crate::protocol::yjs::step2::message(&update);
         let mut sent = outgoing::sync_step2_head("dir/doc", len);
         sent.extend_from_slice(&update);
-        assert_eq!(sent, outgoing::from_yjs_message("dir/doc", &message).unwrap());
+        assert_eq!(
+            sent,
+            outgoing::from_yjs_message("dir/doc", &message).unwrap()
+        );
     }
 }
 

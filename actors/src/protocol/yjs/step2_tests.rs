@@ -139,9 +139,15 @@ fn other_state_vectors_get_their_own_answers_of_what_they_lack() {
     let again = ask(&mut doc, sv);
 
     assert!(!lacking.shared, "not the empty state vector's answer");
-    assert!(lacking.update.len() < whole.update.len(), "only what it lacks");
+    assert!(
+        lacking.update.len() < whole.update.len(),
+        "only what it lacks"
+    );
     assert!(again.shared && same_buffer(&again.update, &lacking.update));
-    assert!(same_buffer(&ask(&mut doc, StateVector::default()).update, &whole.update));
+    assert!(same_buffer(
+        &ask(&mut doc, StateVector::default()).update,
+        &whole.update
+    ));
     assert_eq!(text_after(&behind, &lacking), "first part, second part");
 }
 

@@ -145,7 +145,10 @@ async fn fifty_fresh_joiners_get_one_shared_answer_until_the_document_changes() 
     .await;
 
     let first = joiners[0].answers().remove(0);
-    assert!(text_of(&first) == seeded, "the joiners get the whole document");
+    assert!(
+        text_of(&first) == seeded,
+        "the joiners get the whole document"
+    );
     for joiner in &joiners {
         assert!(
             same_buffer(&joiner.answers()[0], &first),
@@ -161,10 +164,16 @@ async fn fifty_fresh_joiners_get_one_shared_answer_until_the_document_changes() 
     writer.send(&room, typing(&typist, "; edited"));
     let late = Joiner::join(&room, true).await;
     late.send(&room, fresh_step1());
-    until("the late joiner's answer", async || late.answers().len() == 1).await;
+    until("the late joiner's answer", async || {
+        late.answers().len() == 1
+    })
+    .await;
     let answer = late.answers().remove(0);
     assert!(!same_buffer(&answer, &first), "encoded anew after the edit");
-    assert!(text_of(&answer) == format!("{seeded}; edited"), "with the edit");
+    assert!(
+        text_of(&answer) == format!("{seeded}; edited"),
+        "with the edit"
+    );
     let current = room.send(Current).await.unwrap().unwrap().unwrap();
     assert_eq!(current.hash, crate::doc::sha256_hex(&answer));
 }
@@ -196,9 +205,16 @@ async fn a_joiner_still_reading_a_document_larger_than_its_backlog_is_not_droppe
     for i in 0..5 {
         writer.send(&room, typing(&typist, &format!("<{i}>")));
     }
-    until("the edits behind the answer", async || joiner.updates() == 5).await;
+    until("the edits behind the answer", async || {
+        joiner.updates() == 5
+    })
+    .await;
 
-    assert_eq!(members(&room).await, Some(2), "the joiner is still a member");
+    assert_eq!(
+        members(&room).await,
+        Some(2),
+        "the joiner is still a member"
+    );
     assert!(!joiner.backlog.overflowed());
     // What piles up behind it still counts: a joiner that never reads is dropped for it.
     for i in 0..10 {
