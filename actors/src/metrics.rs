@@ -40,6 +40,7 @@ pub const OLDEST_UNPERSISTED: &str = "docroom_oldest_unpersisted_seconds";
 pub const SAVE_DURATION: &str = "docroom_save_duration_seconds";
 pub const SAVE_WAIT: &str = "docroom_save_wait_seconds";
 pub const REFUSED_FRAMES: &str = "docroom_refused_frames_total";
+pub const SYNC_ANSWERS: &str = "docroom_sync_answers_total";
 
 /// Seconds, 0.1 ms to 5 s: an ack to Redis on a quiet machine takes well under a millisecond,
 /// and one waiting on Redis retries or a busy journal should stand out.
@@ -120,6 +121,9 @@ pub fn register(flusher_base_period: Duration) {
     for why in Refusal::ALL {
         counter!(REFUSED_FRAMES, "reason" => why.as_str()).increment(0);
     }
+    for encoding in ["new", "shared"] {
+        counter!(SYNC_ANSWERS, "encoding" => encoding).increment(0);
+    }
     for (name, _) in HISTOGRAMS {
         // Registering is enough: the exporter renders an empty histogram with zero counts.
         let _ = histogram!(name);
@@ -157,6 +161,10 @@ pub fn describe() {
     describe_counter!(
         REFUSED_FRAMES,
         "frames refused with their connection (on /hocuspocus, their document) closed, by reason: frame_size, state_limit, nesting_limit, awareness_limit, malformed"
+    );
+    describe_counter!(
+        SYNC_ANSWERS,
+        "yjs sync step 2 answers to clients' sync step 1, by encoding: new (encoded for that client) or shared (one encoded for an earlier client with the same state vector, since the document last changed)"
     );
     describe_counter!(POSTGRES_ERRORS, "failed postgres writes");
     describe_histogram!(

@@ -4,6 +4,10 @@
 //! frames from rooms framed with their document name, SyncStatus once the room says the content
 //! is stored.
 //!
+//! Every frame goes out through the socket's [`Outbox`], so a document's sync step 2 (a share of
+//! the room's one encoding, behind the document's name) leaves as the socket drains, and the
+//! frames written after it follow it.
+//!
 //! Keepalive: the provider closes a socket that received nothing for 30 s, and a lone provider
 //! has nobody to hear from. Like Hocuspocus, each awareness frame is echoed to its sender too
 //! (providers renew their awareness every 15 s, and ignore their own state coming back), and a
@@ -17,14 +21,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
+use bytes::Bytes;
 use docroom_actors::doc::DocId;
 use docroom_actors::protocol::hocuspocus::connection::CLOSE_TOO_BIG;
 use docroom_actors::protocol::hocuspocus::{outgoing, Action, Connection, ConnectionLimits, Frame};
-use docroom_actors::room::Outbound;
+use docroom_actors::room::{Backlog, Outbound};
 use tracing::{debug, info, warn};
 
 use super::frame_gate::Verdict;
 use super::frame_limit::FrameLimit;
+use super::outbox::Outbox;
 use crate::auth;
 use crate::error::ApiError;
 use crate::hocuspocus::{admit, FromRoom, Membership};
@@ -44,7 +50,7 @@ pub fn start(
     let s = &state.settings.session;
     let l = &state.settings.limits;
     let frame_limit = FrameLimit::yjs(l);
-    let session = |gate| HocuspocusSession {
+    let session = |gate, outbox| HocuspocusSession {
         connection: Connection::new(ConnectionLimits {
             max_held_bytes: l.hocuspocus_held_bytes,
             max_held_messages: l.hocuspocus_held_messages,
@@ -60,6 +66,7 @@ pub fn start(
         timeout: Duration::from_millis(s.client_timeout_ms),
         gate,
         frame_limit,
+        outbox,
     };
     super::upgrade(session, req, stream, frame_limit.bytes)
 }
@@ -79,6 +86,8 @@ pub struct HocuspocusSession {
     /// Set when the socket's input ended at a frame over `frame_limit`.
     gate: Verdict,
     frame_limit: FrameLimit,
+    /// Where every frame goes out, as the socket drains.
+    outbox: Outbox,
 }
 
 type Ctx = ws::WebsocketContext<HocuspocusSession>;
@@ -93,6 +102,7 @@ impl HocuspocusSession {
     }
 
     fn close(&self, ctx: &mut Ctx, code: u16, reason: &str) {
+        self.outbox.close();
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::from(code),
             description: Some(reason.to_string()),
@@ -107,7 +117,7 @@ impl HocuspocusSession {
                 Action::Join { doc, .. } => self.joined(&doc, ctx),
                 Action::Deliver { doc, frame } => self.deliver(doc, frame, ctx),
                 Action::Leave { doc } => self.leave(&doc, ctx),
-                Action::Send(bytes) => ctx.binary(bytes),
+                Action::Send(bytes) => self.binary(bytes, ctx),
                 Action::CloseSocket { code, reason } => {
                     info!(code, reason, "hocuspocus socket closed");
                     return self.close(ctx, code, &reason);
@@ -208,7 +218,7 @@ impl HocuspocusSession {
             return;
         };
         if let Frame::Awareness { .. } = &frame {
-            ctx.binary(frame.encode());
+            self.binary(frame.encode(), ctx);
         }
         let Some(stored) = m.deliver(frame, scope) else {
             return;
@@ -217,7 +227,7 @@ impl HocuspocusSession {
             // No answer: the room dropped the frame (it is closing, or closed this document).
             let applied = answer.unwrap_or(false);
             if act.connection.scope(&doc).is_some() {
-                ctx.binary(outgoing::sync_status(&doc, applied));
+                act.binary(outgoing::sync_status(&doc, applied), ctx);
             }
         }));
     }
@@ -231,17 +241,37 @@ impl HocuspocusSession {
         }
     }
 
-    /// Writes a room's frame for `doc`, framed with its name.
+    /// Writes a frame of the session's own.
+    fn binary(&self, frame: Vec<u8>, ctx: &mut Ctx) {
+        self.outbox.send(ctx, vec![Bytes::from(frame)], || {});
+    }
+
+    /// Writes a room's frame for `doc`, framed with its name; it counts against the document's
+    /// backlog until it is handed to the socket.
     fn write(&mut self, doc: &str, frame: Outbound, ctx: &mut Ctx) {
-        if let Some(m) = self.docs.get(doc) {
-            m.backlog.taken(&frame);
-        }
-        match frame {
-            Outbound::Binary(message) => match outgoing::from_yjs_message(doc, &message) {
-                Ok(bytes) => ctx.binary(bytes),
-                Err(e) => warn!(doc, error = %e, "room frame not sent: not a hocuspocus message"),
+        let backlog = self.docs.get(doc).map(|m| m.backlog.clone());
+        let parts = match &frame {
+            Outbound::Binary(message) => match outgoing::from_yjs_message(doc, message) {
+                Ok(bytes) => vec![Bytes::from(bytes)],
+                Err(e) => {
+                    warn!(doc, error = %e, "room frame not sent: not a hocuspocus message");
+                    Vec::new()
+                }
             },
-            Outbound::Stateless(payload) => ctx.binary(outgoing::stateless(doc, &payload)),
+            Outbound::SyncStep2 { update, .. } => vec![
+                Bytes::from(outgoing::sync_step2_head(doc, update.len())),
+                update.clone(),
+            ],
+            Outbound::Stateless(payload) => vec![Bytes::from(outgoing::stateless(doc, payload))],
+            Outbound::Text(_) | Outbound::Close { .. } => Vec::new(),
+        };
+        if !parts.is_empty() {
+            let sent = move || credit(backlog.as_ref(), &frame);
+            return self.outbox.send(ctx, parts, sent);
+        }
+        credit(backlog.as_ref(), &frame);
+        match frame {
+            Outbound::Binary(_) | Outbound::SyncStep2 { .. } | Outbound::Stateless(_) => {}
             Outbound::Text(_) => {}
             // Shutdown: the whole socket goes.
             Outbound::Close { code: 1001, reason } => self.close(ctx, 1001, reason),
@@ -252,6 +282,13 @@ impl HocuspocusSession {
                 self.run(actions, ctx);
             }
         }
+    }
+}
+
+/// A room's frame for a document is out of its backlog (if the document is still open).
+fn credit(backlog: Option<&Backlog>, frame: &Outbound) {
+    if let Some(backlog) = backlog {
+        backlog.taken(frame);
     }
 }
 
@@ -277,12 +314,13 @@ impl Actor for HocuspocusSession {
             }
             ctx.ping(b"");
             if act.connection.may_ping() {
-                ctx.binary(outgoing::ping());
+                act.binary(outgoing::ping(), ctx);
             }
         });
     }
 
     fn stopped(&mut self, _: &mut Ctx) {
+        self.outbox.close();
         metrics::gauge!(docroom_actors::metrics::CONNECTIONS).decrement(1.0);
         for (_, m) in self.docs.drain() {
             m.leave();
@@ -336,6 +374,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for HocuspocusSession
                 self.close(ctx, 1003, "fragmented frames are not supported")
             }
             Ok(ws::Message::Close(reason)) => {
+                self.outbox.close();
                 ctx.close(reason);
                 ctx.stop();
             }

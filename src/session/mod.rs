@@ -2,6 +2,10 @@
 //! module (this file for `/docs/{id}/ws` and `/yjs/{id}`, [`hocuspocus`] for `/hocuspocus`), so
 //! moving to actix-ws stays a change to one module.
 //!
+//! Frames go out through the session's [`Outbox`]: a large one (a joiner's sync step 2, a large
+//! update) is handed to the connection as its socket drains, in slices of the buffer the room
+//! shares between members, rather than copied whole into send buffers at once.
+//!
 //! A session joins its room before reading any message (joining runs under `ctx.wait`), forwards
 //! updates to the room and writes back acks, errors and whatever the room broadcasts. It proves
 //! the client alive with a WebSocket Ping every `heartbeat_interval_ms` and closes the
@@ -10,10 +14,12 @@
 mod frame_gate;
 mod frame_limit;
 pub mod hocuspocus;
+mod outbox;
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::body::BoxBody;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use docroom_actors::doc::{DocId, Kind};
@@ -28,9 +34,12 @@ use crate::auth::Access;
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::state::AppState;
+use bytes::Bytes;
 use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
+use docroom_actors::protocol::yjs::step2;
 use frame_gate::{FrameGate, Verdict};
 use frame_limit::FrameLimit;
+use outbox::{Drained, Outbox};
 
 /// Starts a session for `doc` if the request is a valid upgrade and the document has a room
 /// (503 when the server is at its room limit).
@@ -56,7 +65,7 @@ pub async fn start(
         Kind::Json => FrameLimit::json(s.max_frame_bytes),
         Kind::Yjs => FrameLimit::yjs(&state.settings.limits),
     };
-    let session = |gate| Session {
+    let session = |gate, outbox| Session {
         doc,
         kind,
         member,
@@ -80,15 +89,17 @@ pub async fn start(
         gate,
         frame_limit,
         refusals: state.refusals.clone(),
+        outbox,
     };
     upgrade(session, req, stream, frame_limit.bytes)
 }
 
 /// Upgrades the request to a WebSocket driven by the actor `make` builds, frames up to
 /// `frame_size` bytes: a longer one ends the connection's input at its header (see
-/// [`FrameGate`]), and `make` gets the [`Verdict`] that says so.
+/// [`FrameGate`]), and `make` gets the [`Verdict`] that says so, and the [`Outbox`] its frames
+/// go out through.
 fn upgrade<A>(
-    make: impl FnOnce(Verdict) -> A,
+    make: impl FnOnce(Verdict, Outbox) -> A,
     req: &HttpRequest,
     stream: actix_web::web::Payload,
     frame_size: usize,
@@ -98,10 +109,12 @@ where
         + StreamHandler<Result<ws::Message, ws::ProtocolError>>,
 {
     let (input, verdict) = FrameGate::new(stream, frame_size);
-    ws::WsResponseBuilder::new(make(verdict), req, input)
+    let outbox = Outbox::default();
+    let response = ws::WsResponseBuilder::new(make(verdict, outbox.clone()), req, input)
         .frame_size(frame_size)
         .start()
-        .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))?;
+    Ok(response.map_body(|_, context| BoxBody::new(Drained::new(context, outbox))))
 }
 
 pub struct Session {
@@ -128,6 +141,8 @@ pub struct Session {
     gate: Verdict,
     frame_limit: FrameLimit,
     refusals: RefusalLog,
+    /// Where the room's frames go out, as the connection drains.
+    outbox: Outbox,
 }
 
 impl Session {
@@ -138,6 +153,7 @@ impl Session {
     }
 
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: ws::CloseCode, reason: &str) {
+        self.outbox.close();
         ctx.close(Some(ws::CloseReason {
             code,
             description: Some(reason.to_string()),
@@ -176,7 +192,8 @@ impl Session {
             Ok(Some((room, greeting))) => {
                 act.room = Some(room);
                 for frame in greeting {
-                    act.write(frame, ctx);
+                    // The room's answer to the join: charged to no backlog.
+                    act.write(frame, None, ctx);
                 }
             }
             Ok(None) if attempt < 3 => act.join(attempt + 1, ctx),
@@ -195,10 +212,32 @@ impl Session {
         }));
     }
 
-    fn write(&mut self, frame: Outbound, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Writes a room's frame; `charged` is the backlog it counts against until it is handed
+    /// to the connection.
+    fn write(
+        &mut self,
+        frame: Outbound,
+        charged: Option<&Backlog>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let parts = match &frame {
+            Outbound::Binary(bytes) => vec![bytes.clone()],
+            Outbound::SyncStep2 { update, .. } => {
+                vec![Bytes::from(step2::header(update.len())), update.clone()]
+            }
+            _ => Vec::new(),
+        };
+        if !parts.is_empty() {
+            let backlog = charged.cloned();
+            let sent = move || backlog.iter().for_each(|b| b.taken(&frame));
+            return self.outbox.send(ctx, parts, sent);
+        }
+        if let Some(backlog) = charged {
+            backlog.taken(&frame);
+        }
         match frame {
             Outbound::Text(text) => ctx.text(text),
-            Outbound::Binary(bytes) => ctx.binary(bytes),
+            Outbound::Binary(_) | Outbound::SyncStep2 { .. } => {}
             // Hocuspocus only: neither the JSON protocol nor y-websocket has such a message.
             Outbound::Stateless(_) => {}
             Outbound::Close { code, reason } => {
@@ -305,6 +344,7 @@ impl Actor for Session {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         let _span = self.span.clone().entered();
+        self.outbox.close();
         debug!(doc = %self.doc, member = ?self.member, "client disconnected");
         metrics::gauge!(docroom_actors::metrics::CONNECTIONS).decrement(1.0);
         if let Some(room) = self.room.take() {
@@ -322,7 +362,6 @@ impl Handler<Outbound> for Session {
     /// taking its frames (the first thing a stalled session does once it runs again).
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
         let _span = self.span.clone().entered();
-        self.backlog.taken(&msg);
         if self.backlog.overflowed() {
             info!(doc = %self.doc, member = ?self.member, "client too slow to read, closing");
             return self.close(
@@ -331,7 +370,8 @@ impl Handler<Outbound> for Session {
                 "too slow: backlog limit exceeded",
             );
         }
-        self.write(msg, ctx);
+        let backlog = self.backlog.clone();
+        self.write(msg, Some(&backlog), ctx);
     }
 }
 
@@ -369,6 +409,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 "fragmented frames are not supported",
             )),
             Ok(ws::Message::Close(reason)) => {
+                self.outbox.close();
                 ctx.close(reason);
                 ctx.stop();
             }

@@ -8,6 +8,11 @@
 //! handles the frame, and a member over its budget is dropped from the room as if it had left;
 //! its session, once it runs again, sees [`Backlog::overflowed`] and closes with 1008.
 //!
+//! A member's answer to its own sync step 1 is not a frame it failed to read: it is the document
+//! it asked for, as large as the document, and it is sent as the member's connection drains. So
+//! one such answer at a time is outside the budget; the member is dropped for what piles up
+//! behind it, not for it. A second answer requested while one is in flight is charged.
+//!
 //! A member whose session is gone without a `Leave` (the connection dropped while the answer
 //! to its `Join` was on its way) is dropped too, on a timer: joins and leaves stay symmetric.
 
@@ -16,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use tracing::{debug, warn};
 
 use super::{json, DocRoom, Kind, MemberId, Outbound, RoomError, RoomLimits};
@@ -34,12 +40,19 @@ struct Counts {
     messages: AtomicUsize,
     bytes: AtomicUsize,
     overflowed: AtomicBool,
+    /// An uncharged sync step 2 answer is on its way to the member.
+    syncing: AtomicBool,
 }
 
 impl Backlog {
-    /// Session side: `frame` was handled (written to the connection's buffer).
+    /// Session side: `frame` was handled (written to the connection's buffer; a sync step 2 or
+    /// a frame queued behind one: its last byte handed to the connection).
     pub fn taken(&self, frame: &Outbound) {
         let c = &self.0;
+        if let Outbound::SyncStep2 { charged: false, .. } = frame {
+            c.syncing.store(false, Ordering::Relaxed);
+            return;
+        }
         let _ = c
             .messages
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
@@ -74,6 +87,14 @@ impl Backlog {
         c.bytes.fetch_add(frame.cost(), Ordering::Relaxed);
         true
     }
+
+    /// Room side: whether a sync step 2 answer may go uncharged (none is in flight; it is then).
+    fn free_sync(&self) -> bool {
+        self.0
+            .syncing
+            .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
 }
 
 /// One member as its room sees it.
@@ -97,6 +118,19 @@ impl Member {
         true
     }
 
+    /// Queues the member's answer to its own sync step 1: outside its budget if it has no
+    /// other in flight, else charged as any frame (false: over budget, nothing queued).
+    pub(super) fn sync(&self, update: Bytes, limits: &RoomLimits) -> bool {
+        if self.backlog.free_sync() {
+            let charged = false;
+            self.outbound
+                .do_send(Outbound::SyncStep2 { update, charged });
+            return true;
+        }
+        let charged = true;
+        self.send(Outbound::SyncStep2 { update, charged }, limits)
+    }
+
     /// Queues a frame whatever the budget (a close: the last thing this member gets).
     pub(super) fn force(&self, frame: Outbound) {
         self.backlog.charge(&frame, &RoomLimits::unlimited());
@@ -115,6 +149,7 @@ impl Outbound {
         match self {
             Outbound::Text(text) => text.len(),
             Outbound::Binary(bytes) => bytes.len(),
+            Outbound::SyncStep2 { update, .. } => update.len(),
             Outbound::Stateless(payload) => payload.len(),
             Outbound::Close { .. } => 0,
         }
@@ -128,6 +163,17 @@ impl DocRoom {
             return;
         };
         if !member.send(frame, &self.shared.limits) {
+            self.lagging.push(id);
+        }
+    }
+
+    /// Sends a member the answer to its sync step 1 ([`Member::sync`]); one over its budget is
+    /// noted for [`DocRoom::drop_lagging`].
+    pub(super) fn sync_to(&mut self, id: MemberId, update: Bytes) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        if !member.sync(update, &self.shared.limits) {
             self.lagging.push(id);
         }
     }
@@ -283,6 +329,55 @@ mod tests {
         fresh.taken(&frame(60));
         assert!(fresh.charge(&frame(60), &limits));
         assert!(fresh.charge(&frame(40), &limits));
+        assert!(!fresh.overflowed());
+    }
+
+    fn sync(len: usize, charged: bool) -> Outbound {
+        let update = Bytes::from(vec![0u8; len]);
+        Outbound::SyncStep2 { update, charged }
+    }
+
+    #[test]
+    fn a_members_own_sync_is_outside_its_budget_and_frames_behind_it_are_not() {
+        let backlog = Backlog::default();
+        let limits = limits(3, 100);
+        // A document ten times the budget is on its way while the member reads it.
+        assert!(backlog.free_sync());
+        assert!(backlog.charge(&frame(60), &limits));
+        assert!(
+            backlog.charge(&frame(30), &limits),
+            "the sync counts nothing"
+        );
+        assert!(
+            !backlog.charge(&frame(20), &limits),
+            "what piles up behind it counts"
+        );
+
+        let fresh = Backlog::default();
+        assert!(fresh.free_sync());
+        assert!(!fresh.free_sync(), "one at a time");
+        assert!(fresh.charge(&frame(60), &limits));
+        fresh.taken(&sync(1_000, false));
+        assert!(fresh.free_sync(), "free again once the first is out");
+        assert!(
+            !fresh.charge(&frame(60), &limits),
+            "its being out credits nothing else"
+        );
+    }
+
+    #[test]
+    fn a_second_sync_in_flight_is_charged_and_credited_as_any_frame() {
+        let backlog = Backlog::default();
+        let limits = limits(3, 100);
+        assert!(backlog.free_sync());
+        assert!(backlog.charge(&sync(80, true), &limits));
+        assert!(!backlog.charge(&frame(40), &limits), "80 + 40 is over 100");
+
+        let fresh = Backlog::default();
+        assert!(fresh.charge(&sync(80, true), &limits));
+        fresh.taken(&sync(80, true));
+        assert!(fresh.charge(&frame(60), &limits));
+        assert!(fresh.charge(&frame(30), &limits), "the 80 were credited");
         assert!(!fresh.overflowed());
     }
 

@@ -74,6 +74,15 @@ impl MemberId {
 pub enum Outbound {
     Text(ByteString),
     Binary(Bytes),
+    /// A member's answer to its own sync step 1: the update it lacks, shared with every member
+    /// that asked with the same state vector ([`step2`](crate::protocol::yjs::step2)). The
+    /// session writes the message's header (and on `/hocuspocus` the document's name) in front
+    /// of it and sends it as its connection drains. `charged` is false for the one answer a
+    /// member may have in flight outside its backlog (see [`Backlog`]).
+    SyncStep2 {
+        update: Bytes,
+        charged: bool,
+    },
     /// A Hocuspocus stateless payload from another member ([`Stateless`]); sessions of
     /// protocols that have no such message ignore it.
     Stateless(Arc<str>),
@@ -398,7 +407,7 @@ impl Handler<Current> for DocRoom {
         if let Some(RoomError::Unavailable(why)) = self.refusal() {
             return Err(RoomError::Unavailable(why));
         }
-        if let Some(y) = &self.yjs {
+        if let Some(y) = self.yjs.as_mut() {
             return Ok(Some(y.version(&self.doc)));
         }
         Ok(self.current.clone())
@@ -433,7 +442,7 @@ impl Handler<CloseRoom> for DocRoom {
                 reason: "server shutting down",
             });
         }
-        if let Some(y) = &self.yjs {
+        if let Some(y) = self.yjs.as_mut() {
             // Saves carry updates: what is not known saved is the whole state, at worst.
             let unsaved = captured || !self.saves.is_idle() || y.retrying();
             return unsaved.then(|| y.version(&self.doc));

@@ -428,3 +428,5 @@ async fn a_busy_yjs_room_saves_each_update_until_its_budget_is_spent_then_one_pe
     let current = room.send(Current).await.unwrap().unwrap().unwrap();
     assert!(crate::testing::yjs_text(&current).contains(&typed));
 }
+
+mod joins;

@@ -58,6 +58,10 @@ pub struct YjsRoom {
     budget: SaveBudget,
     /// SyncStatus answers due when the save that captures the updates applied so far lands.
     pub(super) stored_waiters: Vec<oneshot::Sender<bool>>,
+    /// The hash of the last [`YjsRoom::version`] and the document's [`YjsDoc::changes`] then:
+    /// reused while the document is unchanged (hashing a large document costs about what
+    /// encoding it does).
+    hashed: Option<(u64, String)>,
 }
 
 impl YjsRoom {
@@ -69,8 +73,25 @@ impl YjsRoom {
         self.retrying
     }
 
-    pub fn version(&self, doc: &DocId) -> Version {
-        Version::new(doc.clone(), Kind::Yjs, Bytes::from(self.doc.encode_state()))
+    /// The document as a version: its shared state ([`YjsDoc::state`]), so reading it (`GET
+    /// /docs/{id}`) costs neither an encoding nor a copy while the document is unchanged.
+    pub fn version(&mut self, doc: &DocId) -> Version {
+        let content = self.doc.state();
+        let changes = self.doc.changes();
+        match &self.hashed {
+            Some((at, hash)) if *at == changes => Version {
+                doc: doc.clone(),
+                kind: Kind::Yjs,
+                hash: hash.clone(),
+                content,
+                stamp: None,
+            },
+            _ => {
+                let version = Version::new(doc.clone(), Kind::Yjs, content);
+                self.hashed = Some((changes, version.hash.clone()));
+                version
+            }
+        }
     }
 }
 
@@ -94,6 +115,7 @@ impl DocRoom {
             retrying: false,
             budget: SaveBudget::new(self.shared.yjs_save_interval, Instant::now()),
             stored_waiters: Vec::new(),
+            hashed: None,
         });
         Ok(())
     }
@@ -128,7 +150,7 @@ impl DocRoom {
                 match merged {
                     Ok(Ok(update)) => Bytes::from(update),
                     // Every part was applied to the document, so its state holds them all.
-                    _ => Bytes::from(y.doc.encode_state()),
+                    _ => y.doc.state(),
                 }
             }
         };
@@ -263,6 +285,11 @@ impl Handler<YjsFrame> for DocRoom {
         }
         for frame in &handled.awareness {
             self.publish_awareness(frame);
+        }
+        for answer in handled.syncs {
+            let encoding = if answer.shared { "shared" } else { "new" };
+            metrics::counter!(crate::metrics::SYNC_ANSWERS, "encoding" => encoding).increment(1);
+            self.sync_to(msg.from, answer.update);
         }
         for frame in handled.reply {
             self.send_to(msg.from, Outbound::Binary(frame.into()));

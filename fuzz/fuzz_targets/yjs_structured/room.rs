@@ -1,7 +1,7 @@
 //! The room's side: the frames played to a `YjsDoc`, as the room actor plays its members'
 //! frames, and every entry point checked against the others.
 
-use docroom_actors::protocol::yjs::{YjsDoc, YjsError};
+use docroom_actors::protocol::yjs::{step2, YjsDoc, YjsError};
 use serde_json::Value;
 use yrs::encoding::read::Cursor;
 use yrs::sync::protocol::MessageReader;
@@ -20,6 +20,12 @@ pub fn serve(steps: Vec<Step>) {
             check(&room, &mut replica);
             continue;
         };
+        // The shared answer to a fresh joiner is kept until the document changes: it must
+        // be what an encoding of the document now would be.
+        assert!(
+            room.state() == room.encode_state(),
+            "the shared state is stale"
+        );
         let before = room.encode_state();
         match room.handle(&frame, may_write) {
             // yrs failed inside the update: the room starts afresh from what is stored, which
@@ -51,8 +57,18 @@ pub fn serve(steps: Vec<Step>) {
                 for frame in &handled.awareness {
                     replica.apply_remote_awareness(frame);
                 }
-                for frame in handled.reply.iter().chain(&handled.broadcast) {
-                    let mut decoder = DecoderV1::new(Cursor::new(frame));
+                let answers = handled
+                    .syncs
+                    .iter()
+                    .map(|answer| step2::message(&answer.update));
+                for frame in handled
+                    .reply
+                    .iter()
+                    .chain(&handled.broadcast)
+                    .cloned()
+                    .chain(answers)
+                {
+                    let mut decoder = DecoderV1::new(Cursor::new(&frame));
                     let messages = MessageReader::new(&mut decoder).collect::<Result<Vec<_>, _>>();
                     assert!(
                         messages.is_ok_and(|m| !m.is_empty()),
@@ -63,6 +79,7 @@ pub fn serve(steps: Vec<Step>) {
         }
         YjsDoc::load(&room.encode_state()).expect("the room's state loads back");
     }
+    assert!(room.state() == room.encode_state(), "the shared state is stale");
     check(&room, &mut replica);
 }
 

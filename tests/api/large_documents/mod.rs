@@ -2,7 +2,9 @@
 //! frame on `/yjs` and `/hocuspocus` may carry a whole state. An update that would take a
 //! document past the limit is refused alone — the document unchanged, that connection closed
 //! with 1009, logged once, counted every time — and a client resending it cannot make the
-//! document unusable for the others (`refusals`). No story asserts a timing.
+//! document unusable for the others (`refusals`). Fifty providers joining a document of a few
+//! MiB at once all sync, share one encoding of it, and none is taken for a slow reader
+//! (`join_storm`). No story asserts a timing.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use crate::harness::yclient::YClient;
 use crate::harness::{random_suffix, Frame, TestApp};
 use crate::hocuspocus::HpClient;
 
+mod join_storm;
 mod refusals;
 
 const KIB: usize = 1024;

@@ -25,6 +25,11 @@ use crate::seed;
 use crate::stats::{bump, Stats, Window};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A join storm's joiner: its sync waits behind the others' (150 joiners of a 20 MiB
+/// document take tens of seconds on two cores).
+const STORM_TIMEOUT: Duration = Duration::from_secs(120);
+/// The largest frame and message a connection takes: a 64 MiB state and the message around it.
+const MAX_MESSAGE: usize = (64 << 20) + (1 << 20);
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -47,6 +52,8 @@ pub struct Conn {
     pub writer: bool,
     /// Seeds the document before the run (`Plan::seed_bytes`).
     pub seeder: bool,
+    /// A joiner of a join storm begun at this time (µs, marker clock): its sync is recorded.
+    pub storm_start_us: Option<u64>,
     /// The other members of the room: how many broadcast receipts each update should cause.
     pub peers: u64,
     pub server: SocketAddr,
@@ -84,7 +91,11 @@ pub async fn run(
         .acquire()
         .await
         .expect("never closed");
-    let opened = timeout(CONNECT_TIMEOUT, open(&conn, &mut codec)).await;
+    let limit = match conn.storm_start_us {
+        Some(_) => STORM_TIMEOUT,
+        None => CONNECT_TIMEOUT,
+    };
+    let opened = timeout(limit, open(&conn, &mut codec)).await;
     drop(permit);
     let opened = match opened {
         Ok(Ok(ws)) if conn.seeder => seed::seed(ws, &mut codec, plan)
@@ -103,6 +114,9 @@ pub async fn run(
             return;
         }
     };
+    if let Some(start) = conn.storm_start_us {
+        stats.record_sync(now_us().saturating_sub(start));
+    }
     bump(&stats.counters.connected);
     let _ = ready.send(true);
 
@@ -317,10 +331,13 @@ async fn open(conn: &Conn, codec: &mut Codec) -> Result<Ws, String> {
     }
     .map_err(|e| format!("tcp: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    // Small buffers: W4 holds 10,000 of these in one process.
+    // Small buffers: W4 holds 10,000 of these in one process. A message may be a whole large
+    // document's sync step 2 (W6, W8): docroom's default state limit is 64 MiB.
     let config = WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
-        .write_buffer_size(0);
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
     let url = conn.url.replace("{doc}", &conn.doc);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(
         url.as_str(),

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //!
-//! - [`options`]: flags, presets W1–W4, the resolved [`options::Plan`].
+//! - [`options`]: flags, presets W1–W4, W6 and W8, the resolved [`options::Plan`].
 //! - [`protocol`]: one codec per connection for JSON, Yjs (y-websocket) and Hocuspocus framing.
 //! - [`marker`]: the `~lg<conn>.<seq>.<sent_us>~` text each update carries, and the clock.
 //! - [`client`]: one task per connection: connect, handshake, send, receive, record.
@@ -17,6 +17,10 @@
 //! each second on stderr. With several `--url`s each document's clients are spread over them
 //! (several replicas of one service, each client on its own); `--window-hook` runs a command as
 //! the measured window opens and closes, so a script can sample server CPU exactly over it.
+//!
+//! A join storm (`--join-storm`, W8) connects only each document's seeder first; once they are
+//! done, every other client connects at once, and the window hook runs as the storm starts and
+//! once the last joiner is synced.
 
 mod client;
 mod marker;
@@ -114,33 +118,56 @@ async fn run(plan: Plan) -> Result<Report, String> {
 
     let mut tasks = JoinSet::new();
     let p = &shared.plan;
+    let spawn = |tasks: &mut JoinSet<()>, d: usize, c: usize, storm_start_us: Option<u64>| {
+        let id = (d * p.clients + c) as u64;
+        let target = p.server_of(id);
+        let conn = Conn {
+            id,
+            doc: format!("{}-{d}", p.doc_prefix),
+            writer: c < p.writers,
+            seeder: c == 0 && p.seed_bytes > 0,
+            storm_start_us,
+            peers: (p.clients - 1) as u64,
+            server: servers[target],
+            url: p.urls[target].clone(),
+            bind: (!p.bind.is_empty()).then(|| p.bind[id as usize % p.bind.len()]),
+        };
+        tasks.spawn(client::run(
+            conn,
+            shared.clone(),
+            ready_tx.clone(),
+            schedule_rx.clone(),
+        ));
+    };
+    // In a join storm, the seeders alone first.
+    let first = if p.join_storm { 1 } else { p.clients };
     for d in 0..p.docs {
-        for c in 0..p.clients {
-            let id = (d * p.clients + c) as u64;
-            let target = p.server_of(id);
-            let conn = Conn {
-                id,
-                doc: format!("{}-{d}", p.doc_prefix),
-                writer: c < p.writers,
-                seeder: c == 0 && p.seed_bytes > 0,
-                peers: (p.clients - 1) as u64,
-                server: servers[target],
-                url: p.urls[target].clone(),
-                bind: (!p.bind.is_empty()).then(|| p.bind[id as usize % p.bind.len()]),
-            };
-            tasks.spawn(client::run(
-                conn,
-                shared.clone(),
-                ready_tx.clone(),
-                schedule_rx.clone(),
-            ));
+        for c in 0..first {
+            spawn(&mut tasks, d, c, None);
+        }
+    }
+    let mut answered = 0;
+    while answered < p.docs * first && ready_rx.recv().await.is_some() {
+        answered += 1;
+    }
+    if p.join_storm {
+        if let Some(cmd) = &p.window_hook {
+            run_hook(cmd.clone(), "start").await;
+        }
+        let start_us = now_us();
+        for d in 0..p.docs {
+            for c in 1..p.clients {
+                spawn(&mut tasks, d, c, Some(start_us));
+            }
+        }
+        while answered < total && ready_rx.recv().await.is_some() {
+            answered += 1;
+        }
+        if let Some(cmd) = &p.window_hook {
+            run_hook(cmd.clone(), "end").await;
         }
     }
     drop(ready_tx);
-    let mut answered = 0;
-    while answered < total && ready_rx.recv().await.is_some() {
-        answered += 1;
-    }
     let connect_secs = began.elapsed().as_secs_f64();
 
     let p = &shared.plan;
@@ -161,6 +188,7 @@ async fn run(plan: Plan) -> Result<Report, String> {
     let hooks = p
         .window_hook
         .clone()
+        .filter(|_| !p.join_storm)
         .map(|cmd| tokio::spawn(window_hooks(cmd, start + p.warmup, stop_sending)));
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
@@ -213,21 +241,25 @@ async fn server_addr(url: &str) -> Result<SocketAddr, String> {
 async fn window_hooks(cmd: String, opens: Instant, closes: Instant) {
     for (phase, at) in [("start", opens), ("end", closes)] {
         tokio::time::sleep_until(at).await;
-        let cmd = cmd.clone();
-        let ran = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg(&cmd)
-                .env("LOADGEN_PHASE", phase)
-                .status()
-        })
-        .await;
-        match ran {
-            Ok(Ok(s)) if s.success() => {}
-            Ok(Ok(s)) => eprintln!("docroom-loadgen: window hook ({phase}) exited with {s}"),
-            Ok(Err(e)) => eprintln!("docroom-loadgen: window hook ({phase}) did not run: {e}"),
-            Err(e) => eprintln!("docroom-loadgen: window hook ({phase}) task failed: {e}"),
-        }
+        run_hook(cmd.clone(), phase).await;
+    }
+}
+
+/// Runs the window hook `cmd` for `phase` ("start" or "end") and waits for it.
+async fn run_hook(cmd: String, phase: &'static str) {
+    let ran = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("LOADGEN_PHASE", phase)
+            .status()
+    })
+    .await;
+    match ran {
+        Ok(Ok(s)) if s.success() => {}
+        Ok(Ok(s)) => eprintln!("docroom-loadgen: window hook ({phase}) exited with {s}"),
+        Ok(Err(e)) => eprintln!("docroom-loadgen: window hook ({phase}) did not run: {e}"),
+        Err(e) => eprintln!("docroom-loadgen: window hook ({phase}) task failed: {e}"),
     }
 }
 

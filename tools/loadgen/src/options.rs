@@ -1,4 +1,5 @@
-//! Command-line options and the standard workloads (W1–W5 of issue 5) they can start from.
+//! Command-line options and the standard workloads they can start from (W1–W5 of issue 5, W6
+//! of issue 12, W8 of issue 26).
 //!
 //! A preset fills in every option; any flag given explicitly overrides it, so
 //! `--preset w1 --duration-secs 20` is W1 shortened.
@@ -18,7 +19,7 @@ use crate::protocol::Protocol;
                   updates at RATE per second (or closed loop), and reports achieved updates/s, \
                   update->ack and update->broadcast latency percentiles, errors and drops.\n\n\
                   Presets (issues 5 and 12): w1 many rooms, w2 hot room, w3 save throughput, w4 \
-                  idle scale, w6 large documents. W5 (one flush of 10,000 dirty documents) and \
+                  idle scale, w6 large documents, w8 join storm. W5 (one flush of 10,000 dirty documents) and \
                   W7 (W1 over two replicas: --preset w1 with --url given twice) are run by \
                   tools/bench-compare."
 )]
@@ -71,6 +72,13 @@ pub struct Args {
     /// Size of one seeding insert, in bytes
     #[arg(long, default_value_t = 1024)]
     pub seed_insert_bytes: usize,
+    /// A join storm: client 0 of each document seeds it (--seed-bytes), then every other client
+    /// connects at once; each one's time from the storm's start to its sync step 2 is reported
+    /// (the last of them: the time to the last sync), and --window-hook runs as the storm
+    /// starts and once every joiner is synced. They then hold their connections for
+    /// --duration-secs, so a joiner closed afterwards counts as dropped
+    #[arg(long)]
+    pub join_storm: bool,
     /// Seeding inserts per second per document (docroom's per-connection budget is 200/s)
     #[arg(long, default_value_t = 150.0)]
     pub seed_rate: f64,
@@ -123,6 +131,9 @@ pub enum Preset {
     /// Large documents: 10 documents seeded with 1 MiB of text (1 KiB inserts), one typist at
     /// 5 updates/s and one receiver each, Yjs, 30 s
     W6,
+    /// Join storm: 1 document seeded with 20 MiB of text, then 150 clients join it at once
+    /// (--join-storm), Yjs, held 10 s
+    W8,
 }
 
 /// Everything a run needs, presets and flags resolved.
@@ -149,6 +160,8 @@ pub struct Plan {
     pub payload_bytes: usize,
     /// Text each document is seeded with before the run (0: none).
     pub seed_bytes: usize,
+    /// The clients but the seeder join at once once the documents are seeded.
+    pub join_storm: bool,
     pub seed_insert_bytes: usize,
     pub seed_rate: f64,
     #[serde(skip)]
@@ -232,6 +245,16 @@ impl Preset {
                 warmup: 5.0,
                 seed_bytes: 1 << 20,
             },
+            Preset::W8 => Defaults {
+                protocol: Protocol::Yjs,
+                docs: 1,
+                clients: 151,
+                writers: 0,
+                rate: 1.0,
+                duration: 10.0,
+                warmup: 0.0,
+                seed_bytes: 20 << 20,
+            },
         }
     }
 }
@@ -250,7 +273,12 @@ impl Args {
         });
         let protocol = self.protocol.unwrap_or(d.protocol);
         let clients = self.clients.unwrap_or(d.clients);
-        let writers = self.writers.unwrap_or(d.writers).min(clients);
+        let join_storm = self.join_storm || self.preset == Some(Preset::W8);
+        // In a storm the clients only join: nobody writes.
+        let writers = match join_storm {
+            true => 0,
+            false => self.writers.unwrap_or(d.writers).min(clients),
+        };
         let rate = self.rate.unwrap_or(d.rate);
         if !(rate >= 0.0 && rate.is_finite()) {
             return Err("--rate must be 0 (closed loop) or a positive number".into());
@@ -271,6 +299,9 @@ impl Args {
         }
         if self.seed_insert_bytes == 0 || !(self.seed_rate > 0.0 && self.seed_rate.is_finite()) {
             return Err("--seed-insert-bytes and --seed-rate must be positive".into());
+        }
+        if join_storm && (seed_bytes == 0 || clients < 2) {
+            return Err("a join storm needs --seed-bytes and at least 2 --clients".into());
         }
         let urls = if self.url.is_empty() {
             vec![protocol.default_url().to_string()]
@@ -296,6 +327,7 @@ impl Args {
             grace: secs_arg(self.grace_secs)?,
             payload_bytes: self.payload_bytes,
             seed_bytes,
+            join_storm,
             seed_insert_bytes: self.seed_insert_bytes,
             seed_rate: self.seed_rate,
             window_hook: self.window_hook.clone(),

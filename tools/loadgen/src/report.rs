@@ -20,6 +20,8 @@ pub struct Report {
     /// one server.
     pub across_latency_ms: Option<Latency>,
     pub broadcasts: Broadcasts,
+    /// A join storm's joiners (`--join-storm`); `None` otherwise.
+    pub join_storm: Option<Storm>,
     pub errors: u64,
     pub error_samples: Vec<String>,
     /// Wall time of the whole run, connecting included.
@@ -59,6 +61,18 @@ pub struct Broadcasts {
 }
 
 #[derive(serde::Serialize)]
+pub struct Storm {
+    /// Clients that joined in the storm.
+    pub joiners: u64,
+    /// Of those, synced (got their sync step 2).
+    pub synced: u64,
+    /// From the storm's start to each joiner's sync step 2.
+    pub sync_ms: Option<Latency>,
+    /// From the storm's start to the last joiner's sync step 2.
+    pub time_to_last_sync_secs: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
 pub struct Latency {
     pub count: u64,
     pub mean: f64,
@@ -89,6 +103,13 @@ impl Report {
         let (sent, acked) = (load(&c.sent), load(&c.acked));
         let (received, expected) = (load(&c.broadcasts), load(&c.broadcasts_expected));
         let has_acks = plan.protocol.has_acks();
+        let syncs = stats.sync_times();
+        let join_storm = plan.join_storm.then(|| Storm {
+            joiners: (plan.docs * (plan.clients - 1)) as u64,
+            synced: syncs.len(),
+            time_to_last_sync_secs: (!syncs.is_empty()).then(|| syncs.max() as f64 / 1e6),
+            sync_ms: Latency::of(&syncs),
+        });
         Report {
             connections: Connections {
                 target: (plan.docs * plan.clients) as u64,
@@ -124,6 +145,7 @@ impl Report {
                 missing: expected.saturating_sub(received),
                 received_total: load(&c.broadcasts_total),
             },
+            join_storm,
             errors: load(&c.errors),
             error_samples: stats.error_samples(),
             elapsed_secs,
@@ -143,6 +165,9 @@ impl Report {
         }
         if self.errors > 0 {
             p.push(format!("{} errors", self.errors));
+        }
+        if let Some(s) = self.join_storm.as_ref().filter(|s| s.synced < s.joiners) {
+            p.push(format!("{} of {} joiners synced", s.synced, s.joiners));
         }
         let writes = self.plan.writers > 0;
         if writes && self.updates.sent == 0 {
@@ -196,6 +221,17 @@ impl Report {
             "| connections | {} of {} opened in {:.1} s, {} failed, {} dropped |",
             c.opened, c.target, c.connect_secs, c.failed, c.dropped
         );
+        if let Some(s) = &self.join_storm {
+            let last = s
+                .time_to_last_sync_secs
+                .map_or("n/a".into(), |t| format!("{t:.2} s"));
+            let _ = writeln!(
+                t,
+                "| join storm | {} of {} joiners synced, the last {last} after the storm began |",
+                s.synced, s.joiners
+            );
+            let _ = writeln!(t, "| time to sync ms | {} |", fmt_latency(&s.sync_ms));
+        }
         let u = &self.updates;
         let _ = writeln!(t, "| updates sent | {} ({:.1}/s) |", u.sent, u.sent_per_sec);
         if p.protocol.has_acks() {

@@ -51,6 +51,8 @@ pub struct Stats {
     /// The broadcasts of `broadcast` whose sender was connected to another server (several
     /// `--url`s: another replica).
     across: Vec<Mutex<Histogram<u64>>>,
+    /// A join storm's joiners: from the storm's start to each one's sync step 2.
+    sync: Mutex<Histogram<u64>>,
     error_samples: Mutex<Vec<String>>,
 }
 
@@ -68,6 +70,7 @@ impl Stats {
             ack: shards(),
             broadcast: shards(),
             across: shards(),
+            sync: Mutex::new(Histogram::new_with_bounds(1, MAX_US, 3).expect("valid bounds")),
             error_samples: Mutex::new(Vec::new()),
         }
     }
@@ -84,6 +87,11 @@ impl Stats {
             record(&self.across[conn as usize % SHARDS], latency_us);
         }
         self.counters.broadcasts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A joiner of a join storm synced `since_start_us` after the storm began.
+    pub fn record_sync(&self, since_start_us: u64) {
+        record(&self.sync, since_start_us);
     }
 
     /// Counts an error and keeps the first few messages for the report.
@@ -117,6 +125,10 @@ impl Stats {
 
     pub fn across_latency(&self) -> Histogram<u64> {
         merged(&self.across)
+    }
+
+    pub fn sync_times(&self) -> Histogram<u64> {
+        self.sync.lock().unwrap().clone()
     }
 }
 

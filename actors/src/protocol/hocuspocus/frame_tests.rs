@@ -88,12 +88,27 @@ fn a_sync_step1_of_an_empty_document_round_trips_and_feeds_the_yjs_layer() {
     let message = decoded.to_yjs_message().unwrap();
     let handled = YjsDoc::new().handle(&message, true).unwrap();
 
-    assert_eq!(handled.reply.len(), 1, "a step 1 is answered with a step 2");
-    let reply = outgoing::from_yjs_message("doc", &handled.reply[0]).unwrap();
+    assert_eq!(handled.syncs.len(), 1, "a step 1 is answered with a step 2");
+    let step2 = crate::protocol::yjs::step2::message(&handled.syncs[0].update);
+    let reply = outgoing::from_yjs_message("doc", &step2).unwrap();
     assert!(matches!(
         decode(&reply).unwrap(),
         Frame::Sync { doc, payload } if doc == "doc" && payload[0] == 1
     ));
+}
+
+#[test]
+fn a_shared_sync_step_2_behind_its_head_is_the_frame_of_its_message() {
+    for len in [0, 200, 70_000] {
+        let update = vec![3u8; len];
+        let message = crate::protocol::yjs::step2::message(&update);
+        let mut sent = outgoing::sync_step2_head("dir/doc", len);
+        sent.extend_from_slice(&update);
+        assert_eq!(
+            sent,
+            outgoing::from_yjs_message("dir/doc", &message).unwrap()
+        );
+    }
 }
 
 #[test]

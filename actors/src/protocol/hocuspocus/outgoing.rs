@@ -1,6 +1,7 @@
 //! Every frame the server sends on `/hocuspocus`, built in one place.
 
 use yrs::encoding::read::{Cursor, Read};
+use yrs::encoding::write::Write;
 
 use super::frame::{Auth, Frame, FrameError, MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SYNC};
 
@@ -79,6 +80,16 @@ pub fn ping() -> Vec<u8> {
 
 pub fn pong() -> Vec<u8> {
     Frame::Pong.encode()
+}
+
+/// The bytes in front of a shared sync step 2 update for `doc`
+/// ([`step2`](crate::protocol::yjs::step2)): the document's name, then the y-protocols header.
+/// The update follows them as it is, so the answer shared between joiners is never copied.
+pub fn sync_step2_head(doc: &str, update_len: usize) -> Vec<u8> {
+    let mut head = Vec::new();
+    head.write_string(doc);
+    head.extend_from_slice(&crate::protocol::yjs::step2::header(update_len));
+    head
 }
 
 /// A y-protocols message from the Yjs layer (sync or awareness, one message, as

@@ -87,7 +87,7 @@ fn a_document_stored_deeper_than_the_limit_syncs_but_is_not_rendered_and_takes_n
     // A fresh client's step 1 gets the whole document.
     let step1 = Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1();
     let handled = doc.handle(&step1, false).unwrap();
-    assert_eq!(handled.reply.len(), 1);
+    assert_eq!(handled.syncs.len(), 1);
     // Typing elsewhere in it is fine; deleting is not (yrs would recurse 5,000 levels).
     let text = source.get_or_insert_text("t");
     let typed = {

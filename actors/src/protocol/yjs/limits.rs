@@ -151,9 +151,9 @@ impl YjsDoc {
         }
         // A reconnecting client's step 2 repeats most of the document: what counts is the
         // size of the merge, not of the update.
-        let state = self.encode_state();
+        let state = self.state();
         let merged =
-            yrs::merge_updates_v1(std::iter::once(state.as_slice()).chain(updates.iter().copied()))
+            yrs::merge_updates_v1(std::iter::once(&state[..]).chain(updates.iter().copied()))
                 .map_err(|e| YjsError::BadUpdate(e.to_string()))?;
         if merged.len() > max.max(state.len()) {
             let why = format!(

@@ -5,6 +5,8 @@
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use bytes::Bytes;
+
 use yrs::encoding::read::Cursor;
 use yrs::encoding::write::Write;
 use yrs::sync::protocol::{MessageReader, MSG_SYNC, MSG_SYNC_UPDATE};
@@ -21,12 +23,15 @@ mod nesting;
 mod novelty;
 mod refused;
 mod render;
+pub mod step2;
 use checked::{check, Checked};
 pub use depth::decodable;
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH, DEPTH_CEILING};
 use nesting::{Admit, Nesting};
 use refused::RefusedFrames;
+pub use step2::Step2;
+use step2::Step2Cache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {
@@ -56,8 +61,11 @@ pub enum YjsError {
 /// What one incoming frame produced.
 #[derive(Default, Debug)]
 pub struct Handled {
-    /// Frames for the sender only (sync step 2, awareness answers).
+    /// Frames for the sender only (awareness answers).
     pub reply: Vec<Vec<u8>>,
+    /// The sender's sync step 1 answered: the updates it lacks, shared with every client that
+    /// asked with the same state vector since the document last changed ([`step2`]).
+    pub syncs: Vec<Step2>,
     /// Frames for every other member (document updates, awareness changes).
     pub broadcast: Vec<Vec<u8>>,
     /// The document changed and must be saved.
@@ -88,6 +96,8 @@ pub struct YjsDoc {
     nesting: Nesting,
     /// Frames refused for the state limit, refused again for the cost of hashing them.
     refused: RefusedFrames,
+    /// Sync step 2 answers encoded since the document last changed.
+    answers: Step2Cache,
 }
 
 impl YjsDoc {
@@ -98,6 +108,7 @@ impl YjsDoc {
             state_bytes: 0,
             nesting: Nesting::default(),
             refused: RefusedFrames::default(),
+            answers: Step2Cache::default(),
         }
     }
 
@@ -168,6 +179,9 @@ impl YjsDoc {
         if deleted {
             self.refused.forget();
         }
+        if deleted || added.is_some() {
+            self.answers.clear();
+        }
         self.nesting.commit(plan);
         let Some(added) = added else {
             return Ok(None);
@@ -198,6 +212,9 @@ impl YjsDoc {
         if deleted {
             self.refused.forget();
         }
+        if deleted || changed {
+            self.answers.clear();
+        }
         Ok(changed)
     }
 
@@ -207,6 +224,26 @@ impl YjsDoc {
             .doc()
             .transact()
             .encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// The whole document as one v1 update, shared: the answer to the empty state vector
+    /// ([`step2`]), encoded at most once per change of the document.
+    pub fn state(&mut self) -> Bytes {
+        self.answer(&StateVector::default()).update
+    }
+
+    /// How often the document changed since it was loaded: what was derived from its state
+    /// (a hash of it, say) is current while this stays the same.
+    pub fn changes(&self) -> u64 {
+        self.answers.changes()
+    }
+
+    /// The updates a client with state vector `sv` lacks, encoded once for every client that
+    /// asks with `sv` until the document changes.
+    fn answer(&mut self, sv: &StateVector) -> Step2 {
+        let doc = self.awareness.doc();
+        self.answers
+            .answer(sv, || doc.transact().encode_state_as_update_v1(sv))
     }
 
     /// What a new connection receives first: sync step 1 and the current awareness states.
@@ -284,15 +321,7 @@ impl YjsDoc {
 
     fn apply_checked(&mut self, message: Checked, out: &mut Handled) -> Result<(), YjsError> {
         match message {
-            Checked::Step1(sv) => {
-                let update = self
-                    .awareness
-                    .doc()
-                    .transact()
-                    .encode_state_as_update_v1(&sv);
-                out.reply
-                    .push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
-            }
+            Checked::Step1(sv) => out.syncs.push(self.answer(&sv)),
             Checked::Update { raw, update } => {
                 // An update that adds nothing is the duplicate of SPEC §1.3: not saved, and a
                 // Hocuspocus SyncStatus(1) for it is due at once.
@@ -412,3 +441,5 @@ mod broken_tests;
 mod depth_tests;
 #[cfg(test)]
 mod refused_tests;
+#[cfg(test)]
+mod step2_tests;
