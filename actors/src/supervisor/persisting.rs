@@ -224,12 +224,22 @@ impl Handler<Committed> for CacheSupervisor {
             return Box::pin(fut::ready(()));
         }
         let cache = self.stores.cache.clone();
-        self.best_effort("clearing flushed documents from redis failed", async move {
+        let unannounced = announce.clone();
+        let call = async move {
             for v in &announce {
                 cache.save(v).await?;
             }
             cache.committed(&done).await
-        })
+        };
+        // A failed call keeps its announcements for the next move back: without them the
+        // other replicas' rooms and the cache would hold older content until its TTL ran out.
+        Box::pin(call.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = &res {
+                warn!(error = %e, "clearing flushed documents from redis failed");
+                act.recovery.announce_later(unannounced);
+            }
+            act.account(Outcome::from(&res), ctx);
+        }))
     }
 }
 

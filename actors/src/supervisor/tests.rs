@@ -414,3 +414,28 @@ async fn a_periodic_flush_leaves_what_another_replica_just_flushed_and_settles_u
     let now = collect(&b, &doc, None).await;
     assert_eq!(now.dirty.len(), 1, "a flush that must persist now reads it");
 }
+
+/// PostgreSQL commits a journaled version while Redis fails the call that would announce it
+/// (write it into the cache, for the other replicas' rooms): the next move back announces it,
+/// instead of the cache keeping older content until its TTL runs out.
+#[actix::test]
+async fn an_announcement_whose_call_fails_is_made_by_the_next_move_back() {
+    let rig = rig("announce-retry");
+    let v = json("journaled", 5);
+    rig.ledger.absorbed(v.clone(), Durable::Journal);
+    rig.cache.faults.fail(true);
+
+    rig.supervisor
+        .send(Committed {
+            done: vec![Commit::of(v.doc.clone(), v.hash.clone())],
+        })
+        .await
+        .unwrap();
+    assert!(!rig.ledger.lacks(&v.doc), "PostgreSQL has it");
+    rig.cache.faults.fail(false);
+
+    until("the next move back", || {
+        rig.cache.peek(&v.doc) == Some(v.clone())
+    })
+    .await;
+}
