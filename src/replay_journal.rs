@@ -12,8 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use docroom_actors::doc::{DocId, Version};
-use docroom_actors::fallback::{Fallback, JournalError};
+use docroom_actors::doc::Version;
+use docroom_actors::fallback::{CommittedContent, Fallback, JournalError};
 use docroom_actors::storage::{DocStore, PgStore};
 
 use crate::db;
@@ -126,15 +126,15 @@ async fn connect(settings: &Settings) -> Result<PgStore, ReplayError> {
 
 /// Upserts `batch`; answers the `(doc, hash)` pairs PostgreSQL committed and counts the rest,
 /// each reported, in `failed`.
-async fn persist(store: &PgStore, batch: &[Version], failed: &mut usize) -> Vec<(DocId, String)> {
-    let committed = |vs: &[Version]| vs.iter().map(|v| (v.doc.clone(), v.hash.clone())).collect();
+async fn persist(store: &PgStore, batch: &[Version], failed: &mut usize) -> Vec<CommittedContent> {
+    let content = |v: &Version| (v.doc.clone(), v.hash.clone(), v.stamp.clone());
     if store.upsert(batch).await.is_ok() {
-        return committed(batch);
+        return batch.iter().map(content).collect();
     }
     let mut done = Vec::new();
     for version in batch {
         match store.upsert(std::slice::from_ref(version)).await {
-            Ok(()) => done.push((version.doc.clone(), version.hash.clone())),
+            Ok(()) => done.push(content(version)),
             Err(e) => {
                 *failed += 1;
                 eprintln!("replay-journal: document {}: {e}", version.doc);

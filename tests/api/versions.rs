@@ -196,10 +196,7 @@ async fn a_cache_fill_never_replaces_what_a_save_wrote() {
     redis.fill(&v1).await.unwrap();
     assert_eq!(cached(&redis, &v2).await, Some(v2.clone()));
     // ... and v2 was flushed (no longer dirty) before the slow fill of v1 arrived.
-    redis
-        .committed(&[Commit::of(v2.doc.clone(), v2.hash.clone())])
-        .await
-        .unwrap();
+    redis.committed(&[Commit::written(&v2)]).await.unwrap();
     redis.fill(&v1).await.unwrap();
 
     assert_eq!(cached(&redis, &v2).await, Some(v2));

@@ -2,6 +2,8 @@
 //! point PostgreSQL recorded, or, with nothing after it, carry only that recorded point.
 
 use crate::doc::{DocId, Version};
+use crate::fallback::CommittedContent;
+use crate::ledger::Entry;
 use crate::log::LogMark;
 use crate::storage::{Commit, Pending};
 
@@ -38,6 +40,7 @@ pub fn flushed(doc: DocId, p: Pending, compacted: Option<Version>, folded: u64) 
     let commit = Commit {
         doc,
         hash: String::new(),
+        stamp: None,
         recorded: None,
         read: Some(mark(p.position)),
         compacted,
@@ -54,8 +57,23 @@ pub fn flushed(doc: DocId, p: Pending, compacted: Option<Version>, folded: u64) 
         includes: Some(mark(p.position)),
         commit: Commit {
             hash: version.hash.clone(),
+            stamp: version.stamp.clone(),
             ..commit
         },
         version,
     })
+}
+
+/// What the journal may let go once PostgreSQL committed `done`: the content committed (under
+/// its stamp), and that of the ledger's entries the commit included (`left`). The journal drops
+/// an entry only if it still holds that content under a stamp no larger.
+pub fn journal_forgets(done: &[Commit], left: &[Entry]) -> Vec<CommittedContent> {
+    let committed = done
+        .iter()
+        .map(|c| (c.doc.clone(), c.hash.clone(), c.stamp.clone()));
+    let included = left.iter().map(|e| {
+        let v = &e.version;
+        (v.doc.clone(), v.hash.clone(), v.stamp.clone())
+    });
+    committed.chain(included).collect()
 }

@@ -111,7 +111,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::doc::{DocId, Version};
+use crate::doc::{DocId, Stamp, Version};
 use entry::Entry;
 pub use error::JournalError;
 pub use faulty_io::{Faults, FaultyIo};
@@ -120,6 +120,11 @@ use journal::Journal;
 pub use memory_io::MemoryIo;
 pub use replay::ReplayReport;
 use writer::{Command, Shared, Writer};
+
+/// What PostgreSQL committed of a document: the content's hash and its stamp (JSON; `None` for
+/// Yjs and for content written before stamps). An entry leaves only if it holds that content
+/// under a stamp no larger: equal content under a larger stamp is a later version.
+pub type CommittedContent = (DocId, String, Option<Stamp>);
 
 /// The journaled fallback store.
 ///
@@ -246,7 +251,7 @@ impl Fallback {
     ///
     /// On error (nothing could be written) the entries stay, and a later call may retry. A
     /// failed compaction is not an error: the commit is already durable.
-    pub async fn committed(&self, done: &[(DocId, String)]) -> Result<(), JournalError> {
+    pub async fn committed(&self, done: &[CommittedContent]) -> Result<(), JournalError> {
         let done = done.to_vec();
         self.request(|reply| Command::Committed { done, reply })
             .await?

@@ -16,6 +16,7 @@ use super::error::JournalError;
 use super::journal::Journal;
 use super::record;
 use super::staged::{change, Change, Staged};
+use super::CommittedContent;
 use crate::doc::{CombineError, DocId, Version};
 
 /// Versions (and commits) drained from the queue before the batch is written: bounds the
@@ -58,7 +59,7 @@ pub(crate) enum Command {
         reply: PutReply,
     },
     Committed {
-        done: Vec<(DocId, String)>,
+        done: Vec<CommittedContent>,
         reply: Reply,
     },
 }
@@ -253,9 +254,9 @@ impl<'a> Writer<'a> {
     /// PostgreSQL committed these versions: record that durably, then let the entries go. An
     /// entry leaves only if its whole content, every increment merged in, is the committed
     /// version: one whose increment was put after the flush read it is not, and stays.
-    fn commit(&mut self, done: &[(DocId, String)]) -> Result<(), JournalError> {
+    fn commit(&mut self, done: &[CommittedContent]) -> Result<(), JournalError> {
         let mut leaving: HashMap<&DocId, &String> = HashMap::new();
-        for (doc, hash) in done {
+        for (doc, hash, stamp) in done {
             // No content hashes to "": such a commit only settles a log position.
             if hash.is_empty() || leaving.contains_key(doc) {
                 continue;
@@ -267,7 +268,9 @@ impl<'a> Writer<'a> {
                 .shared
                 .entries()
                 .get(doc)
-                .map(|e| e.base().hash == *hash);
+                // The same content under a larger stamp is a later version (SPEC §6): a
+                // commit of it under a smaller one does not let it go.
+                .map(|e| e.base().hash == *hash && e.base().stamp <= *stamp);
             if held == Some(true) {
                 leaving.insert(doc, hash);
             }

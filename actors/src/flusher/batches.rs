@@ -36,12 +36,16 @@ pub(crate) fn one_write_per_document(
             if let Some(held) = local.remove(&d.version.doc) {
                 d.version = later(held, d.version.clone()).unwrap_or(d.version);
                 d.commit.hash = d.version.hash.clone();
+                d.commit.stamp = d.version.stamp.clone();
             }
             d
         })
         .collect();
     writes.extend(local.into_values().map(|version| Dirty {
-        commit: Commit::of(version.doc.clone(), version.hash.clone()),
+        commit: Commit {
+            stamp: version.stamp.clone(),
+            ..Commit::written(&version)
+        },
         includes: None,
         version,
     }));

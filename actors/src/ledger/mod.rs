@@ -250,20 +250,16 @@ impl Ledger {
         slot.position = position.or(slot.position);
     }
 
-    /// The entry of `doc` moved to `durable` (at `position` of the log), if it is still at
-    /// `hash`: true if it was.
-    pub fn moved(
-        &self,
-        doc: &DocId,
-        hash: &str,
-        durable: Durable,
-        position: Option<LogPos>,
-    ) -> bool {
+    /// The entry of `moved`'s document moved to `durable` (at `position` of the log), if it is
+    /// still that version (content and stamp): true if it was.
+    pub fn moved(&self, moved: &Version, durable: Durable, position: Option<LogPos>) -> bool {
         let mut map = self.map();
-        let Some(slot) = map.get_mut(doc) else {
+        let Some(slot) = map.get_mut(&moved.doc) else {
             return false;
         };
-        if slot.version().is_none_or(|v| v.hash != hash) {
+        // Equal content under another stamp is another version.
+        let same = |v: &Version| v.hash == moved.hash && v.stamp == moved.stamp;
+        if !slot.version().is_some_and(same) {
             return false;
         }
         slot.durable = durable;
@@ -285,8 +281,12 @@ impl Ledger {
             let Some(slot) = map.get_mut(&c.doc) else {
                 continue;
             };
-            let same =
-                slot.parts.is_empty() && slot.merged.as_ref().is_some_and(|m| m.hash == c.hash);
+            // Equal content under a larger stamp is a later version: it stays.
+            let same = slot.parts.is_empty()
+                && slot
+                    .merged
+                    .as_ref()
+                    .is_some_and(|m| m.hash == c.hash && m.stamp <= c.stamp);
             let upto = c
                 .recorded
                 .map(|m| m.position)

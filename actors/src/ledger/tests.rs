@@ -14,10 +14,7 @@ fn a_commit_clears_only_entries_still_at_the_committed_hash() {
     ledger.saved(&b, Durable::Journal, None);
     ledger.saved(&a2, Durable::Journal, None);
 
-    let left = ledger.committed(&[
-        Commit::of(a1.doc.clone(), a1.hash.clone()),
-        Commit::of(b.doc.clone(), b.hash.clone()),
-    ]);
+    let left = ledger.committed(&[Commit::written(&a1), Commit::written(&b)]);
 
     let left: Vec<Version> = left.into_iter().map(|e| e.version).collect();
     assert_eq!(left, vec![b.clone()]);
@@ -43,8 +40,8 @@ fn moving_an_entry_needs_it_unchanged() {
     let (a1, a2) = (json("a", "1", 1), json("a", "2", 2));
     ledger.saved(&a1, Durable::Journal, None);
     ledger.saved(&a2, Durable::Journal, None);
-    assert!(!ledger.moved(&a1.doc, &a1.hash, Durable::Cache, Some(pos(1))));
-    assert!(ledger.moved(&a2.doc, &a2.hash, Durable::Cache, Some(pos(2))));
+    assert!(!ledger.moved(&a1, Durable::Cache, Some(pos(1))));
+    assert!(ledger.moved(&a2, Durable::Cache, Some(pos(2))));
     assert_eq!(ledger.get(&a2.doc).unwrap().durable, Durable::Cache);
 }
 
@@ -128,4 +125,28 @@ fn a_commit_of_the_log_short_of_the_newest_save_drops_the_saves_it_includes() {
     assert_eq!(entry.position, Some(pos(3)));
     ledger.committed(&[commit(3)]);
     assert!(!ledger.lacks(&one.doc));
+}
+
+/// Equal JSON content under a larger stamp is a later version: a commit of the same content
+/// under a smaller stamp (a journal's, flushed late) does not settle it, or an older write
+/// stamped in between would win in PostgreSQL over this acknowledged one.
+#[test]
+fn a_commit_of_equal_content_under_a_smaller_stamp_leaves_the_later_save_waiting() {
+    let ledger = Ledger::default();
+    let (early, late) = (json("a", "C", 30), json("a", "C", 102));
+    ledger.saved(&late, Durable::Cache, Some(pos(5)));
+    let commit = |v: &Version| Commit {
+        stamp: v.stamp.clone(),
+        ..Commit::written(&v)
+    };
+
+    assert!(ledger.committed(&[commit(&early)]).is_empty());
+    assert!(ledger.lacks(&late.doc));
+    assert!(
+        !ledger.moved(&early, Durable::Journal, None),
+        "another version"
+    );
+
+    assert_eq!(ledger.committed(&[commit(&late)]).len(), 1);
+    assert!(!ledger.lacks(&late.doc));
 }

@@ -128,6 +128,9 @@ pub enum Claimed {
 pub struct Commit {
     pub doc: DocId,
     pub hash: String,
+    /// The stamp of the content written (JSON): equal content under a larger stamp is a later
+    /// version, which this commit does not settle.
+    pub stamp: Option<crate::doc::Stamp>,
     pub recorded: Option<LogMark>,
     /// The last log entry the flush read (when the version was read from the cache): where a
     /// compaction's content ends. Says nothing of what PostgreSQL holds.
@@ -137,11 +140,20 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// A commit of `v` written whole (the ledger's, the journal's): its hash and stamp.
+    pub fn written(v: &Version) -> Commit {
+        Commit {
+            stamp: v.stamp.clone(),
+            ..Commit::of(v.doc.clone(), v.hash.clone())
+        }
+    }
+
     /// A commit of content that was not read from the cache (the ledger's, the journal's).
     pub fn of(doc: DocId, hash: String) -> Commit {
         Commit {
             doc,
             hash,
+            stamp: None,
             recorded: None,
             read: None,
             compacted: None,

@@ -11,7 +11,7 @@ use tracing::{error, warn};
 
 use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
-use crate::durability::flush::{flushed, Dirty, Flushed};
+use crate::durability::flush::{flushed, journal_forgets, Dirty, Flushed};
 use crate::ledger::Durable;
 use crate::metrics as m;
 use crate::storage::{CacheError, Claimed, Commit, Pending};
@@ -191,17 +191,7 @@ impl Handler<Committed> for CacheSupervisor {
         let compactions = msg.done.iter().filter(|c| c.compacted.is_some()).count();
         metrics::counter!(m::COMPACTIONS).increment(compactions as u64);
         let left = self.stores.ledger.committed(&msg.done);
-        // The journal drops what it holds at a committed hash, or at the hash of a ledger entry
-        // the commit included.
-        let journal_done: Vec<(DocId, String)> = msg
-            .done
-            .iter()
-            .map(|c| (c.doc.clone(), c.hash.clone()))
-            .chain(
-                left.iter()
-                    .map(|e| (e.version.doc.clone(), e.version.hash.clone())),
-            )
-            .collect();
+        let journal_done = journal_forgets(&msg.done, &left);
         // Journaled content PostgreSQL took before it went back into Redis: the other replicas
         // learn it through the log all the same.
         let announce: Vec<Version> = left

@@ -255,7 +255,5 @@ impl CacheSupervisor {
 /// was still that version and is now durable in Redis.
 async fn move_one(stores: &Stores, v: Version) -> Result<bool, CacheError> {
     let saved = stores.cache.save(&v).await?;
-    Ok(stores
-        .ledger
-        .moved(&v.doc, &v.hash, Durable::Cache, saved.position))
+    Ok(stores.ledger.moved(&v, Durable::Cache, saved.position))
 }

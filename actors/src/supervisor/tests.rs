@@ -203,7 +203,7 @@ async fn a_commit_of_journaled_content_clears_the_ledger_and_the_journal_not_the
 
     rig.supervisor
         .send(Committed {
-            done: vec![Commit::of(v.doc.clone(), v.hash.clone())],
+            done: vec![Commit::written(&v)],
         })
         .await
         .unwrap();
@@ -227,7 +227,7 @@ fn yjs_saves(n: u64) -> Vec<Version> {
 }
 
 async fn commit(rig: &Rig, v: &Version) {
-    let done = vec![Commit::of(v.doc.clone(), v.hash.clone())];
+    let done = vec![Commit::written(&v)];
     rig.supervisor.send(Committed { done }).await.unwrap();
 }
 
@@ -427,7 +427,7 @@ async fn an_announcement_whose_call_fails_is_made_by_the_next_move_back() {
 
     rig.supervisor
         .send(Committed {
-            done: vec![Commit::of(v.doc.clone(), v.hash.clone())],
+            done: vec![Commit::written(&v)],
         })
         .await
         .unwrap();

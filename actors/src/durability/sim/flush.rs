@@ -14,7 +14,7 @@ use super::faults::Conn;
 use super::replica::account;
 use super::world::{at_once, short, Task, World};
 use crate::doc::{combine, later, DocId, Version};
-use crate::durability::flush::{flushed, Dirty, Flushed};
+use crate::durability::flush::{flushed, journal_forgets, Dirty, Flushed};
 use crate::flusher::one_write_per_document;
 use crate::ledger::Durable;
 use crate::storage::{Claimed, Commit, DocumentLog, FlushClaims, Pending};
@@ -314,15 +314,7 @@ impl Flush {
     fn committed(&mut self, w: &mut World, r: usize) -> Phase {
         let life = w.life(r);
         let left = life.ledger().committed(&self.committed);
-        let journal_done: Vec<(DocId, String)> = self
-            .committed
-            .iter()
-            .map(|c| (c.doc.clone(), c.hash.clone()))
-            .chain(
-                left.iter()
-                    .map(|e| (e.version.doc.clone(), e.version.hash.clone())),
-            )
-            .collect();
+        let journal_done = journal_forgets(&self.committed, &left);
         let announce: Vec<Version> = left
             .into_iter()
             .filter(|e| e.durable == Durable::Journal)

@@ -10,7 +10,7 @@ use super::faults::Conn;
 use super::replica::{account, move_back};
 use super::world::{at_once, short, wait, Task, World};
 use crate::doc::{later, DocId, Kind, Version};
-use crate::fallback::JournalError;
+use crate::fallback::{CommittedContent, JournalError};
 use crate::ledger::Durable;
 use crate::log::LogPos;
 use crate::storage::{DocumentLog, FillLock, FlushClaims, Health};
@@ -73,7 +73,7 @@ impl MoveBack {
     pub fn step(mut self, w: &mut World, r: usize) -> Option<MoveBack> {
         if let Some((v, position)) = self.landed.take() {
             let ledger = w.life(r).ledger().clone();
-            let moved = ledger.moved(&v.doc, &v.hash, Durable::Cache, position);
+            let moved = ledger.moved(&v, Durable::Cache, position);
             w.note(Some(r), || {
                 format!("moved {} {}: {moved}", v.doc, short(&v))
             });
@@ -174,7 +174,7 @@ pub(super) fn touch(w: &mut World, r: usize, docs: Vec<DocId>) -> Option<Task> {
 }
 
 /// The journal drops the entries PostgreSQL committed whole.
-pub(super) fn forget(w: &mut World, r: usize, done: Vec<(DocId, String)>) -> Option<Task> {
+pub(super) fn forget(w: &mut World, r: usize, done: Vec<CommittedContent>) -> Option<Task> {
     if let Err(e) = wait(w.life(r).fallback().committed(&done)) {
         w.note(Some(r), || format!("journal commit failed: {e}"));
     }

@@ -22,6 +22,7 @@ use super::rng::Rng;
 use super::save::Save;
 use crate::doc::{DocId, Kind};
 use crate::durability::flush::Dirty;
+use crate::fallback::CommittedContent;
 use crate::log::LogMark;
 use crate::storage::memory::{MemoryCache, MemoryStore};
 use crate::storage::{CacheResult, DocStore, Write};
@@ -50,7 +51,7 @@ pub(super) enum Task {
     /// `KeepCached`: refresh the TTLs of what PostgreSQL refused, releasing the claims.
     Touch(Vec<DocId>),
     /// The journal drops what PostgreSQL committed (the `Committed` handler's spawn).
-    Forget(Vec<(DocId, String)>),
+    Forget(Vec<CommittedContent>),
 }
 
 pub(super) struct Job {

@@ -83,7 +83,7 @@ async fn a_failed_compaction_then_a_reopen_returns_no_stale_version() {
 
     // PostgreSQL committed a; the compaction that follows cannot rewrite the file.
     fallback
-        .committed(&[(id("a"), stale.hash.clone())])
+        .committed(&[(id("a"), stale.hash.clone(), stale.stamp.clone())])
         .await
         .unwrap();
 
@@ -107,13 +107,18 @@ async fn a_commit_that_cannot_be_recorded_keeps_the_entry_until_it_can() {
     fallback.put(a.clone()).await.unwrap();
     faults.fill_disk();
 
-    let result = fallback.committed(&[(id("a"), a.hash.clone())]).await;
+    let result = fallback
+        .committed(&[(id("a"), a.hash.clone(), a.stamp.clone())])
+        .await;
 
     assert!(is_disk_full(&result), "{result:?}");
     assert_eq!(fallback.get(&id("a")), Some(a.clone()));
 
     faults.free_disk();
-    fallback.committed(&[(id("a"), a.hash)]).await.unwrap();
+    fallback
+        .committed(&[(id("a"), a.hash, a.stamp)])
+        .await
+        .unwrap();
     assert!(fallback.is_empty());
     assert_eq!(fallback.journal_bytes(), 0);
     drop(fallback);

@@ -243,7 +243,7 @@ async fn a_commit_racing_an_increment_put_after_the_flush_read_keeps_that_increm
     fallback.put(typist.types("late")).await.unwrap();
 
     fallback
-        .committed(&[(id("y"), read.hash.clone())])
+        .committed(&[(id("y"), read.hash.clone(), None)])
         .await
         .unwrap();
 
@@ -255,7 +255,7 @@ async fn a_commit_racing_an_increment_put_after_the_flush_read_keeps_that_increm
     assert_eq!(reopened.get(&id("y")), Some(held.clone()));
 
     reopened
-        .committed(&[(id("y"), held.hash.clone())])
+        .committed(&[(id("y"), held.hash.clone(), None)])
         .await
         .unwrap();
 
@@ -280,7 +280,7 @@ async fn a_commit_of_the_same_content_merged_elsewhere_in_other_steps_lets_the_e
         .unwrap()
         .unwrap();
     fallback
-        .committed(&[(id("y"), flushed.hash.clone())])
+        .committed(&[(id("y"), flushed.hash.clone(), None)])
         .await
         .unwrap();
 

@@ -29,7 +29,11 @@ async fn committed_drops_only_matching_hashes_and_empties_the_journal() {
     fallback.put(v("a", "new")).await.unwrap();
 
     // PostgreSQL committed a's old version and b: a's newer put must stay.
-    let done = [(id("a"), old.hash.clone()), (id("b"), v("b", "1").hash)];
+    let b = v("b", "1");
+    let done = [
+        (id("a"), old.hash.clone(), old.stamp.clone()),
+        (id("b"), b.hash, b.stamp),
+    ];
     fallback.committed(&done).await.unwrap();
 
     assert_eq!(fallback.dirty(), vec![v("a", "new")]);
@@ -41,7 +45,7 @@ async fn committed_drops_only_matching_hashes_and_empties_the_journal() {
     assert_eq!(fallback.dirty(), vec![v("a", "new")]);
 
     fallback
-        .committed(&[(id("a"), v("a", "new").hash)])
+        .committed(&[(id("a"), v("a", "new").hash, v("a", "new").stamp)])
         .await
         .unwrap();
 
@@ -106,7 +110,11 @@ async fn the_journal_stays_bounded_under_ten_thousand_puts_to_ten_documents() {
     let mut lagging = Vec::new();
     for i in 5_000..10_000 {
         let version = v(&format!("d{}", i % 10), &i.to_string());
-        lagging.push((version.doc.clone(), version.hash.clone()));
+        lagging.push((
+            version.doc.clone(),
+            version.hash.clone(),
+            version.stamp.clone(),
+        ));
         fallback.put(version).await.unwrap();
         if i % 100 == 0 {
             fallback.committed(&lagging).await.unwrap();
@@ -121,7 +129,7 @@ async fn the_journal_stays_bounded_under_ten_thousand_puts_to_ten_documents() {
     let held: Vec<_> = fallback
         .dirty()
         .into_iter()
-        .map(|v| (v.doc, v.hash))
+        .map(|v| (v.doc, v.hash, v.stamp))
         .collect();
     fallback.committed(&held).await.unwrap();
     assert!(fallback.is_empty());
@@ -208,4 +216,27 @@ async fn a_put_of_the_other_kind_is_refused_and_changes_nothing() {
     );
     assert_eq!(fallback.get(&id("a")), Some(v("a", "1")));
     assert_eq!(fallback.journal_bytes(), bytes);
+}
+
+/// Equal JSON content under a larger stamp is a later version: a commit of the same content
+/// under a smaller stamp does not let the entry go, on the writer's thread or after a reopen.
+#[tokio::test]
+async fn a_commit_of_equal_content_under_a_smaller_stamp_keeps_the_later_entry() {
+    let dir = TestDir::new("fallback-equal-content-stamps");
+    let fallback = Fallback::open(&dir.0).unwrap();
+    let (early, late) = (
+        crate::testing::stamped("a", "\"C\"", 30),
+        crate::testing::stamped("a", "\"C\"", 102),
+    );
+    fallback.put(late.clone()).await.unwrap();
+
+    let commit = |v: &Version| (v.doc.clone(), v.hash.clone(), v.stamp.clone());
+    fallback.committed(&[commit(&early)]).await.unwrap();
+
+    assert_eq!(fallback.get(&late.doc), Some(late.clone()));
+    drop(fallback);
+    let reopened = Fallback::open(&dir.0).unwrap();
+    assert_eq!(reopened.get(&late.doc), Some(late.clone()));
+    reopened.committed(&[commit(&late)]).await.unwrap();
+    assert!(reopened.is_empty());
 }
