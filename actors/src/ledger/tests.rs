@@ -135,10 +135,7 @@ fn a_commit_of_equal_content_under_a_smaller_stamp_leaves_the_later_save_waiting
     let ledger = Ledger::default();
     let (early, late) = (json("a", "C", 30), json("a", "C", 102));
     ledger.saved(&late, Durable::Cache, Some(pos(5)));
-    let commit = |v: &Version| Commit {
-        stamp: v.stamp.clone(),
-        ..Commit::written(&v)
-    };
+    let commit = Commit::written;
 
     assert!(ledger.committed(&[commit(&early)]).is_empty());
     assert!(ledger.lacks(&late.doc));

@@ -227,7 +227,7 @@ fn yjs_saves(n: u64) -> Vec<Version> {
 }
 
 async fn commit(rig: &Rig, v: &Version) {
-    let done = vec![Commit::written(&v)];
+    let done = vec![Commit::written(v)];
     rig.supervisor.send(Committed { done }).await.unwrap();
 }
 
