@@ -20,11 +20,11 @@ use actix::prelude::*;
 use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
-use crate::flusher::{Flusher, Fold, PersistNow};
+use crate::flusher::{Flusher, Fold};
 use crate::ledger::Ledger;
 use crate::log_reader::LogReader;
 use crate::metrics as m;
@@ -36,6 +36,7 @@ mod json_side;
 mod limits;
 mod log_side;
 mod member;
+mod retiring;
 mod save_queue;
 mod stateless;
 mod sync_status;
@@ -313,42 +314,6 @@ impl DocRoom {
             .as_ref()
             .map(|why| RoomError::Unavailable(format!("document could not be loaded: {why}")))
     }
-
-    /// With no members and nothing in flight: persist what the ledger still holds for the
-    /// document (the leave flush), then retire. The ledger keeps the content either way, so a
-    /// failed flush does not keep the room: the flusher retries on its schedule.
-    fn check_idle(&mut self, ctx: &mut Context<Self>) {
-        if !self.members.is_empty() || !self.saves.is_idle() || self.persisting || self.closing {
-            return;
-        }
-        if self.save_yjs_now(ctx) {
-            return; // the save's completion comes back here
-        }
-        if !self.shared.ledger.lacks(&self.doc) {
-            ctx.stop();
-            return;
-        }
-        self.persisting = true;
-        self.shared
-            .flusher
-            .send(PersistNow {
-                doc: self.doc.clone(),
-            })
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                act.persisting = false;
-                match res {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => debug!(doc = %act.doc, error = %e, "leave flush failed, the flusher retries"),
-                    Err(e) => warn!(doc = %act.doc, error = %e, "flusher unreachable"),
-                }
-                let busy = act.yjs.as_ref().is_some_and(|y| y.unsaved());
-                if act.members.is_empty() && act.saves.is_idle() && !busy && !act.closing {
-                    ctx.stop();
-                }
-            })
-            .spawn(ctx);
-    }
 }
 
 impl Actor for DocRoom {
@@ -426,29 +391,5 @@ impl Handler<Describe> for DocRoom {
             members: self.members.len(),
             dirty: unsaved || self.shared.ledger.lacks(&self.doc),
         })
-    }
-}
-
-impl Handler<CloseRoom> for DocRoom {
-    type Result = Option<Version>;
-
-    /// Shutdown: 1001 to every member; answers the content not known to be saved.
-    fn handle(&mut self, _: CloseRoom, ctx: &mut Context<Self>) -> Self::Result {
-        let captured = self.save_yjs_now(ctx);
-        self.closing = true;
-        for (_, member) in self.members.drain() {
-            member.force(Outbound::Close {
-                code: 1001,
-                reason: "server shutting down",
-            });
-        }
-        if let Some(y) = self.yjs.as_mut() {
-            // Saves carry updates: what is not known saved is the whole state, at worst.
-            let unsaved = captured || !self.saves.is_idle() || y.retrying();
-            return unsaved.then(|| y.version(&self.doc));
-        }
-        let current = self.current.as_ref()?;
-        let unsaved = captured || !self.saves.is_idle() || self.saves.is_unstored(&current.hash);
-        unsaved.then(|| current.clone())
     }
 }

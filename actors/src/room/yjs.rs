@@ -321,22 +321,6 @@ impl DocRoom {
         }
     }
 
-    /// The document may hold part of an update yrs failed on: it is not used again. Every
-    /// member is closed (1011) and joins are refused; the updates applied before it are saved
-    /// as they came (not from the document), then the room retires, so the next connection
-    /// starts a room that loads what is stored, and the members' providers reconnect and sync
-    /// what they hold.
-    fn start_afresh(&mut self, ctx: &mut Context<Self>) {
-        self.broken = true;
-        for (_, member) in self.members.drain() {
-            member.force(Outbound::Close {
-                code: 1011,
-                reason: "document reloading",
-            });
-        }
-        self.check_idle(ctx);
-    }
-
     /// Refuses one member's connection; the session closes it and then leaves.
     fn close_member(&self, id: MemberId, code: u16, reason: &'static str) {
         if let Some(member) = self.members.get(&id) {
