@@ -62,7 +62,7 @@ pub(super) enum Admit {
 #[derive(Default, Debug)]
 pub(super) struct Nesting {
     /// `(client, start) → (end, level)`; level 0 marks ranges that hold nothing that nests (GC,
-    /// skips, items yrs will collect because their parent is gone).
+    /// items yrs will collect because their parent is gone).
     runs: Runs,
     /// Blocks waiting for the range of an id they refer to: `missing id → blocks`.
     waiting: BTreeMap<(u64, u32), Vec<Block>>,

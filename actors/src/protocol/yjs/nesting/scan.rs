@@ -22,7 +22,7 @@ pub(super) enum Parent {
 pub(super) struct Block {
     pub id: Id,
     pub len: u32,
-    /// `None` for a GC or skip range: nothing that nests.
+    /// `None` for a GC range: nothing that nests.
     pub parent: Option<Parent>,
     /// How deeply the block's values nest below it: 0 for text, scalars and types (a type's
     /// children are blocks of their own), 1 for `[1]`, 2 for `[[1]]`.
@@ -60,9 +60,9 @@ pub(super) fn scan(
         let mut clock = r.u32()?;
         for _ in 0..blocks {
             let id = Id { client, clock };
-            let block = r.block(id, max_value_depth)?;
+            let (len, block) = r.block(id, max_value_depth)?;
+            clock = clock.wrapping_add(len);
             if let Some(block) = block {
-                clock = clock.wrapping_add(block.len);
                 each(block)?;
             }
         }
@@ -92,20 +92,28 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn block(&mut self, id: Id, max_value_depth: u32) -> Scan<Option<Block>> {
+    /// The clocks a block takes, and the block to place. A skip takes clocks but holds nothing
+    /// of them: their blocks come in another update, and are measured then.
+    fn block(&mut self, id: Id, max_value_depth: u32) -> Scan<(u32, Option<Block>)> {
         let info = self.byte()?;
         if info == GC || info == SKIP {
             let len = self.u32()?;
             if len == 0 {
                 return Err(ScanError::Malformed("empty block"));
             }
-            return Ok(Some(Block {
-                id,
+            if info == SKIP {
+                return Ok((len, None));
+            }
+            return Ok((
                 len,
-                parent: None,
-                value_depth: 0,
-                is_type: false,
-            }));
+                Some(Block {
+                    id,
+                    len,
+                    parent: None,
+                    value_depth: 0,
+                    is_type: false,
+                }),
+            ));
         }
         let left = (info & HAS_ORIGIN != 0).then(|| self.id()).transpose()?;
         let right = (info & HAS_RIGHT_ORIGIN != 0)
@@ -129,13 +137,14 @@ impl Reader<'_> {
         let kind = info & 0b1111;
         let (len, value_depth) = self.content(kind, max_value_depth)?;
         // yrs drops an item without content without advancing the clock.
-        Ok((len > 0).then_some(Block {
+        let block = Block {
             id,
             len,
             parent: Some(parent),
             value_depth,
             is_type: kind == TYPE,
-        }))
+        };
+        Ok((len, (len > 0).then_some(block)))
     }
 
     /// An item's content: its length in clocks and how deeply its values nest.

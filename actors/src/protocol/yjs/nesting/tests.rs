@@ -212,3 +212,50 @@ fn truncated_and_foreign_bytes_are_malformed_not_a_panic() {
         Err(Refused::Malformed(_))
     ));
 }
+
+#[test]
+fn a_range_an_update_skips_is_measured_when_its_blocks_arrive() {
+    // Updates 1 and 3 merged carry a skip where update 2 belongs. The skip holds nothing; the
+    // blocks arriving for its range later nest, and so does everything under them.
+    let doc = Doc::with_client_id(7);
+    let updates = nested_maps(&doc, 12);
+    let merged = yrs::merge_updates_v1([updates[0].as_slice(), updates[2].as_slice()]).unwrap();
+    let mut nesting = Nesting::default();
+    let mut admit = |update: &[u8]| {
+        let plan = nesting.plan([update], 10, Admit::Member)?;
+        nesting.commit(plan);
+        Ok::<_, Refused>(())
+    };
+    admit(&merged).unwrap();
+    admit(&updates[1]).unwrap();
+    for update in &updates[3..10] {
+        admit(update).unwrap();
+    }
+    assert_eq!(admit(&updates[10]), Err(Refused::TooDeep(11)));
+    // What yrs does with them, had the last one been let through.
+    let room = Doc::new();
+    for update in [&merged]
+        .into_iter()
+        .chain(&updates[1..2])
+        .chain(&updates[3..11])
+    {
+        apply(&room, update);
+    }
+    let root = room.get_or_insert_map("m");
+    assert_eq!(depth(&room.transact(), root), 11);
+}
+
+fn apply(doc: &Doc, update: &[u8]) {
+    doc.transact_mut()
+        .apply_update(yrs::Update::decode_v1(update).unwrap())
+        .unwrap();
+}
+
+fn depth<T: ReadTxn>(txn: &T, mut map: MapRef) -> usize {
+    let mut levels = 0;
+    while let Some(yrs::Out::YMap(inner)) = map.get(txn, "k") {
+        map = inner;
+        levels += 1;
+    }
+    levels
+}
