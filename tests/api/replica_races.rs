@@ -139,3 +139,88 @@ async fn equal_content_written_again_takes_its_newer_stamp_so_an_older_journaled
     )
     .await;
 }
+
+/// A journaled version moved back into Redis is ordered by its stamp, even when Redis holds the
+/// same content. Redis holds C (saved on B). Cut from Redis, replica A journals A and then
+/// replica Z journals C again, stamped after A. Z's move back found C in Redis and answered
+/// `duplicate`, so Redis kept C's old stamp; A's move back then put A over it. Z's flush wrote
+/// C to PostgreSQL under its new stamp, which A's could not replace: PostgreSQL held C while
+/// every replica and Redis showed A.
+#[tokio::test]
+async fn a_journaled_version_equal_to_the_cached_one_moves_back_under_its_own_stamp() {
+    let b = TestApp::spawn(TestOptions::new().flusher_paused()).await;
+    let cut_a = Proxy::start("127.0.0.1:6379".parse().unwrap());
+    let cut_z = Proxy::start("127.0.0.1:6379".parse().unwrap());
+    let through = |proxy: &Proxy| {
+        b.replica_options()
+            .flusher_paused()
+            .redis_url(format!("redis://{}", proxy.addr))
+            .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
+            .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
+    };
+    let a = TestApp::spawn(through(&cut_a)).await;
+    let z = TestApp::spawn(through(&cut_z)).await;
+    let doc = format!("moved-stamp-{}", random_suffix());
+    let (c, v_a, d) = (json!({"v": "c"}), json!({"v": "a"}), json!({"v": "d"}));
+    let mut on_a = WsClient::connect(&a, &doc).await;
+    let mut on_b = WsClient::connect(&b, &doc).await;
+    let mut on_z = WsClient::connect(&z, &doc).await;
+
+    on_b.update(c.clone(), "c").await;
+    for (app, name) in [(&a, "a"), (&z, "z")] {
+        eventually(Duration::from_secs(10), "C reaches the room", async || {
+            let view = app.get_doc(&doc).await.body["content"].clone();
+            ensure!(view == c, "replica {name} shows {view}");
+            Ok(())
+        })
+        .await;
+    }
+
+    for (proxy, app) in [(&cut_a, &a), (&cut_z, &z)] {
+        proxy.cut();
+        app.admin().set_breaker("open").await;
+    }
+    // Z's room holds C: it takes D first, so that C is a change there.
+    let stored = on_z.update(d.clone(), "d").await;
+    assert_eq!(stored["stored"], "fallback", "{stored}");
+    let stored = on_a.update(v_a.clone(), "a").await;
+    assert_eq!(stored["stored"], "fallback", "{stored}");
+    let stored = on_z.update(c.clone(), "c again").await;
+    assert_eq!(stored["stored"], "fallback", "{stored}");
+
+    // Z moves C back first, then A moves A back: A is stamped before C.
+    for (proxy, app) in [(&cut_z, &z), (&cut_a, &a)] {
+        proxy.restore();
+        app.admin().set_breaker("auto").await;
+        await_breaker(app, "closed").await;
+        eventually(
+            Duration::from_secs(10),
+            "the journal moved back",
+            async || {
+                let fallback_docs = app.admin().breaker().await["fallback_docs"].clone();
+                ensure!(
+                    fallback_docs == 0,
+                    "{fallback_docs} documents still journaled"
+                );
+                Ok(())
+            },
+        )
+        .await;
+    }
+
+    eventually(
+        Duration::from_secs(20),
+        "replicas, Redis and PostgreSQL on C",
+        async || {
+            for (name, app) in [("a", &a), ("b", &b), ("z", &z)] {
+                let view = app.get_doc(&doc).await.body["content"].clone();
+                ensure!(view == c, "replica {name} shows {view}");
+                app.admin().flush_now().await;
+            }
+            let pg = b.pg_content(&doc).await;
+            ensure!(pg.as_ref() == Some(&c), "postgres holds {pg:?}");
+            Ok(())
+        },
+    )
+    .await;
+}

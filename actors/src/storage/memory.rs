@@ -199,22 +199,9 @@ impl MemoryCache {
     pub fn is_dirty(&self, doc: &DocId) -> bool {
         self.state().modified.contains(doc)
     }
-}
 
-#[async_trait]
-impl Health for MemoryCache {
-    async fn ping(&self) -> CacheResult<()> {
-        self.enter().await.map(drop)
-    }
-
-    async fn probe(&self) -> CacheResult<()> {
-        self.enter().await.map(drop)
-    }
-}
-
-#[async_trait]
-impl DocumentLog for MemoryCache {
-    async fn save(&self, v: &Version) -> CacheResult<Saved> {
+    /// The SAVE script's model: an append, or a restore (see [`DocumentLog::restore`]).
+    async fn append(&self, v: &Version, restore: bool) -> CacheResult<Saved> {
         let mut state = self.enter().await?;
         let refused = |written| {
             Ok(Saved {
@@ -223,12 +210,13 @@ impl DocumentLog for MemoryCache {
             })
         };
         let held = state.docs.get(&v.doc).and_then(|d| d.temp.as_ref());
-        if v.kind == Kind::Json {
-            if held.is_some_and(|h| h.hash == v.hash) {
+        if let (Kind::Json, Some(held)) = (v.kind, held) {
+            let later = v.stamp.is_some() && held.stamp < v.stamp;
+            if held.hash == v.hash && !(restore && later) {
                 return refused(Written::Duplicate);
             }
             // As the Redis script: only a stamped JSON entry can refuse a write.
-            if held.is_some_and(|h| h.stamp.is_some() && h.stamp >= v.stamp) {
+            if held.stamp.is_some() && !later {
                 return refused(Written::Superseded);
             }
         }
@@ -268,6 +256,28 @@ impl DocumentLog for MemoryCache {
             written: Written::Stored,
             position: Some(pos),
         })
+    }
+}
+
+#[async_trait]
+impl Health for MemoryCache {
+    async fn ping(&self) -> CacheResult<()> {
+        self.enter().await.map(drop)
+    }
+
+    async fn probe(&self) -> CacheResult<()> {
+        self.enter().await.map(drop)
+    }
+}
+
+#[async_trait]
+impl DocumentLog for MemoryCache {
+    async fn save(&self, v: &Version) -> CacheResult<Saved> {
+        self.append(v, false).await
+    }
+
+    async fn restore(&self, v: &Version) -> CacheResult<Saved> {
+        self.append(v, true).await
     }
 
     async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {

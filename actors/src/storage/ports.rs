@@ -31,6 +31,13 @@ pub trait DocumentLog: Send + Sync + 'static {
     /// is not larger than the cached one's, or whose hash is the last saved one, is not written.
     async fn save(&self, v: &Version) -> CacheResult<Saved>;
 
+    /// Moves a journaled version into the log: as [`DocumentLog::save`], except that JSON
+    /// content equal to the cached one under a larger stamp is written, not a duplicate. The
+    /// journaled version was acknowledged under its stamp, which orders it after the cached
+    /// one: it must take the cached one's place, or a version moved in later with a stamp
+    /// between the two would win in Redis and lose in PostgreSQL (SPEC §1.4).
+    async fn restore(&self, v: &Version) -> CacheResult<Saved>;
+
     /// The compacted content and the log after it, combined; `None` if neither exists.
     async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>>;
 

@@ -142,13 +142,13 @@ impl RedisCache {
 
     /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields; `content`
     /// is what goes into `doc:{id}:temp` (FILL) or the log (SAVE: the version as it is).
-    /// `notice` (SAVE) is where the append's notice goes, and its `head` key.
+    /// `append` (SAVE) says where the append's notice goes, and whether it restores.
     async fn write(
         &self,
         script: &redis::Script,
         v: &Version,
         content: &[u8],
-        notice: Option<(String, String)>,
+        append: Option<Append>,
     ) -> CacheResult<redis::Value> {
         let mut conn = self.connection().await?;
         let mut invocation = script.prepare_invoke();
@@ -156,8 +156,8 @@ impl RedisCache {
             invocation.key(key);
         }
         invocation.key(self.key_modified());
-        if let Some((head, _)) = &notice {
-            invocation.key(head);
+        if let Some(append) = &append {
+            invocation.key(&append.head);
         }
         invocation
             .arg(content)
@@ -167,11 +167,42 @@ impl RedisCache {
             .arg(v.doc.as_str())
             .arg(v.kind.as_str())
             .arg(&*self.settings.replica);
-        if let Some((_, channel)) = notice {
-            invocation.arg(channel).arg(CARRY_MAX_BYTES);
+        if let Some(append) = append {
+            invocation
+                .arg(append.channel)
+                .arg(CARRY_MAX_BYTES)
+                .arg(u8::from(append.restore));
         }
         self.call(invocation.invoke_async(&mut conn)).await
     }
+
+    /// SAVE: an append, or a restore (see [`DocumentLog::restore`]).
+    async fn append(&self, v: &Version, restore: bool) -> CacheResult<Saved> {
+        let append = Append {
+            head: self.key(&v.doc, "head"),
+            channel: self.channel(&v.doc),
+            restore,
+        };
+        let raw = self.write(&SAVE, v, &v.content, Some(append)).await?;
+        let (code, id): (i64, String) = redis::from_redis_value(raw)?;
+        let written = match code {
+            1 => Written::Stored,
+            2 => Written::Duplicate,
+            _ => Written::Superseded,
+        };
+        Ok(Saved {
+            written,
+            position: LogPos::parse(&id),
+        })
+    }
+}
+
+/// What a SAVE needs beyond a FILL: the `head` key, the channel its notice goes to, and whether
+/// it restores a journaled version.
+struct Append {
+    head: String,
+    channel: String,
+    restore: bool,
 }
 
 #[async_trait]
@@ -194,24 +225,11 @@ impl Health for RedisCache {
 #[async_trait]
 impl DocumentLog for RedisCache {
     async fn save(&self, v: &Version) -> CacheResult<Saved> {
-        let (code, id): (i64, String) = redis::from_redis_value(
-            self.write(
-                &SAVE,
-                v,
-                &v.content,
-                Some((self.key(&v.doc, "head"), self.channel(&v.doc))),
-            )
-            .await?,
-        )?;
-        let written = match code {
-            1 => Written::Stored,
-            2 => Written::Duplicate,
-            _ => Written::Superseded,
-        };
-        Ok(Saved {
-            written,
-            position: LogPos::parse(&id),
-        })
+        self.append(v, false).await
+    }
+
+    async fn restore(&self, v: &Version) -> CacheResult<Saved> {
+        self.append(v, true).await
     }
 
     async fn load(&self, doc: &DocId) -> CacheResult<Option<Cached>> {

@@ -40,8 +40,10 @@ use crate::doc::{DocId, Kind, Stamp, Version};
 /// channel (`log::notice`): an `E` frame carrying the entry and the one appended before it, or
 /// for content over ARGV[9] bytes an `L` frame with the entry id only, so other replicas' readers
 /// take the entry from the notice, or read the log when it grew, instead of polling.
+/// A move back of a journaled version (ARGV[10] = 1) writes JSON content equal to the last saved
+/// one when its stamp is larger (`DocumentLog::restore`).
 /// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs, head.
-/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel, carry limit.
+/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel, carry limit, restore.
 /// Returns {0|1|2, entry id}.
 pub(super) static SAVE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("redis_scripts/save.lua")));

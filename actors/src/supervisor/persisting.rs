@@ -217,7 +217,7 @@ impl Handler<Committed> for CacheSupervisor {
         let unannounced = announce.clone();
         let call = async move {
             for v in &announce {
-                cache.save(v).await?;
+                cache.restore(v).await?;
             }
             cache.committed(&done).await
         };

@@ -214,7 +214,7 @@ impl CacheSupervisor {
         let unannounced = announce.clone();
         let fut = async move {
             for v in &announce {
-                if let Err(e) = stores.cache.save(v).await {
+                if let Err(e) = stores.cache.restore(v).await {
                     return (0, Some(e));
                 }
             }
@@ -250,10 +250,11 @@ impl CacheSupervisor {
     }
 }
 
-/// Moves one journaled version into Redis: appended to the document's log (JSON conditionally
-/// by stamp), where every replica reads it and merges it in (SPEC §8). True if the ledger entry
-/// was still that version and is now durable in Redis.
+/// Moves one journaled version into Redis: appended to the document's log (JSON by stamp,
+/// equal content under a larger stamp included: [`crate::storage::DocumentLog::restore`]),
+/// where every replica reads it and merges it in (SPEC §8). True if the ledger entry was still
+/// that version and is now durable in Redis.
 async fn move_one(stores: &Stores, v: Version) -> Result<bool, CacheError> {
-    let saved = stores.cache.save(&v).await?;
+    let saved = stores.cache.restore(&v).await?;
     Ok(stores.ledger.moved(&v, Durable::Cache, saved.position))
 }

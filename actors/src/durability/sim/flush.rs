@@ -52,6 +52,8 @@ pub(super) struct Flush {
     committed: Vec<Commit>,
     uncommitted: Vec<DocId>,
     announce: VecDeque<Version>,
+    /// All of them: a failed call keeps them for the next move back, as the actor does.
+    announcing: Vec<Version>,
 }
 
 impl Flush {
@@ -71,6 +73,7 @@ impl Flush {
             committed: Vec::new(),
             uncommitted: Vec::new(),
             announce: VecDeque::new(),
+            announcing: Vec::new(),
         }
     }
 
@@ -329,24 +332,20 @@ impl Flush {
         w.note(Some(r), || format!("committed {summary:?}"));
         w.spawn(r, Task::Forget(journal_done));
         if !allows_redis {
-            let life = w.life(r);
-            for v in announce {
-                let v = match life.announce.remove(&v.doc) {
-                    Some(held) => later(v.clone(), held).unwrap_or(v),
-                    None => v,
-                };
-                life.announce.insert(v.doc.clone(), v);
-            }
+            w.life(r).announce_later(announce);
             return Phase::Done;
         }
+        self.announcing = announce.clone();
         self.announce = announce.into();
         Phase::RedisCommit
     }
 
     fn redis_commit(&mut self, w: &mut World, r: usize) -> Phase {
         if let Some(v) = self.announce.pop_front() {
-            let saved = w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.save(&v)));
+            let saved = w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.restore(&v)));
             if saved.is_none() {
+                let unannounced = std::mem::take(&mut self.announcing);
+                w.life(r).announce_later(unannounced);
                 account(w, r, false);
                 return Phase::Done;
             }
@@ -354,6 +353,10 @@ impl Flush {
         }
         let done = &self.committed;
         let ok = w.redis(r, Conn::Main, "commit", |c| at_once(c.committed(done)));
+        if ok.is_none() {
+            let unannounced = std::mem::take(&mut self.announcing);
+            w.life(r).announce_later(unannounced);
+        }
         account(w, r, ok.is_some());
         Phase::Done
     }

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use super::faults::Conn;
 use super::replica::{account, move_back};
 use super::world::{at_once, short, wait, Task, World};
-use crate::doc::{later, DocId, Kind, Version};
+use crate::doc::{DocId, Kind, Version};
 use crate::fallback::{CommittedContent, JournalError};
 use crate::ledger::Durable;
 use crate::log::LogPos;
@@ -80,7 +80,7 @@ impl MoveBack {
             return Some(self);
         }
         if let Some(v) = self.announce.pop_front() {
-            if w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.save(&v)))
+            if w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.restore(&v)))
                 .is_none()
             {
                 self.failed = true;
@@ -90,7 +90,9 @@ impl MoveBack {
             return Some(self);
         }
         if let Some(v) = self.moves.pop_front() {
-            match w.redis(r, Conn::Main, "save (move back)", |c| at_once(c.save(&v))) {
+            match w.redis(r, Conn::Main, "save (move back)", |c| {
+                at_once(c.restore(&v))
+            }) {
                 Some(saved) => {
                     w.note(Some(r), || {
                         format!("  {:?} at {:?}", saved.written, saved.position)
@@ -111,13 +113,7 @@ impl MoveBack {
             account(w, r, true);
             return None;
         }
-        for v in self.unannounced {
-            let v = match life.announce.remove(&v.doc) {
-                Some(held) => later(v.clone(), held).unwrap_or(v),
-                None => v,
-            };
-            life.announce.insert(v.doc.clone(), v);
-        }
+        life.announce_later(self.unannounced);
         life.move_failures += 1;
         let exp = (life.move_failures - 1).min(16);
         life.next_move = now + (base << exp).min(max);

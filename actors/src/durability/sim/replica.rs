@@ -15,7 +15,7 @@ use super::recovery::{MoveBack, Ping, Probe, Spill};
 use super::world::{Task, World};
 use crate::breaker::{Breaker, BreakerState};
 use crate::clock::Clock;
-use crate::doc::{DocId, Stamp, Version};
+use crate::doc::{later, DocId, Stamp, Version};
 use crate::fallback::{Fallback, MemoryIo};
 use crate::ledger::{Durable, Ledger};
 use crate::storage::memory::MemoryCache;
@@ -56,6 +56,18 @@ pub(super) struct Life {
 }
 
 impl Life {
+    /// `Recovery::announce_later`: kept for the next move back, the later version of a
+    /// document kept.
+    pub fn announce_later(&mut self, versions: Vec<Version>) {
+        for v in versions {
+            let v = match self.announce.remove(&v.doc) {
+                Some(held) => later(v.clone(), held).unwrap_or(v),
+                None => v,
+            };
+            self.announce.insert(v.doc.clone(), v);
+        }
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.stores.ledger
     }

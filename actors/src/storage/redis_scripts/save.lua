@@ -1,8 +1,11 @@
 local ttl = ARGV[4]
 if ARGV[6] == 'json' then
-  if redis.call('GET', KEYS[2]) == ARGV[2] then return {2, ''} end
   local held = redis.call('GET', KEYS[3])
-  if held and (ARGV[3] == '' or held >= ARGV[3]) then return {0, ''} end
+  local later = ARGV[3] ~= '' and (not held or held < ARGV[3])
+  if redis.call('GET', KEYS[2]) == ARGV[2] and not (ARGV[10] == '1' and later) then
+    return {2, ''}
+  end
+  if held and not later then return {0, ''} end
 end
 local id = redis.call('XADD', KEYS[5], '*', 'r', ARGV[7], 'k', ARGV[6], 'h', ARGV[2], 's', ARGV[3], 'd', ARGV[1])
 if ARGV[6] == 'json' then
