@@ -48,6 +48,8 @@ pub struct Breaker {
     state: BreakerState,
     forced: Option<BreakerState>,
     consecutive_failures: u32,
+    /// Every failure so far: a count that only grows.
+    failures: u64,
     opened_at: Option<Instant>,
 }
 
@@ -59,6 +61,7 @@ impl Breaker {
             state: BreakerState::Closed,
             forced: None,
             consecutive_failures: 0,
+            failures: 0,
             opened_at: None,
         }
     }
@@ -74,6 +77,12 @@ impl Breaker {
 
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
+    }
+
+    /// Failures so far. A call answered after the count moved past what it was when the call
+    /// was sent may have landed in a Redis that has lost it since.
+    pub fn failures(&self) -> u64 {
+        self.failures
     }
 
     pub fn opened_at(&self) -> Option<Instant> {
@@ -110,6 +119,7 @@ impl Breaker {
 
     pub fn on_failure(&mut self, now: Instant) -> Option<Transition> {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.failures += 1;
         match self.state {
             BreakerState::Closed if self.consecutive_failures >= self.threshold => {
                 self.set(BreakerState::Open, now)

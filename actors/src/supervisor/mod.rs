@@ -298,6 +298,7 @@ impl Handler<Save> for CacheSupervisor {
     fn handle(&mut self, msg: Save, _: &mut Context<Self>) -> Self::Result {
         let journaled = self.stores.ledger.durable(&msg.version.doc) == Some(Durable::Journal);
         let to_redis = self.breaker.allows_redis() && !journaled;
+        let failures = self.breaker.failures();
         let stores = self.stores.clone();
         let version = msg.version;
         let attempt = async move {
@@ -316,20 +317,30 @@ impl Handler<Save> for CacheSupervisor {
                 warn!(doc = %version.doc, error = %e, "redis save failed, using the fallback");
             }
             act.account(outcome, ctx);
+            // Redis failed since the save was sent: it may have restarted empty after taking
+            // the save, and the spill that journals what only Redis held may be over.
+            let failed_since = act.breaker.failures() != failures;
             let stores = act.stores.clone();
             async move {
                 if let Some(Ok(saved)) = res {
-                    return Ok(match saved.written {
-                        Written::Stored => {
+                    match saved.written {
+                        // Journaled too if the spill journaled the entry meanwhile: the
+                        // document's saves go to the journal until it is moved back.
+                        Written::Stored
+                            if !failed_since
+                                && stores.ledger.durable(&version.doc)
+                                    != Some(Durable::Journal) =>
+                        {
                             stores
                                 .ledger
                                 .saved(&version, Durable::Cache, saved.position);
-                            Stored::Cache
+                            return Ok(Stored::Cache);
                         }
+                        Written::Stored => {}
                         // A later version is cached: nothing of this one waits.
-                        Written::Superseded => Stored::Cache,
-                        Written::Duplicate => Stored::Duplicate,
-                    });
+                        Written::Superseded => return Ok(Stored::Cache),
+                        Written::Duplicate => return Ok(Stored::Duplicate),
+                    }
                 }
                 journal(&stores, version).await.map(|()| Stored::Fallback)
             }

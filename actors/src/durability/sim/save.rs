@@ -27,6 +27,8 @@ pub(super) enum Save {
         v: Version,
         redis: Option<Option<Saved>>,
         wipes: u64,
+        /// The breaker's failure count when the save was sent.
+        failures: u64,
     },
     /// The journal's put.
     Journal(Version),
@@ -79,19 +81,33 @@ impl Save {
                         format!("  {:?} at {:?}", saved.written, saved.position)
                     });
                 }
-                let wipes = w.wipes;
-                Some(Save::Answered { v, redis, wipes })
+                let (wipes, failures) = (w.wipes, w.life(r).breaker.failures());
+                Some(Save::Answered {
+                    v,
+                    redis,
+                    wipes,
+                    failures,
+                })
             }
-            Save::Answered { v, redis, wipes } => {
+            Save::Answered {
+                v,
+                redis,
+                wipes,
+                failures,
+            } => {
                 if let Some(answer) = &redis {
                     account(w, r, answer.is_some());
                 }
                 let Some(Some(saved)) = redis else {
                     return Some(Save::Journal(v));
                 };
+                let failed_since = w.life(r).breaker.failures() != failures;
                 let via = match saved.written {
                     Written::Stored => {
                         let ledger = w.life(r).ledger().clone();
+                        if failed_since || ledger.durable(&v.doc) == Some(Durable::Journal) {
+                            return Some(Save::Journal(v));
+                        }
                         ledger.saved(&v, Durable::Cache, saved.position);
                         "cache"
                     }
