@@ -281,12 +281,13 @@ impl Ledger {
             let Some(slot) = map.get_mut(&c.doc) else {
                 continue;
             };
-            // Equal content under a larger stamp is a later version: it stays.
+            // Equal content under a larger stamp is a later version: it stays. JSON under a
+            // smaller stamp than the committed one is superseded (PostgreSQL keeps the larger).
             let same = slot.parts.is_empty()
-                && slot
-                    .merged
-                    .as_ref()
-                    .is_some_and(|m| m.hash == c.hash && m.stamp <= c.stamp);
+                && slot.merged.as_ref().is_some_and(|m| {
+                    (m.hash == c.hash && m.stamp <= c.stamp)
+                        || (m.kind == Kind::Json && c.stamp.is_some() && m.stamp < c.stamp)
+                });
             let upto = c
                 .recorded
                 .map(|m| m.position)

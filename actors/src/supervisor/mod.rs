@@ -337,8 +337,13 @@ impl Handler<Save> for CacheSupervisor {
                             return Ok(Stored::Cache);
                         }
                         Written::Stored => {}
-                        // A later version is cached: nothing of this one waits.
-                        Written::Superseded => return Ok(Stored::Cache),
+                        // A later version is cached, but its own save may never be
+                        // acknowledged (its replica may die before journaling it): this one
+                        // waits until PostgreSQL holds it or a later one.
+                        Written::Superseded => {
+                            stores.ledger.saved(&version, Durable::Cache, None);
+                            return Ok(Stored::Cache);
+                        }
                         Written::Duplicate => return Ok(Stored::Duplicate),
                     }
                 }

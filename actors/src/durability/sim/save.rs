@@ -111,8 +111,11 @@ impl Save {
                         ledger.saved(&v, Durable::Cache, saved.position);
                         "cache"
                     }
-                    // A later version is cached: nothing of this one waits.
-                    Written::Superseded => "cache",
+                    // A later version is cached, whose own save may never be acknowledged: this one waits.
+                    Written::Superseded => {
+                        w.life(r).ledger().saved(&v, Durable::Cache, None);
+                        "cache"
+                    }
                     Written::Duplicate => "duplicate",
                 };
                 acknowledge(w, r, &v, via, w.wipes != wipes);
