@@ -44,7 +44,7 @@ async fn write(store: &PgStore, v: &Version, at: LogMark) -> Option<LogMark> {
         }])
         .await
         .unwrap();
-    answers[0]
+    answers[0].recorded
 }
 
 /// The row's recorded point, as PostgreSQL holds it.
@@ -101,21 +101,43 @@ async fn postgres_moves_a_documents_log_point_only_forward_by_incarnation_then_p
 }
 
 /// A JSON write whose content loses to a larger stamp still records its point: what it read is
-/// superseded, so the log up to there is in PostgreSQL.
+/// superseded, so the log up to there is in PostgreSQL. It is answered the content the row
+/// kept, under its stamp, for Redis and the rooms to take; a write that won is answered none.
 #[tokio::test]
 async fn a_json_write_that_loses_to_a_larger_stamp_still_records_its_point() {
     let app = TestApp::spawn(TestOptions::new().flusher_paused()).await;
     let store = store_of(&app).await;
-    store
-        .upsert(&[json_at("doc", r#"{"v":"later"}"#, 9)])
+    let later = json_at("doc", r#"{"v":"later"}"#, 9);
+    store.upsert(std::slice::from_ref(&later)).await.unwrap();
+
+    let earlier = json_at("doc", r#"{"v":"earlier"}"#, 3);
+    let answers = store
+        .write(&[Write {
+            version: &earlier,
+            includes: Some(mark(4, 7)),
+        }])
         .await
         .unwrap();
 
-    let answer = write(&store, &json_at("doc", r#"{"v":"earlier"}"#, 3), mark(4, 7)).await;
-
-    assert_eq!(answer, Some(mark(4, 7)));
+    assert_eq!(answers[0].recorded, Some(mark(4, 7)));
+    assert_eq!(
+        answers[0].kept,
+        Some(later.clone()),
+        "the row's own content"
+    );
     assert_eq!(recorded(&app, "doc").await, Some((4, "7-0".into())));
     assert_eq!(app.pg_content("doc").await, Some(json!({"v": "later"})));
+
+    let latest = json_at("doc", r#"{"v":"latest"}"#, 12);
+    let answers = store
+        .write(&[Write {
+            version: &latest,
+            includes: Some(mark(4, 8)),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(answers[0].kept, None, "the write took the row");
+    assert_eq!(app.pg_content("doc").await, Some(json!({"v": "latest"})));
 }
 
 /// Through the service: a flush records the log point with the content, and what Redis marks

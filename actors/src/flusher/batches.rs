@@ -92,13 +92,14 @@ pub(super) async fn upsert_batches(
         .buffer_unordered(parallel);
     while let Some((chunk, outcome)) = runs.next().await {
         match outcome {
-            Some(Ok(recorded)) => {
+            Some(Ok(written)) => {
                 res.report.flushed += chunk.len();
-                res.committed
-                    .extend(chunk.iter().zip(recorded).map(|(w, recorded)| Commit {
-                        recorded,
-                        ..w.commit.clone()
-                    }));
+                res.committed.extend(
+                    chunk
+                        .iter()
+                        .zip(written)
+                        .map(|(w, written)| w.commit.answered(written)),
+                );
                 continue;
             }
             Some(Err(e)) => {

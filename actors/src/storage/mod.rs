@@ -137,6 +137,10 @@ pub struct Commit {
     pub read: Option<LogMark>,
     pub compacted: Option<Version>,
     pub folded: u64,
+    /// What PostgreSQL holds instead of the content written (JSON that lost to a larger
+    /// stamp, see [`StoreAnswer::kept`]): Redis and the rooms take it, or they would stay on the
+    /// older content PostgreSQL refused.
+    pub kept: Option<Version>,
 }
 
 impl Commit {
@@ -145,6 +149,15 @@ impl Commit {
         Commit {
             stamp: v.stamp.clone(),
             ..Commit::of(v.doc.clone(), v.hash.clone())
+        }
+    }
+
+    /// This write's commit as PostgreSQL answered it.
+    pub fn answered(&self, written: StoreAnswer) -> Commit {
+        Commit {
+            recorded: written.recorded,
+            kept: written.kept,
+            ..self.clone()
         }
     }
 
@@ -158,6 +171,7 @@ impl Commit {
             read: None,
             compacted: None,
             folded: 0,
+            kept: None,
         }
     }
 }
@@ -204,6 +218,16 @@ pub struct Write<'a> {
     pub includes: Option<LogMark>,
 }
 
+/// What PostgreSQL answered for one write (see [`DocStore::write`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreAnswer {
+    /// The log point the row records after the transaction, if of the write's incarnation.
+    pub recorded: Option<LogMark>,
+    /// The row's content when it is not what was written: JSON under a larger stamp, which
+    /// the write lost to.
+    pub kept: Option<Version>,
+}
+
 /// The durable store (SPEC §6 table `documents`). A Yjs write appends the update it is (the
 /// log entries PostgreSQL lacked) and costs that update, not the document.
 #[async_trait]
@@ -214,10 +238,11 @@ pub trait DocStore: Send + Sync + 'static {
     /// §6: JSON content is replaced only by a larger stamp (equal content takes the larger
     /// stamp), Yjs content is merged; a version refused as older counts as committed. With
     /// each document's content it records the log point the content includes, which only moves
-    /// forward (by incarnation, then position). Answers, per write that named a log point, the
-    /// point recorded after the transaction if it is of the same incarnation (`None` otherwise:
-    /// a later incarnation's flush recorded it, and this write's log is gone).
-    async fn write(&self, writes: &[Write<'_>]) -> StoreResult<Vec<Option<LogMark>>>;
+    /// forward (by incarnation, then position). Answers, per write, the point recorded after
+    /// the transaction if the write named one of the same incarnation (`None` otherwise: a
+    /// later incarnation's flush recorded it, and this write's log is gone), and the content
+    /// the row kept if the write lost to it.
+    async fn write(&self, writes: &[Write<'_>]) -> StoreResult<Vec<StoreAnswer>>;
 
     /// Writes content that was not read from the log (a journal, an import): no log point.
     async fn upsert(&self, versions: &[Version]) -> StoreResult<()> {

@@ -19,7 +19,7 @@ mod sql;
 use fold::{fold, folded, merged_state, write_states};
 use sql::{APPEND_UPDATES, COUNT_UPDATES, FOLD_MIN_BYTES, LOCK_IDS, READ_ONE, UPSERT_JSON};
 
-use super::{tls, DocStore, Write};
+use super::{tls, DocStore, StoreAnswer, Write};
 use crate::doc::{canonical_json, DocId, Kind, Stamp, Version};
 use crate::log::{Incarnation, LogMark, LogPos};
 
@@ -164,7 +164,8 @@ impl PgStore {
         result
     }
 
-    async fn upsert_json(&self, writes: &[&Write<'_>]) -> Result<Recorded, StoreError> {
+    /// The JSON writes, each answered its log point and, if it lost, the content kept.
+    async fn upsert_json(&self, writes: &[&Write<'_>]) -> Result<Answers, StoreError> {
         let mut ids = Vec::with_capacity(writes.len());
         let mut contents = Vec::with_capacity(writes.len());
         let mut hashes = Vec::with_capacity(writes.len());
@@ -193,7 +194,14 @@ impl PgStore {
                         &[&ids, &contents, &hashes, &stamps, &incarnations, &ms, &seqs],
                     )
                     .await?;
-                recorded(&rows, 1)
+                let mut answers = Answers::new();
+                for row in &rows {
+                    let id: String = row.try_get(0)?;
+                    let kept = kept_json(row, DocId::parse(&id).ok())?;
+                    let recorded = point(row, 1)?;
+                    answers.insert(id, (recorded, kept));
+                }
+                Ok(answers)
             })
             .await
             .and_then(|r| r);
@@ -203,7 +211,7 @@ impl PgStore {
 
     /// Appends Yjs updates (a flush's: what its documents' logs added since PostgreSQL last
     /// took them), then folds the documents whose waiting updates add up to their state's size.
-    async fn upsert_yjs(&self, writes: &[&Write<'_>]) -> Result<Recorded, StoreError> {
+    async fn upsert_yjs(&self, writes: &[&Write<'_>]) -> Result<Answers, StoreError> {
         let ids: Vec<&str> = writes.iter().map(|w| w.version.doc.as_str()).collect();
         let updates: Vec<&[u8]> = writes.iter().map(|w| &w.version.content[..]).collect();
         let sizes: Vec<i64> = writes
@@ -240,9 +248,12 @@ impl PgStore {
                 if !due.is_empty() {
                     fold(&tx, &due).await?;
                 }
-                let points = recorded(&rows, 3)?;
+                let mut answers = Answers::new();
+                for row in &rows {
+                    answers.insert(row.try_get(0)?, (point(row, 3)?, None));
+                }
                 tx.commit().await?;
-                Ok(points)
+                Ok(answers)
             })
             .await
             .and_then(|r| r);
@@ -251,8 +262,9 @@ impl PgStore {
     }
 }
 
-/// The log points a statement's rows hold after it, by document id.
-type Recorded = std::collections::HashMap<String, LogMark>;
+/// What a statement's rows hold after it, by document id: the log point, and the content kept
+/// instead of the one written.
+type Answers = std::collections::HashMap<String, (Option<LogMark>, Option<Version>)>;
 
 /// The log point columns of `writes`, as the statements take them (NULL: none named).
 #[allow(clippy::type_complexity)]
@@ -275,25 +287,39 @@ fn points(writes: &[&Write<'_>]) -> (Vec<Option<i64>>, Vec<Option<i64>>, Vec<Opt
     out
 }
 
-/// The log point of each returned row, its id in column 0 and the point from column `at`.
-fn recorded(rows: &[tokio_postgres::Row], at: usize) -> Result<Recorded, StoreError> {
-    let mut out = Recorded::new();
-    for row in rows {
-        let inc: Option<i64> = row.try_get(at)?;
-        let (ms, seq): (Option<i64>, Option<i64>) = (row.try_get(at + 1)?, row.try_get(at + 2)?);
-        if let (Some(inc), Some(ms), Some(seq)) = (inc, ms, seq) {
-            let position = LogPos {
+/// The log point a returned row holds, from column `at` on.
+fn point(row: &tokio_postgres::Row, at: usize) -> Result<Option<LogMark>, StoreError> {
+    let inc: Option<i64> = row.try_get(at)?;
+    let (ms, seq): (Option<i64>, Option<i64>) = (row.try_get(at + 1)?, row.try_get(at + 2)?);
+    Ok(match (inc, ms, seq) {
+        (Some(inc), Some(ms), Some(seq)) => Some(LogMark {
+            incarnation: Incarnation(inc as u64),
+            position: LogPos {
                 ms: ms as u64,
                 seq: seq as u64,
-            };
-            let mark = LogMark {
-                incarnation: Incarnation(inc as u64),
-                position,
-            };
-            out.insert(row.try_get(0)?, mark);
-        }
+            },
+        }),
+        _ => None,
+    })
+}
+
+/// The content `UPSERT_JSON` returns (columns 4 and 5) when the row kept its own.
+fn kept_json(row: &tokio_postgres::Row, doc: Option<DocId>) -> Result<Option<Version>, StoreError> {
+    let content: Option<serde_json::Value> = row.try_get(4)?;
+    let stamp: Option<String> = row.try_get(5)?;
+    let (Some(content), Some(doc)) = (content, doc) else {
+        return Ok(None);
+    };
+    Ok(Some(stored_json(doc, &content, stamp)))
+}
+
+/// A JSON row's content under its stamp (a row written before stamps has none).
+fn stored_json(doc: DocId, content: &serde_json::Value, stamp: Option<String>) -> Version {
+    let v = Version::new(doc, Kind::Json, Bytes::from(canonical_json(content)));
+    match stamp.as_deref().and_then(Stamp::decode) {
+        Some(stamp) => v.stamped(stamp),
+        None => v,
     }
-    Ok(out)
 }
 
 /// What a write answers (see [`DocStore::write`]): the point recorded, if of its incarnation.
@@ -328,13 +354,7 @@ impl DocStore for PgStore {
             Kind::Json => {
                 let value: Option<serde_json::Value> = row.try_get(1)?;
                 let value = value.ok_or_else(|| bad("json document without content"))?;
-                let text = canonical_json(&value);
-                let v = Version::new(doc.clone(), Kind::Json, Bytes::from(text));
-                let stamp: Option<String> = row.try_get(3)?;
-                Ok(Some(match stamp.as_deref().and_then(Stamp::decode) {
-                    Some(stamp) => v.stamped(stamp),
-                    None => v,
-                }))
+                Ok(Some(stored_json(doc.clone(), &value, row.try_get(3)?)))
             }
             Kind::Yjs => {
                 let state: Option<Vec<u8>> = row.try_get(2)?;
@@ -398,19 +418,25 @@ impl DocStore for PgStore {
         result
     }
 
-    async fn write(&self, writes: &[Write<'_>]) -> Result<Vec<Option<LogMark>>, StoreError> {
+    async fn write(&self, writes: &[Write<'_>]) -> Result<Vec<StoreAnswer>, StoreError> {
         let (json, yjs): (Vec<&Write<'_>>, Vec<&Write<'_>>) =
             writes.iter().partition(|w| w.version.kind == Kind::Json);
-        let mut recorded = Recorded::new();
+        let mut answers = Answers::new();
         if !json.is_empty() {
-            recorded.extend(self.upsert_json(&json).await?);
+            answers.extend(self.upsert_json(&json).await?);
         }
         if !yjs.is_empty() {
-            recorded.extend(self.upsert_yjs(&yjs).await?);
+            answers.extend(self.upsert_yjs(&yjs).await?);
         }
         Ok(writes
             .iter()
-            .map(|w| answer(w.includes, recorded.get(w.version.doc.as_str())))
+            .map(|w| {
+                let (recorded, kept) = answers.remove(w.version.doc.as_str()).unwrap_or_default();
+                StoreAnswer {
+                    recorded: answer(w.includes, recorded.as_ref()),
+                    kept,
+                }
+            })
             .collect())
     }
 }

@@ -11,8 +11,7 @@ use tracing::{error, warn};
 
 use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
-use crate::durability::flush::{flushed, journal_forgets, Dirty, Flushed};
-use crate::ledger::Durable;
+use crate::durability::flush::{announcements, flushed, journal_forgets, Dirty, Flushed};
 use crate::metrics as m;
 use crate::storage::{CacheError, Claimed, Commit, Pending};
 
@@ -192,13 +191,7 @@ impl Handler<Committed> for CacheSupervisor {
         metrics::counter!(m::COMPACTIONS).increment(compactions as u64);
         let left = self.stores.ledger.committed(&msg.done);
         let journal_done = journal_forgets(&msg.done, &left);
-        // Journaled content PostgreSQL took before it went back into Redis: the other replicas
-        // learn it through the log all the same.
-        let announce: Vec<Version> = left
-            .into_iter()
-            .filter(|e| e.durable == Durable::Journal)
-            .map(|e| e.version)
-            .collect();
+        let announce = announcements(&msg.done, left);
         let fallback = self.stores.fallback.clone();
         let done = msg.done;
         ctx.spawn(

@@ -14,7 +14,7 @@ use super::faults::Conn;
 use super::replica::account;
 use super::world::{at_once, short, Task, World};
 use crate::doc::{combine, later, DocId, Version};
-use crate::durability::flush::{flushed, journal_forgets, Dirty, Flushed};
+use crate::durability::flush::{announcements, flushed, journal_forgets, Dirty, Flushed};
 use crate::flusher::one_write_per_document;
 use crate::ledger::Durable;
 use crate::storage::{Claimed, Commit, DocumentLog, FlushClaims, Pending};
@@ -290,11 +290,9 @@ impl Flush {
     fn write(&mut self, w: &mut World, r: usize) -> Phase {
         if let Some(batch) = self.batches.pop_front() {
             match w.pg_write(r, &batch) {
-                Some(recorded) => {
-                    let commits = batch.iter().zip(recorded).map(|(d, recorded)| Commit {
-                        recorded,
-                        ..d.commit.clone()
-                    });
+                Some(written) => {
+                    let commits = batch.iter().zip(written);
+                    let commits = commits.map(|(d, written)| d.commit.answered(written));
                     self.committed.extend(commits);
                 }
                 None => {
@@ -318,11 +316,7 @@ impl Flush {
         let life = w.life(r);
         let left = life.ledger().committed(&self.committed);
         let journal_done = journal_forgets(&self.committed, &left);
-        let announce: Vec<Version> = left
-            .into_iter()
-            .filter(|e| e.durable == Durable::Journal)
-            .map(|e| e.version)
-            .collect();
+        let announce = announcements(&self.committed, left);
         let allows_redis = life.breaker.allows_redis();
         let summary: Vec<String> = self
             .committed

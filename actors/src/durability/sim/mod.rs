@@ -27,9 +27,8 @@
 //! - [`oracle`]: the promise, and which faults it covers.
 //! - [`rng`]: the seeded source of every choice.
 //!
-//! Running: `cargo test -p docroom-actors durability::sim -- --ignored` plays
-//! `DOCROOM_SIM_SEEDS` seeds
-//! (10,000 by default) from `DOCROOM_SIM_FROM` (0), on `DOCROOM_SIM_THREADS` threads (1);
+//! Running: `cargo test -p docroom-actors durability::sim` (part of the suite) plays
+//! `DOCROOM_SIM_SEEDS` seeds (10,000 by default) from `DOCROOM_SIM_FROM` (0), on `DOCROOM_SIM_THREADS` threads (1);
 //! `DOCROOM_SIM_SEED=n` replays seed `n` and prints its whole trace; `scripts/simulate` is the
 //! long run, in release.
 //!
@@ -126,12 +125,9 @@ fn try_seed(seed: u64) -> Result<usize, Failed> {
     }
 }
 
-/// Ignored until what it still finds on this code is fixed: Redis left on older JSON content
-/// than PostgreSQL after a journaled version moved or was announced into an emptied cache, and
-/// announcements lost in a crash (issue 25's note, with the seeds). Run it with `--ignored`, or
-/// `scripts/simulate`.
+/// The first 10,000 seeds (`DOCROOM_SIM_SEEDS`, from `DOCROOM_SIM_FROM`), or one seed with its
+/// whole trace (`DOCROOM_SIM_SEED`); `scripts/simulate` plays a long run in release.
 #[test]
-#[ignore = "finds Redis left behind PostgreSQL on this code (issue 25); run with --ignored"]
 fn no_schedule_loses_or_rolls_back_an_acknowledged_update() {
     if let Some(seed) = env("DOCROOM_SIM_SEED") {
         let played = play(seed, false, true);

@@ -23,9 +23,8 @@ use super::save::Save;
 use crate::doc::{DocId, Kind};
 use crate::durability::flush::Dirty;
 use crate::fallback::CommittedContent;
-use crate::log::LogMark;
 use crate::storage::memory::{MemoryCache, MemoryStore};
-use crate::storage::{CacheResult, DocStore, Write};
+use crate::storage::{CacheResult, DocStore, StoreAnswer, Write};
 
 /// What a seed draws once: the world's size and its replicas' breaker settings (virtual ms).
 pub(super) struct Settings {
@@ -228,7 +227,7 @@ impl World {
 
     /// One PostgreSQL transaction writing `writes`, through the faults; once it took effect,
     /// the oracle checks that nothing went back.
-    pub fn pg_write(&mut self, r: usize, writes: &[Dirty]) -> Option<Vec<Option<LogMark>>> {
+    pub fn pg_write(&mut self, r: usize, writes: &[Dirty]) -> Option<Vec<StoreAnswer>> {
         let reach = self.faults.pg(self.now);
         let batch: Vec<Write<'_>> = writes
             .iter()

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::Faults;
-use crate::doc::{later, DocId, Version};
+use crate::doc::{later, DocId, Kind, Version};
 use crate::log::LogMark;
 use crate::storage::postgres::answer;
-use crate::storage::{DocStore, StoreError, StoreResult, Write};
+use crate::storage::{DocStore, StoreAnswer, StoreError, StoreResult, Write};
 
 /// An in-memory document store. Cloning is shallow.
 #[derive(Clone, Default)]
@@ -48,7 +48,7 @@ impl DocStore for MemoryStore {
         Ok(self.rows().get(doc).cloned())
     }
 
-    async fn write(&self, writes: &[Write<'_>]) -> StoreResult<Vec<Option<LogMark>>> {
+    async fn write(&self, writes: &[Write<'_>]) -> StoreResult<Vec<StoreAnswer>> {
         self.faults.enter().await.map_err(StoreError::Unavailable)?;
         let mut rows = self.rows();
         let mut points = self.points.lock().unwrap_or_else(|p| p.into_inner());
@@ -59,7 +59,6 @@ impl DocStore for MemoryStore {
                 let held = points.entry(v.doc.clone()).or_insert(mark);
                 *held = (*held).max(mark);
             }
-            answers.push(answer(w.includes, points.get(&v.doc)));
             // `v` first: on a tie (rows written before stamps) the new write wins, as in SQL.
             let next = match rows.remove(&v.doc) {
                 // Equal content takes the larger stamp, as `UPSERT_JSON` does.
@@ -70,6 +69,10 @@ impl DocStore for MemoryStore {
                 })?,
                 None => v.clone(),
             };
+            answers.push(StoreAnswer {
+                recorded: answer(w.includes, points.get(&v.doc)),
+                kept: Some(next.clone()).filter(|n| n.kind == Kind::Json && n.hash != v.hash),
+            });
             rows.insert(v.doc.clone(), next);
         }
         Ok(answers)

@@ -38,13 +38,15 @@ macro_rules! take_if {
 /// JSON rows: content by stamp, log point forward, each on its own (a flush whose content lost
 /// to a larger stamp still includes the log up to its point: what it read is superseded). Every
 /// row is returned, changed or not, so the answer is the point recorded: a write that changes
-/// neither (a retry, two replicas writing one read) is rare, and costs one row version.
+/// neither (a retry, two replicas writing one read) is rare, and costs one row version. A row
+/// whose content is not what was written (it lost to a larger stamp) returns that content and
+/// its stamp, for Redis and the rooms to take.
 pub(super) const UPSERT_JSON: &str = concat!(
-    "INSERT INTO documents (doc_id, kind, content, content_hash, stamp, updated_at, \
+    "WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                   $5::bigint[], $6::bigint[], $7::bigint[]) AS t(d, c, h, st, li, lm, ls)),
+     up AS (INSERT INTO documents (doc_id, kind, content, content_hash, stamp, updated_at, \
        log_incarnation, log_ms, log_seq)
-     SELECT d, 'json', c::jsonb, h, st, now(), li, lm, ls
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
-                 $7::bigint[]) AS t(d, c, h, st, li, lm, ls)
+     SELECT d, 'json', c::jsonb, h, st, now(), li, lm, ls FROM t
      ON CONFLICT (doc_id) DO UPDATE SET ",
     take_if!(newer_content, "kind"),
     ", ",
@@ -64,7 +66,11 @@ pub(super) const UPSERT_JSON: &str = concat!(
     take_if!(later_point, "log_ms"),
     ", ",
     take_if!(later_point, "log_seq"),
-    " RETURNING doc_id, log_incarnation, log_ms, log_seq"
+    " RETURNING doc_id, log_incarnation, log_ms, log_seq, content, content_hash, stamp)
+     SELECT up.doc_id, up.log_incarnation, up.log_ms, up.log_seq,
+            CASE WHEN up.content_hash IS DISTINCT FROM t.h THEN up.content END,
+            CASE WHEN up.content_hash IS DISTINCT FROM t.h THEN up.stamp END
+     FROM up JOIN t ON t.d = up.doc_id"
 );
 
 /// Yjs rows are merged, never replaced: a flush appends its updates to `document_updates` and
