@@ -64,7 +64,9 @@ async fn await_replicas(app: &TestApp, want: &[(&str, u64, u64)]) {
 #[tokio::test]
 async fn replicas_on_one_prefix_list_each_other_and_a_killed_one_leaves_within_its_ttl() {
     let a = TestApp::spawn(replica("replica-a", None, 1_500)).await;
-    let mut b = TestApp::spawn(replica("replica-b", Some(&a.prefix), 1_500)).await;
+    // A process, so the kill is a SIGKILL: an in-process app's threads wind down after the drop
+    // and may write one more heartbeat.
+    let mut b = TestApp::spawn(replica("replica-b", Some(&a.prefix), 1_500).process()).await;
     let _on_a = WsClient::connect(&a, "doc-on-a").await;
     let _on_b = [
         WsClient::connect(&b, "doc-on-b").await,
@@ -80,9 +82,9 @@ async fn replicas_on_one_prefix_list_each_other_and_a_killed_one_leaves_within_i
         "the heartbeat has a ttl"
     );
 
-    // In process, dropping the app is the kill: no drain, no cleanup of its heartbeat.
+    // No drain, no cleanup of its heartbeat.
     drop(_on_b);
-    b.kill().await;
+    b.sigkill().await;
 
     await_replicas(&a, &[("replica-a", 1, 1)]).await;
     assert_eq!(a.redis_get("replica:replica-b").await, None);

@@ -185,6 +185,9 @@ async fn a_journaled_version_equal_to_the_cached_one_moves_back_under_its_own_st
     assert_eq!(stored["stored"], "fallback", "{stored}");
     let stored = on_a.update(v_a.clone(), "a").await;
     assert_eq!(stored["stored"], "fallback", "{stored}");
+    // Stamps of two replicas within one millisecond are ordered by replica id: C again must be
+    // stamped in a later one than A for A to be the older version.
+    tokio::time::sleep(Duration::from_millis(3)).await;
     let stored = on_z.update(c.clone(), "c again").await;
     assert_eq!(stored["stored"], "fallback", "{stored}");
 
