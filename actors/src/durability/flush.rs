@@ -3,7 +3,7 @@
 
 use crate::doc::{DocId, Version};
 use crate::fallback::CommittedContent;
-use crate::ledger::{Durable, Entry};
+use crate::ledger::Entry;
 use crate::log::LogMark;
 use crate::storage::{Commit, Pending};
 
@@ -68,7 +68,7 @@ pub fn flushed(doc: DocId, p: Pending, compacted: Option<Version>, folded: u64) 
 /// What the journal may let go once PostgreSQL committed `done`: the content committed (under
 /// its stamp), and that of the ledger's entries the commit included (`left`). The journal drops
 /// an entry only if it still holds that content under a stamp no larger.
-pub fn journal_forgets(done: &[Commit], left: &[Entry]) -> Vec<CommittedContent> {
+pub(super) fn journal_forgets(done: &[Commit], left: &[Entry]) -> Vec<CommittedContent> {
     let committed = done
         .iter()
         .map(|c| (c.doc.clone(), c.hash.clone(), c.stamp.clone()));
@@ -77,21 +77,4 @@ pub fn journal_forgets(done: &[Commit], left: &[Entry]) -> Vec<CommittedContent>
         (v.doc.clone(), v.hash.clone(), v.stamp.clone())
     });
     committed.chain(included).collect()
-}
-
-/// What Redis (and through its log, every room) must take once PostgreSQL committed `done`:
-/// journaled content PostgreSQL took before it went back into Redis (`left`'s journaled
-/// entries), unless the write lost to a larger stamp; then, for every write that lost, the
-/// content PostgreSQL kept instead, which Redis may lack (it restarted empty, or never held it).
-/// Written into the log by stamp ([`crate::storage::DocumentLog::restore`]): whatever Redis
-/// holds that is later stays.
-pub fn announcements(done: &[Commit], left: Vec<Entry>) -> Vec<Version> {
-    let lost = |doc: &DocId| done.iter().any(|c| &c.doc == doc && c.kept.is_some());
-    let journaled = left
-        .into_iter()
-        .filter(|e| e.durable == Durable::Journal && !lost(&e.version.doc))
-        .map(|e| e.version);
-    journaled
-        .chain(done.iter().filter_map(|c| c.kept.clone()))
-        .collect()
 }

@@ -7,9 +7,11 @@
 //! answered, never from what a flush read.
 //!
 //! - [`flush`]: what a flush does with what it read of one document.
+//! - [`announce`]: what a commit announces into the log, and when the journal forgets.
 //! - `sim` (tests): a seeded simulation of several replicas, a model Redis and a model
 //!   PostgreSQL, searching schedules and faults for a lost or rolled-back acknowledged write.
 
+pub mod announce;
 pub mod flush;
 #[cfg(test)]
 mod sim;

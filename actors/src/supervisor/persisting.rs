@@ -11,7 +11,9 @@ use tracing::{error, warn};
 
 use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
-use crate::durability::flush::{announcements, flushed, journal_forgets, Dirty, Flushed};
+use crate::durability::announce::{after_commit, announced};
+use crate::durability::flush::{flushed, Dirty, Flushed};
+use crate::fallback::CommittedContent;
 use crate::metrics as m;
 use crate::storage::{CacheError, Claimed, Commit, Pending};
 
@@ -190,39 +192,51 @@ impl Handler<Committed> for CacheSupervisor {
         let compactions = msg.done.iter().filter(|c| c.compacted.is_some()).count();
         metrics::counter!(m::COMPACTIONS).increment(compactions as u64);
         let left = self.stores.ledger.committed(&msg.done);
-        let journal_done = journal_forgets(&msg.done, &left);
-        let announce = announcements(&msg.done, left);
-        let fallback = self.stores.fallback.clone();
+        let (journal_done, announce) = after_commit(&msg.done, left);
+        self.forget(journal_done, ctx);
         let done = msg.done;
-        ctx.spawn(
-            async move {
-                if let Err(e) = fallback.committed(&journal_done).await {
-                    warn!(error = %e, "dropping committed documents from the journal failed");
-                }
-            }
-            .into_actor(self),
-        );
         if !self.breaker.allows_redis() {
-            self.recovery.announce_later(announce);
+            self.recovery.announce.keep(announce);
             return Box::pin(fut::ready(()));
         }
         let cache = self.stores.cache.clone();
         let unannounced = announce.clone();
         let call = async move {
-            for v in &announce {
-                cache.restore(v).await?;
+            for a in &announce {
+                cache.restore(&a.version).await?;
             }
             cache.committed(&done).await
         };
         // A failed call keeps its announcements for the next move back: without them the
         // other replicas' rooms and the cache would hold older content until its TTL ran out.
         Box::pin(call.into_actor(self).map(move |res, act, ctx| {
-            if let Err(e) = &res {
-                warn!(error = %e, "clearing flushed documents from redis failed");
-                act.recovery.announce_later(unannounced);
+            match &res {
+                Ok(()) => act.forget(announced(&unannounced), ctx),
+                Err(e) => {
+                    warn!(error = %e, "clearing flushed documents from redis failed");
+                    act.recovery.announce.keep(unannounced);
+                }
             }
             act.account(Outcome::from(&res), ctx);
         }))
+    }
+}
+
+impl CacheSupervisor {
+    /// The journal lets `done` go, in the background.
+    pub(super) fn forget(&self, done: Vec<CommittedContent>, ctx: &mut Context<Self>) {
+        if done.is_empty() {
+            return;
+        }
+        let fallback = self.stores.fallback.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = fallback.committed(&done).await {
+                    warn!(error = %e, "dropping committed documents from the journal failed");
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 

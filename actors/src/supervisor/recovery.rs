@@ -10,7 +10,6 @@
 //!   time, off the save path — no ack waits for it. An entry leaves the journal only once
 //!   PostgreSQL has committed it, never when it reaches Redis.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -19,7 +18,8 @@ use tracing::{debug, info, warn};
 
 use super::{journal_all, CacheSupervisor, Outcome, Stores};
 use crate::breaker::BreakerState;
-use crate::doc::{later, DocId, Version};
+use crate::doc::Version;
+use crate::durability::announce::{announced, Pending};
 use crate::ledger::Durable;
 use crate::metrics as m;
 use crate::storage::CacheError;
@@ -35,10 +35,9 @@ pub(super) struct Recovery {
     last_check: Option<Instant>,
     move_failures: u32,
     next_move: Option<Instant>,
-    /// Journaled versions PostgreSQL committed while Redis was out of use: appended to their
-    /// logs with the next move back, so the other replicas' rooms (and readers of the cache)
-    /// get them too. Durability does not rest on it, convergence does.
-    announce: HashMap<DocId, Version>,
+    /// Announcements a commit could not write into Redis (see [`crate::durability::announce`]):
+    /// written with the next move back.
+    pub(super) announce: Pending,
     retry_base: Duration,
     retry_max: Duration,
 }
@@ -52,7 +51,7 @@ impl Recovery {
             last_check: None,
             move_failures: 0,
             next_move: None,
-            announce: HashMap::new(),
+            announce: Pending::default(),
             retry_base,
             retry_max,
         }
@@ -64,16 +63,6 @@ impl Recovery {
         let wait = (self.retry_base * 2u32.pow(exp)).min(self.retry_max);
         self.next_move = Some(Instant::now() + wait);
         wait
-    }
-
-    pub(super) fn announce_later(&mut self, versions: Vec<Version>) {
-        for v in versions {
-            let v = match self.announce.remove(&v.doc) {
-                Some(held) => later(v.clone(), held).unwrap_or(v),
-                None => v,
-            };
-            self.announce.insert(v.doc.clone(), v);
-        }
     }
 
     fn move_succeeded(&mut self) {
@@ -205,7 +194,7 @@ impl CacheSupervisor {
             .into_iter()
             .map(|e| e.version)
             .collect();
-        let announce: Vec<Version> = self.recovery.announce.drain().map(|(_, v)| v).collect();
+        let announce = self.recovery.announce.take();
         if journaled.is_empty() && announce.is_empty() {
             return;
         }
@@ -213,8 +202,8 @@ impl CacheSupervisor {
         let stores = self.stores.clone();
         let unannounced = announce.clone();
         let fut = async move {
-            for v in &announce {
-                if let Err(e) = stores.cache.restore(v).await {
+            for a in &announce {
+                if let Err(e) = stores.cache.restore(&a.version).await {
                     return (0, Some(e));
                 }
             }
@@ -233,6 +222,7 @@ impl CacheSupervisor {
             act.recovery.moving = false;
             match &failed {
                 None => {
+                    act.forget(announced(&unannounced), ctx);
                     act.recovery.move_succeeded();
                     if moved > 0 {
                         info!(docs = moved, "journaled documents moved back to redis");
@@ -240,7 +230,7 @@ impl CacheSupervisor {
                     act.account(Outcome::Ok, ctx);
                 }
                 Some(e) => {
-                    act.recovery.announce_later(unannounced);
+                    act.recovery.announce.keep(unannounced);
                     let wait = act.recovery.move_failed();
                     warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "moving journaled documents to redis failed");
                     act.account(Outcome::Failed, ctx);

@@ -14,7 +14,8 @@ use super::faults::Conn;
 use super::replica::account;
 use super::world::{at_once, short, Task, World};
 use crate::doc::{combine, later, DocId, Version};
-use crate::durability::flush::{announcements, flushed, journal_forgets, Dirty, Flushed};
+use crate::durability::announce::{after_commit, announced, Announcement};
+use crate::durability::flush::{flushed, Dirty, Flushed};
 use crate::flusher::one_write_per_document;
 use crate::ledger::Durable;
 use crate::storage::{Claimed, Commit, DocumentLog, FlushClaims, Pending};
@@ -53,7 +54,7 @@ pub(super) struct Flush {
     uncommitted: Vec<DocId>,
     announce: VecDeque<Version>,
     /// All of them: a failed call keeps them for the next move back, as the actor does.
-    announcing: Vec<Version>,
+    announcing: Vec<Announcement>,
 }
 
 impl Flush {
@@ -315,8 +316,7 @@ impl Flush {
     fn committed(&mut self, w: &mut World, r: usize) -> Phase {
         let life = w.life(r);
         let left = life.ledger().committed(&self.committed);
-        let journal_done = journal_forgets(&self.committed, &left);
-        let announce = announcements(&self.committed, left);
+        let (journal_done, announce) = after_commit(&self.committed, left);
         let allows_redis = life.breaker.allows_redis();
         let summary: Vec<String> = self
             .committed
@@ -326,11 +326,11 @@ impl Flush {
         w.note(Some(r), || format!("committed {summary:?}"));
         w.spawn(r, Task::Forget(journal_done));
         if !allows_redis {
-            w.life(r).announce_later(announce);
+            w.life(r).announce.keep(announce);
             return Phase::Done;
         }
-        self.announcing = announce.clone();
-        self.announce = announce.into();
+        self.announce = announce.iter().map(|a| a.version.clone()).collect();
+        self.announcing = announce;
         Phase::RedisCommit
     }
 
@@ -339,7 +339,7 @@ impl Flush {
             let saved = w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.restore(&v)));
             if saved.is_none() {
                 let unannounced = std::mem::take(&mut self.announcing);
-                w.life(r).announce_later(unannounced);
+                w.life(r).announce.keep(unannounced);
                 account(w, r, false);
                 return Phase::Done;
             }
@@ -347,9 +347,10 @@ impl Flush {
         }
         let done = &self.committed;
         let ok = w.redis(r, Conn::Main, "commit", |c| at_once(c.committed(done)));
-        if ok.is_none() {
-            let unannounced = std::mem::take(&mut self.announcing);
-            w.life(r).announce_later(unannounced);
+        let unannounced = std::mem::take(&mut self.announcing);
+        match ok {
+            Some(()) => w.spawn(r, Task::Forget(announced(&unannounced))),
+            None => w.life(r).announce.keep(unannounced),
         }
         account(w, r, ok.is_some());
         Phase::Done

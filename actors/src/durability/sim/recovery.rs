@@ -10,6 +10,7 @@ use super::faults::Conn;
 use super::replica::{account, move_back};
 use super::world::{at_once, short, wait, Task, World};
 use crate::doc::{DocId, Kind, Version};
+use crate::durability::announce::{announced, Announcement};
 use crate::fallback::{CommittedContent, JournalError};
 use crate::ledger::Durable;
 use crate::log::LogPos;
@@ -53,17 +54,17 @@ impl Spill {
 /// each entry's save, and the ledger told that it is in Redis if it did not change meanwhile.
 pub(super) struct MoveBack {
     announce: VecDeque<Version>,
-    unannounced: Vec<Version>,
+    unannounced: Vec<Announcement>,
     moves: VecDeque<Version>,
     landed: Option<(Version, Option<LogPos>)>,
     failed: bool,
 }
 
 impl MoveBack {
-    pub fn new(announce: Vec<Version>, moves: Vec<Version>) -> MoveBack {
+    pub fn new(announce: Vec<Announcement>, moves: Vec<Version>) -> MoveBack {
         MoveBack {
-            unannounced: announce.clone(),
-            announce: announce.into(),
+            announce: announce.iter().map(|a| a.version.clone()).collect(),
+            unannounced: announce,
             moves: moves.into(),
             landed: None,
             failed: false,
@@ -110,10 +111,11 @@ impl MoveBack {
         if !self.failed {
             life.move_failures = 0;
             life.next_move = 0;
+            w.spawn(r, Task::Forget(announced(&self.unannounced)));
             account(w, r, true);
             return None;
         }
-        life.announce_later(self.unannounced);
+        life.announce.keep(self.unannounced);
         life.move_failures += 1;
         let exp = (life.move_failures - 1).min(16);
         life.next_move = now + (base << exp).min(max);

@@ -15,7 +15,8 @@ use super::recovery::{MoveBack, Ping, Probe, Spill};
 use super::world::{Task, World};
 use crate::breaker::{Breaker, BreakerState};
 use crate::clock::Clock;
-use crate::doc::{later, DocId, Stamp, Version};
+use crate::doc::{DocId, Stamp, Version};
+use crate::durability::announce::Pending;
 use crate::fallback::{Fallback, MemoryIo};
 use crate::ledger::{Durable, Ledger};
 use crate::storage::memory::MemoryCache;
@@ -49,25 +50,13 @@ pub(super) struct Life {
     pub last_check: u64,
     pub next_move: u64,
     pub move_failures: u32,
-    /// Journaled versions PostgreSQL took while Redis was out of use (`Recovery::announce`).
-    pub announce: BTreeMap<DocId, Version>,
+    /// Announcements a commit could not write yet (`Recovery::announce`).
+    pub announce: Pending,
     /// The newest stamp each room has seen: its next stamp is later (SPEC §6).
     pub seen: BTreeMap<DocId, Stamp>,
 }
 
 impl Life {
-    /// `Recovery::announce_later`: kept for the next move back, the later version of a
-    /// document kept.
-    pub fn announce_later(&mut self, versions: Vec<Version>) {
-        for v in versions {
-            let v = match self.announce.remove(&v.doc) {
-                Some(held) => later(v.clone(), held).unwrap_or(v),
-                None => v,
-            };
-            self.announce.insert(v.doc.clone(), v);
-        }
-    }
-
     pub fn ledger(&self) -> &Ledger {
         &self.stores.ledger
     }
@@ -121,7 +110,7 @@ pub(super) fn start(w: &mut World, r: usize) {
         last_check: w.now,
         next_move: 0,
         move_failures: 0,
-        announce: BTreeMap::new(),
+        announce: Pending::default(),
         seen: BTreeMap::new(),
     });
     w.spawn(r, Task::Ping(Ping));
@@ -238,7 +227,7 @@ pub(super) fn move_back(w: &mut World, r: usize) {
         .map(|e| e.version)
         .collect();
     journaled.sort_by(|a, b| a.doc.cmp(&b.doc));
-    let announce: Vec<Version> = std::mem::take(&mut life.announce).into_values().collect();
+    let announce = life.announce.take();
     if journaled.is_empty() && announce.is_empty() {
         return;
     }
