@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
+use crate::harness::redis_server::PrivateRedis;
 use crate::harness::{
     await_breaker, ensure, eventually, random_suffix, Proxy, TestApp, TestOptions, WsClient,
 };
@@ -226,4 +227,69 @@ async fn a_journaled_version_equal_to_the_cached_one_moves_back_under_its_own_st
         },
     )
     .await;
+}
+
+/// A journaled version PostgreSQL refuses for a larger stamp: A journals W while cut off from
+/// Redis; B writes X after it and flushes it; Redis restarts empty; A's flush then writes W,
+/// which loses to X. What follows the commit puts PostgreSQL's X into Redis and into A's room.
+/// It once wrote W, the content written: Redis served W over PostgreSQL's X, and A's room
+/// stayed on W (the simulator's seeds 1713, 6858, 8542 and 9958).
+#[tokio::test]
+async fn a_journaled_version_postgres_refused_leaves_redis_and_the_rooms_on_what_it_kept() {
+    let mut redis = PrivateRedis::start().await;
+    let quick = |o: TestOptions| {
+        o.flusher_paused()
+            .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
+            .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
+    };
+    let b = TestApp::spawn(quick(TestOptions::new().redis_url(redis.url()))).await;
+    let cut_a = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
+    let a = TestApp::spawn(quick(b.replica_options()).redis_url(format!("redis://{}", cut_a.addr)))
+        .await;
+    let doc = format!("kept-{}", random_suffix());
+    let (w, x) = (json!({"v": "w"}), json!({"v": "x"}));
+    let mut on_a = WsClient::connect(&a, &doc).await;
+    let mut on_b = WsClient::connect(&b, &doc).await;
+
+    cut_a.cut();
+    a.admin().set_breaker("open").await;
+    let stored = on_a.update(w.clone(), "w").await;
+    assert_eq!(stored["stored"], "fallback", "{stored}");
+    // X is stamped in a later millisecond than W (one millisecond orders by replica id).
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let stored = on_b.update(x.clone(), "x").await;
+    assert_eq!(stored["stored"], "cache", "{stored}");
+    b.admin().flush_now().await;
+    assert_eq!(b.pg_content(&doc).await, Some(x.clone()));
+    // No room on B: nothing fills the emptied Redis from PostgreSQL before A's flush.
+    on_b.close().await;
+
+    redis.restart().await;
+    a.admin().flush_now().await;
+    assert_eq!(
+        b.pg_content(&doc).await,
+        Some(x.clone()),
+        "PostgreSQL keeps the larger stamp"
+    );
+
+    cut_a.restore();
+    a.admin().set_breaker("auto").await;
+    await_breaker(&a, "closed").await;
+    eventually(Duration::from_secs(20), "the announcement", async || {
+        let fallback_docs = a.admin().breaker().await["fallback_docs"].clone();
+        ensure!(fallback_docs == 0, "{fallback_docs} documents wait");
+        Ok(())
+    })
+    .await;
+    let temp = b.redis_get(&format!("doc:{doc}:temp")).await;
+    let cached: Option<serde_json::Value> = temp.map(|t| serde_json::from_str(&t).unwrap());
+    assert_eq!(cached, Some(x.clone()), "Redis holds what PostgreSQL kept");
+    eventually(Duration::from_secs(10), "A's room on X", async || {
+        let view = a.get_doc(&doc).await.body["content"].clone();
+        ensure!(view == x, "replica a shows {view}");
+        Ok(())
+    })
+    .await;
+    let fresh = b.get_doc(&doc).await.body["content"].clone();
+    assert_eq!(fresh, x, "a read on B, which has no room");
 }

@@ -118,8 +118,14 @@ pub struct Event {
     pub payload: bytes::Bytes,
 }
 
-/// One entry of a document's log: who appended it, and what. For a Yjs document `version`
-/// holds the incremental update; for JSON the content with its stamp.
+/// The replica a log entry names when a room did not append it: content restored from the
+/// journal or from PostgreSQL ([`crate::storage::DocumentLog::restore`]). No room is known to
+/// hold it (PostgreSQL may have kept content no room here has), so every replica's reader hands
+/// it to its room, which takes it only if it adds something.
+pub const RESTORED: &str = "";
+
+/// One entry of a document's log: who appended it (or [`RESTORED`]), and what. For a Yjs
+/// document `version` holds the incremental update; for JSON the content with its stamp.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
     pub pos: LogPos,

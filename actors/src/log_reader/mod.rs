@@ -7,7 +7,8 @@
 //! - on a notice of an append that carries its entry and follows on the room's position (its
 //!   `prev` is that position), hands the room the entry at once: every entry before it the room
 //!   has, so no read is needed. Its own replica's entries only move the position: the room that
-//!   appended them has them;
+//!   appended them has them (restored entries name no replica, [`crate::log::RESTORED`]: every
+//!   room is handed them);
 //! - on any other replica's notice of an append after the position, marks the document moved
 //!   and reads the logs of the documents that moved from their positions (non-blocking
 //!   `XREAD`s of up to [`READ_DOCS`] logs, oldest move first, batched over whatever moved while

@@ -178,6 +178,27 @@ async fn own_notices_are_ignored_and_other_replicas_events_handed_over_at_once()
     );
 }
 
+/// Content restored from the journal or PostgreSQL may be content no room here holds (what
+/// PostgreSQL kept over a write of this replica's): this replica's own room is handed it too.
+#[actix::test]
+async fn a_restored_entry_reaches_the_room_of_the_replica_that_restored_it() {
+    let mut rig = rig(HOUR);
+    let (_, seen) = rig.follow("one").await;
+    rig.subscribed().await;
+
+    rig.here.save(&json("one", "mine")).await.unwrap();
+    rig.here.restore(&json("one", "kept")).await.unwrap();
+
+    until("the restored entry", || {
+        !seen.lock().unwrap().entries.is_empty()
+    })
+    .await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.entries.len(), 1, "{:?}", seen.entries);
+    assert_eq!(seen.entries[0].replica.as_ref(), crate::log::RESTORED);
+    assert_eq!(&seen.entries[0].version.content[..], b"kept");
+}
+
 #[actix::test]
 async fn what_was_appended_before_the_subscription_is_read_once_it_takes_effect() {
     let mut rig = rig(HOUR);

@@ -226,9 +226,13 @@ impl MemoryCache {
             seq: 0,
         };
         let held = state.docs.entry(v.doc.clone()).or_default();
+        let replica: Arc<str> = match restore {
+            true => crate::log::RESTORED.into(),
+            false => self.replica.clone(),
+        };
         let entry = LogEntry {
             pos,
-            replica: self.replica.clone(),
+            replica: replica.clone(),
             version: v.clone(),
         };
         held.log.push(entry.clone());
@@ -243,10 +247,7 @@ impl MemoryCache {
         state.modified.insert(v.doc.clone());
         let notice = match v.content.len() <= CARRY_MAX_BYTES {
             true => Notice::Entry { prev, entry },
-            false => Notice::Appended {
-                replica: self.replica.clone(),
-                pos,
-            },
+            false => Notice::Appended { replica, pos },
         };
         state.announce(Heard {
             doc: v.doc.clone(),

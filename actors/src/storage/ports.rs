@@ -35,7 +35,8 @@ pub trait DocumentLog: Send + Sync + 'static {
     /// content equal to the cached one under a larger stamp is written, not a duplicate. The
     /// journaled version was acknowledged under its stamp, which orders it after the cached
     /// one: it must take the cached one's place, or a version moved in later with a stamp
-    /// between the two would win in Redis and lose in PostgreSQL (SPEC §1.4).
+    /// between the two would win in Redis and lose in PostgreSQL (SPEC §1.4). The entry names
+    /// no replica ([`crate::log::RESTORED`]): every room, this replica's too, is handed it.
     async fn restore(&self, v: &Version) -> CacheResult<Saved>;
 
     /// The compacted content and the log after it, combined; `None` if neither exists.

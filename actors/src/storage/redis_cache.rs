@@ -166,7 +166,10 @@ impl RedisCache {
             .arg(self.settings.ttl_secs)
             .arg(v.doc.as_str())
             .arg(v.kind.as_str())
-            .arg(&*self.settings.replica);
+            .arg(match &append {
+                Some(a) if a.restore => crate::log::RESTORED,
+                _ => &self.settings.replica,
+            });
         if let Some(append) = append {
             invocation
                 .arg(append.channel)
