@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Stamp, Version};
 use docroom_actors::log::{Incarnation, LogMark, LogPos};
-use docroom_actors::storage::{DocStore, PgStore, Write};
+use docroom_actors::storage::{DocStore, PgStore, StoreAnswer, Write};
 use serde_json::json;
 
 use crate::harness::app::SHARED_PG_ADDR;
@@ -36,15 +36,20 @@ fn json_at(doc: &str, content: &'static str, millis: u64) -> Version {
     Version::new(DocId::parse(doc).unwrap(), Kind::Json, Bytes::from(content)).stamped(stamp)
 }
 
-async fn write(store: &PgStore, v: &Version, at: LogMark) -> Option<LogMark> {
-    let answers = store
+/// What PostgreSQL answers a write of `v` that includes the log up to `at`.
+async fn answer(store: &PgStore, v: &Version, at: LogMark) -> StoreAnswer {
+    let mut answers = store
         .write(&[Write {
             version: v,
             includes: Some(at),
         }])
         .await
         .unwrap();
-    answers[0].recorded
+    answers.remove(0)
+}
+
+async fn write(store: &PgStore, v: &Version, at: LogMark) -> Option<LogMark> {
+    answer(store, v, at).await.recorded
 }
 
 /// The row's recorded point, as PostgreSQL holds it.
@@ -111,32 +116,16 @@ async fn a_json_write_that_loses_to_a_larger_stamp_still_records_its_point() {
     store.upsert(std::slice::from_ref(&later)).await.unwrap();
 
     let earlier = json_at("doc", r#"{"v":"earlier"}"#, 3);
-    let answers = store
-        .write(&[Write {
-            version: &earlier,
-            includes: Some(mark(4, 7)),
-        }])
-        .await
-        .unwrap();
+    let answered = answer(&store, &earlier, mark(4, 7)).await;
 
-    assert_eq!(answers[0].recorded, Some(mark(4, 7)));
-    assert_eq!(
-        answers[0].kept,
-        Some(later.clone()),
-        "the row's own content"
-    );
+    assert_eq!(answered.recorded, Some(mark(4, 7)));
+    assert_eq!(answered.kept, Some(later.clone()), "the row's own content");
     assert_eq!(recorded(&app, "doc").await, Some((4, "7-0".into())));
     assert_eq!(app.pg_content("doc").await, Some(json!({"v": "later"})));
 
     let latest = json_at("doc", r#"{"v":"latest"}"#, 12);
-    let answers = store
-        .write(&[Write {
-            version: &latest,
-            includes: Some(mark(4, 8)),
-        }])
-        .await
-        .unwrap();
-    assert_eq!(answers[0].kept, None, "the write took the row");
+    let answered = answer(&store, &latest, mark(4, 8)).await;
+    assert_eq!(answered.kept, None, "the write took the row");
     assert_eq!(app.pg_content("doc").await, Some(json!({"v": "latest"})));
 }
 
