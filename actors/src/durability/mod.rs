@@ -7,6 +7,8 @@
 //! answered, never from what a flush read.
 //!
 //! - [`flush`]: what a flush does with what it read of one document.
+//! - [`state`]: one replica's durability state (the ledger, the breaker, the announcements kept,
+//!   the move back's backoff) and the rules the cache supervisor carries out.
 //! - [`announce`]: what a commit announces into the log, and when the journal forgets.
 //! - `sim` (tests): a seeded simulation of several replicas, a model Redis and a model
 //!   PostgreSQL, searching schedules and faults for a lost or rolled-back acknowledged write.
@@ -15,3 +17,4 @@ pub mod announce;
 pub mod flush;
 #[cfg(test)]
 mod sim;
+pub mod state;

@@ -22,7 +22,7 @@ impl Handler<Publish> for CacheSupervisor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
-        if !self.breaker.allows_redis() {
+        if !self.allows_redis() {
             return Box::pin(fut::ready(()));
         }
         let cache = self.stores.cache.clone();

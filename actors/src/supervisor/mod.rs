@@ -1,12 +1,9 @@
 //! The cache supervisor: the one actor that talks to Redis, so the circuit breaker sees every
-//! success and failure, and the one that owns the journaled fallback and records every save in
-//! the [ledger](crate::ledger).
-//!
-//! Routing rule for a save: Redis while the breaker is closed, the journal otherwise — and the
-//! journal also while the ledger says the document's newest version is only journaled (not yet
-//! moved back into Redis by [`recovery`]), so that a document has one place its saves go until
-//! the move is done. Stamps (SPEC §6) make every Redis write conditional, so a late or repeated
-//! write can never replace later content.
+//! success and failure, and the one that owns the journaled fallback. What to do — where a save
+//! goes, what its answer means, what a commit lets go, what to spill and to move back — is
+//! decided by the replica's [`Durability`], pure code that holds the ledger and the breaker;
+//! this actor carries it out. Stamps (SPEC §6) make every Redis write conditional, so a late or
+//! repeated write can never replace later content.
 //!
 //! - [`persisting`]: what the flusher asks: Redis's dirty documents, the one `Committed` path,
 //!   TTL refreshes, the shutdown spill.
@@ -23,6 +20,7 @@ mod recovery;
 mod replicas;
 
 pub use crate::durability::flush::Dirty;
+pub use crate::durability::state::Stored;
 pub use events::Publish;
 pub use persisting::{CollectDirty, Collected, Committed, DirtyIds, KeepCached, Spill};
 pub use replicas::{Beat, ListReplicas, ReplicasUnknown, Retire};
@@ -37,30 +35,13 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::breaker::{Breaker, BreakerState, ForceMode, Transition};
-use crate::doc::{CombineError, DocId, Kind, Version};
+use crate::doc::{CombineError, DocId, Version};
+use crate::durability::state::{journaled, Durability, Route};
 use crate::fallback::{Fallback, JournalError};
-use crate::ledger::{Durable, Ledger};
+use crate::ledger::Ledger;
 use crate::log::LogPos;
 use crate::metrics as m;
-use crate::storage::{Cache, DocStore, StoreError, Written};
-
-/// Where an acknowledged version went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stored {
-    Cache,
-    Fallback,
-    Duplicate,
-}
-
-impl Stored {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stored::Cache => "cache",
-            Stored::Fallback => "fallback",
-            Stored::Duplicate => "duplicate",
-        }
-    }
-}
+use crate::storage::{Cache, DocStore, StoreError};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SupervisorError {
@@ -139,7 +120,7 @@ pub struct Stores {
 
 pub struct CacheSupervisor {
     stores: Stores,
-    breaker: Breaker,
+    durability: Durability,
     settings: SupervisorSettings,
     recovery: recovery::Recovery,
     /// Wall-clock twin of the breaker's `opened_at`, for the admin view.
@@ -170,12 +151,15 @@ impl CacheSupervisor {
     /// The journal's entries are what PostgreSQL lacked when this process last stopped: they
     /// seed the ledger.
     pub fn new(stores: Stores, settings: SupervisorSettings) -> Self {
-        for v in stores.fallback.dirty() {
-            stores.ledger.absorbed(v, Durable::Journal);
-        }
+        let durability = Durability::new(
+            stores.ledger.clone(),
+            Breaker::new(settings.failure_threshold, settings.open_for),
+            &stores.fallback,
+            (settings.retry_base, settings.retry_max),
+        );
         CacheSupervisor {
-            breaker: Breaker::new(settings.failure_threshold, settings.open_for),
-            recovery: recovery::Recovery::new(settings.retry_base, settings.retry_max),
+            durability,
+            recovery: recovery::Recovery::default(),
             stores,
             settings,
             opened_wall: None,
@@ -192,24 +176,24 @@ impl CacheSupervisor {
     }
 
     fn account(&mut self, outcome: Outcome, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        match outcome {
-            Outcome::Untried => {}
-            Outcome::Failed => {
-                metrics::counter!(m::REDIS_ERRORS).increment(1);
-                let first = self.breaker.consecutive_failures() == 0;
-                let t = self.breaker.on_failure(now);
-                self.transitioned(t);
-                if first {
-                    // The first failure of a streak already means Redis may have lost data.
-                    self.spill(ctx);
-                }
-            }
-            Outcome::Ok => {
-                let t = self.breaker.on_success(now);
-                self.transitioned(t);
-            }
+        let ok = match outcome {
+            Outcome::Untried => None,
+            Outcome::Ok => Some(true),
+            Outcome::Failed => Some(false),
+        };
+        if ok == Some(false) {
+            metrics::counter!(m::REDIS_ERRORS).increment(1);
         }
+        let accounted = self.durability.account(ok, Instant::now());
+        self.transitioned(accounted.transition);
+        if accounted.spill {
+            self.spill(ctx);
+        }
+    }
+
+    /// Whether Redis is asked at all (the breaker is not open).
+    fn allows_redis(&self) -> bool {
+        self.durability.breaker().allows_redis()
     }
 
     fn transitioned(&mut self, t: Option<Transition>) {
@@ -239,10 +223,10 @@ impl CacheSupervisor {
 
     fn view(&self) -> BreakerView {
         BreakerView {
-            state: self.breaker.state().as_str(),
-            forced: self.breaker.forced(),
-            consecutive_failures: self.breaker.consecutive_failures(),
-            opened_at: self.breaker.opened_at().and(self.opened_wall),
+            state: self.durability.breaker().state().as_str(),
+            forced: self.durability.breaker().forced(),
+            consecutive_failures: self.durability.breaker().consecutive_failures(),
+            opened_at: self.durability.breaker().opened_at().and(self.opened_wall),
             fallback_docs: self.fallback_docs(),
         }
     }
@@ -294,17 +278,16 @@ impl Actor for CacheSupervisor {
 impl Handler<Save> for CacheSupervisor {
     type Result = ResponseActFuture<Self, Result<Stored, SupervisorError>>;
 
-    /// Stores one version; see the module doc for the routing rule.
+    /// Stores one version where [`Durability::route`] says, journaled if Redis's answer
+    /// calls for it ([`Durability::saved`]).
     fn handle(&mut self, msg: Save, _: &mut Context<Self>) -> Self::Result {
-        let journaled = self.stores.ledger.durable(&msg.version.doc) == Some(Durable::Journal);
-        let to_redis = self.breaker.allows_redis() && !journaled;
-        let failures = self.breaker.failures();
+        let route = self.durability.route(&msg.version.doc);
         let stores = self.stores.clone();
         let version = msg.version;
         let attempt = async move {
-            let res = match to_redis {
-                true => Some(stores.cache.save(&version).await),
-                false => None,
+            let res = match route {
+                Route::Redis { .. } => Some(stores.cache.save(&version).await),
+                Route::Journal => None,
             };
             (res, version)
         };
@@ -317,37 +300,18 @@ impl Handler<Save> for CacheSupervisor {
                 warn!(doc = %version.doc, error = %e, "redis save failed, using the fallback");
             }
             act.account(outcome, ctx);
-            // Redis failed since the save was sent: it may have restarted empty after taking
-            // the save, and the spill that journals what only Redis held may be over.
-            let failed_since = act.breaker.failures() != failures;
+            let stored = match (route, res) {
+                (Route::Redis { failures }, Some(Ok(saved))) => {
+                    act.durability.saved(&version, failures, saved)
+                }
+                _ => None,
+            };
             let stores = act.stores.clone();
             async move {
-                if let Some(Ok(saved)) = res {
-                    match saved.written {
-                        // Journaled too if the spill journaled the entry meanwhile: the
-                        // document's saves go to the journal until it is moved back.
-                        Written::Stored
-                            if !failed_since
-                                && stores.ledger.durable(&version.doc)
-                                    != Some(Durable::Journal) =>
-                        {
-                            stores
-                                .ledger
-                                .saved(&version, Durable::Cache, saved.position);
-                            return Ok(Stored::Cache);
-                        }
-                        Written::Stored => {}
-                        // A later version is cached, but its own save may never be
-                        // acknowledged (its replica may die before journaling it): this one
-                        // waits until PostgreSQL holds it or a later one.
-                        Written::Superseded => {
-                            stores.ledger.saved(&version, Durable::Cache, None);
-                            return Ok(Stored::Cache);
-                        }
-                        Written::Duplicate => return Ok(Stored::Duplicate),
-                    }
+                match stored {
+                    Some(stored) => Ok(stored),
+                    None => journal(&stores, version).await.map(|()| Stored::Fallback),
                 }
-                journal(&stores, version).await.map(|()| Stored::Fallback)
             }
             .into_actor(act)
         }))
@@ -362,7 +326,7 @@ async fn journal(stores: &Stores, version: Version) -> Result<(), SupervisorErro
         .put(version.clone())
         .await
         .map_err(SupervisorError::Unwritable)?;
-    journaled(stores, &version);
+    journaled(&stores.ledger, &stores.fallback, &version);
     Ok(())
 }
 
@@ -375,42 +339,10 @@ async fn journal_all(stores: &Stores, versions: Vec<Version>) -> Vec<Result<(), 
         .zip(answers)
         .map(|(version, answer)| {
             answer.map_err(SupervisorError::Unwritable)?;
-            journaled(stores, version);
+            journaled(&stores.ledger, &stores.fallback, version);
             Ok(())
         })
         .collect()
-}
-
-/// The journal took `version`: the ledger learns what the journal now holds for its document,
-/// so that what the flusher writes from the ledger is what the journal holds, and the commit of
-/// it lets the journal's entry go.
-///
-/// - JSON: the journal keeps the later stamp, which may be an older put's.
-/// - Yjs: the journal appended the save as an increment, and so does the ledger: neither copies
-///   the document on a save's path. While the ledger's entry is journaled it has had every
-///   earlier increment too. When it is not (no entry, or one whose saves went to Redis), the
-///   journal's other parts join it as content from elsewhere, parts unmerged (the ledger merges
-///   them when it is read, off the save's path). Checked after the put, with no `.await` before
-///   the ledger takes the save: ledger entries leave in the `Committed` handler, on this actor's
-///   thread, so none leaves in between. Only the flushes' progress rests on this: the journal
-///   drops an entry only once PostgreSQL committed all of it, so an entry the ledger lacks part
-///   of waits in the journal (until the next start replays it), it is never lost.
-pub(crate) fn journaled(stores: &Stores, version: &Version) {
-    let (doc, ledger) = (&version.doc, &stores.ledger);
-    if version.kind == Kind::Json {
-        match stores.fallback.get(doc) {
-            Some(held) if held.hash != version.hash => ledger.absorbed(held, Durable::Journal),
-            _ => ledger.saved(version, Durable::Journal, None),
-        }
-        return;
-    }
-    if ledger.durable(doc) != Some(Durable::Journal) {
-        let parts = stores.fallback.parts(doc).into_iter();
-        for part in parts.filter(|p| p.hash != version.hash) {
-            ledger.absorbed(part, Durable::Journal);
-        }
-    }
-    ledger.saved(version, Durable::Journal, None);
 }
 
 impl Handler<GetBreaker> for CacheSupervisor {
@@ -427,7 +359,10 @@ impl Handler<ForceBreaker> for CacheSupervisor {
 
     /// Operator override: force open (Redis maintenance), force closed, or back to auto.
     fn handle(&mut self, msg: ForceBreaker, ctx: &mut Context<Self>) -> Self::Result {
-        let t = self.breaker.force(msg.mode, Instant::now());
+        let t = self
+            .durability
+            .breaker_mut()
+            .force(msg.mode, Instant::now());
         info!(mode = ?msg.mode, "breaker forced by operator");
         self.transitioned(t);
         if msg.mode == ForceMode::Open {

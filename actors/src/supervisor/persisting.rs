@@ -11,7 +11,7 @@ use tracing::{error, warn};
 
 use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
-use crate::durability::announce::{after_commit, announced};
+use crate::durability::announce::announced;
 use crate::durability::flush::{flushed, Dirty, Flushed};
 use crate::fallback::CommittedContent;
 use crate::metrics as m;
@@ -78,7 +78,7 @@ impl Handler<CollectDirty> for CacheSupervisor {
 
     /// Reads what Redis holds for the flush (see [`CollectDirty`]).
     fn handle(&mut self, msg: CollectDirty, _: &mut Context<Self>) -> Self::Result {
-        if !self.breaker.allows_redis() {
+        if !self.allows_redis() {
             return Box::pin(fut::ready(Collected {
                 unread: msg.mine,
                 ..Collected::default()
@@ -191,12 +191,10 @@ impl Handler<Committed> for CacheSupervisor {
     fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) -> Self::Result {
         let compactions = msg.done.iter().filter(|c| c.compacted.is_some()).count();
         metrics::counter!(m::COMPACTIONS).increment(compactions as u64);
-        let left = self.stores.ledger.committed(&msg.done);
-        let (journal_done, announce) = after_commit(&msg.done, left);
-        self.forget(journal_done, ctx);
-        let done = msg.done;
-        if !self.breaker.allows_redis() {
-            self.recovery.announce.keep(announce);
+        let after = self.durability.committed(&msg.done);
+        self.forget(after.forget, ctx);
+        let (done, announce) = (msg.done, after.announce);
+        if !self.allows_redis() {
             return Box::pin(fut::ready(()));
         }
         let cache = self.stores.cache.clone();
@@ -214,7 +212,7 @@ impl Handler<Committed> for CacheSupervisor {
                 Ok(()) => act.forget(announced(&unannounced), ctx),
                 Err(e) => {
                     warn!(error = %e, "clearing flushed documents from redis failed");
-                    act.recovery.announce.keep(unannounced);
+                    act.durability.unannounced(unannounced);
                 }
             }
             act.account(Outcome::from(&res), ctx);
@@ -266,7 +264,7 @@ impl Handler<DirtyIds> for CacheSupervisor {
     /// The ledger's documents, plus `modifiedDocs` when Redis is in use.
     fn handle(&mut self, _: DirtyIds, _: &mut Context<Self>) -> Self::Result {
         let mut ids: Vec<DocId> = self.stores.ledger.docs();
-        if !self.breaker.allows_redis() {
+        if !self.allows_redis() {
             return Box::pin(fut::ready(ids));
         }
         let cache = self.stores.cache.clone();
@@ -289,7 +287,7 @@ impl Handler<KeepCached> for CacheSupervisor {
 
     /// Refreshes the TTLs (breaker closed only; a failure counts against the breaker).
     fn handle(&mut self, msg: KeepCached, _: &mut Context<Self>) -> Self::Result {
-        if !self.breaker.allows_redis() || msg.docs.is_empty() {
+        if !self.allows_redis() || msg.docs.is_empty() {
             return Box::pin(fut::ready(()));
         }
         let cache = self.stores.cache.clone();

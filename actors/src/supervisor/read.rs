@@ -24,7 +24,7 @@ impl Handler<Load> for CacheSupervisor {
 
     /// Reads a document (see the module doc).
     fn handle(&mut self, msg: Load, _: &mut Context<Self>) -> Self::Result {
-        let use_redis = self.breaker.allows_redis();
+        let use_redis = self.allows_redis();
         let (stores, settings) = (self.stores.clone(), self.settings.clone());
         let fut = async move {
             let mut outcome = Outcome::Untried;

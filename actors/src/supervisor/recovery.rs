@@ -10,7 +10,7 @@
 //!   time, off the save path — no ack waits for it. An entry leaves the journal only once
 //!   PostgreSQL has committed it, never when it reaches Redis.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
@@ -19,7 +19,6 @@ use tracing::{debug, info, warn};
 use super::{journal_all, CacheSupervisor, Outcome, Stores};
 use crate::breaker::BreakerState;
 use crate::doc::Version;
-use crate::durability::announce::{announced, Pending};
 use crate::ledger::Durable;
 use crate::metrics as m;
 use crate::storage::CacheError;
@@ -27,55 +26,18 @@ use crate::storage::CacheError;
 /// Journaled documents written into Redis at once while moving them back.
 const MOVE_CONCURRENCY: usize = 32;
 
-/// The recovery work in flight and the backoff of the move back.
+/// The recovery work in flight (what to do is [`crate::durability::state::Durability`]'s).
+#[derive(Default)]
 pub(super) struct Recovery {
     probing: bool,
     checking: bool,
     moving: bool,
     last_check: Option<Instant>,
-    move_failures: u32,
-    next_move: Option<Instant>,
-    /// Announcements a commit could not write into Redis (see [`crate::durability::announce`]):
-    /// written with the next move back.
-    pub(super) announce: Pending,
-    retry_base: Duration,
-    retry_max: Duration,
-}
-
-impl Recovery {
-    pub(super) fn new(retry_base: Duration, retry_max: Duration) -> Self {
-        Recovery {
-            probing: false,
-            checking: false,
-            moving: false,
-            last_check: None,
-            move_failures: 0,
-            next_move: None,
-            announce: Pending::default(),
-            retry_base,
-            retry_max,
-        }
-    }
-
-    fn move_failed(&mut self) -> Duration {
-        self.move_failures = self.move_failures.saturating_add(1);
-        let exp = self.move_failures.saturating_sub(1).min(16);
-        let wait = (self.retry_base * 2u32.pow(exp)).min(self.retry_max);
-        self.next_move = Some(Instant::now() + wait);
-        wait
-    }
-
-    fn move_succeeded(&mut self) {
-        self.move_failures = 0;
-        self.next_move = None;
-    }
 }
 
 impl CacheSupervisor {
-    /// Documents served from the journal and not yet back in Redis: the ledger's journaled
-    /// entries, and journaled versions PostgreSQL took before they could be moved back.
     pub(super) fn fallback_docs(&self) -> usize {
-        self.stores.ledger.count(Durable::Journal) + self.recovery.announce.len()
+        self.durability.fallback_docs()
     }
 
     /// Every tick: the half-open probe when due, the health check, the move back.
@@ -83,10 +45,10 @@ impl CacheSupervisor {
         metrics::gauge!(m::FALLBACK_DOCS).set(self.fallback_docs() as f64);
         metrics::gauge!(m::JOURNAL_BYTES).set(self.stores.fallback.journal_bytes() as f64);
         let now = Instant::now();
-        if let Some(t) = self.breaker.probe_due(now) {
+        if let Some(t) = self.durability.breaker_mut().probe_due(now) {
             self.transitioned(Some(t));
         }
-        match self.breaker.state() {
+        match self.durability.breaker().state() {
             BreakerState::HalfOpen => self.probe(ctx),
             BreakerState::Closed => {
                 let due = self
@@ -96,9 +58,7 @@ impl CacheSupervisor {
                 if due && !self.recovery.checking {
                     self.health_check(ctx);
                 }
-                if self.recovery.next_move.is_none_or(|at| now >= at) {
-                    self.move_back(ctx);
-                }
+                self.move_back(ctx);
             }
             BreakerState::Open => {}
         }
@@ -137,7 +97,7 @@ impl CacheSupervisor {
                         debug!(error = %e, "breaker probe failed");
                     }
                     act.account(Outcome::from(&res), ctx);
-                    if act.breaker.allows_redis() {
+                    if act.allows_redis() {
                         act.move_back(ctx);
                     }
                 }),
@@ -148,13 +108,7 @@ impl CacheSupervisor {
     /// one group (one sync however many there are), since a SIGKILL from the moment the breaker
     /// has noticed must lose none of them (SPEC §1.1 ★).
     pub(super) fn spill(&mut self, ctx: &mut Context<Self>) {
-        let cached: Vec<Version> = self
-            .stores
-            .ledger
-            .entries(Some(Durable::Cache))
-            .into_iter()
-            .map(|e| e.version)
-            .collect();
+        let cached = self.durability.spill();
         if cached.is_empty() {
             return;
         }
@@ -187,20 +141,12 @@ impl CacheSupervisor {
         if self.recovery.moving {
             return;
         }
-        let journaled: Vec<Version> = self
-            .stores
-            .ledger
-            .entries(Some(Durable::Journal))
-            .into_iter()
-            .map(|e| e.version)
-            .collect();
-        let announce = self.recovery.announce.take();
-        if journaled.is_empty() && announce.is_empty() {
+        let Some(moves) = self.durability.move_back(Instant::now()) else {
             return;
-        }
+        };
         self.recovery.moving = true;
         let stores = self.stores.clone();
-        let unannounced = announce.clone();
+        let (announce, journaled) = (moves.announce.clone(), moves.journaled);
         let fut = async move {
             for a in &announce {
                 if let Err(e) = stores.cache.restore(&a.version).await {
@@ -218,20 +164,20 @@ impl CacheSupervisor {
             let failed = results.into_iter().find_map(Result::err);
             (moved, failed)
         };
+        let announce = moves.announce;
         ctx.spawn(fut.into_actor(self).map(|(moved, failed), act, ctx| {
             act.recovery.moving = false;
-            match &failed {
-                None => {
-                    act.forget(announced(&unannounced), ctx);
-                    act.recovery.move_succeeded();
+            let now = Instant::now();
+            match act.durability.moved_back(failed.is_none(), announce, now) {
+                Ok(forget) => {
+                    act.forget(forget, ctx);
                     if moved > 0 {
                         info!(docs = moved, "journaled documents moved back to redis");
                     }
                     act.account(Outcome::Ok, ctx);
                 }
-                Some(e) => {
-                    act.recovery.announce.keep(unannounced);
-                    let wait = act.recovery.move_failed();
+                Err(wait) => {
+                    let e = failed.map(|e| e.to_string()).unwrap_or_default();
                     warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "moving journaled documents to redis failed");
                     act.account(Outcome::Failed, ctx);
                 }

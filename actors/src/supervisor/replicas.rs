@@ -44,7 +44,7 @@ impl Handler<Beat> for CacheSupervisor {
 
     /// One heartbeat write, counted by the breaker.
     fn handle(&mut self, msg: Beat, _: &mut Context<Self>) -> Self::Result {
-        if !self.breaker.allows_redis() {
+        if !self.allows_redis() {
             return Box::pin(actix::fut::ready(()));
         }
         let cache = self.stores.cache.clone();
@@ -59,7 +59,7 @@ impl Handler<ListReplicas> for CacheSupervisor {
 
     /// Every heartbeat in Redis, counted by the breaker.
     fn handle(&mut self, _: ListReplicas, _: &mut Context<Self>) -> Self::Result {
-        if !self.breaker.allows_redis() {
+        if !self.allows_redis() {
             return Box::pin(actix::fut::ready(Err(ReplicasUnknown::BreakerOpen)));
         }
         let cache = self.stores.cache.clone();
@@ -76,7 +76,7 @@ impl Handler<Retire> for CacheSupervisor {
 
     /// Deletes the heartbeat, unless the breaker keeps Redis out.
     fn handle(&mut self, msg: Retire, _: &mut Context<Self>) -> Self::Result {
-        if !self.breaker.allows_redis() {
+        if !self.allows_redis() {
             return Box::pin(actix::fut::ready(()));
         }
         let cache = self.stores.cache.clone();

@@ -10,6 +10,7 @@ use super::*;
 use crate::doc::Kind;
 use crate::fallback::test_dir::TestDir;
 use crate::fallback::{FaultyIo, JournalIo, MemoryIo};
+use crate::ledger::Durable;
 use crate::storage::memory::{MemoryCache, MemoryStore};
 use crate::storage::Commit;
 use crate::testing::{stamped, supervisor_settings, until};

@@ -14,7 +14,7 @@ use super::faults::Conn;
 use super::replica::account;
 use super::world::{at_once, short, Task, World};
 use crate::doc::{combine, later, DocId, Version};
-use crate::durability::announce::{after_commit, announced, Announcement};
+use crate::durability::announce::{announced, Announcement};
 use crate::durability::flush::{flushed, Dirty, Flushed};
 use crate::flusher::one_write_per_document;
 use crate::ledger::Durable;
@@ -122,7 +122,7 @@ impl Flush {
     }
 
     fn collect(&mut self, w: &mut World, r: usize) -> Phase {
-        if !w.life(r).breaker.allows_redis() {
+        if !w.life(r).allows_redis() {
             self.out.unread = self.mine.clone();
             return Phase::Resume;
         }
@@ -315,20 +315,19 @@ impl Flush {
     /// then (breaker closed) Redis, announcing journaled content PostgreSQL took.
     fn committed(&mut self, w: &mut World, r: usize) -> Phase {
         let life = w.life(r);
-        let left = life.ledger().committed(&self.committed);
-        let (journal_done, announce) = after_commit(&self.committed, left);
-        let allows_redis = life.breaker.allows_redis();
+        let after = life.durability.committed(&self.committed);
+        let allows_redis = life.allows_redis();
         let summary: Vec<String> = self
             .committed
             .iter()
             .map(|c| format!("{} recorded {:?}", c.doc, c.recorded))
             .collect();
         w.note(Some(r), || format!("committed {summary:?}"));
-        w.spawn(r, Task::Forget(journal_done));
+        w.spawn(r, Task::Forget(after.forget));
         if !allows_redis {
-            w.life(r).announce.keep(announce);
             return Phase::Done;
         }
+        let announce = after.announce;
         self.announce = announce.iter().map(|a| a.version.clone()).collect();
         self.announcing = announce;
         Phase::RedisCommit
@@ -339,7 +338,7 @@ impl Flush {
             let saved = w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.restore(&v)));
             if saved.is_none() {
                 let unannounced = std::mem::take(&mut self.announcing);
-                w.life(r).announce.keep(unannounced);
+                w.life(r).durability.unannounced(unannounced);
                 account(w, r, false);
                 return Phase::Done;
             }
@@ -350,7 +349,7 @@ impl Flush {
         let unannounced = std::mem::take(&mut self.announcing);
         match ok {
             Some(()) => w.spawn(r, Task::Forget(announced(&unannounced))),
-            None => w.life(r).announce.keep(unannounced),
+            None => w.life(r).durability.unannounced(unannounced),
         }
         account(w, r, ok.is_some());
         Phase::Done

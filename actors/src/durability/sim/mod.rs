@@ -11,13 +11,16 @@
 //! model store, and a seed decides which step of which replica runs next, which fault strikes
 //! and when, so a seed is one schedule and replays exactly.
 //!
-//! What is real and what is mirrored: the ledger, the journal (on memory, reopened and
-//! replayed after a crash), the breaker, the HLC clock, the flush's decision ([`flushed`]),
-//! the merge of a flush's writes ([`one_write_per_document`]), what the ledger learns from a
-//! journal put ([`journaled`]), and the model stores with the Lua scripts' and the SQL's rules
-//! are the crate's own code. The actors' glue around them (routing a save, `CollectDirty`,
-//! `Committed`, the spill, the move back, the probe) is mirrored step by step in [`save`],
-//! [`flush`] and [`recovery`], since actix schedules on a real clock.
+//! What is real and what is mirrored: every decision is the crate's own code — the replica's
+//! [`Durability`] (the ledger, the breaker, where a save goes and what Redis's answer means,
+//! what a commit lets go and announces, what a spill journals and a move back writes, the move
+//! back's backoff), the journal (on memory, reopened and replayed after a crash), the HLC
+//! clock, the flush's decision ([`flushed`]), the merge of a flush's writes
+//! ([`one_write_per_document`]), what the ledger learns from a journal put ([`journaled`]), and
+//! the model stores with the Lua scripts' and the SQL's rules. What is mirrored is only the
+//! actors' order of calls around them (a save, `CollectDirty`, `Committed`, the spill, the move
+//! back, the probe), step by step in [`save`], [`flush`] and [`recovery`], since actix
+//! schedules on a real clock.
 //!
 //! - [`schedule`]: one seed's run, quiescence and the end-state checks.
 //! - [`world`]: the deployment, the calls in flight and the virtual clock.
@@ -34,7 +37,8 @@
 //!
 //! [`flushed`]: crate::durability::flush::flushed
 //! [`one_write_per_document`]: crate::flusher::one_write_per_document
-//! [`journaled`]: crate::supervisor::journaled
+//! [`journaled`]: crate::durability::state::journaled
+//! [`Durability`]: crate::durability::state::Durability
 
 mod faults;
 mod flush;

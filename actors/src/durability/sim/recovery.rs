@@ -10,12 +10,12 @@ use super::faults::Conn;
 use super::replica::{account, move_back};
 use super::world::{at_once, short, wait, Task, World};
 use crate::doc::{DocId, Kind, Version};
-use crate::durability::announce::{announced, Announcement};
+use crate::durability::announce::Announcement;
+use crate::durability::state::journaled;
 use crate::fallback::{CommittedContent, JournalError};
 use crate::ledger::Durable;
 use crate::log::LogPos;
 use crate::storage::{DocumentLog, FillLock, FlushClaims, Health};
-use crate::supervisor::journaled;
 
 /// Journals what only Redis held, as one group (`journal_all`), then tells the ledger.
 pub(super) struct Spill {
@@ -41,7 +41,7 @@ impl Spill {
         let life = w.life(r);
         for (v, answer) in self.versions.iter().zip(answers) {
             if answer.is_ok() {
-                journaled(&life.stores, v);
+                journaled(&life.stores.ledger, &life.stores.fallback, v);
             }
         }
         life.spilling -= 1;
@@ -104,22 +104,16 @@ impl MoveBack {
             }
             return Some(self);
         }
-        let (base, max) = (w.settings.retry_base, w.settings.retry_max);
-        let now = w.now;
+        let at = w.instant();
         let life = w.life(r);
         life.moving = false;
-        if !self.failed {
-            life.move_failures = 0;
-            life.next_move = 0;
-            w.spawn(r, Task::Forget(announced(&self.unannounced)));
-            account(w, r, true);
-            return None;
+        let moved = life
+            .durability
+            .moved_back(!self.failed, self.unannounced, at);
+        if let Ok(forget) = moved {
+            w.spawn(r, Task::Forget(forget));
         }
-        life.announce.keep(self.unannounced);
-        life.move_failures += 1;
-        let exp = (life.move_failures - 1).min(16);
-        life.next_move = now + (base << exp).min(max);
-        account(w, r, false);
+        account(w, r, !self.failed);
         None
     }
 }
@@ -140,7 +134,7 @@ impl Probe {
             Probe::Answered(ok) => {
                 w.life(r).probing = false;
                 account(w, r, ok);
-                if w.life(r).breaker.allows_redis() {
+                if w.life(r).allows_redis() {
                     move_back(w, r);
                 }
                 None
@@ -163,7 +157,7 @@ impl Ping {
 
 /// `KeepCached`: PostgreSQL could not take these yet; refresh them and release the claims.
 pub(super) fn touch(w: &mut World, r: usize, docs: Vec<DocId>) -> Option<Task> {
-    if !w.life(r).breaker.allows_redis() {
+    if !w.life(r).allows_redis() {
         return None;
     }
     let ok = w.redis(r, Conn::Main, "touch", |c| at_once(c.touch(&docs)));
@@ -188,7 +182,7 @@ pub(super) enum Read {
 
 pub(super) fn client_read(w: &mut World, r: usize) {
     let (doc, _) = w.docs[w.rng.index(w.docs.len())].clone();
-    if w.life(r).breaker.allows_redis() {
+    if w.life(r).allows_redis() {
         w.spawn(r, Task::Read(Read::Cache(doc)));
     }
 }

@@ -1,11 +1,12 @@
 //! One replica as the simulation carries it: what survives a crash (its journal's bytes, its
-//! clock, its view of Redis) and what does not ([`Life`]: the ledger, the breaker, the
+//! clock, its view of Redis) and what does not ([`Life`]: the replica's [`Durability`], the
 //! supervisor's and the flusher's flags, every call in flight).
 //!
-//! The pieces that decide are the real ones: [`Ledger`], [`Breaker`], [`Fallback`] on a
-//! [`MemoryIo`] (reopened and replayed at restart, as a StatefulSet volume keeps it, SPEC §8),
-//! the HLC [`Clock`]. What the supervisor's timer and breaker accounting do around them
-//! (`supervisor/recovery.rs`, `CacheSupervisor::account`) is mirrored here, one call a step.
+//! The pieces that decide are the real ones: [`Durability`] (ledger and breaker included),
+//! [`Fallback`] on a [`MemoryIo`] (reopened and replayed at restart, as a StatefulSet volume
+//! keeps it, SPEC §8), the HLC [`Clock`]. The supervisor's timer and its accounting of Redis
+//! calls (`supervisor/recovery.rs`, `CacheSupervisor::account`) call them here, one call a
+//! step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,10 +16,10 @@ use super::recovery::{MoveBack, Ping, Probe, Spill};
 use super::world::{Task, World};
 use crate::breaker::{Breaker, BreakerState};
 use crate::clock::Clock;
-use crate::doc::{DocId, Stamp, Version};
-use crate::durability::announce::Pending;
+use crate::doc::{DocId, Stamp};
+use crate::durability::state::Durability;
 use crate::fallback::{Fallback, MemoryIo};
-use crate::ledger::{Durable, Ledger};
+use crate::ledger::Ledger;
 use crate::storage::memory::MemoryCache;
 use crate::supervisor::Stores;
 
@@ -38,7 +39,9 @@ pub(super) struct Replica {
 /// What a crash takes.
 pub(super) struct Life {
     pub stores: Stores,
-    pub breaker: Breaker,
+    /// The ledger, the breaker, the announcements kept and the move back's backoff: the
+    /// supervisor's own [`Durability`].
+    pub durability: Durability,
     /// The flusher's gate.
     pub flushing: bool,
     pub moving: bool,
@@ -48,10 +51,6 @@ pub(super) struct Life {
     /// Documents with a save in flight (a room saves one at a time).
     pub saving: BTreeSet<DocId>,
     pub last_check: u64,
-    pub next_move: u64,
-    pub move_failures: u32,
-    /// Announcements a commit could not write yet (`Recovery::announce`).
-    pub announce: Pending,
     /// The newest stamp each room has seen: its next stamp is later (SPEC §6).
     pub seen: BTreeMap<DocId, Stamp>,
 }
@@ -63,6 +62,10 @@ impl Life {
 
     pub fn fallback(&self) -> &Fallback {
         &self.stores.fallback
+    }
+
+    pub fn allows_redis(&self) -> bool {
+        self.durability.breaker().allows_redis()
     }
 }
 
@@ -84,14 +87,13 @@ impl Replica {
 /// `CacheSupervisor::new` does, then the first ping.
 pub(super) fn start(w: &mut World, r: usize) {
     let (threshold, open_for) = (w.settings.threshold, w.settings.open_for);
+    let ms = std::time::Duration::from_millis;
+    let retry = (ms(w.settings.retry_base), ms(w.settings.retry_max));
     let replica = &mut w.replicas[r];
     let fallback = Fallback::open_with(replica.io.clone()).expect("a journal in memory opens");
     let ledger = Ledger::default();
-    let mut journaled = fallback.dirty();
-    journaled.sort_by(|a, b| a.doc.cmp(&b.doc));
-    for v in journaled {
-        ledger.absorbed(v, Durable::Journal);
-    }
+    let breaker = Breaker::new(threshold, ms(open_for));
+    let durability = Durability::new(ledger.clone(), breaker, &fallback, retry);
     let stores = Stores {
         cache: Arc::new(replica.cache.clone()),
         store: Arc::new(w.pg.clone()),
@@ -100,7 +102,7 @@ pub(super) fn start(w: &mut World, r: usize) {
     };
     replica.life = Some(Life {
         stores,
-        breaker: Breaker::new(threshold, std::time::Duration::from_millis(open_for)),
+        durability,
         flushing: false,
         moving: false,
         probing: false,
@@ -108,9 +110,6 @@ pub(super) fn start(w: &mut World, r: usize) {
         spilling: 0,
         saving: BTreeSet::new(),
         last_check: w.now,
-        next_move: 0,
-        move_failures: 0,
-        announce: Pending::default(),
         seen: BTreeMap::new(),
     });
     w.spawn(r, Task::Ping(Ping));
@@ -146,22 +145,14 @@ pub(super) fn restart(w: &mut World, r: usize) {
 /// of a streak spills the ledger's Redis-only entries to the journal.
 pub(super) fn account(w: &mut World, r: usize, ok: bool) {
     let at = w.instant();
-    let life = w.life(r);
-    if ok {
-        if let Some(t) = life.breaker.on_success(at) {
-            w.note(Some(r), || format!("breaker {:?} -> {:?}", t.from, t.to));
-        }
-        return;
-    }
-    let first = life.breaker.consecutive_failures() == 0;
-    let t = life.breaker.on_failure(at);
-    if let Some(t) = t {
+    let accounted = w.life(r).durability.account(Some(ok), at);
+    if let Some(t) = accounted.transition {
         if t.to == BreakerState::Open {
             w.replicas[r].noticed = true;
         }
         w.note(Some(r), || format!("breaker {:?} -> {:?}", t.from, t.to));
     }
-    if first {
+    if accounted.spill {
         spill(w, r);
     }
 }
@@ -169,16 +160,10 @@ pub(super) fn account(w: &mut World, r: usize, ok: bool) {
 /// Journals every ledger entry durable only in Redis (`CacheSupervisor::spill`).
 pub(super) fn spill(w: &mut World, r: usize) {
     let life = w.life(r);
-    let mut cached: Vec<Version> = life
-        .ledger()
-        .entries(Some(Durable::Cache))
-        .into_iter()
-        .map(|e| e.version)
-        .collect();
+    let cached = life.durability.spill();
     if cached.is_empty() {
         return;
     }
-    cached.sort_by(|a, b| a.doc.cmp(&b.doc));
     life.spilling += 1;
     let docs: Vec<String> = cached.iter().map(|v| v.doc.to_string()).collect();
     w.note(Some(r), || format!("spill: journaling {docs:?}"));
@@ -190,12 +175,12 @@ pub(super) fn spill(w: &mut World, r: usize) {
 pub(super) fn tick(w: &mut World, r: usize) {
     let (at, now, health) = (w.instant(), w.now, w.settings.health_check);
     let life = w.life(r);
-    let due = life.breaker.probe_due(at);
+    let due = life.durability.breaker_mut().probe_due(at);
     if let Some(t) = due {
         w.note(Some(r), || format!("breaker {:?} -> {:?}", t.from, t.to));
     }
     let life = w.life(r);
-    match life.breaker.state() {
+    match life.durability.breaker().state() {
         BreakerState::HalfOpen if !life.probing => {
             life.probing = true;
             w.spawn(r, Task::Probe(Probe::Call));
@@ -206,9 +191,7 @@ pub(super) fn tick(w: &mut World, r: usize) {
                 life.last_check = now;
                 w.spawn(r, Task::Ping(Ping));
             }
-            if w.life(r).next_move <= now {
-                move_back(w, r);
-            }
+            move_back(w, r);
         }
         _ => {}
     }
@@ -220,17 +203,12 @@ pub(super) fn move_back(w: &mut World, r: usize) {
     if life.moving {
         return;
     }
-    let mut journaled: Vec<Version> = life
-        .ledger()
-        .entries(Some(Durable::Journal))
-        .into_iter()
-        .map(|e| e.version)
-        .collect();
-    journaled.sort_by(|a, b| a.doc.cmp(&b.doc));
-    let announce = life.announce.take();
-    if journaled.is_empty() && announce.is_empty() {
+    let at = w.instant();
+    let life = w.life(r);
+    let Some(moves) = life.durability.move_back(at) else {
         return;
-    }
+    };
+    let (announce, journaled) = (moves.announce, moves.journaled);
     life.moving = true;
     let docs: Vec<String> = journaled.iter().map(|v| v.doc.to_string()).collect();
     w.note(Some(r), || {

@@ -15,9 +15,8 @@ use super::oracle::yjs_update;
 use super::replica::account;
 use super::world::{at_once, short, wait, Task, World};
 use crate::doc::{Kind, Version};
-use crate::ledger::Durable;
-use crate::storage::{DocumentLog, Saved, Written};
-use crate::supervisor::journaled;
+use crate::durability::state::{journaled, Route};
+use crate::storage::{DocumentLog, Saved};
 
 pub(super) enum Save {
     /// The supervisor routes it, and Redis (if chosen) runs the save.
@@ -25,10 +24,9 @@ pub(super) enum Save {
     /// Redis's answer reaches the supervisor (`None`: not tried; `Some(None)`: failed).
     Answered {
         v: Version,
+        route: Route,
         redis: Option<Option<Saved>>,
         wipes: u64,
-        /// The breaker's failure count when the save was sent.
-        failures: u64,
     },
     /// The journal's put.
     Journal(Version),
@@ -69,56 +67,44 @@ impl Save {
     pub fn step(self, w: &mut World, r: usize) -> Option<Save> {
         match self {
             Save::Route(v) => {
-                let life = w.life(r);
-                let journaled = life.ledger().durable(&v.doc) == Some(Durable::Journal);
-                let to_redis = life.breaker.allows_redis() && !journaled;
-                let redis = match to_redis {
-                    true => Some(w.redis(r, Conn::Main, "save", |c| at_once(c.save(&v)))),
-                    false => None,
+                let route = w.life(r).durability.route(&v.doc);
+                let redis = match route {
+                    Route::Redis { .. } => {
+                        Some(w.redis(r, Conn::Main, "save", |c| at_once(c.save(&v))))
+                    }
+                    Route::Journal => None,
                 };
                 if let Some(Some(saved)) = &redis {
                     w.note(Some(r), || {
                         format!("  {:?} at {:?}", saved.written, saved.position)
                     });
                 }
-                let (wipes, failures) = (w.wipes, w.life(r).breaker.failures());
                 Some(Save::Answered {
                     v,
+                    route,
                     redis,
-                    wipes,
-                    failures,
+                    wipes: w.wipes,
                 })
             }
             Save::Answered {
                 v,
+                route,
                 redis,
                 wipes,
-                failures,
             } => {
                 if let Some(answer) = &redis {
                     account(w, r, answer.is_some());
                 }
-                let Some(Some(saved)) = redis else {
+                let stored = match (route, redis) {
+                    (Route::Redis { failures }, Some(Some(saved))) => {
+                        w.life(r).durability.saved(&v, failures, saved)
+                    }
+                    _ => None,
+                };
+                let Some(stored) = stored else {
                     return Some(Save::Journal(v));
                 };
-                let failed_since = w.life(r).breaker.failures() != failures;
-                let via = match saved.written {
-                    Written::Stored => {
-                        let ledger = w.life(r).ledger().clone();
-                        if failed_since || ledger.durable(&v.doc) == Some(Durable::Journal) {
-                            return Some(Save::Journal(v));
-                        }
-                        ledger.saved(&v, Durable::Cache, saved.position);
-                        "cache"
-                    }
-                    // A later version is cached, whose own save may never be acknowledged: this one waits.
-                    Written::Superseded => {
-                        w.life(r).ledger().saved(&v, Durable::Cache, None);
-                        "cache"
-                    }
-                    Written::Duplicate => "duplicate",
-                };
-                acknowledge(w, r, &v, via, w.wipes != wipes);
+                acknowledge(w, r, &v, stored.as_str(), w.wipes != wipes);
                 None
             }
             Save::Journal(v) => match wait(w.life(r).fallback().put(v.clone())) {
@@ -130,7 +116,8 @@ impl Save {
                 }
             },
             Save::Journaled(v) => {
-                journaled(&w.life(r).stores, &v);
+                let stores = &w.life(r).stores;
+                journaled(&stores.ledger, &stores.fallback, &v);
                 acknowledge(w, r, &v, "fallback", false);
                 None
             }

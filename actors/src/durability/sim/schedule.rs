@@ -163,7 +163,7 @@ fn fingerprint(w: &World) -> Vec<String> {
             "r{i} ledger {} journal {} breaker {:?}",
             life.ledger().len(),
             life.fallback().len(),
-            life.breaker.state()
+            life.durability.breaker().state()
         ));
     }
     print
