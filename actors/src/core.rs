@@ -108,14 +108,13 @@ impl Core {
             supervisor: supervisor.clone(),
             flusher: flusher.clone(),
             log,
-            ledger: ledger.clone(),
             clock: Clock::new(settings.replica.as_str()),
             yjs_save_interval: settings.yjs_save_interval,
             limits: settings.limits,
             refusals: refusals.clone(),
         };
         let handles = room_arbiters.iter().map(Arbiter::handle).collect();
-        let registry = RoomRegistry::new(handles, shared).start();
+        let registry = RoomRegistry::new(handles, shared, ledger.clone()).start();
         let mut arbiters = room_arbiters;
         arbiters.extend(storage);
         arbiters.push(flushing);

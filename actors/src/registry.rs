@@ -18,6 +18,7 @@ use futures_util::future::join_all;
 use tracing::{debug, warn};
 
 use crate::doc::{DocId, Kind, Version};
+use crate::ledger::Ledger;
 use crate::metrics as m;
 use crate::room::{CloseRoom, Describe, DocRoom, RoomContext, RoomSummary};
 
@@ -72,16 +73,19 @@ pub struct RoomRegistry {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     shared: RoomContext,
+    /// What PostgreSQL lacks: a room with nothing unsaved may still be waiting for a flush.
+    ledger: Ledger,
     closing: bool,
 }
 
 impl RoomRegistry {
-    pub fn new(arbiters: Vec<ArbiterHandle>, shared: RoomContext) -> Self {
+    pub fn new(arbiters: Vec<ArbiterHandle>, shared: RoomContext, ledger: Ledger) -> Self {
         RoomRegistry {
             rooms: HashMap::new(),
             arbiters,
             next_arbiter: 0,
             shared,
+            ledger,
             closing: false,
         }
     }
@@ -158,11 +162,16 @@ impl Handler<ListRooms> for RoomRegistry {
     fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
         self.sweep();
         let asks: Vec<_> = self.rooms.values().map(|r| r.send(Describe)).collect();
+        let ledger = self.ledger.clone();
         Box::pin(async move {
             let mut rooms: Vec<RoomSummary> = join_all(asks)
                 .await
                 .into_iter()
                 .filter_map(Result::ok)
+                .map(|mut room| {
+                    room.dirty |= ledger.lacks(&room.doc);
+                    room
+                })
                 .collect();
             rooms.sort_by(|a, b| a.doc.cmp(&b.doc));
             rooms

@@ -43,6 +43,15 @@ impl Stored {
     }
 }
 
+/// A save's answer to the room that sent it: where it went, and what the ledger holds of the
+/// document from elsewhere than the room's saves (the journal's content, merged in when the
+/// save was journaled; unmerged: the room merges it), which the room takes in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaveAnswer {
+    pub stored: Stored,
+    pub foreign: Option<Vec<Version>>,
+}
+
 /// Where a save goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {

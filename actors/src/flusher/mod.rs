@@ -331,8 +331,12 @@ impl Handler<FlushNow> for Flusher {
 impl Handler<PersistNow> for Flusher {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
-    /// Persists one document's waiting version right now (the periodic flush does the rest).
+    /// Persists one document's waiting version right now (the periodic flush does the rest);
+    /// answers at once if nothing of it waits.
     fn handle(&mut self, msg: PersistNow, _: &mut Context<Self>) -> Self::Result {
+        if !self.ledger.lacks(&msg.doc) {
+            return Box::pin(fut::ready(Ok(())));
+        }
         let doc = msg.doc.clone();
         Box::pin(
             self.run(Scope::One(msg.doc), Vec::new())

@@ -1,13 +1,16 @@
 //! The ledger: what PostgreSQL does not have yet, as this replica knows it. It is the one owner
 //! of that fact; everything else that once said "not persisted yet" reads it from here.
 //!
-//! - The cache supervisor records every save that lands ([`Ledger::saved`]) with where it is
+//! - The replica's [`Durability`](crate::durability::state::Durability), which the cache
+//!   supervisor carries out, records every save that lands ([`Ledger::saved`]) with where it is
 //!   durable besides memory: Redis (a cache, which may die and come back empty) or the journal.
 //!   At start it is seeded from the journal.
 //! - The flusher reads the versions to persist from here without asking anyone, and reports each
 //!   commit to the supervisor, whose one `Committed` handler clears the ledger
-//!   ([`Ledger::committed`]), the journal and Redis `modifiedDocs` together.
-//! - Rooms ask whether their document is still waiting ([`Ledger::lacks`]) before they retire.
+//!   ([`Ledger::committed`]), the journal and Redis `modifiedDocs` together. A room's leave
+//!   flush asks the flusher, which answers at once if nothing of the document waits.
+//! - Rooms do not read it: a save's answer carries the content from elsewhere the entry holds
+//!   ([`Ledger::foreign`]), which the room merges in.
 //! - Redis `modifiedDocs` is the deployment-wide view (other processes' saves included); the
 //!   flusher reads it through the supervisor for documents this ledger does not hold.
 //!
@@ -137,7 +140,7 @@ impl Slot {
     }
 
     /// Merges the parts into `merged` in place: the entry's version, now. For the rare reads
-    /// (a move back, content from elsewhere); the frequent ones merge outside the lock.
+    /// (a move back); the frequent ones merge outside the lock.
     fn version(&mut self) -> Option<&Version> {
         if !self.parts.is_empty() {
             let taken = self.unmerged()?;
@@ -347,12 +350,14 @@ impl Ledger {
         self.map().get(doc).map(|s| s.durable)
     }
 
-    /// The content of `doc` that came from elsewhere than its room's saves (see
-    /// [`Entry::foreign`]), merged with the rest of the entry; `None` if there is none.
-    pub fn foreign(&self, doc: &DocId) -> Option<Version> {
-        let mut map = self.map();
-        let slot = map.get_mut(doc).filter(|s| s.foreign)?;
-        slot.version().cloned()
+    /// The entry of `doc` if it holds content that came from elsewhere than its room's saves
+    /// (see [`Entry::foreign`]), unmerged: the merged content and the Yjs parts, which whoever
+    /// takes them merges (a room, on its own thread); `None` if there is none.
+    pub fn foreign(&self, doc: &DocId) -> Option<Vec<Version>> {
+        let map = self.map();
+        let slot = map.get(doc).filter(|s| s.foreign)?;
+        let parts = slot.parts.iter().map(|(v, _)| v.clone());
+        Some(slot.merged.iter().cloned().chain(parts).collect())
     }
 
     /// The documents with an entry.

@@ -25,7 +25,6 @@ use tracing::warn;
 use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{Flusher, Fold};
-use crate::ledger::Ledger;
 use crate::log_reader::LogReader;
 use crate::metrics as m;
 use crate::protocol::json;
@@ -146,7 +145,6 @@ pub struct RoomContext {
     pub flusher: Addr<Flusher>,
     /// This replica's reader of the document logs, which rooms follow.
     pub log: Addr<LogReader>,
-    pub ledger: Ledger,
     pub clock: Clock,
     pub yjs_save_interval: Duration,
     pub limits: RoomLimits,
@@ -231,10 +229,13 @@ impl DocRoom {
             .into_actor(self)
             .map(move |res, act, ctx| {
                 metrics::histogram!(m::SAVE_DURATION).record(started.elapsed().as_secs_f64());
-                let res = match res {
-                    Ok(Ok(stored)) => Ok(stored),
-                    Ok(Err(e)) => Err(RoomError::Unavailable(e.to_string())),
-                    Err(e) => Err(RoomError::Unavailable(format!("cache supervisor: {e}"))),
+                let (res, foreign) = match res {
+                    Ok(Ok(answer)) => (Ok(answer.stored), answer.foreign),
+                    Ok(Err(e)) => (Err(RoomError::Unavailable(e.to_string())), None),
+                    Err(e) => (
+                        Err(RoomError::Unavailable(format!("cache supervisor: {e}"))),
+                        None,
+                    ),
                 };
                 if let Err(e) = &res {
                     warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
@@ -242,7 +243,7 @@ impl DocRoom {
                 match (&res, increment) {
                     (Err(_), Some(update)) => act.retry_yjs(update, ctx),
                     (Err(_), None) => {}
-                    (Ok(_), _) => act.saved(ctx),
+                    (Ok(_), _) => act.saved(foreign, ctx),
                 }
                 let (waiters, next) = act.saves.finish(&hash, res.is_ok());
                 for w in waiters {
@@ -270,20 +271,27 @@ impl DocRoom {
     }
 
     /// A save landed: the retry of a failed one, if it was, is over; and content the ledger
-    /// holds from elsewhere comes in.
-    fn saved(&mut self, ctx: &mut Context<Self>) {
+    /// holds from elsewhere, which the save's answer carries, comes in.
+    fn saved(&mut self, foreign: Option<Vec<Version>>, ctx: &mut Context<Self>) {
         if let Some(y) = self.yjs.as_mut() {
             y.retrying = false;
         }
-        self.absorb_foreign(ctx);
+        if let Some(parts) = foreign {
+            self.absorb_foreign(parts, ctx);
+        }
     }
 
-    /// After a save: if the ledger's entry for the document holds content from elsewhere that
-    /// the room lacks (SPEC §6: a journaled or cached version merged in), the room takes it in —
-    /// Yjs merged, JSON if its stamp is larger — and tells its members.
-    fn absorb_foreign(&mut self, ctx: &mut Context<Self>) {
-        let Some(held) = self.shared.ledger.foreign(&self.doc) else {
-            return;
+    /// Content from elsewhere that the ledger's entry for the document holds (SPEC §6: a
+    /// journaled or cached version merged in), merged here, on the room's thread: the room
+    /// takes it in — Yjs merged, JSON if its stamp is larger — and tells its members.
+    fn absorb_foreign(&mut self, parts: Vec<Version>, ctx: &mut Context<Self>) {
+        let held = match crate::doc::combine(parts) {
+            Ok(Some(held)) => held,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(doc = %self.doc, error = %e, "content from elsewhere could not be merged");
+                return;
+            }
         };
         if self.current.as_ref().is_some_and(|c| c.hash == held.hash) {
             return;
@@ -389,7 +397,7 @@ impl Handler<Describe> for DocRoom {
             doc: self.doc.clone(),
             kind: self.kind.as_str(),
             members: self.members.len(),
-            dirty: unsaved || self.shared.ledger.lacks(&self.doc),
+            dirty: unsaved,
         })
     }
 }

@@ -9,19 +9,16 @@ use crate::doc::Version;
 use crate::flusher::PersistNow;
 
 impl DocRoom {
-    /// With no members and nothing in flight: persist what the ledger still holds for the
-    /// document (the leave flush), then retire. The ledger keeps the content either way, so a
-    /// failed flush does not keep the room: the flusher retries on its schedule.
+    /// With no members and nothing in flight: the flusher persists what the ledger still holds
+    /// for the document (the leave flush; it answers at once if nothing waits), then the room
+    /// retires. The ledger keeps the content either way, so a failed flush does not keep the
+    /// room: the flusher retries on its schedule.
     pub(super) fn check_idle(&mut self, ctx: &mut Context<Self>) {
         if !self.members.is_empty() || !self.saves.is_idle() || self.persisting || self.closing {
             return;
         }
         if self.save_yjs_now(ctx) {
             return; // the save's completion comes back here
-        }
-        if !self.shared.ledger.lacks(&self.doc) {
-            ctx.stop();
-            return;
         }
         self.persisting = true;
         self.shared

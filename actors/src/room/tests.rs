@@ -37,7 +37,7 @@ fn core_on(
         cache: Arc::new(cache),
         store: Arc::new(MemoryStore::default()),
         fallback: Fallback::open(&dir.0).unwrap(),
-        ledger: Ledger::default(),
+        ledger: crate::ledger::Ledger::default(),
     };
     let settings = CoreSettings {
         supervisor: crate::testing::supervisor_settings(),

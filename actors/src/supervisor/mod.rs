@@ -20,7 +20,7 @@ mod recovery;
 mod replicas;
 
 pub use crate::durability::flush::Dirty;
-pub use crate::durability::state::Stored;
+pub use crate::durability::state::{SaveAnswer, Stored};
 pub use events::Publish;
 pub use persisting::{CollectDirty, Collected, Committed, DirtyIds, KeepCached, Spill};
 pub use replicas::{Beat, ListReplicas, ReplicasUnknown, Retire};
@@ -55,7 +55,7 @@ pub enum SupervisorError {
 
 /// Stores a version: Redis, or the journal. Answers only once it is stored.
 #[derive(Message)]
-#[rtype(result = "Result<Stored, SupervisorError>")]
+#[rtype(result = "Result<SaveAnswer, SupervisorError>")]
 pub struct Save {
     pub version: Version,
 }
@@ -276,7 +276,7 @@ impl Actor for CacheSupervisor {
 }
 
 impl Handler<Save> for CacheSupervisor {
-    type Result = ResponseActFuture<Self, Result<Stored, SupervisorError>>;
+    type Result = ResponseActFuture<Self, Result<SaveAnswer, SupervisorError>>;
 
     /// Stores one version where [`Durability::route`] says, journaled if Redis's answer
     /// calls for it ([`Durability::saved`]).
@@ -308,10 +308,16 @@ impl Handler<Save> for CacheSupervisor {
             };
             let stores = act.stores.clone();
             async move {
-                match stored {
-                    Some(stored) => Ok(stored),
-                    None => journal(&stores, version).await.map(|()| Stored::Fallback),
-                }
+                let doc = version.doc.clone();
+                let stored = match stored {
+                    Some(stored) => stored,
+                    None => {
+                        journal(&stores, version).await?;
+                        Stored::Fallback
+                    }
+                };
+                let foreign = stores.ledger.foreign(&doc);
+                Ok(SaveAnswer { stored, foreign })
             }
             .into_actor(act)
         }))

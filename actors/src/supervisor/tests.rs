@@ -62,6 +62,7 @@ async fn save(rig: &Rig, v: &Version) -> Stored {
         .await
         .unwrap()
         .unwrap()
+        .stored
 }
 
 #[actix::test]
@@ -341,12 +342,7 @@ async fn a_save_is_not_held_up_by_moving_journaled_documents_back_into_redis() {
     .await;
 
     let fresh = Version::new(DocId::parse("fresh").unwrap(), Kind::Json, Bytes::from("1"));
-    let stored = rig
-        .supervisor
-        .send(Save { version: fresh })
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = save(&rig, &fresh).await;
 
     assert_eq!(stored, Stored::Cache);
     assert!(
