@@ -1,14 +1,12 @@
 //! One shutdown signal, fanned out, then drained: stop taking work, close every session with
-//! 1001, persist every room and the fallback to PostgreSQL (or to the journal when PostgreSQL
-//! refuses), all within the drain deadline.
+//! 1001, then one drain (the flusher's `Drain`): every room and the fallback to PostgreSQL, or
+//! to the journal when PostgreSQL refuses or runs out of time, all within the drain deadline.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use docroom_actors::flusher::Drain;
-use docroom_actors::ledger::Durable;
 use docroom_actors::registry::CloseAll;
-use docroom_actors::supervisor::{CollectDirty, Spill};
 use tracing::{error, info, warn};
 
 use crate::state::AppState;
@@ -51,17 +49,15 @@ pub async fn drain(state: &AppState) {
         rooms_dirty = versions.len(),
         "shutdown: sessions closed, draining to postgres"
     );
-    // Leave room for the journal fallback inside the deadline.
-    let for_postgres = deadline.saturating_sub(deadline / 5);
-    let drained = tokio::time::timeout(
-        for_postgres,
-        state.flusher.send(Drain {
-            versions: versions.clone(),
-        }),
-    )
-    .await;
+    let drained = state
+        .flusher
+        .send(Drain {
+            versions,
+            deadline: deadline.saturating_sub(started.elapsed()),
+        })
+        .await;
     match drained {
-        Ok(Ok(report)) if report.lost == 0 => info!(
+        Ok(report) if report.lost == 0 => info!(
             drain_seconds = {
                 let secs = started.elapsed().as_secs_f64();
                 metrics::histogram!(docroom_actors::metrics::SHUTDOWN_DRAIN).record(secs);
@@ -69,31 +65,16 @@ pub async fn drain(state: &AppState) {
             },
             persisted = report.persisted,
             journaled = report.journaled,
+            timed_out = report.timed_out,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shutdown: drained"
         ),
-        Ok(Ok(report)) => error!(lost = report.lost, "shutdown: journal refused documents"),
-        _ => {
-            warn!("shutdown: postgres drain did not finish in time, journaling everything");
-            // What only Redis holds (the ledger's journaled entries are already in the journal).
-            let collect = CollectDirty {
-                everything: true,
-                ..CollectDirty::default()
-            };
-            let collected = state.supervisor.send(collect).await.unwrap_or_default();
-            let mut all: Vec<_> = collected.dirty.into_iter().map(|d| d.version).collect();
-            all.extend(
-                state
-                    .ledger
-                    .entries(Some(Durable::Cache))
-                    .into_iter()
-                    .map(|e| e.version),
-            );
-            all.extend(versions);
-            match state.supervisor.send(Spill { versions: all }).await {
-                Ok(Ok(())) => info!("shutdown: journaled"),
-                _ => error!("shutdown: journal write failed, unpersisted documents may be lost"),
-            }
+        Ok(report) => error!(
+            lost = report.lost,
+            "shutdown: journal refused documents, unpersisted documents may be lost"
+        ),
+        Err(e) => {
+            error!(error = %e, "shutdown: the flusher is gone, unpersisted documents may be lost")
         }
     }
 }

@@ -61,11 +61,15 @@ pub struct Committed {
     pub done: Vec<Commit>,
 }
 
-/// Shutdown with PostgreSQL unavailable: journal these so the next start recovers them.
-#[derive(Message)]
-#[rtype(result = "Result<(), SupervisorError>")]
+/// Shutdown with PostgreSQL unavailable: journal these so the next start recovers them; with
+/// `redis_too`, also everything only Redis holds (the drain ran out of time): the ledger's
+/// entries durable there and every dirty document Redis holds, read as a flush reads them.
+/// Answers how many versions were journaled.
+#[derive(Message, Default)]
+#[rtype(result = "Result<usize, SupervisorError>")]
 pub struct Spill {
     pub versions: Vec<Version>,
+    pub redis_too: bool,
 }
 
 /// Ids of every document PostgreSQL does not have yet: the ledger's and Redis's.
@@ -239,16 +243,30 @@ impl CacheSupervisor {
 }
 
 impl Handler<Spill> for CacheSupervisor {
-    type Result = ResponseFuture<Result<(), SupervisorError>>;
+    type Result = ResponseFuture<Result<usize, SupervisorError>>;
 
-    /// Journals versions PostgreSQL could not take at shutdown, as one group (one sync).
-    fn handle(&mut self, msg: Spill, _: &mut Context<Self>) -> Self::Result {
+    /// Journals what PostgreSQL could not take at shutdown, as one group (one sync).
+    fn handle(&mut self, msg: Spill, ctx: &mut Context<Self>) -> Self::Result {
         let stores = self.stores.clone();
+        let mut versions = msg.versions;
+        if msg.redis_too {
+            versions.extend(self.durability.spill());
+        }
+        let me = ctx.address();
         Box::pin(async move {
-            let answers = journal_all(&stores, msg.versions).await;
+            if msg.redis_too {
+                let everything = CollectDirty {
+                    everything: true,
+                    ..CollectDirty::default()
+                };
+                let collected = me.send(everything).await.unwrap_or_default();
+                versions.extend(collected.dirty.into_iter().map(|d| d.version));
+            }
+            let n = versions.len();
+            let answers = journal_all(&stores, versions).await;
             let failed = answers.iter().filter(|a| a.is_err()).count();
             match answers.into_iter().find_map(Result::err) {
-                None => Ok(()),
+                None => Ok(n),
                 Some(e) => {
                     error!(error = %e, failed, "journal write failed during shutdown");
                     Err(e)
