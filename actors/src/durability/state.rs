@@ -201,14 +201,19 @@ impl Durability {
 
     /// Every entry durable only in Redis, by document: what a spill journals.
     pub fn spill(&self) -> Vec<Version> {
-        let mut cached: Vec<Version> = self
+        self.durable_in(Durable::Cache)
+    }
+
+    /// The ledger's entries durable in `durable`, by document.
+    fn durable_in(&self, durable: Durable) -> Vec<Version> {
+        let mut versions: Vec<Version> = self
             .ledger
-            .entries(Some(Durable::Cache))
+            .entries(Some(durable))
             .into_iter()
             .map(|e| e.version)
             .collect();
-        cached.sort_by(|a, b| a.doc.cmp(&b.doc));
-        cached
+        versions.sort_by(|a, b| a.doc.cmp(&b.doc));
+        versions
     }
 
     /// PostgreSQL committed `done`: the ledger lets go of what it includes; what follows is
@@ -241,13 +246,7 @@ impl Durability {
         if self.breaker.state() != BreakerState::Closed || !due {
             return None;
         }
-        let mut journaled: Vec<Version> = self
-            .ledger
-            .entries(Some(Durable::Journal))
-            .into_iter()
-            .map(|e| e.version)
-            .collect();
-        journaled.sort_by(|a, b| a.doc.cmp(&b.doc));
+        let journaled = self.durable_in(Durable::Journal);
         if journaled.is_empty() && self.announce.is_empty() {
             return None;
         }
