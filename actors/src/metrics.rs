@@ -10,7 +10,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use crate::breaker::BreakerState;
 use crate::doc::Kind;
 use crate::refusal_log::Refusal;
-use crate::supervisor::Stored;
+use crate::durability::state::Stored;
 
 pub const CONNECTIONS: &str = "docroom_connections";
 pub const ROOMS: &str = "docroom_rooms";
