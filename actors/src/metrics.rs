@@ -9,8 +9,8 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 
 use crate::breaker::BreakerState;
 use crate::doc::Kind;
-use crate::refusal_log::Refusal;
 use crate::durability::state::Stored;
+use crate::refusal_log::Refusal;
 
 pub const CONNECTIONS: &str = "docroom_connections";
 pub const ROOMS: &str = "docroom_rooms";

@@ -10,9 +10,11 @@
 //!   journal moved it back), and would serve it until it expires.
 //!
 //! An announcement is written by stamp ([`crate::storage::DocumentLog::restore`]): whatever
-//! later content Redis holds stays. The journal keeps what an announcement rests on until the
-//! announcement is in Redis: a crash before then replays the journaled version, whose next
-//! flush announces it again. Convergence rests on announcements, durability does not.
+//! later content Redis holds stays. While Redis is in use, the journal keeps what an
+//! announcement rests on until the announcement is written: a crash in between replays the
+//! journaled version, whose next flush announces it again. While Redis is out of use it does
+//! not wait (see [`crate::durability::state::Durability::committed`]). Convergence rests on
+//! announcements, durability does not.
 
 use std::collections::BTreeMap;
 

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::breaker::{Breaker, BreakerState, Transition};
+use crate::breaker::{Breaker, BreakerState, ForceMode, Transition};
 use crate::doc::{DocId, Kind, Version};
 use crate::fallback::{CommittedContent, Fallback};
 use crate::ledger::{Durable, Ledger};
@@ -130,7 +130,7 @@ impl Durability {
         &self.breaker
     }
 
-    /// For what is not a Redis call's outcome: an operator's force, the half-open timer.
+    /// For the half-open timer ([`Breaker::probe_due`]).
     pub fn breaker_mut(&mut self) -> &mut Breaker {
         &mut self.breaker
     }
@@ -179,13 +179,8 @@ impl Durability {
             None => Accounted::default(),
             Some(true) => {
                 let transition = self.breaker.on_success(now);
-                if transition.is_some_and(|t| t.to == BreakerState::Closed) {
-                    // Redis answers again: move back at once, whatever the backoff was.
-                    self.move_failures = 0;
-                    self.next_move = None;
-                }
                 Accounted {
-                    transition,
+                    transition: self.closed(transition),
                     spill: false,
                 }
             }
@@ -197,6 +192,22 @@ impl Durability {
                 }
             }
         }
+    }
+
+    /// An operator's override of the breaker.
+    pub fn force(&mut self, mode: ForceMode, now: Instant) -> Option<Transition> {
+        let transition = self.breaker.force(mode, now);
+        self.closed(transition)
+    }
+
+    /// A transition to closed means Redis answers again: move back at once, whatever the
+    /// backoff was.
+    fn closed(&mut self, transition: Option<Transition>) -> Option<Transition> {
+        if transition.is_some_and(|t| t.to == BreakerState::Closed) {
+            self.move_failures = 0;
+            self.next_move = None;
+        }
+        transition
     }
 
     /// Every entry durable only in Redis, by document: what a spill journals.
@@ -217,13 +228,15 @@ impl Durability {
     }
 
     /// PostgreSQL committed `done`: the ledger lets go of what it includes; what follows is
-    /// [`after_commit`]'s, with the announcements kept for the next move back while Redis is
-    /// out of use.
+    /// [`after_commit`]'s. While Redis is out of use the announcements are kept for the next
+    /// move back ([`Durability::unannounced`]), and the journal lets go of what they rest on
+    /// now: the journal holds what PostgreSQL lacks, and Redis may stay away for good (a crash
+    /// before the move back then leaves Redis to its TTL and the fill from PostgreSQL).
     pub fn committed(&mut self, done: &[Commit]) -> AfterCommit {
         let left = self.ledger.committed(done);
-        let (forget, announce) = after_commit(done, left);
+        let (mut forget, announce) = after_commit(done, left);
         if !self.breaker.allows_redis() {
-            self.announce.keep(announce);
+            forget.extend(self.unannounced(announce));
             return AfterCommit {
                 forget,
                 announce: Vec::new(),
@@ -232,9 +245,15 @@ impl Durability {
         AfterCommit { forget, announce }
     }
 
-    /// Announcements that could not be written: kept for the next move back.
-    pub fn unannounced(&mut self, announce: Vec<Announcement>) {
+    /// Announcements that could not be written: kept for the next move back, and what they
+    /// rested on, which the journal lets go of now (answered).
+    pub fn unannounced(&mut self, mut announce: Vec<Announcement>) -> Vec<CommittedContent> {
+        let forget = announce
+            .iter_mut()
+            .flat_map(|a| std::mem::take(&mut a.forget))
+            .collect();
         self.announce.keep(announce);
+        forget
     }
 
     /// The move back, if one is due at `now` (breaker closed, past the backoff) and there is
@@ -315,3 +334,6 @@ pub fn journaled(ledger: &Ledger, fallback: &Fallback, version: &Version) {
     }
     ledger.saved(version, Durable::Journal, None);
 }
+
+#[cfg(test)]
+mod tests;

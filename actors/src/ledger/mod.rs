@@ -68,6 +68,8 @@ struct Slot {
     generation: u64,
     durable: Durable,
     foreign: bool,
+    /// Content from elsewhere came in since the room was last handed it ([`Ledger::foreign`]).
+    untold: bool,
     position: Option<LogPos>,
     since: Instant,
 }
@@ -231,6 +233,7 @@ impl Ledger {
                     generation: 0,
                     durable,
                     foreign,
+                    untold: foreign,
                     position,
                     since: Instant::now(),
                 },
@@ -250,6 +253,7 @@ impl Ledger {
         }
         slot.durable = durable;
         slot.foreign |= foreign;
+        slot.untold |= foreign;
         slot.position = position.or(slot.position);
     }
 
@@ -350,12 +354,14 @@ impl Ledger {
         self.map().get(doc).map(|s| s.durable)
     }
 
-    /// The entry of `doc` if it holds content that came from elsewhere than its room's saves
-    /// (see [`Entry::foreign`]), unmerged: the merged content and the Yjs parts, which whoever
-    /// takes them merges (a room, on its own thread); `None` if there is none.
+    /// The entry of `doc` if content from elsewhere than its room's saves (see
+    /// [`Entry::foreign`]) came in since the last call, unmerged: the merged content and the
+    /// Yjs parts, which whoever takes them merges (the room, on its own thread); `None` if
+    /// nothing new came in. The room is handed it once, not with every save after.
     pub fn foreign(&self, doc: &DocId) -> Option<Vec<Version>> {
-        let map = self.map();
-        let slot = map.get(doc).filter(|s| s.foreign)?;
+        let mut map = self.map();
+        let slot = map.get_mut(doc).filter(|s| s.untold)?;
+        slot.untold = false;
         let parts = slot.parts.iter().map(|(v, _)| v.clone());
         Some(slot.merged.iter().cloned().chain(parts).collect())
     }

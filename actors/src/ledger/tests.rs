@@ -147,3 +147,22 @@ fn a_commit_of_equal_content_under_a_smaller_stamp_leaves_the_later_save_waiting
     assert_eq!(ledger.committed(&[commit(&late)]).len(), 1);
     assert!(!ledger.lacks(&late.doc));
 }
+
+#[test]
+fn content_from_elsewhere_is_handed_to_the_room_once_each_time_more_comes_in() {
+    let ledger = Ledger::default();
+    let (own, elsewhere, more) = (
+        json("a", "own", 1),
+        json("a", "there", 2),
+        json("a", "more", 3),
+    );
+    ledger.saved(&own, Durable::Journal, None);
+    assert_eq!(ledger.foreign(&own.doc), None, "nothing from elsewhere");
+
+    ledger.absorbed(elsewhere.clone(), Durable::Journal);
+    assert_eq!(ledger.foreign(&own.doc), Some(vec![elsewhere]));
+    assert_eq!(ledger.foreign(&own.doc), None, "handed once");
+
+    ledger.absorbed(more.clone(), Durable::Journal);
+    assert_eq!(ledger.foreign(&own.doc), Some(vec![more]));
+}

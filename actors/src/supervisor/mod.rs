@@ -365,10 +365,7 @@ impl Handler<ForceBreaker> for CacheSupervisor {
 
     /// Operator override: force open (Redis maintenance), force closed, or back to auto.
     fn handle(&mut self, msg: ForceBreaker, ctx: &mut Context<Self>) -> Self::Result {
-        let t = self
-            .durability
-            .breaker_mut()
-            .force(msg.mode, Instant::now());
+        let t = self.durability.force(msg.mode, Instant::now());
         info!(mode = ?msg.mode, "breaker forced by operator");
         self.transitioned(t);
         if msg.mode == ForceMode::Open {

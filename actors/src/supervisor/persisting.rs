@@ -216,7 +216,8 @@ impl Handler<Committed> for CacheSupervisor {
                 Ok(()) => act.forget(announced(&unannounced), ctx),
                 Err(e) => {
                     warn!(error = %e, "clearing flushed documents from redis failed");
-                    act.durability.unannounced(unannounced);
+                    let forget = act.durability.unannounced(unannounced);
+                    act.forget(forget, ctx);
                 }
             }
             act.account(Outcome::from(&res), ctx);

@@ -338,7 +338,8 @@ impl Flush {
             let saved = w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.restore(&v)));
             if saved.is_none() {
                 let unannounced = std::mem::take(&mut self.announcing);
-                w.life(r).durability.unannounced(unannounced);
+                let forget = w.life(r).durability.unannounced(unannounced);
+                w.spawn(r, Task::Forget(forget));
                 account(w, r, false);
                 return Phase::Done;
             }
@@ -347,10 +348,11 @@ impl Flush {
         let done = &self.committed;
         let ok = w.redis(r, Conn::Main, "commit", |c| at_once(c.committed(done)));
         let unannounced = std::mem::take(&mut self.announcing);
-        match ok {
-            Some(()) => w.spawn(r, Task::Forget(announced(&unannounced))),
+        let forget = match ok {
+            Some(()) => announced(&unannounced),
             None => w.life(r).durability.unannounced(unannounced),
-        }
+        };
+        w.spawn(r, Task::Forget(forget));
         account(w, r, ok.is_some());
         Phase::Done
     }
