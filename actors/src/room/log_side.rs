@@ -19,6 +19,7 @@ use super::DocRoom;
 use crate::doc::{Kind, Version};
 use crate::log::{Event, EventKind, LogPos};
 use crate::log_reader::{Apply, Follow, Resync, Unfollow};
+use crate::protocol::yjs::YjsError;
 use crate::supervisor::{Load, Publish};
 
 impl DocRoom {
@@ -43,7 +44,10 @@ impl DocRoom {
     /// Content from elsewhere that is durable there: merged (Yjs) or taken if later (JSON), and
     /// relayed to every member. A Yjs log entry is relayed as it is; a reloaded state, as what
     /// it adds.
-    fn apply_durable(&mut self, v: Version, whole_state: bool) {
+    fn apply_durable(&mut self, v: Version, whole_state: bool, ctx: &mut Context<Self>) {
+        if self.broken {
+            return; // starting afresh: the next room loads it from the stores
+        }
         match self.kind {
             Kind::Json => self.absorb_json(v),
             Kind::Yjs => {
@@ -55,6 +59,11 @@ impl DocRoom {
                 match applied {
                     Ok(None) => {}
                     Ok(Some(frame)) => self.broadcast(None, super::Outbound::Binary(frame.into())),
+                    // yrs failed inside the update: the document is not used again.
+                    Err(e @ YjsError::Broken(_)) => {
+                        warn!(doc = %self.doc, error = %e, "another replica's update broke the document, the room starts afresh");
+                        self.start_afresh(ctx);
+                    }
                     Err(e) => {
                         warn!(doc = %self.doc, error = %e, "another replica's update could not be applied")
                     }
@@ -103,7 +112,7 @@ impl Handler<Apply> for DocRoom {
         }
         for entry in msg.entries {
             if entry.version.kind == self.kind {
-                self.apply_durable(entry.version, false);
+                self.apply_durable(entry.version, false, ctx);
             }
         }
         for event in msg.events {
@@ -125,7 +134,7 @@ impl Handler<Resync> for DocRoom {
         ctx.spawn(load.into_actor(self).map(|res, act, ctx| {
             let Ok(Ok(loaded)) = res else { return };
             if let Some(v) = loaded.version.filter(|v| v.kind == act.kind) {
-                act.apply_durable(v, true);
+                act.apply_durable(v, true, ctx);
                 act.drop_lagging(ctx);
             }
             act.follow(loaded.position, ctx);

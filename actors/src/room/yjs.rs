@@ -241,6 +241,10 @@ impl DocRoom {
                 self.broadcast_binary(None, frame.into());
                 self.save_yjs_now(ctx);
             }
+            Err(e @ YjsError::Broken(_)) => {
+                warn!(doc = %self.doc, error = %e, "held yjs state broke the document, the room starts afresh");
+                self.start_afresh(ctx);
+            }
             Err(e) => warn!(doc = %self.doc, error = %e, "held yjs state could not be merged"),
         }
     }

@@ -39,3 +39,30 @@ fn a_deletion_yrs_fails_on_is_the_frames_error_and_says_the_document_broke() {
     );
     assert!(handled.applied.is_empty(), "nothing of it is saved");
 }
+
+/// The same updates as another replica's log entries: yrs fails on the deletion there too, and
+/// that says the document broke (the room that absorbs it starts afresh), not that the update
+/// is unreadable.
+#[test]
+fn a_deletion_yrs_fails_on_absorbed_from_another_replica_says_the_document_broke() {
+    use yrs::sync::{Message, SyncMessage};
+    use yrs::updates::decoder::Decode;
+    let updates: Vec<Vec<u8>> = frames()
+        .iter()
+        .map(
+            |frame| match Message::decode_v1(frame).expect("a sync frame") {
+                Message::Sync(SyncMessage::Update(u)) => u,
+                other => panic!("not an update: {other:?}"),
+            },
+        )
+        .collect();
+    let (breaking, before) = updates.split_last().expect("updates");
+    let mut replica = YjsDoc::new();
+    for update in before {
+        replica.absorb_update(update).expect("applies");
+    }
+
+    let absorbed = replica.absorb_update(breaking);
+
+    assert!(matches!(absorbed, Err(YjsError::Broken(_))), "{absorbed:?}");
+}

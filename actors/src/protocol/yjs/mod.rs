@@ -174,8 +174,9 @@ impl YjsDoc {
             });
             Ok::<_, yrs::error::UpdateError>((frame, !txn.delete_set().is_empty()))
         })
-        .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(YjsError::BadState)?;
+        // A panic inside the transaction may leave part of the update behind.
+        .map_err(YjsError::Broken)?
+        .map_err(|e| YjsError::BadState(e.to_string()))?;
         if deleted {
             self.refused.forget();
         }
