@@ -335,5 +335,22 @@ pub fn journaled(ledger: &Ledger, fallback: &Fallback, version: &Version) {
     ledger.saved(version, Durable::Journal, None);
 }
 
+/// The journal took `version`, a spill's copy of the ledger's entry as it was when the spill
+/// read it: [`journaled`], unless the entry took a Yjs save since (a save sent after the Redis
+/// failure that started the spill, and stored in Redis). The entry then stays durable where it
+/// was: marking it journaled would say the journal holds that save, which only Redis does, and
+/// a Redis that restarts empty and a crash would lose it (the simulation's seed 81133). The
+/// next failure's spill journals the entry with it.
+pub fn spilled(ledger: &Ledger, fallback: &Fallback, version: &Version) {
+    let grown = version.kind == Kind::Yjs
+        && ledger.durable(&version.doc) == Some(Durable::Cache)
+        && ledger
+            .get(&version.doc)
+            .is_some_and(|e| e.version.hash != version.hash);
+    if !grown {
+        journaled(ledger, fallback, version);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -36,7 +36,7 @@ use tracing::{info, warn};
 
 use crate::breaker::{Breaker, BreakerState, ForceMode, Transition};
 use crate::doc::{CombineError, DocId, Version};
-use crate::durability::state::{journaled, Durability, Route};
+use crate::durability::state::{journaled, spilled, Durability, Route};
 use crate::fallback::{Fallback, JournalError};
 use crate::ledger::Ledger;
 use crate::log::LogPos;
@@ -345,7 +345,7 @@ async fn journal_all(stores: &Stores, versions: Vec<Version>) -> Vec<Result<(), 
         .zip(answers)
         .map(|(version, answer)| {
             answer.map_err(SupervisorError::Unwritable)?;
-            journaled(&stores.ledger, &stores.fallback, version);
+            spilled(&stores.ledger, &stores.fallback, version);
             Ok(())
         })
         .collect()

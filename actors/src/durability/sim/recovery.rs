@@ -11,7 +11,7 @@ use super::replica::{account, move_back};
 use super::world::{at_once, short, wait, Task, World};
 use crate::doc::{DocId, Kind, Version};
 use crate::durability::announce::Announcement;
-use crate::durability::state::journaled;
+use crate::durability::state::spilled;
 use crate::fallback::{CommittedContent, JournalError};
 use crate::ledger::Durable;
 use crate::log::LogPos;
@@ -41,7 +41,7 @@ impl Spill {
         let life = w.life(r);
         for (v, answer) in self.versions.iter().zip(answers) {
             if answer.is_ok() {
-                journaled(&life.stores.ledger, &life.stores.fallback, v);
+                spilled(&life.stores.ledger, &life.stores.fallback, v);
             }
         }
         life.spilling -= 1;

@@ -104,3 +104,28 @@ fn a_failed_move_back_backs_off_and_a_closing_breaker_ends_the_backoff() {
     d.force(ForceMode::Closed, now);
     assert!(d.move_back(now).is_some(), "Redis answers again: at once");
 }
+
+/// A spill read the entry, and a save stored in Redis joined it before the journal answered:
+/// the entry stays durable in Redis (only Redis holds that save), so the next failure's spill
+/// journals it again (the simulation's seed 81133 lost it to a Redis restarted empty and a
+/// crash). Without a save in between, the spill marks it journaled.
+#[test]
+fn a_spill_marks_an_entry_journaled_only_if_no_save_joined_it_meanwhile() {
+    use crate::log::LogPos;
+    let fallback = Fallback::open_with(MemoryIo::new()).unwrap();
+    let ledger = Ledger::default();
+    let (one, two) = (
+        crate::testing::yjs_edit("y", 1, "one "),
+        crate::testing::yjs_edit("y", 2, "two "),
+    );
+    ledger.saved(&one, Durable::Cache, Some(LogPos { ms: 1, seq: 0 }));
+    let read = ledger.get(&one.doc).unwrap().version;
+    ledger.saved(&two, Durable::Cache, Some(LogPos { ms: 2, seq: 0 }));
+
+    spilled(&ledger, &fallback, &read);
+    assert_eq!(ledger.durable(&one.doc), Some(Durable::Cache));
+
+    let read = ledger.get(&one.doc).unwrap().version;
+    spilled(&ledger, &fallback, &read);
+    assert_eq!(ledger.durable(&one.doc), Some(Durable::Journal));
+}
