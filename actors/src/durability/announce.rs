@@ -12,13 +12,15 @@
 //! An announcement is written by stamp ([`crate::storage::DocumentLog::restore`]): whatever
 //! later content Redis holds stays. While Redis is in use, the journal keeps what an
 //! announcement rests on until the announcement is written: a crash in between replays the
-//! journaled version, whose next flush announces it again. While Redis is out of use it does
-//! not wait (see [`crate::durability::state::Durability::committed`]). Convergence rests on
-//! announcements, durability does not.
+//! journaled version, whose next flush announces it again. When it cannot be written (Redis
+//! is out of use, or the write failed) the journal lets go of the content and records instead
+//! that Redis is owed the document ([`crate::fallback::Fallback::settle`]): the next move back
+//! announces what PostgreSQL holds of it then, after a crash too ([`Owed`]). Convergence rests
+//! on announcements, durability does not.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
-use crate::doc::{later, DocId, Version};
+use crate::doc::{DocId, Version};
 use crate::fallback::CommittedContent;
 use crate::ledger::{Durable, Entry};
 use crate::storage::Commit;
@@ -60,27 +62,24 @@ pub fn after_commit(
     (forget, announced)
 }
 
-/// Announcements that could not be written yet (Redis out of use, or the write failed), one
-/// per document, for the next move back.
+/// Documents whose announcement could not be written (Redis out of use, or the write failed),
+/// for the next move back: Redis is owed what PostgreSQL holds of each. The journal holds the
+/// same debts ([`crate::fallback::Fallback::owed`]), so they outlive a crash.
 #[derive(Default)]
-pub struct Pending(BTreeMap<DocId, Announcement>);
+pub struct Owed(BTreeSet<DocId>);
 
-impl Pending {
-    /// Keeps `announced` for later: of two for one document, the later content, and what both
-    /// rest on.
-    pub fn keep(&mut self, announced: Vec<Announcement>) {
-        for mut a in announced {
-            if let Some(held) = self.0.remove(&a.version.doc) {
-                a.version = later(a.version.clone(), held.version).unwrap_or(a.version);
-                a.forget.extend(held.forget);
-            }
-            self.0.insert(a.version.doc.clone(), a);
-        }
+impl Owed {
+    pub fn owe(&mut self, docs: impl IntoIterator<Item = DocId>) {
+        self.0.extend(docs);
     }
 
-    /// Every announcement kept, taken out.
-    pub fn take(&mut self) -> Vec<Announcement> {
-        std::mem::take(&mut self.0).into_values().collect()
+    /// Every debt, taken out.
+    pub fn take(&mut self) -> Vec<DocId> {
+        std::mem::take(&mut self.0).into_iter().collect()
+    }
+
+    pub fn contains(&self, doc: &DocId) -> bool {
+        self.0.contains(doc)
     }
 
     pub fn len(&self) -> usize {

@@ -6,8 +6,8 @@
 //! - the [`Ledger`]: what this replica acknowledged that PostgreSQL lacks, and where each
 //!   version is durable besides memory (Redis, or the journal);
 //! - the [`Breaker`]: whether saves go to Redis;
-//! - the announcements a commit could not write into Redis yet ([`Pending`]): content
-//!   PostgreSQL holds that Redis may lack;
+//! - the documents a commit could not announce into Redis yet ([`Owed`]): Redis is owed what
+//!   PostgreSQL holds of them;
 //! - the backoff of moving journaled content back into Redis.
 //!
 //! Routing rule for a save: Redis while the breaker is closed, the journal otherwise — and the
@@ -23,7 +23,7 @@ use crate::fallback::{CommittedContent, Fallback};
 use crate::ledger::{Durable, Ledger};
 use crate::storage::{Commit, Saved, Written};
 
-use super::announce::{after_commit, announced, Announcement, Pending};
+use super::announce::{after_commit, Announcement, Owed};
 
 /// Where an acknowledged version went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,25 +72,51 @@ pub struct Accounted {
     pub spill: bool,
 }
 
-/// What a commit leaves to do: the journal's entries to forget now, and the announcements to
-/// write into Redis (none while Redis is out of use: they are kept for the next move back).
+/// What the journal records ([`Fallback::settle`]): that Redis is owed PostgreSQL's content of
+/// `owe`, and that PostgreSQL committed `forget`, which lets those entries go.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settle {
+    pub owe: Vec<DocId>,
+    pub forget: Vec<CommittedContent>,
+}
+
+impl Settle {
+    pub fn is_empty(&self) -> bool {
+        self.owe.is_empty() && self.forget.is_empty()
+    }
+}
+
+/// What a commit leaves to do: what the journal records now, and the announcements to write
+/// into Redis (none while Redis is out of use: the journal records the debts instead).
 #[derive(Debug, Default)]
 pub struct AfterCommit {
-    pub forget: Vec<CommittedContent>,
+    pub settle: Settle,
     pub announce: Vec<Announcement>,
 }
 
-/// One move back into Redis: the announcements kept, then the journaled versions.
+/// One move back into Redis: the documents Redis is owed (taken out; each to load from
+/// PostgreSQL and announce), then the journaled versions.
 #[derive(Debug, Default)]
 pub struct MoveBack {
-    pub announce: Vec<Announcement>,
+    pub announce: Vec<DocId>,
     pub journaled: Vec<Version>,
+}
+
+/// How a move back went.
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// Every Redis call answered.
+    pub redis_ok: bool,
+    /// Owed documents whose PostgreSQL content is now in Redis.
+    pub announced: Vec<DocId>,
+    /// Owed documents not announced (PostgreSQL or Redis failed): still owed.
+    pub unannounced: Vec<DocId>,
 }
 
 pub struct Durability {
     ledger: Ledger,
     breaker: Breaker,
-    announce: Pending,
+    owed: Owed,
     move_failures: u32,
     next_move: Option<Instant>,
     retry_base: Duration,
@@ -99,7 +125,7 @@ pub struct Durability {
 
 impl Durability {
     /// A replica's state at start: the journal's entries are what PostgreSQL lacked when the
-    /// process last stopped, and seed the ledger.
+    /// process last stopped, and seed the ledger; its debts are what Redis is owed.
     pub fn new(
         ledger: Ledger,
         breaker: Breaker,
@@ -114,7 +140,11 @@ impl Durability {
         Durability {
             ledger,
             breaker,
-            announce: Pending::default(),
+            owed: {
+                let mut owed = Owed::default();
+                owed.owe(fallback.owed());
+                owed
+            },
             move_failures: 0,
             next_move: None,
             retry_base: retry.0,
@@ -228,36 +258,65 @@ impl Durability {
     }
 
     /// PostgreSQL committed `done`: the ledger lets go of what it includes; what follows is
-    /// [`after_commit`]'s. While Redis is out of use the announcements are kept for the next
-    /// move back ([`Durability::unannounced`]), and the journal lets go of what they rest on
-    /// now: the journal holds what PostgreSQL lacks, and Redis may stay away for good (a crash
-    /// before the move back then leaves Redis to its TTL and the fill from PostgreSQL).
+    /// [`after_commit`]'s. While Redis is out of use the announcements become debts
+    /// ([`Durability::unannounced`]) and the journal lets go of what they rest on now: the
+    /// journal holds what PostgreSQL lacks, and Redis may stay away for good.
     pub fn committed(&mut self, done: &[Commit]) -> AfterCommit {
         let left = self.ledger.committed(done);
-        let (mut forget, announce) = after_commit(done, left);
-        if !self.breaker.allows_redis() {
-            forget.extend(self.unannounced(announce));
-            return AfterCommit {
+        let (forget, announce) = after_commit(done, left);
+        if self.breaker.allows_redis() {
+            let settle = Settle {
+                owe: Vec::new(),
                 forget,
-                announce: Vec::new(),
             };
+            return AfterCommit { settle, announce };
         }
-        AfterCommit { forget, announce }
+        let mut settle = self.missed(announce, done);
+        settle.forget.extend(forget);
+        AfterCommit {
+            settle,
+            announce: Vec::new(),
+        }
     }
 
-    /// Announcements that could not be written: kept for the next move back, and what they
-    /// rested on, which the journal lets go of now (answered).
-    pub fn unannounced(&mut self, mut announce: Vec<Announcement>) -> Vec<CommittedContent> {
-        let forget = announce
-            .iter_mut()
-            .flat_map(|a| std::mem::take(&mut a.forget))
+    /// Redis did not take the commit of `done` nor `announce` (the call failed, or was not
+    /// made): [`Durability::unannounced`], and what it may lack of the logs
+    /// ([`Durability::lost_logs`]) is owed too.
+    pub fn missed(&mut self, announce: Vec<Announcement>, done: &[Commit]) -> Settle {
+        let mut settle = self.unannounced(announce);
+        settle.owe.extend(self.lost_logs(done, None));
+        settle
+    }
+
+    /// Content PostgreSQL took from a log that Redis may have lost since (it restarted empty
+    /// after the flush read it): a flush that completes a compaction or a fill from
+    /// PostgreSQL's content may have read it before that commit, and would leave Redis whole
+    /// without it. Redis is owed what PostgreSQL holds of those documents: the ones Redis named
+    /// as committed from an incarnation of its log that is gone (`stale`), or, when it did not
+    /// answer the commit (failed, or not tried while out of use), every one read from a log.
+    pub fn lost_logs(&mut self, done: &[Commit], stale: Option<&[DocId]>) -> Vec<DocId> {
+        let lost: Vec<DocId> = done
+            .iter()
+            .filter(|c| c.read.is_some() && !c.hash.is_empty())
+            .filter(|c| stale.is_none_or(|s| s.contains(&c.doc)))
+            .map(|c| c.doc.clone())
             .collect();
-        self.announce.keep(announce);
-        forget
+        self.owed.owe(lost.iter().cloned());
+        lost
+    }
+
+    /// Announcements that could not be written: their documents are owed to Redis (until the
+    /// next move back announces what PostgreSQL holds of them), and the journal lets go of
+    /// what they rested on, recording the debts in the same write.
+    pub fn unannounced(&mut self, announce: Vec<Announcement>) -> Settle {
+        let owe: Vec<DocId> = announce.iter().map(|a| a.version.doc.clone()).collect();
+        let forget = announce.into_iter().flat_map(|a| a.forget).collect();
+        self.owed.owe(owe.iter().cloned());
+        Settle { owe, forget }
     }
 
     /// The move back, if one is due at `now` (breaker closed, past the backoff) and there is
-    /// something to move: the announcements kept (taken out) and the journaled versions, by
+    /// something to move: the documents owed (taken out) and the journaled versions, by
     /// document. Each journaled version moved is then told to the ledger
     /// ([`Ledger::moved`]); the outcome of the whole, to [`Durability::moved_back`].
     pub fn move_back(&mut self, now: Instant) -> Option<MoveBack> {
@@ -266,40 +325,42 @@ impl Durability {
             return None;
         }
         let journaled = self.durable_in(Durable::Journal);
-        if journaled.is_empty() && self.announce.is_empty() {
+        if journaled.is_empty() && self.owed.is_empty() {
             return None;
         }
         Some(MoveBack {
-            announce: self.announce.take(),
+            announce: self.owed.take(),
             journaled,
         })
     }
 
-    /// How a move back went: a failure keeps its announcements and backs off (answers the
-    /// wait); a success lets the journal forget what the announcements rested on (answered).
-    pub fn moved_back(
-        &mut self,
-        ok: bool,
-        announce: Vec<Announcement>,
-        now: Instant,
-    ) -> Result<Vec<CommittedContent>, Duration> {
-        if ok {
+    /// How a move back went: answers the debts paid, for the journal to record (a document
+    /// owed again since its announcement was loaded stays owed), and, if anything failed, the
+    /// wait before the next try (the debts not paid are kept).
+    pub fn moved_back(&mut self, moved: Moved, now: Instant) -> (Vec<DocId>, Option<Duration>) {
+        let paid = moved
+            .announced
+            .into_iter()
+            .filter(|d| !self.owed.contains(d))
+            .collect();
+        let failed = !moved.redis_ok || !moved.unannounced.is_empty();
+        self.owed.owe(moved.unannounced);
+        if !failed {
             self.move_failures = 0;
             self.next_move = None;
-            return Ok(announced(&announce));
+            return (paid, None);
         }
-        self.announce.keep(announce);
         self.move_failures = self.move_failures.saturating_add(1);
         let exp = self.move_failures.saturating_sub(1).min(16);
         let wait = (self.retry_base * 2u32.pow(exp)).min(self.retry_max);
         self.next_move = Some(now + wait);
-        Err(wait)
+        (paid, Some(wait))
     }
 
     /// Documents served from the journal and not yet back in Redis: the ledger's journaled
-    /// entries, and the announcements kept.
+    /// entries, and the documents Redis is owed.
     pub fn fallback_docs(&self) -> usize {
-        self.ledger.count(Durable::Journal) + self.announce.len()
+        self.ledger.count(Durable::Journal) + self.owed.len()
     }
 }
 

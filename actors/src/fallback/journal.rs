@@ -7,7 +7,9 @@
 use super::entry::Entry;
 use super::error::{io_error, JournalError};
 use super::io::JournalIo;
+use super::record;
 use super::replay::{self, ReplayReport, Replayed};
+use crate::doc::DocId;
 
 pub(crate) struct Journal {
     io: Box<dyn JournalIo>,
@@ -29,6 +31,7 @@ impl Journal {
             }
             None => Replayed {
                 entries: Default::default(),
+                owed: Default::default(),
                 valid_len: 0,
                 report: ReplayReport::default(),
             },
@@ -77,13 +80,18 @@ impl Journal {
     }
 
     /// Replaces the journal's contents with the records of `entries` (one each, for a merged
-    /// entry): a truncate when there are none, otherwise an atomic replace, so a crash at any
-    /// point leaves either the old journal or the new one, whole.
+    /// entry) and one owed record per document in `owed`: a truncate when there are none,
+    /// otherwise an atomic replace, so a crash at any point leaves either the old journal or the
+    /// new one, whole.
     pub(crate) fn rewrite<'a>(
         &mut self,
         entries: impl IntoIterator<Item = &'a Entry>,
+        owed: impl IntoIterator<Item = &'a DocId>,
     ) -> Result<(), JournalError> {
         let mut buf = Vec::new();
+        for doc in owed {
+            record::encode_owed(doc, true, &mut buf);
+        }
         for entry in entries {
             entry.encode(&mut buf)?;
         }

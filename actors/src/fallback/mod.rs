@@ -36,10 +36,11 @@
 //! ```text
 //! format 2 (written):
 //!   record  = magic DB 6A 72 F2 | u32 LE payload length | u32 LE crc32(payload) | payload
-//!   payload = u8 format (2) | u8 type (0 put json, 1 put yjs, 2 committed, 3 yjs increment)
-//!           | u8 id length | id | u8 hash length | hash (lowercase hex)
+//!   payload = u8 format (2) | u8 type (0 put json, 1 put yjs, 2 committed, 3 yjs increment,
+//!             4 owed) | u8 id length | id | u8 hash length | hash (lowercase hex; empty: owed)
 //!           | put only: stamp | content (the rest, arbitrary bytes)
 //!           | increment only: content (the rest: a Yjs update; hash is its own)
+//!           | owed only: u8 01 (owed) or 00 (paid)
 //!   stamp   = 00 (none) | 01 u64 LE millis, u32 LE counter, u8 replica length, replica
 //! format 1 (read only; written by releases before stamps):
 //!   record  = u32 LE payload length | u32 LE crc32(payload) | payload
@@ -51,12 +52,16 @@
 //! holds one Yjs update that joins the entry (the writer writes one only for a Yjs entry it
 //! holds); a committed record says PostgreSQL committed `(id, hash)`, and on replay removes the
 //! entry if its content, the document's last put record and every increment record after it
-//! merged, is that version. Replay applies records in order: a document's last put record and
+//! merged, is that version. An owed record says Redis is owed PostgreSQL's content of the
+//! document, or (00) was given it: a commit let go of content Redis may lack before it could be
+//! announced there ([`Fallback::settle`]), and the next move back into Redis must announce
+//! what PostgreSQL holds. Replay applies records in order: a document's last put record and
 //! the increments after it are its live records, earlier ones are dead bytes until compaction.
 //! A journal is format-1 records followed by format-2 records: after the first format-2
 //! record, a record without the magic is corrupt. Type 3 came after the other format-2 types:
 //! a release without it skips increment records as corrupt, so a journal holding any must not
-//! be replayed by one.
+//! be replayed by one; type 4 came last, and a release without it skips owed records (losing
+//! only the announcement: Redis then holds older content until its TTL).
 //!
 //! # Replay: skip, do not stop
 //!
@@ -164,12 +169,16 @@ impl Fallback {
         let path = io.path().to_owned();
         let (journal, replayed) = Journal::open(Box::new(io))?;
         let report = replayed.report;
-        if !replayed.entries.is_empty() || report.skipped > 0 {
+        if !replayed.entries.is_empty() || !replayed.owed.is_empty() || report.skipped > 0 {
             let (docs, skipped) = (replayed.entries.len(), report.skipped);
-            let path = path.display();
-            info!(docs, skipped, %path, "fallback journal replayed unpersisted documents");
+            let (owed, path) = (replayed.owed.len(), path.display());
+            info!(docs, owed, skipped, %path, "fallback journal replayed unpersisted documents");
         }
-        let shared = Arc::new(Shared::new(replayed.entries, journal.len()));
+        let shared = Arc::new(Shared::new(
+            replayed.entries,
+            replayed.owed,
+            journal.len(),
+        ));
         let (commands, receiver) = mpsc::channel();
         let writer = {
             let shared = Arc::clone(&shared);
@@ -252,9 +261,34 @@ impl Fallback {
     /// On error (nothing could be written) the entries stay, and a later call may retry. A
     /// failed compaction is not an error: the commit is already durable.
     pub async fn committed(&self, done: &[CommittedContent]) -> Result<(), JournalError> {
+        self.settle(Vec::new(), done).await
+    }
+
+    /// [`committed`](Fallback::committed), and Redis is owed PostgreSQL's content of each
+    /// document of `owe`: written before the commits, under the same sync, so a crash never
+    /// loses the debt while keeping the commit that let go of what it rested on. Each stays
+    /// owed ([`owed`](Fallback::owed), also after a restart) until
+    /// [`announced`](Fallback::announced).
+    pub async fn settle(
+        &self,
+        owe: Vec<DocId>,
+        done: &[CommittedContent],
+    ) -> Result<(), JournalError> {
         let done = done.to_vec();
-        self.request(|reply| Command::Committed { done, reply })
+        self.request(|reply| Command::Committed { owe, done, reply })
             .await?
+    }
+
+    /// Redis was given PostgreSQL's content of `docs`: no longer owed, once a record saying so
+    /// is synced.
+    pub async fn announced(&self, docs: Vec<DocId>) -> Result<(), JournalError> {
+        self.request(|reply| Command::Announced { docs, reply })
+            .await?
+    }
+
+    /// Documents whose PostgreSQL content Redis is owed (a snapshot, in order).
+    pub fn owed(&self) -> Vec<DocId> {
+        self.inner.shared.owed().iter().cloned().collect()
     }
 
     /// Documents held.

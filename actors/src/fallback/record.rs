@@ -25,6 +25,7 @@ const PUT_JSON: u8 = 0;
 const PUT_YJS: u8 = 1;
 const COMMITTED: u8 = 2;
 const INCREMENT: u8 = 3;
+const OWED: u8 = 4;
 
 /// What a record says happened.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub(crate) enum Record {
     /// PostgreSQL committed this version: the entry leaves if its content, everything recorded
     /// for it so far merged, is this version.
     Committed { doc: DocId, hash: String },
+    /// Redis is owed PostgreSQL's content of this document (`owed`), or was given it: a commit
+    /// of content Redis may lack could not be announced yet, and the journal let go of it.
+    Owed { doc: DocId, owed: bool },
 }
 
 /// Refuses a version whose hash does not name its content, before it can become a record that
@@ -118,6 +122,21 @@ pub(crate) fn encode_committed(doc: &DocId, hash: &str, out: &mut Vec<u8>) {
     );
 }
 
+/// Appends a record saying Redis is owed PostgreSQL's content of `doc` (`owed`), or no longer
+/// is.
+pub(crate) fn encode_owed(doc: &DocId, owed: bool, out: &mut Vec<u8>) {
+    let framed = frame(out, |payload| {
+        head(payload, OWED, doc, "");
+        payload.push(u8::from(owed));
+    });
+    debug_assert!(framed.is_some(), "an owed record is a few hundred bytes");
+}
+
+/// Bytes an owed record of `doc` takes in the journal.
+pub(crate) fn owed_len(doc: &DocId) -> u64 {
+    HEADER + (3 + doc.as_str().len() + 1 + 1) as u64
+}
+
 /// Bytes a put record of `version` takes in the journal.
 pub(crate) fn put_len(version: &Version) -> u64 {
     let stamp = version
@@ -182,6 +201,15 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
             return Ok(Record::Committed { doc, hash });
         }
         (FORMAT_2, COMMITTED) => return Err("committed record with content"),
+        (FORMAT_2, OWED) => {
+            return match (hash, rest) {
+                ("", [flag @ (0 | 1)]) => Ok(Record::Owed {
+                    doc,
+                    owed: *flag == 1,
+                }),
+                _ => Err("invalid owed record"),
+            };
+        }
         (FORMAT_2, INCREMENT) => (Kind::Yjs, None, rest),
         (FORMAT_2, PUT_JSON | PUT_YJS) => {
             let (stamp, content) = stamp(rest)?;
@@ -308,6 +336,36 @@ mod tests {
         encode_committed(&doc, "abc", &mut out);
         let hash = "abc".to_owned();
         assert_eq!(decode(payload(&out)), Ok(Record::Committed { doc, hash }));
+    }
+
+    #[test]
+    fn owed_records_round_trip_and_their_length_is_known() {
+        let doc = DocId::parse("org/doc é").unwrap();
+        for owed in [true, false] {
+            let mut out = Vec::new();
+            encode_owed(&doc, owed, &mut out);
+
+            assert_eq!(out.len() as u64, owed_len(&doc));
+            let doc = doc.clone();
+            assert_eq!(decode(payload(&out)), Ok(Record::Owed { doc, owed }));
+        }
+    }
+
+    #[test]
+    fn an_owed_record_with_a_hash_or_another_flag_is_invalid() {
+        let doc = DocId::parse("d").unwrap();
+        let mut out = Vec::new();
+        encode_owed(&doc, true, &mut out);
+        let mut flag = payload(&out).to_vec();
+        *flag.last_mut().unwrap() = 2;
+        let mut hashed = Vec::new();
+        encode_committed(&doc, "ab", &mut hashed);
+        let mut hashed = payload(&hashed).to_vec();
+        hashed[1] = OWED;
+        hashed.push(1);
+
+        assert_eq!(decode(&flag), Err("invalid owed record"));
+        assert_eq!(decode(&hashed), Err("invalid owed record"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! checked against the whole entry, and at the end, so the fallback starts with every entry
 //! one version.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, SeekFrom};
 use std::path::Path;
 
@@ -34,6 +34,8 @@ pub struct ReplayReport {
 /// The entries a journal describes, and where its valid part ends.
 pub(crate) struct Replayed {
     pub(crate) entries: HashMap<DocId, Entry>,
+    /// Documents whose PostgreSQL content Redis is owed ([`Record::Owed`]).
+    pub(crate) owed: BTreeSet<DocId>,
     /// The journal is cut to this length: everything after it is a torn tail.
     pub(crate) valid_len: u64,
     pub(crate) report: ReplayReport,
@@ -55,6 +57,7 @@ enum Frame {
 /// record at a time besides the entries.
 pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::Result<Replayed> {
     let mut entries = HashMap::new();
+    let mut owed = BTreeSet::new();
     let mut report = ReplayReport::default();
     let (mut offset, mut seen_v2) = (0, false);
     while offset < len {
@@ -67,7 +70,7 @@ pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::R
                 v2,
             } => {
                 seen_v2 |= v2;
-                match record::decode(&payload).and_then(|r| apply(&mut entries, r)) {
+                match record::decode(&payload).and_then(|r| apply(&mut entries, &mut owed, r)) {
                     Ok(()) => {
                         report.records += 1;
                         offset = end;
@@ -102,6 +105,7 @@ pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::R
             warn!(%path, offset, truncated_bytes, reason, "journal tail truncated");
             return Ok(Replayed {
                 entries: merged(entries),
+                owed,
                 valid_len: offset,
                 report,
             });
@@ -115,6 +119,7 @@ pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::R
     }
     Ok(Replayed {
         entries: merged(entries),
+        owed,
         valid_len: len,
         report,
     })
@@ -122,7 +127,11 @@ pub(crate) fn replay(journal: &mut dyn ReadSeek, len: u64, path: &Path) -> io::R
 
 /// Applies one record as the writer applied it when it wrote it. The error says why a record
 /// that decoded cannot be applied, and must be skipped.
-fn apply(entries: &mut HashMap<DocId, Entry>, record: Record) -> Result<(), &'static str> {
+fn apply(
+    entries: &mut HashMap<DocId, Entry>,
+    owed: &mut BTreeSet<DocId>,
+    record: Record,
+) -> Result<(), &'static str> {
     match record {
         Record::Put(version) => {
             entries.insert(version.doc.clone(), Entry::new(version));
@@ -149,6 +158,12 @@ fn apply(entries: &mut HashMap<DocId, Entry>, record: Record) -> Result<(), &'st
             if leaves {
                 entries.remove(&doc);
             }
+        }
+        Record::Owed { doc, owed: true } => {
+            owed.insert(doc);
+        }
+        Record::Owed { doc, owed: false } => {
+            owed.remove(&doc);
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! records commits, merges Yjs increments once they are due (after answering the batch that
 //! made them due, see [`entry`](super::entry)), and compacts the journal when its trigger says so.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 
@@ -30,13 +30,20 @@ pub(crate) const MIN_DEAD_BYTES: u64 = 64 * 1024;
 pub(crate) struct Shared {
     /// Locked only for map operations, never across IO, a merge or an `.await`.
     entries: Mutex<HashMap<DocId, Entry>>,
+    /// Documents whose PostgreSQL content Redis is owed (see [`Command::Committed`]).
+    owed: Mutex<BTreeSet<DocId>>,
     pub(crate) journal_bytes: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(entries: HashMap<DocId, Entry>, journal_bytes: u64) -> Shared {
+    pub(crate) fn new(
+        entries: HashMap<DocId, Entry>,
+        owed: BTreeSet<DocId>,
+        journal_bytes: u64,
+    ) -> Shared {
         Shared {
             entries: Mutex::new(entries),
+            owed: Mutex::new(owed),
             journal_bytes: AtomicU64::new(journal_bytes),
         }
     }
@@ -44,6 +51,10 @@ impl Shared {
     pub(crate) fn entries(&self) -> MutexGuard<'_, HashMap<DocId, Entry>> {
         // Nothing panics while holding the lock, and a map is never left half-updated anyway.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn owed(&self) -> MutexGuard<'_, BTreeSet<DocId>> {
+        self.owed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -58,10 +69,15 @@ pub(crate) enum Command {
         versions: Vec<Version>,
         reply: PutReply,
     },
+    /// PostgreSQL committed `done`; Redis is owed PostgreSQL's content of each of `owe`
+    /// (recorded before, and synced with, the commits that let go of what it rested on).
     Committed {
+        owe: Vec<DocId>,
         done: Vec<CommittedContent>,
         reply: Reply,
     },
+    /// Redis was given PostgreSQL's content of `docs`: no longer owed.
+    Announced { docs: Vec<DocId>, reply: Reply },
 }
 
 pub(crate) struct Writer<'a> {
@@ -73,7 +89,8 @@ pub(crate) struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     pub(crate) fn new(journal: Journal, shared: &'a Shared) -> Writer<'a> {
-        let live_bytes = shared.entries().values().map(Entry::record_len).sum();
+        let owed: u64 = shared.owed().iter().map(record::owed_len).sum();
+        let live_bytes = owed + shared.entries().values().map(Entry::record_len).sum::<u64>();
         Writer {
             journal,
             shared,
@@ -94,10 +111,15 @@ impl<'a> Writer<'a> {
                         drained += versions.len();
                         puts.push((versions, reply));
                     }
-                    Command::Committed { done, reply } => {
+                    Command::Committed { owe, done, reply } => {
                         drained += 1;
                         self.put_batch(std::mem::take(&mut puts));
-                        let _ = reply.send(self.commit(&done));
+                        let _ = reply.send(self.commit(&owe, &done));
+                    }
+                    Command::Announced { docs, reply } => {
+                        drained += 1;
+                        self.put_batch(std::mem::take(&mut puts));
+                        let _ = reply.send(self.announced(&docs));
                     }
                 }
                 next = match drained < MAX_BATCH {
@@ -253,8 +275,10 @@ impl<'a> Writer<'a> {
 
     /// PostgreSQL committed these versions: record that durably, then let the entries go. An
     /// entry leaves only if its whole content, every increment merged in, is the committed
-    /// version: one whose increment was put after the flush read it is not, and stays.
-    fn commit(&mut self, done: &[CommittedContent]) -> Result<(), JournalError> {
+    /// version: one whose increment was put after the flush read it is not, and stays. What
+    /// Redis is owed is recorded first, in the same write: a crash can keep the debt and lose
+    /// the commit (the entry is flushed again), never the other way round.
+    fn commit(&mut self, owe: &[DocId], done: &[CommittedContent]) -> Result<(), JournalError> {
         let mut leaving: HashMap<&DocId, &String> = HashMap::new();
         for (doc, hash, stamp) in done {
             // No content hashes to "": such a commit only settles a log position.
@@ -275,10 +299,17 @@ impl<'a> Writer<'a> {
                 leaving.insert(doc, hash);
             }
         }
-        if leaving.is_empty() {
+        let owe: BTreeSet<&DocId> = {
+            let owed = self.shared.owed();
+            owe.iter().filter(|d| !owed.contains(*d)).collect()
+        };
+        if leaving.is_empty() && owe.is_empty() {
             return Ok(());
         }
         let mut buf = Vec::new();
+        for doc in &owe {
+            record::encode_owed(doc, true, &mut buf);
+        }
         for (doc, hash) in &leaving {
             record::encode_committed(doc, hash, &mut buf);
         }
@@ -291,10 +322,49 @@ impl<'a> Writer<'a> {
             return Err(error);
         }
         {
+            let mut owed = self.shared.owed();
+            for doc in owe {
+                self.live_bytes += record::owed_len(doc);
+                owed.insert(doc.clone());
+            }
+        }
+        {
             let mut entries = self.shared.entries();
             for doc in leaving.keys() {
                 if let Some(old) = entries.remove(*doc) {
                     self.live_bytes -= old.record_len();
+                }
+            }
+        }
+        self.compact_if_due(0);
+        Ok(())
+    }
+
+    /// Redis was given PostgreSQL's content of `docs`: the debts leave once a record saying so
+    /// is synced.
+    fn announced(&mut self, docs: &[DocId]) -> Result<(), JournalError> {
+        let paid: Vec<&DocId> = {
+            let owed = self.shared.owed();
+            docs.iter().filter(|d| owed.contains(*d)).collect()
+        };
+        if paid.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for doc in &paid {
+            record::encode_owed(doc, false, &mut buf);
+        }
+        let written = self.heal().and_then(|()| self.journal.append(&buf));
+        self.publish_len();
+        if let Err(error) = written {
+            warn!(%error, docs = paid.len(), "fallback journal could not record an announcement");
+            return Err(error);
+        }
+        {
+            let mut owed = self.shared.owed();
+            for doc in paid {
+                if owed.remove(doc) {
+                    self.live_bytes -= record::owed_len(doc);
                 }
             }
         }
@@ -321,7 +391,8 @@ impl<'a> Writer<'a> {
             let _ = self.merge(doc);
         }
         let live: Vec<Entry> = self.shared.entries().values().cloned().collect();
-        let result = self.journal.rewrite(&live);
+        let owed = self.shared.owed().clone();
+        let result = self.journal.rewrite(&live, &owed);
         self.publish_len();
         match result {
             Ok(()) => debug!(docs = live.len(), dead, "fallback journal compacted"),
@@ -336,7 +407,8 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         let held: Vec<Entry> = self.shared.entries().values().cloned().collect();
-        self.journal.rewrite(&held)?;
+        let owed = self.shared.owed().clone();
+        self.journal.rewrite(&held, &owed)?;
         warn!(docs = held.len(), "fallback journal rebuilt from memory");
         Ok(())
     }

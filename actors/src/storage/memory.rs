@@ -14,7 +14,7 @@ mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -40,8 +40,8 @@ struct CachedDoc {
     pos: LogPos,
     /// The last log entry PostgreSQL holds (`None`: not known, as `pos`).
     persisted: Option<LogPos>,
-    /// When a commit last moved `persisted` (the model's clock for a claim's `fresh` window).
-    persisted_at: Option<std::time::Instant>,
+    /// When a commit last moved `persisted` (for a claim's `fresh` window).
+    persisted_at: Option<Instant>,
     /// Bytes of Yjs updates appended since `temp`.
     tail: u64,
     /// Entries before this position may have been trimmed.
@@ -49,8 +49,22 @@ struct CachedDoc {
     log: Vec<LogEntry>,
     /// The last entry appended (the log itself may be trimmed past it).
     head: Option<LogPos>,
-    claim: Option<Arc<str>>,
+    /// The replica whose flush claimed the document, until when (`PX`, as `claim.lua`).
+    claim: Option<(Arc<str>, Instant)>,
 }
+
+impl CachedDoc {
+    /// The replica whose claim holds at `now`.
+    fn claimant(&self, now: Instant) -> Option<&Arc<str>> {
+        self.claim
+            .as_ref()
+            .filter(|(_, until)| *until > now)
+            .map(|(replica, _)| replica)
+    }
+}
+
+/// How long a flush claim holds unless released: the service's default (`claim_ms`).
+pub const CLAIM_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct CacheState {
@@ -61,15 +75,22 @@ struct CacheState {
     locks: HashSet<DocId>,
     next_id: u64,
     /// Heartbeats with the instant they expire at.
-    replicas: HashMap<String, (ReplicaBeat, std::time::Instant)>,
+    replicas: HashMap<String, (ReplicaBeat, Instant)>,
     /// The listening connections, by a number of their own.
     ears: HashMap<u64, listen::Ear>,
     next_ear: u64,
     /// Notices and events are dropped instead of announced (see `lose_notices`).
     deaf: bool,
+    /// The model's clock: the wall clock unless a simulation sets it
+    /// ([`MemoryCache::set_now`]); claims, the `fresh` window and heartbeats expire by it.
+    clock: Option<Instant>,
 }
 
 impl CacheState {
+    fn now(&self) -> Instant {
+        self.clock.unwrap_or_else(Instant::now)
+    }
+
     /// A flush's read, as the CLAIM script makes it.
     fn flush_read(&self, doc: &DocId) -> FlushRead {
         let Some(held) = self.docs.get(doc) else {
@@ -179,10 +200,20 @@ impl MemoryCache {
     /// clock's time), so a position of the new log is after every one of the old.
     pub fn wipe(&self) {
         let mut state = self.state();
-        let (next, ids) = (Incarnation(state.incarnation.0 + 1), state.next_id);
+        let (next, ids, clock) = (
+            Incarnation(state.incarnation.0 + 1),
+            state.next_id,
+            state.clock,
+        );
         *state = CacheState::default();
         state.incarnation = next;
         state.next_id = ids;
+        state.clock = clock;
+    }
+
+    /// Sets the model's clock (a simulation's time) for every replica's view.
+    pub fn set_now(&self, now: Instant) {
+        self.state().clock = Some(now);
     }
 
     /// The cached content of `doc` (compacted content and log combined), read without any
@@ -358,8 +389,8 @@ impl FillLock for MemoryCache {
 #[async_trait]
 impl Heartbeats for MemoryCache {
     async fn beat(&self, beat: &ReplicaBeat, ttl: Duration) -> CacheResult<()> {
-        let expires = std::time::Instant::now() + ttl;
         let mut state = self.enter().await?;
+        let expires = state.now() + ttl;
         state
             .replicas
             .insert(beat.replica.clone(), (beat.clone(), expires));
@@ -367,8 +398,8 @@ impl Heartbeats for MemoryCache {
     }
 
     async fn replicas(&self) -> CacheResult<Vec<ReplicaBeat>> {
-        let now = std::time::Instant::now();
         let mut state = self.enter().await?;
+        let now = state.now();
         state.replicas.retain(|_, (_, expires)| *expires > now);
         Ok(state.replicas.values().map(|(b, _)| b.clone()).collect())
     }

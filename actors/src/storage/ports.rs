@@ -79,7 +79,9 @@ pub trait FlushClaims: Send + Sync + 'static {
     /// PostgreSQL committed these: compact (write `compacted` if it includes more than the
     /// cached content), trim the log entries PostgreSQL and the cached content both include,
     /// clear `modifiedDocs` unless something was appended meanwhile, and release the claim.
-    async fn committed(&self, done: &[Commit]) -> CacheResult<()>;
+    /// Answers the documents whose commit named an incarnation of the log that is gone (Redis
+    /// restarted empty since the flush read it): Redis may lack what PostgreSQL took of them.
+    async fn committed(&self, done: &[Commit]) -> CacheResult<Vec<DocId>>;
 }
 
 /// The cache fill from PostgreSQL under `lock:{id}`: one replica fills a document at a time, and

@@ -304,9 +304,10 @@ impl FlushClaims for RedisCache {
         Ok(())
     }
 
-    async fn committed(&self, done: &[Commit]) -> CacheResult<()> {
+    async fn committed(&self, done: &[Commit]) -> CacheResult<Vec<DocId>> {
+        let mut stale = Vec::new();
         if done.is_empty() {
-            return Ok(());
+            return Ok(stale);
         }
         let mut conn = self.connection().await?;
         for batch in done.chunks(BATCH) {
@@ -342,9 +343,11 @@ impl FlushClaims for RedisCache {
                     .arg(compacted.map(|v| v.hash.as_str()).unwrap_or_default())
                     .arg(c.folded);
             }
-            self.call(invocation.invoke_async::<i64>(&mut conn)).await?;
+            let gone: Vec<usize> = self.call(invocation.invoke_async(&mut conn)).await?;
+            let named = gone.into_iter().filter_map(|i| batch.get(i.checked_sub(1)?));
+            stale.extend(named.map(|c| c.doc.clone()));
         }
-        Ok(())
+        Ok(stale)
     }
 }
 

@@ -107,7 +107,8 @@ pub(super) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
 /// Then, whatever the incarnation: clear the dirty mark if no entry of the log is after
 /// `persisted`, and release this replica's claim. A commit of another incarnation (Redis
 /// restarted empty since its read) changes nothing else: its positions name entries of a log
-/// that is gone.
+/// that is gone. Returns the (1-based) indices of those commits: what PostgreSQL took from the
+/// log that is gone, Redis may lack.
 ///
 /// Trimming keeps the entries of the last `retention` milliseconds (by Redis's clock; entry ids
 /// are append times) whatever PostgreSQL holds: a room opened a moment ago follows the log from

@@ -13,7 +13,7 @@ use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
 use crate::durability::announce::announced;
 use crate::durability::flush::{flushed, Dirty, Flushed};
-use crate::fallback::CommittedContent;
+use crate::durability::state::Settle;
 use crate::metrics as m;
 use crate::storage::{CacheError, Claimed, Commit, Pending};
 
@@ -196,45 +196,50 @@ impl Handler<Committed> for CacheSupervisor {
         let compactions = msg.done.iter().filter(|c| c.compacted.is_some()).count();
         metrics::counter!(m::COMPACTIONS).increment(compactions as u64);
         let after = self.durability.committed(&msg.done);
-        self.forget(after.forget, ctx);
+        self.settle(after.settle, ctx);
         let (done, announce) = (msg.done, after.announce);
         if !self.allows_redis() {
             return Box::pin(fut::ready(()));
         }
         let cache = self.stores.cache.clone();
-        let unannounced = announce.clone();
+        let (unannounced, committed) = (announce.clone(), done.clone());
         let call = async move {
             for a in &announce {
                 cache.restore(&a.version).await?;
             }
             cache.committed(&done).await
         };
-        // A failed call keeps its announcements for the next move back: without them the
-        // other replicas' rooms and the cache would hold older content until its TTL ran out.
+        // A failed call leaves its documents owed to Redis until the next move back: without
+        // that the other replicas' rooms and the cache would hold older content until its TTL
+        // ran out.
         Box::pin(call.into_actor(self).map(move |res, act, ctx| {
-            match &res {
-                Ok(()) => act.forget(announced(&unannounced), ctx),
+            let settle = match &res {
+                Ok(stale) => Settle {
+                    forget: announced(&unannounced),
+                    owe: act.durability.lost_logs(&committed, Some(stale)),
+                },
                 Err(e) => {
                     warn!(error = %e, "clearing flushed documents from redis failed");
-                    let forget = act.durability.unannounced(unannounced);
-                    act.forget(forget, ctx);
+                    act.durability.missed(unannounced, &committed)
                 }
-            }
+            };
+            act.settle(settle, ctx);
             act.account(Outcome::from(&res), ctx);
         }))
     }
 }
 
 impl CacheSupervisor {
-    /// The journal lets `done` go, in the background.
-    pub(super) fn forget(&self, done: Vec<CommittedContent>, ctx: &mut Context<Self>) {
-        if done.is_empty() {
+    /// The journal records what Redis is owed and lets what PostgreSQL committed go, in the
+    /// background ([`crate::fallback::Fallback::settle`]).
+    pub(super) fn settle(&self, settle: Settle, ctx: &mut Context<Self>) {
+        if settle.is_empty() {
             return;
         }
         let fallback = self.stores.fallback.clone();
         ctx.spawn(
             async move {
-                if let Err(e) = fallback.committed(&done).await {
+                if let Err(e) = fallback.settle(settle.owe, &settle.forget).await {
                     warn!(error = %e, "dropping committed documents from the journal failed");
                 }
             }

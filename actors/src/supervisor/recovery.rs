@@ -5,10 +5,11 @@
 //! - **spill**: on the first failure of a streak (or a forced open), every ledger entry that is
 //!   durable only in Redis is journaled, since Redis may have lost it;
 //! - **probe**: when the breaker turns half-open, one attempt on a fresh connection;
-//! - **move back**: while the breaker is closed, journaled entries are written into Redis
-//!   (conditionally: JSON by stamp, Yjs merged with what Redis holds), a bounded number at a
-//!   time, off the save path — no ack waits for it. An entry leaves the journal only once
-//!   PostgreSQL has committed it, never when it reaches Redis.
+//! - **move back**: while the breaker is closed, what PostgreSQL holds of each document Redis
+//!   is owed is announced (loaded, and written by stamp), then journaled entries are written
+//!   into Redis (conditionally: JSON by stamp, Yjs merged with what Redis holds), a bounded
+//!   number at a time, off the save path — no ack waits for it. An entry leaves the journal
+//!   only once PostgreSQL has committed it, never when it reaches Redis.
 
 use std::time::Instant;
 
@@ -18,7 +19,8 @@ use tracing::{debug, info, warn};
 
 use super::{journal_all, CacheSupervisor, Outcome, Stores};
 use crate::breaker::BreakerState;
-use crate::doc::Version;
+use crate::doc::{DocId, Version};
+use crate::durability::state::Moved;
 use crate::ledger::Durable;
 use crate::metrics as m;
 use crate::storage::CacheError;
@@ -146,12 +148,11 @@ impl CacheSupervisor {
         };
         self.recovery.moving = true;
         let stores = self.stores.clone();
-        let (announce, journaled) = (moves.announce.clone(), moves.journaled);
+        let (owed, journaled) = (moves.announce, moves.journaled);
         let fut = async move {
-            for a in &announce {
-                if let Err(e) = stores.cache.restore(&a.version).await {
-                    return (0, Some(e));
-                }
+            let mut moved = announce_owed(&stores, owed).await;
+            if !moved.redis_ok {
+                return (0, moved);
             }
             let moves = futures_util::stream::iter(journaled)
                 .map(|v| {
@@ -160,30 +161,72 @@ impl CacheSupervisor {
                 })
                 .buffer_unordered(MOVE_CONCURRENCY);
             let results: Vec<Result<bool, CacheError>> = moves.collect().await;
-            let moved = results.iter().filter(|r| matches!(r, Ok(true))).count();
-            let failed = results.into_iter().find_map(Result::err);
-            (moved, failed)
+            let count = results.iter().filter(|r| matches!(r, Ok(true))).count();
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                warn!(error = %e, "moving journaled documents to redis failed");
+                moved.redis_ok = false;
+            }
+            (count, moved)
         };
-        let announce = moves.announce;
-        ctx.spawn(fut.into_actor(self).map(|(moved, failed), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|(count, moved), act, ctx| {
             act.recovery.moving = false;
-            let now = Instant::now();
-            match act.durability.moved_back(failed.is_none(), announce, now) {
-                Ok(forget) => {
-                    act.forget(forget, ctx);
-                    if moved > 0 {
-                        info!(docs = moved, "journaled documents moved back to redis");
+            let redis_ok = moved.redis_ok;
+            let (paid, retry) = act.durability.moved_back(moved, Instant::now());
+            if !paid.is_empty() {
+                let fallback = act.stores.fallback.clone();
+                ctx.spawn(
+                    async move {
+                        if let Err(e) = fallback.announced(paid).await {
+                            warn!(error = %e, "recording announcements in the journal failed");
+                        }
                     }
-                    act.account(Outcome::Ok, ctx);
-                }
-                Err(wait) => {
-                    let e = failed.map(|e| e.to_string()).unwrap_or_default();
-                    warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "moving journaled documents to redis failed");
-                    act.account(Outcome::Failed, ctx);
+                    .into_actor(act),
+                );
+            }
+            match retry {
+                None if count > 0 => info!(docs = count, "journaled documents moved back to redis"),
+                None => {}
+                Some(wait) => {
+                    let retry_in_ms = wait.as_millis() as u64;
+                    warn!(retry_in_ms, "the move back to redis did not finish, will retry");
                 }
             }
+            let outcome = if redis_ok { Outcome::Ok } else { Outcome::Failed };
+            act.account(outcome, ctx);
         }));
     }
+}
+
+/// Announces into Redis what PostgreSQL holds of each document Redis is owed (written by
+/// stamp: later content Redis holds stays). Stops at the first Redis failure; a document
+/// PostgreSQL could not load stays owed.
+async fn announce_owed(stores: &Stores, owed: Vec<DocId>) -> Moved {
+    let mut moved = Moved {
+        redis_ok: true,
+        ..Moved::default()
+    };
+    let mut owed = owed.into_iter();
+    for doc in owed.by_ref() {
+        let stored = match stores.store.load(&doc).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                warn!(%doc, error = %e, "loading content redis is owed failed");
+                moved.unannounced.push(doc);
+                continue;
+            }
+        };
+        if let Some(v) = stored {
+            if let Err(e) = stores.cache.restore(&v).await {
+                warn!(%doc, error = %e, "announcing content into redis failed");
+                moved.redis_ok = false;
+                moved.unannounced.push(doc);
+                break;
+            }
+        }
+        moved.announced.push(doc);
+    }
+    moved.unannounced.extend(owed);
+    moved
 }
 
 /// Moves one journaled version into Redis: appended to the document's log (JSON by stamp,

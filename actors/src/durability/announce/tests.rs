@@ -77,20 +77,14 @@ fn content_only_redis_held_is_not_announced() {
 }
 
 #[test]
-fn announcements_kept_for_later_keep_the_later_content_and_all_they_rest_on() {
-    let (first, second, other) = (json("j", "1", 3), json("j", "2", 7), json("k", "1", 1));
-    let announce = |v: &Version| Announcement {
-        version: v.clone(),
-        forget: vec![content(v)],
-    };
-    let mut pending = Pending::default();
-    pending.keep(vec![announce(&second), announce(&other)]);
-    pending.keep(vec![announce(&first)]);
+fn debts_are_one_per_document_and_taken_out_whole() {
+    let (first, other) = (json("j", "1", 3), json("k", "1", 1));
+    let mut owed = Owed::default();
+    owed.owe([first.doc.clone(), other.doc.clone()]);
+    owed.owe([first.doc.clone()]);
 
-    assert_eq!(pending.len(), 2);
-    let taken = pending.take();
-    assert!(pending.is_empty());
-    let j = taken.iter().find(|a| a.version.doc == first.doc).unwrap();
-    assert_eq!(j.version, second, "the later content");
-    assert_eq!(j.forget.len(), 2, "what both rest on");
+    assert_eq!(owed.len(), 2);
+    assert!(owed.contains(&first.doc));
+    assert_eq!(owed.take(), vec![first.doc, other.doc]);
+    assert!(owed.is_empty());
 }

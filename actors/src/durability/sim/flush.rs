@@ -16,6 +16,7 @@ use super::world::{at_once, short, Task, World};
 use crate::doc::{combine, later, DocId, Version};
 use crate::durability::announce::{announced, Announcement};
 use crate::durability::flush::{flushed, Dirty, Flushed};
+use crate::durability::state::Settle;
 use crate::flusher::one_write_per_document;
 use crate::ledger::Durable;
 use crate::storage::{Claimed, Commit, DocumentLog, FlushClaims, Pending};
@@ -323,7 +324,7 @@ impl Flush {
             .map(|c| format!("{} recorded {:?}", c.doc, c.recorded))
             .collect();
         w.note(Some(r), || format!("committed {summary:?}"));
-        w.spawn(r, Task::Forget(after.forget));
+        w.spawn(r, Task::Settle(after.settle));
         if !allows_redis {
             return Phase::Done;
         }
@@ -338,8 +339,8 @@ impl Flush {
             let saved = w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.restore(&v)));
             if saved.is_none() {
                 let unannounced = std::mem::take(&mut self.announcing);
-                let forget = w.life(r).durability.unannounced(unannounced);
-                w.spawn(r, Task::Forget(forget));
+                let settle = w.life(r).durability.missed(unannounced, &self.committed);
+                w.spawn(r, Task::Settle(settle));
                 account(w, r, false);
                 return Phase::Done;
             }
@@ -348,11 +349,15 @@ impl Flush {
         let done = &self.committed;
         let ok = w.redis(r, Conn::Main, "commit", |c| at_once(c.committed(done)));
         let unannounced = std::mem::take(&mut self.announcing);
-        let forget = match ok {
-            Some(()) => announced(&unannounced),
-            None => w.life(r).durability.unannounced(unannounced),
+        let durability = &mut w.life(r).durability;
+        let settle = match &ok {
+            Some(stale) => Settle {
+                owe: durability.lost_logs(&self.committed, Some(stale)),
+                forget: announced(&unannounced),
+            },
+            None => durability.missed(unannounced, &self.committed),
         };
-        w.spawn(r, Task::Forget(forget));
+        w.spawn(r, Task::Settle(settle));
         account(w, r, ok.is_some());
         Phase::Done
     }

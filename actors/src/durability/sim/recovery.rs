@@ -10,9 +10,8 @@ use super::faults::Conn;
 use super::replica::{account, move_back};
 use super::world::{at_once, short, wait, Task, World};
 use crate::doc::{DocId, Kind, Version};
-use crate::durability::announce::Announcement;
-use crate::durability::state::spilled;
-use crate::fallback::{CommittedContent, JournalError};
+use crate::durability::state::{spilled, Moved, Settle};
+use crate::fallback::JournalError;
 use crate::ledger::Durable;
 use crate::log::LogPos;
 use crate::storage::{DocumentLog, FillLock, FlushClaims, Health};
@@ -50,24 +49,28 @@ impl Spill {
     }
 }
 
-/// Journaled entries written into Redis (`move_back`, `move_one`): announcements first, then
-/// each entry's save, and the ledger told that it is in Redis if it did not change meanwhile.
+/// The move back (`move_back`, `announce_owed`, `move_one`): what PostgreSQL holds of each
+/// document Redis is owed, loaded and announced; then each journaled entry's save, and the
+/// ledger told that it is in Redis if it did not change meanwhile.
 pub(super) struct MoveBack {
-    announce: VecDeque<Version>,
-    unannounced: Vec<Announcement>,
+    owed: VecDeque<DocId>,
+    loaded: Option<(DocId, Option<Version>)>,
+    moved: Moved,
     moves: VecDeque<Version>,
     landed: Option<(Version, Option<LogPos>)>,
-    failed: bool,
 }
 
 impl MoveBack {
-    pub fn new(announce: Vec<Announcement>, moves: Vec<Version>) -> MoveBack {
+    pub fn new(owed: Vec<DocId>, moves: Vec<Version>) -> MoveBack {
         MoveBack {
-            announce: announce.iter().map(|a| a.version.clone()).collect(),
-            unannounced: announce,
+            owed: owed.into(),
+            loaded: None,
+            moved: Moved {
+                redis_ok: true,
+                ..Moved::default()
+            },
             moves: moves.into(),
             landed: None,
-            failed: false,
         }
     }
 
@@ -80,15 +83,31 @@ impl MoveBack {
             });
             return Some(self);
         }
-        if let Some(v) = self.announce.pop_front() {
-            if w.redis(r, Conn::Main, "save (announce)", |c| at_once(c.restore(&v)))
-                .is_none()
-            {
-                self.failed = true;
-                self.announce.clear();
-                self.moves.clear();
+        if let Some((doc, stored)) = self.loaded.take() {
+            let restored = match &stored {
+                Some(v) => w
+                    .redis(r, Conn::Main, "save (announce owed)", |c| {
+                        at_once(c.restore(v))
+                    })
+                    .is_some(),
+                None => true,
+            };
+            if restored {
+                self.moved.announced.push(doc);
+            } else {
+                self.failed(doc);
             }
             return Some(self);
+        }
+        if let Some(doc) = self.owed.pop_front() {
+            match w.pg_load(r, &doc) {
+                Some(stored) => self.loaded = Some((doc, stored)),
+                None => self.moved.unannounced.push(doc),
+            }
+            return Some(self);
+        }
+        if !self.moved.redis_ok {
+            self.moves.clear();
         }
         if let Some(v) = self.moves.pop_front() {
             match w.redis(r, Conn::Main, "save (move back)", |c| {
@@ -100,21 +119,27 @@ impl MoveBack {
                     });
                     self.landed = Some((v, saved.position));
                 }
-                None => self.failed = true,
+                None => self.moved.redis_ok = false,
             }
             return Some(self);
         }
         let at = w.instant();
         let life = w.life(r);
         life.moving = false;
-        let moved = life
-            .durability
-            .moved_back(!self.failed, self.unannounced, at);
-        if let Ok(forget) = moved {
-            w.spawn(r, Task::Forget(forget));
+        let redis_ok = self.moved.redis_ok;
+        let (paid, _) = life.durability.moved_back(self.moved, at);
+        if !paid.is_empty() {
+            w.spawn(r, Task::Paid(paid));
         }
-        account(w, r, !self.failed);
+        account(w, r, redis_ok);
         None
+    }
+
+    /// Redis failed: this document and every one after it stay owed, and nothing more moves.
+    fn failed(&mut self, doc: DocId) {
+        self.moved.redis_ok = false;
+        self.moved.unannounced.push(doc);
+        self.moved.unannounced.extend(self.owed.drain(..));
     }
 }
 
@@ -165,10 +190,18 @@ pub(super) fn touch(w: &mut World, r: usize, docs: Vec<DocId>) -> Option<Task> {
     None
 }
 
-/// The journal drops the entries PostgreSQL committed whole.
-pub(super) fn forget(w: &mut World, r: usize, done: Vec<CommittedContent>) -> Option<Task> {
-    if let Err(e) = wait(w.life(r).fallback().committed(&done)) {
+/// The journal records what Redis is owed, and drops the entries PostgreSQL committed whole.
+pub(super) fn settle(w: &mut World, r: usize, settle: Settle) -> Option<Task> {
+    if let Err(e) = wait(w.life(r).fallback().settle(settle.owe, &settle.forget)) {
         w.note(Some(r), || format!("journal commit failed: {e}"));
+    }
+    None
+}
+
+/// The journal records that Redis was given what it was owed of `docs`.
+pub(super) fn paid(w: &mut World, r: usize, docs: Vec<DocId>) -> Option<Task> {
+    if let Err(e) = wait(w.life(r).fallback().announced(docs)) {
+        w.note(Some(r), || format!("journal announcement failed: {e}"));
     }
     None
 }

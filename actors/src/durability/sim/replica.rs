@@ -212,7 +212,7 @@ pub(super) fn move_back(w: &mut World, r: usize) {
     life.moving = true;
     let docs: Vec<String> = journaled.iter().map(|v| v.doc.to_string()).collect();
     w.note(Some(r), || {
-        format!("move back: {docs:?}, {} announced", announce.len())
+        format!("move back: {docs:?}, {} owed", announce.len())
     });
     let mut moves = journaled;
     shuffle(w, &mut moves);

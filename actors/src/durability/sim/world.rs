@@ -22,7 +22,7 @@ use super::rng::Rng;
 use super::save::Save;
 use crate::doc::{DocId, Kind};
 use crate::durability::flush::Dirty;
-use crate::fallback::CommittedContent;
+use crate::durability::state::Settle;
 use crate::storage::memory::{MemoryCache, MemoryStore};
 use crate::storage::{CacheResult, DocStore, StoreAnswer, Write};
 
@@ -49,8 +49,11 @@ pub(super) enum Task {
     Read(Read),
     /// `KeepCached`: refresh the TTLs of what PostgreSQL refused, releasing the claims.
     Touch(Vec<DocId>),
-    /// The journal drops what PostgreSQL committed (the `Committed` handler's spawn).
-    Forget(Vec<CommittedContent>),
+    /// The journal records what Redis is owed and drops what PostgreSQL committed (the
+    /// `Committed` handler's spawn).
+    Settle(Settle),
+    /// The journal records the debts a move back paid.
+    Paid(Vec<DocId>),
 }
 
 pub(super) struct Job {
@@ -163,7 +166,8 @@ impl World {
             Task::Ping(p) => p.step(self, r).map(Task::Ping),
             Task::Read(x) => x.step(self, r).map(Task::Read),
             Task::Touch(docs) => super::recovery::touch(self, r, docs),
-            Task::Forget(done) => super::recovery::forget(self, r, done),
+            Task::Settle(settle) => super::recovery::settle(self, r, settle),
+            Task::Paid(docs) => super::recovery::paid(self, r, docs),
         };
         if let Some(task) = next {
             self.jobs.push(Job { replica: r, task });
@@ -199,6 +203,7 @@ impl World {
         call: impl FnOnce(&MemoryCache) -> CacheResult<T>,
     ) -> Option<T> {
         let cache = self.replicas[r].cache.clone();
+        cache.set_now(self.instant());
         let reach = self.faults.redis(r, conn, self.now);
         let answer = match reach {
             Reach::Down(_) => None,

@@ -52,7 +52,7 @@ fn a_save_answered_after_a_newer_redis_failure_is_journaled_too() {
 }
 
 #[test]
-fn while_redis_is_out_of_use_the_journal_lets_go_and_the_announcement_waits() {
+fn while_redis_is_out_of_use_the_journal_lets_go_and_records_the_debt() {
     let mut d = state();
     let v = json("j", "1", 1);
     d.ledger().saved(&v, Durable::Journal, None);
@@ -61,15 +61,69 @@ fn while_redis_is_out_of_use_the_journal_lets_go_and_the_announcement_waits() {
     let after = d.committed(&[Commit::written(&v)]);
 
     assert!(after.announce.is_empty(), "nothing to write into Redis now");
-    assert!(after.forget.iter().any(|(doc, ..)| *doc == v.doc));
+    assert!(after.settle.forget.iter().any(|(doc, ..)| *doc == v.doc));
+    assert_eq!(after.settle.owe, vec![v.doc.clone()], "the journal records");
     assert_eq!(d.fallback_docs(), 1, "the announcement waits");
     assert!(d.move_back(Instant::now()).is_none(), "not while open");
 
     d.force(ForceMode::Auto, Instant::now());
     d.account(Some(true), Instant::now());
     let moves = d.move_back(Instant::now()).expect("a move back is due");
-    assert_eq!(moves.announce.len(), 1);
-    assert_eq!(moves.announce[0].version, v);
+    assert_eq!(moves.announce, vec![v.doc.clone()]);
+    let moved = Moved {
+        redis_ok: true,
+        announced: moves.announce,
+        unannounced: Vec::new(),
+    };
+    assert_eq!(d.moved_back(moved, Instant::now()), (vec![v.doc], None));
+    assert_eq!(d.fallback_docs(), 0);
+}
+
+/// The journal's debts are what Redis is owed at start: a crash between the commit and the
+/// move back keeps the announcement.
+#[tokio::test]
+async fn a_debt_the_journal_recorded_is_owed_again_after_a_restart() {
+    let io = MemoryIo::new();
+    let doc = json("j", "1", 1).doc;
+    let fallback = Fallback::open_with(io.clone()).unwrap();
+    fallback.settle(vec![doc.clone()], &[]).await.unwrap();
+    drop(fallback);
+
+    let fallback = Fallback::open_with(io).unwrap();
+    let breaker = Breaker::new(3, Duration::from_secs(30));
+    let retry = (Duration::from_millis(10), Duration::from_millis(80));
+    let mut d = Durability::new(Ledger::default(), breaker, &fallback, retry);
+
+    let moves = d.move_back(Instant::now()).expect("a move back is due");
+    assert_eq!(moves.announce, vec![doc]);
+}
+
+/// A document owed again while its announcement was on its way stays owed: the content
+/// announced was loaded before the later commit.
+#[test]
+fn a_debt_incurred_again_during_a_move_back_is_not_paid_by_it() {
+    let mut d = state();
+    let v = json("j", "1", 1);
+    let owe = |d: &mut Durability| {
+        d.unannounced(vec![Announcement {
+            version: v.clone(),
+            forget: Vec::new(),
+        }])
+    };
+    owe(&mut d);
+    let moves = d.move_back(Instant::now()).expect("due");
+    owe(&mut d);
+
+    let moved = Moved {
+        redis_ok: true,
+        announced: moves.announce,
+        unannounced: Vec::new(),
+    };
+    let (paid, retry) = d.moved_back(moved, Instant::now());
+
+    assert!(paid.is_empty());
+    assert_eq!(retry, None);
+    assert_eq!(d.fallback_docs(), 1, "still owed");
 }
 
 #[test]
@@ -80,9 +134,10 @@ fn while_redis_is_in_use_the_journal_keeps_what_an_announcement_rests_on_until_w
 
     let after = d.committed(&[Commit::written(&v)]);
 
-    assert!(after.forget.iter().all(|(doc, ..)| *doc != v.doc));
+    assert!(after.settle.forget.iter().all(|(doc, ..)| *doc != v.doc));
+    assert!(after.settle.owe.is_empty());
     assert_eq!(after.announce.len(), 1);
-    let forget = announced(&after.announce);
+    let forget = super::super::announce::announced(&after.announce);
     assert!(forget.iter().any(|(doc, ..)| *doc == v.doc), "once written");
 }
 
@@ -93,12 +148,17 @@ fn a_failed_move_back_backs_off_and_a_closing_breaker_ends_the_backoff() {
     let now = Instant::now();
     let moves = d.move_back(now).expect("due");
 
-    let wait = d.moved_back(false, moves.announce, now).unwrap_err();
+    let failed = |announce| Moved {
+        redis_ok: false,
+        announced: Vec::new(),
+        unannounced: announce,
+    };
+    let wait = d.moved_back(failed(moves.announce), now).1.unwrap();
     assert_eq!(wait, Duration::from_millis(10));
     assert!(d.move_back(now).is_none(), "backing off");
     assert!(d.move_back(now + wait).is_some());
 
-    let wait = d.moved_back(false, Vec::new(), now).unwrap_err();
+    let wait = d.moved_back(failed(Vec::new()), now).1.unwrap();
     assert_eq!(wait, Duration::from_millis(20), "doubles");
     d.force(ForceMode::Open, now);
     d.force(ForceMode::Closed, now);

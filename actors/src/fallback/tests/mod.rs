@@ -4,6 +4,7 @@
 mod disk;
 mod groups;
 mod increments;
+mod owed;
 mod puts;
 mod replay;
 

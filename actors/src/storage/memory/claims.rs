@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::MemoryCache;
+use super::{MemoryCache, CLAIM_TTL};
 use crate::doc::DocId;
 use crate::log::LogMark;
 use crate::storage::{CacheResult, Claimed, Commit, FlushClaims};
@@ -17,18 +17,20 @@ impl FlushClaims for MemoryCache {
 
     async fn claim(&self, docs: &[DocId], fresh: Option<Duration>) -> CacheResult<Vec<Claimed>> {
         let mut state = self.enter().await?;
+        let now = state.now();
         Ok(docs
             .iter()
             .map(|doc| {
                 if let Some(held) = state.docs.get_mut(doc) {
-                    if held.claim.as_ref().is_some_and(|r| *r != self.replica) {
+                    let claimant = held.claimant(now);
+                    if claimant.is_some_and(|r| *r != self.replica) {
                         return Claimed::Busy;
                     }
                     let recent = held
                         .persisted_at
                         .zip(fresh)
-                        .is_some_and(|(at, window)| at.elapsed() < window);
-                    if let (true, None, Some(position)) = (recent, &held.claim, held.persisted) {
+                        .is_some_and(|(at, window)| now.saturating_duration_since(at) < window);
+                    if let (true, None, Some(position)) = (recent, claimant, held.persisted) {
                         let incarnation = state.incarnation;
                         return Claimed::Fresh {
                             persisted: LogMark {
@@ -37,7 +39,7 @@ impl FlushClaims for MemoryCache {
                             },
                         };
                     }
-                    held.claim = Some(self.replica.clone());
+                    held.claim = Some((self.replica.clone(), now + CLAIM_TTL));
                 }
                 match state.flush_read(doc).pending() {
                     Ok(Some(pending)) => Claimed::Found(Box::new(pending)),
@@ -50,9 +52,10 @@ impl FlushClaims for MemoryCache {
 
     async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
         let mut state = self.enter().await?;
+        let now = state.now();
         for doc in docs {
             if let Some(held) = state.docs.get_mut(doc) {
-                if held.claim.as_ref() == Some(&self.replica) {
+                if held.claimant(now) == Some(&self.replica) {
                     held.claim = None;
                 }
             }
@@ -61,20 +64,24 @@ impl FlushClaims for MemoryCache {
     }
 
     /// As the COMMIT script.
-    async fn committed(&self, done: &[Commit]) -> CacheResult<()> {
+    async fn committed(&self, done: &[Commit]) -> CacheResult<Vec<DocId>> {
         let mut state = self.enter().await?;
-        let incarnation = state.incarnation;
+        let (incarnation, now) = (state.incarnation, state.now());
+        let mut stale = Vec::new();
         for c in done {
+            let named = c.read.or(c.recorded).map(|m| m.incarnation);
+            if named.is_some_and(|n| n != incarnation) {
+                stale.push(c.doc.clone());
+            }
             let Some(held) = state.docs.get_mut(&c.doc) else {
                 state.modified.remove(&c.doc);
                 continue;
             };
-            let ours = c.read.or(c.recorded).map(|m| m.incarnation) == Some(incarnation);
-            if ours {
+            if named == Some(incarnation) {
                 if let Some(recorded) = c.recorded.map(|m| m.position) {
                     if held.persisted.is_none_or(|p| p < recorded) {
                         held.persisted = Some(recorded);
-                        held.persisted_at = Some(std::time::Instant::now());
+                        held.persisted_at = Some(now);
                     }
                 }
                 let read = c.read.map(|m| m.position);
@@ -95,13 +102,13 @@ impl FlushClaims for MemoryCache {
                 None => true,
                 Some(last) => held.persisted.is_some_and(|p| p >= last.pos),
             };
-            if held.claim.as_ref() == Some(&self.replica) {
+            if held.claimant(now) == Some(&self.replica) {
                 held.claim = None;
             }
             if clean {
                 state.modified.remove(&c.doc);
             }
         }
-        Ok(())
+        Ok(stale)
     }
 }

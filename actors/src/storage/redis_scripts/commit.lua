@@ -3,6 +3,7 @@ local modified = KEYS[#KEYS - 1]
 local incarnation = redis.call('GET', KEYS[#KEYS])
 local ttl = ARGV[2]
 local now = redis.call('TIME')
+local stale = {}
 local keep = string.format('%d-0', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]))
 for i = 1, n do
   local k = (i - 1) * 8
@@ -36,6 +37,8 @@ for i = 1, n do
       if mark and lt(minid, mark) then minid = mark end
       redis.call('SET', KEYS[k + 8], minid, 'EX', ttl)
     end
+  elseif inc ~= '' then
+    table.insert(stale, i)
   end
   local last = redis.call('XREVRANGE', KEYS[k + 4], '+', '-', 'COUNT', 1)
   if #last == 0 or (persisted and not lt(persisted, last[1][1])) then
@@ -43,4 +46,4 @@ for i = 1, n do
   end
   if redis.call('GET', KEYS[k + 7]) == ARGV[1] then redis.call('DEL', KEYS[k + 7]) end
 end
-return n
+return stale

@@ -12,12 +12,13 @@ use crate::fallback::test_dir::TestDir;
 use crate::fallback::{FaultyIo, JournalIo, MemoryIo};
 use crate::ledger::Durable;
 use crate::storage::memory::{MemoryCache, MemoryStore};
-use crate::storage::Commit;
+use crate::storage::{Commit, DocStore};
 use crate::testing::{stamped, supervisor_settings, until};
 
 struct Rig {
     supervisor: Addr<CacheSupervisor>,
     cache: MemoryCache,
+    store: MemoryStore,
     ledger: Ledger,
     fallback: Fallback,
     _dir: TestDir,
@@ -35,17 +36,18 @@ fn rig_on(name: &str, io: impl JournalIo) -> Rig {
 }
 
 fn rig_with(dir: TestDir, fallback: Fallback) -> Rig {
-    let cache = MemoryCache::default();
+    let (cache, store) = (MemoryCache::default(), MemoryStore::default());
     let ledger = Ledger::default();
     let stores = Stores {
         cache: Arc::new(cache.clone()),
-        store: Arc::new(MemoryStore::default()),
+        store: Arc::new(store.clone()),
         fallback: fallback.clone(),
         ledger: ledger.clone(),
     };
     Rig {
         supervisor: CacheSupervisor::new(stores, supervisor_settings()).start(),
         cache,
+        store,
         ledger,
         fallback,
         _dir: dir,
@@ -199,7 +201,9 @@ fn yjs_saves(n: u64) -> Vec<Version> {
         .collect()
 }
 
+/// PostgreSQL took `v`, and the supervisor is told.
 async fn commit(rig: &Rig, v: &Version) {
+    rig.store.upsert(std::slice::from_ref(v)).await.unwrap();
     let done = vec![Commit::written(v)];
     rig.supervisor.send(Committed { done }).await.unwrap();
 }
@@ -391,8 +395,9 @@ async fn a_periodic_flush_leaves_what_another_replica_just_flushed_and_settles_u
 }
 
 /// PostgreSQL commits a journaled version while Redis fails the call that would announce it
-/// (write it into the cache, for the other replicas' rooms): the next move back announces it,
-/// instead of the cache keeping older content until its TTL runs out.
+/// (write it into the cache, for the other replicas' rooms): the journal records the debt,
+/// and the next move back announces what PostgreSQL holds, instead of the cache keeping older
+/// content until its TTL runs out; then the journal records it paid.
 #[actix::test]
 async fn an_announcement_whose_call_fails_is_made_by_the_next_move_back() {
     let rig = rig("announce-retry");
@@ -400,19 +405,39 @@ async fn an_announcement_whose_call_fails_is_made_by_the_next_move_back() {
     rig.ledger.absorbed(v.clone(), Durable::Journal);
     rig.cache.faults.fail(true);
 
-    rig.supervisor
-        .send(Committed {
-            done: vec![Commit::written(&v)],
-        })
-        .await
-        .unwrap();
+    commit(&rig, &v).await;
     assert!(!rig.ledger.lacks(&v.doc), "PostgreSQL has it");
+    until("the debt in the journal", || rig.fallback.owed() == [v.doc.clone()]).await;
     rig.cache.faults.fail(false);
 
     until("the next move back", || {
         rig.cache.peek(&v.doc) == Some(v.clone())
     })
     .await;
+    until("the debt paid", || rig.fallback.owed().is_empty()).await;
+}
+
+/// The same, with a crash before Redis answers again: the journal let go of the content, but
+/// its debt survives the restart, and the move back announces PostgreSQL's content.
+#[actix::test]
+async fn a_debt_to_redis_outlives_a_crash() {
+    let io = MemoryIo::new();
+    let rig = rig_on("announce-after-crash", io.clone());
+    let v = json("journaled", 5);
+    rig.ledger.absorbed(v.clone(), Durable::Journal);
+    rig.cache.faults.fail(true);
+    commit(&rig, &v).await;
+    until("the debt in the journal", || rig.fallback.owed() == [v.doc.clone()]).await;
+    drop(rig);
+
+    let rig = rig_on("announce-after-crash", io);
+    rig.store.upsert(std::slice::from_ref(&v)).await.unwrap();
+
+    until("the move back after the restart", || {
+        rig.cache.peek(&v.doc) == Some(v.clone())
+    })
+    .await;
+    until("the debt paid", || rig.fallback.owed().is_empty()).await;
 }
 
 mod spill;
