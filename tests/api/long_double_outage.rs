@@ -4,7 +4,8 @@
 //! the whole megabyte. A save is journaled as the update it carries, and the ledger holds it as
 //! one, so neither the memory of the process nor what it writes grows with saves × document size.
 //! Then the "kill something in the middle" rule: SIGKILL, PostgreSQL back, a restart on the same
-//! journal, and every update the provider saw acknowledged (SyncStatus 1) is in PostgreSQL.
+//! journal, and every update the provider saw acknowledged (SyncStatus 1) is in PostgreSQL; the
+//! journal then lets go of the content, keeping only the record that Redis is owed it.
 //!
 //! The process's memory is read from `/proc/PID/status`: the peak resident set (`VmHWM`, reset
 //! through `clear_refs` when the outage starts) and `VmRSS` sampled at every update; what it
@@ -136,10 +137,11 @@ async fn a_megabyte_document_edited_through_a_minute_of_double_outage_keeps_memo
         },
     )
     .await;
+    // What stays is the record that Redis, still dead, is owed the document: no content.
     eventually(WITHIN, "the journal to let go of it", async || {
         app.admin().flush_now().await;
         let len = std::fs::metadata(&journal).map(|m| m.len());
-        ensure!(matches!(len, Ok(0)), "journal {len:?}");
+        ensure!(matches!(len, Ok(1..=256)), "journal {len:?}");
         Ok(())
     })
     .await;

@@ -293,3 +293,72 @@ async fn a_journaled_version_postgres_refused_leaves_redis_and_the_rooms_on_what
     let fresh = b.get_doc(&doc).await.body["content"].clone();
     assert_eq!(fresh, x, "a read on B, which has no room");
 }
+
+/// A journaled version PostgreSQL takes while Redis is out of use: the journal lets go of it
+/// (Redis may stay away for good), and a crash follows before Redis is back. Redis held X,
+/// older than the journaled W; nothing announced W, so Redis and B's room served X until the
+/// TTL ran out (the simulator's seeds 216288, 224805 and four more). The journal now records
+/// that Redis is owed the document, and the restarted replica's move back announces
+/// PostgreSQL's W.
+#[tokio::test]
+async fn a_journaled_version_committed_while_redis_is_away_reaches_it_after_a_crash() {
+    let redis = PrivateRedis::start().await;
+    let quick = |o: TestOptions| {
+        o.flusher_paused()
+            .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
+            .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
+    };
+    let b = TestApp::spawn(quick(TestOptions::new().redis_url(redis.url()))).await;
+    let cut_a = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
+    let mut a = TestApp::spawn(
+        quick(b.replica_options())
+            .process()
+            .redis_url(format!("redis://{}", cut_a.addr)),
+    )
+    .await;
+    let doc = format!("owed-{}", random_suffix());
+    let (x, w) = (json!({"v": "x"}), json!({"v": "journaled-w"}));
+    let mut on_b = WsClient::connect(&b, &doc).await;
+    let stored = on_b.update(x.clone(), "x").await;
+    assert_eq!(stored["stored"], "cache", "{stored}");
+    b.admin().flush_now().await;
+    assert_eq!(b.pg_content(&doc).await, Some(x.clone()));
+
+    cut_a.cut();
+    a.admin().set_breaker("open").await;
+    let mut on_a = WsClient::connect(&a, &doc).await;
+    let stored = on_a.update(w.clone(), "w").await;
+    assert_eq!(stored["stored"], "fallback", "{stored}");
+    a.admin().flush_now().await;
+    assert_eq!(b.pg_content(&doc).await, Some(w.clone()));
+    let journal = a.data_dir.join("journal.log");
+    eventually(Duration::from_secs(10), "the journal to let W go", async || {
+        let held = std::fs::read(&journal).map_err(|e| e.to_string())?;
+        let has_w = held.windows(11).any(|b| b == b"journaled-w");
+        ensure!(!has_w && !held.is_empty(), "{} bytes, W {has_w}", held.len());
+        Ok(())
+    })
+    .await;
+    assert_eq!(b.get_doc(&doc).await.body["content"], x, "B has not heard");
+
+    drop(on_a);
+    a.sigkill().await;
+    cut_a.restore();
+    a.restart().await;
+
+    eventually(Duration::from_secs(20), "Redis and B's room on W", async || {
+        let temp = b.redis_get(&format!("doc:{doc}:temp")).await;
+        let cached: Option<serde_json::Value> = temp.map(|t| serde_json::from_str(&t).unwrap());
+        ensure!(cached.as_ref() == Some(&w), "Redis holds {cached:?}");
+        let view = b.get_doc(&doc).await.body["content"].clone();
+        ensure!(view == w, "replica b shows {view}");
+        Ok(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the debt paid", async || {
+        let fallback_docs = a.admin().breaker().await["fallback_docs"].clone();
+        ensure!(fallback_docs == 0, "{fallback_docs} documents wait");
+        Ok(())
+    })
+    .await;
+}
