@@ -20,10 +20,41 @@ use docroom_actors::protocol::json::{document_body, json_version};
 /// the next one. More failures than this mean something is really wrong.
 const ROOM_ATTEMPTS: usize = 3;
 
+/// `GET /docs/{id}`'s query (SPEC §9): the rendering, the XML fragment it reads, and the state
+/// vector an `update` rendering starts from.
+#[derive(serde::Deserialize)]
+struct Rendering {
+    #[serde(default)]
+    format: Format,
+    field: Option<String>,
+    state_vector: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    #[default]
+    Json,
+    Prosemirror,
+    Text,
+    Update,
+}
+
 #[get("/docs/{id}")]
 async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let doc = doc_id(&req, "/docs/", Extent::Segment)?;
     auth::authorize(&req, &state.settings.auth, &doc)?;
+    let query = web::Query::<Rendering>::from_query(req.query_string()).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{e} (format is json, prosemirror, text or update)"
+        ))
+    })?;
+    let Rendering {
+        format,
+        field,
+        state_vector,
+    } = query.into_inner();
+    let state_vector = state_vector.as_deref().map(decode_base64).transpose()?;
     let version = match state.registry.send(PeekRoom { doc: doc.clone() }).await? {
         Some(room) => match room.send(Current).await {
             Ok(current) => current?,
@@ -32,6 +63,10 @@ async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         None => load(&state, &doc).await?,
     };
     let v = version.ok_or(ApiError::NotFound)?;
+    if format != Format::Json {
+        let field = field.unwrap_or_else(|| "default".to_owned());
+        return backend_rendering(&state, v, format, field, state_vector).await;
+    }
     let body = match v.kind {
         Kind::Json => document_body(&v),
         Kind::Yjs => {
@@ -52,6 +87,69 @@ async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
+}
+
+/// A Yjs document as a backend reads it (SPEC §9): ProseMirror JSON, text, or a Yjs update.
+/// Decoding and rendering run on the blocking pool, one of `renderings` at a time, as the JSON
+/// rendering does; the whole document as an update is its stored state, which needs neither.
+async fn backend_rendering(
+    state: &AppState,
+    v: Version,
+    format: Format,
+    field: String,
+    state_vector: Option<Vec<u8>>,
+) -> Result<HttpResponse, ApiError> {
+    if v.kind == Kind::Json {
+        return Err(ApiError::WrongKind(format!(
+            "{} is a JSON document: only format=json renders it",
+            v.doc
+        )));
+    }
+    if format == Format::Update && state_vector.is_none() {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(v.content));
+    }
+    let turn = state.renderings.wait().await?;
+    let limits = state.settings.limits.yjs();
+    let rendered = web::block(move || {
+        let doc = YjsDoc::load_with(&v.content, limits)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let rendered = match format {
+            Format::Prosemirror => doc.to_prosemirror(&field).map(|json| {
+                let body = json.to_string().into_bytes();
+                ("application/json", body)
+            }),
+            Format::Text => doc
+                .to_text(&field)
+                .map(|text| ("text/plain; charset=utf-8", text.into_bytes())),
+            Format::Update | Format::Json => {
+                let update = doc.update_since(state_vector.as_deref()).map_err(|e| {
+                    ApiError::BadRequest(format!("state_vector does not decode: {e}"))
+                })?;
+                Ok(("application/octet-stream", update))
+            }
+        };
+        drop(turn);
+        rendered.map_err(|e| ApiError::Unrenderable(e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("rendering failed: {e}")))??;
+    let (content_type, body) = rendered;
+    Ok(HttpResponse::Ok().content_type(content_type).body(body))
+}
+
+/// A state vector in a query: base64, standard or URL-safe, padded or not (a `+` a client did
+/// not escape arrives as a space).
+fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    let text = text.trim().replace(' ', "+");
+    let unpadded = text.trim_end_matches('=');
+    STANDARD
+        .decode(&text)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
+        .map_err(|e| ApiError::BadRequest(format!("state_vector is not base64: {e}")))
 }
 
 /// A Yjs document's `GET /docs/{id}` body: its state decoded and rendered as JSON.

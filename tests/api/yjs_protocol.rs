@@ -10,6 +10,7 @@ use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::{Encoder, EncoderV1};
 use yrs::{Array, ClientID, Map, ReadTxn, StateVector, Transact};
 
+mod backend_renderings;
 mod stored_and_rendered;
 
 use crate::harness::yclient::YClient;

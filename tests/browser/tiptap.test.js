@@ -1,7 +1,8 @@
 'use strict'
 // Tiptap 3 with @hocuspocus/provider 4.x in a real headless Chromium against docroom's
 // /hocuspocus (SPEC §5b, issue 13): what a user of README's "Using it from Tiptap" does — type
-// into the editor — reaches the other editors, and survives a restart of the service.
+// into the editor — reaches the other editors, and survives a restart of the service; and what a
+// backend reads of it (SPEC §9) is what y-prosemirror reads.
 //
 // The page (tiptap/editor.js) is bundled with esbuild when the test starts and served by a tiny
 // HTTP server of the test's own; docroom is the built binary with this test's own key prefix and
@@ -15,6 +16,8 @@ const { after, before, test } = require('node:test')
 const assert = require('node:assert/strict')
 
 const esbuild = require('esbuild')
+const Y = require('yjs')
+const { yXmlFragmentToProsemirrorJSON } = require('y-prosemirror')
 
 const { cleanup, deleteKeys, deployment, launchChromium, startDocroom, stopDocroom } = require('./lib/docroom')
 
@@ -197,4 +200,51 @@ test('a fresh editor loads the text after docroom restarts with an empty cache',
   } finally {
     await reader.context.close()
   }
+})
+
+/** `json` with every text run's marks in name order (see `prosemirror.rs`: yrs does not keep
+ * the order formats were applied in; ProseMirror sorts a node's marks by its schema anyway). */
+function marksInNameOrder (json) {
+  if (Array.isArray(json)) return json.map(marksInNameOrder)
+  if (json === null || typeof json !== 'object') return json
+  const out = {}
+  for (const [key, value] of Object.entries(json)) out[key] = marksInNameOrder(value)
+  if (Array.isArray(out.marks)) out.marks = [...out.marks].sort((a, b) => a.type.localeCompare(b.type))
+  return out
+}
+
+test('a backend reads a Tiptap document as y-prosemirror reads it, and as text', { timeout: 60000 }, async () => {
+  const doc = 'tiptap-rendered'
+  const writer = await openEditor(doc)
+  try {
+    await typeAtEnd(writer.page, [
+      '# Meeting notes', 'press:Enter',
+      'Hello ', 'press:Control+b', 'bold', 'press:Control+i', ' both', 'press:Control+b',
+      'press:Control+i', ' plain', 'press:Enter', 'press:Enter',
+      '- first item', 'press:Enter', 'second é 文 😀'
+    ])
+    await waitForNoUnsyncedChanges(writer.page, 'the writer')
+    assert.deepEqual(writer.problems, [])
+  } finally {
+    await writer.context.close()
+  }
+  const get = async (format) => {
+    const res = await fetch(`${service.base}/docs/${doc}?format=${format}`)
+    assert.equal(res.status, 200, `format=${format}: ${res.status}`)
+    return res
+  }
+
+  const update = new Uint8Array(await (await get('update')).arrayBuffer())
+  const ydoc = new Y.Doc()
+  Y.applyUpdate(ydoc, update)
+  const expected = yXmlFragmentToProsemirrorJSON(ydoc.getXmlFragment('default'))
+  const rendered = await (await get('prosemirror')).json()
+
+  assert.equal(expected.content[0].type, 'heading', JSON.stringify(expected))
+  assert.match(JSON.stringify(expected), /"italic"/, 'a run with two marks')
+  assert.deepEqual(marksInNameOrder(rendered), marksInNameOrder(expected))
+  // Tiptap keeps an empty paragraph after a list that ends the document: the last line.
+  assert.deepEqual(expected.content.at(-1), { type: 'paragraph' })
+  const text = await (await get('text')).text()
+  assert.equal(text, 'Meeting notes\nHello bold both plain\n\nfirst item\nsecond é 文 😀\n')
 })

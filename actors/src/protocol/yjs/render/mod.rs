@@ -7,15 +7,48 @@
 //!   yrs's per-character reads
 //! - [`walker`]: shared types and their values as yrs's `to_json` renders them
 //! - [`value`]: yrs's `Any` values as JSON and as yrs prints them inside XML
+//! - [`prosemirror`]: an XML fragment as ProseMirror JSON, and as text (SPEC §9)
 
 use yrs::branch::BranchPtr;
 use yrs::{Any, Map, MapRef, Out, ReadTxn};
 
+mod prosemirror;
 mod sequence;
 mod value;
 mod walker;
 
 use sequence::Sequence;
+use yrs::updates::decoder::Decode;
+use yrs::{StateVector, Transact};
+
+use super::{YjsDoc, YjsError};
+
+/// The renderings a backend reads (SPEC §9). Each is refused, as [`YjsDoc::to_json`] is, for a
+/// document nested deeper than the limit.
+impl YjsDoc {
+    /// The XML fragment `field` as ProseMirror JSON (see [`prosemirror`]).
+    pub fn to_prosemirror(&self, field: &str) -> Result<serde_json::Value, YjsError> {
+        self.renderable()?;
+        let txn = self.awareness.doc().transact();
+        Ok(prosemirror::document(&txn, field))
+    }
+
+    /// The XML fragment `field` as text, one line per block.
+    pub fn to_text(&self, field: &str) -> Result<String, YjsError> {
+        Ok(prosemirror::text(&self.to_prosemirror(field)?))
+    }
+
+    /// What a peer at `state_vector` (a v1 state vector; `None`: nothing) lacks, as one v1
+    /// update. A state vector that does not decode is [`YjsError::BadState`].
+    pub fn update_since(&self, state_vector: Option<&[u8]>) -> Result<Vec<u8>, YjsError> {
+        let since = match state_vector {
+            None => StateVector::default(),
+            Some(sv) => StateVector::decode_v1(sv)
+                .map_err(|e| YjsError::BadState(format!("state vector: {e}")))?,
+        };
+        Ok(self.awareness.doc().transact().encode_diff_v1(&since))
+    }
+}
 
 /// Each root type under its name.
 pub(super) fn document<T: ReadTxn>(txn: &T) -> serde_json::Value {
@@ -61,5 +94,7 @@ fn is_xml_node(out: &Out) -> bool {
     matches!(out, Out::YXmlElement(_) | Out::YXmlText(_))
 }
 
+#[cfg(test)]
+mod prosemirror_tests;
 #[cfg(test)]
 mod tests;
