@@ -45,9 +45,7 @@ async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     let doc = doc_id(&req, "/docs/", Extent::Segment)?;
     auth::authorize(&req, &state.settings.auth, &doc)?;
     let query = web::Query::<Rendering>::from_query(req.query_string()).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "{e} (format is json, prosemirror, text or update)"
-        ))
+        ApiError::BadRequest(format!("{e} (format is json, prosemirror, text or update)"))
     })?;
     let Rendering {
         format,

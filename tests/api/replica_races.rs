@@ -332,12 +332,20 @@ async fn a_journaled_version_committed_while_redis_is_away_reaches_it_after_a_cr
     a.admin().flush_now().await;
     assert_eq!(b.pg_content(&doc).await, Some(w.clone()));
     let journal = a.data_dir.join("journal.log");
-    eventually(Duration::from_secs(10), "the journal to let W go", async || {
-        let held = std::fs::read(&journal).map_err(|e| e.to_string())?;
-        let has_w = held.windows(11).any(|b| b == b"journaled-w");
-        ensure!(!has_w && !held.is_empty(), "{} bytes, W {has_w}", held.len());
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the journal to let W go",
+        async || {
+            let held = std::fs::read(&journal).map_err(|e| e.to_string())?;
+            let has_w = held.windows(11).any(|b| b == b"journaled-w");
+            ensure!(
+                !has_w && !held.is_empty(),
+                "{} bytes, W {has_w}",
+                held.len()
+            );
+            Ok(())
+        },
+    )
     .await;
     assert_eq!(b.get_doc(&doc).await.body["content"], x, "B has not heard");
 
@@ -346,14 +354,18 @@ async fn a_journaled_version_committed_while_redis_is_away_reaches_it_after_a_cr
     cut_a.restore();
     a.restart().await;
 
-    eventually(Duration::from_secs(20), "Redis and B's room on W", async || {
-        let temp = b.redis_get(&format!("doc:{doc}:temp")).await;
-        let cached: Option<serde_json::Value> = temp.map(|t| serde_json::from_str(&t).unwrap());
-        ensure!(cached.as_ref() == Some(&w), "Redis holds {cached:?}");
-        let view = b.get_doc(&doc).await.body["content"].clone();
-        ensure!(view == w, "replica b shows {view}");
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "Redis and B's room on W",
+        async || {
+            let temp = b.redis_get(&format!("doc:{doc}:temp")).await;
+            let cached: Option<serde_json::Value> = temp.map(|t| serde_json::from_str(&t).unwrap());
+            ensure!(cached.as_ref() == Some(&w), "Redis holds {cached:?}");
+            let view = b.get_doc(&doc).await.body["content"].clone();
+            ensure!(view == w, "replica b shows {view}");
+            Ok(())
+        },
+    )
     .await;
     eventually(Duration::from_secs(10), "the debt paid", async || {
         let fallback_docs = a.admin().breaker().await["fallback_docs"].clone();

@@ -174,11 +174,7 @@ impl Fallback {
             let (owed, path) = (replayed.owed.len(), path.display());
             info!(docs, owed, skipped, %path, "fallback journal replayed unpersisted documents");
         }
-        let shared = Arc::new(Shared::new(
-            replayed.entries,
-            replayed.owed,
-            journal.len(),
-        ));
+        let shared = Arc::new(Shared::new(replayed.entries, replayed.owed, journal.len()));
         let (commands, receiver) = mpsc::channel();
         let writer = {
             let shared = Arc::clone(&shared);

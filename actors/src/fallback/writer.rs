@@ -90,7 +90,12 @@ pub(crate) struct Writer<'a> {
 impl<'a> Writer<'a> {
     pub(crate) fn new(journal: Journal, shared: &'a Shared) -> Writer<'a> {
         let owed: u64 = shared.owed().iter().map(record::owed_len).sum();
-        let live_bytes = owed + shared.entries().values().map(Entry::record_len).sum::<u64>();
+        let live_bytes = owed
+            + shared
+                .entries()
+                .values()
+                .map(Entry::record_len)
+                .sum::<u64>();
         Writer {
             journal,
             shared,

@@ -344,7 +344,9 @@ impl FlushClaims for RedisCache {
                     .arg(c.folded);
             }
             let gone: Vec<usize> = self.call(invocation.invoke_async(&mut conn)).await?;
-            let named = gone.into_iter().filter_map(|i| batch.get(i.checked_sub(1)?));
+            let named = gone
+                .into_iter()
+                .filter_map(|i| batch.get(i.checked_sub(1)?));
             stale.extend(named.map(|c| c.doc.clone()));
         }
         Ok(stale)

@@ -188,10 +188,17 @@ impl CacheSupervisor {
                 None => {}
                 Some(wait) => {
                     let retry_in_ms = wait.as_millis() as u64;
-                    warn!(retry_in_ms, "the move back to redis did not finish, will retry");
+                    warn!(
+                        retry_in_ms,
+                        "the move back to redis did not finish, will retry"
+                    );
                 }
             }
-            let outcome = if redis_ok { Outcome::Ok } else { Outcome::Failed };
+            let outcome = if redis_ok {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            };
             act.account(outcome, ctx);
         }));
     }

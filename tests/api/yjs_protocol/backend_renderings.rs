@@ -83,7 +83,9 @@ async fn a_backend_reads_a_tiptap_document_as_prosemirror_json_text_and_updates(
             {"type": "paragraph", "content": [{"type": "text", "text": "later"}]}
         ]})
     );
-    let other = app.get(&format!("{path}?format=prosemirror&field=notes")).await;
+    let other = app
+        .get(&format!("{path}?format=prosemirror&field=notes"))
+        .await;
     assert_eq!(other.body, json!({"type": "doc", "content": []}));
 
     let (status, whole) = bytes(&app, &format!("{path}?format=update")).await;
@@ -91,10 +93,18 @@ async fn a_backend_reads_a_tiptap_document_as_prosemirror_json_text_and_updates(
     assert!(fragment_text(&whole).ends_with("<paragraph>later</paragraph>"));
     // A `+` the client did not escape arrives as a space: both spellings are taken.
     let sv = base64::engine::general_purpose::STANDARD.encode(&read_at);
-    let sv = sv.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let sv = sv
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
     let (status, since) = bytes(&app, &format!("{path}?format=update&state_vector={sv}")).await;
     assert_eq!(status, 200);
-    assert!(since.len() < whole.len(), "{} of {}", since.len(), whole.len());
+    assert!(
+        since.len() < whole.len(),
+        "{} of {}",
+        since.len(),
+        whole.len()
+    );
     let behind = Doc::new();
     let fragment = behind.get_or_insert_xml_fragment("default");
     let (_, first) = bytes(&app, &format!("{path}?format=update")).await;
@@ -124,9 +134,15 @@ async fn renderings_a_document_cannot_have_are_refused_with_a_reason() {
     })
     .await;
 
-    let wrong_kind = app.get(&format!("/docs/{json_doc}?format=prosemirror")).await;
+    let wrong_kind = app
+        .get(&format!("/docs/{json_doc}?format=prosemirror"))
+        .await;
     assert_eq!(wrong_kind.status, 409, "{}", wrong_kind.text);
-    assert_eq!(wrong_kind.body["error"], "wrong_kind", "{}", wrong_kind.text);
+    assert_eq!(
+        wrong_kind.body["error"], "wrong_kind",
+        "{}",
+        wrong_kind.text
+    );
     let unknown = app.get(&format!("/docs/{yjs_doc}?format=html")).await;
     assert_eq!(unknown.status, 400, "{}", unknown.text);
     assert!(unknown.text.contains("prosemirror"), "{}", unknown.text);
@@ -136,7 +152,9 @@ async fn renderings_a_document_cannot_have_are_refused_with_a_reason() {
         let bad = app.get(&path).await;
         assert_eq!(bad.status, 400, "{sv}: {}", bad.text);
     }
-    let missing = app.get(&format!("/docs/never-{}?format=text", random_suffix())).await;
+    let missing = app
+        .get(&format!("/docs/never-{}?format=text", random_suffix()))
+        .await;
     assert_eq!(missing.status, 404, "{}", missing.text);
     let json_still = app.get_doc(&json_doc).await;
     assert_eq!(json_still.body["content"], json!({"a": 1}));

@@ -216,7 +216,7 @@ pub(super) fn move_back(w: &mut World, r: usize) {
     });
     let mut moves = journaled;
     shuffle(w, &mut moves);
-    w.spawn(r, Task::Move(MoveBack::new(announce, moves)));
+    w.spawn(r, Task::Move(Box::new(MoveBack::new(announce, moves))));
 }
 
 /// A flush (`Flusher::run`), unless one is running: `fresh` for the periodic one.

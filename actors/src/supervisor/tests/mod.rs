@@ -407,7 +407,10 @@ async fn an_announcement_whose_call_fails_is_made_by_the_next_move_back() {
 
     commit(&rig, &v).await;
     assert!(!rig.ledger.lacks(&v.doc), "PostgreSQL has it");
-    until("the debt in the journal", || rig.fallback.owed() == [v.doc.clone()]).await;
+    until("the debt in the journal", || {
+        rig.fallback.owed() == [v.doc.clone()]
+    })
+    .await;
     rig.cache.faults.fail(false);
 
     until("the next move back", || {
@@ -427,7 +430,10 @@ async fn a_debt_to_redis_outlives_a_crash() {
     rig.ledger.absorbed(v.clone(), Durable::Journal);
     rig.cache.faults.fail(true);
     commit(&rig, &v).await;
-    until("the debt in the journal", || rig.fallback.owed() == [v.doc.clone()]).await;
+    until("the debt in the journal", || {
+        rig.fallback.owed() == [v.doc.clone()]
+    })
+    .await;
     drop(rig);
 
     let rig = rig_on("announce-after-crash", io);

@@ -81,9 +81,9 @@ pub(super) fn document<T: ReadTxn>(txn: &T, field: &str) -> Value {
                             .map(|(key, v)| (mark_name(key), key.as_ref(), value::json(v)))
                             .collect();
                         marks.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-                        let marks = marks.into_iter().map(|(name, _, attrs)| {
-                            serde_json::json!({ "type": name, "attrs": attrs })
-                        });
+                        let marks = marks.into_iter().map(
+                            |(name, _, attrs)| serde_json::json!({ "type": name, "attrs": attrs }),
+                        );
                         run.insert("marks".into(), Value::Array(marks.collect()));
                     }
                     Value::Object(run)

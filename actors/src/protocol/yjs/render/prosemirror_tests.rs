@@ -153,12 +153,23 @@ fn the_update_rendering_is_the_document_or_what_a_state_vector_lacks() {
     let loaded = stored(&doc);
 
     let whole = loaded.update_since(None).unwrap();
-    let since = loaded
-        .update_since(Some(&before.encode_v1()))
-        .unwrap();
+    let since = loaded.update_since(Some(&before.encode_v1())).unwrap();
 
-    assert_eq!(YjsDoc::load(&whole).unwrap().to_text("default").unwrap().lines().last(), Some("later"));
-    assert!(since.len() < whole.len() / 2, "{} of {}", since.len(), whole.len());
+    assert_eq!(
+        YjsDoc::load(&whole)
+            .unwrap()
+            .to_text("default")
+            .unwrap()
+            .lines()
+            .last(),
+        Some("later")
+    );
+    assert!(
+        since.len() < whole.len() / 2,
+        "{} of {}",
+        since.len(),
+        whole.len()
+    );
     let old = tiptap();
     old.transact_mut()
         .apply_update(yrs::Update::decode_v1(&since).unwrap())
