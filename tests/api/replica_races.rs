@@ -237,15 +237,7 @@ async fn a_journaled_version_equal_to_the_cached_one_moves_back_under_its_own_st
 #[tokio::test]
 async fn a_journaled_version_postgres_refused_leaves_redis_and_the_rooms_on_what_it_kept() {
     let mut redis = PrivateRedis::start().await;
-    let quick = |o: TestOptions| {
-        o.flusher_paused()
-            .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
-            .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
-    };
-    let b = TestApp::spawn(quick(TestOptions::new().redis_url(redis.url()))).await;
-    let cut_a = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
-    let a = TestApp::spawn(quick(b.replica_options()).redis_url(format!("redis://{}", cut_a.addr)))
-        .await;
+    let (b, cut_a, a) = b_and_a_behind_a_cut(&redis, |o| o).await;
     let doc = format!("kept-{}", random_suffix());
     let (w, x) = (json!({"v": "w"}), json!({"v": "x"}));
     let mut on_a = WsClient::connect(&a, &doc).await;
@@ -303,19 +295,7 @@ async fn a_journaled_version_postgres_refused_leaves_redis_and_the_rooms_on_what
 #[tokio::test]
 async fn a_journaled_version_committed_while_redis_is_away_reaches_it_after_a_crash() {
     let redis = PrivateRedis::start().await;
-    let quick = |o: TestOptions| {
-        o.flusher_paused()
-            .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
-            .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
-    };
-    let b = TestApp::spawn(quick(TestOptions::new().redis_url(redis.url()))).await;
-    let cut_a = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
-    let mut a = TestApp::spawn(
-        quick(b.replica_options())
-            .process()
-            .redis_url(format!("redis://{}", cut_a.addr)),
-    )
-    .await;
+    let (b, cut_a, mut a) = b_and_a_behind_a_cut(&redis, TestOptions::process).await;
     let doc = format!("owed-{}", random_suffix());
     let (x, w) = (json!({"v": "x"}), json!({"v": "journaled-w"}));
     let mut on_b = WsClient::connect(&b, &doc).await;
@@ -373,4 +353,22 @@ async fn a_journaled_version_committed_while_redis_is_away_reaches_it_after_a_cr
         Ok(())
     })
     .await;
+}
+
+/// Replica B on `redis`, and replica A (with `a_options`) reaching it through a proxy a story
+/// cuts; both with their flushers paused, and quick to give up on a Redis that does not answer.
+async fn b_and_a_behind_a_cut(
+    redis: &PrivateRedis,
+    a_options: impl FnOnce(TestOptions) -> TestOptions,
+) -> (TestApp, Proxy, TestApp) {
+    let quick = |o: TestOptions| {
+        o.flusher_paused()
+            .env("DOCROOM__CACHE__RESPONSE_TIMEOUT_MS", 200)
+            .env("DOCROOM__CACHE__CONNECTION_TIMEOUT_MS", 300)
+    };
+    let b = TestApp::spawn(quick(TestOptions::new().redis_url(redis.url()))).await;
+    let cut_a = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
+    let a_options = a_options(quick(b.replica_options()));
+    let a = TestApp::spawn(a_options.redis_url(format!("redis://{}", cut_a.addr))).await;
+    (b, cut_a, a)
 }

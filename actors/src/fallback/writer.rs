@@ -318,9 +318,7 @@ impl<'a> Writer<'a> {
         for (doc, hash) in &leaving {
             record::encode_committed(doc, hash, &mut buf);
         }
-        let written = self.heal().and_then(|()| self.journal.append(&buf));
-        self.publish_len();
-        if let Err(error) = written {
+        if let Err(error) = self.append(&buf) {
             // The entries stay: had they left memory, a restart would replay them from records
             // that nothing marks committed. Holding them costs at most a refused re-flush.
             warn!(%error, docs = leaving.len(), "fallback journal could not record a commit");
@@ -359,9 +357,7 @@ impl<'a> Writer<'a> {
         for doc in &paid {
             record::encode_owed(doc, false, &mut buf);
         }
-        let written = self.heal().and_then(|()| self.journal.append(&buf));
-        self.publish_len();
-        if let Err(error) = written {
+        if let Err(error) = self.append(&buf) {
             warn!(%error, docs = paid.len(), "fallback journal could not record an announcement");
             return Err(error);
         }
@@ -416,6 +412,13 @@ impl<'a> Writer<'a> {
         self.journal.rewrite(&held, &owed)?;
         warn!(docs = held.len(), "fallback journal rebuilt from memory");
         Ok(())
+    }
+
+    /// Appends `buf` (whole records) and syncs it, rebuilding the journal first if it must be.
+    fn append(&mut self, buf: &[u8]) -> Result<(), JournalError> {
+        let written = self.heal().and_then(|()| self.journal.append(buf));
+        self.publish_len();
+        written
     }
 
     fn publish_len(&self) {
