@@ -7,9 +7,10 @@
 //! answered, never from what a flush read.
 //!
 //! - [`flush`]: what a flush does with what it read of one document.
-//! - [`state`]: one replica's durability state (the ledger, the breaker, the announcements kept,
+//! - [`state`]: one replica's durability state (the ledger, the breaker, the debts to Redis,
 //!   the move back's backoff) and the rules the cache supervisor carries out.
-//! - [`announce`]: what a commit announces into the log, and when the journal forgets.
+//! - [`announce`]: what a commit announces into the log, what Redis is owed when it cannot,
+//!   and when the journal forgets.
 //! - `sim` (tests): a seeded simulation of several replicas, a model Redis and a model
 //!   PostgreSQL, searching schedules and faults for a lost or rolled-back acknowledged write.
 

@@ -39,7 +39,7 @@ pub(super) struct Replica {
 /// What a crash takes.
 pub(super) struct Life {
     pub stores: Stores,
-    /// The ledger, the breaker, the announcements kept and the move back's backoff: the
+    /// The ledger, the breaker, the debts to Redis and the move back's backoff: the
     /// supervisor's own [`Durability`].
     pub durability: Durability,
     /// The flusher's gate.
