@@ -117,6 +117,8 @@ pub struct Durability {
     ledger: Ledger,
     breaker: Breaker,
     owed: Owed,
+    /// Debts the move back in flight took out of `owed`: still unpaid until it answers.
+    paying: usize,
     move_failures: u32,
     next_move: Option<Instant>,
     retry_base: Duration,
@@ -145,6 +147,7 @@ impl Durability {
                 owed.owe(fallback.owed());
                 owed
             },
+            paying: 0,
             move_failures: 0,
             next_move: None,
             retry_base: retry.0,
@@ -328,8 +331,10 @@ impl Durability {
         if journaled.is_empty() && self.owed.is_empty() {
             return None;
         }
+        let announce = self.owed.take();
+        self.paying = announce.len();
         Some(MoveBack {
-            announce: self.owed.take(),
+            announce,
             journaled,
         })
     }
@@ -338,6 +343,7 @@ impl Durability {
     /// owed again since its announcement was loaded stays owed), and, if anything failed, the
     /// wait before the next try (the debts not paid are kept).
     pub fn moved_back(&mut self, moved: Moved, now: Instant) -> (Vec<DocId>, Option<Duration>) {
+        self.paying = 0;
         let paid = moved
             .announced
             .into_iter()
@@ -358,9 +364,9 @@ impl Durability {
     }
 
     /// Documents served from the journal and not yet back in Redis: the ledger's journaled
-    /// entries, and the documents Redis is owed.
+    /// entries, and the documents Redis is owed (a move back's included until it answers).
     pub fn fallback_docs(&self) -> usize {
-        self.ledger.count(Durable::Journal) + self.owed.len()
+        self.ledger.count(Durable::Journal) + self.owed.len() + self.paying
     }
 }
 

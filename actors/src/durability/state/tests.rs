@@ -70,6 +70,11 @@ fn while_redis_is_out_of_use_the_journal_lets_go_and_records_the_debt() {
     d.account(Some(true), Instant::now());
     let moves = d.move_back(Instant::now()).expect("a move back is due");
     assert_eq!(moves.announce, vec![v.doc.clone()]);
+    assert_eq!(
+        d.fallback_docs(),
+        1,
+        "unpaid while the move back is on its way"
+    );
     let moved = Moved {
         redis_ok: true,
         announced: moves.announce,
