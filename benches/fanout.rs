@@ -108,6 +108,7 @@ fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
             replica: "bench".into(),
             storage_on_worker: false,
             limits: RoomLimits::unlimited(),
+            changes: None,
         },
     ))
 }
@@ -151,6 +152,7 @@ async fn room_with_members(
                 kind,
                 outbound,
                 backlog,
+                subject: None,
             })
             .await
             .map_err(|e| e.to_string())?
@@ -228,6 +230,7 @@ fn fanout(c: &mut Criterion) {
                                             Kind::Json,
                                             Bytes::from(content),
                                         ),
+                                        by: None,
                                     });
                                 }
                             }

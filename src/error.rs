@@ -28,6 +28,10 @@ pub enum ApiError {
     /// `limits.max_yjs_depth`): it is still served to editors, only not rendered.
     #[error("{0}")]
     Unrenderable(String),
+    /// A body over a limit: the frame limit for a posted update, the state limit it would
+    /// take the document over.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl ApiError {
@@ -43,6 +47,7 @@ impl ApiError {
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Unrenderable(_) => "too_deep",
+            ApiError::TooLarge(_) => "too_large",
         }
     }
 }
@@ -56,6 +61,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) | ApiError::ReadOnly => StatusCode::FORBIDDEN,
             ApiError::WrongKind(_) => StatusCode::CONFLICT,
             ApiError::Unrenderable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::AdminDisabled | ApiError::ShuttingDown | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -83,6 +89,8 @@ impl From<docroom_actors::room::RoomError> for ApiError {
             RoomError::WrongKind { .. } => ApiError::WrongKind(e.to_string()),
             RoomError::Closing => ApiError::ShuttingDown,
             RoomError::Unavailable(m) => ApiError::Unavailable(m),
+            RoomError::BadUpdate(m) => ApiError::BadRequest(m),
+            RoomError::TooLarge(m) => ApiError::TooLarge(m),
         }
     }
 }

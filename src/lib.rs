@@ -12,6 +12,8 @@
 //! - [`replay_journal`]: `docroom replay-journal`, a retired replica's journal to PostgreSQL.
 //! - [`import_hocuspocus`]: the `import-hocuspocus` command (a Hocuspocus table into
 //!   `documents`).
+//! - [`webhooks`]: SPEC §9 webhooks: the outbox in PostgreSQL, the recorder of this replica's
+//!   events and the delivery worker.
 //! - [`db`]: database creation and migrations; [`telemetry`]: logging; [`state`]: what handlers
 //!   share.
 //!
@@ -33,3 +35,4 @@ pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;

@@ -28,6 +28,7 @@ pub struct Settings {
     pub replicas: ReplicaSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -177,6 +178,25 @@ pub struct JournalSettings {
     pub lock_wait_ms: u64,
 }
 
+/// SPEC §9 webhooks; `url` empty: off.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub secret: String,
+    pub debounce_ms: u64,
+    pub max_wait_ms: u64,
+    pub retry_for_ms: u64,
+    pub include_content: bool,
+    pub timeout_ms: u64,
+    pub poll_ms: u64,
+}
+
+impl WebhookSettings {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct LogSettings {
     pub filter: String,
@@ -291,6 +311,13 @@ impl Settings {
                 "limits.max_yjs_depth must be between 1 and {}",
                 docroom_actors::protocol::yjs::DEPTH_CEILING
             ));
+        }
+        let w = &self.webhooks;
+        if w.enabled() && (w.debounce_ms == 0 || w.max_wait_ms < w.debounce_ms) {
+            return fail("webhooks.debounce_ms must be above 0 and at most webhooks.max_wait_ms");
+        }
+        if w.enabled() && (w.timeout_ms == 0 || w.poll_ms == 0) {
+            return fail("webhooks.timeout_ms and webhooks.poll_ms must be above 0");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail("log.format must be \"text\" or \"json\"");

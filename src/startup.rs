@@ -24,6 +24,7 @@ use crate::heartbeat::Heartbeat;
 use crate::limits::RenderingTurns;
 use crate::settings::{ServerSettings, Settings, Settings as S, StorageThread};
 use crate::state::AppState;
+use crate::webhooks::Webhooks;
 use crate::{db, routes, shutdown};
 
 pub struct Application {
@@ -49,7 +50,8 @@ impl Application {
             postgres = %tls::redact(&db.url),
             "stores configured"
         );
-        let store = PgStore::connect(&db.url, db_ca, db.pool_size, S::ms(db.statement_timeout_ms))?;
+        let store = PgStore::connect(&db.url, db_ca, db.pool_size, S::ms(db.statement_timeout_ms))?
+            .with_stored_events(settings.webhooks.enabled());
         bootstrap_database(&db.url, db_ca, &store).await?;
 
         let fallback = open_journal(
@@ -89,6 +91,7 @@ impl Application {
             retry_max: S::ms(b.retry_max_ms),
             retry_jitter: S::ms(b.retry_jitter_ms),
         });
+        let webhooks = Webhooks::start(&settings, &store, &replica);
         let core = Core::start(
             Stores {
                 cache: Arc::new(cache),
@@ -123,6 +126,7 @@ impl Application {
                 log_poll: S::ms(c.log_poll_ms),
                 replica: replica.to_string(),
                 limits: room_limits(&settings.limits),
+                changes: webhooks.as_ref().map(|w| w.recorder.clone().recipient()),
             },
         );
 
@@ -138,7 +142,11 @@ impl Application {
             connections: Default::default(),
             renderings,
             refusals: core.refusals.clone(),
+            webhooks,
         };
+        if state.webhooks.is_some() {
+            crate::webhooks::delivery::spawn(state.clone(), store.clone())?;
+        }
         let listener = TcpListener::bind(&state.settings.server.listen)
             .with_context(|| format!("binding {}", state.settings.server.listen))?;
         let addr = listener.local_addr()?;
@@ -178,6 +186,10 @@ impl Application {
             }
         }
         shutdown::drain(&self.state).await;
+        if let Some(webhooks) = &self.state.webhooks {
+            // The sessions' client.disconnected events and the rooms' last changes.
+            webhooks.flush(Duration::from_secs(2)).await;
+        }
         // Listed until drained: until then it still holds rooms and unsaved content.
         self.heartbeat.stop().await;
         // Sessions are closed and everything is drained; now the listener can go.

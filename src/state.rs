@@ -34,6 +34,8 @@ pub struct AppState {
     pub renderings: RenderingTurns,
     /// Which refused frames were logged (shared with the rooms).
     pub refusals: RefusalLog,
+    /// `None` when `webhooks.url` is unset.
+    pub webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 impl AppState {

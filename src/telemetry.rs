@@ -35,6 +35,7 @@ pub fn init_metrics(flusher_base_period: Duration) {
         Ok(handle) => {
             m::describe();
             m::register(flusher_base_period);
+            crate::webhooks::register_metrics();
             Some(handle)
         }
         Err(e) => {
@@ -59,6 +60,10 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
     for (name, buckets) in m::HISTOGRAMS {
         builder = builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)?;
     }
+    builder = builder.set_buckets_for_metric(
+        Matcher::Full(crate::webhooks::DELIVERY_SECONDS.to_owned()),
+        crate::webhooks::DELIVERY_BUCKETS,
+    )?;
     Ok(builder)
 }
 

@@ -18,7 +18,7 @@ use crate::ledger::Ledger;
 use crate::log_reader::LogReader;
 use crate::refusal_log::RefusalLog;
 use crate::registry::RoomRegistry;
-use crate::room::{RoomContext, RoomLimits};
+use crate::room::{Changed, RoomContext, RoomLimits};
 use crate::supervisor::{CacheSupervisor, Stores, SupervisorSettings};
 
 #[derive(Clone, Debug)]
@@ -41,6 +41,8 @@ pub struct CoreSettings {
     pub storage_on_worker: bool,
     /// What rooms and the registry refuse past.
     pub limits: RoomLimits,
+    /// Where rooms report landed changes (the service's webhooks); `None`: webhooks off.
+    pub changes: Option<Recipient<Changed>>,
 }
 
 /// The running actors. Dropping it stops the threads they run on.
@@ -112,6 +114,7 @@ impl Core {
             yjs_save_interval: settings.yjs_save_interval,
             limits: settings.limits,
             refusals: refusals.clone(),
+            changes: settings.changes.clone(),
         };
         let handles = room_arbiters.iter().map(Arbiter::handle).collect();
         let registry = RoomRegistry::new(handles, shared, ledger.clone()).start();

@@ -23,11 +23,13 @@ pub struct Admitted {
     pub greeting: Vec<Outbound>,
 }
 
-/// Joins `doc`'s room for `session`; `Err` is the reason sent in `PermissionDenied`.
+/// Joins `doc`'s room for `session`, whose token's `sub` is `subject`; `Err` is the reason sent
+/// in `PermissionDenied`.
 pub async fn admit(
     doc: DocId,
     state: AppState,
     session: Recipient<FromRoom>,
+    subject: Option<String>,
 ) -> Result<Admitted, String> {
     let slot = state
         .connections
@@ -56,6 +58,7 @@ pub async fn admit(
             kind: Kind::Yjs,
             outbound: link.clone().recipient(),
             backlog: backlog.clone(),
+            subject: subject.clone(),
         };
         match room.send(join).await {
             Ok(Ok(greeting)) => {

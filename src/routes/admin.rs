@@ -96,6 +96,27 @@ async fn flush_now(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(state.flusher.send(FlushNow).await?))
 }
 
+/// How many webhook events wait, were delivered and failed, the oldest pending one's age, and
+/// the last deliveries (SPEC §9); `{"enabled":false}` when `webhooks.url` is unset.
+#[get("/webhooks")]
+async fn webhooks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let Some(webhooks) = &state.webhooks else {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "enabled": false })));
+    };
+    let view = webhooks
+        .outbox
+        .view(RECENT_DELIVERIES)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("webhook outbox: {e}")))?;
+    let mut body = serde_json::to_value(view).unwrap_or_default();
+    body["enabled"] = true.into();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Deliveries `GET /admin/webhooks` lists.
+const RECENT_DELIVERIES: i64 = 20;
+
 #[get("/rooms")]
 async fn rooms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;

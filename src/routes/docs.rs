@@ -3,22 +3,21 @@
 //! decoding.
 
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use docroom_actors::doc::{DocId, Kind, Version};
 use docroom_actors::protocol::yjs::{YjsDoc, YjsLimits};
 use docroom_actors::registry::PeekRoom;
-use docroom_actors::room::{Current, RoomError, Update};
+use docroom_actors::room::{Current, Update};
 use docroom_actors::supervisor::Load;
 
 use super::doc_path::{doc_id, Extent};
+use super::writes::{acknowledged, writable, write};
 use crate::auth;
 use crate::error::ApiError;
 use crate::session;
 use crate::state::AppState;
 use docroom_actors::protocol::json::{document_body, json_version};
-
-/// A send to a room can race the room retiring; asking the registry again then finds or starts
-/// the next one. More failures than this mean something is really wrong.
-const ROOM_ATTEMPTS: usize = 3;
 
 /// `GET /docs/{id}`'s query (SPEC §9): the rendering, the XML fragment it reads, and the state
 /// vector an `update` rendering starts from.
@@ -87,9 +86,13 @@ async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .body(body))
 }
 
-/// A Yjs document as a backend reads it (SPEC §9): ProseMirror JSON, text, or a Yjs update.
-/// Decoding and rendering run on the blocking pool, one of `renderings` at a time, as the JSON
-/// rendering does; the whole document as an update is its stored state, which needs neither.
+/// The header on a backend rendering that names the state vector it was read at (base64): the
+/// `base` of an edit of it (`PUT /docs/{id}/prosemirror?base=`).
+const STATE_VECTOR_HEADER: &str = "X-Docroom-State-Vector";
+
+/// A Yjs document as a backend reads it (SPEC §9): ProseMirror JSON, text, or a Yjs update,
+/// with the state vector it was read at ([`STATE_VECTOR_HEADER`]). Decoding and rendering run
+/// on the blocking pool, one of `renderings` at a time, as the JSON rendering does.
 async fn backend_rendering(
     state: &AppState,
     v: Version,
@@ -103,16 +106,13 @@ async fn backend_rendering(
             v.doc
         )));
     }
-    if format == Format::Update && state_vector.is_none() {
-        return Ok(HttpResponse::Ok()
-            .content_type("application/octet-stream")
-            .body(v.content));
-    }
+
     let turn = state.renderings.wait().await?;
     let limits = state.settings.limits.yjs();
     let rendered = web::block(move || {
         let doc = YjsDoc::load_with(&v.content, limits)
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let read_at = doc.state_vector();
         let rendered = match format {
             Format::Prosemirror => doc.to_prosemirror(&field).map(|json| {
                 let body = json.to_string().into_bytes();
@@ -129,17 +129,21 @@ async fn backend_rendering(
             }
         };
         drop(turn);
-        rendered.map_err(|e| ApiError::Unrenderable(e.to_string()))
+        let (content_type, body) = rendered.map_err(|e| ApiError::Unrenderable(e.to_string()))?;
+        Ok::<_, ApiError>((content_type, body, read_at))
     })
     .await
     .map_err(|e| ApiError::Unavailable(format!("rendering failed: {e}")))??;
-    let (content_type, body) = rendered;
-    Ok(HttpResponse::Ok().content_type(content_type).body(body))
+    let (content_type, body, read_at) = rendered;
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((STATE_VECTOR_HEADER, STANDARD.encode(read_at)))
+        .body(body))
 }
 
 /// A state vector in a query: base64, standard or URL-safe, padded or not (a `+` a client did
 /// not escape arrives as a space).
-fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
+pub(super) fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use base64::Engine as _;
     let text = text.trim().replace(' ', "+");
@@ -182,13 +186,7 @@ async fn put_doc(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = doc_id(&req, "/docs/", Extent::Segment)?;
-    if !auth::authorize(&req, &state.settings.auth, &doc)?.write {
-        return Err(ApiError::ReadOnly);
-    }
-    if state.is_shutting_down() {
-        return Err(ApiError::ShuttingDown);
-    }
+    let (doc, by) = writable(&req, &state)?;
     let content: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     let version = json_version(
@@ -197,29 +195,13 @@ async fn put_doc(
         state.settings.limits.max_document_bytes,
     )
     .map_err(ApiError::BadRequest)?;
-    let mut last_error = String::from("document room kept stopping");
-    for attempt in 0..ROOM_ATTEMPTS {
-        let room = state.room(&doc, Kind::Json).await?;
-        let update = Update {
-            from: None,
-            version: version.clone(),
-        };
-        if let Ok(ack) = room.send(update).await {
-            let ack = match ack {
-                // A room that failed to load has already left the registry: try a fresh one.
-                Err(RoomError::Unavailable(why)) if attempt + 1 < ROOM_ATTEMPTS => {
-                    last_error = why;
-                    continue;
-                }
-                other => other?,
-            };
-            return Ok(HttpResponse::Ok().json(serde_json::json!({
-                "hash": ack.hash,
-                "stored": ack.stored.as_str(),
-            })));
-        }
-    }
-    Err(ApiError::Unavailable(last_error))
+    let ack = write(&state, &doc, Kind::Json, || Update {
+        from: None,
+        version: version.clone(),
+        by: Some(by.clone()),
+    })
+    .await?;
+    Ok(acknowledged(ack))
 }
 
 #[get("/docs/{id}/ws")]

@@ -3,6 +3,7 @@
 mod admin;
 mod doc_path;
 mod docs;
+mod writes;
 mod health;
 mod hocuspocus;
 
@@ -14,6 +15,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::metrics)
         .service(docs::get_doc)
         .service(docs::put_doc)
+        .service(writes::post_update)
+        .service(writes::put_prosemirror)
         .service(docs::ws_json)
         .service(docs::ws_yjs)
         .service(hocuspocus::ws_hocuspocus)
@@ -25,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(admin::get_flusher)
                 .service(admin::flush_now)
                 .service(admin::rooms)
-                .service(admin::replicas),
+                .service(admin::replicas)
+                .service(admin::webhooks),
         );
 }

@@ -155,7 +155,12 @@ impl HocuspocusSession {
             let actions = self.connection.token_checked(&doc, ticket, Ok(scope));
             return self.run(actions, ctx);
         }
-        let admission = admit(id, self.state.clone(), ctx.address().recipient());
+        let admission = admit(
+            id,
+            self.state.clone(),
+            ctx.address().recipient(),
+            access.subject.clone(),
+        );
         ctx.spawn(admission.into_actor(self).map(move |res, act, ctx| {
             let _span = act.span.clone().entered();
             let outcome = match res {

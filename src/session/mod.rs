@@ -34,6 +34,7 @@ use crate::auth::Access;
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::state::AppState;
+use crate::webhooks::{ClientEvent, Recorder};
 use bytes::Bytes;
 use docroom_actors::protocol::json::{self as protocol, error_frame, Inbound};
 use docroom_actors::protocol::yjs::step2;
@@ -90,6 +91,7 @@ pub async fn start(
         frame_limit,
         refusals: state.refusals.clone(),
         outbox,
+        webhooks: state.webhooks.as_ref().map(|w| w.recorder.clone()),
     };
     upgrade(session, req, stream, frame_limit.bytes)
 }
@@ -143,6 +145,8 @@ pub struct Session {
     refusals: RefusalLog,
     /// Where the room's frames go out, as the connection drains.
     outbox: Outbox,
+    /// Told when the client connects and leaves (`None`: webhooks off).
+    webhooks: Option<Addr<Recorder>>,
 }
 
 impl Session {
@@ -161,6 +165,18 @@ impl Session {
         ctx.stop();
     }
 
+    /// `client.connected` / `client.disconnected` for the webhooks.
+    fn client_event(&self, connected: bool) {
+        if let Some(recorder) = &self.webhooks {
+            recorder.do_send(ClientEvent {
+                connected,
+                doc: self.doc.clone(),
+                kind: self.kind,
+                user: self.access.subject.clone(),
+            });
+        }
+    }
+
     /// Joins the room; a room that retired between lookup and join is looked up again.
     fn join(&mut self, attempt: usize, ctx: &mut ws::WebsocketContext<Self>) {
         let (registry, doc, kind) = (self.registry.clone(), self.doc.clone(), self.kind);
@@ -169,6 +185,7 @@ impl Session {
             kind,
             outbound: ctx.address().recipient(),
             backlog: self.backlog.clone(),
+            subject: self.access.subject.clone(),
         };
         let fut = async move {
             let room = registry
@@ -205,7 +222,10 @@ impl Session {
                 act.close(ctx, ws::CloseCode::Unsupported, "wrong_kind");
             }
             Err(RoomError::Closing) => act.close(ctx, ws::CloseCode::Away, "server shutting down"),
-            Err(e @ RoomError::Unavailable(_)) => {
+            // A join is never refused as an update is: these two come from writes only.
+            Err(
+                e @ (RoomError::Unavailable(_) | RoomError::BadUpdate(_) | RoomError::TooLarge(_)),
+            ) => {
                 ctx.text(error_frame(None, "unavailable", &e.to_string()));
                 act.close(ctx, ws::CloseCode::Error, "document unavailable");
             }
@@ -286,6 +306,7 @@ impl Session {
         let update = Update {
             from: Some(self.member),
             version,
+            by: None,
         };
         room.send(update)
             .into_actor(self)
@@ -323,6 +344,7 @@ impl Actor for Session {
             write = self.access.write,
             "client connected"
         );
+        self.client_event(true);
         if let Some(exp) = self.access.expires_at {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -347,6 +369,7 @@ impl Actor for Session {
         self.outbox.close();
         debug!(doc = %self.doc, member = ?self.member, "client disconnected");
         metrics::gauge!(docroom_actors::metrics::CONNECTIONS).decrement(1.0);
+        self.client_event(false);
         if let Some(room) = self.room.take() {
             room.do_send(Leave {
                 member: self.member,

@@ -43,4 +43,5 @@ mod replicas;
 mod shutdown;
 mod update_log;
 mod versions;
+mod webhooks;
 mod yjs_protocol;

@@ -11,6 +11,8 @@ use yrs::updates::encoder::{Encoder, EncoderV1};
 use yrs::{Array, ClientID, Map, ReadTxn, StateVector, Transact};
 
 mod backend_renderings;
+mod backend_edits;
+mod backend_writes;
 mod stored_and_rendered;
 
 use crate::harness::yclient::YClient;

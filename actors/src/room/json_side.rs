@@ -16,6 +16,8 @@ use crate::supervisor::Stored;
 pub struct Update {
     pub from: Option<MemberId>,
     pub version: Version,
+    /// Who wrote it when no member did (`PUT`: the token's `sub`); a member's own is known.
+    pub by: Option<String>,
 }
 
 impl DocRoom {
@@ -79,6 +81,10 @@ impl Handler<Update> for DocRoom {
                     metrics::histogram!(m::BROADCAST_FANOUT).record(0.0);
                 }
                 self.current = Some(version.clone());
+                match msg.from {
+                    Some(member) => self.note_member_change(member),
+                    None => self.note_change_by(msg.by.as_deref()),
+                }
                 self.save(version, Some(waiter), ctx);
                 // After the save is queued: dropping the last member looks at idleness.
                 self.drop_lagging(ctx);

@@ -101,11 +101,21 @@ impl Backlog {
 pub(super) struct Member {
     outbound: Recipient<Outbound>,
     backlog: Backlog,
+    /// The member's token `sub`: who its changes are by (see `changes.rs`).
+    pub(super) subject: Option<String>,
 }
 
 impl Member {
-    pub(super) fn new(outbound: Recipient<Outbound>, backlog: Backlog) -> Self {
-        Member { outbound, backlog }
+    pub(super) fn new(
+        outbound: Recipient<Outbound>,
+        backlog: Backlog,
+        subject: Option<String>,
+    ) -> Self {
+        Member {
+            outbound,
+            backlog,
+            subject,
+        }
     }
 
     /// Queues `frame` for the session; false (nothing queued) if the member is over its
@@ -225,6 +235,9 @@ pub struct Join {
     /// Charged by the room for every frame it queues to `outbound`; the session credits it for
     /// every frame it handles (see [`Backlog`]).
     pub backlog: Backlog,
+    /// The connection's token `sub` (none without tokens or without the claim): who its
+    /// changes are by, in the `document.changed` webhook.
+    pub subject: Option<String>,
 }
 
 #[derive(Message)]
@@ -256,8 +269,10 @@ impl Handler<Join> for DocRoom {
             self.check_idle(ctx);
             return Err(RoomError::Unavailable("the connection is gone".into()));
         }
-        self.members
-            .insert(msg.member, Member::new(msg.outbound, msg.backlog));
+        self.members.insert(
+            msg.member,
+            Member::new(msg.outbound, msg.backlog, msg.subject),
+        );
         Ok(match &self.yjs {
             Some(y) => y
                 .doc

@@ -11,7 +11,7 @@
 //! for its document, then stops. The room is never the only copy of anything acknowledged: every
 //! save it made is in the ledger (and Redis or the journal) until PostgreSQL commits it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,8 @@ use crate::protocol::json;
 use crate::refusal_log::RefusalLog;
 use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
+mod backend;
+mod changes;
 mod json_side;
 mod limits;
 mod log_side;
@@ -42,6 +44,8 @@ mod sync_status;
 #[cfg(test)]
 mod tests;
 mod yjs;
+pub use backend::BackendUpdate;
+pub use changes::Changed;
 pub use json_side::Update;
 pub use limits::RoomLimits;
 use member::Member;
@@ -100,6 +104,12 @@ pub enum RoomError {
     Closing,
     #[error("{0}")]
     Unavailable(String),
+    /// A posted update that is not one, or is over a limit but the state's (SPEC §9: 400).
+    #[error("{0}")]
+    BadUpdate(String),
+    /// A posted update that would take the document over its state limit (413).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +160,9 @@ pub struct RoomContext {
     pub limits: RoomLimits,
     /// Which refusals were logged (shared with the sessions, which refuse oversized frames).
     pub refusals: RefusalLog,
+    /// Told of every landed save that carried changes (see [`Changed`]): the service's
+    /// webhooks. `None` (webhooks off): rooms note nothing.
+    pub changes: Option<Recipient<Changed>>,
 }
 
 struct Waiter {
@@ -178,6 +191,11 @@ pub struct DocRoom {
     load_error: Option<String>,
     /// The live Yjs document, for rooms of kind Yjs.
     yjs: Option<yjs::YjsRoom>,
+    /// The `sub`s of who changed the document since the last save started; taken (emptied) by
+    /// that save and reported as [`Changed`] once it lands (see `changes.rs`).
+    authors: BTreeSet<String>,
+    /// A change was applied since the last save started, with or without a `sub`.
+    unreported: bool,
 }
 
 impl DocRoom {
@@ -196,6 +214,8 @@ impl DocRoom {
             broken: false,
             load_error: None,
             yjs: None,
+            authors: BTreeSet::new(),
+            unreported: false,
         }
     }
 
@@ -223,6 +243,7 @@ impl DocRoom {
         // A Yjs save carries updates only it holds: if it fails, they go into the next one.
         let increment = (version.kind == Kind::Yjs).then(|| version.content.clone());
         let started = std::time::Instant::now();
+        let changes = self.take_changes();
         self.shared
             .supervisor
             .send(Save { version })
@@ -244,6 +265,10 @@ impl DocRoom {
                     (Err(_), Some(update)) => act.retry_yjs(update, ctx),
                     (Err(_), None) => {}
                     (Ok(_), _) => act.saved(foreign, ctx),
+                }
+                match &res {
+                    Ok(_) => act.report_changes(changes),
+                    Err(_) => act.restore_changes(changes),
                 }
                 let (waiters, next) = act.saves.finish(&hash, res.is_ok());
                 for w in waiters {

@@ -54,6 +54,7 @@ fn core_on(
         replica: "t".into(),
         storage_on_worker: false,
         limits,
+        changes: None,
     };
     Core::start(stores, settings)
 }
@@ -101,6 +102,7 @@ async fn join(room: &Addr<DocRoom>, reads: bool) -> Joined {
         kind: Kind::Json,
         outbound: session.clone().recipient(),
         backlog: backlog.clone(),
+        subject: None,
     })
     .await
     .unwrap()
@@ -143,6 +145,7 @@ async fn yjs_member(core: &Core, doc: &str) -> (Addr<DocRoom>, MemberId) {
         kind: Kind::Yjs,
         outbound: session.recipient(),
         backlog: Backlog::default(),
+        subject: None,
     })
     .await
     .unwrap()
@@ -155,6 +158,7 @@ async fn put(room: &Addr<DocRoom>, doc: &str, content: String) {
     room.send(Update {
         from: None,
         version,
+        by: None,
     })
     .await
     .unwrap()
@@ -252,6 +256,7 @@ async fn a_join_from_a_session_already_gone_is_refused() {
             kind: Kind::Json,
             outbound,
             backlog: Backlog::default(),
+            subject: None,
         })
         .await
         .unwrap();

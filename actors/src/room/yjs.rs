@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 use yrs::ClientID;
 
 use super::save_queue::SaveBudget;
+use super::sync_status::StoredAnswer;
 use super::{DocRoom, MemberId, Outbound};
 use crate::doc::{DocId, Kind, Version};
 use crate::protocol::yjs::{Sender, YjsDoc, YjsError};
@@ -56,8 +57,9 @@ pub struct YjsRoom {
     pub(super) retrying: bool,
     /// How soon the next save may start.
     budget: SaveBudget,
-    /// SyncStatus answers due when the save that captures the updates applied so far lands.
-    pub(super) stored_waiters: Vec<oneshot::Sender<bool>>,
+    /// Answers due when the save that captures the updates applied so far lands (SyncStatus,
+    /// posted updates).
+    pub(super) stored_waiters: Vec<StoredAnswer>,
     /// The hash of the last [`YjsRoom::version`] and the document's [`YjsDoc::changes`] then:
     /// reused while the document is unchanged (hashing a large document costs about what
     /// encoding it does).
@@ -249,7 +251,7 @@ impl DocRoom {
         }
     }
 
-    fn broadcast_binary(&mut self, from: Option<MemberId>, frame: Bytes) {
+    pub(super) fn broadcast_binary(&mut self, from: Option<MemberId>, frame: Bytes) {
         self.broadcast(from, Outbound::Binary(frame));
     }
 }
@@ -286,6 +288,7 @@ impl Handler<YjsFrame> for DocRoom {
             y.pending
                 .extend(handled.applied.into_iter().map(Bytes::from));
             self.mark_unsaved(ctx);
+            self.note_member_change(msg.from);
         }
         for frame in &handled.awareness {
             self.publish_awareness(frame);

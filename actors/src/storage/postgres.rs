@@ -15,9 +15,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 
 mod fold;
 mod sql;
+mod stored_events;
 
 use fold::{fold, folded, merged_state, write_states};
 use sql::{APPEND_UPDATES, COUNT_UPDATES, FOLD_MIN_BYTES, LOCK_IDS, READ_ONE, UPSERT_JSON};
+use stored_events::StoredEvent;
 
 use super::{tls, DocStore, StoreAnswer, Write};
 use crate::doc::{canonical_json, DocId, Kind, Stamp, Version};
@@ -56,6 +58,9 @@ pub enum Held {
 pub struct PgStore {
     pool: Pool,
     timeout: Duration,
+    /// Webhooks are on: every write also records a `document.stored` event per document in
+    /// the same transaction (see `stored_events`).
+    stored_events: bool,
 }
 
 /// A Yjs state holding nothing (no structs, no deletions): a new document's row before a fold.
@@ -91,7 +96,20 @@ impl PgStore {
             .recycle_timeout(Some(timeout))
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(PgStore { pool, timeout })
+        Ok(PgStore {
+            pool,
+            timeout,
+            stored_events: false,
+        })
+    }
+
+    /// With `on`, every write records a `document.stored` webhook event per document in the
+    /// transaction that commits it (the service's store when `webhooks.url` is set).
+    pub fn with_stored_events(self, on: bool) -> Self {
+        PgStore {
+            stored_events: on,
+            ..self
+        }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -183,23 +201,43 @@ impl PgStore {
             stamps.push(v.stamp.as_ref().map(Stamp::encode));
         }
         let (incarnations, ms, seqs) = points(writes);
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let events = self.stored_events;
         let result = self
             .bounded(async {
                 // Prepared once per pooled connection, not parsed and planned for every batch.
                 let upsert = client.prepare_cached(UPSERT_JSON).await?;
-                let rows = client
-                    .query(
-                        &upsert,
-                        &[&ids, &contents, &hashes, &stamps, &incarnations, &ms, &seqs],
-                    )
-                    .await?;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+                    [&ids, &contents, &hashes, &stamps, &incarnations, &ms, &seqs];
+                let (rows, tx) = match events {
+                    true => {
+                        let tx = client.transaction().await?;
+                        (tx.query(&upsert, &params).await?, Some(tx))
+                    }
+                    false => (client.query(&upsert, &params).await?, None),
+                };
                 let mut answers = Answers::new();
                 for row in &rows {
                     let id: String = row.try_get(0)?;
                     let kept = kept_json(row, DocId::parse(&id).ok())?;
                     let recorded = point(row, 1)?;
                     answers.insert(id, (recorded, kept));
+                }
+                if let Some(tx) = tx {
+                    let stored: Vec<StoredEvent<'_>> = writes
+                        .iter()
+                        .map(|w| {
+                            let doc = w.version.doc.as_str();
+                            let kept = answers.get(doc).and_then(|(_, kept)| kept.as_ref());
+                            StoredEvent {
+                                doc,
+                                kind: "json",
+                                hash: Some(kept.unwrap_or(w.version).hash.clone()),
+                            }
+                        })
+                        .collect();
+                    stored_events::record(&tx, &stored).await?;
+                    tx.commit().await?;
                 }
                 Ok(answers)
             })
@@ -251,6 +289,17 @@ impl PgStore {
                 let mut answers = Answers::new();
                 for row in &rows {
                     answers.insert(row.try_get(0)?, (point(row, 3)?, None));
+                }
+                if self.stored_events {
+                    let stored: Vec<StoredEvent<'_>> = ids
+                        .iter()
+                        .map(|doc| StoredEvent {
+                            doc,
+                            kind: "yjs",
+                            hash: None,
+                        })
+                        .collect();
+                    stored_events::record(&tx, &stored).await?;
                 }
                 tx.commit().await?;
                 Ok(answers)

@@ -17,6 +17,7 @@ use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 
 mod checked;
 mod depth;
+mod edit;
 mod guard;
 mod limits;
 mod nesting;
@@ -24,14 +25,17 @@ mod novelty;
 mod refused;
 mod render;
 pub mod step2;
+mod write;
 use checked::{check, Checked};
 pub use depth::decodable;
+pub use edit::{prosemirror_edit, EditError};
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH, DEPTH_CEILING};
 use nesting::{Admit, Nesting};
 use refused::RefusedFrames;
 pub use step2::Step2;
 use step2::Step2Cache;
+pub use write::{write_prosemirror, NotProsemirror};
 
 #[derive(Debug, thiserror::Error)]
 pub enum YjsError {

@@ -53,6 +53,7 @@ impl Joiner {
             kind: Kind::Yjs,
             outbound: recorder.recipient(),
             backlog: backlog.clone(),
+            subject: None,
         })
         .await
         .unwrap()

@@ -19,6 +19,7 @@ mod walker;
 
 use sequence::Sequence;
 use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
 use yrs::{StateVector, Transact};
 
 use super::{YjsDoc, YjsError};
@@ -47,6 +48,12 @@ impl YjsDoc {
                 .map_err(|e| YjsError::BadState(format!("state vector: {e}")))?,
         };
         Ok(self.awareness.doc().transact().encode_diff_v1(&since))
+    }
+
+    /// The document's state vector (v1): what a rendering of it was read at, the `base` of a
+    /// backend's edit of that rendering.
+    pub fn state_vector(&self) -> Vec<u8> {
+        self.awareness.doc().transact().state_vector().encode_v1()
     }
 }
 

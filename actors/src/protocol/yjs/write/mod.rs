@@ -1,0 +1,251 @@
+//! ProseMirror (Tiptap) JSON written into a Yjs XML fragment with the smallest change: what
+//! lets a backend change a document that editors are editing, as one more collaborator, without
+//! undoing what they type meanwhile.
+//!
+//! The layout written is y-prosemirror's, the one the ProseMirror rendering reads back
+//! (`render/prosemirror.rs`): a node is an `XmlElement` named for its type, its attrs the
+//! element's attributes (an attr set to `null` is not stored, as y-prosemirror does not store
+//! one); consecutive text nodes are one `XmlText`, each node a piece of it formatted with its
+//! marks (a mark's name → its attrs, `{}` for a mark without attrs).
+//!
+//! The change is y-prosemirror's `updateYFragment`, written anew: for a node's children, those
+//! that already equal their target from the left and from the right are kept; in between, a
+//! child that is the same kind of node as its target is changed in place (attributes that
+//! differ set, those gone removed, its own children compared so), a text changed as [`text`]
+//! says; the rest are deleted and the missing ones built. A write that changes nothing makes no
+//! Yjs change at all.
+//!
+//! Differences from y-prosemirror: a text that is not the same kind of node as its target on
+//! the left but is on the right is changed in place rather than replaced; marks that may
+//! overlap themselves cannot be told from the JSON (that is in the editor's schema), so only
+//! several marks of one name on one text node are named with a suffix, from a hash of their own
+//! (y-prosemirror's hash is of its encoding of the mark, which serde's key order cannot
+//! reproduce), and a suffixed format already in the text keeps its name.
+//!
+//! # Layout
+//! - this file: the entry point and the children of a node
+//! - [`parse`]: the body validated whole before anything changes
+//! - [`text`]: a run of text nodes against its `XmlText`
+
+use yrs::types::xml::XmlOut;
+use yrs::{
+    Doc, Out, Transact, TransactionMut, Xml, XmlElementPrelim, XmlElementRef, XmlFragment,
+    XmlTextPrelim,
+};
+
+mod parse;
+mod text;
+
+use parse::{Child, Element};
+
+/// Why a body cannot be written: it is not a ProseMirror document.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotProsemirror(pub String);
+
+/// Changes the XML fragment `field` of `doc` to equal the ProseMirror JSON `target`
+/// ({"type":"doc","content":[...]}) with the smallest change: nodes, attributes and text runs
+/// that already match are kept, so concurrent edits elsewhere (and in the unchanged parts of the
+/// same text) survive a merge. Validates the whole body before changing anything.
+pub fn write_prosemirror(
+    doc: &Doc,
+    field: &str,
+    target: &serde_json::Value,
+) -> Result<(), NotProsemirror> {
+    let content = parse::document(target)?;
+    // Before the transaction: yrs takes one of its own to create the root.
+    let fragment = doc.get_or_insert_xml_fragment(field);
+    let mut txn = doc.transact_mut();
+    update_children(&mut txn, &fragment, &content);
+    Ok(())
+}
+
+/// Changes the children of `parent` to `target`.
+fn update_children<P: XmlFragment>(txn: &mut TransactionMut, parent: &P, target: &[Child<'_>]) {
+    let ys: Vec<XmlOut> = parent.children(txn).collect();
+    // A node emptied keeps its only text, emptied (y-prosemirror's edge case: what someone
+    // else types into it meanwhile survives).
+    if let ([XmlOut::Text(only)], []) = (ys.as_slice(), target) {
+        return text::clear(txn, only);
+    }
+    let min = ys.len().min(target.len());
+    let mut left = 0;
+    while left < min && equal(txn, &ys[left], &target[left]) {
+        left += 1;
+    }
+    let mut right = 0;
+    while left + right < min
+        && equal(
+            txn,
+            &ys[ys.len() - 1 - right],
+            &target[target.len() - 1 - right],
+        )
+    {
+        right += 1;
+    }
+    // The middle: change in place what can be, from either end, or replace.
+    while left + right < min {
+        let (ly, lt) = (&ys[left], &target[left]);
+        let (ry, rt) = (&ys[ys.len() - 1 - right], &target[target.len() - 1 - right]);
+        match side(txn, (ly, lt), (ry, rt)) {
+            Some(Side::Left) => {
+                update(txn, ly, lt);
+                left += 1;
+            }
+            Some(Side::Right) => {
+                update(txn, ry, rt);
+                right += 1;
+            }
+            None => {
+                let at = index(left);
+                parent.remove_range(txn, at, 1);
+                insert(txn, parent, at, lt);
+                left += 1;
+            }
+        }
+    }
+    let stale = ys.len() - left - right;
+    if stale > 0 {
+        parent.remove_range(txn, index(left), index(stale));
+    }
+    for (i, child) in target[left..target.len() - right].iter().enumerate() {
+        insert(txn, parent, index(left + i), child);
+    }
+}
+
+/// Which end of the middle to change in place.
+enum Side {
+    Left,
+    Right,
+}
+
+/// The end of the middle whose child can be changed into its target in place: a text into
+/// text, an element into a node of its name. When both ends' elements can, the one more of
+/// whose children already equal their targets.
+fn side(
+    txn: &TransactionMut,
+    (ly, lt): (&XmlOut, &Child<'_>),
+    (ry, rt): (&XmlOut, &Child<'_>),
+) -> Option<Side> {
+    let element = |y: &XmlOut, t: &Child<'_>| match (y, t) {
+        (XmlOut::Element(y), Child::Element(t)) if y.tag().as_ref() == t.name => Some(y.clone()),
+        _ => None,
+    };
+    let texts = |y: &XmlOut, t: &Child<'_>| matches!((y, t), (XmlOut::Text(_), Child::Text(_)));
+    if texts(ly, lt) {
+        return Some(Side::Left);
+    }
+    match (element(ly, lt), element(ry, rt)) {
+        (Some(l), Some(r)) => {
+            let (Child::Element(lt), Child::Element(rt)) = (lt, rt) else {
+                unreachable!("both matched an element")
+            };
+            match kept(txn, &r, rt) > kept(txn, &l, lt) {
+                true => Some(Side::Right),
+                false => Some(Side::Left),
+            }
+        }
+        (Some(_), None) => Some(Side::Left),
+        (None, Some(_)) => Some(Side::Right),
+        (None, None) if texts(ry, rt) => Some(Side::Right),
+        (None, None) => None,
+    }
+}
+
+/// How many of `y`'s children equal their targets in `t`, counted from both ends.
+fn kept(txn: &TransactionMut, y: &XmlElementRef, t: &Element<'_>) -> usize {
+    let ys: Vec<XmlOut> = y.children(txn).collect();
+    let ts = &t.content;
+    let min = ys.len().min(ts.len());
+    let left = (0..min).take_while(|&i| equal(txn, &ys[i], &ts[i])).count();
+    let right = (0..min - left)
+        .take_while(|&i| equal(txn, &ys[ys.len() - 1 - i], &ts[ts.len() - 1 - i]))
+        .count();
+    left + right
+}
+
+/// Changes `y` into `t` in place: `side` chose them, so they are of the same kind.
+fn update(txn: &mut TransactionMut, y: &XmlOut, t: &Child<'_>) {
+    match (y, t) {
+        (XmlOut::Text(y), Child::Text(nodes)) => text::update(txn, y, nodes),
+        (XmlOut::Element(y), Child::Element(t)) => {
+            let old: Vec<(String, Out)> = y
+                .attributes(txn)
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect();
+            for (key, value) in &t.attrs {
+                let same = old.iter().any(|(k, v)| k == key && is(v, value));
+                if !same {
+                    y.insert_attribute(txn, *key, value.clone());
+                }
+            }
+            for (key, _) in &old {
+                if !t.attrs.iter().any(|(k, _)| k == key) {
+                    y.remove_attribute(txn, key);
+                }
+            }
+            update_children(txn, y, &t.content);
+        }
+        _ => unreachable!("only a text and an element of the target's name are changed in place"),
+    }
+}
+
+/// Builds `child` at `at` among `parent`'s children.
+fn insert<P: XmlFragment>(txn: &mut TransactionMut, parent: &P, at: u32, child: &Child<'_>) {
+    match child {
+        Child::Text(nodes) => {
+            let text = parent.insert(txn, at, XmlTextPrelim::new(""));
+            text::fill(txn, &text, nodes);
+        }
+        Child::Element(element) => {
+            let y = parent.insert(txn, at, XmlElementPrelim::empty(element.name));
+            for (key, value) in &element.attrs {
+                y.insert_attribute(txn, *key, value.clone());
+            }
+            for (i, child) in element.content.iter().enumerate() {
+                insert(txn, &y, index(i), child);
+            }
+        }
+    }
+}
+
+/// Whether `y` holds exactly `t`, all the way down.
+fn equal(txn: &TransactionMut, y: &XmlOut, t: &Child<'_>) -> bool {
+    match (y, t) {
+        (XmlOut::Text(y), Child::Text(nodes)) => text::equal(txn, y, nodes),
+        (XmlOut::Element(y), Child::Element(t)) => {
+            if y.tag().as_ref() != t.name || y.attributes(txn).count() != t.attrs.len() {
+                return false;
+            }
+            let same = |(key, value): &(&str, yrs::Any)| {
+                y.get_attribute(txn, key).is_some_and(|v| is(&v, value))
+            };
+            if !t.attrs.iter().all(same) {
+                return false;
+            }
+            let ys: Vec<XmlOut> = y.children(txn).collect();
+            match (ys.as_slice(), t.content.as_slice()) {
+                // What an emptied node keeps (see `update_children`).
+                ([XmlOut::Text(only)], []) => yrs::Text::len(only, txn) == 0,
+                (ys, ts) => {
+                    ys.len() == ts.len() && ys.iter().zip(ts).all(|(y, t)| equal(txn, y, t))
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether an attribute's value is `value`.
+fn is(out: &Out, value: &yrs::Any) -> bool {
+    matches!(out, Out::Any(any) if any == value)
+}
+
+/// A child's index as yrs takes it (a node of a body held in memory has fewer than 2³²
+/// children).
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,468 @@
+//! ProseMirror JSON written and read back through the ProseMirror rendering, the change a write
+//! makes measured in Yjs items, and the bodies refused.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use yrs::updates::decoder::Decode;
+use yrs::{ClientID, Doc, IdSet, OffsetKind, Options, ReadTxn, StateVector, Transact, Update, ID};
+
+use super::{write_prosemirror, NotProsemirror};
+use crate::protocol::yjs::{YjsDoc, YjsLimits, DEPTH_CEILING};
+
+/// The fragment Tiptap binds by default.
+pub(super) const FIELD: &str = "default";
+
+/// A Tiptap document in the form the rendering gives: every mark with its `attrs`, a text
+/// node's marks in name order.
+pub(super) fn tiptap() -> Value {
+    let bold = json!({"type": "bold", "attrs": {}});
+    let italic = json!({"type": "italic", "attrs": {}});
+    let link = json!({"type": "link",
+        "attrs": {"href": "https://x.test", "target": "_blank", "class": null}});
+    json!({"type": "doc", "content": [
+        {"type": "heading", "attrs": {"level": 1},
+         "content": [{"type": "text", "text": "Meeting notes"}]},
+        {"type": "paragraph", "content": [
+            {"type": "text", "text": "Hello "},
+            {"type": "text", "text": "bold", "marks": [bold]},
+            {"type": "text", "text": " and "},
+            {"type": "text", "text": "both", "marks": [bold, italic]},
+            {"type": "text", "text": " é 文 😀", "marks": [link]}
+        ]},
+        {"type": "paragraph"},
+        {"type": "bulletList", "content": [
+            {"type": "listItem", "content": [
+                {"type": "paragraph", "content": [{"type": "text", "text": "first"}]}]},
+            {"type": "listItem", "content": [
+                {"type": "paragraph", "content": [{"type": "text", "text": "second"}]}]}
+        ]},
+        {"type": "codeBlock", "attrs": {"language": "rust"}, "content": [
+            {"type": "text", "text": "fn main() {\n    println!(\"日本語 👋🏽\");\n}"}]},
+        {"type": "paragraph", "content": [
+            {"type": "text", "text": "line"},
+            {"type": "hardBreak"},
+            {"type": "text", "text": "next", "marks": [italic]}
+        ]},
+        {"type": "image", "attrs": {"src": "https://x.test/a.png", "alt": "A", "width": 640}},
+        {"type": "horizontalRule"},
+        {"type": "paragraph", "content": [{"type": "text", "text": "👨‍👩‍👧 家族 🇫🇷 한국어"}]}
+    ]})
+}
+
+/// A document with one paragraph per text.
+pub(super) fn paragraphs(texts: &[&str]) -> Value {
+    let content: Vec<Value> = texts
+        .iter()
+        .map(|t| json!({"type": "paragraph", "content": [{"type": "text", "text": t}]}))
+        .collect();
+    json!({"type": "doc", "content": content})
+}
+
+/// The fragment as the service renders it, from the document's stored state.
+pub(super) fn read(doc: &Doc) -> Value {
+    let state = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    YjsDoc::load(&state).unwrap().to_prosemirror(FIELD).unwrap()
+}
+
+/// Writes `body`, answering the one Yjs update the write made (`None`: it made none).
+pub(super) fn change(doc: &Doc, body: &Value) -> Option<Update> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    doc.observe_update_v1("test", move |_, event| {
+        sink.lock().unwrap().push(event.update.clone());
+    })
+    .unwrap();
+    let written = write_prosemirror(doc, FIELD, body);
+    doc.unobserve_update_v1("test").unwrap();
+    written.unwrap();
+    let mut updates = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(updates.len() <= 1, "one transaction per write");
+    updates.pop().map(|u| Update::decode_v1(&u).unwrap())
+}
+
+/// How many items (characters, formats, nodes, attributes) a set counts.
+pub(super) fn count(set: &IdSet) -> u32 {
+    let ranges = set
+        .iter()
+        .flat_map(|(_, ranges)| ranges.iter().cloned().collect::<Vec<_>>());
+    ranges.map(|r| r.end - r.start).sum()
+}
+
+/// What an update inserted and deleted, in items.
+fn size(update: &Update) -> (u32, u32) {
+    (count(&update.insertions(true)), count(update.delete_set()))
+}
+
+fn utf16(client: u64) -> Doc {
+    let mut options = Options::with_client_id(ClientID::new(client));
+    options.offset_kind = OffsetKind::Utf16;
+    Doc::with_options(options)
+}
+
+#[test]
+fn a_tiptap_document_reads_back_as_written() {
+    for doc in [Doc::with_client_id(1), utf16(1)] {
+        write_prosemirror(&doc, FIELD, &tiptap()).unwrap();
+
+        assert_eq!(read(&doc), tiptap());
+    }
+}
+
+/// What ProseMirror takes for the same document reads back in the rendering's form.
+#[test]
+fn marks_read_back_with_attrs_and_null_attrs_are_not_stored() {
+    let doc = Doc::with_client_id(1);
+    let body = json!({"type": "doc", "content": [
+        {"type": "image", "attrs": {"src": "a.png", "title": null}},
+        {"type": "paragraph", "attrs": null, "marks": null, "content": [
+            {"type": "text", "text": "x", "marks": [{"type": "italic"}, {"type": "bold", "attrs": null}]}
+        ]}
+    ]});
+
+    write_prosemirror(&doc, FIELD, &body).unwrap();
+
+    assert_eq!(
+        read(&doc),
+        json!({"type": "doc", "content": [
+            {"type": "image", "attrs": {"src": "a.png"}},
+            {"type": "paragraph", "content": [{"type": "text", "text": "x", "marks": [
+                {"type": "bold", "attrs": {}}, {"type": "italic", "attrs": {}}]}]}
+        ]})
+    );
+    assert!(change(&doc, &body).is_none(), "the same document again");
+}
+
+#[test]
+fn writing_the_same_document_again_changes_nothing() {
+    let doc = Doc::with_client_id(1);
+    assert!(change(&doc, &tiptap()).is_some());
+    let before = doc.transact().state_vector();
+
+    assert!(change(&doc, &tiptap()).is_none());
+    assert_eq!(doc.transact().state_vector(), before);
+    assert!(change(&doc, &json!({"type": "doc", "content": []})).is_some());
+    assert!(change(&doc, &json!({"type": "doc"})).is_none());
+    assert_eq!(read(&doc), json!({"type": "doc", "content": []}));
+}
+
+/// "brown" → "red": five characters deleted and three inserted, nothing else, in either way of
+/// counting offsets, after characters of every width.
+#[test]
+fn changing_a_word_changes_only_its_characters() {
+    for doc in [Doc::with_client_id(1), utf16(1)] {
+        let first = "Hello 😀 world";
+        write_prosemirror(&doc, FIELD, &paragraphs(&[first, "文字 the brown 👋🏽 fox"])).unwrap();
+        let before = doc.transact().state_vector();
+
+        let update = change(&doc, &paragraphs(&[first, "文字 the red 👋🏽 fox"])).unwrap();
+
+        assert_eq!(size(&update), (3, 5));
+        let me = ClientID::new(1);
+        assert_eq!(doc.transact().state_vector().get(&me), before.get(&me) + 3);
+        assert_eq!(read(&doc), paragraphs(&[first, "文字 the red 👋🏽 fox"]));
+    }
+}
+
+/// Marks set, changed and removed on characters that stay: the characters' items are never
+/// deleted, only formats are inserted around them.
+#[test]
+fn formatting_kept_characters_inserts_only_formats() {
+    let doc = Doc::with_client_id(1);
+    write_prosemirror(&doc, FIELD, &paragraphs(&["Hello world"])).unwrap();
+    // The paragraph, its text, then its eleven characters.
+    let characters: Vec<ID> = (2..13)
+        .map(|clock| ID::new(ClientID::new(1), clock))
+        .collect();
+    let styled = |marks: Value| {
+        json!({"type": "doc", "content": [{"type": "paragraph", "content": [
+            {"type": "text", "text": "Hello "},
+            {"type": "text", "text": "world", "marks": marks}
+        ]}]})
+    };
+    let bold = json!([{"type": "bold", "attrs": {}}]);
+    let link = |href: &str| json!([{"type": "link", "attrs": {"href": href}}]);
+    let plain = paragraphs(&["Hello world"]);
+
+    for body in [
+        styled(bold),
+        styled(link("https://a.test")),
+        styled(link("https://b.test")),
+        plain,
+    ] {
+        let update = change(&doc, &body).unwrap();
+
+        let (inserted, _) = size(&update);
+        assert!(inserted <= 4, "{inserted} formats");
+        assert!(!characters.iter().any(|id| update.delete_set().contains(id)));
+        assert_eq!(read(&doc), body);
+    }
+}
+
+/// Nodes added, removed, retyped and given new attrs around nodes that stay: only the nodes
+/// that changed are touched.
+#[test]
+fn nodes_that_stay_are_kept() {
+    let doc = Doc::with_client_id(1);
+    write_prosemirror(&doc, FIELD, &tiptap()).unwrap();
+    let mut body = tiptap();
+    let content = body["content"].as_array_mut().unwrap();
+    content.insert(
+        0,
+        json!({"type": "paragraph", "content": [{"type": "text", "text": "top"}]}),
+    );
+
+    let update = change(&doc, &body).unwrap();
+    assert_eq!(
+        size(&update),
+        (5, 0),
+        "a paragraph, its text and three letters"
+    );
+    assert_eq!(read(&doc), body);
+
+    let content = body["content"].as_array_mut().unwrap();
+    content.remove(3); // the empty paragraph
+    content[1]["attrs"]["level"] = json!(2);
+    content[3]["content"][1]["content"][0]["content"][0]["text"] = json!("second!");
+    content[6] = json!({"type": "image", "attrs": {"src": "https://x.test/b.png"}});
+    let update = change(&doc, &body).unwrap();
+    // Inserted: the level, the "!", the image's src. Deleted: the old level, the empty
+    // paragraph, the old src, the image's two other attributes.
+    assert_eq!(size(&update), (3, 5));
+    assert_eq!(read(&doc), body);
+
+    let content = body["content"].as_array_mut().unwrap();
+    content[0] = json!({"type": "heading", "attrs": {"level": 3},
+        "content": [{"type": "text", "text": "top"}]});
+    let update = change(&doc, &body).unwrap();
+    // A heading, its level, its text and three letters; the paragraph, its text and letters.
+    assert_eq!(size(&update), (6, 5));
+    assert_eq!(read(&doc), body);
+}
+
+/// A node's text emptied stays as an empty text, which the rendering shows as `content: []`:
+/// the same document written again is no change.
+#[test]
+fn an_emptied_paragraph_keeps_its_text() {
+    let doc = Doc::with_client_id(1);
+    write_prosemirror(&doc, FIELD, &paragraphs(&["gone", "stays"])).unwrap();
+    let emptied = json!({"type": "doc", "content": [
+        {"type": "paragraph"},
+        {"type": "paragraph", "content": [{"type": "text", "text": "stays"}]}
+    ]});
+
+    let update = change(&doc, &emptied).unwrap();
+
+    assert_eq!(size(&update), (0, 4));
+    assert_eq!(
+        read(&doc)["content"][0],
+        json!({"type": "paragraph", "content": []})
+    );
+    assert!(change(&doc, &emptied).is_none());
+    assert!(change(&doc, &read(&doc)).is_none());
+}
+
+/// A mark that overlaps itself (a comment) is one format per instance, named with a suffix;
+/// one y-prosemirror named keeps its name.
+#[test]
+fn marks_that_overlap_themselves_are_named_apart() {
+    let doc = Doc::with_client_id(1);
+    let comment = |id: &str| json!({"type": "comment", "attrs": {"id": id}});
+    let body = |marks: Value| {
+        json!({"type": "doc", "content": [{"type": "paragraph", "content": [
+            {"type": "text", "text": "noted", "marks": marks}]}]})
+    };
+    let two = body(json!([comment("c1"), comment("c2")]));
+
+    write_prosemirror(&doc, FIELD, &two).unwrap();
+
+    let marks = read(&doc)["content"][0]["content"][0]["marks"].clone();
+    let mut ids: Vec<&str> = marks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["attrs"]["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["c1", "c2"]);
+    assert!(change(&doc, &two).is_none());
+
+    let theirs = Doc::with_client_id(2);
+    {
+        use std::collections::HashMap;
+        use yrs::{Any, Text, XmlElementPrelim, XmlFragment, XmlTextPrelim};
+        let fragment = theirs.get_or_insert_xml_fragment(FIELD);
+        let mut txn = theirs.transact_mut();
+        let p = fragment.push_back(&mut txn, XmlElementPrelim::empty("paragraph"));
+        let text = p.push_back(&mut txn, XmlTextPrelim::new(""));
+        let id = Any::Map(Arc::new(HashMap::from([(
+            "id".to_owned(),
+            Any::from("c1"),
+        )])));
+        let attrs = HashMap::from([(Arc::from("comment--a1B2c3D4"), id)]);
+        text.insert_with_attributes(&mut txn, 0, "noted", attrs);
+    }
+    assert!(change(&theirs, &body(json!([comment("c1")]))).is_none());
+}
+
+/// A body that is not a ProseMirror document is refused whole, with where it went wrong, and
+/// the document is left as it was.
+#[test]
+fn bodies_that_are_not_prosemirror_change_nothing() {
+    let text =
+        |node: Value| json!({"type": "doc", "content": [{"type": "paragraph", "content": [node]}]});
+    let refused = [
+        (json!([1, 2]), "not a JSON object"),
+        (json!({"type": "paragraph"}), r#"not "doc""#),
+        (json!({"content": []}), r#"not "doc""#),
+        (
+            json!({"type": "doc", "content": {}}),
+            "doc: `content` is not an array",
+        ),
+        (
+            json!({"type": "doc", "content": ["p"]}),
+            "doc.content[0]: a node is not a JSON object",
+        ),
+        (
+            json!({"type": "doc", "content": [{"type": 7}]}),
+            "doc.content[0]: a node needs",
+        ),
+        (
+            text(json!({"type": "text"})),
+            "doc.content[0].content[0]: a text node needs",
+        ),
+        (
+            text(json!({"type": "text", "text": ""})),
+            "a text node needs a non-empty",
+        ),
+        (
+            text(json!({"type": "text", "text": "x", "marks": {}})),
+            "`marks` is not an array",
+        ),
+        (
+            text(json!({"type": "text", "text": "x", "marks": ["bold"]})),
+            "marks[0]: a mark is not",
+        ),
+        (
+            text(json!({"type": "text", "text": "x", "marks": [{"type": "a", "attrs": 1}]})),
+            "marks[0]: `attrs`",
+        ),
+        (
+            json!({"type": "doc", "content": [{"type": "image", "attrs": []}]}),
+            "`attrs` is not an object",
+        ),
+    ];
+    let doc = Doc::with_client_id(1);
+    write_prosemirror(&doc, FIELD, &paragraphs(&["kept"])).unwrap();
+    let before = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    // A valid node before the bad one: nothing is written until the whole body is checked.
+    let late = json!({"type": "doc", "content": [
+        {"type": "paragraph", "content": [{"type": "text", "text": "new"}]}, {"type": 1}]});
+
+    for (body, why) in refused.into_iter().chain([(late, "doc.content[1]")]) {
+        let NotProsemirror(message) = write_prosemirror(&doc, FIELD, &body).unwrap_err();
+        assert!(message.contains(why), "{message} (expected {why})");
+    }
+    let after = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    assert_eq!(after, before);
+}
+
+/// `levels` blockquotes around a text.
+fn nested(levels: usize) -> Value {
+    // Built by hand: `json!` serializes what it interpolates, recursing once per level.
+    let wrap = |kind: &str, node: Value| {
+        let node = [("type", json!(kind)), ("content", Value::Array(vec![node]))];
+        Value::Object(node.map(|(k, v)| (k.to_owned(), v)).into_iter().collect())
+    };
+    let mut node = json!({"type": "text", "text": "deep"});
+    for _ in 0..levels {
+        node = wrap("blockquote", node);
+    }
+    wrap("doc", node)
+}
+
+/// Takes a deep value apart a level at a time: dropping it whole recurses once per level.
+fn dismantle(mut value: Value) {
+    while let Some(inner) = value.get_mut("content").and_then(|c| c.get_mut(0)) {
+        value = inner.take();
+    }
+}
+
+/// A text 1,000 levels down is written (on a small stack) and reads back; a level deeper, or
+/// 5,000, is refused; an attr nested past the limit too.
+#[test]
+fn nesting_is_bounded_at_a_thousand_levels() {
+    let doc = Doc::with_client_id(1);
+    let limits = YjsLimits {
+        max_depth: DEPTH_CEILING,
+        ..YjsLimits::unlimited()
+    };
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new().stack_size(4 << 20);
+        let written = thread.spawn_scoped(scope, || {
+            let deepest = nested(999);
+            write_prosemirror(&doc, FIELD, &deepest).unwrap();
+            write_prosemirror(&doc, FIELD, &deepest).unwrap();
+            dismantle(deepest);
+            for levels in [1000, 5000] {
+                let deeper = nested(levels);
+                let NotProsemirror(message) = write_prosemirror(&doc, FIELD, &deeper).unwrap_err();
+                assert!(message.contains("deeper than 1000 levels"), "{message}");
+                assert!(message.len() < 300, "{message}");
+                dismantle(deeper);
+            }
+        });
+        written.unwrap().join().unwrap();
+    });
+    let state = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    assert_eq!(
+        YjsDoc::load_with(&state, limits)
+            .unwrap()
+            .to_text(FIELD)
+            .unwrap(),
+        "deep"
+    );
+
+    let mut attr = json!("leaf");
+    for _ in 0..1000 {
+        attr = Value::Array(vec![attr]);
+    }
+    let body = json!({"type": "doc", "content": [{"type": "image", "attrs": {"a": attr}}]});
+    let NotProsemirror(message) = write_prosemirror(&doc, FIELD, &body).unwrap_err();
+    assert!(
+        message.contains("doc.content[0].attrs: attrs nest deeper"),
+        "{message}"
+    );
+    assert_eq!(
+        doc.transact()
+            .encode_state_as_update_v1(&StateVector::default()),
+        state
+    );
+}
+
+#[test]
+fn zz_probe() {
+    for (name, stack) in [("parse", 256usize << 10), ("write", 256 << 10), ("again", 256 << 10)] {
+        let body = nested(999);
+        let doc = Doc::with_client_id(1);
+        if name == "again" {
+            let b = &body;
+            std::thread::scope(|s| std::thread::Builder::new().stack_size(8 << 20).spawn_scoped(s, || write_prosemirror(&doc, FIELD, b).unwrap()).unwrap().join().unwrap());
+        }
+        let ok = std::thread::scope(|s| {
+            std::thread::Builder::new().stack_size(stack).spawn_scoped(s, || {
+                if name == "parse" { super::parse::document(&body).map(|_| ()).unwrap(); } else { write_prosemirror(&doc, FIELD, &body).unwrap(); }
+            }).unwrap().join().is_ok()
+        });
+        eprintln!("{name}: {ok}");
+        dismantle(body);
+    }
+}

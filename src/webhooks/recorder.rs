@@ -1,0 +1,275 @@
+//! `Recorder`: writes this replica's webhook events into the outbox.
+//!
+//! `document.changed`: rooms report every landed save that carried changes ([`Changed`]), up
+//! to one per update on a busy document, so nothing is written per change. The recorder
+//! gathers each document's changes (users, first and last change) and upserts the document's
+//! open window in PostgreSQL when the document has none of its making yet, then at most once
+//! per third of `debounce_ms` while changes keep coming: a window is extended before its due
+//! time passes, and every replica extends the same row, so the deployment sends one event per
+//! window. Client events are written as they come, in order.
+//!
+//! What could not be written (PostgreSQL down) stays here and is written again every second,
+//! so an outage loses nothing; a SIGKILL loses at most the changes of the last third of a
+//! debounce period (a window already written is delivered by whichever replica is up).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use docroom_actors::doc::{DocId, Kind};
+use docroom_actors::room::Changed;
+use tracing::{info, warn};
+
+use super::outbox::{EventRow, Outbox, WindowRow};
+use crate::settings::WebhookSettings;
+
+/// A client connected to or left a document on this replica.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct ClientEvent {
+    pub connected: bool,
+    pub doc: DocId,
+    pub kind: Kind,
+    /// The client token's `sub`, if any.
+    pub user: Option<String>,
+}
+
+/// Write everything held now (shutdown); answered once written or refused.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushEvents;
+
+/// One document's changes not yet in its window row.
+struct Gathered {
+    kind: Kind,
+    users: BTreeSet<String>,
+    first: Instant,
+    last: Instant,
+}
+
+impl Gathered {
+    fn merge(&mut self, other: Gathered) {
+        self.users.extend(other.users);
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+    }
+}
+
+/// After a failed write, the next one waits this long.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub struct Recorder {
+    outbox: Outbox,
+    replica: String,
+    debounce: Duration,
+    max_wait: Duration,
+    gathered: HashMap<DocId, Gathered>,
+    /// When each document's window was last written from here: the next write waits a third of
+    /// the debounce period. Entries older than that are dropped.
+    written: HashMap<DocId, Instant>,
+    clients: VecDeque<EventRow>,
+    /// A write is in flight: one at a time, so writes land in the order taken.
+    writing: bool,
+    /// The last write failed: none before this.
+    retry_at: Option<Instant>,
+}
+
+impl Recorder {
+    pub fn start_with(outbox: Outbox, w: &WebhookSettings, replica: &str) -> Addr<Recorder> {
+        Recorder {
+            outbox,
+            replica: replica.to_owned(),
+            debounce: Duration::from_millis(w.debounce_ms),
+            max_wait: Duration::from_millis(w.max_wait_ms),
+            gathered: HashMap::new(),
+            written: HashMap::new(),
+            clients: VecDeque::new(),
+            writing: false,
+            retry_at: None,
+        }
+        .start()
+    }
+
+    /// How long after writing a document's window the next write of it waits.
+    fn spacing(&self) -> Duration {
+        self.debounce / 3
+    }
+
+    /// Starts a write of what is due (every client event; the windows not written within a
+    /// third of the debounce period), unless one is in flight or the last failed moments ago.
+    fn write_due(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        if let Some(batch) = self.take(false) {
+            self.writing = true;
+            ctx.spawn(self.write(batch).map(|(), act, ctx| {
+                act.writing = false;
+                act.write_due(ctx);
+            }));
+        }
+    }
+
+    /// Takes what is due, or everything (`all`); `None` if nothing is.
+    fn take(&mut self, all: bool) -> Option<Batch> {
+        let now = Instant::now();
+        let spacing = self.spacing();
+        self.written.retain(|_, at| now - *at < spacing && !all);
+        let due: Vec<DocId> = self
+            .gathered
+            .keys()
+            .filter(|d| !self.written.contains_key(*d))
+            .cloned()
+            .collect();
+        let windows: Vec<(DocId, Gathered)> = due
+            .into_iter()
+            .filter_map(|d| self.gathered.remove_entry(&d))
+            .collect();
+        let clients: Vec<EventRow> = self.clients.drain(..).collect();
+        (!windows.is_empty() || !clients.is_empty()).then_some(Batch { windows, clients })
+    }
+
+    /// Writes `batch`: client events first, in order, then the windows. What fails is kept.
+    fn write(&mut self, batch: Batch) -> impl ActorFuture<Self, Output = ()> {
+        let now = Instant::now();
+        let rows: Vec<WindowRow> = batch
+            .windows
+            .iter()
+            .map(|(doc, g)| WindowRow {
+                doc: doc.to_string(),
+                kind: g.kind.as_str(),
+                users: g.users.iter().cloned().collect(),
+                due_ms: ms_left(self.debounce, now - g.last),
+                ends_ms: ms_left(self.max_wait, now - g.first),
+            })
+            .collect();
+        let (outbox, events) = (self.outbox.clone(), batch.clients.clone());
+        let fut = async move {
+            if !events.is_empty() {
+                outbox.insert_events(&events).await?;
+            }
+            if !rows.is_empty() {
+                outbox.upsert_windows(&rows).await?;
+            }
+            Ok::<_, super::outbox::OutboxError>(())
+        };
+        fut.into_actor(self)
+            .map(move |res, act, ctx| act.landed(res, batch, ctx))
+    }
+
+    /// A write's outcome: windows written are spaced, what failed is kept for a retry.
+    fn landed(
+        &mut self,
+        res: Result<(), super::outbox::OutboxError>,
+        batch: Batch,
+        ctx: &mut Context<Self>,
+    ) {
+        let Batch { windows, clients } = batch;
+        match res {
+            Ok(()) => {
+                if self.retry_at.take().is_some() {
+                    info!("webhook events written to postgres again");
+                }
+                let at = Instant::now();
+                if !windows.is_empty() {
+                    // Changes gathered meanwhile wait for the spacing: look again then.
+                    ctx.run_later(self.spacing(), |act, ctx| act.write_due(ctx));
+                }
+                self.written
+                    .extend(windows.into_iter().map(|(doc, _)| (doc, at)));
+            }
+            Err(e) => {
+                if self.retry_at.is_none() {
+                    warn!(error = %e, "webhook events not written, kept to retry");
+                }
+                self.retry_at = Some(Instant::now() + RETRY);
+                // Client events go back in front of any that came meanwhile, in order.
+                for event in clients.into_iter().rev() {
+                    self.clients.push_front(event);
+                }
+                for (doc, mut g) in windows {
+                    if let Some(later) = self.gathered.remove(&doc) {
+                        g.merge(later);
+                    }
+                    self.gathered.insert(doc, g);
+                }
+            }
+        }
+    }
+}
+
+/// Events taken for one write.
+struct Batch {
+    windows: Vec<(DocId, Gathered)>,
+    clients: Vec<EventRow>,
+}
+
+/// What is left of `period` after `elapsed`, in milliseconds.
+fn ms_left(period: Duration, elapsed: Duration) -> i64 {
+    period.saturating_sub(elapsed).as_millis() as i64
+}
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Retries after a failure, and windows whose spacing passed without a timer.
+        let tick = (self.spacing() / 2).clamp(Duration::from_millis(20), RETRY);
+        ctx.run_interval(tick, |act, ctx| act.write_due(ctx));
+    }
+}
+
+impl Handler<Changed> for Recorder {
+    type Result = ();
+
+    /// Gathers a landed save's changes into the document's window.
+    fn handle(&mut self, msg: Changed, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let g = Gathered {
+            kind: msg.kind,
+            users: msg.users.into_iter().collect(),
+            first: now,
+            last: now,
+        };
+        match self.gathered.get_mut(&msg.doc) {
+            Some(held) => held.merge(g),
+            None => {
+                self.gathered.insert(msg.doc, g);
+                self.write_due(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<ClientEvent> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClientEvent, ctx: &mut Context<Self>) {
+        self.clients.push_back(EventRow {
+            event: match msg.connected {
+                true => "client.connected",
+                false => "client.disconnected",
+            },
+            doc: msg.doc.to_string(),
+            kind: msg.kind.as_str(),
+            users: msg.user.into_iter().collect(),
+            replica: self.replica.clone(),
+            at: Utc::now(),
+        });
+        self.write_due(ctx);
+    }
+}
+
+impl Handler<FlushEvents> for Recorder {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// Writes everything held at once, spacing and retry pauses aside (shutdown; the caller
+    /// bounds the wait), then answers.
+    fn handle(&mut self, _: FlushEvents, _: &mut Context<Self>) -> Self::Result {
+        match self.take(true) {
+            Some(batch) => Box::pin(self.write(batch)),
+            None => Box::pin(actix::fut::ready(())),
+        }
+    }
+}
