@@ -78,7 +78,7 @@ async fn current(state: &AppState, doc: &DocId) -> Result<Option<Version>, Strin
 }
 
 /// `content` (and for Yjs `prosemirror`), on the blocking pool, one rendering turn at a time
-/// like `GET /docs/{id}`'s.
+/// like `GET /docs/{id}`'s. A state that does not load is an error (retried with the event).
 async fn rendered(state: &AppState, v: Version) -> Result<Vec<(&'static str, Value)>, String> {
     if v.kind == Kind::Json {
         let content: Value = serde_json::from_slice(&v.content).map_err(|e| e.to_string())?;
@@ -88,8 +88,10 @@ async fn rendered(state: &AppState, v: Version) -> Result<Vec<(&'static str, Val
     let limits = state.settings.limits.yjs();
     actix_web::web::block(move || {
         let doc = YjsDoc::load_with(&v.content, limits).map_err(|e| e.to_string())?;
-        let content = doc.to_json().map_err(|e| e.to_string())?;
-        let prosemirror = doc.to_prosemirror("default").map_err(|e| e.to_string())?;
+        // A rendering the document does not allow (no `default` fragment, nested too deep) is
+        // null: the event still goes out.
+        let content = doc.to_json().unwrap_or(Value::Null);
+        let prosemirror = doc.to_prosemirror("default").unwrap_or(Value::Null);
         drop(turn);
         Ok(vec![("content", content), ("prosemirror", prosemirror)])
     })

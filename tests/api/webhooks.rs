@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::harness::tokens::token;
+use crate::harness::yclient::YClient;
 use crate::harness::{content_hash, ensure, eventually, TestApp, TestOptions, WsClient};
 use receiver::{Receiver, SECRET};
 
@@ -178,4 +179,33 @@ async fn a_receiver_that_fails_gets_the_same_delivery_again_and_events_in_order(
             runs.push(&h.delivery);
         }
     }
+}
+
+#[tokio::test]
+async fn a_yjs_change_with_content_carries_its_prosemirror_rendering() {
+    use yrs::{XmlElementPrelim, XmlFragment, XmlTextPrelim};
+
+    let receiver = Receiver::start();
+    let opts = TestOptions::new().env("DOCROOM__WEBHOOKS__INCLUDE_CONTENT", true);
+    let app = TestApp::spawn(with_webhooks(opts, &receiver)).await;
+    let doc = "yjs-hooked";
+    let tok = token(JWT, &[doc], "rw", Some("yuki"));
+    let client = YClient::connect(&app, &format!("{doc}?token={tok}")).await;
+    let fragment = client.doc.get_or_insert_xml_fragment("default");
+    client.edit(|_, txn| {
+        let p = fragment.push_back(txn, XmlElementPrelim::empty("paragraph"));
+        p.push_back(txn, XmlTextPrelim::new("hello"));
+    });
+
+    let changed = receiver.accepted(doc, "document.changed", WITHIN).await;
+    assert!(changed.signed());
+    assert_eq!(changed.json["kind"], "yjs");
+    assert_eq!(changed.json["users"], json!(["yuki"]));
+    let paragraph = &changed.json["prosemirror"]["content"][0];
+    assert_eq!(paragraph["type"], "paragraph", "{}", changed.body);
+    assert_eq!(paragraph["content"][0]["text"], "hello", "{}", changed.body);
+    assert!(!changed.json["content"].is_null(), "{}", changed.body);
+    let stored = receiver.accepted(doc, "document.stored", WITHIN).await;
+    assert!(stored.json["hash"].is_string(), "{}", stored.body);
+    assert_eq!(stored.json["prosemirror"], changed.json["prosemirror"]);
 }

@@ -248,3 +248,49 @@ test('a backend reads a Tiptap document as y-prosemirror reads it, and as text',
   const text = await (await get('text')).text()
   assert.equal(text, 'Meeting notes\nHello bold both plain\n\nfirst item\nsecond é 文 😀\n')
 })
+
+test('an agent edits what it read while a Tiptap editor types into the same paragraph: both survive', { timeout: 60000 }, async () => {
+  const doc = 'tiptap-agent'
+  const member = await openEditor(doc)
+  try {
+    await typeAtEnd(member.page, ['# Plan', 'press:Enter', 'Draft text'])
+    await waitForNoUnsyncedChanges(member.page, 'the member')
+    const read = await fetch(`${service.base}/docs/${doc}?format=prosemirror`)
+    assert.equal(read.status, 200)
+    const base = read.headers.get('x-docroom-state-vector')
+    assert.ok(base, 'the rendering names the state vector it was read at')
+    const json = await read.json()
+
+    // While the agent thinks, the member goes on typing at the end of that paragraph (the
+    // second line: Tiptap may keep an empty paragraph after it).
+    await member.page.locator('.ProseMirror').click()
+    for (const key of ['Control+Home', 'ArrowDown', 'End']) await member.page.keyboard.press(key)
+    await member.page.keyboard.type(' typed meanwhile')
+    await waitForNoUnsyncedChanges(member.page, 'the member')
+    const paragraph = json.content[1]
+    assert.deepEqual(paragraph, { type: 'paragraph', content: [{ type: 'text', text: 'Draft text' }] })
+    paragraph.content[0].text = 'Better draft text'
+    json.content = [json.content[0], paragraph,
+      { type: 'paragraph', content: [{ type: 'text', text: 'Added by the agent', marks: [{ type: 'bold', attrs: {} }] }] }]
+    const put = await fetch(`${service.base}/docs/${doc}/prosemirror?base=${encodeURIComponent(base)}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(json)
+    })
+    const answer = await put.json()
+    assert.equal(put.status, 200, JSON.stringify(answer))
+    assert.equal(answer.stored, 'cache')
+
+    await waitForText(member.page, 'Plan\n\nBetter draft text typed meanwhile\n\nAdded by the agent', 'the member')
+    const update = new Uint8Array(await (await fetch(`${service.base}/docs/${doc}?format=update`)).arrayBuffer())
+    const ydoc = new Y.Doc()
+    Y.applyUpdate(ydoc, update)
+    // What the agent wrote is laid out as y-prosemirror lays it out: it reads back the same.
+    const rendered = await (await fetch(`${service.base}/docs/${doc}?format=prosemirror`)).json()
+    assert.deepEqual(marksInNameOrder(rendered), marksInNameOrder(yXmlFragmentToProsemirrorJSON(ydoc.getXmlFragment('default'))))
+    assert.deepEqual(rendered.content.at(-1).content[0].marks, [{ type: 'bold', attrs: {} }])
+    assert.deepEqual(member.problems, [])
+  } finally {
+    await member.context.close()
+  }
+})

@@ -1,7 +1,7 @@
 //! SPEC §9, writing: `POST /docs/{id}/update` takes one Yjs update from a backend. It is a
 //! change like a member's: merged, broadcast to members on every replica, answered once stored
 //! (`cache`, `fallback`, or `duplicate` for a repeat), refused whole when it is not an update,
-//! and kept through a SIGKILL right after its acknowledgement.
+//! and kept through a SIGKILL right after its acknowledgement (as is a ProseMirror edit).
 
 use serde_json::json;
 use yrs::{GetString, ReadTxn, StateVector, Text, Transact};
@@ -145,9 +145,24 @@ async fn an_acknowledged_update_outlives_a_sigkill_from_redis_and_from_the_journ
     assert_eq!(app.admin().set_breaker("open").await.status, 200);
     let journaled = post_update(&app, &doc, &update_writing(7007, "journaled"), None).await;
     assert_eq!(journaled.body["stored"], "fallback", "{}", journaled.text);
+    let edited = json!({"type": "doc", "content": [
+        {"type": "paragraph", "content": [{"type": "text", "text": "edited by an agent"}]}]});
+    let edit = app
+        .http()
+        .put(app.url(&format!("/docs/{doc}/prosemirror")))
+        .body(edited.to_string())
+        .send()
+        .await
+        .expect("PUT the edit");
+    assert_eq!(edit.status().as_u16(), 200);
+    let edit: serde_json::Value = edit.json().await.expect("the answer");
+    assert_eq!(edit["stored"], "fallback", "{edit}");
 
     app.sigkill().await;
     app.restart().await;
+
+    let rendered = app.get(&format!("/docs/{doc}?format=prosemirror")).await;
+    assert_eq!(rendered.body, edited, "the acknowledged edit");
 
     let text = stored_text(&app, &doc).await;
     let doc_after = yrs::Doc::new();

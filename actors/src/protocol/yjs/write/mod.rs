@@ -27,7 +27,7 @@
 //! - [`parse`]: the body validated whole before anything changes
 //! - [`text`]: a run of text nodes against its `XmlText`
 
-use yrs::types::xml::XmlOut;
+use yrs::types::xml::{XmlIn, XmlOut};
 use yrs::{
     Doc, Out, Transact, TransactionMut, Xml, XmlElementPrelim, XmlElementRef, XmlFragment,
     XmlTextPrelim,
@@ -56,12 +56,26 @@ pub fn write_prosemirror(
     // Before the transaction: yrs takes one of its own to create the root.
     let fragment = doc.get_or_insert_xml_fragment(field);
     let mut txn = doc.transact_mut();
-    update_children(&mut txn, &fragment, &content);
+    let mut pending = Vec::new();
+    update_children(&mut txn, &fragment, &content, &mut pending);
+    while let Some((element, target)) = pending.pop() {
+        update_element(&mut txn, &element, target, &mut pending);
+    }
     Ok(())
 }
 
-/// Changes the children of `parent` to `target`.
-fn update_children<P: XmlFragment>(txn: &mut TransactionMut, parent: &P, target: &[Child<'_>]) {
+/// Elements to change in place into their targets, once their parent's children are settled:
+/// the walk's stack, on the heap (changing an element leaves its siblings where they are).
+type Pending<'t, 'a> = Vec<(XmlElementRef, &'t Element<'a>)>;
+
+/// Changes the children of `parent` to `target`; the elements kept to be changed in place go
+/// onto `pending`.
+fn update_children<'t, 'a, P: XmlFragment>(
+    txn: &mut TransactionMut,
+    parent: &P,
+    target: &'t [Child<'a>],
+    pending: &mut Pending<'t, 'a>,
+) {
     let ys: Vec<XmlOut> = parent.children(txn).collect();
     // A node emptied keeps its only text, emptied (y-prosemirror's edge case: what someone
     // else types into it meanwhile survives).
@@ -74,34 +88,38 @@ fn update_children<P: XmlFragment>(txn: &mut TransactionMut, parent: &P, target:
         left += 1;
     }
     let mut right = 0;
-    while left + right < min
-        && equal(
-            txn,
-            &ys[ys.len() - 1 - right],
-            &target[target.len() - 1 - right],
-        )
-    {
+    while left + right < min {
+        let (y, t) = (ys.len() - 1 - right, target.len() - 1 - right);
+        if !equal(txn, &ys[y], &target[t]) {
+            break;
+        }
         right += 1;
     }
     // The middle: change in place what can be, from either end, or replace.
     while left + right < min {
         let (ly, lt) = (&ys[left], &target[left]);
         let (ry, rt) = (&ys[ys.len() - 1 - right], &target[target.len() - 1 - right]);
-        match side(txn, (ly, lt), (ry, rt)) {
+        let (y, t) = match side(txn, (ly, lt), (ry, rt)) {
             Some(Side::Left) => {
-                update(txn, ly, lt);
                 left += 1;
+                (ly, lt)
             }
             Some(Side::Right) => {
-                update(txn, ry, rt);
                 right += 1;
+                (ry, rt)
             }
             None => {
                 let at = index(left);
                 parent.remove_range(txn, at, 1);
                 insert(txn, parent, at, lt);
                 left += 1;
+                continue;
             }
+        };
+        match (y, t) {
+            (XmlOut::Text(y), Child::Text(nodes)) => text::update(txn, y, nodes),
+            (XmlOut::Element(y), Child::Element(t)) => pending.push((y.clone(), t)),
+            _ => unreachable!("only a text and an element of the target's name are kept"),
         }
     }
     let stale = ys.len() - left - right;
@@ -111,6 +129,30 @@ fn update_children<P: XmlFragment>(txn: &mut TransactionMut, parent: &P, target:
     for (i, child) in target[left..target.len() - right].iter().enumerate() {
         insert(txn, parent, index(left + i), child);
     }
+}
+
+/// Changes `y` into `t` in place: its attributes, then its children.
+fn update_element<'t, 'a>(
+    txn: &mut TransactionMut,
+    y: &XmlElementRef,
+    t: &'t Element<'a>,
+    pending: &mut Pending<'t, 'a>,
+) {
+    let old: Vec<(String, Out)> = y
+        .attributes(txn)
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+    for (key, value) in &t.attrs {
+        if !old.iter().any(|(k, v)| k == key && is(v, value)) {
+            y.insert_attribute(txn, *key, value.clone());
+        }
+    }
+    for (key, _) in &old {
+        if !t.attrs.iter().any(|(k, _)| k == key) {
+            y.remove_attribute(txn, key);
+        }
+    }
+    update_children(txn, y, &t.content, pending);
 }
 
 /// Which end of the middle to change in place.
@@ -164,76 +206,75 @@ fn kept(txn: &TransactionMut, y: &XmlElementRef, t: &Element<'_>) -> usize {
     left + right
 }
 
-/// Changes `y` into `t` in place: `side` chose them, so they are of the same kind.
-fn update(txn: &mut TransactionMut, y: &XmlOut, t: &Child<'_>) {
-    match (y, t) {
-        (XmlOut::Text(y), Child::Text(nodes)) => text::update(txn, y, nodes),
-        (XmlOut::Element(y), Child::Element(t)) => {
-            let old: Vec<(String, Out)> = y
-                .attributes(txn)
-                .map(|(key, value)| (key.to_owned(), value))
-                .collect();
-            for (key, value) in &t.attrs {
-                let same = old.iter().any(|(k, v)| k == key && is(v, value));
-                if !same {
-                    y.insert_attribute(txn, *key, value.clone());
+/// Builds `child` at `at` among `parent`'s children, and everything inside it.
+fn insert<P: XmlFragment>(txn: &mut TransactionMut, parent: &P, at: u32, child: &Child<'_>) {
+    let mut open: Vec<(XmlElementRef, std::slice::Iter<'_, Child<'_>>, u32)> = Vec::new();
+    let mut next = Some((parent.insert(txn, at, node(child)), child));
+    loop {
+        if let Some((built, child)) = next.take() {
+            match (built, child) {
+                (XmlOut::Text(text), Child::Text(nodes)) => text::fill(txn, &text, nodes),
+                (XmlOut::Element(element), Child::Element(t)) => {
+                    for (key, value) in &t.attrs {
+                        element.insert_attribute(txn, *key, value.clone());
+                    }
+                    open.push((element, t.content.iter(), 0));
                 }
+                _ => unreachable!("`node` builds what the child is"),
             }
-            for (key, _) in &old {
-                if !t.attrs.iter().any(|(k, _)| k == key) {
-                    y.remove_attribute(txn, key);
-                }
-            }
-            update_children(txn, y, &t.content);
         }
-        _ => unreachable!("only a text and an element of the target's name are changed in place"),
+        let Some((element, rest, at)) = open.last_mut() else {
+            return;
+        };
+        match rest.next() {
+            Some(child) => {
+                let built = element.insert(txn, *at, node(child));
+                *at += 1;
+                next = Some((built, child));
+            }
+            None => {
+                open.pop();
+            }
+        }
     }
 }
 
-/// Builds `child` at `at` among `parent`'s children.
-fn insert<P: XmlFragment>(txn: &mut TransactionMut, parent: &P, at: u32, child: &Child<'_>) {
+/// An empty node of `child`'s kind, to insert and then fill.
+fn node(child: &Child<'_>) -> XmlIn {
     match child {
-        Child::Text(nodes) => {
-            let text = parent.insert(txn, at, XmlTextPrelim::new(""));
-            text::fill(txn, &text, nodes);
-        }
-        Child::Element(element) => {
-            let y = parent.insert(txn, at, XmlElementPrelim::empty(element.name));
-            for (key, value) in &element.attrs {
-                y.insert_attribute(txn, *key, value.clone());
-            }
-            for (i, child) in element.content.iter().enumerate() {
-                insert(txn, &y, index(i), child);
-            }
-        }
+        Child::Text(_) => XmlIn::from(XmlTextPrelim::new("")),
+        Child::Element(element) => XmlIn::from(XmlElementPrelim::empty(element.name)),
     }
 }
 
 /// Whether `y` holds exactly `t`, all the way down.
 fn equal(txn: &TransactionMut, y: &XmlOut, t: &Child<'_>) -> bool {
-    match (y, t) {
-        (XmlOut::Text(y), Child::Text(nodes)) => text::equal(txn, y, nodes),
-        (XmlOut::Element(y), Child::Element(t)) => {
-            if y.tag().as_ref() != t.name || y.attributes(txn).count() != t.attrs.len() {
-                return false;
-            }
-            let same = |(key, value): &(&str, yrs::Any)| {
-                y.get_attribute(txn, key).is_some_and(|v| is(&v, value))
-            };
-            if !t.attrs.iter().all(same) {
-                return false;
-            }
-            let ys: Vec<XmlOut> = y.children(txn).collect();
-            match (ys.as_slice(), t.content.as_slice()) {
-                // What an emptied node keeps (see `update_children`).
-                ([XmlOut::Text(only)], []) => yrs::Text::len(only, txn) == 0,
-                (ys, ts) => {
-                    ys.len() == ts.len() && ys.iter().zip(ts).all(|(y, t)| equal(txn, y, t))
+    let mut pairs = vec![(y.clone(), t)];
+    while let Some((y, t)) = pairs.pop() {
+        match (y, t) {
+            (XmlOut::Text(y), Child::Text(nodes)) if text::equal(txn, &y, nodes) => {}
+            (XmlOut::Element(y), Child::Element(t)) if same_element(txn, &y, t) => {
+                let ys: Vec<XmlOut> = y.children(txn).collect();
+                match (ys.as_slice(), t.content.as_slice()) {
+                    // What an emptied node keeps (see `update_children`).
+                    ([XmlOut::Text(only)], []) if yrs::Text::len(only, txn) == 0 => {}
+                    (ys, ts) if ys.len() == ts.len() => pairs.extend(ys.iter().cloned().zip(ts)),
+                    _ => return false,
                 }
             }
+            _ => return false,
         }
-        _ => false,
     }
+    true
+}
+
+/// Whether `y` has `t`'s name and attributes.
+fn same_element(txn: &TransactionMut, y: &XmlElementRef, t: &Element<'_>) -> bool {
+    let same =
+        |(key, value): &(&str, yrs::Any)| y.get_attribute(txn, key).is_some_and(|v| is(&v, value));
+    y.tag().as_ref() == t.name
+        && y.attributes(txn).count() == t.attrs.len()
+        && t.attrs.iter().all(same)
 }
 
 /// Whether an attribute's value is `value`.
@@ -249,3 +290,5 @@ fn index(i: usize) -> u32 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod merge_tests;
