@@ -287,8 +287,8 @@ impl Handler<YjsFrame> for DocRoom {
             metrics::counter!(crate::metrics::UPDATES, "kind" => "yjs").increment(1);
             y.pending
                 .extend(handled.applied.into_iter().map(Bytes::from));
-            self.mark_unsaved(ctx);
             self.note_member_change(msg.from);
+            self.mark_unsaved(ctx);
         }
         for frame in &handled.awareness {
             self.publish_awareness(frame);

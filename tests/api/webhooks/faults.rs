@@ -98,8 +98,7 @@ async fn events_during_a_postgres_outage_arrive_once_it_is_back() {
         let stored = receiver
             .hits_for(doc)
             .into_iter()
-            .filter(|h| h.event == "document.stored" && h.status == 200)
-            .last();
+            .rfind(|h| h.event == "document.stored" && h.status == 200);
         let hash = stored.map(|h| h.json["hash"].clone()).unwrap_or_default();
         let want = crate::harness::content_hash(&json!({"v": 2}));
         ensure!(hash == json!(want), "last stored {hash}");

@@ -193,6 +193,14 @@ async fn a_prosemirror_write_changes_only_what_differs_and_a_repeat_changes_noth
         _ => false,
     });
     assert!(!rewritten, "the heading was written again");
+
+    // An edit that only deletes is a change too.
+    let shorter = document(vec![changed["content"][0].clone()]);
+    let put = put_prosemirror(&app, &doc, "", &shorter.to_string()).await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    assert_eq!(put.body["stored"], "cache", "{}", put.text);
+    let (rendered, _) = read(&app, &doc).await;
+    assert_eq!(rendered, shorter);
 }
 
 #[tokio::test]

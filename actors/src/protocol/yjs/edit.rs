@@ -70,9 +70,11 @@ pub fn prosemirror_edit(
         }
         Some(base) => at_base(state, &base)?,
     };
+    // Inserts move the state vector; an edit that only deletes moves only the delete set.
+    let before = copy.transact().snapshot();
     write_prosemirror(&copy, field, body).map_err(|e| EditError::NotProsemirror(e.0))?;
     let txn = copy.transact();
-    if txn.state_vector() == from {
+    if txn.snapshot() == before {
         return Ok(None);
     }
     Ok(Some(txn.encode_diff_v1(&from)))

@@ -24,6 +24,7 @@ mod nesting;
 mod novelty;
 mod refused;
 mod render;
+mod restore;
 pub mod step2;
 mod write;
 use checked::{check, Checked};
@@ -35,6 +36,7 @@ use nesting::{Admit, Nesting};
 use refused::RefusedFrames;
 pub use step2::Step2;
 use step2::Step2Cache;
+pub use restore::restore_update;
 pub use write::{write_prosemirror, NotProsemirror};
 
 #[derive(Debug, thiserror::Error)]

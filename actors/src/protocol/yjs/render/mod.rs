@@ -12,8 +12,8 @@
 use yrs::branch::BranchPtr;
 use yrs::{Any, Map, MapRef, Out, ReadTxn};
 
-mod prosemirror;
-mod sequence;
+pub(super) mod prosemirror;
+pub(super) mod sequence;
 mod value;
 mod walker;
 
@@ -97,7 +97,7 @@ fn untyped<T: ReadTxn>(branch: BranchPtr, txn: &T) -> Any {
     }
 }
 
-fn is_xml_node(out: &Out) -> bool {
+pub(super) fn is_xml_node(out: &Out) -> bool {
     matches!(out, Out::YXmlElement(_) | Out::YXmlText(_))
 }
 

@@ -35,7 +35,7 @@ struct Open {
 
 /// The fragment named `field` as ProseMirror JSON; a document with no such fragment is an
 /// empty document.
-pub(super) fn document<T: ReadTxn>(txn: &T, field: &str) -> Value {
+pub(crate) fn document<T: ReadTxn>(txn: &T, field: &str) -> Value {
     let children = match txn.get_xml_fragment(field) {
         Some(fragment) => children(&fragment, txn),
         None => Vec::new(),

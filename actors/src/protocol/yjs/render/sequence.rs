@@ -13,7 +13,7 @@
 use yrs::branch::BranchPtr;
 use yrs::{Array, ArrayRef, GetString, Out, ReadTxn, TextRef};
 
-pub(super) enum Sequence {
+pub(crate) enum Sequence {
     /// Nothing visible.
     Empty,
     /// The text of the sequence's text items. Other elements beside them are left out: only a
@@ -23,7 +23,7 @@ pub(super) enum Sequence {
     Elements(Vec<Out>),
 }
 
-pub(super) fn read<T: ReadTxn>(branch: BranchPtr, txn: &T) -> Sequence {
+pub(crate) fn read<T: ReadTxn>(branch: BranchPtr, txn: &T) -> Sequence {
     let text = TextRef::from(branch).get_string(txn);
     if !text.is_empty() {
         return Sequence::Text(text);

@@ -7,10 +7,12 @@
 //!
 //! The longest run is the longest common subsequence of the two lists, found on a fingerprint
 //! of each child (node names and text, not attrs or marks) and confirmed by comparing the pair
-//! whole. Its table costs the product of the two lengths; past [`MAX_CELLS`] only the two ends
-//! are kept, as y-prosemirror keeps them.
+//! whole. Its table costs the product of the two lengths, so a long list is first cut where a
+//! fingerprint found once in each list pairs two children (patience diff), and only the
+//! stretches between are tabled, those no bigger than [`MAX_CELLS`].
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use yrs::types::xml::XmlOut;
@@ -19,12 +21,16 @@ use yrs::{Text, TransactionMut, XmlFragment};
 use super::parse::Child;
 use super::{equal, text};
 
-/// The largest table (children of the document × children of the target, between the ends
-/// that stay) the common subsequence is looked for in: 4 MiB.
+/// The largest table (children of the document × children of the target) a common subsequence
+/// is looked for in: 4 MiB.
 const MAX_CELLS: usize = 1 << 20;
 
 /// The pairs (index in `ys`, index in `ts`) of children kept as they are, in order.
-pub(super) fn anchors(txn: &TransactionMut, ys: &[XmlOut], ts: &[Child<'_>]) -> Vec<(usize, usize)> {
+pub(super) fn anchors(
+    txn: &TransactionMut,
+    ys: &[XmlOut],
+    ts: &[Child<'_>],
+) -> Vec<(usize, usize)> {
     let min = ys.len().min(ts.len());
     let left = (0..min).take_while(|&i| equal(txn, &ys[i], &ts[i])).count();
     let right = (0..min - left)
@@ -32,23 +38,99 @@ pub(super) fn anchors(txn: &TransactionMut, ys: &[XmlOut], ts: &[Child<'_>]) -> 
         .count();
     let mut pairs: Vec<(usize, usize)> = (0..left).map(|i| (i, i)).collect();
     let (ym, tm) = (&ys[left..ys.len() - right], &ts[left..ts.len() - right]);
-    if ym.len().saturating_mul(tm.len()) <= MAX_CELLS {
-        let middle = common(txn, ym, tm);
+    if !ym.is_empty() && !tm.is_empty() {
+        let yf: Vec<u64> = ym.iter().map(|y| document_print(txn, y)).collect();
+        let tf: Vec<u64> = tm.iter().map(target_print).collect();
+        let middle = common(txn, (ym, &yf), (tm, &tf));
         pairs.extend(middle.into_iter().map(|(i, j)| (left + i, left + j)));
     }
-    let ends = (ys.len() - right..ys.len()).zip(ts.len() - right..ts.len());
-    pairs.extend(ends);
+    pairs.extend((ys.len() - right..ys.len()).zip(ts.len() - right..ts.len()));
     pairs
 }
 
-/// The longest common subsequence of `ys` and `ts`, as pairs of indexes.
-fn common(txn: &TransactionMut, ys: &[XmlOut], ts: &[Child<'_>]) -> Vec<(usize, usize)> {
+/// A common subsequence of `ys` and `ts` (with their fingerprints), as pairs of indexes: the
+/// longest, unless the lists are too long to table; then the pairs of children whose
+/// fingerprints are found once in each list, and the longest in each stretch between them.
+fn common(
+    txn: &TransactionMut,
+    (ys, yf): (&[XmlOut], &[u64]),
+    (ts, tf): (&[Child<'_>], &[u64]),
+) -> Vec<(usize, usize)> {
+    if ys.len().saturating_mul(ts.len()) <= MAX_CELLS {
+        return table(txn, (ys, yf), (ts, tf));
+    }
+    let unique = increasing(&unique(yf, tf));
+    let cuts = unique
+        .into_iter()
+        .filter(|&(i, j)| equal(txn, &ys[i], &ts[j]));
+    let mut pairs = Vec::new();
+    let (mut y, mut t) = (0, 0);
+    for (i, j) in cuts.chain([(ys.len(), ts.len())]) {
+        if (i - y).saturating_mul(j - t) <= MAX_CELLS {
+            let between = table(txn, (&ys[y..i], &yf[y..i]), (&ts[t..j], &tf[t..j]));
+            pairs.extend(between.into_iter().map(|(a, b)| (y + a, t + b)));
+        }
+        if i < ys.len() {
+            pairs.push((i, j));
+        }
+        (y, t) = (i + 1, j + 1);
+    }
+    pairs
+}
+
+/// The pairs of indexes of the fingerprints found once in `yf` and once in `tf`, in order of
+/// the first.
+fn unique(yf: &[u64], tf: &[u64]) -> Vec<(usize, usize)> {
+    // Per fingerprint: how often and where in each list.
+    let mut seen: HashMap<u64, [(usize, usize); 2]> = HashMap::new();
+    for (list, prints) in [yf, tf].into_iter().enumerate() {
+        for (at, print) in prints.iter().enumerate() {
+            let found = &mut seen.entry(*print).or_default()[list];
+            *found = (found.0 + 1, at);
+        }
+    }
+    let mut pairs: Vec<(usize, usize)> = seen
+        .into_values()
+        .filter(|[(ny, _), (nt, _)]| *ny == 1 && *nt == 1)
+        .map(|[(_, i), (_, j)]| (i, j))
+        .collect();
+    pairs.sort_unstable();
+    pairs
+}
+
+/// The longest chain of `pairs` (in order of their first index) whose second indexes increase.
+fn increasing(pairs: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    // `ends[l]`: the pair ending the chain of length `l + 1` that ends lowest.
+    let mut ends: Vec<usize> = Vec::new();
+    let mut before: Vec<Option<usize>> = vec![None; pairs.len()];
+    for (k, &(_, j)) in pairs.iter().enumerate() {
+        let l = ends.partition_point(|&e| pairs[e].1 < j);
+        before[k] = l.checked_sub(1).map(|p| ends[p]);
+        match ends.get_mut(l) {
+            Some(end) => *end = k,
+            None => ends.push(k),
+        }
+    }
+    let mut chain = Vec::new();
+    let mut next = ends.last().copied();
+    while let Some(k) = next {
+        chain.push(pairs[k]);
+        next = before[k];
+    }
+    chain.reverse();
+    chain
+}
+
+/// The longest common subsequence of `ys` and `ts`, by table.
+fn table(
+    txn: &TransactionMut,
+    (ys, yf): (&[XmlOut], &[u64]),
+    (ts, tf): (&[Child<'_>], &[u64]),
+) -> Vec<(usize, usize)> {
     let (n, m) = (ys.len(), ts.len());
     if n == 0 || m == 0 {
         return Vec::new();
     }
-    let yf: Vec<u64> = ys.iter().map(|y| document_print(txn, y)).collect();
-    let tf: Vec<u64> = ts.iter().map(target_print).collect();
     // `longest[i * w + j]`: the length of the longest common subsequence of `ys[i..]` and
     // `ts[j..]`; `same` marks the pairs that are equal.
     let w = m + 1;
@@ -90,7 +172,11 @@ fn document_print(txn: &TransactionMut, y: &XmlOut) -> u64 {
             XmlOut::Element(element) => {
                 let children: Vec<XmlOut> = element.children(txn).collect();
                 let emptied = matches!(children.as_slice(), [XmlOut::Text(t)] if t.len(txn) == 0);
-                element_print(&mut hash, element.tag(), if emptied { 0 } else { children.len() });
+                element_print(
+                    &mut hash,
+                    element.tag(),
+                    if emptied { 0 } else { children.len() },
+                );
                 if !emptied {
                     stack.extend(children.into_iter().rev());
                 }

@@ -8,23 +8,32 @@
 //! one); consecutive text nodes are one `XmlText`, each node a piece of it formatted with its
 //! marks (a mark's name → its attrs, `{}` for a mark without attrs).
 //!
-//! The change is y-prosemirror's `updateYFragment`, written anew: for a node's children, those
-//! that already equal their target from the left and from the right are kept; in between, a
-//! child that is the same kind of node as its target is changed in place (attributes that
-//! differ set, those gone removed, its own children compared so), a text changed as [`text`]
-//! says; the rest are deleted and the missing ones built. A write that changes nothing makes no
-//! Yjs change at all.
+//! The change is y-prosemirror's `updateYFragment`, written anew: of a node's children, those
+//! that already equal their targets are kept; between them, a child that is the same kind of
+//! node as its target is changed in place (attributes that differ set, those gone removed, its
+//! own children compared so), a text as [`text`] says; the rest are deleted and the missing
+//! ones built. A node whose content is emptied keeps its only text, emptied. A write that
+//! changes nothing makes no Yjs change at all.
 //!
-//! Differences from y-prosemirror: a text that is not the same kind of node as its target on
-//! the left but is on the right is changed in place rather than replaced; marks that may
-//! overlap themselves cannot be told from the JSON (that is in the editor's schema), so only
-//! several marks of one name on one text node are named with a suffix, from a hash of their own
-//! (y-prosemirror's hash is of its encoding of the mark, which serde's key order cannot
-//! reproduce), and a suffixed format already in the text keeps its name.
+//! Differences from y-prosemirror:
+//! - children equal to their targets are kept wherever they are ([`children`]), not only from
+//!   either end;
+//! - a text that is not the same kind of node as its target on the left but is on the right
+//!   is changed in place rather than replaced;
+//! - whether a mark may overlap itself is in the editor's schema, not in the JSON: only several
+//!   marks of one name on one text node are named with a suffix, from a hash of their own
+//!   (y-prosemirror's hashes its encoding of the mark, whose key order serde does not keep),
+//!   and a suffixed format the text already holds keeps its name.
+//!
+//! Every walk over nodes, the body's and the fragment's, keeps its stack on the heap, so nodes
+//! nested as deep as they may be ([`parse::MAX_DEPTH`]) cost the thread's stack no more than
+//! flat ones. Values nested inside attrs, which yrs walks recursively when it encodes them, are
+//! bounded by the same depth.
 //!
 //! # Layout
-//! - this file: the entry point and the children of a node
+//! - this file: the entry point, a node's children changed, nodes built and compared
 //! - [`parse`]: the body validated whole before anything changes
+//! - [`children`]: which children stay as they are
 //! - [`text`]: a run of text nodes against its `XmlText`
 
 use yrs::types::xml::{XmlIn, XmlOut};
@@ -33,6 +42,7 @@ use yrs::{
     XmlTextPrelim,
 };
 
+mod children;
 mod parse;
 mod text;
 
@@ -68,8 +78,9 @@ pub fn write_prosemirror(
 /// the walk's stack, on the heap (changing an element leaves its siblings where they are).
 type Pending<'t, 'a> = Vec<(XmlElementRef, &'t Element<'a>)>;
 
-/// Changes the children of `parent` to `target`; the elements kept to be changed in place go
-/// onto `pending`.
+/// Changes the children of `parent` to `target`: those equal to their targets stay
+/// ([`children::anchors`]), those between are changed a stretch at a time ([`stretch`]); the
+/// elements to change in place go onto `pending`.
 fn update_children<'t, 'a, P: XmlFragment>(
     txn: &mut TransactionMut,
     parent: &P,
@@ -82,21 +93,32 @@ fn update_children<'t, 'a, P: XmlFragment>(
     if let ([XmlOut::Text(only)], []) = (ys.as_slice(), target) {
         return text::clear(txn, only);
     }
-    let min = ys.len().min(target.len());
-    let mut left = 0;
-    while left < min && equal(txn, &ys[left], &target[left]) {
-        left += 1;
-    }
-    let mut right = 0;
-    while left + right < min {
-        let (y, t) = (ys.len() - 1 - right, target.len() - 1 - right);
-        if !equal(txn, &ys[y], &target[t]) {
-            break;
+    let anchors = children::anchors(txn, &ys, target);
+    // Where the next stretch starts, in `ys`, in `target` and among the children as they are
+    // now (the stretches before it changed how many there are).
+    let (mut y, mut t, mut at) = (0, 0, 0);
+    for (y_end, t_end) in anchors.into_iter().chain([(ys.len(), target.len())]) {
+        if y < y_end || t < t_end {
+            stretch(txn, parent, at, &ys[y..y_end], &target[t..t_end], pending);
         }
-        right += 1;
+        at += t_end - t + 1;
+        (y, t) = (y_end + 1, t_end + 1);
     }
-    // The middle: change in place what can be, from either end, or replace.
-    while left + right < min {
+}
+
+/// Changes the children `ys`, the `at`th of `parent` on, into `target`, none of them equal to
+/// its target at the same place: in place where one can be changed into its target, taken in
+/// turn from either end ([`side`]); deleted and built anew otherwise.
+fn stretch<'t, 'a, P: XmlFragment>(
+    txn: &mut TransactionMut,
+    parent: &P,
+    at: usize,
+    ys: &[XmlOut],
+    target: &'t [Child<'a>],
+    pending: &mut Pending<'t, 'a>,
+) {
+    let (mut left, mut right) = (0, 0);
+    while left + right < ys.len().min(target.len()) {
         let (ly, lt) = (&ys[left], &target[left]);
         let (ry, rt) = (&ys[ys.len() - 1 - right], &target[target.len() - 1 - right]);
         let (y, t) = match side(txn, (ly, lt), (ry, rt)) {
@@ -109,9 +131,8 @@ fn update_children<'t, 'a, P: XmlFragment>(
                 (ry, rt)
             }
             None => {
-                let at = index(left);
-                parent.remove_range(txn, at, 1);
-                insert(txn, parent, at, lt);
+                parent.remove_range(txn, index(at + left), 1);
+                insert(txn, parent, index(at + left), lt);
                 left += 1;
                 continue;
             }
@@ -124,10 +145,10 @@ fn update_children<'t, 'a, P: XmlFragment>(
     }
     let stale = ys.len() - left - right;
     if stale > 0 {
-        parent.remove_range(txn, index(left), index(stale));
+        parent.remove_range(txn, index(at + left), index(stale));
     }
     for (i, child) in target[left..target.len() - right].iter().enumerate() {
-        insert(txn, parent, index(left + i), child);
+        insert(txn, parent, index(at + left + i), child);
     }
 }
 
@@ -289,6 +310,8 @@ fn index(i: usize) -> u32 {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod merge_tests;
+#[cfg(test)]
+mod refused_tests;
+#[cfg(test)]
+mod tests;

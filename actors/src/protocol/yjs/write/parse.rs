@@ -4,7 +4,11 @@
 //!
 //! ProseMirror's own `Node.fromJSON` is the measure of what is accepted: `attrs`, `content` and
 //! `marks` may be missing or `null`; anything else of the wrong shape is refused with the path
-//! of the node that has it.
+//! of the node that has it. What the layout has no place for is left out, as y-prosemirror
+//! leaves it out: marks on a node other than text, attrs of a text node. One addition, so that
+//! whatever the rendering gives can be written back: an array in the document's own content is
+//! a text, its items the text's runs (the rendering shows a text at the top level so, as
+//! y-prosemirror does).
 
 use serde_json::{Map, Value};
 use yrs::{Any, Number};
@@ -12,8 +16,8 @@ use yrs::{Any, Number};
 use super::NotProsemirror;
 
 /// How deeply a body may nest: nodes, and the values inside their attrs, which add to the depth
-/// of the node holding them. Every walk over the body (this one, the writer's, yrs's over the
-/// values it stores) recurses once per level.
+/// of the node holding them. The walks over nodes keep their stacks on the heap; a value is
+/// converted here, and encoded by yrs, recursing once per level.
 pub(super) const MAX_DEPTH: usize = 1000;
 
 /// A child of a node as the document holds it.
@@ -61,6 +65,7 @@ pub(super) fn document(body: &Value) -> Result<Vec<Child<'_>>, NotProsemirror> {
         attrs: Vec::new(),
         items: parser.items(doc)?.iter().enumerate(),
         content: Vec::new(),
+        joins: true,
     }];
     loop {
         let level = open.len() - 1;
@@ -79,16 +84,26 @@ pub(super) fn document(body: &Value) -> Result<Vec<Child<'_>>, NotProsemirror> {
         };
         parser.trail.truncate(level);
         parser.trail.push(i);
+        if let (0, Value::Array(runs)) = (level, item) {
+            // How the rendering shows a text at the top level: the array of its runs.
+            top.content.push(Child::Text(parser.runs(runs)?));
+            top.joins = false;
+            continue;
+        }
         match parser.node(item)? {
-            Parsed::Text(text) => match top.content.last_mut() {
-                Some(Child::Text(run)) => run.push(text),
-                _ => top.content.push(Child::Text(vec![text])),
-            },
+            Parsed::Text(text) => {
+                match top.content.last_mut() {
+                    Some(Child::Text(run)) if top.joins => run.push(text),
+                    _ => top.content.push(Child::Text(vec![text])),
+                }
+                top.joins = true;
+            }
             Parsed::Element(name, attrs, items) => open.push(Open {
                 name,
                 attrs,
                 items: items.iter().enumerate(),
                 content: Vec::new(),
+                joins: true,
             }),
         }
     }
@@ -100,6 +115,8 @@ struct Open<'a> {
     attrs: Vec<(&'a str, Any)>,
     items: std::iter::Enumerate<std::slice::Iter<'a, Value>>,
     content: Vec<Child<'a>>,
+    /// Whether a text node joins the text its content ends with (not one given as an array).
+    joins: bool,
 }
 
 /// A node parsed but for its content: a text, or an element and its content to parse.
@@ -137,7 +154,7 @@ impl Parser {
             _ => return Err(self.fail("", "a node needs a non-empty string `type`")),
         };
         if name == "text" {
-            return self.text(node).map(Parsed::Text);
+            return self.text(node, "").map(Parsed::Text);
         }
         let attrs = match node.get("attrs") {
             None | Some(Value::Null) => Vec::new(),
@@ -151,18 +168,37 @@ impl Parser {
         Ok(Parsed::Element(name, attrs, self.items(node)?))
     }
 
-    fn text<'a>(&self, node: &'a Map<String, Value>) -> Result<TextNode<'a>, NotProsemirror> {
+    /// The runs of a text at the top level, as the rendering shows one: an array of text nodes.
+    fn runs<'a>(&self, runs: &'a [Value]) -> Result<Vec<TextNode<'a>>, NotProsemirror> {
+        let runs = runs.iter().enumerate().map(|(j, run)| {
+            let at = format!("[{j}]");
+            match run {
+                Value::Object(node) if node.get("type") == Some(&Value::from("text")) => {
+                    self.text(node, &at)
+                }
+                _ => Err(self.fail(&at, "a run of a text is not a text node")),
+            }
+        });
+        runs.collect()
+    }
+
+    /// The text node `node` (at `at` inside the node at the end of the trail).
+    fn text<'a>(
+        &self,
+        node: &'a Map<String, Value>,
+        at: &str,
+    ) -> Result<TextNode<'a>, NotProsemirror> {
         let text = match node.get("text") {
             Some(Value::String(text)) if !text.is_empty() => text.as_str(),
-            _ => return Err(self.fail("", "a text node needs a non-empty string `text`")),
+            _ => return Err(self.fail(at, "a text node needs a non-empty string `text`")),
         };
         let marks = match node.get("marks") {
             None | Some(Value::Null) => &[][..],
             Some(Value::Array(marks)) => marks.as_slice(),
-            Some(_) => return Err(self.fail("", "`marks` is not an array")),
+            Some(_) => return Err(self.fail(at, "`marks` is not an array")),
         };
         let marks = marks.iter().enumerate().map(|(j, mark)| {
-            let at = format!(".marks[{j}]");
+            let at = format!("{at}.marks[{j}]");
             let Value::Object(mark) = mark else {
                 return Err(self.fail(&at, "a mark is not a JSON object"));
             };

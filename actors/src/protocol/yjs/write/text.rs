@@ -10,7 +10,7 @@
 //! Offsets are counted as the document counts them ([`OffsetKind`]: UTF-8 bytes by default,
 //! UTF-16 units in a document made to agree with JavaScript); cuts fall between characters.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -115,7 +115,7 @@ pub(super) fn update(txn: &mut TransactionMut, text: &XmlTextRef, nodes: &[TextN
 /// formats with the same name and attrs keeps its name; several marks of one name on one node
 /// are named so, from a hash of their attrs.
 fn target(nodes: &[TextNode<'_>], known: &[Run]) -> Vec<Run> {
-    let mut suffixed: HashMap<&Arc<str>, &Any> = HashMap::new();
+    let mut suffixed: BTreeMap<&Arc<str>, &Any> = BTreeMap::new();
     for (key, value) in known.iter().flat_map(|(_, attrs)| attrs) {
         if mark_name(key) != key.as_ref() {
             suffixed.insert(key, value);
@@ -125,20 +125,16 @@ fn target(nodes: &[TextNode<'_>], known: &[Run]) -> Vec<Run> {
     for node in nodes {
         let mut attrs = Attrs::new();
         for mark in &node.marks {
-            let kept = suffixed.iter().find(|(key, value)| {
-                mark_name(key) == mark.name && **value == &mark.attrs && !attrs.contains_key(**key)
-            });
+            let kept = suffixed
+                .iter()
+                .map(|(&key, &value)| (key, value))
+                .find(|&(key, value)| {
+                    mark_name(key) == mark.name && *value == mark.attrs && !attrs.contains_key(key)
+                });
+            let repeated = node.marks.iter().filter(|m| m.name == mark.name).count() > 1;
             let key = match kept {
                 Some((key, _)) => Arc::clone(key),
-                None if node
-                    .marks
-                    .iter()
-                    .filter(|m| m.name == mark.name)
-                    .nth(1)
-                    .is_some() =>
-                {
-                    format!("{}--{}", mark.name, hash(mark)).into()
-                }
+                None if repeated => format!("{}--{}", mark.name, hash(mark)).into(),
                 None => mark.name.into(),
             };
             attrs.insert(key, mark.attrs.clone());
