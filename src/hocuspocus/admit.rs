@@ -36,6 +36,10 @@ pub async fn admit(
         .reserve_member(&doc, &state.settings.limits)
         .map_err(|e| e.to_string())?;
     let name: Arc<str> = doc.as_str().into();
+    let webhooks = state
+        .webhooks
+        .as_ref()
+        .map(|w| (w.recorder.clone(), subject.clone()));
     for _ in 0..JOIN_ATTEMPTS {
         let room = state
             .registry
@@ -63,7 +67,15 @@ pub async fn admit(
         match room.send(join).await {
             Ok(Ok(greeting)) => {
                 return Ok(Admitted {
-                    membership: Membership::new(doc, member, room, link, backlog, slot),
+                    membership: Membership::new(
+                        doc,
+                        member,
+                        room,
+                        link,
+                        backlog,
+                        slot,
+                        webhooks.clone(),
+                    ),
                     greeting,
                 })
             }

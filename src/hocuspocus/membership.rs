@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use docroom_actors::doc::DocId;
+use docroom_actors::doc::{DocId, Kind};
 use docroom_actors::protocol::hocuspocus::{Frame, Scope};
 use docroom_actors::room::{Backlog, DocRoom, Leave, MemberId, Outbound, Stateless, YjsFrame};
 use tokio::sync::oneshot;
 
 use super::link::DocLink;
 use crate::limits::ConnectionSlot;
+use crate::webhooks::{ClientEvent, Recorder};
 
 /// y-protocols sync sub-message types: step 1 carries a state vector, step 2 and update carry
 /// content (and each gets a SyncStatus).
@@ -32,6 +33,9 @@ pub struct Membership {
     pub early: Option<Vec<Outbound>>,
     /// Ends the document when its token expires.
     pub expiry: Option<SpawnHandle>,
+    /// Told `client.connected` now and `client.disconnected` when the membership ends, with
+    /// the token's `sub` (`None`: webhooks off).
+    webhooks: Option<(Addr<Recorder>, Option<String>)>,
 }
 
 impl Membership {
@@ -42,8 +46,9 @@ impl Membership {
         link: Addr<DocLink>,
         backlog: Backlog,
         slot: ConnectionSlot,
+        webhooks: Option<(Addr<Recorder>, Option<String>)>,
     ) -> Self {
-        Membership {
+        let membership = Membership {
             doc,
             member,
             room,
@@ -52,6 +57,22 @@ impl Membership {
             _slot: slot,
             early: Some(Vec::new()),
             expiry: None,
+            webhooks,
+        };
+        membership.client_event(true);
+        membership
+    }
+
+    /// `client.connected` / `client.disconnected` for the webhooks: a document of a
+    /// `/hocuspocus` socket is a client of that document, as a `/yjs` connection is.
+    fn client_event(&self, connected: bool) {
+        if let Some((recorder, user)) = &self.webhooks {
+            recorder.do_send(ClientEvent {
+                connected,
+                doc: self.doc.clone(),
+                kind: Kind::Yjs,
+                user: user.clone(),
+            });
         }
     }
 
@@ -93,5 +114,12 @@ impl Membership {
         self.room.do_send(Leave {
             member: self.member,
         });
+    }
+}
+
+impl Drop for Membership {
+    /// However the membership ends (left, closed, or the session stopped), the client left.
+    fn drop(&mut self) {
+        self.client_event(false);
     }
 }

@@ -209,3 +209,36 @@ async fn a_yjs_change_with_content_carries_its_prosemirror_rendering() {
     assert!(stored.json["hash"].is_string(), "{}", stored.body);
     assert_eq!(stored.json["prosemirror"], changed.json["prosemirror"]);
 }
+
+#[tokio::test]
+async fn a_hocuspocus_member_and_a_backend_write_are_clients_and_authors_of_the_change() {
+    use crate::hocuspocus::HpClient;
+    let receiver = Receiver::start();
+    let app = TestApp::spawn(with_webhooks(TestOptions::new(), &receiver)).await;
+    let doc = "hooked-by-an-agent";
+    let mut member = HpClient::open(&app).await;
+    member
+        .join(doc, &token(JWT, &[doc], "rw", Some("carol")))
+        .await;
+    member.type_text(doc, "typed by carol. ");
+    let edit = json!({"type": "doc", "content": [
+        {"type": "paragraph", "content": [{"type": "text", "text": "written by an agent"}]}]});
+    let put = app
+        .http()
+        .put(app.url(&format!("/docs/{doc}/prosemirror")))
+        .bearer_auth(token(JWT, &["*"], "rw", Some("agent")))
+        .body(edit.to_string())
+        .send()
+        .await
+        .expect("PUT the edit");
+    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+    drop(member);
+
+    let changed = receiver.accepted(doc, "document.changed", WITHIN).await;
+    assert_eq!(changed.json["users"], json!(["agent", "carol"]));
+    assert_eq!(changed.json["kind"], "yjs");
+    let connected = receiver.accepted(doc, "client.connected", WITHIN).await;
+    let left = receiver.accepted(doc, "client.disconnected", WITHIN).await;
+    assert_eq!(connected.json["users"], json!(["carol"]));
+    assert_eq!(left.json["users"], json!(["carol"]));
+}

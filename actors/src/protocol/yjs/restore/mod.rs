@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use yrs::branch::BranchPtr;
-use yrs::{Doc, Map, MapRef, Out, ReadTxn, Transact};
+use yrs::{Doc, Map, MapRef, ReadTxn, Transact};
 
 use super::render::prosemirror;
 use super::render::sequence::{self, Sequence};
@@ -167,3 +167,5 @@ fn restore(copy: &Doc, old: &Doc) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod xml_tests;

@@ -21,7 +21,7 @@ use yrs::types::text::{DeltaPrelim, YChange};
 use yrs::types::xml::{XmlDeltaPrelim, XmlElementPrelim, XmlFragmentPrelim};
 use yrs::{
     Any, Array, ArrayPrelim, ArrayRef, Doc, In, Map, MapPrelim, MapRef, Options, Out, ReadTxn,
-    Text, TextRef, Transaction, TransactionMut, Xml,
+    Text, TextRef, Transaction, TransactionMut,
 };
 
 use super::super::render::sequence::{self, Sequence};
