@@ -3,9 +3,9 @@
 mod admin;
 mod doc_path;
 mod docs;
-mod writes;
 mod health;
 mod hocuspocus;
+mod writes;
 
 use actix_web::web;
 

@@ -10,8 +10,8 @@ use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::{Encoder, EncoderV1};
 use yrs::{Array, ClientID, Map, ReadTxn, StateVector, Transact};
 
-mod backend_renderings;
 mod backend_edits;
+mod backend_renderings;
 mod backend_writes;
 mod stored_and_rendered;
 

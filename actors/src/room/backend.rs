@@ -89,7 +89,8 @@ impl DocRoom {
             return Ok(rx);
         }
         metrics::counter!(m::UPDATES, "kind" => "yjs").increment(1);
-        y.pending.extend(handled.applied.into_iter().map(Bytes::from));
+        y.pending
+            .extend(handled.applied.into_iter().map(Bytes::from));
         y.stored_waiters.push(waiting);
         for frame in handled.broadcast {
             self.broadcast_binary(None, frame.into());

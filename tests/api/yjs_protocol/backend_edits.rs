@@ -56,7 +56,11 @@ fn type_into_paragraph(member: &YClient, chunk: &str) {
     member.edit(|_, txn| {
         let p = fragment.get(txn, 1).expect("the paragraph");
         let p = p.into_xml_element().expect("an element");
-        let text = p.get(txn, 0).expect("its text").into_xml_text().expect("a text");
+        let text = p
+            .get(txn, 0)
+            .expect("its text")
+            .into_xml_text()
+            .expect("a text");
         text.insert(txn, 0, chunk);
     });
 }
@@ -96,7 +100,12 @@ async fn an_agent_edit_made_on_what_it_read_keeps_what_a_member_typed_meanwhile(
     let mut member = member_with_notes(&app, &doc).await;
     let heading = json!({"type": "heading", "attrs": {"level": 1},
                          "content": [{"type": "text", "text": "Notes"}]});
-    wait_for(&app, &doc, &document(vec![heading.clone(), paragraph("Hello world")])).await;
+    wait_for(
+        &app,
+        &doc,
+        &document(vec![heading.clone(), paragraph("Hello world")]),
+    )
+    .await;
     let (read_json, base) = read(&app, &doc).await;
 
     // While the agent thinks, the member types into the paragraph the agent will change.
@@ -113,7 +122,10 @@ async fn an_agent_edit_made_on_what_it_read_keeps_what_a_member_typed_meanwhile(
         .as_array_mut()
         .unwrap()
         .push(paragraph("A paragraph of its own"));
-    let base = base.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let base = base
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
     let put = put_prosemirror(&app, &doc, &format!("?base={base}"), &edited.to_string()).await;
 
     assert_eq!(put.status, 200, "{}", put.text);
@@ -204,17 +216,27 @@ async fn a_prosemirror_write_changes_only_what_differs_and_a_repeat_changes_noth
 }
 
 #[tokio::test]
-async fn bodies_that_are_not_prosemirror_documents_are_refused_and_json_documents_are_the_wrong_kind() {
+async fn bodies_that_are_not_prosemirror_documents_are_refused_and_json_documents_are_the_wrong_kind(
+) {
     let app = TestApp::start().await;
     let doc = format!("refused-edit-{}", random_suffix());
     let kept = document(vec![paragraph("kept")]);
-    assert_eq!(put_prosemirror(&app, &doc, "", &kept.to_string()).await.status, 200);
+    assert_eq!(
+        put_prosemirror(&app, &doc, "", &kept.to_string())
+            .await
+            .status,
+        200
+    );
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     for (why, body) in [
         ("not JSON", "{".to_owned()),
         ("not a doc", json!({"type": "paragraph"}).to_string()),
-        ("a text without text", document(vec![json!({"type": "paragraph",
-            "content": [{"type": "text"}]})]).to_string()),
+        (
+            "a text without text",
+            document(vec![json!({"type": "paragraph",
+            "content": [{"type": "text"}]})])
+            .to_string(),
+        ),
         ("nested without end", deep),
     ] {
         let refused = put_prosemirror(&app, &doc, "", &body).await;

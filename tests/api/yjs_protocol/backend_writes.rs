@@ -7,9 +7,9 @@ use serde_json::json;
 use yrs::{GetString, ReadTxn, StateVector, Text, Transact};
 
 use super::WITHIN;
+use crate::harness::http::Reply;
 use crate::harness::tokens::token;
 use crate::harness::yclient::{text_of_state, YClient};
-use crate::harness::http::Reply;
 use crate::harness::{ensure, eventually, random_suffix, sha256, TestApp, TestOptions};
 
 /// A Yjs update of client `client` writing `text` into the root text "text".
@@ -17,7 +17,9 @@ fn update_writing(client: u64, text: &str) -> Vec<u8> {
     let doc = yrs::Doc::with_client_id(client);
     let root = doc.get_or_insert_text("text");
     root.insert(&mut doc.transact_mut(), 0, text);
-    let update = doc.transact().encode_state_as_update_v1(&StateVector::default());
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
     update
 }
 
@@ -94,7 +96,10 @@ async fn a_body_that_is_not_an_update_changes_nothing() {
     for (why, body) in [
         ("garbage", vec![0xff, 0xff, 0xff, 0x01, 0x02]),
         ("empty", Vec::new()),
-        ("a truncated update", update_writing(7003, "cut short")[..6].to_vec()),
+        (
+            "a truncated update",
+            update_writing(7003, "cut short")[..6].to_vec(),
+        ),
     ] {
         let refused = post_update(&app, &doc, &body, None).await;
         assert_eq!(refused.status, 400, "{why}: {}", refused.text);

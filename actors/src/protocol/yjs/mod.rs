@@ -34,9 +34,9 @@ use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH, DEPTH_CEILING};
 use nesting::{Admit, Nesting};
 use refused::RefusedFrames;
+pub use restore::restore_update;
 pub use step2::Step2;
 use step2::Step2Cache;
-pub use restore::restore_update;
 pub use write::{write_prosemirror, NotProsemirror};
 
 #[derive(Debug, thiserror::Error)]

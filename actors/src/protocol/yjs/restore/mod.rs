@@ -11,9 +11,9 @@
 //!   emptied in place) is then settled by the general walk below;
 //! - every root, and every shared type nested in one, is compared with the old one by the
 //!   general walk ([`sync`]): the keys of a map (an element's attributes) one by one, a text's
-//!   characters and formatting ([`text`]), an array's (a node's children's) elements from
-//!   either end; shared types of the same kind at the same place are compared in turn, the
-//!   rest is deleted and built anew from the old version;
+//!   characters and formatting ([`text`]), an array's (a node's children's) elements by a diff
+//!   ([`diff`]); shared types of the same kind kept in place are compared in turn, the rest is
+//!   deleted and built anew from the old version;
 //! - a root only the current document has is emptied (Yjs cannot remove a root); one only the
 //!   old version has is created.
 //!
@@ -24,18 +24,21 @@
 //! - this file: the entry point, the documents, the roots
 //! - [`sync`]: the walk over shared types: maps, arrays, XML nodes
 //! - [`text`]: a text's characters and formatting
+//! - [`diff`]: which elements or characters of a sequence stay
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use yrs::branch::BranchPtr;
-use yrs::{Doc, Map, MapRef, ReadTxn, Transact};
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, Map, MapRef, Options, ReadTxn, Transact, Update};
 
+use super::render::is_xml_node;
 use super::render::prosemirror;
 use super::render::sequence::{self, Sequence};
-use super::render::is_xml_node;
 use super::{guarded, write_prosemirror, YjsDoc, YjsError};
 
+mod diff;
 mod sync;
 mod text;
 
@@ -46,8 +49,7 @@ use sync::Task;
 /// `current`, changing only what differs. `None` when they already agree.
 pub fn restore_update(current: &[u8], old: &[u8]) -> Result<Option<Vec<u8>>, YjsError> {
     let old = load(old)?;
-    let copy = fresh_copy(current)?;
-    let doc = copy.awareness.doc();
+    let doc = fresh_copy(current)?;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     doc.observe_update_v1("restore", move |_, event| {
@@ -57,7 +59,7 @@ pub fn restore_update(current: &[u8], old: &[u8]) -> Result<Option<Vec<u8>>, Yjs
     })
     .map_err(|e| YjsError::BadState(format!("restoring: {e}")))?;
     // yrs may panic on content no editor writes; the copy is thrown away either way.
-    guarded(|| restore(doc, old.awareness.doc()))
+    guarded(|| restore(&doc, old.awareness.doc()))
         .map_err(|e| YjsError::BadState(format!("restoring: {e}")))?;
     let updates = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
     if updates.is_empty() {
@@ -77,17 +79,27 @@ fn load(state: &[u8]) -> Result<YjsDoc, YjsError> {
     Ok(doc)
 }
 
-/// `current` loaded under a client id it does not hold: the restore's edits must not pass for
-/// the edits of a client that already wrote to the document.
-fn fresh_copy(current: &[u8]) -> Result<YjsDoc, YjsError> {
-    loop {
-        let copy = load(current)?;
-        let doc = copy.awareness.doc();
-        // Ids are random among 2⁵³: taken again only by a vanishingly rare chance.
-        if !doc.transact().state_vector().contains_client(&doc.client_id()) {
-            return Ok(copy);
-        }
+/// `current` as a document of its own, under a client id it does not hold (the restore's edits
+/// must not pass for the edits of a client that already wrote to it) and that removes the
+/// formats its edits leave with nothing to format, as Yjs does: a text formatted back as it was
+/// must read as the same runs.
+fn fresh_copy(current: &[u8]) -> Result<Doc, YjsError> {
+    let checked = load(current)?;
+    let held = checked.awareness.doc().transact().state_vector();
+    let mut options = Options::default();
+    // Ids are random among 2⁵³: taken again only by a vanishingly rare chance.
+    while held.contains_client(&options.client_id) {
+        options = Options::default();
     }
+    options.cleanup_formatting = true;
+    let doc = Doc::with_options(options);
+    let update = guarded(|| Update::decode_v1(current))
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(YjsError::BadState)?;
+    guarded(|| doc.transact_mut().apply_update(update))
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(YjsError::BadState)?;
+    Ok(doc)
 }
 
 /// What a root holds, as the rendering tells: a map's keys, text, XML nodes, other elements.
@@ -138,12 +150,17 @@ fn restore(copy: &Doc, old: &Doc) {
         let now = current.get(name).copied();
         // Each of these takes a transaction of its own on `copy`.
         match shape(*branch, &old_txn) {
-            // A text's items read as XML children would cost the square of their number (see
-            // `sequence`): such a root is rebuilt by the walk instead.
-            Shape::Xml if now != Some(Shape::Text) => {
+            // Only over XML or nothing: a text's items read as XML children would cost the
+            // square of their number (see `sequence`); a root of another kind is rebuilt by
+            // the walk.
+            Shape::Xml if matches!(now, None | Some(Shape::Empty | Shape::Xml)) => {
                 let body = prosemirror::document(&old_txn, name);
-                // A fragment that is no ProseMirror document is left to the walk.
-                let _ = write_prosemirror(copy, name, &body);
+                // Already equal as ProseMirror sees it: what the rendering does not show (which
+                // the writer would drop, for the walk to set again) is the walk's.
+                if prosemirror::document(&copy.transact(), name) != body {
+                    // A fragment that is no ProseMirror document is left to the walk.
+                    let _ = write_prosemirror(copy, name, &body);
+                }
             }
             _ if now.is_some() => {}
             Shape::Map => drop(copy.get_or_insert_map(name.as_str())),

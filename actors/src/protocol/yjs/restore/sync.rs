@@ -7,9 +7,9 @@
 //! - map part: keys the old one lacks are removed, values that differ set; a shared type under a
 //!   key the old one holds a shared type of the same kind under is kept and walked in turn;
 //! - sequence part: a text against a text ([`text`](super::text)), elements against elements
-//!   from either end, equal plain values and shared types of the same kind kept (the shared
-//!   types walked in turn), the middle deleted and built anew. A sequence of another kind than
-//!   the old one's is emptied, then filled.
+//!   ([`diff`](super::diff)): equal plain values and shared types of the same kind kept (the
+//!   shared types walked in turn), the rest deleted and built anew. A sequence of another kind
+//!   than the old one's is emptied, then filled.
 //!
 //! A shared type built anew is inserted empty and filled by the same walk, whose stack of pairs
 //! to compare is on the heap: nesting costs memory, never the thread's stack.
@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use yrs::branch::{Branch, BranchPtr};
-use yrs::types::text::{DeltaPrelim, YChange};
+use yrs::types::text::DeltaPrelim;
 use yrs::types::xml::{XmlDeltaPrelim, XmlElementPrelim, XmlFragmentPrelim};
 use yrs::{
     Any, Array, ArrayPrelim, ArrayRef, Doc, In, Map, MapPrelim, MapRef, Options, Out, ReadTxn,
@@ -25,6 +25,7 @@ use yrs::{
 };
 
 use super::super::render::sequence::{self, Sequence};
+use super::diff;
 use super::text::{self, Run};
 
 /// A shared type of the copy to change into the old version's (`None`: into an empty one).
@@ -64,8 +65,6 @@ pub(super) fn branch(out: &Out) -> Option<BranchPtr> {
         Out::YXmlText(t) => of(t),
         Out::UndefinedRef(b) => Some(*b),
         Out::Any(_) | Out::YDoc(_) => None,
-        #[allow(unreachable_patterns)]
-        _ => None,
     }
 }
 
@@ -105,11 +104,10 @@ pub(super) fn empty_like(old: &Out) -> In {
         Out::YXmlElement(e) => In::XmlElement(XmlElementPrelim::empty(e.tag().clone())),
         Out::YXmlFragment(_) => In::XmlFragment(XmlFragmentPrelim::default()),
         Out::YXmlText(_) => In::XmlText(XmlDeltaPrelim::default()),
-        Out::YDoc(doc) => {
-            let mut options = Options::default();
-            options.guid = doc.guid();
-            In::Doc(Doc::with_options(options))
-        }
+        Out::YDoc(doc) => In::Doc(Doc::with_options(Options {
+            guid: doc.guid(),
+            ..Options::default()
+        })),
         _ => In::Any(Any::Undefined),
     }
 }
@@ -189,19 +187,13 @@ fn sequence_part(
 fn part<T: ReadTxn>(branch: BranchPtr, txn: &T) -> Part {
     match sequence::read(branch, txn) {
         Sequence::Empty => Part::Empty,
-        Sequence::Text(_) => Part::Text(
-            TextRef::from(branch)
-                .diff(txn, YChange::identity)
-                .into_iter()
-                .map(Run::from)
-                .collect(),
-        ),
+        Sequence::Text(_) => Part::Text(text::runs(branch, txn)),
         Sequence::Elements(elements) => Part::Elements(elements),
     }
 }
 
-/// Changes the elements `have` of `cur` into `want`: those kept from either end stay (shared
-/// ones walked in turn), the middle is deleted and built anew.
+/// Changes the elements `have` of `cur` into `want`: those kept ([`diff::plan`]) stay, shared
+/// ones walked in turn; the gaps between them are deleted and built anew.
 fn elements(
     txn: &mut TransactionMut,
     cur: BranchPtr,
@@ -209,33 +201,20 @@ fn elements(
     want: &[Out],
     tasks: &mut Vec<Task>,
 ) {
-    let (start, end) = ends(have, want, keeps);
-    for (h, w) in have[..start].iter().zip(want).chain(
-        have[have.len() - end..]
-            .iter()
-            .zip(&want[want.len() - end..]),
-    ) {
-        tasks.extend(pair(h, w));
+    let (kept, gaps) = diff::plan(have.len(), want.len(), |i, j| keeps(&have[i], &want[j]));
+    for (i, j) in kept {
+        tasks.extend(pair(&have[i], &want[j]));
     }
     let array = ArrayRef::from(cur);
-    let stale = have.len() - start - end;
-    if stale > 0 {
-        array.remove_range(txn, index(start), index(stale));
+    for gap in gaps {
+        if !gap.have.is_empty() {
+            array.remove_range(txn, index(gap.have.start), index(gap.have.len()));
+        }
+        for (i, old) in want[gap.want].iter().enumerate() {
+            let built = array.insert(txn, index(gap.have.start + i), empty_like(old));
+            fill(&built, old, tasks);
+        }
     }
-    for (i, old) in want[start..want.len() - end].iter().enumerate() {
-        let built = array.insert(txn, index(start + i), empty_like(old));
-        fill(&built, old, tasks);
-    }
-}
-
-/// How many of `have` and `want` match at their start, and then at their end.
-pub(super) fn ends<A, B>(have: &[A], want: &[B], same: impl Fn(&A, &B) -> bool) -> (usize, usize) {
-    let min = have.len().min(want.len());
-    let start = (0..min).take_while(|&i| same(&have[i], &want[i])).count();
-    let end = (0..min - start)
-        .take_while(|&i| same(&have[have.len() - 1 - i], &want[want.len() - 1 - i]))
-        .count();
-    (start, end)
 }
 
 /// An index or a length as yrs takes it (a sequence held in memory has fewer than 2³² parts).

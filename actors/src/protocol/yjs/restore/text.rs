@@ -2,45 +2,70 @@
 //! embedded values and its formatting.
 //!
 //! A text is compared as its runs (yrs's delta: pieces of text or embeds, each with its
-//! formats). The characters and embeds both versions share at their start and at their end are
-//! kept, so what someone else typed there meanwhile survives the merge; only the middle is
-//! deleted and inserted, with the old version's formatting. The formatting of the kept
-//! characters is then fixed where it differs: formats that changed are set, those that went
-//! are set to `null`, as Yjs removes a format. An embedded shared type kept where the old
-//! version embeds one of the same kind is walked in turn.
+//! formats), a character or an embed at a time. Those both versions share
+//! ([`diff`](super::diff): their common start and end, and a longest common subsequence
+//! between) are kept, so what someone else typed among them meanwhile survives the merge; the
+//! gaps between them are deleted and inserted with the old version's formatting. The formatting
+//! of the kept characters is then fixed run by run where it differs ([`format`]). An embedded
+//! shared type kept where the old version embeds one of the same kind is walked in turn.
 //!
 //! Offsets are counted as the document counts them ([`OffsetKind`]); cuts fall between
 //! characters.
 
 use yrs::branch::BranchPtr;
-use yrs::types::text::{Diff, TextPrelim, YChange};
+use yrs::types::text::{TextPrelim, YChange};
 use yrs::types::xml::{XmlElementPrelim, XmlFragmentPrelim, XmlTextPrelim};
 use yrs::types::Attrs;
-use yrs::{Any, ArrayPrelim, MapPrelim, OffsetKind, Out, Text, TextRef, TransactionMut};
+use yrs::{
+    Any, ArrayPrelim, GetString, MapPrelim, OffsetKind, Out, ReadTxn, Text, TextRef, TransactionMut,
+};
 
-use super::sync::{ends, keeps, pair, Task};
+use super::diff;
+use super::sync::{keeps, pair, Task};
 
 /// A piece of a text, a string or an embed, and its formats.
 pub(super) struct Run {
-    insert: Out,
+    piece: Piece,
     attrs: Attrs,
 }
 
-impl From<Diff<YChange>> for Run {
-    fn from(diff: Diff<YChange>) -> Self {
-        Run {
-            insert: diff.insert,
-            attrs: diff.attributes.map(|a| *a).unwrap_or_default(),
-        }
+enum Piece {
+    Text(String),
+    Embed(Out),
+}
+
+/// The runs of the text `branch` holds.
+///
+/// yrs's delta gives a string and an embedded string alike; the text's own string (its string
+/// items only) tells them apart: a piece of the delta is text while it is what comes next in
+/// it. (An embedded string equal to the text right after it would pass for text: no editor
+/// embeds bare strings.)
+pub(super) fn runs<T: ReadTxn>(branch: BranchPtr, txn: &T) -> Vec<Run> {
+    let text = TextRef::from(branch);
+    let plain = text.get_string(txn);
+    let mut rest = plain.as_str();
+    let delta = text.diff(txn, YChange::identity);
+    let mut runs = Vec::with_capacity(delta.len());
+    for diff in delta {
+        let piece = match diff.insert {
+            Out::Any(Any::String(s)) if !s.is_empty() && rest.starts_with(&*s) => {
+                rest = &rest[s.len()..];
+                Piece::Text(s.to_string())
+            }
+            other => Piece::Embed(other),
+        };
+        let attrs = diff.attributes.map(|a| *a).unwrap_or_default();
+        runs.push(Run { piece, attrs });
     }
+    runs
 }
 
 impl Run {
     /// Its length in the offsets the document counts in (an embed counts one).
     pub(super) fn len(&self, kind: OffsetKind) -> u32 {
-        match &self.insert {
-            Out::Any(Any::String(s)) => width(kind, s.chars()),
-            _ => 1,
+        match &self.piece {
+            Piece::Text(s) => width(kind, s.chars()),
+            Piece::Embed(_) => 1,
         }
     }
 }
@@ -73,9 +98,9 @@ impl Unit<'_> {
 fn units(runs: &[Run]) -> Vec<Unit<'_>> {
     let mut units = Vec::new();
     for run in runs {
-        match &run.insert {
-            Out::Any(Any::String(s)) => units.extend(s.chars().map(|c| Unit::Char(c, &run.attrs))),
-            other => units.push(Unit::Embed(other, &run.attrs)),
+        match &run.piece {
+            Piece::Text(s) => units.extend(s.chars().map(|c| Unit::Char(c, &run.attrs))),
+            Piece::Embed(other) => units.push(Unit::Embed(other, &run.attrs)),
         }
     }
     units
@@ -90,7 +115,9 @@ fn width(kind: OffsetKind, chars: impl IntoIterator<Item = char>) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Changes the text `cur`, which holds `have`, into `want`.
+/// Changes the text `cur`, which holds `have`, into `want`: the characters and embeds kept
+/// ([`diff::plan`]) stay, the gaps between them are deleted and inserted with `want`'s
+/// formats; then the formats of what stayed are fixed.
 pub(super) fn update(
     txn: &mut TransactionMut,
     cur: BranchPtr,
@@ -101,50 +128,51 @@ pub(super) fn update(
     let kind = txn.doc().offset_kind();
     let text = TextRef::from(cur);
     let (h, w) = (units(have), units(want));
-    let (start, end) = ends(&h, &w, Unit::same);
-    let kept = h[..start]
-        .iter()
-        .zip(&w[..start])
-        .chain(h[h.len() - end..].iter().zip(&w[w.len() - end..]));
-    for pairs in kept {
-        if let (Unit::Embed(a, _), Unit::Embed(b, _)) = pairs {
+    let (kept, gaps) = diff::plan(h.len(), w.len(), |i, j| h[i].same(&w[j]));
+    for (i, j) in kept {
+        if let (Unit::Embed(a, _), Unit::Embed(b, _)) = (h[i], w[j]) {
             tasks.extend(pair(a, b));
         }
     }
-    let mut at: u32 = h[..start].iter().map(|u| u.len(kind)).sum();
-    let stale: u32 = h[start..h.len() - end].iter().map(|u| u.len(kind)).sum();
-    if stale > 0 {
-        text.remove_range(txn, at, stale);
+    // Where each unit of `have` starts; gaps come last first, so these stay true.
+    let mut offsets = Vec::with_capacity(h.len() + 1);
+    let mut total = 0u32;
+    offsets.push(0);
+    for unit in &h {
+        total = total.saturating_add(unit.len(kind));
+        offsets.push(total);
     }
-    let mut missing = w[start..w.len() - end].iter().peekable();
-    while let Some(unit) = missing.next() {
-        match *unit {
-            Unit::Char(c, attrs) => {
-                let mut piece = String::from(c);
-                while let Some(Unit::Char(c, a)) = missing.peek() {
-                    if !std::ptr::eq(*a, attrs) {
-                        break;
+    for gap in gaps {
+        let mut at = offsets[gap.have.start];
+        let stale = offsets[gap.have.end] - at;
+        if stale > 0 {
+            text.remove_range(txn, at, stale);
+        }
+        let mut missing = w[gap.want].iter().peekable();
+        while let Some(unit) = missing.next() {
+            match *unit {
+                Unit::Char(c, attrs) => {
+                    let mut piece = String::from(c);
+                    while let Some(Unit::Char(c, a)) = missing.peek() {
+                        if !std::ptr::eq(*a, attrs) {
+                            break;
+                        }
+                        piece.push(*c);
+                        missing.next();
                     }
-                    piece.push(*c);
-                    missing.next();
+                    text.insert_with_attributes(txn, at, &piece, attrs.clone());
+                    at += width(kind, piece.chars());
                 }
-                text.insert_with_attributes(txn, at, &piece, attrs.clone());
-                at += width(kind, piece.chars());
-            }
-            Unit::Embed(old, attrs) => {
-                if let Some(built) = embed(txn, &text, at, old, attrs.clone()) {
-                    tasks.extend(pair(&built, old));
+                Unit::Embed(old, attrs) => {
+                    if let Some(built) = embed(txn, &text, at, old, attrs.clone()) {
+                        tasks.extend(pair(&built, old));
+                    }
+                    at += 1;
                 }
-                at += 1;
             }
         }
     }
-    let now: Vec<Run> = text
-        .diff(txn, YChange::identity)
-        .into_iter()
-        .map(Run::from)
-        .collect();
-    format(txn, &text, kind, &now, want);
+    format(txn, &text, kind, &runs(cur, txn), want);
 }
 
 /// Inserts an embed like `old` at `at`: a plain value as itself, a shared type empty (to be
@@ -161,18 +189,12 @@ fn embed(
             text.insert_embed_with_attributes(txn, at, any.clone(), attrs);
             return None;
         }
-        Out::YText(_) => Out::YText(text.insert_embed_with_attributes(
-            txn,
-            at,
-            TextPrelim::default(),
-            attrs,
-        )),
-        Out::YArray(_) => Out::YArray(text.insert_embed_with_attributes(
-            txn,
-            at,
-            ArrayPrelim::default(),
-            attrs,
-        )),
+        Out::YText(_) => {
+            Out::YText(text.insert_embed_with_attributes(txn, at, TextPrelim::default(), attrs))
+        }
+        Out::YArray(_) => {
+            Out::YArray(text.insert_embed_with_attributes(txn, at, ArrayPrelim::default(), attrs))
+        }
         Out::YMap(_) => {
             Out::YMap(text.insert_embed_with_attributes(txn, at, MapPrelim::default(), attrs))
         }
@@ -182,12 +204,9 @@ fn embed(
             XmlElementPrelim::empty(e.tag().clone()),
             attrs,
         )),
-        Out::YXmlText(_) => Out::YXmlText(text.insert_embed_with_attributes(
-            txn,
-            at,
-            XmlTextPrelim::new(""),
-            attrs,
-        )),
+        Out::YXmlText(_) => {
+            Out::YXmlText(text.insert_embed_with_attributes(txn, at, XmlTextPrelim::new(""), attrs))
+        }
         Out::YXmlFragment(_) => Out::YXmlFragment(text.insert_embed_with_attributes(
             txn,
             at,
@@ -202,48 +221,39 @@ fn embed(
     Some(built)
 }
 
-/// Sets the formats that differ between `now` (what the text holds) and `want` (the same
-/// characters, formatted as wanted), one stretch of equal changes at a time.
+/// Formats each run of `want` whose characters `now` (the same characters, as the text holds
+/// them) formats otherwise, or cuts into pieces of equal formats (formats a write left closing
+/// and reopening there): formatting a stretch drops the formats of its keys inside it, so the
+/// run reads as one again. Formats `want` lacks are set to `null`, as Yjs removes a format.
 fn format(txn: &mut TransactionMut, text: &TextRef, kind: OffsetKind, now: &[Run], want: &[Run]) {
-    let mut a = now.iter().map(|r| (r.len(kind), &r.attrs));
-    let mut b = want.iter().map(|r| (r.len(kind), &r.attrs));
-    let (mut next_a, mut next_b) = (a.next(), b.next());
+    let mut pieces = now.iter().map(|r| (r.len(kind), &r.attrs));
+    // The run of `now` at the front, and how much of it is left.
+    let mut front = pieces.next();
     let mut at = 0;
-    // The stretch whose formats are to be set: where it starts, how long, what to set.
-    let mut pending: Option<(u32, u32, Attrs)> = None;
-    while let (Some((la, have)), Some((lb, wanted))) = (next_a, next_b) {
-        let n = la.min(lb);
-        let set = changes(have, wanted);
-        pending = match pending {
-            Some((from, len, same)) if same == set && from + len == at => Some((from, len + n, same)),
-            done => {
-                if let Some((from, len, attrs)) = done.filter(|(_, _, a)| !a.is_empty()) {
-                    text.format(txn, from, len, attrs);
-                }
-                Some((at, n, set))
+    for run in want {
+        let len = run.len(kind);
+        let mut set = Attrs::new();
+        let (mut covered, mut count, mut same) = (0, 0, true);
+        while covered < len {
+            let Some((left, attrs)) = front else {
+                break;
+            };
+            let n = left.min(len - covered);
+            count += 1;
+            same &= *attrs == run.attrs;
+            for key in attrs.keys().filter(|k| !run.attrs.contains_key(*k)) {
+                set.insert(key.clone(), Any::Null);
             }
-        };
-        at += n;
-        next_a = if la > n { Some((la - n, have)) } else { a.next() };
-        next_b = if lb > n { Some((lb - n, wanted)) } else { b.next() };
-    }
-    if let Some((from, len, attrs)) = pending.filter(|(_, _, a)| !a.is_empty()) {
-        text.format(txn, from, len, attrs);
-    }
-}
-
-/// The formats to set to make `have` into `want`: those that differ, and `null` for those
-/// `want` lacks.
-fn changes(have: &Attrs, want: &Attrs) -> Attrs {
-    let mut set: Attrs = want
-        .iter()
-        .filter(|(key, value)| have.get(*key) != Some(*value))
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect();
-    for key in have.keys() {
-        if !want.contains_key(key) {
-            set.insert(key.clone(), Any::Null);
+            covered += n;
+            front = match left - n {
+                0 => pieces.next(),
+                rest => Some((rest, attrs)),
+            };
         }
+        if len > 0 && !(same && count == 1) {
+            set.extend(run.attrs.iter().map(|(k, v)| (k.clone(), v.clone())));
+            text.format(txn, at, len, set);
+        }
+        at += len;
     }
-    set
 }
