@@ -220,12 +220,11 @@ pub fn combine(parts: impl IntoIterator<Item = Version>) -> Result<Option<Versio
 /// The state of a Yjs document holding every part (updates still missing a dependency
 /// included, as yrs encodes them).
 fn canonical_yjs(parts: &[Version]) -> Result<Vec<u8>, String> {
-    use yrs::updates::decoder::Decode;
     use yrs::{ReadTxn, Transact};
     let ydoc = yrs::Doc::new();
     for p in parts {
         crate::protocol::yjs::decodable(&p.content)?;
-        let update = yrs::Update::decode_v1(&p.content).map_err(|e| e.to_string())?;
+        let update = crate::protocol::yjs::decode_squashed(&p.content)?;
         ydoc.transact_mut()
             .apply_update(update)
             .map_err(|e| e.to_string())?;

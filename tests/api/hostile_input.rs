@@ -14,6 +14,7 @@ use yrs::sync::{Message as YMessage, SyncMessage};
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, Map, ReadTxn, StateVector, Transact};
 
+mod appended_chains;
 mod broken_documents;
 mod deep_nesting;
 mod ids_and_connections;

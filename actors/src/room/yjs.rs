@@ -22,7 +22,7 @@ use super::save_queue::SaveBudget;
 use super::sync_status::StoredAnswer;
 use super::{DocRoom, MemberId, Outbound};
 use crate::doc::{DocId, Kind, Version};
-use crate::protocol::yjs::{Sender, YjsDoc, YjsError};
+use crate::protocol::yjs::{squash_chains, Sender, YjsDoc, YjsError};
 use crate::refusal_log::Refusal;
 
 /// A binary y-protocols frame from a member.
@@ -150,7 +150,8 @@ impl DocRoom {
                     yrs::merge_updates_v1(parts.iter().map(|p| &p[..]))
                 });
                 match merged {
-                    Ok(Ok(update)) => Bytes::from(update),
+                    // Saved with its chains merged: whoever applies it later pays no square.
+                    Ok(Ok(update)) => Bytes::from(squash_chains(&update).unwrap_or(update)),
                     // Every part was applied to the document, so its state holds them all.
                     _ => y.doc.state(),
                 }

@@ -28,6 +28,8 @@ pub(super) fn check(message: Message, may_write: bool) -> Result<Checked, YjsErr
     Ok(match message {
         Message::Sync(SyncMessage::SyncStep1(sv)) => Checked::Step1(sv),
         Message::Sync(SyncMessage::SyncStep2(raw) | SyncMessage::Update(raw)) => {
+            // Kept (and saved) with its chains merged: see `nesting/squash.rs`.
+            let raw = super::squash_chains(&raw).unwrap_or(raw);
             let update =
                 guarded(|| Update::decode_v1(&raw)).and_then(|r| r.map_err(|e| e.to_string()));
             if !may_write {

@@ -14,9 +14,9 @@
 
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::{Encoder, EncoderV1};
-use yrs::{Doc, Options, ReadTxn, Snapshot, StateVector, Transact, Update};
+use yrs::{Doc, Options, ReadTxn, Snapshot, StateVector, Transact};
 
-use super::{guarded, write_prosemirror, YjsDoc, YjsError, YjsLimits};
+use super::{decode_squashed, guarded, write_prosemirror, YjsDoc, YjsError, YjsLimits};
 
 /// Why an edit was not made.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +112,7 @@ fn at_base(state: &[u8], base: &StateVector) -> Result<(Doc, StateVector), EditE
 
 /// `doc` with `state` applied.
 fn load(doc: Doc, state: &[u8]) -> Result<Doc, YjsError> {
-    let update = Update::decode_v1(state).map_err(|e| YjsError::BadState(e.to_string()))?;
+    let update = decode_squashed(state).map_err(YjsError::BadState)?;
     guarded(|| doc.transact_mut().apply_update(update))
         .map_err(YjsError::BadState)?
         .map_err(|e| YjsError::BadState(e.to_string()))?;

@@ -32,6 +32,7 @@ pub use depth::decodable;
 pub use edit::{prosemirror_edit, EditError};
 use guard::{guard_counts, plausible_count};
 pub use limits::{Sender, YjsLimits, DEFAULT_MAX_DEPTH, DEPTH_CEILING};
+pub(crate) use nesting::{decode_squashed, squash_chains};
 use nesting::{Admit, Nesting};
 use refused::RefusedFrames;
 pub use restore::restore_update;
@@ -137,9 +138,7 @@ impl YjsDoc {
         let mut doc = YjsDoc::new().with_limits(limits);
         doc.state_bytes = state.len();
         let plan = doc.plan(&[state], Admit::Stored)?;
-        let update = guarded(|| Update::decode_v1(state))
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(YjsError::BadState)?;
+        let update = decode_squashed(state).map_err(YjsError::BadState)?;
         guarded(|| doc.awareness.doc().transact_mut().apply_update(update))
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(YjsError::BadState)?;
@@ -165,9 +164,7 @@ impl YjsDoc {
     fn absorb_as(&mut self, state: &[u8], diff: bool) -> Result<Option<Vec<u8>>, YjsError> {
         plausible_count(state).map_err(YjsError::BadState)?;
         let plan = self.plan(&[state], Admit::Stored)?;
-        let update = guarded(|| Update::decode_v1(state))
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(YjsError::BadState)?;
+        let update = decode_squashed(state).map_err(YjsError::BadState)?;
         let doc = self.awareness.doc();
         let (added, deleted) = guarded(|| {
             let mut txn = doc.transact_mut();
@@ -431,7 +428,7 @@ fn update_frame(update: &[u8]) -> Vec<u8> {
 
 /// Runs yrs code on untrusted input without letting a panic inside it take the room's thread
 /// down: a panic becomes an error for that one frame.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
         p.downcast_ref::<&str>()
             .map(|s| s.to_string())

@@ -16,10 +16,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 mod scan;
+mod squash;
+#[cfg(test)]
+mod squash_tests;
 #[cfg(test)]
 mod tests;
 
 use scan::{json_depth, scan, Block, Parent, ScanError};
+pub(crate) use squash::{decode_squashed, squash_chains};
 
 /// Whether a JSON text nests within `max` levels; the depth at which it went past otherwise.
 pub(super) fn json_within(text: &str, max: u32) -> Result<(), u32> {

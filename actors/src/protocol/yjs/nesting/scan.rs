@@ -49,10 +49,7 @@ pub(super) fn scan(
     max_value_depth: u32,
     mut each: impl FnMut(Block) -> Scan<()>,
 ) -> Scan<Vec<(u64, u32, u32)>> {
-    let mut r = Reader {
-        bytes: update,
-        at: 0,
-    };
+    let mut r = Reader::new(update, 0);
     let clients = r.u32()?;
     for _ in 0..clients {
         let blocks = r.u32()?;
@@ -79,19 +76,94 @@ pub(super) fn scan(
     Ok(deletes)
 }
 
+/// One block as it is written: where its bytes are, and what decides whether it continues the
+/// block before it (see `squash.rs`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Raw {
+    pub start: usize,
+    /// Where its content starts; `end` for blocks without content (GC ranges, skips).
+    pub content: usize,
+    pub end: usize,
+    pub info: u8,
+    pub id: Id,
+    pub len: u32,
+    pub origin: Option<Id>,
+    pub right: Option<Id>,
+}
+
+/// An update's blocks per client (its client, its first clock, the blocks), and where its
+/// delete set starts.
+pub(super) struct Layout {
+    pub clients: Vec<(u64, u32, Vec<Raw>)>,
+    pub deletes_at: usize,
+}
+
+/// Walks `update` as [`scan`] does, answering where each block is.
+pub(super) fn layout(update: &[u8]) -> Scan<Layout> {
+    let mut r = Reader::new(update, 0);
+    let mut clients = Vec::new();
+    for _ in 0..r.u32()? {
+        let blocks = r.u32()?;
+        let client = r.u64()?;
+        let first = r.u32()?;
+        let mut clock = first;
+        let mut raws = Vec::new();
+        for _ in 0..blocks {
+            let start = r.at;
+            let id = Id { client, clock };
+            let (len, block) = r.block(id, u32::MAX)?;
+            let (origin, right) = match block.and_then(|b| b.parent) {
+                Some(Parent::Origins { left, right }) => (left, right),
+                _ => (None, None),
+            };
+            let info = update[start];
+            let content = match info {
+                GC | SKIP => r.at,
+                _ => r.content_at,
+            };
+            raws.push(Raw {
+                start,
+                content,
+                end: r.at,
+                info,
+                id,
+                len,
+                origin,
+                right,
+            });
+            clock = clock.wrapping_add(len);
+        }
+        clients.push((client, first, raws));
+    }
+    Ok(Layout {
+        clients,
+        deletes_at: r.at,
+    })
+}
+
 const GC: u8 = 0;
 const SKIP: u8 = 10;
 const TYPE: u8 = 7;
 const HAS_ORIGIN: u8 = 0b1000_0000;
 const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
-const HAS_PARENT_SUB: u8 = 0b0010_0000;
+pub(super) const HAS_PARENT_SUB: u8 = 0b0010_0000;
 
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
-    at: usize,
+    pub at: usize,
+    /// Where the last block's content starts (after its info byte, origins and parent).
+    content_at: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(super) fn new(bytes: &'a [u8], at: usize) -> Self {
+        Reader {
+            bytes,
+            at,
+            content_at: at,
+        }
+    }
+
     /// The clocks a block takes, and the block to place. A skip takes clocks but holds nothing
     /// of them: their blocks come in another update, and are measured then.
     fn block(&mut self, id: Id, max_value_depth: u32) -> Scan<(u32, Option<Block>)> {
@@ -135,6 +207,7 @@ impl Reader<'_> {
             Parent::Origins { left, right }
         };
         let kind = info & 0b1111;
+        self.content_at = self.at;
         let (len, value_depth) = self.content(kind, max_value_depth)?;
         // yrs drops an item without content without advancing the clock.
         let block = Block {
@@ -283,7 +356,7 @@ impl Reader<'_> {
     }
 
     /// The same for a 32-bit field: yrs wraps the shifts at 32 bits too.
-    fn u32(&mut self) -> Scan<u32> {
+    pub(super) fn u32(&mut self) -> Scan<u32> {
         let mut value = 0u32;
         let mut shift = 0u32;
         loop {

@@ -30,8 +30,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use yrs::branch::BranchPtr;
-use yrs::updates::decoder::Decode;
-use yrs::{Doc, Map, MapRef, Options, ReadTxn, Transact, Update};
+use yrs::{Doc, Map, MapRef, Options, ReadTxn, Transact};
 
 use super::render::is_xml_node;
 use super::render::prosemirror;
@@ -93,9 +92,7 @@ fn fresh_copy(current: &[u8]) -> Result<Doc, YjsError> {
     }
     options.cleanup_formatting = true;
     let doc = Doc::with_options(options);
-    let update = guarded(|| Update::decode_v1(current))
-        .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(YjsError::BadState)?;
+    let update = super::decode_squashed(current).map_err(YjsError::BadState)?;
     guarded(|| doc.transact_mut().apply_update(update))
         .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(YjsError::BadState)?;
