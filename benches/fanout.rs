@@ -109,6 +109,8 @@ fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
             storage_on_worker: false,
             limits: RoomLimits::unlimited(),
             changes: None,
+            history: None,
+            history_interval: std::time::Duration::from_secs(60),
         },
     ))
 }

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod heartbeat;
+pub mod history;
 pub mod hocuspocus;
 pub mod import_hocuspocus;
 pub mod limits;

@@ -29,6 +29,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub log: LogSettings,
     pub webhooks: WebhookSettings,
+    pub history: HistorySettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -197,6 +198,22 @@ impl WebhookSettings {
     }
 }
 
+/// SPEC §10 history; `retention_days` 0: off (no version is kept).
+#[derive(Clone, Debug, Deserialize)]
+pub struct HistorySettings {
+    pub interval_ms: u64,
+    pub retention_days: u64,
+}
+
+/// The longest `history.retention_days`: a hundred years, well inside PostgreSQL's timestamps.
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
+
+impl HistorySettings {
+    pub fn enabled(&self) -> bool {
+        self.retention_days > 0
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct LogSettings {
     pub filter: String,
@@ -318,6 +335,15 @@ impl Settings {
         }
         if w.enabled() && (w.timeout_ms == 0 || w.poll_ms == 0) {
             return fail("webhooks.timeout_ms and webhooks.poll_ms must be above 0");
+        }
+        let h = &self.history;
+        if h.enabled() && h.interval_ms == 0 {
+            return fail("history.interval_ms must be above 0");
+        }
+        if h.retention_days > MAX_RETENTION_DAYS {
+            return fail(&format!(
+                "history.retention_days must be at most {MAX_RETENTION_DAYS}"
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail("log.format must be \"text\" or \"json\"");

@@ -21,6 +21,7 @@ use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tracing::{info, warn};
 
 use crate::heartbeat::Heartbeat;
+use crate::history::{History, HistoryWriter};
 use crate::limits::RenderingTurns;
 use crate::settings::{ServerSettings, Settings, Settings as S, StorageThread};
 use crate::state::AppState;
@@ -92,6 +93,10 @@ impl Application {
             retry_jitter: S::ms(b.retry_jitter_ms),
         });
         let webhooks = Webhooks::start(&settings, &store, &replica);
+        let history = History::new(store.pool().clone(), settings.history.clone());
+        let history_writer = history
+            .enabled()
+            .then(|| actix::Actor::start(HistoryWriter::new(history.clone())));
         let core = Core::start(
             Stores {
                 cache: Arc::new(cache),
@@ -127,6 +132,8 @@ impl Application {
                 replica: replica.to_string(),
                 limits: room_limits(&settings.limits),
                 changes: webhooks.as_ref().map(|w| w.recorder.clone().recipient()),
+                history: history_writer.map(|w| w.recipient()),
+                history_interval: S::ms(settings.history.interval_ms),
             },
         );
 
@@ -143,6 +150,7 @@ impl Application {
             renderings,
             refusals: core.refusals.clone(),
             webhooks,
+            history,
         };
         if state.webhooks.is_some() {
             crate::webhooks::delivery::spawn(state.clone(), store.clone())?;

@@ -36,6 +36,8 @@ pub struct AppState {
     pub refusals: RefusalLog,
     /// `None` when `webhooks.url` is unset.
     pub webhooks: Option<crate::webhooks::Webhooks>,
+    /// Versions of every document (SPEC §10); off when `history.retention_days` is 0.
+    pub history: crate::history::History,
 }
 
 impl AppState {

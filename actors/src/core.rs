@@ -18,7 +18,7 @@ use crate::ledger::Ledger;
 use crate::log_reader::LogReader;
 use crate::refusal_log::RefusalLog;
 use crate::registry::RoomRegistry;
-use crate::room::{Changed, RoomContext, RoomLimits};
+use crate::room::{Changed, CutVersion, RoomContext, RoomLimits};
 use crate::supervisor::{CacheSupervisor, Stores, SupervisorSettings};
 
 #[derive(Clone, Debug)]
@@ -43,6 +43,10 @@ pub struct CoreSettings {
     pub limits: RoomLimits,
     /// Where rooms report landed changes (the service's webhooks); `None`: webhooks off.
     pub changes: Option<Recipient<Changed>>,
+    /// Where rooms propose versions (the service's history); `None`: history off.
+    pub history: Option<Recipient<CutVersion>>,
+    /// How often a room being edited proposes a version (`history.interval_ms`).
+    pub history_interval: Duration,
 }
 
 /// The running actors. Dropping it stops the threads they run on.
@@ -115,6 +119,8 @@ impl Core {
             limits: settings.limits,
             refusals: refusals.clone(),
             changes: settings.changes.clone(),
+            history: settings.history.clone(),
+            history_interval: settings.history_interval,
         };
         let handles = room_arbiters.iter().map(Arbiter::handle).collect();
         let registry = RoomRegistry::new(handles, shared, ledger.clone()).start();

@@ -22,7 +22,7 @@ use docroom_actors::protocol::json::{document_body, json_version};
 /// `GET /docs/{id}`'s query (SPEC §9): the rendering, the XML fragment it reads, and the state
 /// vector an `update` rendering starts from.
 #[derive(serde::Deserialize)]
-struct Rendering {
+pub(super) struct Rendering {
     #[serde(default)]
     format: Format,
     field: Option<String>,
@@ -43,15 +43,7 @@ enum Format {
 async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let doc = doc_id(&req, "/docs/", Extent::Segment)?;
     auth::authorize(&req, &state.settings.auth, &doc)?;
-    let query = web::Query::<Rendering>::from_query(req.query_string()).map_err(|e| {
-        ApiError::BadRequest(format!("{e} (format is json, prosemirror, text or update)"))
-    })?;
-    let Rendering {
-        format,
-        field,
-        state_vector,
-    } = query.into_inner();
-    let state_vector = state_vector.as_deref().map(decode_base64).transpose()?;
+    let query = rendering(&req)?;
     let version = match state.registry.send(PeekRoom { doc: doc.clone() }).await? {
         Some(room) => match room.send(Current).await {
             Ok(current) => current?,
@@ -59,10 +51,33 @@ async fn get_doc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         },
         None => load(&state, &doc).await?,
     };
-    let v = version.ok_or(ApiError::NotFound)?;
+    render(&state, version.ok_or(ApiError::NotFound)?, query).await
+}
+
+/// The rendering a `GET` of a document (or of one of its versions) asks for.
+pub(super) fn rendering(req: &HttpRequest) -> Result<Rendering, ApiError> {
+    web::Query::<Rendering>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| {
+            ApiError::BadRequest(format!("{e} (format is json, prosemirror, text or update)"))
+        })
+}
+
+/// `v` as `query` asks: the JSON body of SPEC §3, or a backend rendering of SPEC §9.
+pub(super) async fn render(
+    state: &AppState,
+    v: Version,
+    query: Rendering,
+) -> Result<HttpResponse, ApiError> {
+    let Rendering {
+        format,
+        field,
+        state_vector,
+    } = query;
+    let state_vector = state_vector.as_deref().map(decode_base64).transpose()?;
     if format != Format::Json {
         let field = field.unwrap_or_else(|| "default".to_owned());
-        return backend_rendering(&state, v, format, field, state_vector).await;
+        return backend_rendering(state, v, format, field, state_vector).await;
     }
     let body = match v.kind {
         Kind::Json => document_body(&v),

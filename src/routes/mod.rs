@@ -4,6 +4,7 @@ mod admin;
 mod doc_path;
 mod docs;
 mod health;
+mod history;
 mod hocuspocus;
 mod writes;
 
@@ -17,6 +18,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(docs::put_doc)
         .service(writes::post_update)
         .service(writes::put_prosemirror)
+        .service(history::list_versions)
+        .service(history::read_version)
+        .service(history::restore)
         .service(docs::ws_json)
         .service(docs::ws_yjs)
         .service(hocuspocus::ws_hocuspocus)

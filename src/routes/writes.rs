@@ -140,7 +140,7 @@ fn edit_refused(e: EditError) -> ApiError {
 
 /// The Yjs document's current state, from its room (started if none is open; a document never
 /// stored is an empty Yjs document). A JSON document is `wrong_kind`.
-async fn current_yjs(state: &AppState, doc: &DocId) -> Result<bytes::Bytes, ApiError> {
+pub(super) async fn current_yjs(state: &AppState, doc: &DocId) -> Result<bytes::Bytes, ApiError> {
     let mut last_error = String::from("document room kept stopping");
     for _ in 0..ROOM_ATTEMPTS {
         let room = state.room(doc, Kind::Yjs).await?;

@@ -22,6 +22,7 @@ mod duplicates;
 mod durability_holes;
 mod editing;
 mod flushing;
+mod history;
 mod hocuspocus;
 mod hostile_input;
 mod import_hocuspocus;

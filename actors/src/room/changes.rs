@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use actix::prelude::*;
 
-use super::{DocRoom, MemberId};
+use super::{history_user, DocRoom, MemberId};
 use crate::doc::{DocId, Kind};
 
 /// Acknowledged changes landed for `doc`; `users` are the `sub`s of whoever made them (empty
@@ -30,13 +30,17 @@ pub(super) struct Unreported {
 }
 
 impl DocRoom {
-    /// A member's change was applied: its token's `sub`, if any, is noted.
+    /// A member's change was applied: its token's `sub`, if any, is noted (and for the
+    /// history, `"anonymous"` without one).
     pub(super) fn note_member_change(&mut self, member: MemberId) {
+        let subject = self.members.get(&member).and_then(|m| m.subject.as_deref());
+        if self.shared.history.is_some() {
+            self.unversioned.note(history_user(subject));
+        }
         if self.shared.changes.is_none() {
             return;
         }
         self.unreported = true;
-        let subject = self.members.get(&member).and_then(|m| m.subject.as_deref());
         if let Some(sub) = subject.filter(|sub| !self.authors.contains(*sub)) {
             self.authors.insert(sub.to_owned());
         }
@@ -45,6 +49,9 @@ impl DocRoom {
     /// A change without a member (`PUT /docs/{id}`) was applied, by `by` if its token had a
     /// `sub`.
     pub(super) fn note_change_by(&mut self, by: Option<&str>) {
+        if self.shared.history.is_some() {
+            self.unversioned.note(history_user(by));
+        }
         if self.shared.changes.is_none() {
             return;
         }

@@ -33,6 +33,7 @@ use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
 
 mod backend;
 mod changes;
+mod history;
 mod json_side;
 mod limits;
 mod log_side;
@@ -46,6 +47,7 @@ mod tests;
 mod yjs;
 pub use backend::BackendUpdate;
 pub use changes::Changed;
+pub use history::{history_user, CutReason, CutVersion};
 pub use json_side::Update;
 pub use limits::RoomLimits;
 use member::Member;
@@ -163,6 +165,11 @@ pub struct RoomContext {
     /// Told of every landed save that carried changes (see [`Changed`]): the service's
     /// webhooks. `None` (webhooks off): rooms note nothing.
     pub changes: Option<Recipient<Changed>>,
+    /// Told of each version a room proposes (see [`CutVersion`]): the service's history.
+    /// `None` (history off): rooms note nothing.
+    pub history: Option<Recipient<CutVersion>>,
+    /// How often a room that is being edited proposes a version.
+    pub history_interval: Duration,
 }
 
 struct Waiter {
@@ -196,6 +203,8 @@ pub struct DocRoom {
     authors: BTreeSet<String>,
     /// A change was applied since the last save started, with or without a `sub`.
     unreported: bool,
+    /// Changes since the room last proposed a version (see `history.rs`).
+    unversioned: history::Unversioned,
 }
 
 impl DocRoom {
@@ -216,6 +225,7 @@ impl DocRoom {
             yjs: None,
             authors: BTreeSet::new(),
             unreported: false,
+            unversioned: history::Unversioned::default(),
         }
     }
 
@@ -356,6 +366,7 @@ impl Actor for DocRoom {
     /// state folded (not at shutdown: the drain has the deadline).
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.unfollow(ctx);
+        self.propose_version(CutReason::Left);
         if !self.closing && self.yjs.is_some() {
             self.shared.flusher.do_send(Fold {
                 doc: self.doc.clone(),
@@ -388,6 +399,7 @@ impl Actor for DocRoom {
                     // linger: look again once the joins in flight have arrived.
                     ctx.run_later(IDLE_GRACE, |act, ctx| act.check_idle(ctx));
                     ctx.run_interval(member::MEMBER_SWEEP, |act, ctx| act.prune_gone(ctx));
+                    act.start_versioning(act.shared.history_interval, ctx);
                     if let Err(e) = act.open_yjs() {
                         warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
                         act.fail(e.to_string(), ctx);

@@ -55,6 +55,8 @@ fn core_on(
         storage_on_worker: false,
         limits,
         changes: None,
+        history: None,
+        history_interval: std::time::Duration::from_secs(60),
     };
     Core::start(stores, settings)
 }

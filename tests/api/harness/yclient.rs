@@ -31,9 +31,14 @@ pub struct YClient {
 impl YClient {
     /// Opens `/yjs/{doc}` without syncing: the server's greeting starts with sync step 1.
     pub async fn open(app: &TestApp, doc: &str) -> YClient {
-        let ws = WsClient::open(app, &format!("/yjs/{doc}"), &[])
+        Self::open_path(app, &format!("/yjs/{doc}")).await
+    }
+
+    /// Opens `path` (a `/yjs/...` route, with a `?token=` say) without syncing.
+    pub async fn open_path(app: &TestApp, path: &str) -> YClient {
+        let ws = WsClient::open(app, path, &[])
             .await
-            .unwrap_or_else(|r| panic!("upgrade of /yjs/{doc} refused: {} {}", r.status, r.body));
+            .unwrap_or_else(|r| panic!("upgrade of {path} refused: {} {}", r.status, r.body));
         YClient {
             ws,
             doc: Doc::new(),
@@ -45,7 +50,12 @@ impl YClient {
     /// Opens and syncs like a provider: answers the server's step 1, sends its own, and returns
     /// once the server's step 2 is applied.
     pub async fn connect(app: &TestApp, doc: &str) -> YClient {
-        let mut client = Self::open(app, doc).await;
+        Self::connect_path(app, &format!("/yjs/{doc}")).await
+    }
+
+    /// [`YClient::connect`] on `path`.
+    pub async fn connect_path(app: &TestApp, path: &str) -> YClient {
+        let mut client = Self::open_path(app, path).await;
         let greeting = client.next_messages().await;
         assert!(
             matches!(
