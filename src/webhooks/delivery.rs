@@ -77,7 +77,17 @@ impl Worker {
                         info!("webhook outbox readable again");
                     }
                     let n = claimed.len();
-                    join_all(claimed.into_iter().map(|e| self.deliver(e))).await;
+                    let delivered: Vec<i64> =
+                        join_all(claimed.into_iter().map(|e| self.deliver(e)))
+                            .await
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                    // One statement for the batch's deliveries: an outcome PostgreSQL did not
+                    // take is left to the lease (the events are sent again).
+                    if let Err(err) = self.outbox.delivered(&delivered).await {
+                        debug!(error = %err, "webhook deliveries not recorded, the lease decides");
+                    }
                     n
                 }
                 Err(e) => {
@@ -106,9 +116,10 @@ impl Worker {
         }
     }
 
-    /// One attempt at `e`, its outcome recorded (an outcome PostgreSQL did not take is left to
-    /// the lease: the event is sent again).
-    async fn deliver(&self, e: Claimed) {
+    /// One attempt at `e`: answers its id if it was delivered (the caller records the batch's);
+    /// a failure is recorded here (one PostgreSQL did not take is left to the lease: the event
+    /// is sent again).
+    async fn deliver(&self, e: Claimed) -> Option<i64> {
         let w = &self.state.settings.webhooks;
         let body = match e.body.clone() {
             Some(body) => Ok(body),
@@ -130,7 +141,7 @@ impl Worker {
                 metrics::counter!(DELIVERED).increment(1);
                 let age = (chrono::Utc::now() - e.at).to_std().unwrap_or_default();
                 metrics::histogram!(DELIVERY_SECONDS).record(age.as_secs_f64());
-                self.outbox.delivered(e.id).await
+                return Some(e.id);
             }
             Err(why) => {
                 let retry_for = Duration::from_millis(w.retry_for_ms);
@@ -154,6 +165,7 @@ impl Worker {
         if let Err(err) = recorded {
             debug!(delivery = %e.delivery, error = %err, "webhook outcome not recorded, the lease decides");
         }
+        None
     }
 
     async fn post(&self, e: &Claimed, body: String) -> Result<(), String> {

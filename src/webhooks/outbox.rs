@@ -64,7 +64,7 @@ const KEEP_BODY: &str = "
 const DELIVERED: &str = "
     UPDATE webhook_deliveries
     SET state = 'delivered', delivered_at = now(), leased_until = NULL, last_error = NULL
-    WHERE id = $1 AND state = 'pending'";
+    WHERE id = ANY($1) AND state = 'pending'";
 /// A failed attempt: retried after `$3` ms, or `failed` once `$4` ms have passed since the
 /// event. Answers the state it is left in.
 const ATTEMPT_FAILED: &str = "
@@ -262,8 +262,12 @@ impl Outbox {
             .unwrap_or(body))
     }
 
-    pub async fn delivered(&self, id: i64) -> Result<(), OutboxError> {
-        self.query(DELIVERED, &[&id]).await.map(drop)
+    /// Records these events delivered (one statement for a batch).
+    pub async fn delivered(&self, ids: &[i64]) -> Result<(), OutboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.query(DELIVERED, &[&ids]).await.map(drop)
     }
 
     /// Records a failed attempt; answers true if the event is now `failed` for good.
