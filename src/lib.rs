@@ -14,6 +14,8 @@
 //!   `documents`).
 //! - [`webhooks`]: SPEC §9 webhooks: the outbox in PostgreSQL, the recorder of this replica's
 //!   events and the delivery worker.
+//! - [`history`]: SPEC §10 versions: proposed by rooms, stored as deltas with checkpoints,
+//!   read back and pruned.
 //! - [`db`]: database creation and migrations; [`telemetry`]: logging; [`state`]: what handlers
 //!   share.
 //!

@@ -117,6 +117,20 @@ async fn webhooks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 /// Deliveries `GET /admin/webhooks` lists.
 const RECENT_DELIVERIES: i64 = 20;
 
+/// A document's versions for the dashboard (SPEC §10), newest first: `GET
+/// /docs/{id}/versions` behind the admin token instead of a client token.
+#[get("/versions/{id}")]
+async fn versions(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let doc = super::doc_path::doc_id(&req, "/admin/versions/", super::doc_path::Extent::Segment)?;
+    let versions = state
+        .history
+        .list(&doc, 100, None)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("history: {e}")))?;
+    Ok(HttpResponse::Ok().json(versions))
+}
+
 #[get("/rooms")]
 async fn rooms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;

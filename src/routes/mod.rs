@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(admin::flush_now)
                 .service(admin::rooms)
                 .service(admin::replicas)
-                .service(admin::webhooks),
+                .service(admin::webhooks)
+                .service(admin::versions),
         );
 }

@@ -161,6 +161,24 @@ test('an operator logs in, sees the breaker closed, forces it open and hands it 
     assert.equal(auto.state, 'closed', JSON.stringify(auto))
     assert.equal(auto.forced, false, JSON.stringify(auto))
 
+    // A document written over HTTP gets a version once its room retires; the operator looks
+    // its versions up.
+    const put = await fetch(`${service.base}/docs/dashboard-versions`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'versioned' })
+    })
+    assert.equal(put.status, 200)
+    await page.locator('#versions-doc').fill('dashboard-versions')
+    await page.waitForFunction(async () => {
+      document.querySelector('#versions-form button').click()
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      return document.querySelectorAll('#versions tr').length >= 1
+    }, null, { timeout: WAIT, polling: 500 })
+    assert.match(await page.locator('#versions-status').textContent(), /^\d+ version\(s\), newest first$/)
+    const cells = await page.locator('#versions tr').first().locator('td').allTextContents()
+    assert.equal(cells[0], '1', `the first version: ${cells}`)
+
     await editor.evaluate(() => window.socket.close())
     assert.deepEqual(problems, [])
   } finally {
