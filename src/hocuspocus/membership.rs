@@ -67,12 +67,13 @@ impl Membership {
     /// `/hocuspocus` socket is a client of that document, as a `/yjs` connection is.
     fn client_event(&self, connected: bool) {
         if let Some((recorder, user)) = &self.webhooks {
-            recorder.do_send(ClientEvent {
+            ClientEvent::tell(
+                Some(recorder),
                 connected,
-                doc: self.doc.clone(),
-                kind: Kind::Yjs,
-                user: user.clone(),
-            });
+                &self.doc,
+                Kind::Yjs,
+                user.as_deref(),
+            );
         }
     }
 

@@ -167,14 +167,8 @@ impl Session {
 
     /// `client.connected` / `client.disconnected` for the webhooks.
     fn client_event(&self, connected: bool) {
-        if let Some(recorder) = &self.webhooks {
-            recorder.do_send(ClientEvent {
-                connected,
-                doc: self.doc.clone(),
-                kind: self.kind,
-                user: self.access.subject.clone(),
-            });
-        }
+        let (recorder, user) = (self.webhooks.as_ref(), self.access.subject.as_deref());
+        ClientEvent::tell(recorder, connected, &self.doc, self.kind, user);
     }
 
     /// Joins the room; a room that retired between lookup and join is looked up again.
@@ -222,10 +216,8 @@ impl Session {
                 act.close(ctx, ws::CloseCode::Unsupported, "wrong_kind");
             }
             Err(RoomError::Closing) => act.close(ctx, ws::CloseCode::Away, "server shutting down"),
-            // A join is never refused as an update is: these two come from writes only.
-            Err(
-                e @ (RoomError::Unavailable(_) | RoomError::BadUpdate(_) | RoomError::TooLarge(_)),
-            ) => {
+            // Unavailable (a join is never refused as a posted update is).
+            Err(e) => {
                 ctx.text(error_frame(None, "unavailable", &e.to_string()));
                 act.close(ctx, ws::CloseCode::Error, "document unavailable");
             }

@@ -35,6 +35,26 @@ pub struct ClientEvent {
     pub user: Option<String>,
 }
 
+impl ClientEvent {
+    /// Tells `recorder`, if webhooks are on, that a client of `doc` connected or left.
+    pub fn tell(
+        recorder: Option<&Addr<Recorder>>,
+        connected: bool,
+        doc: &DocId,
+        kind: Kind,
+        user: Option<&str>,
+    ) {
+        if let Some(recorder) = recorder {
+            recorder.do_send(ClientEvent {
+                connected,
+                doc: doc.clone(),
+                kind,
+                user: user.map(str::to_owned),
+            });
+        }
+    }
+}
+
 /// Write everything held now (shutdown); answered once written or refused.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -114,7 +114,7 @@ pub(crate) fn document<T: ReadTxn>(txn: &T, field: &str) -> Value {
 /// The mark a format names. A mark that may overlap itself (a comment) is stored under its
 /// name and `--` and eight base64 characters, one format per instance; y-prosemirror's
 /// `yattr2markname` strips them.
-fn mark_name(key: &str) -> &str {
+pub(crate) fn mark_name(key: &str) -> &str {
     let base64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=');
     let bytes = key.as_bytes();
     match bytes.len().checked_sub(10) {

@@ -19,6 +19,7 @@ use yrs::types::Attrs;
 use yrs::{Any, OffsetKind, Out, ReadTxn, Text, TransactionMut, XmlTextRef};
 
 use super::parse::{Mark, TextNode};
+use crate::protocol::yjs::render::prosemirror::mark_name;
 
 /// A piece of text and its formats, the next piece's formats being different.
 pub(super) type Run = (String, Attrs);
@@ -238,19 +239,6 @@ fn changes(old: &Attrs, new: &Attrs) -> Attrs {
         change.insert(key.clone(), Any::Null);
     }
     change
-}
-
-/// The mark a format names: without the `--` and eight base64 characters y-prosemirror adds
-/// to a mark that overlaps itself.
-fn mark_name(key: &str) -> &str {
-    let base64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=');
-    let bytes = key.as_bytes();
-    match bytes.len().checked_sub(10) {
-        Some(at) if &bytes[at..at + 2] == b"--" && bytes[at + 2..].iter().all(|&c| base64(c)) => {
-            &key[..at]
-        }
-        _ => key,
-    }
 }
 
 /// Eight base64 characters from a hash of a mark's name and attrs: the same mark gets the same
