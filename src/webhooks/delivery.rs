@@ -77,12 +77,10 @@ impl Worker {
                         info!("webhook outbox readable again");
                     }
                     let n = claimed.len();
+                    let bodied = self.with_bodies(claimed).await;
+                    let attempts = bodied.into_iter().map(|(e, body)| self.deliver(e, body));
                     let delivered: Vec<i64> =
-                        join_all(claimed.into_iter().map(|e| self.deliver(e)))
-                            .await
-                            .into_iter()
-                            .flatten()
-                            .collect();
+                        join_all(attempts).await.into_iter().flatten().collect();
                     // One statement for the batch's deliveries: an outcome PostgreSQL did not
                     // take is left to the lease (the events are sent again).
                     if let Err(err) = self.outbox.delivered(&delivered).await {
@@ -116,22 +114,50 @@ impl Worker {
         }
     }
 
-    /// One attempt at `e`: answers its id if it was delivered (the caller records the batch's);
-    /// a failure is recorded here (one PostgreSQL did not take is left to the lease: the event
-    /// is sent again).
-    async fn deliver(&self, e: Claimed) -> Option<i64> {
-        let w = &self.state.settings.webhooks;
-        let body = match e.body.clone() {
-            Some(body) => Ok(body),
-            None => match payload::build(&self.state, &self.store, &e).await {
-                Ok(body) => self
-                    .outbox
-                    .keep_body(e.id, body)
+    /// The body of each claimed event: the one stored at its first attempt, or one built now
+    /// and stored (for the whole batch in one statement) before it is sent, so every retry
+    /// sends the same body.
+    async fn with_bodies(&self, claimed: Vec<Claimed>) -> Vec<(Claimed, Result<String, String>)> {
+        let built = join_all(claimed.iter().map(|e| async move {
+            match &e.body {
+                Some(body) => Ok(body.clone()),
+                None => payload::build(&self.state, &self.store, e)
                     .await
-                    .map_err(|e| e.to_string()),
-                Err(why) => Err(format!("building the payload: {why}")),
-            },
+                    .map_err(|why| format!("building the payload: {why}")),
+            }
+        }))
+        .await;
+        let fresh: Vec<(i64, String)> = claimed
+            .iter()
+            .zip(&built)
+            .filter_map(|(e, body)| match (&e.body, body) {
+                (None, Ok(body)) => Some((e.id, body.clone())),
+                _ => None,
+            })
+            .collect();
+        let kept = match self.outbox.keep_bodies(&fresh).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                // Not sent without its body stored: the lease brings them back.
+                debug!(error = %e, "webhook bodies not stored, the lease decides");
+                return Vec::new();
+            }
         };
+        claimed
+            .into_iter()
+            .zip(built)
+            .map(|(e, body)| {
+                let body = body.map(|b| kept.get(&e.id).cloned().unwrap_or(b));
+                (e, body)
+            })
+            .collect()
+    }
+
+    /// One attempt at `e` with `body`: answers its id if it was delivered (the caller records
+    /// the batch's); a failure is recorded here (one PostgreSQL did not take is left to the
+    /// lease: the event is sent again).
+    async fn deliver(&self, e: Claimed, body: Result<String, String>) -> Option<i64> {
+        let w = &self.state.settings.webhooks;
         let outcome = match body {
             Ok(body) => self.post(&e, body).await,
             Err(why) => Err(why),

@@ -3,6 +3,7 @@
 //! the row's lock, claims skip rows another replica holds and take a lease, so a claim never
 //! holds a transaction open across an HTTP request.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -59,8 +60,10 @@ const CLAIM: &str = "
     RETURNING id, delivery, event, doc_id, kind, hash, users, replica, at, attempts, body";
 
 /// Keeps the first body built for an event (two replicas may build one after a lease lapsed).
-const KEEP_BODY: &str = "
-    UPDATE webhook_deliveries SET body = COALESCE(body, $2) WHERE id = $1 RETURNING body";
+const KEEP_BODIES: &str = "
+    UPDATE webhook_deliveries w SET body = COALESCE(w.body, t.b)
+    FROM UNNEST($1::bigint[], $2::text[]) AS t(i, b)
+    WHERE w.id = t.i RETURNING w.id, w.body";
 const DELIVERED: &str = "
     UPDATE webhook_deliveries
     SET state = 'delivered', delivered_at = now(), leased_until = NULL, last_error = NULL
@@ -253,13 +256,22 @@ impl Outbox {
             .map_err(Into::into)
     }
 
-    /// Stores `body` as the event's body unless one was stored first; answers the one kept.
-    pub async fn keep_body(&self, id: i64, body: String) -> Result<String, OutboxError> {
-        let rows = self.query(KEEP_BODY, &[&id, &body]).await?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.try_get::<_, Option<String>>(0).ok().flatten())
-            .unwrap_or(body))
+    /// Stores each body as its event's body unless one was stored first (one statement for a
+    /// batch); answers the ones kept, by event id.
+    pub async fn keep_bodies(
+        &self,
+        bodies: &[(i64, String)],
+    ) -> Result<HashMap<i64, String>, OutboxError> {
+        if bodies.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<i64> = bodies.iter().map(|(id, _)| *id).collect();
+        let texts: Vec<&str> = bodies.iter().map(|(_, b)| b.as_str()).collect();
+        let rows = self.query(KEEP_BODIES, &[&ids, &texts]).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(Into::into)
     }
 
     /// Records these events delivered (one statement for a batch).
