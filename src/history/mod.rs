@@ -118,7 +118,13 @@ impl History {
             // An expired last version does not count: the history shows none.
             let unchanged = l.live && l.hash == v.hash;
             if unchanged || (v.why == CutReason::Interval && l.young) {
-                tx.rollback().await?;
+                // Not cut: the last version (another replica's, moments ago) holds these changes
+                // or the next one will; its users name whoever made them.
+                if l.live && !v.users.is_empty() {
+                    tx.execute(sql::ADD_USERS, &[&doc, &l.version, &v.users])
+                        .await?;
+                }
+                tx.commit().await?;
                 return Ok(None);
             }
         }

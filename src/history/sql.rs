@@ -17,6 +17,12 @@ pub(super) const LAST: &str = "
     LEFT JOIN document_version_heads h ON h.doc_id = v.doc_id AND h.last = v.version
     WHERE v.doc_id = $1 ORDER BY v.version DESC LIMIT 1";
 
+/// Adds users `$3` to version `$2` (a proposal not cut for the interval or as unchanged).
+pub(super) const ADD_USERS: &str = "
+    UPDATE document_versions
+    SET users = ARRAY(SELECT DISTINCT u FROM unnest(users || $3::text[]) AS u ORDER BY u)
+    WHERE doc_id = $1 AND version = $2";
+
 /// The document's next number, its delete set `$2` noted.
 pub(super) const NEXT_NUMBER: &str = "
     INSERT INTO document_version_heads (doc_id, last, delete_set) VALUES ($1, 1, $2)

@@ -329,6 +329,17 @@ async fn interval_and_unchanged_proposals_are_skipped() {
     // Numbers are per document.
     let other = proposal("e", Kind::Json, Bytes::from("1"), &[], CutReason::Interval);
     assert_eq!(history.cut(&other).await.unwrap(), Some(1));
+    // A proposal not cut (another replica cut one moments ago) names its users on that one.
+    let by_bob = proposal(
+        "e",
+        Kind::Json,
+        Bytes::from("2"),
+        &["bob"],
+        CutReason::Interval,
+    );
+    assert_eq!(history.cut(&by_bob).await.unwrap(), None);
+    let listed = history.list(&doc("e"), 10, None).await.unwrap();
+    assert_eq!(listed[0].users, vec!["bob".to_owned()]);
 }
 
 #[tokio::test]
