@@ -78,7 +78,10 @@ impl Drop for Db {
         .join();
         match dropped {
             Ok(Ok(())) => eprintln!("history_read: database {} dropped", self.name),
-            other => eprintln!("history_read: database {} not dropped: {other:?}", self.name),
+            other => eprintln!(
+                "history_read: database {} not dropped: {other:?}",
+                self.name
+            ),
         }
     }
 }
@@ -276,10 +279,8 @@ fn main() {
              FROM document_versions",
         )
         .await;
-        let on_disk = one(
-            "SELECT (pg_total_relation_size('document_versions')
-                     + pg_total_relation_size('document_version_heads'))::bigint",
-        )
+        let on_disk = one("SELECT (pg_total_relation_size('document_versions')
+                     + pg_total_relation_size('document_version_heads'))::bigint")
         .await;
         drop(client);
 
@@ -296,7 +297,10 @@ fn main() {
                 assert!(got.is_some());
             }
             let chain = (v - 1) % 50;
-            rows.push((format!("version {v} ({chain} changes after a checkpoint)"), times));
+            rows.push((
+                format!("version {v} ({chain} changes after a checkpoint)"),
+                times,
+            ));
         }
         let mut times = Vec::new();
         for _ in 0..sample {

@@ -91,8 +91,9 @@ impl Application {
             retry_base: S::ms(b.retry_base_ms),
             retry_max: S::ms(b.retry_max_ms),
             retry_jitter: S::ms(b.retry_jitter_ms),
+            mark_changes: settings.webhooks.enabled(),
         });
-        let webhooks = Webhooks::start(&settings, &store, &replica);
+        let webhooks = Webhooks::start(&settings, &store, &cache, &replica);
         let history = History::new(store.pool().clone(), settings.history.clone());
         let history_writer = history
             .enabled()

@@ -18,6 +18,7 @@
 //!   unchanged by every retry.
 
 pub mod delivery;
+pub mod marks;
 pub mod outbox;
 pub mod payload;
 pub mod recorder;
@@ -25,7 +26,7 @@ pub mod recorder;
 use std::time::Duration;
 
 use actix::Addr;
-use docroom_actors::storage::PgStore;
+use docroom_actors::storage::{PgStore, RedisCache};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 use crate::settings::{Settings, WebhookSettings};
@@ -73,7 +74,12 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Starts the recorder when `webhooks.url` is set (`None`: webhooks off).
-    pub fn start(settings: &Settings, store: &PgStore, replica: &str) -> Option<Webhooks> {
+    pub fn start(
+        settings: &Settings,
+        store: &PgStore,
+        redis: &RedisCache,
+        replica: &str,
+    ) -> Option<Webhooks> {
         let w = &settings.webhooks;
         if !w.enabled() {
             return None;
@@ -82,7 +88,7 @@ impl Webhooks {
             pool: store.pool().clone(),
             timeout: Settings::ms(settings.database.statement_timeout_ms),
         };
-        let recorder = Recorder::start_with(outbox.clone(), w, replica);
+        let recorder = Recorder::start_with(outbox.clone(), Some(redis.clone()), w, replica);
         Some(Webhooks { recorder, outbox })
     }
 

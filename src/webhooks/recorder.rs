@@ -21,6 +21,9 @@ use docroom_actors::doc::{DocId, Kind};
 use docroom_actors::room::Changed;
 use tracing::{info, warn};
 
+use docroom_actors::storage::{ChangeMark, RedisCache};
+
+use super::marks::Marks;
 use super::outbox::{EventRow, Outbox, WindowRow};
 use crate::settings::WebhookSettings;
 
@@ -93,10 +96,24 @@ pub struct Recorder {
     writing: bool,
     /// The last write failed: none before this.
     retry_at: Option<Instant>,
+    /// Where saves mark documents changed (see `marks.rs`); `None` in tests without Redis.
+    redis: Option<RedisCache>,
+    marks: Marks,
+    /// A sweep of the marks is running, or when the last one started.
+    sweeping: bool,
+    swept_at: Option<Instant>,
+    /// How many writes were taken; the documents of the one in flight.
+    writes: u64,
+    in_flight: std::collections::HashSet<DocId>,
 }
 
 impl Recorder {
-    pub fn start_with(outbox: Outbox, w: &WebhookSettings, replica: &str) -> Addr<Recorder> {
+    pub fn start_with(
+        outbox: Outbox,
+        redis: Option<RedisCache>,
+        w: &WebhookSettings,
+        replica: &str,
+    ) -> Addr<Recorder> {
         Recorder {
             outbox,
             replica: replica.to_owned(),
@@ -107,6 +124,12 @@ impl Recorder {
             clients: VecDeque::new(),
             writing: false,
             retry_at: None,
+            redis,
+            marks: Marks::default(),
+            sweeping: false,
+            swept_at: None,
+            writes: 0,
+            in_flight: Default::default(),
         }
         .start()
     }
@@ -147,7 +170,16 @@ impl Recorder {
             .filter_map(|d| self.gathered.remove_entry(&d))
             .collect();
         let clients: Vec<EventRow> = self.clients.drain(..).collect();
-        (!windows.is_empty() || !clients.is_empty()).then_some(Batch { windows, clients })
+        if windows.is_empty() && clients.is_empty() {
+            return None;
+        }
+        self.writes += 1;
+        self.in_flight = windows.iter().map(|(doc, _)| doc.clone()).collect();
+        Some(Batch {
+            windows,
+            clients,
+            number: self.writes,
+        })
     }
 
     /// Writes `batch`: client events first, in order, then the windows. What fails is kept.
@@ -185,12 +217,21 @@ impl Recorder {
         batch: Batch,
         ctx: &mut Context<Self>,
     ) {
-        let Batch { windows, clients } = batch;
+        let Batch {
+            windows,
+            clients,
+            number,
+        } = batch;
+        self.in_flight.clear();
         match res {
             Ok(()) => {
                 if self.retry_at.take().is_some() {
                     info!("webhook events written to postgres again");
                 }
+                let adopted = self
+                    .marks
+                    .written(number, windows.iter().map(|(doc, _)| doc));
+                self.clear_marks(adopted, ctx);
                 let at = Instant::now();
                 if !windows.is_empty() {
                     // Changes gathered meanwhile wait for the spacing: look again then.
@@ -219,10 +260,63 @@ impl Recorder {
     }
 }
 
-/// Events taken for one write.
+/// Events taken for one write, the `number`th.
 struct Batch {
     windows: Vec<(DocId, Gathered)>,
     clients: Vec<EventRow>,
+    number: u64,
+}
+
+impl Recorder {
+    /// Looks at the change marks in Redis, once per write spacing (see `marks.rs`).
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let Some(redis) = self.redis.clone() else {
+            return;
+        };
+        if self.sweeping
+            || self
+                .swept_at
+                .is_some_and(|at| at.elapsed() < self.spacing())
+        {
+            return;
+        }
+        self.sweeping = true;
+        self.swept_at = Some(Instant::now());
+        let read = async move { redis.change_marks().await };
+        ctx.spawn(read.into_actor(self).map(|read, act, ctx| {
+            act.sweeping = false;
+            let Ok(found) = read else { return };
+            let (gathered, in_flight) = (&act.gathered, &act.in_flight);
+            let waiting = |doc: &DocId| gathered.contains_key(doc) || in_flight.contains(doc);
+            let swept = act
+                .marks
+                .sweep(found, &act.replica, waiting, act.writes + 1);
+            let now = Instant::now();
+            for (doc, kind) in swept.gather {
+                act.gathered.entry(doc).or_insert_with(|| Gathered {
+                    kind,
+                    users: BTreeSet::new(),
+                    first: now,
+                    last: now,
+                });
+            }
+            act.clear_marks(swept.clear, ctx);
+            act.write_due(ctx);
+        }));
+    }
+
+    /// Clears marks whose windows are written (best effort: one left is cleared next time).
+    fn clear_marks(&self, marks: Vec<ChangeMark>, ctx: &mut Context<Self>) {
+        let Some(redis) = self.redis.clone() else {
+            return;
+        };
+        if marks.is_empty() {
+            return;
+        }
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let _ = redis.clear_change_marks(&marks).await;
+        }));
+    }
 }
 
 /// What is left of `period` after `elapsed`, in milliseconds.
@@ -236,7 +330,10 @@ impl Actor for Recorder {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Retries after a failure, and windows whose spacing passed without a timer.
         let tick = (self.spacing() / 2).clamp(Duration::from_millis(20), RETRY);
-        ctx.run_interval(tick, |act, ctx| act.write_due(ctx));
+        ctx.run_interval(tick, |act, ctx| {
+            act.write_due(ctx);
+            act.sweep(ctx);
+        });
     }
 }
 

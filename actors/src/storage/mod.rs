@@ -27,7 +27,7 @@ use crate::log::{Heard, Incarnation, LogMark, LogPos};
 
 pub use ports::{Cache, DocumentLog, FillLock, FlushClaims, Health, Heartbeats};
 pub use postgres::{Held, PgStore, StoreError};
-pub use redis_cache::{CacheError, CacheSettings, RedisCache};
+pub use redis_cache::{CacheError, CacheSettings, ChangeMark, RedisCache};
 pub use redis_connect::{MemoryPolicy, RedisTarget, SentinelSettings};
 
 pub type CacheResult<T> = Result<T, CacheError>;

@@ -42,11 +42,22 @@ use crate::doc::{DocId, Kind, Stamp, Version};
 /// take the entry from the notice, or read the log when it grew, instead of polling.
 /// A move back of a journaled version (ARGV[10] = 1) writes JSON content equal to the last saved
 /// one when its stamp is larger (`DocumentLog::restore`).
-/// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs, head.
-/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel, carry limit, restore.
+/// With ARGV[11] = 1 (webhooks on) it also counts the change in `webhooks:changed`.
+/// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs, head, changed.
+/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel, carry limit, restore, mark.
 /// Returns {0|1|2, entry id}.
 pub(super) static SAVE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("redis_scripts/save.lua")));
+
+/// Clears `webhooks:changed` marks whose count is still the one read.
+/// KEYS: changed. ARGV: field, count, field, count, ...
+pub(super) static CLEAR_MARKS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "for i = 1, #ARGV, 2 do \
+           if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then \
+             redis.call('HDEL', KEYS[1], ARGV[i]) end end return 0",
+    )
+});
 
 /// A cache fill from PostgreSQL: only into an empty slot of a document that is not dirty, so a
 /// fill that raced a save (and a flush) can never put older content back. A clean document's

@@ -236,5 +236,6 @@ pub fn redis_cache(prefix: &str, replica: &str) -> docroom_actors::storage::Redi
         retry_base: ms(100),
         retry_max: ms(1000),
         retry_jitter: ms(10),
+        mark_changes: false,
     })
 }

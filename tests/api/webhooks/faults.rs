@@ -106,3 +106,58 @@ async fn events_during_a_postgres_outage_arrive_once_it_is_back() {
     })
     .await;
 }
+
+/// The change is acknowledged (in Redis) while PostgreSQL is away, so the replica holds its
+/// window in memory only; it is SIGKILLed before PostgreSQL returns. The save's mark in Redis
+/// makes another replica write the window: the change still gets its `document.changed`.
+#[tokio::test]
+async fn a_change_held_in_memory_when_its_replica_is_killed_still_gets_its_webhook() {
+    let receiver = Receiver::start();
+    let proxy = Proxy::to_postgres();
+    let mut doomed = TestApp::spawn(with_webhooks(
+        TestOptions::new().process().database_through(proxy.addr),
+        &receiver,
+    ))
+    .await;
+    let doc = "killed-with-its-window";
+    // Known to Redis before the outage, so its room opens meanwhile.
+    put_as(&doomed, doc, "gil", &json!({"v": 0})).await;
+    receiver.accepted(doc, "document.changed", WITHIN).await;
+    let before = receiver.hits_for(doc).len();
+    proxy.cut();
+    put_as(
+        &doomed,
+        doc,
+        "hana",
+        &json!({"acknowledged": "while postgres was away"}),
+    )
+    .await;
+    // Past a few of the recorder's attempts to write the window.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    doomed.sigkill().await;
+    proxy.restore();
+    let during: Vec<_> = receiver.hits_for(doc).into_iter().skip(before).collect();
+    assert!(
+        during.iter().all(|h| h.event != "document.changed"),
+        "{during:?}"
+    );
+
+    let survivor = TestApp::spawn(with_webhooks(doomed.replica_options(), &receiver)).await;
+
+    eventually(
+        WITHIN,
+        "the killed replica's document.changed",
+        async || {
+            let hit = receiver
+                .hits_for(doc)
+                .into_iter()
+                .skip(before)
+                .find(|h| h.event == "document.changed" && h.status == 200);
+            ensure!(hit.is_some(), "{:?}", receiver.events_of(doc));
+            ensure!(hit.as_ref().unwrap().signed(), "unsigned");
+            Ok(())
+        },
+    )
+    .await;
+    drop(survivor);
+}

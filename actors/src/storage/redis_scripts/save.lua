@@ -22,6 +22,7 @@ if left < ttl * 900 then
   for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
 end
 redis.call('SADD', KEYS[8], ARGV[5])
+if ARGV[11] == '1' then redis.call('HINCRBY', KEYS[10], ARGV[6] .. '\n' .. ARGV[7] .. '\n' .. ARGV[5], 1) end
 local prev = redis.call('SET', KEYS[9], id, 'EX', ttl, 'GET') or ''
 local who = #ARGV[7] .. ':' .. ARGV[7]
 if #ARGV[1] <= tonumber(ARGV[9]) then
