@@ -86,7 +86,10 @@ const STATS: &str = "
     SELECT count(*) FILTER (WHERE state IN ('window', 'pending')),
            count(*) FILTER (WHERE state = 'delivered'),
            count(*) FILTER (WHERE state = 'failed'),
-           EXTRACT(EPOCH FROM now() - min(at) FILTER (WHERE state = 'pending'))::float8
+           EXTRACT(EPOCH FROM now() - min(at) FILTER (WHERE state = 'pending'))::float8,
+           min(at) FILTER (WHERE state = 'pending'),
+           (SELECT last_error FROM webhook_deliveries
+            WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
     FROM webhook_deliveries";
 const RECENT: &str = "
     SELECT delivery, event, doc_id, state, attempts, last_error, at, delivered_at
@@ -154,6 +157,9 @@ pub struct OutboxView {
     pub delivered: i64,
     pub failed: i64,
     pub oldest_pending_seconds: Option<f64>,
+    /// SPEC §3: when the oldest pending event happened, and the last error any attempt met.
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
     pub recent: Vec<RecentDelivery>,
 }
 
@@ -336,6 +342,14 @@ impl Outbox {
             failed: get(2)?,
             oldest_pending_seconds: match s {
                 Some(r) => r.try_get(3)?,
+                None => None,
+            },
+            oldest_pending_at: match s {
+                Some(r) => r.try_get(4)?,
+                None => None,
+            },
+            last_error: match s {
+                Some(r) => r.try_get(5)?,
                 None => None,
             },
             recent,

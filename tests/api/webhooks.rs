@@ -110,6 +110,9 @@ async fn a_change_sends_one_signed_changed_then_stored_and_the_client_events() {
     let admin = app.admin().get("webhooks").await.body;
     assert_eq!(admin["enabled"], true, "{admin}");
     assert_eq!(admin["failed"], 0, "{admin}");
+    for field in ["oldest_pending_at", "last_error"] {
+        assert!(admin.get(field).is_some(), "SPEC §3 names {field}: {admin}");
+    }
     assert!(admin["delivered"].as_i64().unwrap() >= 4, "{admin}");
     assert!(!admin["recent"].as_array().unwrap().is_empty(), "{admin}");
 }

@@ -11,7 +11,6 @@ use tracing::warn;
 
 use super::sync_status::StoredAnswer;
 use super::{Ack, DocRoom, RoomError};
-use crate::doc::sha256_hex;
 use crate::metrics as m;
 use crate::protocol::yjs::{step2, YjsError};
 
@@ -78,9 +77,11 @@ impl DocRoom {
                 return Err(refused(e));
             }
         };
+        // Answered with the document's hash once it holds the update, as `PUT` answers with
+        // its content's (the state's encoding is shared with readers until the next change).
         let (tx, rx) = oneshot::channel();
         let waiting = StoredAnswer::Ack {
-            hash: sha256_hex(&msg.update),
+            hash: y.version(&self.doc).hash,
             duplicate: !handled.added,
             tx,
         };
