@@ -1,8 +1,8 @@
 //! Reading an old version of a large document (SPEC §10): what `History::read` takes for a
 //! 1 MiB Yjs document with 1,000 versions.
 //!
-//! A Tiptap-like document (paragraphs of ~1 KiB of text in the `default` XML fragment, 1 MiB
-//! encoded) gets 1,000 versions of small edits (a word typed, a few characters deleted, now and
+//! A Tiptap-like document (paragraphs of ~1 KiB of words drawn at random in the `default` XML
+//! fragment, 1 MiB encoded) gets 1,000 versions of small edits (a word typed, a few characters deleted, now and
 //! then a new paragraph; another editor's session every 50 versions), each cut through
 //! `History::cut` as a room's writer cuts them, into a PostgreSQL database of the bench's own
 //! (127.0.0.1:5432, user postgres; created, migrated as the service migrates, dropped at the
@@ -93,20 +93,104 @@ fn state(d: &yrs::Doc) -> Bytes {
     )
 }
 
+/// Words for the document's text: drawn at random, so the text compresses about as prose does
+/// (PostgreSQL compresses what it stores), not as one repeated phrase would.
+const WORDS: &[&str] = &[
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "document",
+    "editor",
+    "version",
+    "history",
+    "paragraph",
+    "meeting",
+    "notes",
+    "project",
+    "review",
+    "change",
+    "decision",
+    "budget",
+    "quarter",
+    "release",
+    "customer",
+    "server",
+    "draft",
+    "summary",
+    "question",
+    "answer",
+    "schedule",
+    "deadline",
+    "design",
+    "team",
+    "plan",
+    "report",
+];
+
+/// ~1 KiB of words.
+fn prose(rng: &mut impl Rng) -> String {
+    let mut text = String::with_capacity(KIB + 16);
+    while text.len() < KIB {
+        text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+        text.push(' ');
+    }
+    text
+}
+
 /// `bytes` of text as paragraphs of ~1 KiB in the `default` fragment (Tiptap's shape).
-fn document(bytes: usize) -> yrs::Doc {
+fn document(bytes: usize, rng: &mut impl Rng) -> yrs::Doc {
     let d = yrs::Doc::with_client_id(1);
-    let block: String = "lorem ipsum dolor sit amet "
-        .chars()
-        .cycle()
-        .take(KIB)
-        .collect();
     {
         let mut txn = d.transact_mut();
         let fragment = txn.get_or_insert_xml_fragment("default");
         for i in 0..bytes / KIB {
             let p = fragment.insert(&mut txn, i as u32, XmlElementPrelim::empty("paragraph"));
-            p.insert(&mut txn, 0, XmlTextPrelim::new(format!("{i:06} {block}")));
+            p.insert(&mut txn, 0, XmlTextPrelim::new(prose(rng)));
         }
     }
     d
@@ -208,8 +292,8 @@ fn main() {
         let id = DocId::parse("history-read-bench").unwrap();
 
         // The document and its versions.
-        let mut d = document(mib << 20);
         let mut rng = StdRng::seed_from_u64(1000);
+        let mut d = document(mib << 20, &mut rng);
         let fixed: Vec<i64> = [1, versions / 2, versions - 1, versions]
             .into_iter()
             .filter(|v| *v >= 1)

@@ -21,7 +21,7 @@ use docroom_actors::supervisor::{Stores, SupervisorSettings};
 use tracing::{info, warn};
 
 use crate::heartbeat::Heartbeat;
-use crate::history::{History, HistoryWriter};
+use crate::history::{FlushVersions, History, HistoryWriter};
 use crate::limits::RenderingTurns;
 use crate::settings::{ServerSettings, Settings, Settings as S, StorageThread};
 use crate::state::AppState;
@@ -34,6 +34,8 @@ pub struct Application {
     state: AppState,
     store: PgStore,
     heartbeat: Heartbeat,
+    /// Writes the rooms' versions; waited for at shutdown.
+    history_writer: Option<actix::Addr<HistoryWriter>>,
     /// The actors; kept so the threads they run on live as long as the app.
     _core: Core,
 }
@@ -133,7 +135,7 @@ impl Application {
                 replica: replica.to_string(),
                 limits: room_limits(&settings.limits),
                 changes: webhooks.as_ref().map(|w| w.recorder.clone().recipient()),
-                history: history_writer.map(|w| w.recipient()),
+                history: history_writer.clone().map(|w| w.recipient()),
                 history_interval: S::ms(settings.history.interval_ms),
             },
         );
@@ -168,6 +170,7 @@ impl Application {
             state,
             store,
             heartbeat,
+            history_writer,
             _core: core,
         })
     }
@@ -198,6 +201,10 @@ impl Application {
         if let Some(webhooks) = &self.state.webhooks {
             // The sessions' client.disconnected events and the rooms' last changes.
             webhooks.flush(Duration::from_secs(2)).await;
+        }
+        if let Some(writer) = &self.history_writer {
+            // The versions the rooms proposed as they closed.
+            let _ = tokio::time::timeout(Duration::from_secs(2), writer.send(FlushVersions)).await;
         }
         // Listed until drained: until then it still holds rooms and unsaved content.
         self.heartbeat.stop().await;

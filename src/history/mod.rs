@@ -29,7 +29,7 @@ use tokio_postgres::IsolationLevel;
 use crate::settings::HistorySettings;
 use content::{Last, Link, Stored};
 pub use docroom_actors::room::{CutReason, CutVersion};
-pub use writer::HistoryWriter;
+pub use writer::{FlushVersions, HistoryWriter};
 
 /// Cloning is shallow: the pool is reference counted.
 #[derive(Clone)]

@@ -33,7 +33,15 @@ pub struct HistoryWriter {
     writing: HashMap<DocId, Option<CutVersion>>,
     /// A prune is running: the next waits for the next hour.
     pruning: bool,
+    /// Shutdown waits for the writes in flight ([`FlushVersions`]).
+    idle: Vec<tokio::sync::oneshot::Sender<()>>,
 }
+
+/// Answered once no write is in flight (shutdown: the rooms' last versions, proposed as they
+/// closed, land before the process ends; the caller bounds the wait).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushVersions;
 
 impl HistoryWriter {
     pub fn new(history: History) -> Self {
@@ -42,6 +50,7 @@ impl HistoryWriter {
             retry_first: RETRY_FIRST,
             writing: HashMap::new(),
             pruning: false,
+            idle: Vec::new(),
         }
     }
 
@@ -73,6 +82,11 @@ impl HistoryWriter {
             Some(next) => self.write(merged(v, next), ctx),
             None => {}
         }
+        if self.writing.is_empty() {
+            for waiter in self.idle.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
     }
 
     fn prune(&mut self, ctx: &mut Context<Self>) {
@@ -101,6 +115,21 @@ impl Actor for HistoryWriter {
             act.prune(ctx);
             ctx.run_interval(PRUNE_INTERVAL, |act, ctx| act.prune(ctx));
         });
+    }
+}
+
+impl Handler<FlushVersions> for HistoryWriter {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushVersions, _: &mut Context<Self>) -> Self::Result {
+        if self.writing.is_empty() {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.idle.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 

@@ -194,3 +194,19 @@ async fn a_restore_reaches_two_members_who_stay_connected_and_keep_typing() {
         "the restore is a version of the agent's: {listed}"
     );
 }
+
+#[tokio::test]
+async fn a_drain_keeps_the_version_its_rooms_proposed_as_they_closed() {
+    // The default interval (60 s): the version can only come from the room closing.
+    let mut app = TestApp::spawn(TestOptions::new().process()).await;
+    let doc = format!("drained-{}", random_suffix());
+    let member = YClient::connect(&app, &doc).await;
+    member.type_text("before the drain");
+    stored(&app, &doc, "before the drain").await;
+
+    app.sigterm().await;
+    drop(member);
+    app.restart().await;
+
+    version_with(&app, &doc, "before the drain").await;
+}

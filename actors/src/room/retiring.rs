@@ -4,7 +4,7 @@
 use actix::prelude::*;
 use tracing::{debug, warn};
 
-use super::{CloseRoom, DocRoom, Outbound};
+use super::{CloseRoom, CutReason, DocRoom, Outbound};
 use crate::doc::Version;
 use crate::flusher::PersistNow;
 
@@ -65,6 +65,9 @@ impl Handler<CloseRoom> for DocRoom {
     /// Shutdown: 1001 to every member; answers the content not known to be saved.
     fn handle(&mut self, _: CloseRoom, ctx: &mut Context<Self>) -> Self::Result {
         let captured = self.save_yjs_now(ctx);
+        // Its members leave: the version of what they made (the room may not stop before the
+        // process does).
+        self.propose_version(CutReason::Left);
         self.closing = true;
         for (_, member) in self.members.drain() {
             member.force(Outbound::Close {
