@@ -14,9 +14,11 @@ mod channels;
 mod documents;
 mod heartbeat;
 mod link;
+mod marks;
 mod streams;
 use documents::ClaimRead;
 use link::Link;
+pub use marks::ChangeMark;
 use streams::Side;
 
 use std::sync::{Arc, Mutex};
@@ -27,12 +29,12 @@ use redis::AsyncCommands;
 use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
-use super::redis_scripts::{encode, BATCH, CLEAR_MARKS, COMMIT, FILL, KEEP, LOAD, SAVE};
+use super::redis_scripts::{encode, BATCH, COMMIT, FILL, KEEP, LOAD, SAVE};
 use super::{
     CacheResult, Cached, Claimed, Commit, DocumentLog, FillLock, FlushClaims, Health, Heartbeats,
     Listener, ReplicaBeat, Saved, Written,
 };
-use crate::doc::{DocId, Kind, Stamp, Version};
+use crate::doc::{DocId, Stamp, Version};
 use crate::log::notice::CARRY_MAX_BYTES;
 use crate::log::{EventKind, LogPos, LogRead};
 
@@ -144,46 +146,6 @@ impl RedisCache {
         format!("{}incarnation", self.settings.key_prefix)
     }
 
-    /// `webhooks:changed`: a hash of `KIND \n REPLICA \n ID` → how many saves of that replica
-    /// changed the document since its marks were last cleared (see [`RedisCache::change_marks`]).
-    fn key_changed(&self) -> String {
-        format!("{}webhooks:changed", self.settings.key_prefix)
-    }
-
-    /// The documents saves marked changed. Each replica's webhook recorder clears its own
-    /// marks once their changes' windows are in PostgreSQL; marks a replica left behind (it was
-    /// killed first) are found, and their windows written, by every other one.
-    pub async fn change_marks(&self) -> CacheResult<Vec<ChangeMark>> {
-        let mut conn = self.connection().await?;
-        let all: Vec<(String, i64)> = self
-            .call(
-                redis::cmd("HGETALL")
-                    .arg(self.key_changed())
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(all
-            .into_iter()
-            .filter_map(|(field, count)| ChangeMark::parse(field, count))
-            .collect())
-    }
-
-    /// Clears these marks where their count is still the one read (a save since keeps the
-    /// mark for the next write).
-    pub async fn clear_change_marks(&self, marks: &[ChangeMark]) -> CacheResult<()> {
-        if marks.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.connection().await?;
-        let mut invocation = CLEAR_MARKS.prepare_invoke();
-        invocation.key(self.key_changed());
-        for mark in marks {
-            invocation.arg(&mark.field).arg(mark.count);
-        }
-        self.call(invocation.invoke_async::<i64>(&mut conn)).await?;
-        Ok(())
-    }
-
     /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields; `content`
     /// is what goes into `doc:{id}:temp` (FILL) or the log (SAVE: the version as it is).
     /// `append` (SAVE) says where the append's notice goes, and whether it restores.
@@ -243,44 +205,6 @@ impl RedisCache {
             written,
             position: LogPos::parse(&id),
         })
-    }
-}
-
-/// A document that saves of one replica changed (`webhooks:changed`), and how many saves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChangeMark {
-    pub kind: Kind,
-    pub replica: String,
-    pub doc: DocId,
-    pub count: i64,
-    field: String,
-}
-
-impl ChangeMark {
-    fn parse(field: String, count: i64) -> Option<ChangeMark> {
-        let mut parts = field.splitn(3, '\n');
-        let kind = Kind::parse(parts.next()?)?;
-        let replica = parts.next()?.to_owned();
-        let doc = DocId::parse(parts.next()?).ok()?;
-        Some(ChangeMark {
-            kind,
-            replica,
-            doc,
-            count,
-            field,
-        })
-    }
-
-    /// A mark as the save script writes it (for tests).
-    pub fn new(kind: Kind, replica: &str, doc: DocId, count: i64) -> ChangeMark {
-        let field = format!("{}\n{replica}\n{}", kind.as_str(), doc.as_str());
-        ChangeMark {
-            kind,
-            replica: replica.to_owned(),
-            doc,
-            count,
-            field,
-        }
     }
 }
 
