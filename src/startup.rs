@@ -94,6 +94,7 @@ impl Application {
             retry_max: S::ms(b.retry_max_ms),
             retry_jitter: S::ms(b.retry_jitter_ms),
             mark_changes: settings.webhooks.enabled(),
+            save_linger: S::ms(c.save_linger_ms),
         });
         let webhooks = Webhooks::start(&settings, &store, &cache, &replica);
         let history = History::new(store.pool().clone(), settings.history.clone());

@@ -12,6 +12,8 @@ use crate::harness::{
     await_breaker, ensure, eventually, Frame, PrivateRedis, TestApp, TestOptions, WsClient,
 };
 
+mod notices;
+
 const WITHIN: Duration = Duration::from_secs(20);
 
 #[tokio::test]

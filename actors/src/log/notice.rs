@@ -37,6 +37,10 @@ pub enum Notice {
     },
     /// An event for the other replicas' rooms.
     Event(Event),
+    /// This replica appended the entry at `pos`, after `prev` (`None`: the log was empty or
+    /// its head unknown). Never on the channel: the cache tells its own listener, so a replica
+    /// hears of its own appends without Redis sending them back (`storage::redis_cache`).
+    Saved { prev: Option<LogPos>, pos: LogPos },
 }
 
 /// A notice, with the document whose channel carried it.

@@ -90,6 +90,13 @@ impl LogReader {
                 }
             }
             Notice::Entry { .. } => {}
+            Notice::Saved { prev, pos } => {
+                // This replica's room has the entry: it only moves the position, as its notice
+                // on the channel would.
+                if pos > f.position && prev == Some(f.position) {
+                    f.position = pos;
+                }
+            }
             Notice::Appended { replica, pos } => {
                 if replica != self.replica && pos > f.position {
                     self.moved.insert(heard.doc);

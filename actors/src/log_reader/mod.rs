@@ -227,7 +227,8 @@ impl LogReader {
             return;
         };
         let (channels, generation) = (ears.channels.clone(), self.generation);
-        let fut = async move { channels.ping().await };
+        let following: Vec<DocId> = self.follows.keys().cloned().collect();
+        let fut = async move { channels.ping(&following).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if let Err(e) = res {
                 act.lost(generation, &e, ctx);

@@ -206,8 +206,9 @@ pub trait Channels: Send + Sync + 'static {
     async fn unsubscribe(&self, docs: &[DocId]) -> CacheResult<()>;
 
     /// One round trip on the connection. A stalled one (Redis frozen, the network cut) neither
-    /// delivers nor ends: this is how it is found.
-    async fn ping(&self) -> CacheResult<()>;
+    /// delivers nor ends: this is how it is found. It also renews this replica's place among
+    /// the followers of the documents it is `following`, which lapses unless renewed.
+    async fn ping(&self, following: &[DocId]) -> CacheResult<()>;
 }
 
 /// One document's write: its content, and the log point that content includes when it was

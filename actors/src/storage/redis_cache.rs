@@ -15,10 +15,12 @@ mod documents;
 mod heartbeat;
 mod link;
 mod marks;
+mod saves;
 mod streams;
 use documents::ClaimRead;
 use link::Link;
 pub use marks::ChangeMark;
+use saves::Saves;
 use streams::Side;
 
 use std::sync::{Arc, Mutex};
@@ -29,13 +31,12 @@ use redis::AsyncCommands;
 use async_trait::async_trait;
 
 use super::redis_connect::RedisTarget;
-use super::redis_scripts::{encode, BATCH, COMMIT, FILL, KEEP, LOAD, SAVE};
+use super::redis_scripts::{encode, BATCH, COMMIT, FILL, KEEP, LOAD};
 use super::{
     CacheResult, Cached, Claimed, Commit, DocumentLog, FillLock, FlushClaims, Health, Heartbeats,
-    Listener, ReplicaBeat, Saved, Written,
+    Listener, ReplicaBeat, Saved,
 };
 use crate::doc::{DocId, Stamp, Version};
-use crate::log::notice::CARRY_MAX_BYTES;
 use crate::log::{EventKind, LogPos, LogRead};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,8 @@ pub struct CacheSettings {
     /// the webhooks' `document.changed` is then as durable as the change (see
     /// [`RedisCache::change_marks`]).
     pub mark_changes: bool,
+    /// How long a save waits for others to share its call (see `saves`).
+    pub save_linger: Duration,
 }
 
 /// Cloning is shallow: clones share one multiplexed connection.
@@ -85,6 +88,8 @@ pub struct RedisCache {
     reader: Side,
     /// The flush's connection for its claims and reads.
     bulk: Side,
+    /// Saves gathering for their call.
+    saves: Arc<Saves>,
 }
 
 impl RedisCache {
@@ -94,6 +99,7 @@ impl RedisCache {
             link: Arc::new(Mutex::new(Link::default())),
             reader: Side::default(),
             bulk: Side::default(),
+            saves: Arc::default(),
         }
     }
 
@@ -146,74 +152,24 @@ impl RedisCache {
         format!("{}incarnation", self.settings.key_prefix)
     }
 
-    /// Runs `script` (SAVE or FILL) with a document's keys and the version's fields; `content`
-    /// is what goes into `doc:{id}:temp` (FILL) or the log (SAVE: the version as it is).
-    /// `append` (SAVE) says where the append's notice goes, and whether it restores.
-    async fn write(
-        &self,
-        script: &redis::Script,
-        v: &Version,
-        content: &[u8],
-        append: Option<Append>,
-    ) -> CacheResult<redis::Value> {
+    /// FILL: `content` into `doc:{id}:temp` of a document that is not dirty.
+    async fn fill_temp(&self, v: &Version, content: &[u8]) -> CacheResult<()> {
         let mut conn = self.connection().await?;
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = FILL.prepare_invoke();
         for key in self.keys(&v.doc) {
             invocation.key(key);
         }
         invocation.key(self.key_modified());
-        if let Some(append) = &append {
-            invocation.key(&append.head);
-            invocation.key(self.key_changed());
-        }
         invocation
             .arg(content)
             .arg(&v.hash)
             .arg(v.stamp.as_ref().map(Stamp::encode).unwrap_or_default())
             .arg(self.settings.ttl_secs)
-            .arg(v.doc.as_str())
-            .arg(v.kind.as_str())
-            .arg(match &append {
-                Some(a) if a.restore => crate::log::RESTORED,
-                _ => &self.settings.replica,
-            });
-        if let Some(append) = append {
-            invocation
-                .arg(append.channel)
-                .arg(CARRY_MAX_BYTES)
-                .arg(u8::from(append.restore))
-                .arg(u8::from(self.settings.mark_changes));
-        }
-        self.call(invocation.invoke_async(&mut conn)).await
+            .arg(v.doc.as_str());
+        self.call(invocation.invoke_async::<redis::Value>(&mut conn))
+            .await?;
+        Ok(())
     }
-
-    /// SAVE: an append, or a restore (see [`DocumentLog::restore`]).
-    async fn append(&self, v: &Version, restore: bool) -> CacheResult<Saved> {
-        let append = Append {
-            head: self.key(&v.doc, "head"),
-            channel: self.channel(&v.doc),
-            restore,
-        };
-        let raw = self.write(&SAVE, v, &v.content, Some(append)).await?;
-        let (code, id): (i64, String) = redis::from_redis_value(raw)?;
-        let written = match code {
-            1 => Written::Stored,
-            2 => Written::Duplicate,
-            _ => Written::Superseded,
-        };
-        Ok(Saved {
-            written,
-            position: LogPos::parse(&id),
-        })
-    }
-}
-
-/// What a SAVE needs beyond a FILL: the `head` key, the channel its notice goes to, and whether
-/// it restores a journaled version.
-struct Append {
-    head: String,
-    channel: String,
-    restore: bool,
 }
 
 #[async_trait]
@@ -364,7 +320,7 @@ impl FlushClaims for RedisCache {
 #[async_trait]
 impl FillLock for RedisCache {
     async fn fill(&self, v: &Version) -> CacheResult<()> {
-        self.write(&FILL, v, &encode(v), None).await.map(drop)
+        self.fill_temp(v, &encode(v)).await
     }
 
     async fn try_lock(&self, doc: &DocId) -> CacheResult<bool> {

@@ -32,22 +32,39 @@ use bytes::Bytes;
 
 use crate::doc::{DocId, Kind, Stamp, Version};
 
+/// Saves of any number of documents in one call (`redis_cache::saves` gathers them), each as
+/// the single save it would be on its own.
+///
 /// A save: append to the log, with the dirty mark and the TTLs, in one step. JSON is written
 /// only over a smaller stamp (an unstamped one, written before stamps existed, is the smallest)
 /// and not at all when its hash is the last saved one; it then also becomes `temp` at its
 /// position. Yjs updates only append (and count their bytes in `tail`): `temp` changes by
 /// compaction. `head` records the last entry appended. An append is announced on the document's
 /// channel (`log::notice`): an `E` frame carrying the entry and the one appended before it, or
-/// for content over ARGV[9] bytes an `L` frame with the entry id only, so other replicas' readers
+/// for content over the carry limit an `L` frame with the entry id only, so other replicas' readers
 /// take the entry from the notice, or read the log when it grew, instead of polling.
-/// A move back of a journaled version (ARGV[10] = 1) writes JSON content equal to the last saved
+/// A move back of a journaled version (`restore`) writes JSON content equal to the last saved
 /// one when its stamp is larger (`DocumentLog::restore`).
-/// With ARGV[11] = 1 (webhooks on) it also counts the change in `webhooks:changed`.
-/// KEYS: temp, lastSavedHash, stamp, pos, log, persisted, tail, modifiedDocs, head, changed.
-/// ARGV: content, hash, stamp, ttl, id, kind, replica, channel, carry limit, restore, mark.
-/// Returns {0|1|2, entry id}.
+/// The notice is published only when a replica other than the saving one follows the document
+/// (`doc:{id}:followers`); the saving replica learns of the append from the answer, which also
+/// names the entry before it. With webhooks on it also counts the change in `webhooks:changed`.
+/// The script's header lists its keys and arguments.
 pub(super) static SAVE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("redis_scripts/save.lua")));
+
+/// Registers a replica as a follower of documents until a lease runs out (by Redis's clock),
+/// dropping followers whose leases ran out. KEYS: the documents' `followers`. ARGV: replica,
+/// lease ms.
+pub(super) static FOLLOW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local t = redis.call('TIME') \
+         local now = t[1] * 1000 + math.floor(t[2] / 1000) \
+         for i = 1, #KEYS do \
+           redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) \
+           redis.call('ZADD', KEYS[i], now + ARGV[2], ARGV[1]) \
+           redis.call('PEXPIRE', KEYS[i], ARGV[2]) end return 0",
+    )
+});
 
 /// Clears `webhooks:changed` marks whose count is still the one read.
 /// KEYS: changed. ARGV: field, count, field, count, ...

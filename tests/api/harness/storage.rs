@@ -28,6 +28,28 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("connect to {}: {e}", self.redis_check_url))
     }
 
+    /// A subscription to the Redis channel `suffix` (behind the key prefix): each message's
+    /// payload, as it is published.
+    pub async fn redis_listen(
+        &self,
+        suffix: &str,
+    ) -> futures_util::stream::BoxStream<'static, Vec<u8>> {
+        use futures_util::StreamExt;
+        let client = redis::Client::open(self.redis_check_url.as_str()).expect("redis url");
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .unwrap_or_else(|e| panic!("pub/sub connection to {}: {e}", self.redis_check_url));
+        pubsub
+            .subscribe(self.key(suffix))
+            .await
+            .unwrap_or_else(|e| panic!("SUBSCRIBE {suffix}: {e}"));
+        pubsub
+            .into_on_message()
+            .map(|m| m.get_payload_bytes().to_vec())
+            .boxed()
+    }
+
     pub async fn redis_get(&self, suffix: &str) -> Option<String> {
         let key = self.key(suffix);
         redis::cmd("GET")
@@ -237,5 +259,6 @@ pub fn redis_cache(prefix: &str, replica: &str) -> docroom_actors::storage::Redi
         retry_max: ms(1000),
         retry_jitter: ms(10),
         mark_changes: false,
+        save_linger: ms(2),
     })
 }

@@ -92,7 +92,7 @@ async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() 
         .unsubscribe(std::slice::from_ref(&one.doc))
         .await
         .unwrap();
-    listener.channels.ping().await.unwrap();
+    listener.channels.ping(&[]).await.unwrap();
     a.publish(&one.doc, EventKind::Stateless, b"unheard")
         .await
         .unwrap();
@@ -103,4 +103,46 @@ async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() 
         panic!("expected an event")
     };
     assert_eq!(&event.payload[..], b"heard");
+}
+
+/// A replica hears of its own appends from their saves' answers, in order and with the entry
+/// before each (`Notice::Saved`), and nothing goes on the channel for them while no other
+/// replica follows the document: a lone replica pays for no fan-out. Once another follows, the
+/// notices go out again.
+#[tokio::test]
+async fn own_appends_are_heard_from_the_answer_and_published_only_to_other_followers() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let (one, two) = (typed("lone", 1, "1"), typed("lone", 2, "2"));
+    let mut own = a.listen().await.unwrap();
+    own.channels
+        .subscribe(std::slice::from_ref(&one.doc))
+        .await
+        .unwrap();
+    let first = a.save(&one).await.unwrap().position.unwrap();
+    let second = a.save(&two).await.unwrap().position.unwrap();
+    let saved = |prev, pos| Heard {
+        doc: one.doc.clone(),
+        notice: Notice::Saved { prev, pos },
+    };
+    assert_eq!(next(&mut own).await, saved(None, first));
+    assert_eq!(next(&mut own).await, saved(Some(first), second));
+    let published = tokio::time::timeout(Duration::from_millis(300), own.heard.next()).await;
+    assert!(
+        published.is_err(),
+        "a lone follower heard {published:?} from its own channel"
+    );
+
+    let mut other = b.listen().await.unwrap();
+    other
+        .channels
+        .subscribe(std::slice::from_ref(&one.doc))
+        .await
+        .unwrap();
+    let third = typed("lone", 3, "3");
+    let pos = a.save(&third).await.unwrap().position.unwrap();
+    let Notice::Entry { prev, entry } = next(&mut other).await.notice else {
+        panic!("expected the entry's notice")
+    };
+    assert_eq!((prev, entry.pos), (Some(second), pos));
 }

@@ -108,7 +108,7 @@ impl Channels for MemoryChannels {
         self.with(|held| held.retain(|d| !docs.contains(d))).await
     }
 
-    async fn ping(&self) -> CacheResult<()> {
+    async fn ping(&self, _following: &[DocId]) -> CacheResult<()> {
         self.with(|_| ()).await
     }
 }

@@ -2,7 +2,9 @@
 //! published for the other replicas (`PUBLISH` on the shared connection, about a microsecond of
 //! Redis's time against a stream append's and a read's), and the log reader's listening
 //! connection, a pub/sub connection of its own. The SAVE script publishes its notice on the same
-//! channel; [`crate::log::notice`] is the framing of both.
+//! channel, to the replicas that follow the document (`doc:{id}:followers`, which the listening
+//! connection keeps: registered once a subscription is in effect, renewed at every poll, removed
+//! with it); [`crate::log::notice`] is the framing of both.
 //!
 //! Pub/sub keeps nothing: a listener hears only what is published while it is connected and
 //! subscribed. That is all events need (they are lossy by design). A log notice carries its
@@ -12,14 +14,22 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{stream, StreamExt};
 use redis::aio::PubSubSink;
 
 use super::{CacheError, CacheResult, RedisCache};
 use crate::doc::DocId;
 use crate::log::notice::{self, Heard};
 use crate::log::EventKind;
+use crate::storage::redis_scripts::FOLLOW;
 use crate::storage::{Channels, Listener};
+
+/// A replica's registration as a follower of a document lapses after this unless renewed (its
+/// reader renews every `log_poll_ms`): a replica that died costs the others' saves a notice
+/// nobody hears, for at most this long.
+const FOLLOW_LEASE_MS: u64 = 60_000;
+/// Documents per FOLLOW call.
+const FOLLOW_BATCH: usize = 256;
 
 impl RedisCache {
     /// The channel of `doc`: its events and its log notices.
@@ -50,18 +60,60 @@ impl RedisCache {
         Ok(())
     }
 
+    /// Who follows `doc`: the replicas listening on its channel, each until its lease runs out.
+    pub(super) fn key_followers(&self, doc: &DocId) -> String {
+        self.key(doc, "followers")
+    }
+
+    /// Registers (or renews) this replica as a follower of `docs`, so saves of other replicas
+    /// publish their notices (see `saves`).
+    async fn follow(&self, docs: &[DocId]) -> CacheResult<()> {
+        let mut conn = self.connection().await?;
+        for chunk in docs.chunks(FOLLOW_BATCH) {
+            let mut invocation = FOLLOW.prepare_invoke();
+            for doc in chunk {
+                invocation.key(self.key_followers(doc));
+            }
+            invocation.arg(&*self.settings.replica).arg(FOLLOW_LEASE_MS);
+            self.call(invocation.invoke_async::<i64>(&mut conn)).await?;
+        }
+        Ok(())
+    }
+
+    async fn unfollow(&self, docs: &[DocId]) -> CacheResult<()> {
+        let mut conn = self.connection().await?;
+        let mut pipe = redis::pipe();
+        for doc in docs {
+            pipe.cmd("ZREM")
+                .arg(self.key_followers(doc))
+                .arg(&*self.settings.replica)
+                .ignore();
+        }
+        self.call(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// A listening connection: what its channels carry, with this replica's own appends
+    /// (which Redis does not send back, see `saves`) told in between. It ends when the
+    /// connection is lost.
     pub(super) async fn listener(&self) -> CacheResult<Listener> {
         let client = self.bounded(self.settings.target.client()).await??;
         let pubsub = self.bounded(client.get_async_pubsub()).await??;
         let (sink, stream) = pubsub.split();
         let this = self.clone();
-        let heard = stream.filter_map(move |msg| {
-            let heard = this.channel_doc(msg.get_channel_name()).and_then(|doc| {
-                let notice = notice::decode(&doc, msg.get_payload_bytes())?;
-                Some(Heard { doc, notice })
-            });
-            std::future::ready(heard)
-        });
+        let from_redis = stream
+            .filter_map(move |msg| {
+                let heard = this.channel_doc(msg.get_channel_name()).and_then(|doc| {
+                    let notice = notice::decode(&doc, msg.get_payload_bytes())?;
+                    Some(Heard { doc, notice })
+                });
+                std::future::ready(heard.map(Some))
+            })
+            .chain(stream::once(std::future::ready(None)));
+        let mut own = self.saves.listen();
+        let own = stream::poll_fn(move |cx| own.poll_recv(cx)).map(Some);
+        let heard = stream::select(from_redis, own)
+            .take_while(|h| std::future::ready(h.is_some()))
+            .filter_map(std::future::ready);
         Ok(Listener {
             channels: Arc::new(RedisChannels {
                 sink,
@@ -95,7 +147,9 @@ impl Channels for RedisChannels {
         self.cache
             .bounded(sink.subscribe(self.names(docs)))
             .await??;
-        Ok(())
+        // Heard from now on, and published from the registration on: an append before it is in
+        // the log, which the reader reads once this returns.
+        self.cache.follow(docs).await
     }
 
     async fn unsubscribe(&self, docs: &[DocId]) -> CacheResult<()> {
@@ -106,15 +160,15 @@ impl Channels for RedisChannels {
         self.cache
             .bounded(sink.unsubscribe(self.names(docs)))
             .await??;
-        Ok(())
+        self.cache.unfollow(docs).await
     }
 
-    async fn ping(&self) -> CacheResult<()> {
+    async fn ping(&self, following: &[DocId]) -> CacheResult<()> {
         let mut sink = self.sink.clone();
         self.cache
             .bounded(sink.ping::<redis::Value>())
             .await?
             .map_err(CacheError::from)?;
-        Ok(())
+        self.cache.follow(following).await
     }
 }

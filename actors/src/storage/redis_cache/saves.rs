@@ -1,0 +1,209 @@
+//! Saves, gathered: every save waits up to `save_linger` for others, and all that gathered go
+//! to Redis in one SAVE call (`redis_scripts::SAVE`), each document's as the single save it
+//! would be on its own. One script call per tick instead of one per save is most of what a save
+//! costs Redis (a call's parsing, its reply, the script's start), and a room saves each update
+//! at once while the document is quiet, so at a few thousand updates a second the calls, not the
+//! appends, were the work. A JSON save does not wait: it takes what has gathered with it.
+//!
+//! The notice of an append goes on the document's channel only if another replica follows the
+//! document (`doc:{id}:followers`, kept by the listening connection, `channels.rs`); this
+//! replica's reader hears of its own appends from the answer instead ([`Notice::Saved`]), so a
+//! single replica pays for no fan-out at all.
+
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{CacheError, CacheResult, RedisCache};
+use crate::doc::{Kind, Stamp, Version};
+use crate::log::notice::{Heard, Notice, CARRY_MAX_BYTES};
+use crate::log::LogPos;
+use crate::storage::redis_scripts::SAVE;
+use crate::storage::{Saved, Written};
+
+/// Saves per SAVE call at most: a script blocks Redis while it runs, and a call of a few
+/// hundred small appends stays well under a millisecond.
+const MAX_PER_CALL: usize = 128;
+
+struct Queued {
+    version: Version,
+    restore: bool,
+    answer: oneshot::Sender<CacheResult<Saved>>,
+}
+
+#[derive(Default)]
+struct Gathering {
+    saves: Vec<Queued>,
+    /// A task is waiting out the linger to send what gathers.
+    open: bool,
+}
+
+/// The saves gathering for the next call, and where this replica's reader hears of its own
+/// appends. Shared by the clones of one [`RedisCache`].
+#[derive(Default)]
+pub(super) struct Saves {
+    gathering: Mutex<Gathering>,
+    /// Wakes the lingering task early (a JSON save, a full call).
+    now: Notify,
+    /// The current listening connection's own-notice queue (see [`RedisCache::own_notices`]).
+    own: Mutex<Option<mpsc::UnboundedSender<Heard>>>,
+}
+
+impl Saves {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Gathering> {
+        self.gathering.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where this replica's own appends are reported from now on: the listening connection
+    /// just made (an earlier one's queue is dropped with it).
+    pub(super) fn listen(&self) -> mpsc::UnboundedReceiver<Heard> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.own.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    fn report(&self, heard: Heard) {
+        if let Some(tx) = self.own.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send(heard);
+        }
+    }
+}
+
+impl RedisCache {
+    /// SAVE: an append, or a restore (see [`crate::storage::DocumentLog::restore`]), in the
+    /// next call.
+    pub(super) async fn append(&self, v: &Version, restore: bool) -> CacheResult<Saved> {
+        let (answer, answered) = oneshot::channel();
+        let queued = Queued {
+            version: v.clone(),
+            restore,
+            answer,
+        };
+        let (start, wake) = {
+            let mut g = self.saves.lock();
+            g.saves.push(queued);
+            let start = !std::mem::replace(&mut g.open, true);
+            let wake = v.kind == Kind::Json || g.saves.len() >= MAX_PER_CALL;
+            (start, wake)
+        };
+        if start {
+            let this = self.clone();
+            tokio::spawn(async move { this.send_gathered().await });
+        }
+        if wake {
+            self.saves.now.notify_one();
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(CacheError::Unreachable("the save was dropped".into())))
+    }
+
+    /// Waits out the linger (or a wake-up), then sends everything gathered, in calls of at
+    /// most [`MAX_PER_CALL`] saves, side by side.
+    async fn send_gathered(self) {
+        let linger = self.settings.save_linger;
+        if !linger.is_zero() {
+            let _ = tokio::time::timeout(linger, self.saves.now.notified()).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        let saves = {
+            let mut g = self.saves.lock();
+            g.open = false;
+            std::mem::take(&mut g.saves)
+        };
+        let mut calls = Vec::new();
+        let mut saves = saves.into_iter().peekable();
+        while saves.peek().is_some() {
+            let call: Vec<Queued> = saves.by_ref().take(MAX_PER_CALL).collect();
+            calls.push(self.send(call));
+        }
+        futures_util::future::join_all(calls).await;
+    }
+
+    /// One SAVE call; answers each save, and tells this replica's reader of each append.
+    async fn send(&self, call: Vec<Queued>) {
+        match self.save_call(&call).await {
+            Ok(answers) => {
+                for (q, (code, id, prev)) in call.into_iter().zip(answers) {
+                    let position = LogPos::parse(&id);
+                    let written = match code {
+                        1 => Written::Stored,
+                        2 => Written::Duplicate,
+                        _ => Written::Superseded,
+                    };
+                    if let (Written::Stored, Some(pos), false) = (written, position, q.restore) {
+                        self.saves.report(Heard {
+                            doc: q.version.doc.clone(),
+                            notice: Notice::Saved {
+                                prev: LogPos::parse(&prev),
+                                pos,
+                            },
+                        });
+                    }
+                    let _ = q.answer.send(Ok(Saved { written, position }));
+                }
+            }
+            Err(e) => {
+                for q in call {
+                    let _ = q.answer.send(Err(shared(&e)));
+                }
+            }
+        }
+    }
+
+    async fn save_call(&self, call: &[Queued]) -> CacheResult<Vec<(i64, String, String)>> {
+        let mut conn = self.connection().await?;
+        let mut invocation = SAVE.prepare_invoke();
+        invocation.key(self.key_modified()).key(self.key_changed());
+        invocation
+            .arg(self.settings.ttl_secs)
+            .arg(&*self.settings.replica)
+            .arg(CARRY_MAX_BYTES)
+            .arg(u8::from(self.settings.mark_changes));
+        for q in call {
+            let v = &q.version;
+            for key in self.keys(&v.doc) {
+                invocation.key(key);
+            }
+            invocation
+                .key(self.key(&v.doc, "head"))
+                .key(self.key_followers(&v.doc));
+            invocation
+                .arg(&v.content[..])
+                .arg(&v.hash)
+                .arg(v.stamp.as_ref().map(Stamp::encode).unwrap_or_default())
+                .arg(v.doc.as_str())
+                .arg(v.kind.as_str())
+                .arg(self.channel(&v.doc))
+                .arg(u8::from(q.restore));
+        }
+        let flat: Vec<redis::Value> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let mut answers = Vec::with_capacity(call.len());
+        let mut flat = flat.into_iter();
+        while let (Some(code), Some(id), Some(prev)) = (flat.next(), flat.next(), flat.next()) {
+            answers.push((
+                redis::from_redis_value(code)?,
+                redis::from_redis_value(id)?,
+                redis::from_redis_value(prev)?,
+            ));
+        }
+        if answers.len() != call.len() {
+            return Err(CacheError::Unreachable(format!(
+                "unexpected answer from redis: {} answers to {} saves",
+                answers.len(),
+                call.len()
+            )));
+        }
+        Ok(answers)
+    }
+}
+
+/// The error of a call, for each save it carried.
+fn shared(e: &CacheError) -> CacheError {
+    match e {
+        CacheError::Timeout(d) => CacheError::Timeout(*d),
+        CacheError::Backoff(d) => CacheError::Backoff(*d),
+        other => CacheError::Unreachable(other.to_string()),
+    }
+}
