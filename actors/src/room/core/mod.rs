@@ -17,7 +17,9 @@
 //! - `yjs_answers.rs`: answers that wait for a Yjs save (SyncStatus, backend writes);
 //! - `json.rs`: stamped JSON updates;
 //! - `remote.rs`: other replicas' log entries and events, stateless payloads;
-//! - `lifecycle.rs`: idleness and retiring, shutdown, starting afresh, history versions.
+//! - `lifecycle.rs`: idleness and retiring, shutdown, starting afresh, history versions;
+//! - `sim.rs`: a simulator that runs scripts of inputs through the core and checks its rules
+//!   (the seeded test and the fuzzer drive it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -38,6 +40,7 @@ mod lifecycle;
 mod members;
 mod remote;
 mod saves;
+pub mod sim;
 #[cfg(test)]
 mod tests;
 mod yjs;

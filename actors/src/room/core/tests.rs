@@ -410,3 +410,33 @@ fn a_refused_frame_closes_its_member_and_answers_its_status_false() {
         vec![(WaiterId(9), Answer::Status(false))]
     );
 }
+
+/// Many seeded scripts through the simulator, which checks the core's rules at every step
+/// (at most one save in flight, every waiter answered once, frames only for members...).
+#[test]
+fn seeded_scripts_keep_the_rooms_rules() {
+    use rand::{Rng, SeedableRng};
+    let mut total = sim::Tally::default();
+    let mut stops = 0;
+    for seed in 0..300u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let len = rng.random_range(0..400);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        let kind = if seed % 3 == 0 { Kind::Json } else { Kind::Yjs };
+        let steps = sim::Step::decode(&bytes);
+        let run = std::panic::catch_unwind(|| sim::Sim::run(kind, &steps));
+        let Ok(tally) = run else {
+            panic!("seed {seed} ({kind:?}) broke a rule: {steps:?}");
+        };
+        total.saves += tally.saves;
+        total.answers += tally.answers;
+        total.removed += tally.removed;
+        stops += usize::from(tally.stopped);
+    }
+    // The scripts reach what they are meant to check.
+    assert!(total.saves > 1_000 && total.answers > 1_000, "{total:?}");
+    assert!(
+        total.removed > 100 && stops > 10,
+        "{total:?}, {stops} stopped"
+    );
+}
