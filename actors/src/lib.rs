@@ -7,8 +7,10 @@
 //! - [`protocol`]: the wire protocols, sans IO (JSON, Yjs): every frame is built there.
 //! - [`registry`]: `RoomRegistry`, document id → room, rooms started where their first
 //!   connection lives.
-//! - [`room`]: `DocRoom`, one per open document: members, current version, broadcast, the
-//!   per-document [`SaveQueue`](room::SaveQueue), the last-member flush.
+//! - [`room`]: `DocRoom`, one per open document, a thin actor around its
+//!   [`RoomCore`](room::core::RoomCore): the room's decisions (members, current version,
+//!   broadcast, the per-document [`SaveQueue`](room::SaveQueue), the last-member flush) as a
+//!   pure state machine, inputs in, effects out.
 //! - [`supervisor`]: `CacheSupervisor`, owner of Redis, of the breaker and of the journaled
 //!   fallback; routes each save, records it in the [`ledger`]; the read path; recovery after
 //!   an outage.

@@ -7,12 +7,10 @@
 //! the token's `sub`, `"server"` for a backend without one, `"anonymous"` without tokens.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
 
-use super::DocRoom;
 use crate::doc::{DocId, Kind};
 
 /// Why a version is proposed.
@@ -59,39 +57,4 @@ impl Unversioned {
 /// Who a change is attributed to in the history.
 pub fn history_user(sub: Option<&str>) -> &str {
     sub.unwrap_or("anonymous")
-}
-
-impl DocRoom {
-    /// Proposes a version now if the document changed since the last one.
-    pub(super) fn propose_version(&mut self, why: CutReason) {
-        let Some(to) = self.shared.history.clone() else {
-            return;
-        };
-        if !self.unversioned.changed {
-            return;
-        }
-        let version = match self.yjs.as_mut() {
-            Some(y) => y.version(&self.doc),
-            None => match &self.current {
-                Some(v) => v.clone(),
-                None => return,
-            },
-        };
-        let noted = std::mem::take(&mut self.unversioned);
-        to.do_send(CutVersion {
-            doc: self.doc.clone(),
-            kind: self.kind,
-            content: version.content,
-            hash: version.hash,
-            users: noted.users.into_iter().collect(),
-            why,
-        });
-    }
-
-    /// Proposes a version every `interval` while the room is edited.
-    pub(super) fn start_versioning(&mut self, interval: Duration, ctx: &mut Context<Self>) {
-        if self.shared.history.is_some() {
-            ctx.run_interval(interval, |act, _| act.propose_version(CutReason::Interval));
-        }
-    }
 }

@@ -18,13 +18,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::Bytes;
-use tracing::{debug, warn};
 
-use super::{json, DocRoom, Kind, MemberId, Outbound, RoomError, RoomLimits};
+use super::core::Joining;
+use super::{DocRoom, Kind, MemberId, Outbound, RoomError, RoomLimits};
 
 /// How often a room looks for members whose session stopped without a `Leave`.
 pub(super) const MEMBER_SWEEP: Duration = Duration::from_secs(1);
@@ -71,7 +70,7 @@ impl Backlog {
     /// Room side: counts `frame` in, or marks the member overflowed and answers false if it
     /// would go over a limit. A member with nothing queued always gets its frame, so a single
     /// frame larger than the byte budget still reaches a member that keeps up.
-    fn charge(&self, frame: &Outbound, limits: &RoomLimits) -> bool {
+    pub(super) fn charge(&self, frame: &Outbound, limits: &RoomLimits) -> bool {
         let c = &self.0;
         let (messages, bytes) = (
             c.messages.load(Ordering::Relaxed),
@@ -89,67 +88,11 @@ impl Backlog {
     }
 
     /// Room side: whether a sync step 2 answer may go uncharged (none is in flight; it is then).
-    fn free_sync(&self) -> bool {
+    pub(super) fn free_sync(&self) -> bool {
         self.0
             .syncing
             .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
-    }
-}
-
-/// One member as its room sees it.
-pub(super) struct Member {
-    outbound: Recipient<Outbound>,
-    backlog: Backlog,
-    /// The member's token `sub`: who its changes are by (see `changes.rs`).
-    pub(super) subject: Option<String>,
-}
-
-impl Member {
-    pub(super) fn new(
-        outbound: Recipient<Outbound>,
-        backlog: Backlog,
-        subject: Option<String>,
-    ) -> Self {
-        Member {
-            outbound,
-            backlog,
-            subject,
-        }
-    }
-
-    /// Queues `frame` for the session; false (nothing queued) if the member is over its
-    /// budget and must be dropped.
-    pub(super) fn send(&self, frame: Outbound, limits: &RoomLimits) -> bool {
-        if !self.backlog.charge(&frame, limits) {
-            return false;
-        }
-        self.outbound.do_send(frame);
-        true
-    }
-
-    /// Queues the member's answer to its own sync step 1: outside its budget if it has no
-    /// other in flight, else charged as any frame (false: over budget, nothing queued).
-    pub(super) fn sync(&self, update: Bytes, limits: &RoomLimits) -> bool {
-        if self.backlog.free_sync() {
-            let charged = false;
-            self.outbound
-                .do_send(Outbound::SyncStep2 { update, charged });
-            return true;
-        }
-        let charged = true;
-        self.send(Outbound::SyncStep2 { update, charged }, limits)
-    }
-
-    /// Queues a frame whatever the budget (a close: the last thing this member gets).
-    pub(super) fn force(&self, frame: Outbound) {
-        self.backlog.charge(&frame, &RoomLimits::unlimited());
-        self.outbound.do_send(frame);
-    }
-
-    /// The session stopped (its mailbox is gone).
-    pub(super) fn gone(&self) -> bool {
-        !self.outbound.connected()
     }
 }
 
@@ -163,64 +106,6 @@ impl Outbound {
             Outbound::Stateless(payload) => payload.len(),
             Outbound::Close { .. } => 0,
         }
-    }
-}
-
-impl DocRoom {
-    /// Sends `frame` to one member; one over its budget is noted for [`DocRoom::drop_lagging`].
-    pub(super) fn send_to(&mut self, id: MemberId, frame: Outbound) {
-        let Some(member) = self.members.get(&id) else {
-            return;
-        };
-        if !member.send(frame, &self.shared.limits) {
-            self.lagging.push(id);
-        }
-    }
-
-    /// Sends a member the answer to its sync step 1 ([`Member::sync`]); one over its budget is
-    /// noted for [`DocRoom::drop_lagging`].
-    pub(super) fn sync_to(&mut self, id: MemberId, update: Bytes) {
-        let Some(member) = self.members.get(&id) else {
-            return;
-        };
-        if !member.sync(update, &self.shared.limits) {
-            self.lagging.push(id);
-        }
-    }
-
-    /// Drops the members that went over their budget (each as if it had left: its awareness
-    /// states are removed, which may in turn leave others behind), then looks at idleness.
-    pub(super) fn drop_lagging(&mut self, ctx: &mut Context<Self>) {
-        if self.lagging.is_empty() {
-            return;
-        }
-        while let Some(id) = self.lagging.pop() {
-            if self.members.remove(&id).is_some() {
-                warn!(doc = %self.doc, member = id.get(), "member not reading, dropped from the room");
-                self.forget_awareness(id);
-            }
-        }
-        self.check_idle(ctx);
-    }
-
-    /// Drops members whose session stopped without a `Leave`.
-    pub(super) fn prune_gone(&mut self, ctx: &mut Context<Self>) {
-        let gone: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.gone())
-            .map(|(id, _)| *id)
-            .collect();
-        if gone.is_empty() {
-            return;
-        }
-        for id in gone {
-            debug!(doc = %self.doc, member = id.get(), "session gone without leaving, member dropped");
-            self.members.remove(&id);
-            self.forget_awareness(id);
-        }
-        self.drop_lagging(ctx);
-        self.check_idle(ctx);
     }
 }
 
@@ -252,39 +137,19 @@ impl Handler<Join> for DocRoom {
     /// Adds a member and answers the snapshot it starts from.
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
         let _span = self.span.clone().entered();
-        if let Some(refusal) = self.refusal() {
-            return Err(refusal);
+        let joining = Joining {
+            member: msg.member,
+            kind: msg.kind,
+            backlog: msg.backlog,
+            subject: msg.subject,
+            connected: msg.outbound.connected(),
+        };
+        let joined = self.core.join(joining, Instant::now());
+        if joined.is_ok() {
+            self.members.insert(msg.member, msg.outbound);
         }
-        if msg.kind != self.kind {
-            // The room may have been opened for this refused join alone.
-            self.check_idle(ctx);
-            return Err(RoomError::WrongKind {
-                doc: self.doc.clone(),
-                actual: self.kind.as_str(),
-            });
-        }
-        if !msg.outbound.connected() {
-            // The session is gone already (its connection dropped while it waited): no
-            // member would ever leave.
-            self.check_idle(ctx);
-            return Err(RoomError::Unavailable("the connection is gone".into()));
-        }
-        self.members.insert(
-            msg.member,
-            Member::new(msg.outbound, msg.backlog, msg.subject),
-        );
-        Ok(match &self.yjs {
-            Some(y) => y
-                .doc
-                .greeting()
-                .into_iter()
-                .map(|f| Outbound::Binary(f.into()))
-                .collect(),
-            None => vec![Outbound::Text(json::snapshot_frame(
-                &self.doc,
-                self.current.as_ref(),
-            ))],
-        })
+        self.carry_out(ctx);
+        joined
     }
 }
 
@@ -294,11 +159,8 @@ impl Handler<Leave> for DocRoom {
     /// Removes a member; the last one out triggers the leave flush.
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
         let _span = self.span.clone().entered();
-        if self.members.remove(&msg.member).is_some() {
-            self.forget_awareness(msg.member);
-            self.drop_lagging(ctx);
-            self.check_idle(ctx);
-        }
+        self.core.leave(msg.member, Instant::now());
+        self.carry_out(ctx);
     }
 }
 

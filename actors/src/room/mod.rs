@@ -1,20 +1,21 @@
-//! `DocRoom`: one actor per open document. It holds the members and the current version,
-//! broadcasts each update to the other members (the frame is built once and shared), stamps JSON
-//! updates (SPEC §6) and saves through the cache supervisor, one save at a time
-//! ([`SaveQueue`]).
+//! `DocRoom`: one actor per open document, a thin shell around its [`RoomCore`]. The core
+//! decides — who hears what, when to save, what to answer, when to retire (`core/`); the actor
+//! carries it out: it sends members' frames to their sessions, saves through the cache
+//! supervisor, follows the document's log, runs the core's timer, and feeds every result back.
 //!
-//! Joining and leaving, and the per-member budget that keeps a member who stopped reading from
-//! growing the server without bound, are in `member.rs`; the limits it enforces in
-//! [`RoomLimits`].
+//! The handlers are beside what they handle: members' joins and leaves and their backlogs in
+//! `member.rs`, Yjs frames in `yjs.rs`, JSON updates in `json_side.rs`, the log in
+//! `log_side.rs`, backend writes in `backend.rs`, shutdown in `retiring.rs`; carrying out the
+//! core's effects in `effects.rs`.
 //!
 //! When its last member leaves, the room asks the flusher to persist what the ledger still holds
 //! for its document, then stops. The room is never the only copy of anything acknowledged: every
 //! save it made is in the ledger (and Redis or the journal) until PostgreSQL commits it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -26,13 +27,13 @@ use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{Flusher, Fold};
 use crate::log_reader::LogReader;
-use crate::metrics as m;
-use crate::protocol::json;
 use crate::refusal_log::RefusalLog;
-use crate::supervisor::{CacheSupervisor, Load, Save, Stored};
+use crate::supervisor::{CacheSupervisor, Load, Stored};
 
 mod backend;
 mod changes;
+pub mod core;
+mod effects;
 mod history;
 mod json_side;
 mod limits;
@@ -41,23 +42,19 @@ mod member;
 mod retiring;
 mod save_queue;
 mod stateless;
-mod sync_status;
 #[cfg(test)]
 mod tests;
 mod yjs;
+use self::core::{CoreConfig, RoomCore, WaiterId};
 pub use backend::BackendUpdate;
 pub use changes::Changed;
 pub use history::{history_user, CutReason, CutVersion};
 pub use json_side::Update;
 pub use limits::RoomLimits;
-use member::Member;
 pub use member::{Backlog, Join, Leave};
 pub use save_queue::{SaveBudget, SaveQueue};
 pub use stateless::Stateless;
 pub use yjs::YjsFrame;
-
-/// How long a freshly loaded room waits for its first member before it may retire.
-const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Identifies one connection inside a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -172,190 +169,54 @@ pub struct RoomContext {
     pub history_interval: Duration,
 }
 
-struct Waiter {
-    hash: String,
-    duplicate: bool,
-    tx: oneshot::Sender<Result<Ack, RoomError>>,
+/// Where an answer the core decided goes: the channel of whoever waits for it.
+enum Reply {
+    Ack(oneshot::Sender<Result<Ack, RoomError>>),
+    Status(oneshot::Sender<bool>),
 }
 
+/// The actor around a [`RoomCore`]: it feeds the core what arrives (members' messages, save
+/// results, log entries, timers) and carries out the effects the core decides.
 pub struct DocRoom {
     doc: DocId,
-    kind: Kind,
     /// Entered while the room handles members' messages, so every log line names the document.
     span: tracing::Span,
     shared: RoomContext,
-    members: HashMap<MemberId, Member>,
-    /// Members that went over their backlog while a handler was sending; dropped at its end.
-    lagging: Vec<MemberId>,
-    current: Option<Version>,
-    saves: SaveQueue<Waiter>,
-    persisting: bool,
-    closing: bool,
-    /// yrs broke the document (see [`YjsError::Broken`](crate::protocol::yjs::YjsError)): the
-    /// members are gone, joins are refused, and the room retires once its saves are done.
-    broken: bool,
-    /// Why the document could not be loaded; the room then refuses everything and stops.
-    load_error: Option<String>,
-    /// The live Yjs document, for rooms of kind Yjs.
-    yjs: Option<yjs::YjsRoom>,
-    /// The `sub`s of who changed the document since the last save started; taken (emptied) by
-    /// that save and reported as [`Changed`] once it lands (see `changes.rs`).
-    authors: BTreeSet<String>,
-    /// A change was applied since the last save started, with or without a `sub`.
-    unreported: bool,
-    /// Changes since the room last proposed a version (see `history.rs`).
-    unversioned: history::Unversioned,
+    core: RoomCore,
+    /// Where each member's frames go; the core holds the members themselves. Kept in step with
+    /// the core's: added when the core takes a join, removed on [`Effect::Remove`].
+    members: HashMap<MemberId, Recipient<Outbound>>,
+    /// The channels of the answers the core owes. Dropped with the room: whoever still waits
+    /// then hears that the room stopped.
+    waiters: HashMap<WaiterId, Reply>,
+    next_waiter: u64,
+    /// The timer armed for the core's next deadline, and that deadline.
+    timer: Option<(Instant, SpawnHandle)>,
 }
 
 impl DocRoom {
     pub fn new(doc: DocId, kind: Kind, shared: RoomContext) -> Self {
+        let core = RoomCore::new(CoreConfig {
+            doc: doc.clone(),
+            kind,
+            clock: shared.clock.clone(),
+            yjs_save_interval: shared.yjs_save_interval,
+            limits: shared.limits,
+            refusals: shared.refusals.clone(),
+            changes: shared.changes.is_some(),
+            history: shared.history.is_some(),
+            history_interval: shared.history_interval,
+        });
         DocRoom {
             span: tracing::info_span!("room", doc = %doc),
             doc,
-            kind,
             shared,
+            core,
             members: HashMap::new(),
-            lagging: Vec::new(),
-            current: None,
-            saves: SaveQueue::default(),
-            persisting: false,
-            closing: false,
-            broken: false,
-            load_error: None,
-            yjs: None,
-            authors: BTreeSet::new(),
-            unreported: false,
-            unversioned: history::Unversioned::default(),
+            waiters: HashMap::new(),
+            next_waiter: 0,
+            timer: None,
         }
-    }
-
-    /// Sends `frame` to every member but `from`; those over their backlog are noted in
-    /// `lagging`, for the handler to drop ([`DocRoom::drop_lagging`]).
-    fn broadcast(&mut self, from: Option<MemberId>, frame: Outbound) {
-        let others = self.members.len().saturating_sub(from.is_some() as usize);
-        metrics::histogram!(m::BROADCAST_FANOUT).record(others as f64);
-        for (id, member) in &self.members {
-            if Some(*id) != from && !member.send(frame.clone(), &self.shared.limits) {
-                self.lagging.push(*id);
-            }
-        }
-    }
-
-    /// Queues a save of `version` (the room's newest content); starts it if none is in flight.
-    fn save(&mut self, version: Version, waiter: Option<Waiter>, ctx: &mut Context<Self>) {
-        if let Some(next) = self.saves.push(version, waiter) {
-            self.start_save(next, ctx);
-        }
-    }
-
-    fn start_save(&mut self, version: Version, ctx: &mut Context<Self>) {
-        let hash = version.hash.clone();
-        // A Yjs save carries updates only it holds: if it fails, they go into the next one.
-        let increment = (version.kind == Kind::Yjs).then(|| version.content.clone());
-        let started = std::time::Instant::now();
-        let changes = self.take_changes();
-        self.shared
-            .supervisor
-            .send(Save { version })
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                metrics::histogram!(m::SAVE_DURATION).record(started.elapsed().as_secs_f64());
-                let (res, foreign) = match res {
-                    Ok(Ok(answer)) => (Ok(answer.stored), answer.foreign),
-                    Ok(Err(e)) => (Err(RoomError::Unavailable(e.to_string())), None),
-                    Err(e) => (
-                        Err(RoomError::Unavailable(format!("cache supervisor: {e}"))),
-                        None,
-                    ),
-                };
-                if let Err(e) = &res {
-                    warn!(doc = %act.doc, error = %e, "save failed, update not acknowledged");
-                }
-                match (&res, increment) {
-                    (Err(_), Some(update)) => act.retry_yjs(update, ctx),
-                    (Err(_), None) => {}
-                    (Ok(_), _) => act.saved(foreign, ctx),
-                }
-                match &res {
-                    Ok(_) => act.report_changes(changes),
-                    Err(_) => act.restore_changes(changes),
-                }
-                let (waiters, next) = act.saves.finish(&hash, res.is_ok());
-                for w in waiters {
-                    let answer = res.clone().map(|stored| Ack {
-                        hash: w.hash,
-                        stored: if w.duplicate {
-                            Stored::Duplicate
-                        } else {
-                            stored
-                        },
-                    });
-                    if let Ok(ack) = &answer {
-                        metrics::counter!(m::ACKS, "stored" => ack.stored.as_str()).increment(1);
-                    }
-                    let _ = w.tx.send(answer);
-                }
-                match next {
-                    Some(next) => act.start_save(next, ctx),
-                    // Updates applied while it was in flight: their save starts now.
-                    None if act.save_yjs_soon(ctx) => {}
-                    None => act.check_idle(ctx),
-                }
-            })
-            .spawn(ctx);
-    }
-
-    /// A save landed: the retry of a failed one, if it was, is over; and content the ledger
-    /// holds from elsewhere, which the save's answer carries, comes in.
-    fn saved(&mut self, foreign: Option<Vec<Version>>, ctx: &mut Context<Self>) {
-        if let Some(y) = self.yjs.as_mut() {
-            y.retrying = false;
-        }
-        if let Some(parts) = foreign {
-            self.absorb_foreign(parts, ctx);
-        }
-    }
-
-    /// Content from elsewhere that the ledger's entry for the document holds (SPEC §6: a
-    /// journaled or cached version merged in), merged here, on the room's thread: the room
-    /// takes it in — Yjs merged, JSON if its stamp is larger — and tells its members.
-    fn absorb_foreign(&mut self, parts: Vec<Version>, ctx: &mut Context<Self>) {
-        let held = match crate::doc::combine(parts) {
-            Ok(Some(held)) => held,
-            Ok(None) => return,
-            Err(e) => {
-                warn!(doc = %self.doc, error = %e, "content from elsewhere could not be merged");
-                return;
-            }
-        };
-        if self.current.as_ref().is_some_and(|c| c.hash == held.hash) {
-            return;
-        }
-        match self.kind {
-            Kind::Yjs => self.absorb_yjs(&held.content, ctx),
-            Kind::Json => self.absorb_json(held),
-        }
-    }
-
-    /// The document cannot be served: answer with the reason and stop at once (the next request
-    /// starts a fresh room that tries again).
-    fn fail(&mut self, why: String, ctx: &mut Context<Self>) {
-        self.load_error = Some(why);
-        ctx.stop();
-    }
-
-    fn refusal(&self) -> Option<RoomError> {
-        if self.closing {
-            return Some(RoomError::Closing);
-        }
-        if self.broken {
-            return Some(RoomError::Unavailable(
-                "the document is being reloaded; connect again".into(),
-            ));
-        }
-        self.load_error
-            .as_ref()
-            .map(|why| RoomError::Unavailable(format!("document could not be loaded: {why}")))
     }
 }
 
@@ -366,8 +227,9 @@ impl Actor for DocRoom {
     /// state folded (not at shutdown: the drain has the deadline).
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.unfollow(ctx);
-        self.propose_version(CutReason::Left);
-        if !self.closing && self.yjs.is_some() {
+        let fold = self.core.stopped();
+        self.run_effects(ctx);
+        if fold {
             self.shared.flusher.do_send(Fold {
                 doc: self.doc.clone(),
             });
@@ -390,22 +252,24 @@ impl Actor for DocRoom {
                         Ok(Err(e)) => return act.fail(e.to_string(), ctx),
                         Err(e) => return act.fail(format!("cache supervisor: {e}"), ctx),
                     };
-                    if let Some(v) = &loaded.version {
-                        act.kind = v.kind;
-                    }
-                    act.current = loaded.version;
                     act.follow(loaded.position, ctx);
-                    // A room nobody joins (the joiner went away, or was refused) must not
-                    // linger: look again once the joins in flight have arrived.
-                    ctx.run_later(IDLE_GRACE, |act, ctx| act.check_idle(ctx));
                     ctx.run_interval(member::MEMBER_SWEEP, |act, ctx| act.prune_gone(ctx));
-                    act.start_versioning(act.shared.history_interval, ctx);
-                    if let Err(e) = act.open_yjs() {
+                    if let Err(e) = act.core.loaded(loaded.version, Instant::now()) {
                         warn!(doc = %act.doc, error = %e, "stored yjs state unreadable");
-                        act.fail(e.to_string(), ctx);
+                        return act.fail(e, ctx);
                     }
+                    act.carry_out(ctx);
                 }),
         );
+    }
+}
+
+impl DocRoom {
+    /// The document cannot be served: the core refuses everything with the reason, and the
+    /// room stops.
+    fn fail(&mut self, why: String, ctx: &mut Context<Self>) {
+        self.core.fail(why);
+        self.run_effects(ctx);
     }
 }
 
@@ -414,13 +278,7 @@ impl Handler<Current> for DocRoom {
 
     /// The room's current version.
     fn handle(&mut self, _: Current, _: &mut Context<Self>) -> Self::Result {
-        if let Some(RoomError::Unavailable(why)) = self.refusal() {
-            return Err(RoomError::Unavailable(why));
-        }
-        if let Some(y) = self.yjs.as_mut() {
-            return Ok(Some(y.version(&self.doc)));
-        }
-        Ok(self.current.clone())
+        self.core.current()
     }
 }
 
@@ -429,12 +287,6 @@ impl Handler<Describe> for DocRoom {
 
     /// A line of `GET /admin/rooms`.
     fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
-        let unsaved = !self.saves.is_idle() || self.yjs.as_ref().is_some_and(|y| y.unsaved());
-        MessageResult(RoomSummary {
-            doc: self.doc.clone(),
-            kind: self.kind.as_str(),
-            members: self.members.len(),
-            dirty: unsaved,
-        })
+        MessageResult(self.core.describe())
     }
 }
