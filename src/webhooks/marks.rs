@@ -2,7 +2,7 @@
 //! that a `document.changed` is as durable as the change: the save that stores a change also
 //! marks its document, in the same script, before anything is acknowledged.
 //!
-//! Each sweep (once per write spacing) looks at every mark, as a pure decision here:
+//! Each sweep (every third of the debounce period) looks at every mark, as a pure decision here:
 //! - A mark of this replica is cleared once its count has stood still for a sweep while
 //!   nothing of the document waits to be written here: every change it counts then reached
 //!   this recorder (a landed save's `Changed` takes microseconds) and its window is in

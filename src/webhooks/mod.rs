@@ -35,6 +35,7 @@ pub use recorder::{ClientEvent, Recorder};
 pub const PENDING: &str = "docroom_webhooks_pending";
 pub const DELIVERED: &str = "docroom_webhooks_delivered_total";
 pub const FAILED: &str = "docroom_webhooks_failed_total";
+pub const WINDOW_WRITES: &str = "docroom_webhooks_window_writes_total";
 pub const DELIVERY_SECONDS: &str = "docroom_webhook_delivery_seconds";
 /// Seconds from an event to its 2xx: a `document.changed` waits out its debounce window (2 s by
 /// default) and a receiver that was down is retried for up to a day.
@@ -53,6 +54,10 @@ pub fn register_metrics() {
         FAILED,
         "webhook events this replica gave up on after webhooks.retry_for_ms"
     );
+    describe_counter!(
+        WINDOW_WRITES,
+        "document.changed windows this replica opened or extended in the outbox"
+    );
     describe_histogram!(
         DELIVERY_SECONDS,
         metrics::Unit::Seconds,
@@ -61,6 +66,7 @@ pub fn register_metrics() {
     gauge!(PENDING).increment(0.0);
     counter!(DELIVERED).increment(0);
     counter!(FAILED).increment(0);
+    counter!(WINDOW_WRITES).increment(0);
     let _ = histogram!(DELIVERY_SECONDS);
 }
 

@@ -200,7 +200,14 @@ impl Outbox {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, OutboxError> {
         let client = self.client().await?;
-        let rows = self.bounded(client.query(statement, params)).await?;
+        // Prepared once per pooled connection: a statement sent as text is parsed, described
+        // and closed again on every call (each replica runs these every poll).
+        let rows = self
+            .bounded(async {
+                let prepared = client.prepare_cached(statement).await?;
+                client.query(&prepared, params).await
+            })
+            .await?;
         if rows.is_err() {
             // A connection that saw an error is not given back to the pool.
             drop(deadpool_postgres::Object::take(client));

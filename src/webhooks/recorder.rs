@@ -3,14 +3,18 @@
 //! `document.changed`: rooms report every landed save that carried changes ([`Changed`]), up
 //! to one per update on a busy document, so nothing is written per change. The recorder
 //! gathers each document's changes (users, first and last change) and upserts the document's
-//! open window in PostgreSQL when the document has none of its making yet, then at most once
-//! per third of `debounce_ms` while changes keep coming: a window is extended before its due
-//! time passes, and every replica extends the same row, so the deployment sends one event per
-//! window. Client events are written as they come, in order.
+//! open window in PostgreSQL when the document has none of its making yet, then, while changes
+//! keep coming, once more shortly ([`margin`](Recorder::margin)) before the due time it last
+//! wrote would pass: a window is extended before it closes, and every replica extends the same
+//! row, so the deployment sends one event per window. A document edited without pause costs a
+//! write per debounce period, not one per change nor one per fraction of the period: at W1's
+//! 500 documents the window writes were most of what webhooks cost an update. Client events
+//! are written as they come, in order.
 //!
 //! What could not be written (PostgreSQL down) stays here and is written again every second,
-//! so an outage loses nothing; a SIGKILL loses at most the changes of the last third of a
-//! debounce period (a window already written is delivered by whichever replica is up).
+//! so an outage loses nothing. Changes held here until their window's next write are as
+//! durable as the changes (the Redis change marks, `marks.rs`): a SIGKILL delays their event
+//! (another replica adopts the marks), it does not lose it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -79,6 +83,13 @@ impl Gathered {
     }
 }
 
+/// A window this recorder wrote: when it is due (its last change written plus the debounce
+/// period) and when it ends whatever comes (its first change plus `max_wait_ms`).
+struct Open {
+    due: Instant,
+    ends: Instant,
+}
+
 /// After a failed write, the next one waits this long.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -88,9 +99,8 @@ pub struct Recorder {
     debounce: Duration,
     max_wait: Duration,
     gathered: HashMap<DocId, Gathered>,
-    /// When each document's window was last written from here: the next write waits a third of
-    /// the debounce period. Entries older than that are dropped.
-    written: HashMap<DocId, Instant>,
+    /// The windows written from here that are still open: when each closes unless extended.
+    written: HashMap<DocId, Open>,
     clients: VecDeque<EventRow>,
     /// A write is in flight: one at a time, so writes land in the order taken.
     writing: bool,
@@ -134,8 +144,14 @@ impl Recorder {
         .start()
     }
 
-    /// How long after writing a document's window the next write of it waits.
-    fn spacing(&self) -> Duration {
+    /// How long before a written window's due time its extension is written: room for the
+    /// write's round trip and the tick, so the row is never closed while changes keep coming.
+    fn margin(&self) -> Duration {
+        (self.debounce / 5).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    }
+
+    /// How often the change marks are swept.
+    fn sweep_every(&self) -> Duration {
         self.debounce / 3
     }
 
@@ -157,12 +173,12 @@ impl Recorder {
     /// Takes what is due, or everything (`all`); `None` if nothing is.
     fn take(&mut self, all: bool) -> Option<Batch> {
         let now = Instant::now();
-        let spacing = self.spacing();
-        self.written.retain(|_, at| now - *at < spacing && !all);
+        self.written.retain(|_, open| open.due > now && !all);
+        let soon = now + self.margin();
         let due: Vec<DocId> = self
             .gathered
             .keys()
-            .filter(|d| !self.written.contains_key(*d))
+            .filter(|d| self.written.get(*d).is_none_or(|open| open.due <= soon))
             .cloned()
             .collect();
         let windows: Vec<(DocId, Gathered)> = due
@@ -232,13 +248,15 @@ impl Recorder {
                     .marks
                     .written(number, windows.iter().map(|(doc, _)| doc));
                 self.clear_marks(adopted, ctx);
-                let at = Instant::now();
-                if !windows.is_empty() {
-                    // Changes gathered meanwhile wait for the spacing: look again then.
-                    ctx.run_later(self.spacing(), |act, ctx| act.write_due(ctx));
+                metrics::counter!(super::WINDOW_WRITES).increment(windows.len() as u64);
+                for (doc, g) in windows {
+                    let ends = match self.written.get(&doc) {
+                        Some(open) => open.ends,
+                        None => g.first + self.max_wait,
+                    };
+                    let due = (g.last + self.debounce).min(ends);
+                    self.written.insert(doc, Open { due, ends });
                 }
-                self.written
-                    .extend(windows.into_iter().map(|(doc, _)| (doc, at)));
             }
             Err(e) => {
                 if self.retry_at.is_none() {
@@ -268,7 +286,7 @@ struct Batch {
 }
 
 impl Recorder {
-    /// Looks at the change marks in Redis, once per write spacing (see `marks.rs`).
+    /// Looks at the change marks in Redis, every third of the debounce period (see `marks.rs`).
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         let Some(redis) = self.redis.clone() else {
             return;
@@ -276,7 +294,7 @@ impl Recorder {
         if self.sweeping
             || self
                 .swept_at
-                .is_some_and(|at| at.elapsed() < self.spacing())
+                .is_some_and(|at| at.elapsed() < self.sweep_every())
         {
             return;
         }
@@ -328,8 +346,8 @@ impl Actor for Recorder {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Retries after a failure, and windows whose spacing passed without a timer.
-        let tick = (self.spacing() / 2).clamp(Duration::from_millis(20), RETRY);
+        // Retries after a failure, and extensions of windows about to close.
+        let tick = (self.margin() / 2).clamp(Duration::from_millis(20), RETRY);
         ctx.run_interval(tick, |act, ctx| {
             act.write_due(ctx);
             act.sweep(ctx);
@@ -352,8 +370,13 @@ impl Handler<Changed> for Recorder {
         match self.gathered.get_mut(&msg.doc) {
             Some(held) => held.merge(g),
             None => {
+                // A new window is written at once; an open one's extension waits for the tick
+                // (a scan of every gathered document per change cost more than the write).
+                let new_window = !self.written.contains_key(&msg.doc);
                 self.gathered.insert(msg.doc, g);
-                self.write_due(ctx);
+                if new_window {
+                    self.write_due(ctx);
+                }
             }
         }
     }
@@ -381,7 +404,7 @@ impl Handler<ClientEvent> for Recorder {
 impl Handler<FlushEvents> for Recorder {
     type Result = ResponseActFuture<Self, ()>;
 
-    /// Writes everything held at once, spacing and retry pauses aside (shutdown; the caller
+    /// Writes everything held at once, due or not and retry pauses aside (shutdown; the caller
     /// bounds the wait), then answers.
     fn handle(&mut self, _: FlushEvents, _: &mut Context<Self>) -> Self::Result {
         match self.take(true) {

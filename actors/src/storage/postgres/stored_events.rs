@@ -32,6 +32,7 @@ pub(super) async fn record(
     let docs: Vec<&str> = events.iter().map(|e| e.doc).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
     let hashes: Vec<Option<&str>> = events.iter().map(|e| e.hash.as_deref()).collect();
-    tx.execute(RECORD_STORED, &[&docs, &kinds, &hashes]).await?;
+    let record = tx.prepare_cached(RECORD_STORED).await?;
+    tx.execute(&record, &[&docs, &kinds, &hashes]).await?;
     Ok(())
 }
