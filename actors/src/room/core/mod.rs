@@ -23,7 +23,7 @@
 //! - `remote.rs`: other replicas' log entries and events, stateless payloads;
 //! - `lifecycle.rs`: idleness and retiring, shutdown, starting afresh, history versions;
 //! - `sim.rs`: a simulator that runs scripts of inputs through the core and checks its rules
-//!   (the seeded test and the fuzzer drive it).
+//!   (the seeded test and the fuzzer drive it; feature `sim` outside the unit tests).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -44,6 +44,7 @@ mod lifecycle;
 mod members;
 mod remote;
 mod saves;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
 mod tests;
