@@ -29,6 +29,8 @@ impl DocRoom {
         self.arm(ctx);
     }
 
+    /// The effects in the order the core decided them; the recipients follow the core's
+    /// members (a frame is only ever for a member the core still has).
     pub(super) fn run_effects(&mut self, ctx: &mut Context<Self>) {
         for effect in self.core.take_effects() {
             match effect {
@@ -75,7 +77,7 @@ impl DocRoom {
         }
     }
 
-    /// Runs [`RoomCore::tick`] at the core's next deadline (one timer, moved when the deadline
+    /// Runs [`RoomCore::tick`](super::core::RoomCore::tick) at the core's next deadline (one timer, moved when the deadline
     /// moves).
     fn arm(&mut self, ctx: &mut Context<Self>) {
         let due = self.core.next_deadline();

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::saves::SaveWaiter;
-use super::{duplicate, RoomCore, WaiterId};
+use super::{duplicate, Held, RoomCore, WaiterId};
 use crate::doc::Version;
 use crate::metrics as m;
 use crate::protocol::json;
@@ -29,13 +29,13 @@ impl RoomCore {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
-        if u.version.kind != self.kind {
+        if u.version.kind != self.held.kind() {
             self.check_idle(now);
             return Err(self.wrong_kind());
         }
         metrics::counter!(m::UPDATES, "kind" => "json").increment(1);
         let hash = u.version.hash.clone();
-        let same = self.current.as_ref().filter(|c| c.hash == hash).cloned();
+        let same = self.held.json().filter(|c| c.hash == hash).cloned();
         let duplicate_content = same.is_some() && !self.saves.is_unstored(&hash);
         let waiter = SaveWaiter::Ack {
             waiter: u.waiter,
@@ -53,7 +53,7 @@ impl RoomCore {
             // A retry of content whose save failed: save it again, nothing new to broadcast.
             Some(current) => self.save(current, Some(waiter)),
             None => {
-                let previous = self.current.as_ref().and_then(|c| c.stamp.as_ref());
+                let previous = self.held.json().and_then(|c| c.stamp.as_ref());
                 let stamp = self.cfg.clock.stamp_at(u.wall_ms, previous);
                 let version = u.version.stamped(stamp);
                 if self.members.keys().any(|id| Some(*id) != u.from) {
@@ -61,7 +61,7 @@ impl RoomCore {
                 } else {
                     metrics::histogram!(m::BROADCAST_FANOUT).record(0.0);
                 }
-                self.current = Some(version.clone());
+                self.held = Held::Json(Some(version.clone()));
                 match u.from {
                     Some(member) => self.note_member_change(member),
                     None => self.note_change_by(u.by.as_deref()),
@@ -77,9 +77,9 @@ impl RoomCore {
     /// A later version the ledger holds from elsewhere replaces the room's, and the members hear
     /// of it; an older one changes nothing.
     pub(super) fn absorb_json(&mut self, held: Version) {
-        if held.stamp > self.current.as_ref().and_then(|c| c.stamp.clone()) {
+        if held.stamp > self.held.json().and_then(|c| c.stamp.clone()) {
             self.broadcast(None, Outbound::Text(json::update_frame(&held)));
-            self.current = Some(held);
+            self.held = Held::Json(Some(held));
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Effect, RoomCore};
+use super::{Effect, Held, RoomCore};
 use crate::doc::Version;
 use crate::room::{CutReason, CutVersion};
 
@@ -53,12 +53,12 @@ impl RoomCore {
         self.propose_version(CutReason::Left);
         self.closing = true;
         self.close_all(1001, "server shutting down");
-        if let Some(y) = self.yjs.as_mut() {
+        if let Some(y) = self.held.yjs_mut() {
             // Saves carry updates: what is not known saved is the whole state, at worst.
             let unsaved = captured || !self.saves.is_idle() || y.retrying;
             return unsaved.then(|| y.version(&self.cfg.doc));
         }
-        let current = self.current.as_ref()?;
+        let current = self.held.json()?;
         let unsaved = captured || !self.saves.is_idle() || self.saves.is_unstored(&current.hash);
         unsaved.then(|| current.clone())
     }
@@ -67,7 +67,7 @@ impl RoomCore {
     /// should get its stored state folded (not at shutdown: the drain has the deadline).
     pub fn stopped(&mut self) -> bool {
         self.propose_version(CutReason::Left);
-        !self.closing && self.yjs.is_some()
+        !self.closing && self.held.yjs().is_some()
     }
 
     /// Proposes a version now if the document changed since the last one.
@@ -75,17 +75,15 @@ impl RoomCore {
         if !self.cfg.history || !self.unversioned.changed {
             return;
         }
-        let version = match self.yjs.as_mut() {
-            Some(y) => y.version(&self.cfg.doc),
-            None => match &self.current {
-                Some(v) => v.clone(),
-                None => return,
-            },
+        let version = match &mut self.held {
+            Held::Yjs(y) => y.version(&self.cfg.doc),
+            Held::Json(Some(v)) => v.clone(),
+            Held::Json(None) | Held::Unloaded(_) => return,
         };
         let noted = std::mem::take(&mut self.unversioned);
         self.effects.push(Effect::Cut(CutVersion {
             doc: self.cfg.doc.clone(),
-            kind: self.kind,
+            kind: self.held.kind(),
             content: version.content,
             hash: version.hash,
             users: noted.users.into_iter().collect(),

@@ -37,7 +37,7 @@ impl RoomCore {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
-        if j.kind != self.kind {
+        if j.kind != self.held.kind() {
             // The room may have been opened for this refused join alone.
             self.check_idle(now);
             return Err(self.wrong_kind());
@@ -52,7 +52,7 @@ impl RoomCore {
             subject: j.subject,
         };
         self.members.insert(j.member, member);
-        Ok(match &self.yjs {
+        Ok(match self.held.yjs() {
             Some(y) => y
                 .doc
                 .greeting()
@@ -61,7 +61,7 @@ impl RoomCore {
                 .collect(),
             None => vec![Outbound::Text(json::snapshot_frame(
                 &self.cfg.doc,
-                self.current.as_ref(),
+                self.held.json(),
             ))],
         })
     }

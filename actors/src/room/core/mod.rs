@@ -8,6 +8,10 @@
 //! spawns: [`DocRoom`](super::DocRoom) does, so the same calls run in the actor, in unit tests,
 //! in the fuzzer and in the bench.
 //!
+//! What the room holds is an enum of its kinds (`Held`): nothing yet (before the load), a JSON
+//! room's current version, or a Yjs room's live document with what rides its saves; the
+//! members, the save queue and the waiters are the same for both.
+//!
 //! # Layout
 //! - `mod.rs`: the state, the effects, the queries and `tick`;
 //! - `members.rs`: joins and leaves, what each member is sent and its backlog charged;
@@ -19,7 +23,7 @@
 //! - `remote.rs`: other replicas' log entries and events, stateless payloads;
 //! - `lifecycle.rs`: idleness and retiring, shutdown, starting afresh, history versions;
 //! - `sim.rs`: a simulator that runs scripts of inputs through the core and checks its rules
-//!   (the seeded test and the fuzzer drive it).
+//!   (the seeded test and the fuzzer drive it; feature `sim` outside the unit tests).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -40,6 +44,7 @@ mod lifecycle;
 mod members;
 mod remote;
 mod saves;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
 mod tests;
@@ -129,13 +134,11 @@ pub struct CoreConfig {
 
 pub struct RoomCore {
     cfg: CoreConfig,
-    /// The room's kind: the registry's guess until the load tells.
-    kind: Kind,
     members: HashMap<MemberId, CoreMember>,
     /// Members that went over their backlog during this input; removed at its end.
     lagging: Vec<MemberId>,
-    /// JSON: the current version. Yjs: the loaded one (the live document is in `yjs`).
-    current: Option<Version>,
+    /// What the room holds, by kind.
+    held: Held,
     saves: SaveQueue<SaveWaiter>,
     /// What the save in flight carries besides its version (at most one is in flight).
     in_flight: Option<InFlight>,
@@ -147,7 +150,6 @@ pub struct RoomCore {
     broken: bool,
     /// Why the document could not be loaded; the room then refuses everything and stops.
     load_error: Option<String>,
-    yjs: Option<YjsRoom>,
     /// Changes since the last save started, for the webhooks (see `saves.rs`).
     unreported: Unreported,
     /// Changes since the room last proposed a version.
@@ -162,18 +164,16 @@ pub struct RoomCore {
 impl RoomCore {
     pub fn new(cfg: CoreConfig) -> Self {
         RoomCore {
-            kind: cfg.kind,
+            held: Held::Unloaded(cfg.kind),
             cfg,
             members: HashMap::new(),
             lagging: Vec::new(),
-            current: None,
             saves: SaveQueue::default(),
             in_flight: None,
             persisting: false,
             closing: false,
             broken: false,
             load_error: None,
-            yjs: None,
             unreported: Unreported::default(),
             unversioned: Unversioned::default(),
             idle_at: None,
@@ -185,17 +185,20 @@ impl RoomCore {
     /// The document's stored content is known (`None`: never stored). Err: the Yjs state is
     /// unreadable; the room then fails (see [`RoomCore::fail`]).
     pub fn loaded(&mut self, version: Option<Version>, now: Instant) -> Result<(), String> {
-        if let Some(v) = &version {
-            self.kind = v.kind;
-        }
-        self.current = version;
         // A room nobody joins (the joiner went away, or was refused) must not linger: look
         // again once the joins in flight have arrived.
         self.idle_at = Some(now + IDLE_GRACE);
         if self.cfg.history {
             self.version_at = Some(now + self.cfg.history_interval);
         }
-        self.open_yjs(now).map_err(|e| e.to_string())
+        let kind = version.as_ref().map_or(self.held.kind(), |v| v.kind);
+        self.held = match kind {
+            Kind::Json => Held::Json(version),
+            Kind::Yjs => Held::Yjs(Box::new(
+                YjsRoom::open(version, &self.cfg, now).map_err(|e| e.to_string())?,
+            )),
+        };
+        Ok(())
     }
 
     /// The document cannot be served: everything is refused with the reason, and the room
@@ -212,7 +215,7 @@ impl RoomCore {
 
     /// The earliest time [`RoomCore::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let save_at = self.yjs.as_ref().and_then(|y| y.save_at);
+        let save_at = self.held.yjs().and_then(|y| y.save_at);
         [save_at, self.idle_at, self.version_at]
             .into_iter()
             .flatten()
@@ -221,7 +224,7 @@ impl RoomCore {
 
     /// Time passed: a scheduled save, the idle check after loading, a history version.
     pub fn tick(&mut self, now: Instant) {
-        if let Some(y) = self.yjs.as_mut() {
+        if let Some(y) = self.held.yjs_mut() {
             if y.save_at.is_some_and(|at| at <= now) {
                 y.save_at = None;
                 self.save_yjs_soon(now);
@@ -243,7 +246,7 @@ impl RoomCore {
     }
 
     pub fn kind(&self) -> Kind {
-        self.kind
+        self.held.kind()
     }
 
     pub fn doc(&self) -> &DocId {
@@ -264,7 +267,7 @@ impl RoomCore {
 
     /// No save in flight or queued, none due: what the room holds is stored.
     pub fn is_saved(&self) -> bool {
-        self.saves.is_idle() && !self.yjs.as_ref().is_some_and(|y| y.unsaved())
+        self.saves.is_idle() && !self.held.yjs().is_some_and(|y| y.unsaved())
     }
 
     /// The room's current version (`GET /docs/{id}` while the room is open).
@@ -272,17 +275,17 @@ impl RoomCore {
         if let Some(RoomError::Unavailable(why)) = self.refusal() {
             return Err(RoomError::Unavailable(why));
         }
-        if let Some(y) = self.yjs.as_mut() {
-            return Ok(Some(y.version(&self.cfg.doc)));
+        match &mut self.held {
+            Held::Yjs(y) => Ok(Some(y.version(&self.cfg.doc))),
+            held => Ok(held.json().cloned()),
         }
-        Ok(self.current.clone())
     }
 
     /// A line of `GET /admin/rooms`.
     pub fn describe(&self) -> RoomSummary {
         RoomSummary {
             doc: self.cfg.doc.clone(),
-            kind: self.kind.as_str(),
+            kind: self.held.kind().as_str(),
             members: self.members.len(),
             dirty: !self.is_saved(),
         }
@@ -306,13 +309,55 @@ impl RoomCore {
     fn wrong_kind(&self) -> RoomError {
         RoomError::WrongKind {
             doc: self.cfg.doc.clone(),
-            actual: self.kind.as_str(),
+            actual: self.held.kind().as_str(),
         }
     }
 
     /// Answers `waiter` (an effect: the actor holds its channel).
     fn answer(&mut self, waiter: WaiterId, answer: Answer) {
         self.effects.push(Effect::Answer { waiter, answer });
+    }
+}
+
+/// What a room holds, by kind: the core is a state machine over it.
+enum Held {
+    /// Before the load, or when it failed: only the kind the room was opened as.
+    Unloaded(Kind),
+    /// A JSON room's current version (`None`: never stored).
+    Json(Option<Version>),
+    /// A Yjs room's live document, and what rides its saves.
+    Yjs(Box<YjsRoom>),
+}
+
+impl Held {
+    fn kind(&self) -> Kind {
+        match self {
+            Held::Unloaded(kind) => *kind,
+            Held::Json(_) => Kind::Json,
+            Held::Yjs(_) => Kind::Yjs,
+        }
+    }
+
+    fn yjs(&self) -> Option<&YjsRoom> {
+        match self {
+            Held::Yjs(y) => Some(y),
+            _ => None,
+        }
+    }
+
+    fn yjs_mut(&mut self) -> Option<&mut YjsRoom> {
+        match self {
+            Held::Yjs(y) => Some(y),
+            _ => None,
+        }
+    }
+
+    /// A JSON room's current version.
+    fn json(&self) -> Option<&Version> {
+        match self {
+            Held::Json(current) => current.as_ref(),
+            _ => None,
+        }
     }
 }
 

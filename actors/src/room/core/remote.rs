@@ -23,7 +23,7 @@ impl RoomCore {
             return;
         }
         for version in entries {
-            if version.kind == self.kind {
+            if version.kind == self.held.kind() {
                 self.apply_durable(version, false, now);
             }
         }
@@ -35,7 +35,7 @@ impl RoomCore {
 
     /// The document as reloaded after the log reader was away: what is missing is merged in.
     pub fn resynced(&mut self, version: Option<Version>, now: Instant) {
-        if let Some(v) = version.filter(|v| v.kind == self.kind) {
+        if let Some(v) = version.filter(|v| v.kind == self.held.kind()) {
             self.apply_durable(v, true, now);
             self.drop_lagging(now);
         }
@@ -62,10 +62,10 @@ impl RoomCore {
         if self.broken {
             return; // starting afresh: the next room loads it from the stores
         }
-        match self.kind {
+        match self.held.kind() {
             Kind::Json => self.absorb_json(v),
             Kind::Yjs => {
-                let Some(y) = self.yjs.as_mut() else { return };
+                let Some(y) = self.held.yjs_mut() else { return };
                 let applied = match whole_state {
                     true => y.doc.absorb(&v.content),
                     false => y.doc.absorb_update(&v.content),
@@ -89,7 +89,7 @@ impl RoomCore {
     fn apply_event(&mut self, event: Event) {
         match event.kind {
             EventKind::Awareness => {
-                let Some(y) = self.yjs.as_mut() else { return };
+                let Some(y) = self.held.yjs_mut() else { return };
                 if let Some(frame) = y.doc.apply_remote_awareness(&event.payload) {
                     self.broadcast(None, Outbound::Binary(frame.into()));
                 }

@@ -161,7 +161,7 @@ impl RoomCore {
     /// A save landed: the retry of a failed one, if it was, is over; and content the ledger
     /// holds from elsewhere, which the save's answer carries, comes in.
     fn landed(&mut self, foreign: Option<Vec<Version>>, now: Instant) {
-        if let Some(y) = self.yjs.as_mut() {
+        if let Some(y) = self.held.yjs_mut() {
             y.retrying = false;
         }
         if let Some(parts) = foreign {
@@ -181,10 +181,10 @@ impl RoomCore {
                 return;
             }
         };
-        if self.current.as_ref().is_some_and(|c| c.hash == held.hash) {
+        if self.held.json().is_some_and(|c| c.hash == held.hash) {
             return;
         }
-        match self.kind {
+        match self.held.kind() {
             Kind::Yjs => self.absorb_yjs(&held.content, now),
             Kind::Json => self.absorb_json(held),
         }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 use yrs::ClientID;
 
-use super::{Answer, Effect, RoomCore, WaiterId};
+use super::{Answer, CoreConfig, Effect, RoomCore, WaiterId};
 use crate::doc::{DocId, Kind, Version};
 use crate::log::EventKind;
 use crate::metrics as m;
@@ -53,6 +53,30 @@ pub(super) struct YjsRoom {
 }
 
 impl YjsRoom {
+    /// The live document from the loaded state (`None`: never stored).
+    pub(super) fn open(
+        loaded: Option<Version>,
+        cfg: &CoreConfig,
+        now: Instant,
+    ) -> Result<Self, YjsError> {
+        let limits = cfg.limits.yjs;
+        let doc = match &loaded {
+            Some(v) => YjsDoc::load_with(&v.content, limits)?,
+            None => YjsDoc::new().with_limits(limits),
+        };
+        Ok(YjsRoom {
+            doc,
+            clients: HashMap::new(),
+            save_at: None,
+            pending: Vec::new(),
+            unsaved: None,
+            retrying: false,
+            budget: SaveBudget::new(cfg.yjs_save_interval, now),
+            stored_waiters: Vec::new(),
+            hashed: None,
+        })
+    }
+
     pub(super) fn unsaved(&self) -> bool {
         self.unsaved.is_some()
     }
@@ -80,30 +104,6 @@ impl YjsRoom {
 }
 
 impl RoomCore {
-    /// Builds the live document from the loaded state (rooms of kind Yjs only).
-    pub(super) fn open_yjs(&mut self, now: Instant) -> Result<(), YjsError> {
-        if self.kind != Kind::Yjs {
-            return Ok(());
-        }
-        let limits = self.cfg.limits.yjs;
-        let doc = match &self.current {
-            Some(v) => YjsDoc::load_with(&v.content, limits)?,
-            None => YjsDoc::new().with_limits(limits),
-        };
-        self.yjs = Some(YjsRoom {
-            doc,
-            clients: HashMap::new(),
-            save_at: None,
-            pending: Vec::new(),
-            unsaved: None,
-            retrying: false,
-            budget: SaveBudget::new(self.cfg.yjs_save_interval, now),
-            stored_waiters: Vec::new(),
-            hashed: None,
-        });
-        Ok(())
-    }
-
     /// A member's binary y-protocols frame: replies to it, relays to the others, schedules a
     /// save. `stored` is Hocuspocus's SyncStatus for it (see `yjs_answers.rs`), answered
     /// `false` if the frame is dropped or refused; `may_write` false drops its document
@@ -134,7 +134,7 @@ impl RoomCore {
         if self.closing || !self.members.contains_key(&from) {
             return;
         }
-        let Some(y) = self.yjs.as_mut() else {
+        let Some(y) = self.held.yjs_mut() else {
             return self.close_member(from, 1003, "wrong_kind");
         };
         let owned = y.clients.entry(from).or_default();
@@ -153,7 +153,7 @@ impl RoomCore {
         }
         if handled.changed {
             metrics::counter!(m::UPDATES, "kind" => "yjs").increment(1);
-            if let Some(y) = self.yjs.as_mut() {
+            if let Some(y) = self.held.yjs_mut() {
                 y.pending
                     .extend(handled.applied.into_iter().map(Bytes::from));
             }
@@ -184,7 +184,7 @@ impl RoomCore {
 
     /// A member left: the awareness states it spoke for are removed, and the others told.
     pub(super) fn forget_awareness(&mut self, member: MemberId) {
-        let Some(y) = self.yjs.as_mut() else { return };
+        let Some(y) = self.held.yjs_mut() else { return };
         let Some(ids) = y.clients.remove(&member) else {
             return;
         };
@@ -200,7 +200,7 @@ impl RoomCore {
 
     /// The updates applied since the last capture, merged into one version to save.
     fn capture_yjs(&mut self, now: Instant) -> Option<Version> {
-        let y = self.yjs.as_mut()?;
+        let y = self.held.yjs_mut()?;
         y.save_at = None;
         let since = y.unsaved.take()?;
         let waited = now.saturating_duration_since(since);
@@ -227,7 +227,7 @@ impl RoomCore {
     /// A save of `update` failed: it goes into the next save, which starts after a pause (the
     /// supervisor is retrying its stores meanwhile).
     pub(super) fn retry_yjs(&mut self, update: Bytes, now: Instant) {
-        let Some(y) = self.yjs.as_mut() else { return };
+        let Some(y) = self.held.yjs_mut() else { return };
         y.pending.insert(0, update);
         y.retrying = true;
         y.unsaved.get_or_insert(now);
@@ -238,7 +238,7 @@ impl RoomCore {
     /// Updates were applied: they are saved as soon as the save in flight lands and the
     /// budget allows (at once, usually); after a failed save, after a pause.
     pub(super) fn mark_unsaved(&mut self, now: Instant) {
-        let Some(y) = self.yjs.as_mut() else { return };
+        let Some(y) = self.held.yjs_mut() else { return };
         y.unsaved.get_or_insert(now);
         if y.retrying {
             let wait = self.cfg.yjs_save_interval.max(RETRY_AFTER);
@@ -252,7 +252,7 @@ impl RoomCore {
     /// scheduled for when it does). True if a save started.
     pub(super) fn save_yjs_soon(&mut self, now: Instant) -> bool {
         let idle = self.saves.is_idle();
-        let Some(y) = self.yjs.as_mut() else {
+        let Some(y) = self.held.yjs_mut() else {
             return false;
         };
         if y.unsaved.is_none() || y.save_at.is_some() || !idle {
@@ -269,7 +269,7 @@ impl RoomCore {
 
     /// Schedules a save of what is pending in `wait`, unless one is scheduled.
     fn save_yjs_after(&mut self, wait: Duration, now: Instant) {
-        let Some(y) = self.yjs.as_mut() else { return };
+        let Some(y) = self.held.yjs_mut() else { return };
         y.save_at.get_or_insert(now + wait);
     }
 
@@ -292,7 +292,7 @@ impl RoomCore {
     /// Redis): merged into the live document and relayed to every member, so they converge
     /// without reconnecting; the next save carries it too.
     pub(super) fn absorb_yjs(&mut self, state: &[u8], now: Instant) {
-        let Some(y) = self.yjs.as_mut() else { return };
+        let Some(y) = self.held.yjs_mut() else { return };
         match y.doc.absorb(state) {
             Ok(None) => {}
             Ok(Some(frame)) => {

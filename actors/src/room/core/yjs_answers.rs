@@ -26,7 +26,7 @@ use crate::supervisor::Stored;
 impl RoomCore {
     /// Files the SyncStatus answer for one frame the room just handled from a member.
     pub(super) fn answer_when_stored(&mut self, stored: WaiterId, may_write: bool, h: &Handled) {
-        let Some(y) = self.yjs.as_mut() else { return };
+        let Some(y) = self.held.yjs_mut() else { return };
         match (may_write, h.added) {
             // Dropped: refused if it would have changed the document, fine if not.
             (false, _) => self.answer(stored, Answer::Status(!h.refused_change)),
@@ -38,7 +38,7 @@ impl RoomCore {
     /// Files an answer that waits for what the document holds now to be stored: it rides the
     /// next capture if updates wait for one, else the save in flight, else it is due now.
     fn answer_once_stored(&mut self, waiting: StoredAnswer) {
-        let Some(y) = self.yjs.as_mut() else { return };
+        let Some(y) = self.held.yjs_mut() else { return };
         y.stored_waiters.push(waiting);
         if !y.unsaved() {
             self.release_stored_waiters();
@@ -50,14 +50,14 @@ impl RoomCore {
     /// keeps counting the update unsynced; the content stays in the room and the next save
     /// carries it).
     pub(super) fn stored_waiter(&mut self) -> Option<SaveWaiter> {
-        let pending = std::mem::take(&mut self.yjs.as_mut()?.stored_waiters);
+        let pending = std::mem::take(&mut self.held.yjs_mut()?.stored_waiters);
         (!pending.is_empty()).then_some(SaveWaiter::Stored(pending))
     }
 
     /// A capture found nothing new to save (the updates repeated what the last capture held):
     /// the waiting answers ride the save in flight, or are due now.
     pub(super) fn release_stored_waiters(&mut self) {
-        let Some(y) = self.yjs.as_ref() else { return };
+        let Some(y) = self.held.yjs() else { return };
         if y.stored_waiters.is_empty() {
             return;
         }
@@ -88,7 +88,7 @@ impl RoomCore {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
-        let Some(y) = self.yjs.as_mut() else {
+        let Some(y) = self.held.yjs_mut() else {
             self.check_idle(now);
             return Err(self.wrong_kind());
         };
