@@ -295,15 +295,7 @@ async fn updates_reach_another_replica_by_notice_also_after_redis_restarts() {
         .recv_where("the first update", |m| m["content"] == json!({"n": 0}))
         .await;
 
-    let arrives = async |writer: &mut WsClient, watcher: &mut WsClient, n: u32| {
-        let content = json!({ "n": n });
-        writer.update(content.clone(), &n.to_string()).await;
-        let wanted = |m: &Value| m["type"] == "update" && m["content"] == content;
-        tokio::time::timeout(PROMPTLY, watcher.recv_where("the update", wanted))
-            .await
-            .unwrap_or_else(|_| panic!("update {n} did not reach replica b within {PROMPTLY:?}"));
-    };
-    arrives(&mut writer, &mut watcher, 1).await;
+    arrives_within(PROMPTLY, &mut writer, &mut watcher, 1).await;
 
     redis.kill();
     for app in [&a, &b] {
@@ -325,7 +317,17 @@ async fn updates_reach_another_replica_by_notice_also_after_redis_restarts() {
         Ok(())
     })
     .await;
-    arrives(&mut writer, &mut watcher, 2).await;
+    arrives_within(PROMPTLY, &mut writer, &mut watcher, 2).await;
+}
+
+/// `writer` sends `{"n": n}`, and `watcher` (on another replica) receives it within `within`.
+async fn arrives_within(within: Duration, writer: &mut WsClient, watcher: &mut WsClient, n: u32) {
+    let content = json!({ "n": n });
+    writer.update(content.clone(), &n.to_string()).await;
+    let wanted = |m: &Value| m["type"] == "update" && m["content"] == content;
+    tokio::time::timeout(within, watcher.recv_where("the update", wanted))
+        .await
+        .unwrap_or_else(|_| panic!("update {n} did not reach the other replica within {within:?}"));
 }
 
 /// The replicas of the Redis outage stories run their storage actors on an HTTP worker's thread

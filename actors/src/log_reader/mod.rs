@@ -228,7 +228,14 @@ impl LogReader {
         };
         let (channels, generation) = (ears.channels.clone(), self.generation);
         let following: Vec<DocId> = self.follows.keys().cloned().collect();
-        let fut = async move { channels.ping(&following).await };
+        let fut = async move {
+            let (renewed, pinged) = tokio::join!(channels.renew(&following), channels.ping());
+            if let Err(e) = renewed {
+                // The lease outlasts many polls; a ping that fails says the rest.
+                debug!(error = %e, "renewing the followed documents failed");
+            }
+            pinged
+        };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if let Err(e) = res {
                 act.lost(generation, &e, ctx);

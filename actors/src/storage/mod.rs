@@ -206,9 +206,14 @@ pub trait Channels: Send + Sync + 'static {
     async fn unsubscribe(&self, docs: &[DocId]) -> CacheResult<()>;
 
     /// One round trip on the connection. A stalled one (Redis frozen, the network cut) neither
-    /// delivers nor ends: this is how it is found. It also renews this replica's place among
-    /// the followers of the documents it is `following`, which lapses unless renewed.
-    async fn ping(&self, following: &[DocId]) -> CacheResult<()>;
+    /// delivers nor ends: this is how it is found.
+    async fn ping(&self) -> CacheResult<()>;
+
+    /// Renews this replica's place among the followers of the documents it is `following`
+    /// (which a subscription registers, and which lapses unless renewed). A failed renewal
+    /// costs nothing while the place has not lapsed; after that, other replicas' entries reach
+    /// this one at the next poll instead of by notice.
+    async fn renew(&self, following: &[DocId]) -> CacheResult<()>;
 }
 
 /// One document's write: its content, and the log point that content includes when it was

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::{ensure, eventually, TestApp, TestOptions, WsClient};
 
@@ -63,12 +63,7 @@ async fn a_lone_replica_publishes_no_notices_and_a_second_one_hears_them_once_it
     })
     .await;
     for n in 5..8 {
-        let content = json!({ "n": n });
-        writer.update(content.clone(), &n.to_string()).await;
-        let wanted = |m: &Value| m["type"] == "update" && m["content"] == content;
-        tokio::time::timeout(PROMPTLY, watcher.recv_where("the update", wanted))
-            .await
-            .unwrap_or_else(|_| panic!("update {n} did not reach replica b within {PROMPTLY:?}"));
+        super::arrives_within(PROMPTLY, &mut writer, &mut watcher, n).await;
     }
     let notice = tokio::time::timeout(PROMPTLY, channel.next())
         .await

@@ -92,7 +92,7 @@ async fn a_save_announces_its_append_and_events_reach_listeners_byte_for_byte() 
         .unsubscribe(std::slice::from_ref(&one.doc))
         .await
         .unwrap();
-    listener.channels.ping(&[]).await.unwrap();
+    listener.channels.ping().await.unwrap();
     a.publish(&one.doc, EventKind::Stateless, b"unheard")
         .await
         .unwrap();

@@ -70,16 +70,9 @@ async fn events_during_a_postgres_outage_arrive_once_it_is_back() {
     let before = receiver.hits_for(doc).len();
     proxy.restore();
 
-    let changed = eventually(WITHIN, "the outage's document.changed", async || {
-        let hit = receiver
-            .hits_for(doc)
-            .into_iter()
-            .skip(before)
-            .find(|h| h.event == "document.changed" && h.status == 200);
-        ensure!(hit.is_some(), "{:?}", receiver.events_of(doc));
-        Ok(hit.unwrap())
-    })
-    .await;
+    let changed = receiver
+        .accepted_after(doc, "document.changed", before, WITHIN)
+        .await;
     let users = changed.json["users"].as_array().unwrap().clone();
     assert!(
         users.contains(&json!("grace")) && users.contains(&json!("frank")),
@@ -144,20 +137,12 @@ async fn a_change_held_in_memory_when_its_replica_is_killed_still_gets_its_webho
 
     let survivor = TestApp::spawn(with_webhooks(doomed.replica_options(), &receiver)).await;
 
-    eventually(
-        WITHIN,
-        "the killed replica's document.changed",
-        async || {
-            let hit = receiver
-                .hits_for(doc)
-                .into_iter()
-                .skip(before)
-                .find(|h| h.event == "document.changed" && h.status == 200);
-            ensure!(hit.is_some(), "{:?}", receiver.events_of(doc));
-            ensure!(hit.as_ref().unwrap().signed(), "unsigned");
-            Ok(())
-        },
-    )
-    .await;
+    let hit = receiver
+        .accepted_after(doc, "document.changed", before, WITHIN)
+        .await;
+    assert!(
+        hit.signed(),
+        "the killed replica's document.changed is unsigned"
+    );
     drop(survivor);
 }

@@ -113,10 +113,22 @@ impl Receiver {
 
     /// Waits (at most `within`) for an accepted `event` of `doc`; answers the first.
     pub async fn accepted(&self, doc: &str, event: &str, within: Duration) -> Hit {
+        self.accepted_after(doc, event, 0, within).await
+    }
+
+    /// [`accepted`](Self::accepted), among the requests for `doc` after its first `before`.
+    pub async fn accepted_after(
+        &self,
+        doc: &str,
+        event: &str,
+        before: usize,
+        within: Duration,
+    ) -> Hit {
         eventually(within, &format!("{event} of {doc}"), async || {
             let hit = self
                 .hits_for(doc)
                 .into_iter()
+                .skip(before)
                 .find(|h| h.event == event && h.status == 200);
             ensure!(hit.is_some(), "got {:?}", self.events_of(doc));
             Ok(hit.unwrap())

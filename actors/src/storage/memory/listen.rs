@@ -108,7 +108,12 @@ impl Channels for MemoryChannels {
         self.with(|held| held.retain(|d| !docs.contains(d))).await
     }
 
-    async fn ping(&self, _following: &[DocId]) -> CacheResult<()> {
+    async fn ping(&self) -> CacheResult<()> {
         self.with(|_| ()).await
+    }
+
+    /// Every subscriber hears every channel it subscribed: there is no lease to renew.
+    async fn renew(&self, _following: &[DocId]) -> CacheResult<()> {
+        Ok(())
     }
 }

@@ -25,8 +25,8 @@ use crate::storage::redis_scripts::FOLLOW;
 use crate::storage::{Channels, Listener};
 
 /// A replica's registration as a follower of a document lapses after this unless renewed (its
-/// reader renews every `log_poll_ms`): a replica that died costs the others' saves a notice
-/// nobody hears, for at most this long.
+/// reader renews every `log_poll_ms`, 5 s by default): a replica that died costs the others'
+/// saves a notice nobody hears, for at most this long.
 const FOLLOW_LEASE_MS: u64 = 60_000;
 /// Documents per FOLLOW call.
 const FOLLOW_BATCH: usize = 256;
@@ -163,12 +163,16 @@ impl Channels for RedisChannels {
         self.cache.unfollow(docs).await
     }
 
-    async fn ping(&self, following: &[DocId]) -> CacheResult<()> {
+    async fn ping(&self) -> CacheResult<()> {
         let mut sink = self.sink.clone();
         self.cache
             .bounded(sink.ping::<redis::Value>())
             .await?
             .map_err(CacheError::from)?;
+        Ok(())
+    }
+
+    async fn renew(&self, following: &[DocId]) -> CacheResult<()> {
         self.cache.follow(following).await
     }
 }
