@@ -78,9 +78,10 @@ async fn cached_keys_expire_and_dirty_documents_wait_in_modified_docs_until_flus
 
 #[tokio::test]
 async fn a_yjs_documents_keys_live_as_long_as_saves_keep_coming_without_a_flush() {
-    // A save refreshes the document's TTLs only once the log's is down to 90% (one PTTL per
-    // save, not seven EXPIREs): with no flush to refresh them, saves alone must keep every key
-    // of the document alive, and no key a save creates may be left without a TTL.
+    // A save renews the document's TTLs only once a tenth of the TTL passed since its replica
+    // last did, or where Redis has no `head` for it (not seven EXPIREs per save): with no flush
+    // to renew them, saves alone must keep every key of the document alive, and no key a save
+    // creates may be left without a TTL.
     const TTL_SECS: u64 = 2;
     let app = TestApp::spawn(
         TestOptions::new()

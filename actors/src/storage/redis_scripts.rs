@@ -53,8 +53,9 @@ pub(super) static SAVE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("redis_scripts/save.lua")));
 
 /// Registers a replica as a follower of documents until a lease runs out (by Redis's clock),
-/// dropping followers whose leases ran out. KEYS: the documents' `followers`. ARGV: replica,
-/// lease ms.
+/// dropping followers whose leases ran out; the same lease on `following`, the replicas that
+/// follow any document, spares a lone replica's saves a look at each document's followers.
+/// KEYS: the documents' `followers`, then `following`. ARGV: replica, lease ms.
 pub(super) static FOLLOW: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "local t = redis.call('TIME') \

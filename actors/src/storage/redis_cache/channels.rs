@@ -65,6 +65,11 @@ impl RedisCache {
         self.key(doc, "followers")
     }
 
+    /// The replicas that follow any document, each until its lease runs out.
+    pub(super) fn key_following(&self) -> String {
+        format!("{}following", self.settings.key_prefix)
+    }
+
     /// Registers (or renews) this replica as a follower of `docs`, so saves of other replicas
     /// publish their notices (see `saves`).
     async fn follow(&self, docs: &[DocId]) -> CacheResult<()> {
@@ -74,6 +79,7 @@ impl RedisCache {
             for doc in chunk {
                 invocation.key(self.key_followers(doc));
             }
+            invocation.key(self.key_following());
             invocation.arg(&*self.settings.replica).arg(FOLLOW_LEASE_MS);
             self.call(invocation.invoke_async::<i64>(&mut conn)).await?;
         }

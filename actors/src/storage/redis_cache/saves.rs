@@ -10,12 +10,14 @@
 //! replica's reader hears of its own appends from the answer instead ([`Notice::Saved`]), so a
 //! single replica pays for no fan-out at all.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{CacheError, CacheResult, RedisCache};
-use crate::doc::{Kind, Stamp, Version};
+use crate::doc::{DocId, Kind, Stamp, Version};
 use crate::log::notice::{Heard, Notice, CARRY_MAX_BYTES};
 use crate::log::LogPos;
 use crate::storage::redis_scripts::SAVE;
@@ -47,11 +49,50 @@ pub(super) struct Saves {
     now: Notify,
     /// The current listening connection's own-notice queue (see [`RedisCache::own_notices`]).
     own: Mutex<Option<mpsc::UnboundedSender<Heard>>>,
+    /// When this replica's saves last renewed each document's keys' TTL.
+    renewed: Mutex<Renewed>,
+}
+
+/// When this replica's saves last renewed each document's keys' TTL, so a save renews them only
+/// once a tenth of the TTL has passed: the keys then live at least nine tenths of the TTL after
+/// any save. Redis decides where this replica cannot know: a save that finds no `head` (new
+/// keys, or keys Redis lost) renews them all whatever this says.
+#[derive(Default)]
+struct Renewed {
+    at: HashMap<DocId, Instant>,
+    /// When `at` was last cleared of documents renewed long ago.
+    pruned: Option<Instant>,
+}
+
+impl Renewed {
+    /// Whether a save of `doc` at `now` renews its keys (it is counted as renewed if so).
+    fn due(&mut self, doc: &DocId, now: Instant, every: Duration) -> bool {
+        if self.pruned.is_none_or(|t| now.duration_since(t) >= every) {
+            self.at.retain(|_, t| now.duration_since(*t) < every);
+            self.pruned = Some(now);
+        }
+        match self.at.get(doc) {
+            Some(t) if now.duration_since(*t) < every => false,
+            _ => {
+                self.at.insert(doc.clone(), now);
+                true
+            }
+        }
+    }
+
+    /// A call that would have renewed `doc`'s keys failed.
+    fn failed(&mut self, doc: &DocId) {
+        self.at.remove(doc);
+    }
 }
 
 impl Saves {
     fn lock(&self) -> std::sync::MutexGuard<'_, Gathering> {
         self.gathering.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn renewed(&self) -> std::sync::MutexGuard<'_, Renewed> {
+        self.renewed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Where this replica's own appends are reported from now on: the listening connection
@@ -145,6 +186,12 @@ impl RedisCache {
                 }
             }
             Err(e) => {
+                {
+                    let mut renewed = self.saves.renewed();
+                    for q in &call {
+                        renewed.failed(&q.version.doc);
+                    }
+                }
                 for q in call {
                     let _ = q.answer.send(Err(shared(&e)));
                 }
@@ -155,28 +202,35 @@ impl RedisCache {
     async fn save_call(&self, call: &[Queued]) -> CacheResult<Vec<(i64, String, String)>> {
         let mut conn = self.connection().await?;
         let mut invocation = SAVE.prepare_invoke();
-        invocation.key(self.key_modified()).key(self.key_changed());
+        invocation
+            .key(self.key_modified())
+            .key(self.key_changed())
+            .key(self.key_following());
         invocation
             .arg(self.settings.ttl_secs)
             .arg(&*self.settings.replica)
             .arg(CARRY_MAX_BYTES)
-            .arg(u8::from(self.settings.mark_changes));
-        for q in call {
+            .arg(u8::from(self.settings.mark_changes))
+            .arg(&self.settings.key_prefix);
+        let renews: Vec<bool> = {
+            let (now, every) = (
+                Instant::now(),
+                Duration::from_secs(self.settings.ttl_secs) / 10,
+            );
+            let mut renewed = self.saves.renewed();
+            call.iter()
+                .map(|q| renewed.due(&q.version.doc, now, every))
+                .collect()
+        };
+        for (q, renew) in call.iter().zip(renews) {
             let v = &q.version;
-            for key in self.keys(&v.doc) {
-                invocation.key(key);
-            }
-            invocation
-                .key(self.key(&v.doc, "head"))
-                .key(self.key_followers(&v.doc));
             invocation
                 .arg(&v.content[..])
                 .arg(&v.hash)
                 .arg(v.stamp.as_ref().map(Stamp::encode).unwrap_or_default())
                 .arg(v.doc.as_str())
                 .arg(v.kind.as_str())
-                .arg(self.channel(&v.doc))
-                .arg(u8::from(q.restore));
+                .arg(u8::from(q.restore) | u8::from(renew) << 1);
         }
         let flat: Vec<redis::Value> = self.call(invocation.invoke_async(&mut conn)).await?;
         let mut answers = Vec::with_capacity(call.len());
@@ -205,5 +259,35 @@ fn shared(e: &CacheError) -> CacheError {
         CacheError::Timeout(d) => CacheError::Timeout(*d),
         CacheError::Backoff(d) => CacheError::Backoff(*d),
         other => CacheError::Unreachable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_is_renewed_once_a_tenth_of_the_ttl_passed_and_again_after_a_failure() {
+        let every = Duration::from_secs(12);
+        let (a, b) = (DocId::parse("a").unwrap(), DocId::parse("b").unwrap());
+        let t0 = Instant::now();
+        let mut renewed = Renewed::default();
+        assert!(renewed.due(&a, t0, every), "never renewed");
+        assert!(!renewed.due(&a, t0 + Duration::from_secs(11), every));
+        assert!(renewed.due(&b, t0 + Duration::from_secs(11), every));
+        assert!(
+            renewed.due(&a, t0 + every, every),
+            "a tenth of the TTL passed"
+        );
+        assert!(!renewed.due(&a, t0 + Duration::from_secs(13), every));
+        renewed.failed(&a);
+        assert!(
+            renewed.due(&a, t0 + Duration::from_secs(14), every),
+            "its call failed"
+        );
+        // Documents renewed long ago are forgotten, not kept for good.
+        assert!(!renewed.due(&a, t0 + Duration::from_secs(15), every));
+        renewed.due(&a, t0 + Duration::from_secs(40), every);
+        assert_eq!(renewed.at.len(), 1, "b was renewed 29 s ago");
     }
 }
