@@ -78,7 +78,9 @@ fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
     let fallback = Fallback::open(data_dir).map_err(|e| e.to_string())?;
     let hour = Duration::from_secs(3600);
     let stores = Stores {
-        cache: Arc::new(MemoryCache::default()),
+        // The replica the core runs as: its own appends are then not handed back to its rooms
+        // as another replica's (which would apply each update twice).
+        cache: Arc::new(MemoryCache::default().for_replica("bench")),
         store: Arc::new(MemoryStore::default()),
         fallback,
         ledger: Ledger::default(),

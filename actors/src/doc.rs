@@ -235,9 +235,14 @@ fn canonical_yjs(parts: &[Version]) -> Result<Vec<u8>, String> {
     Ok(state)
 }
 
-/// Lowercase hex SHA-256 (sha2 0.11 digests have no `LowerHex`).
+/// Lowercase hex SHA-256 (sha2 0.11 digests have no `LowerHex`). Every save hashes its content:
+/// the digits are written into a buffer at once (`hex::encode` collects them a `char` at a
+/// time, which cost more than the hash of a typed character's update).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    let mut digits = [0u8; 64];
+    // 32 bytes always fill the 64 digits, and hex digits are ASCII: neither can fail.
+    let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut digits);
+    String::from_utf8(digits.to_vec()).unwrap_or_default()
 }
 
 /// The canonical text of a JSON value: `serde_json::to_string` of the parsed value. serde_json is
