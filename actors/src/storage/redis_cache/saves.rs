@@ -1,9 +1,13 @@
-//! Saves, gathered: every save waits up to `save_linger` for others, and all that gathered go
-//! to Redis in one SAVE call (`redis_scripts::SAVE`), each document's as the single save it
+//! Saves, gathered: SAVE calls (`redis_scripts::SAVE`) go out at most one per `save_linger`, and
+//! each carries every save that gathered since the last, each document's as the single save it
 //! would be on its own. One script call per tick instead of one per save is most of what a save
-//! costs Redis (a call's parsing, its reply, the script's start), and a room saves each update
-//! at once while the document is quiet, so at a few thousand updates a second the calls, not the
-//! appends, were the work. A JSON save does not wait: it takes what has gathered with it.
+//! costs Redis (a call's parsing, its reply, the script's start: at six saves a call, a save
+//! costs Redis half the instructions it does alone), and a room saves each update at once while
+//! the document is quiet, so at a few thousand updates a second the calls, not the appends, were
+//! the work. A save that finds the last call a linger old goes at once: only saves that come
+//! while calls are frequent wait, and none longer than the linger, so a single busy document's
+//! saves (one in flight at a time) are not held back. A JSON save does not wait: it takes what
+//! has gathered with it.
 //!
 //! The notice of an append goes on the document's channel only if another replica follows the
 //! document (`doc:{id}:followers`, kept by the listening connection, `channels.rs`); this
@@ -38,6 +42,8 @@ struct Gathering {
     saves: Vec<Queued>,
     /// A task is waiting out the linger to send what gathers.
     open: bool,
+    /// When the last call went out: the next goes no sooner than the linger after it.
+    last_call: Option<Instant>,
 }
 
 /// The saves gathering for the next call, and where this replica's reader hears of its own
@@ -123,13 +129,16 @@ impl RedisCache {
         let (start, wake) = {
             let mut g = self.saves.lock();
             g.saves.push(queued);
-            let start = !std::mem::replace(&mut g.open, true);
+            let start = (!std::mem::replace(&mut g.open, true)).then(|| match g.last_call {
+                Some(t) => self.settings.save_linger.saturating_sub(t.elapsed()),
+                None => Duration::ZERO,
+            });
             let wake = v.kind == Kind::Json || g.saves.len() >= MAX_PER_CALL;
             (start, wake)
         };
-        if start {
+        if let Some(wait) = start {
             let this = self.clone();
-            tokio::spawn(async move { this.send_gathered().await });
+            tokio::spawn(async move { this.send_gathered(wait).await });
         }
         if wake {
             self.saves.now.notify_one();
@@ -139,18 +148,19 @@ impl RedisCache {
             .unwrap_or_else(|_| Err(CacheError::Unreachable("the save was dropped".into())))
     }
 
-    /// Waits out the linger (or a wake-up), then sends everything gathered, in calls of at
-    /// most [`MAX_PER_CALL`] saves, side by side.
-    async fn send_gathered(self) {
-        let linger = self.settings.save_linger;
-        if !linger.is_zero() {
-            let _ = tokio::time::timeout(linger, self.saves.now.notified()).await;
+    /// Waits `wait` (what is left of the linger since the last call) or for a wake-up, then
+    /// sends everything gathered, in calls of at most [`MAX_PER_CALL`] saves, side by side.
+    async fn send_gathered(self, wait: Duration) {
+        if !wait.is_zero() {
+            let _ = tokio::time::timeout(wait, self.saves.now.notified()).await;
         } else {
+            // Saves made in the same turn of the thread still share the call.
             tokio::task::yield_now().await;
         }
         let saves = {
             let mut g = self.saves.lock();
             g.open = false;
+            g.last_call = Some(Instant::now());
             std::mem::take(&mut g.saves)
         };
         let mut calls = Vec::new();
