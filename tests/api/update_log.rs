@@ -26,6 +26,7 @@ fn text_of(v: &Version) -> String {
 }
 
 mod notices;
+mod ttl;
 
 struct Prefix(String);
 

@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use tokio::sync::oneshot;
 
-use super::{Ack, DocRoom, Reply, RoomError};
+use super::{Ack, DocRoom, RoomError};
 
 /// One Yjs update (v1) from a backend; `by` is who wrote it (the token's `sub`, or
 /// `"server"`).
@@ -24,19 +23,8 @@ impl Handler<BackendUpdate> for DocRoom {
 
     fn handle(&mut self, msg: BackendUpdate, ctx: &mut Context<Self>) -> Self::Result {
         let _span = self.span.clone().entered();
-        let (tx, rx) = oneshot::channel();
-        let waiter = self.park(Reply::Ack(tx));
-        let applied = self
-            .core
-            .backend_update(&msg.update, &msg.by, waiter, Instant::now());
-        self.carry_out(ctx);
-        if let Err(e) = applied {
-            self.waiters.remove(&waiter);
-            return Box::pin(async { Err(e) });
-        }
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(RoomError::Unavailable("room stopped".into())))
+        self.acked(ctx, |core, waiter| {
+            core.backend_update(&msg.update, &msg.by, waiter, Instant::now())
         })
     }
 }

@@ -7,8 +7,8 @@ use std::time::Instant;
 use actix::prelude::*;
 use tracing::{debug, warn};
 
-use super::core::{Answer, Effect, WaiterId};
-use super::{Changed, DocRoom, MemberId, Reply, RoomError};
+use super::core::{Answer, Effect, RoomCore, WaiterId};
+use super::{Ack, Changed, DocRoom, MemberId, Reply, RoomError};
 use crate::doc::Version;
 use crate::flusher::PersistNow;
 use crate::metrics as m;
@@ -21,6 +21,28 @@ impl DocRoom {
         let id = WaiterId(self.next_waiter);
         self.waiters.insert(id, reply);
         id
+    }
+
+    /// Hands the core a change answered by an ack once stored: parks the answer, runs `apply`
+    /// (the core's entry point, given the waiter), carries out what it decided, and answers at
+    /// once when the core refused the change.
+    pub(super) fn acked(
+        &mut self,
+        ctx: &mut Context<Self>,
+        apply: impl FnOnce(&mut RoomCore, WaiterId) -> Result<(), RoomError>,
+    ) -> ResponseFuture<Result<Ack, RoomError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter = self.park(Reply::Ack(tx));
+        let applied = apply(&mut self.core, waiter);
+        self.carry_out(ctx);
+        if let Err(e) = applied {
+            self.waiters.remove(&waiter);
+            return Box::pin(async { Err(e) });
+        }
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(RoomError::Unavailable("room stopped".into())))
+        })
     }
 
     /// Carries out what the core decided, then arms the timer for its next deadline.

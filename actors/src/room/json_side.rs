@@ -4,10 +4,9 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
 
 use super::core::JsonUpdate;
-use super::{Ack, DocRoom, MemberId, Reply, RoomError};
+use super::{Ack, DocRoom, MemberId, RoomError};
 use crate::doc::Version;
 
 /// New content from a member (or from `PUT`, with no member). Answers once stored.
@@ -26,24 +25,15 @@ impl Handler<Update> for DocRoom {
     /// Applies new content: broadcast at once, ack once stored (or `duplicate`).
     fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
         let _span = self.span.clone().entered();
-        let (tx, rx) = oneshot::channel();
-        let waiter = self.park(Reply::Ack(tx));
-        let update = JsonUpdate {
-            from: msg.from,
-            version: msg.version,
-            by: msg.by,
-            waiter,
-            wall_ms: wall_ms(),
-        };
-        let applied = self.core.json_update(update, Instant::now());
-        self.carry_out(ctx);
-        if let Err(e) = applied {
-            self.waiters.remove(&waiter);
-            return Box::pin(async { Err(e) });
-        }
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(RoomError::Unavailable("room stopped".into())))
+        self.acked(ctx, |core, waiter| {
+            let update = JsonUpdate {
+                from: msg.from,
+                version: msg.version,
+                by: msg.by,
+                waiter,
+                wall_ms: wall_ms(),
+            };
+            core.json_update(update, Instant::now())
         })
     }
 }
