@@ -25,6 +25,7 @@ fn text_of(v: &Version) -> String {
     t.get_string(&txn)
 }
 
+mod compaction;
 mod notices;
 mod ttl;
 

@@ -45,6 +45,7 @@ pub fn flushed(doc: DocId, p: Pending, compacted: Option<Version>, folded: u64) 
         read: Some(mark(p.position)),
         compacted,
         folded,
+        added: 0,
         kept: None,
     };
     let version = p.version.filter(|_| p.position > p.persisted);
@@ -59,6 +60,7 @@ pub fn flushed(doc: DocId, p: Pending, compacted: Option<Version>, folded: u64) 
         commit: Commit {
             hash: version.hash.clone(),
             stamp: version.stamp.clone(),
+            added: p.added,
             ..commit
         },
         version,

@@ -42,7 +42,8 @@ struct CachedDoc {
     persisted: Option<LogPos>,
     /// When a commit last moved `persisted` (for a claim's `fresh` window).
     persisted_at: Option<Instant>,
-    /// Bytes of Yjs updates appended since `temp`.
+    /// Bytes of Yjs updates after `temp` that PostgreSQL recorded (counted by commits, as
+    /// `doc:{id}:tail`): with the log after `persisted`, what waits for a compaction.
     tail: u64,
     /// Entries before this position may have been trimmed.
     trimmed: LogPos,
@@ -112,7 +113,13 @@ impl CacheState {
             true => (held.temp.clone(), held.pos, false),
             false => {
                 let size = held.temp.as_ref().map_or(0, |t| t.content.len() as u64);
-                let due = held.tail >= (COMPACT_MIN_BYTES as u64).max(size)
+                let unrecorded: u64 = held
+                    .log
+                    .iter()
+                    .filter(|e| e.pos > persisted)
+                    .map(|e| e.version.content.len() as u64)
+                    .sum();
+                let due = held.tail + unrecorded >= (COMPACT_MIN_BYTES as u64).max(size)
                     || held.log.len() >= COMPACT_MAX_ENTRIES;
                 match due {
                     true => (held.temp.clone(), held.pos.min(persisted), true),
@@ -268,12 +275,9 @@ impl MemoryCache {
         };
         held.log.push(entry.clone());
         let prev = held.head.replace(pos);
-        match v.kind {
-            Kind::Json => {
-                held.temp = Some(v.clone());
-                held.pos = pos;
-            }
-            Kind::Yjs => held.tail += v.content.len() as u64,
+        if v.kind == Kind::Json {
+            held.temp = Some(v.clone());
+            held.pos = pos;
         }
         state.modified.insert(v.doc.clone());
         let notice = match v.content.len() <= CARRY_MAX_BYTES {

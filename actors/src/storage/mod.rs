@@ -88,6 +88,9 @@ pub struct Pending {
     pub dirty: bool,
     /// Entries in the document's log.
     pub log_len: usize,
+    /// Yjs: bytes of the log entries after `persisted` (what `version` merges). A commit that
+    /// records them adds them to the bytes waiting for a compaction (`doc:{id}:tail`).
+    pub added: u64,
     /// The log after the compacted content has grown to about its size: fold it in.
     pub compaction: Option<Compaction>,
 }
@@ -137,6 +140,9 @@ pub struct Commit {
     pub read: Option<LogMark>,
     pub compacted: Option<Version>,
     pub folded: u64,
+    /// Bytes of Yjs log entries this commit records that PostgreSQL had not (see
+    /// [`Pending::added`]): counted towards the next compaction once `recorded` is taken.
+    pub added: u64,
     /// What PostgreSQL holds instead of the content written (JSON that lost to a larger
     /// stamp, see [`StoreAnswer::kept`]): Redis and the rooms take it, or they would stay on the
     /// older content PostgreSQL refused.
@@ -171,6 +177,7 @@ impl Commit {
             read: None,
             compacted: None,
             folded: 0,
+            added: 0,
             kept: None,
         }
     }

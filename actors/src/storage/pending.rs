@@ -51,6 +51,7 @@ impl FlushRead {
                 incarnation: self.incarnation,
                 dirty: self.dirty,
                 log_len: self.log_len,
+                added: 0,
                 compaction: None,
             }));
         }
@@ -77,12 +78,14 @@ impl FlushRead {
                 })
             }
         };
-        let delta = self
+        let delta: Vec<Version> = self
             .entries
             .into_iter()
             .filter(|e| e.pos > persisted)
-            .map(|e| e.version);
+            .map(|e| e.version)
+            .collect();
         Ok(Some(Pending {
+            added: delta.iter().map(|v| v.content.len() as u64).sum(),
             version: combine(delta)?,
             position,
             persisted,

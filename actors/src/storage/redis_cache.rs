@@ -305,7 +305,8 @@ impl FlushClaims for RedisCache {
                             .unwrap_or_default(),
                     )
                     .arg(compacted.map(|v| v.hash.as_str()).unwrap_or_default())
-                    .arg(c.folded);
+                    .arg(c.folded)
+                    .arg(c.added);
             }
             let gone: Vec<usize> = self.call(invocation.invoke_async(&mut conn)).await?;
             let named = gone

@@ -5,17 +5,18 @@
 //! Per document: `doc:{id}:temp` the compacted content, `doc:{id}:pos` the last log entry it
 //! includes, `doc:{id}:lastSavedHash` its hash (JSON: the last saved content's), `doc:{id}:stamp`
 //! a JSON version's stamp, `doc:{id}:log` the Stream of updates, `doc:{id}:persisted` the last
-//! log entry PostgreSQL holds, `doc:{id}:tail` the bytes of Yjs updates appended since `temp`,
-//! `doc:{id}:head` the last entry appended to the log (what a notice names as the entry before
-//! the one it carries), `doc:{id}:flushing` the claim of the replica flushing it. Every key has the cache TTL,
-//! refreshed by each flush and by a save once the log's TTL is down to 90% (the log's TTL is
-//! set only where all the others are: it says when they were last refreshed, and a save costs
-//! one `PTTL` instead of seven `EXPIRE`s), so nothing expires while the document is dirty.
+//! log entry PostgreSQL holds, `doc:{id}:tail` the bytes of Yjs updates after `temp` that
+//! PostgreSQL recorded (counted by commits, not by saves), `doc:{id}:head` the last entry
+//! appended to the log (what a notice names as the entry before the one it carries),
+//! `doc:{id}:flushing` the claim of the replica flushing it. Every key has the cache TTL,
+//! refreshed by each flush and by a save once a tenth of the TTL passed since its replica last
+//! did (or where Redis has no `head`: keys new to it), so nothing expires while the document is
+//! dirty.
 //!
 //! A flush of a Yjs document reads only the log after `persisted` and hands PostgreSQL those
 //! updates; its commit moves `persisted`. Compaction is triggered by size: once the log after
-//! `temp` holds as many bytes as `temp` (at least [`COMPACT_MIN_BYTES`]) or
-//! [`COMPACT_MAX_ENTRIES`] entries, the flush also reads `temp` plus the log after `pos` and its
+//! `temp` holds as many bytes as `temp` (at least [`COMPACT_MIN_BYTES`]: `tail` plus the bytes
+//! the flush read) or [`COMPACT_MAX_ENTRIES`] entries, the flush also reads `temp` plus the log after `pos` and its
 //! commit writes the combination back as `temp`, only if it includes more than the `temp` there
 //! (so two replicas compacting at once cannot undo each other). A commit trims the entries that
 //! both PostgreSQL and `temp` include.
@@ -38,8 +39,8 @@ use crate::doc::{DocId, Kind, Stamp, Version};
 /// A save: append to the log, with the dirty mark and the TTLs, in one step. JSON is written
 /// only over a smaller stamp (an unstamped one, written before stamps existed, is the smallest)
 /// and not at all when its hash is the last saved one; it then also becomes `temp` at its
-/// position. Yjs updates only append (and count their bytes in `tail`): `temp` changes by
-/// compaction. `head` records the last entry appended. An append is announced on the document's
+/// position. Yjs updates only append: `temp` changes by compaction, and a save keeps no count
+/// of bytes (a commit does, of the bytes PostgreSQL recorded). `head` records the last entry appended. An append is announced on the document's
 /// channel (`log::notice`): an `E` frame carrying the entry and the one appended before it, or
 /// for content over the carry limit an `L` frame with the entry id only, so other replicas' readers
 /// take the entry from the notice, or read the log when it grew, instead of polling.
@@ -94,13 +95,17 @@ pub(super) static LOAD: LazyLock<redis::Script> =
 
 /// A flush's claim: claims each document for this replica (`SET PX`; {'busy'} when another
 /// replica holds the claim), refreshes its TTLs and says what the flush must read, per document
-/// {temp wanted, pos, persisted, from, dirty, compact, log length, temp exists}:
+/// {temp wanted, pos, persisted, from, dirty, compact, log length, temp exists, tail bytes,
+/// temp bytes}:
 /// - JSON (`temp` is JSON): `temp` and the entries after `pos`, as a room reads it.
 /// - Yjs: the entries after `persisted` (what PostgreSQL holds) only, so a flush costs what was
 ///   appended since the last one, not the document. When the log after `temp` has grown to
-///   `temp`'s size (`tail` bytes, at least `min` bytes) or to `max entries`, compact = 1 and
-///   the entries start after `pos` instead, with `temp` (if there is one), for the flush to
-///   fold them into a new `temp`: amortized, compaction too costs what was appended.
+///   `temp`'s size (at least `min` bytes) or to `max entries`, compact = 1 and the entries
+///   start after `pos` instead, with `temp` (if there is one), for the flush to fold them into
+///   a new `temp`: amortized, compaction too costs what was appended. The script knows only the
+///   bytes PostgreSQL recorded (`tail`); the flush adds those it reads after `persisted` and,
+///   if they reach the size, reads `temp` and the entries between `pos` and `persisted` too
+///   (`RedisCache::claim_read`).
 ///
 /// The content itself (`temp` with its stamp in one `MGET`, then the log from `from`, so an
 /// append in between is read, not lost) is then read with plain commands, pipelined
@@ -131,6 +136,7 @@ pub(super) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
 /// A commit (PostgreSQL committed what a flush wrote), per document, when its incarnation is the
 /// log's: raise `persisted` to the log point PostgreSQL recorded in that transaction (the only
 /// value `persisted` ever takes: nothing read from the log counts as persisted by itself),
+/// count the Yjs bytes it recorded in `tail` (`Commit::added`, only when `persisted` moved),
 /// compact (write the given whole content if it includes more than `temp`, the read's position,
 /// and take the bytes it folded off `tail`), and trim what both PostgreSQL and `temp` include.
 /// Then, whatever the incarnation: clear the dirty mark if no entry of the log is after
@@ -147,7 +153,7 @@ pub(super) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
 /// KEYS: per document temp, lastSavedHash, pos, log, persisted, tail, flushing, trimmed; then
 /// modifiedDocs, incarnation. ARGV: replica, ttl, retention ms, then per document: id,
 /// incarnation or '', read position or '', recorded position or '', compacted or '', its hash,
-/// bytes folded.
+/// bytes folded, bytes recorded.
 pub(super) static COMMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(concat!(
         include_str!("redis_scripts/ids.lua"),

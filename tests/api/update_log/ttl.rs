@@ -37,7 +37,7 @@ async fn keys_that_redis_lost_get_their_ttl_back_from_the_next_save() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    for key in ["log", "tail", "head"] {
+    for key in ["log", "head"] {
         assert!(
             keys.contains(&format!("{}doc:lost:{key}", p.0)),
             "{key} missing: {keys:?}"

@@ -378,6 +378,7 @@ fn completed(at_claim: Pending, read: Claimed) -> Pending {
         _ => Pending {
             version: None,
             position: at_claim.persisted,
+            added: 0,
             compaction: None,
             ..at_claim
         },

@@ -82,6 +82,7 @@ impl FlushClaims for MemoryCache {
                     if held.persisted.is_none_or(|p| p < recorded) {
                         held.persisted = Some(recorded);
                         held.persisted_at = Some(now);
+                        held.tail += c.added;
                     }
                 }
                 let read = c.read.map(|m| m.position);

@@ -84,17 +84,19 @@ impl RedisCache {
             };
             let mut answers = answers.into_iter();
             let mut next = || answers.next().ok_or_else(|| unexpected("short pipeline"));
+            let mut reads = Vec::with_capacity(claims.len());
             for (doc, answer) in claims {
                 let claim = match answer {
                     Answer::Busy => {
-                        out.push(ClaimRead::Busy);
+                        reads.push((ClaimRead::Busy, None));
                         continue;
                     }
                     Answer::Fresh(position) => {
-                        out.push(ClaimRead::Fresh(LogMark {
+                        let mark = LogMark {
                             incarnation,
                             position,
-                        }));
+                        };
+                        reads.push((ClaimRead::Fresh(mark), None));
                         continue;
                     }
                     Answer::Claimed(claim) => claim,
@@ -103,21 +105,70 @@ impl RedisCache {
                     true => redis::from_redis_value(next()?)?,
                     false => (None, None),
                 };
-                let entries = next()?;
-                out.push(ClaimRead::Found(FlushRead {
+                let read = FlushRead {
                     temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
                     pos: claim.pos,
                     persisted: claim.persisted,
                     incarnation,
-                    entries: super::streams::entries(doc, entries)?,
+                    entries: super::streams::entries(doc, next()?)?,
                     dirty: claim.dirty,
                     compact: claim.compact,
                     log_len: claim.log_len,
                     has_temp: claim.has_temp,
-                }));
+                };
+                let due = claim.compaction_due(&read);
+                reads.push((ClaimRead::Found(read), due.then_some((doc, claim))));
             }
+            self.read_compactions(&mut conn, &mut reads).await?;
+            out.extend(reads.into_iter().map(|(read, _)| read));
         }
         Ok(out)
+    }
+
+    /// Completes the reads of the documents whose log after the compacted content turned out
+    /// to hold enough bytes (those PostgreSQL recorded, counted in `tail`, and those just read
+    /// after them): their compacted content and the log between it and `persisted`, in one
+    /// more pipeline. Nothing in between changes them: the claim is this flush's.
+    async fn read_compactions(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        reads: &mut [(ClaimRead, Option<(&DocId, Claim)>)],
+    ) -> CacheResult<()> {
+        let mut pipe = redis::pipe();
+        for (_, due) in reads.iter() {
+            let Some((doc, claim)) = due else { continue };
+            let [temp, _, stamp, ..] = self.keys(doc);
+            pipe.cmd("MGET").arg(temp).arg(stamp);
+            pipe.cmd("XRANGE")
+                .arg(self.key(doc, "log"))
+                .arg(format!("({}", claim.pos))
+                .arg(claim.persisted.to_string());
+        }
+        if reads.iter().all(|(_, due)| due.is_none()) {
+            return Ok(());
+        }
+        let answers: Vec<redis::Value> = self.bounded(pipe.query_async(conn)).await??;
+        let mut answers = answers.into_iter();
+        let mut next = || answers.next().ok_or_else(|| unexpected("short pipeline"));
+        for (read, due) in reads.iter_mut() {
+            let (ClaimRead::Found(read), Some((doc, claim))) = (read, due) else {
+                continue;
+            };
+            let (temp, stamp): (Option<Vec<u8>>, Option<String>) =
+                redis::from_redis_value(next()?)?;
+            let mut before = match claim.pos < claim.persisted {
+                true => super::streams::entries(doc, next()?)?,
+                false => {
+                    next()?;
+                    Vec::new()
+                }
+            };
+            before.append(&mut read.entries);
+            read.entries = before;
+            read.temp = temp.map(|raw| decode((*doc).clone(), raw, stamp));
+            read.compact = true;
+        }
+        Ok(())
     }
 }
 
@@ -135,6 +186,27 @@ struct Claim {
     compact: bool,
     log_len: usize,
     has_temp: bool,
+    /// Yjs: bytes after the compacted content that PostgreSQL recorded (`tail`).
+    waiting: u64,
+    /// Yjs: bytes of the compacted content.
+    size: u64,
+}
+
+impl Claim {
+    /// Whether a Yjs read that CLAIM did not already make a compaction's holds, with the bytes
+    /// PostgreSQL recorded since the last compaction, as many bytes as the compacted content
+    /// (64 KiB at least): CLAIM cannot count the bytes of entries nobody recorded yet.
+    fn compaction_due(&self, read: &FlushRead) -> bool {
+        if self.compact || self.want_temp {
+            return false; // a compaction already, or JSON
+        }
+        let read_bytes: u64 = read
+            .entries
+            .iter()
+            .map(|e| e.version.content.len() as u64)
+            .sum();
+        self.waiting + read_bytes >= (COMPACT_MIN_BYTES as u64).max(self.size)
+    }
 }
 
 /// What CLAIM answered for one document.
@@ -167,8 +239,8 @@ impl Claim {
             }
             _ => {}
         }
-        let [temp, pos, persisted, from, dirty, compact, len, has_temp]: [redis::Value; 8] =
-            items.try_into().map_err(|_| unexpected("wrong length"))?;
+        let [temp, pos, persisted, from, dirty, compact, len, has_temp, waiting, size]: [redis::Value;
+            10] = items.try_into().map_err(|_| unexpected("wrong length"))?;
         let flag = |v: redis::Value| redis::from_redis_value::<i64>(v).map(|n| n == 1);
         let position = |v: redis::Value| {
             redis::from_redis_value::<String>(v).map(|t| LogPos::parse(&t).unwrap_or_default())
@@ -182,6 +254,8 @@ impl Claim {
             compact: flag(compact)?,
             log_len: redis::from_redis_value(len)?,
             has_temp: flag(has_temp)?,
+            waiting: redis::from_redis_value(waiting)?,
+            size: redis::from_redis_value(size)?,
         }))
     }
 }

@@ -29,12 +29,12 @@ for i = 1, n do
     local len = redis.call('XLEN', KEYS[k + 5])
     local exists = redis.call('EXISTS', KEYS[k + 1])
     local json = exists == 1 and redis.call('GETRANGE', KEYS[k + 1], 0, 4) ~= '\0yjs\0'
-    local temp, from, compact = 0, pos, 0
+    local temp, from, compact, size, waiting = 0, pos, 0, 0, 0
     if json then
       temp = 1
     else
-      local size = redis.call('STRLEN', KEYS[k + 1])
-      local waiting = tonumber(redis.call('GET', KEYS[k + 7]) or '0')
+      size = redis.call('STRLEN', KEYS[k + 1])
+      waiting = tonumber(redis.call('GET', KEYS[k + 7]) or '0')
       from = persisted
       if waiting >= math.max(tonumber(ARGV[4]), size) or len >= tonumber(ARGV[5]) then
         compact = 1
@@ -51,6 +51,8 @@ for i = 1, n do
       compact,
       len,
       exists,
+      waiting,
+      size,
     }
   end
 end

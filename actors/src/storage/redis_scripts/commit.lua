@@ -7,7 +7,7 @@ local stale = {}
 local keep = string.format('%d-0', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]))
 for i = 1, n do
   local k = (i - 1) * 8
-  local a = 3 + (i - 1) * 7
+  local a = 3 + (i - 1) * 8
   local id, inc, position, recorded = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local compacted = ARGV[a + 5]
   local persisted = redis.call('GET', KEYS[k + 5])
@@ -15,6 +15,10 @@ for i = 1, n do
     if recorded ~= '' and (not persisted or lt(persisted, recorded)) then
       redis.call('SET', KEYS[k + 5], recorded, 'EX', ttl)
       persisted = recorded
+      if ARGV[a + 8] ~= '0' then
+        redis.call('INCRBY', KEYS[k + 6], ARGV[a + 8])
+        redis.call('EXPIRE', KEYS[k + 6], ttl)
+      end
     end
     local held = redis.call('GET', KEYS[k + 3]) or '0-0'
     if compacted ~= '' and position ~= '' and lt(held, position) then

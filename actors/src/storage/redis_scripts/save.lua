@@ -29,15 +29,19 @@ local function save(a)
     if held and not later then return 0, '', '' end
   end
   local who = restore and '' or replica
-  local id = redis.call('XADD', at .. 'log', '*', 'r', who, 'k', kind, 'h', hash, 's', stamp, 'd', content)
+  local log, id = at .. 'log'
+  -- An entry without a stamp has no `s` (a reader takes a missing one as none).
+  if stamp == '' then
+    id = redis.call('XADD', log, '*', 'r', who, 'k', kind, 'h', hash, 'd', content)
+  else
+    id = redis.call('XADD', log, '*', 'r', who, 'k', kind, 'h', hash, 's', stamp, 'd', content)
+  end
   if kind == 'json' then
     redis.call('SET', at .. 'temp', content, 'EX', ttl)
     redis.call('SET', at .. 'lastSavedHash', hash, 'EX', ttl)
     if stamp == '' then redis.call('DEL', at .. 'stamp')
     else redis.call('SET', at .. 'stamp', stamp, 'EX', ttl) end
     redis.call('SET', at .. 'pos', id, 'EX', ttl)
-  else
-    if redis.call('INCRBY', at .. 'tail', #content) == #content then redis.call('EXPIRE', at .. 'tail', ttl) end
   end
   local prev = redis.call('SET', at .. 'head', id, 'EX', ttl, 'GET')
   -- The replica renews the TTL every tenth of it; Redis does where the keys are new to it.
