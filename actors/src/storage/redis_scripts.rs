@@ -11,7 +11,8 @@
 //! `doc:{id}:flushing` the claim of the replica flushing it. Every key has the cache TTL,
 //! refreshed by each flush and by a save once a tenth of the TTL passed since its replica last
 //! did (or where Redis has no `head`: keys new to it), so nothing expires while the document is
-//! dirty.
+//! dirty. `head` is refreshed by those saves only (each save keeps its TTL): a `head` that
+//! expired while no save came only costs the next save a renewal, and its reader one read.
 //!
 //! A flush of a Yjs document reads only the log after `persisted` and hands PostgreSQL those
 //! updates; its commit moves `persisted`. Compaction is triggered by size: once the log after

@@ -8,7 +8,7 @@
 -- Returns per save: code (0 superseded, 1 stored, 2 duplicate), entry id, the entry before it.
 local ttl, replica, carry, mark, prefix =
   ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local names = {'temp', 'lastSavedHash', 'stamp', 'pos', 'log', 'persisted', 'tail'}
+local names = {'temp', 'lastSavedHash', 'stamp', 'pos', 'log', 'persisted', 'tail', 'head'}
 -- Whether a replica other than this one follows any document: only then is a document's own
 -- followers set worth reading. A lapsed replica stays until a FOLLOW drops it, which only
 -- costs a look at the sets.
@@ -43,7 +43,7 @@ local function save(a)
     else redis.call('SET', at .. 'stamp', stamp, 'EX', ttl) end
     redis.call('SET', at .. 'pos', id, 'EX', ttl)
   end
-  local prev = redis.call('SET', at .. 'head', id, 'EX', ttl, 'GET')
+  local prev = redis.call('SET', at .. 'head', id, 'KEEPTTL', 'GET')
   -- The replica renews the TTL every tenth of it; Redis does where the keys are new to it.
   if renew or not prev then
     for _, name in ipairs(names) do redis.call('EXPIRE', at .. name, ttl) end
