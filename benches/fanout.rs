@@ -12,7 +12,8 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use support::members::{join, Countdown};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,52 +26,12 @@ use docroom_actors::fallback::Fallback;
 use docroom_actors::flusher::FlusherSettings;
 use docroom_actors::ledger::Ledger;
 use docroom_actors::registry::GetRoom;
-use docroom_actors::room::{
-    Backlog, DocRoom, Join, MemberId, Outbound, RoomLimits, Update, YjsFrame,
-};
+use docroom_actors::room::{DocRoom, MemberId, RoomLimits, Update, YjsFrame};
 use docroom_actors::storage::memory::{MemoryCache, MemoryStore};
 use docroom_actors::supervisor::{Stores, SupervisorSettings};
-use tokio::sync::Notify;
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, Text, Transact};
-
-/// Counts down the members still to receive the current frame.
-#[derive(Default)]
-struct Countdown {
-    remaining: AtomicUsize,
-    done: Notify,
-}
-
-impl Countdown {
-    fn hit(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.done.notify_one();
-        }
-    }
-}
-
-/// Stands in for a WebSocket session: counts what the room sends it.
-struct Member {
-    countdown: Option<Arc<Countdown>>,
-    /// Credited as a session does, so the room's accounting is part of what is measured.
-    backlog: Backlog,
-}
-
-impl Actor for Member {
-    type Context = Context<Self>;
-}
-
-impl Handler<Outbound> for Member {
-    type Result = ();
-
-    fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
-        self.backlog.taken(&msg);
-        if let (Some(c), Outbound::Text(_) | Outbound::Binary(_)) = (&self.countdown, msg) {
-            c.hit();
-        }
-    }
-}
 
 /// The real actors over in-memory stores: the fan-out is measured without Redis or PostgreSQL
 /// in the way (a save to the in-memory cache still runs alongside, coalesced, as it would).
@@ -140,33 +101,9 @@ async fn room_with_members(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let join = |countdown: Option<Arc<Countdown>>| {
-        let room = room.clone();
-        async move {
-            let member = MemberId::next();
-            let backlog = Backlog::default();
-            let outbound = Member {
-                countdown,
-                backlog: backlog.clone(),
-            }
-            .start()
-            .recipient();
-            room.send(Join {
-                member,
-                kind,
-                outbound,
-                backlog,
-                subject: None,
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            Ok::<_, String>(member)
-        }
-    };
-    let sender = join(None).await?;
+    let sender = join(&room, kind, None).await?;
     for _ in 0..receivers {
-        join(Some(countdown.clone())).await?;
+        join(&room, kind, Some(countdown.clone())).await?;
     }
     Ok((room, sender, doc))
 }
@@ -207,7 +144,7 @@ fn fanout(c: &mut Criterion) {
                         let start = Instant::now();
                         for _ in 0..iters {
                             n += 1;
-                            countdown.remaining.store(receivers, Ordering::Release);
+                            countdown.expect(receivers);
                             match kind {
                                 Kind::Yjs => {
                                     let update = {
@@ -238,7 +175,7 @@ fn fanout(c: &mut Criterion) {
                                     });
                                 }
                             }
-                            countdown.done.notified().await;
+                            countdown.done().await;
                         }
                         start.elapsed()
                     })

@@ -16,7 +16,7 @@ use docroom_actors::clock::Clock;
 use docroom_actors::doc::{DocId, Kind, Version};
 use docroom_actors::refusal_log::RefusalLog;
 use docroom_actors::room::core::{CoreConfig, Joining, JsonUpdate, RoomCore, WaiterId};
-use docroom_actors::room::{Backlog, MemberId, RoomLimits};
+use docroom_actors::room::{MemberId, RoomLimits};
 use docroom_actors::supervisor::{SaveAnswer, Stored};
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
@@ -41,14 +41,8 @@ fn room(kind: Kind) -> (RoomCore, Vec<MemberId>) {
     core.loaded(None, now).expect("an empty room loads");
     let members = (0..MEMBERS)
         .map(|_| {
-            let member = MemberId::next();
-            let joining = Joining {
-                member,
-                kind,
-                backlog: Backlog::default(),
-                subject: None,
-                connected: true,
-            };
+            let joining = Joining::new(kind);
+            let member = joining.member;
             core.join(joining, now).expect("joins");
             member
         })

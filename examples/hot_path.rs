@@ -26,7 +26,11 @@
 //! COUNT): runs with different COUNTs and the same PREPARED build the same updates, so the
 //! client's work cancels out with the rest of the setup when their counts are subtracted.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "../benches/support/members.rs"]
+mod members;
+
+use members::{join, Countdown};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,48 +42,16 @@ use docroom_actors::fallback::Fallback;
 use docroom_actors::flusher::FlusherSettings;
 use docroom_actors::ledger::Ledger;
 use docroom_actors::registry::GetRoom;
-use docroom_actors::room::{
-    Backlog, DocRoom, Join, MemberId, Outbound, RoomLimits, Update, YjsFrame,
-};
+use docroom_actors::room::{DocRoom, MemberId, RoomLimits, Update, YjsFrame};
 use docroom_actors::storage::memory::{MemoryCache, MemoryStore};
 use docroom_actors::supervisor::{Stores, SupervisorSettings};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, Text, Transact};
 
 /// The members besides the sender.
 const RECEIVERS: usize = 3;
-
-/// Counts down the members still to receive the current frame.
-#[derive(Default)]
-struct Countdown {
-    remaining: AtomicUsize,
-    done: Notify,
-}
-
-/// Stands in for a WebSocket session: credits its backlog as a session does, counts frames.
-struct Member {
-    countdown: Option<Arc<Countdown>>,
-    backlog: Backlog,
-}
-
-impl Actor for Member {
-    type Context = Context<Self>;
-}
-
-impl Handler<Outbound> for Member {
-    type Result = ();
-
-    fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
-        self.backlog.taken(&msg);
-        if let (Some(c), Outbound::Text(_) | Outbound::Binary(_)) = (&self.countdown, msg) {
-            if c.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                c.done.notify_one();
-            }
-        }
-    }
-}
 
 fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
     let hour = Duration::from_secs(3600);
@@ -143,31 +115,11 @@ async fn open_room(
         .await)
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let mut sender = None;
-    for i in 0..=RECEIVERS {
-        let member = MemberId::next();
-        let backlog = Backlog::default();
-        let countdown = (i > 0).then(|| countdown.clone());
-        // The greeting (the room's state) comes back as the join's answer, not as a frame.
-        let outbound = Member {
-            countdown,
-            backlog: backlog.clone(),
-        }
-        .start()
-        .recipient();
-        let join = Join {
-            member,
-            kind,
-            outbound,
-            backlog,
-            subject: None,
-        };
-        (room.send(join).await)
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        sender.get_or_insert(member);
+    let sender = join(&room, kind, None).await?;
+    for _ in 0..RECEIVERS {
+        join(&room, kind, Some(countdown.clone())).await?;
     }
-    Ok((room, sender.expect("joined")))
+    Ok((room, sender))
 }
 
 /// What a typist's editor would send: one character appended, as a y-protocols update frame.
@@ -202,7 +154,7 @@ async fn run(core: &Core, kind: Kind, updates: &[Bytes]) -> Result<(), String> {
     let countdown = Arc::new(Countdown::default());
     let (room, from) = open_room(core, &doc, kind, &countdown).await?;
     for data in updates {
-        countdown.remaining.store(RECEIVERS, Ordering::Release);
+        countdown.expect(RECEIVERS);
         let stored = match kind {
             Kind::Yjs => {
                 let (tx, rx) = oneshot::channel();
@@ -228,7 +180,7 @@ async fn run(core: &Core, kind: Kind, updates: &[Bytes]) -> Result<(), String> {
         if !stored {
             return Err("an update was not stored".into());
         }
-        countdown.done.notified().await;
+        countdown.done().await;
     }
     Ok(())
 }

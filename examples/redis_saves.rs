@@ -28,20 +28,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let share: usize = args.get(2).map_or(Ok(6), |s| s.parse())?;
     let ms = Duration::from_millis;
     let cache = RedisCache::new(CacheSettings {
-        target: RedisTarget::plain(url),
-        key_prefix: "bench-saves:".into(),
-        replica: "bench".into(),
-        ttl_secs: 125,
-        claim_ms: 30_000,
-        log_retention_ms: 0,
-        lock_ttl_secs: 10,
+        // Redis runs under valgrind here.
         response_timeout: ms(60_000),
         connection_timeout: ms(60_000),
-        retry_base: ms(100),
-        retry_max: ms(1000),
-        retry_jitter: ms(10),
-        mark_changes: false,
-        save_linger: ms(2),
+        ..CacheSettings::standalone(RedisTarget::plain(url), "bench-saves:", "bench")
     });
     let docs: Vec<DocId> = (0..DOCS)
         .map(|i| DocId::parse(&format!("doc-{i}")))

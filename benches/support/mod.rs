@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each bench binary uses a different part
 
+pub mod members;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use docroom_actors::doc::{DocId, Kind, Version};
+use docroom_actors::durability::flush::{flushed, Flushed};
 use docroom_actors::log::{Incarnation, LogMark, LogPos};
-use docroom_actors::storage::{Claimed, Commit, DocumentLog, FlushClaims, RedisCache, Written};
+use docroom_actors::storage::{
+    Claimed, Commit, DocumentLog, FlushClaims, Pending, RedisCache, Written,
+};
 use yrs::updates::decoder::Decode;
 use yrs::{GetString, Transact};
 
@@ -83,6 +86,21 @@ fn recorded_at(doc: &DocId, hash: String, incarnation: Incarnation, at: LogPos) 
         recorded: Some(mark),
         read: Some(mark),
         ..Commit::of(doc.clone(), hash)
+    }
+}
+
+/// The commit of a flush that wrote what `read` found PostgreSQL lacks, with the compaction it
+/// found due, once PostgreSQL recorded it: as the flusher makes it (`flush::flushed`), the
+/// compaction taken as it is (there is no PostgreSQL content here to complete it with).
+fn written(doc: &DocId, read: &Pending) -> Commit {
+    let compaction = read.compaction.clone();
+    let (compacted, folded) = compaction.map_or((None, 0), |c| (Some(c.version), c.folded));
+    match flushed(doc.clone(), read.clone(), compacted, folded) {
+        Flushed::Write(dirty) => Commit {
+            recorded: dirty.includes,
+            ..dirty.commit
+        },
+        Flushed::Settled(commit) => commit,
     }
 }
 
@@ -219,25 +237,13 @@ async fn the_log_is_compacted_once_it_holds_about_as_much_as_the_compacted_conte
     let Claimed::Found(read) = claimed(&cache, &doc).await else {
         panic!("claimable")
     };
-    let compaction = read.compaction.expect("70 KiB of log is compacted");
+    let compaction = read.compaction.clone().expect("70 KiB of log is compacted");
     assert!(
         !compaction.whole,
         "nothing was compacted before: only the log"
     );
     assert!(compaction.folded as usize >= saved);
-    cache
-        .committed(&[Commit {
-            compacted: Some(compaction.version.clone()),
-            folded: compaction.folded,
-            ..recorded_at(
-                &doc,
-                read.version.unwrap().hash,
-                read.incarnation,
-                read.position,
-            )
-        }])
-        .await
-        .unwrap();
+    cache.committed(&[written(&doc, &read)]).await.unwrap();
 
     let after = cache.load(&doc).await.unwrap().unwrap();
     assert!(after.whole && after.tail == 0 && !after.dirty);

@@ -79,6 +79,31 @@ pub struct CacheSettings {
     pub save_linger: Duration,
 }
 
+impl CacheSettings {
+    /// Settings for a program that drives the cache itself rather than through the service
+    /// (whose settings come from `config/`): tests and benchmark clients. SPEC §7's TTL, no
+    /// log retention, no change marks, two-second timeouts and short retries.
+    pub fn standalone(target: RedisTarget, key_prefix: &str, replica: &str) -> CacheSettings {
+        let ms = Duration::from_millis;
+        CacheSettings {
+            target,
+            key_prefix: key_prefix.into(),
+            replica: replica.into(),
+            ttl_secs: 125,
+            claim_ms: 30_000,
+            log_retention_ms: 0,
+            lock_ttl_secs: 10,
+            response_timeout: ms(2000),
+            connection_timeout: ms(2000),
+            retry_base: ms(100),
+            retry_max: ms(1000),
+            retry_jitter: ms(10),
+            mark_changes: false,
+            save_linger: ms(2),
+        }
+    }
+}
+
 /// Cloning is shallow: clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisCache {

@@ -244,21 +244,9 @@ pub async fn drop_database(db: &str) -> Result<(), tokio_postgres::Error> {
 /// `prefix`: for tests of what the scripts do inside Redis.
 pub fn redis_cache(prefix: &str, replica: &str) -> docroom_actors::storage::RedisCache {
     use docroom_actors::storage::{CacheSettings, RedisCache, RedisTarget};
-    let ms = std::time::Duration::from_millis;
-    RedisCache::new(CacheSettings {
-        target: RedisTarget::plain(super::app::SHARED_REDIS_URL),
-        key_prefix: prefix.into(),
-        replica: replica.into(),
-        ttl_secs: 125,
-        claim_ms: 30_000,
-        log_retention_ms: 0,
-        lock_ttl_secs: 10,
-        response_timeout: ms(2000),
-        connection_timeout: ms(2000),
-        retry_base: ms(100),
-        retry_max: ms(1000),
-        retry_jitter: ms(10),
-        mark_changes: false,
-        save_linger: ms(2),
-    })
+    RedisCache::new(CacheSettings::standalone(
+        RedisTarget::plain(super::app::SHARED_REDIS_URL),
+        prefix,
+        replica,
+    ))
 }

@@ -2,9 +2,9 @@
 //! bytes PostgreSQL recorded (`doc:{id}:tail`), and a flush adds the bytes it reads after them.
 
 use docroom_actors::doc::DocId;
-use docroom_actors::storage::{Claimed, Commit, DocumentLog, FlushClaims, RedisCache};
+use docroom_actors::storage::{Claimed, DocumentLog, FlushClaims, RedisCache};
 
-use super::{claimed, recorded_at, text_of, Prefix};
+use super::{claimed, text_of, written, Prefix};
 use crate::harness::yclient::typed;
 
 /// Saves `kib` KiB of 8 KiB Yjs updates to `c`, each from the next client (`n`); their bytes.
@@ -37,13 +37,7 @@ async fn bytes_postgres_recorded_in_earlier_flushes_count_towards_the_next_compa
     assert!(read.compaction.is_none(), "40 KiB of log waits for more");
     assert_eq!(read.added, first, "the flush read every byte saved");
     let recorded = read.position;
-    cache
-        .committed(&[Commit {
-            added: read.added,
-            ..recorded_at(&doc, read.version.unwrap().hash, read.incarnation, recorded)
-        }])
-        .await
-        .unwrap();
+    cache.committed(&[written(&doc, &read)]).await.unwrap();
 
     // 30 KiB more: the claim alone sees 40 KiB, the flush's read 30 more: together past 64 KiB,
     // so the flush also reads the 40 KiB PostgreSQL has, and folds all 70.
@@ -53,7 +47,10 @@ async fn bytes_postgres_recorded_in_earlier_flushes_count_towards_the_next_compa
     };
     assert_eq!(read.persisted, recorded);
     assert_eq!(read.added, second, "PostgreSQL lacks only the last 30 KiB");
-    let compaction = read.compaction.expect("70 KiB after the compacted content");
+    let compaction = read
+        .compaction
+        .clone()
+        .expect("70 KiB after the compacted content");
     assert_eq!(compaction.folded, first + second, "every entry is folded");
     assert!(
         !compaction.whole,
@@ -61,20 +58,7 @@ async fn bytes_postgres_recorded_in_earlier_flushes_count_towards_the_next_compa
     );
     let pieces = text_of(&compaction.version).len() / CHUNK;
     assert_eq!(pieces as u64, n, "the compaction holds every update");
-    cache
-        .committed(&[Commit {
-            compacted: Some(compaction.version.clone()),
-            folded: compaction.folded,
-            added: read.added,
-            ..recorded_at(
-                &doc,
-                read.version.unwrap().hash,
-                read.incarnation,
-                read.position,
-            )
-        }])
-        .await
-        .unwrap();
+    cache.committed(&[written(&doc, &read)]).await.unwrap();
 
     // The folded bytes are off the count: a small save does not compact again.
     let loaded = cache.load(&doc).await.unwrap().unwrap();

@@ -30,6 +30,20 @@ pub struct Joining {
     pub connected: bool,
 }
 
+impl Joining {
+    /// A new member of `kind` whose session is there, with a fresh backlog and no token
+    /// subject: a join as tests, benches and simulations make it.
+    pub fn new(kind: Kind) -> Joining {
+        Joining {
+            member: MemberId::next(),
+            kind,
+            backlog: Backlog::default(),
+            subject: None,
+            connected: true,
+        }
+    }
+}
+
 impl RoomCore {
     /// Adds a member; answers the frames it starts from (a JSON snapshot, or Yjs sync step 1
     /// and awareness).

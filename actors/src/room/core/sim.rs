@@ -19,7 +19,7 @@ use super::{CoreConfig, Effect, Joining, JsonUpdate, RoomCore, WaiterId, RETRY_A
 use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
 use crate::refusal_log::RefusalLog;
-use crate::room::{Backlog, MemberId, RoomError, RoomLimits};
+use crate::room::{MemberId, RoomError, RoomLimits};
 use crate::supervisor::{SaveAnswer, Stored};
 
 /// One step of a script. Members are named by their index among those in the room (modulo
@@ -186,14 +186,9 @@ impl Sim {
         let now = self.now;
         match *step {
             Step::Join => {
-                let member = MemberId::next();
-                let joining = Joining {
-                    member,
-                    kind: self.kind,
-                    backlog: Backlog::default(),
-                    subject: Some(format!("user{}", member.get() % 3)),
-                    connected: true,
-                };
+                let mut joining = Joining::new(self.kind);
+                let member = joining.member;
+                joining.subject = Some(format!("user{}", member.get() % 3));
                 if self.core.join(joining, now).is_ok() {
                     self.members.push(member);
                 }

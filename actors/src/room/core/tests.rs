@@ -9,7 +9,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, Text, Transact};
 
 use super::*;
-use crate::room::{Backlog, CutReason, SaveBudget};
+use crate::room::{CutReason, SaveBudget};
 use crate::supervisor::SaveAnswer;
 
 pub(super) fn config(kind: Kind) -> CoreConfig {
@@ -37,14 +37,8 @@ pub(super) fn room(cfg: CoreConfig, n: u64, t0: Instant) -> (RoomCore, Vec<Membe
 }
 
 pub(super) fn join(core: &mut RoomCore, kind: Kind, now: Instant) -> MemberId {
-    let member = MemberId::next();
-    let joining = Joining {
-        member,
-        kind,
-        backlog: Backlog::default(),
-        subject: None,
-        connected: true,
-    };
+    let joining = Joining::new(kind);
+    let member = joining.member;
     core.join(joining, now).unwrap();
     member
 }
