@@ -10,7 +10,7 @@
 //! address is still connected, and forgets stopped ones on lookup and on a timer. Whoever holds
 //! a stale address finds out from a failed send and asks again.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::time::Duration;
 
 use actix::prelude::*;

@@ -17,7 +17,7 @@
 //! An entry outlives the room that saved it, so a room that dies unexpectedly, or a Redis that
 //! loses its data, never takes acknowledged content with it.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 

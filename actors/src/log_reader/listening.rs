@@ -40,7 +40,7 @@ impl LogReader {
         self.listening = Listening::Up(Ears {
             channels: listener.channels,
             heard,
-            subscribed: HashSet::new(),
+            subscribed: HashSet::default(),
             busy: false,
         });
         if self.impaired && self.follows.is_empty() {

@@ -31,7 +31,7 @@ mod moved;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 

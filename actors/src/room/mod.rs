@@ -12,7 +12,7 @@
 //! for its document, then stops. The room is never the only copy of anything acknowledged: every
 //! save it made is in the ledger (and Redis or the journal) until PostgreSQL commits it.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

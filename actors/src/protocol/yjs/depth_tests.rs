@@ -1,7 +1,7 @@
 //! The nesting bound at the document's edges: frames from members, read-only ones included,
 //! stored states deeper than the bound, and the deepest document the bound allows.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
@@ -134,7 +134,7 @@ fn the_deepest_document_the_ceiling_allows_is_rendered_and_deleted_on_a_small_st
 fn an_awareness_state_nested_past_the_limit_is_refused_from_a_read_only_sender() {
     // Every peer parses it; its depth is counted, not parsed, so any depth is cheap to refuse.
     let mut doc = YjsDoc::new().with_limits(limits(256));
-    let owns = HashSet::new();
+    let owns = HashSet::default();
     let deep_state = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let mut clients = std::collections::HashMap::new();
     clients.insert(

@@ -2,7 +2,7 @@
 //! and 13). A frame is checked whole, decoded but before any of it is applied, so a refused frame
 //! changes nothing and reaches nobody.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use yrs::sync::Message;
 use yrs::updates::decoder::Decode;
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn a_connection_may_introduce_a_few_awareness_ids_and_no_more() {
         let mut doc = YjsDoc::new().with_limits(limits(2, 100, usize::MAX));
-        let mut owns = HashSet::new();
+        let mut owns = HashSet::default();
         fn sender(owns: &HashSet<ClientID>) -> Sender<'_> {
             Sender {
                 may_write: false,
@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn echoed_removals_of_other_clients_cost_no_claim_and_unknown_ones_leave_no_record() {
         let mut doc = YjsDoc::new().with_limits(limits(1, 100, usize::MAX));
-        let (mut carol, alice) = (HashSet::new(), HashSet::new());
+        let (mut carol, alice) = (HashSet::default(), HashSet::default());
         fn as_member(owns: &HashSet<ClientID>) -> Sender<'_> {
             Sender {
                 may_write: true,
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn an_awareness_state_over_the_byte_limit_is_refused_whole() {
         let mut doc = YjsDoc::new().with_limits(limits(10, 20, usize::MAX));
-        let owns = HashSet::new();
+        let owns = HashSet::default();
         let big = format!("{{\"x\":\"{}\"}}", "y".repeat(30));
         let mut frame = awareness(&[1], "{}");
         frame.extend(awareness(&[2], &big));
@@ -329,7 +329,7 @@ mod tests {
     fn updates_that_would_grow_the_state_past_the_limit_are_refused_and_change_nothing() {
         let mut doc = YjsDoc::new().with_limits(limits(10, 10, 1_000));
         let writer = Doc::new();
-        let owns = HashSet::new();
+        let owns = HashSet::default();
         let sender = Sender {
             may_write: true,
             owns: &owns,

@@ -2,7 +2,7 @@
 //! who receives what; this module only speaks the protocol (through yrs's `sync` module) and
 //! keeps the document and the awareness states.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::Bytes;
@@ -264,7 +264,7 @@ impl YjsDoc {
 
     /// [`YjsDoc::handle_from`] a sender that introduced no awareness ids yet.
     pub fn handle(&mut self, frame: &[u8], may_write: bool) -> Result<Handled, YjsError> {
-        let owns = HashSet::new();
+        let owns = HashSet::default();
         self.handle_from(
             frame,
             Sender {

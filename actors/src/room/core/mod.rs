@@ -25,7 +25,9 @@
 //! - `sim.rs`: a simulator that runs scripts of inputs through the core and checks its rules
 //!   (the seeded test and the fuzzer drive it; feature `sim` outside the unit tests).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

@@ -8,7 +8,7 @@
 //! one save per interval. Leaving and shutdown save immediately, so no applied update is left
 //! behind; a failed save's updates go into the next one, tried after a pause.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

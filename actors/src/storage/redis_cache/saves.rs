@@ -14,7 +14,7 @@
 //! replica's reader hears of its own appends from the answer instead ([`Notice::Saved`]), so a
 //! single replica pays for no fan-out at all.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
