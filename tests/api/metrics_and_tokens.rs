@@ -139,6 +139,21 @@ async fn durations_are_histograms_with_buckets_and_no_summary_quantiles() {
         count("docroom_flush_duration_seconds") >= Some(1.0),
         "the flush was not timed:\n{text}"
     );
+    // A room records to series it looked up once, when it opened: they are the exported ones.
+    assert_eq!(
+        samples.get("docroom_updates_total{kind=\"json\"}"),
+        Some(&5.0),
+        "five updates applied:\n{text}"
+    );
+    assert_eq!(
+        count("docroom_broadcast_fanout"),
+        Some(5.0),
+        "one fan-out per update:\n{text}"
+    );
+    assert!(
+        count("docroom_save_duration_seconds") >= Some(1.0),
+        "no save was timed:\n{text}"
+    );
 }
 
 fn now() -> i64 {

@@ -11,7 +11,6 @@ use super::core::{Answer, Effect, RoomCore, WaiterId};
 use super::{Ack, Changed, DocRoom, MemberId, Reply, RoomError};
 use crate::doc::Version;
 use crate::flusher::PersistNow;
-use crate::metrics as m;
 use crate::supervisor::{Publish, Save};
 
 impl DocRoom {
@@ -144,7 +143,8 @@ impl DocRoom {
             .send(Save { version })
             .into_actor(self)
             .map(move |res, act, ctx| {
-                metrics::histogram!(m::SAVE_DURATION).record(started.elapsed().as_secs_f64());
+                let took = started.elapsed().as_secs_f64();
+                act.core.series().save_duration.record(took);
                 let res = match res {
                     Ok(Ok(answer)) => Ok(answer),
                     Ok(Err(e)) => Err(RoomError::Unavailable(e.to_string())),

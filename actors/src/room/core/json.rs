@@ -33,7 +33,7 @@ impl RoomCore {
             self.check_idle(now);
             return Err(self.wrong_kind());
         }
-        metrics::counter!(m::UPDATES, "kind" => "json").increment(1);
+        self.series.json_updates.increment(1);
         let hash = u.version.hash.clone();
         let same = self.held.json().filter(|c| c.hash == hash).cloned();
         let duplicate_content = same.is_some() && !self.saves.is_unstored(&hash);
@@ -59,7 +59,7 @@ impl RoomCore {
                 if self.members.keys().any(|id| Some(*id) != u.from) {
                     self.broadcast(u.from, Outbound::Text(json::update_frame(&version)));
                 } else {
-                    metrics::histogram!(m::BROADCAST_FANOUT).record(0.0);
+                    self.series.fanout.record(0.0);
                 }
                 self.held = Held::Json(Some(version.clone()));
                 match u.from {

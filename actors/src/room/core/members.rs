@@ -10,7 +10,6 @@ use tracing::{debug, warn};
 
 use super::{Effect, RoomCore};
 use crate::doc::Kind;
-use crate::metrics as m;
 use crate::protocol::json;
 use crate::room::{Backlog, MemberId, Outbound, RoomError, RoomLimits};
 
@@ -151,7 +150,7 @@ impl RoomCore {
     /// are skipped and noted for removal.
     pub(super) fn broadcast(&mut self, from: Option<MemberId>, frame: Outbound) {
         let others = self.members.len().saturating_sub(from.is_some() as usize);
-        metrics::histogram!(m::BROADCAST_FANOUT).record(others as f64);
+        self.series.fanout.record(others as f64);
         let mut skip = Vec::new();
         for (id, member) in &self.members {
             if Some(*id) != from && !member.backlog.charge(&frame, &self.cfg.limits) {

@@ -38,6 +38,7 @@ use super::{MemberId, Outbound, RoomError, RoomLimits, RoomSummary};
 use crate::clock::Clock;
 use crate::doc::{DocId, Kind, Version};
 use crate::log::EventKind;
+use crate::metrics::RoomSeries;
 use crate::refusal_log::RefusalLog;
 use crate::supervisor::Stored;
 
@@ -161,6 +162,7 @@ pub struct RoomCore {
     /// When the room next proposes a version (history on).
     version_at: Option<Instant>,
     effects: Vec<Effect>,
+    series: RoomSeries,
 }
 
 impl RoomCore {
@@ -181,7 +183,13 @@ impl RoomCore {
             idle_at: None,
             version_at: None,
             effects: Vec::new(),
+            series: RoomSeries::new(),
         }
+    }
+
+    /// The series the room records to for every update (see [`RoomSeries`]).
+    pub fn series(&self) -> &RoomSeries {
+        &self.series
     }
 
     /// The document's stored content is known (`None`: never stored). Err: the Yjs state is

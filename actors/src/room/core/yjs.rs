@@ -152,7 +152,7 @@ impl RoomCore {
             self.answer_when_stored(stored, may_write, &handled);
         }
         if handled.changed {
-            metrics::counter!(m::UPDATES, "kind" => "yjs").increment(1);
+            self.series.yjs_updates.increment(1);
             if let Some(y) = self.held.yjs_mut() {
                 y.pending
                     .extend(handled.applied.into_iter().map(Bytes::from));
@@ -204,7 +204,7 @@ impl RoomCore {
         y.save_at = None;
         let since = y.unsaved.take()?;
         let waited = now.saturating_duration_since(since);
-        metrics::histogram!(m::SAVE_WAIT).record(waited.as_secs_f64());
+        self.series.save_wait.record(waited.as_secs_f64());
         let parts = std::mem::take(&mut y.pending);
         let update = match parts.len() {
             0 => return None,

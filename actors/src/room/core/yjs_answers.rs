@@ -18,7 +18,6 @@ use tracing::warn;
 
 use super::saves::{SaveWaiter, StoredAnswer};
 use super::{Answer, RoomCore, WaiterId};
-use crate::metrics as m;
 use crate::protocol::yjs::{step2, Handled, YjsError};
 use crate::room::{Outbound, RoomError};
 use crate::supervisor::Stored;
@@ -123,7 +122,7 @@ impl RoomCore {
             self.answer_once_stored(waiting);
             return Ok(());
         }
-        metrics::counter!(m::UPDATES, "kind" => "yjs").increment(1);
+        self.series.yjs_updates.increment(1);
         y.pending
             .extend(handled.applied.into_iter().map(Bytes::from));
         y.stored_waiters.push(waiting);
