@@ -311,14 +311,15 @@ report_scale() {
                 echo "| $s | $round | $line | $(goal_of "$p99" 1.5) | $(goal_of "$cpu" 1.3) |"
             done
             [ "$SCALE_ROUNDS" -gt 1 ] && [ -n "$p99s" ] &&
-                echo "| $s | median of $SCALE_ROUNDS | $delivered | $(goal_of "$(median $p99s)" 1.5) | $(goal_of "$(median $cpus)" 1.3) |"
+                echo "| $s | median of $SCALE_ROUNDS | $delivered | $(goal_of "$(median_of $p99s)" 1.5) | $(goal_of "$(median_of $cpus)" 1.3) |"
         done
         echo
     done
 }
 
-# The median of numbers ("n/a" if any is).
-median() {
+# The median of the numbers given as arguments ("n/a" if any is; bench-compare's `median` reads
+# them from stdin).
+median_of() {
     printf '%s\n' "$@" | sort -g | awk '/n\/a/ { na = 1 } { v[NR] = $1 } END {
         if (na || NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }

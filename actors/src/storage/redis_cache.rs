@@ -298,47 +298,12 @@ impl FlushClaims for RedisCache {
         if done.is_empty() {
             return Ok(stale);
         }
-        let mut conn = self.connection().await?;
+        let conn = self.connection().await?;
+        let mut calls = Vec::new();
         for batch in done.chunks(BATCH) {
-            let mut invocation = COMMIT.prepare_invoke();
-            for c in batch {
-                let [temp, hash, _, pos, log, persisted, tail] = self.keys(&c.doc);
-                let (flushing, trimmed) =
-                    (self.key(&c.doc, "flushing"), self.key(&c.doc, "trimmed"));
-                for key in [temp, hash, pos, log, persisted, tail, flushing, trimmed] {
-                    invocation.key(key);
-                }
-            }
-            invocation
-                .key(self.key_modified())
-                .key(self.key_incarnation())
-                .arg(&*self.settings.replica)
-                .arg(self.settings.ttl_secs)
-                .arg(self.settings.log_retention_ms);
-            for c in batch {
-                let text = |p: Option<LogPos>| p.map(|p| p.to_string()).unwrap_or_default();
-                let incarnation = c.read.or(c.recorded).map(|m| m.incarnation.to_string());
-                let compacted = c.compacted.as_ref();
-                invocation
-                    .arg(c.doc.as_str())
-                    .arg(incarnation.unwrap_or_default())
-                    .arg(text(c.read.map(|m| m.position)))
-                    .arg(text(c.recorded.map(|m| m.position)))
-                    .arg(
-                        compacted
-                            .map(|v| encode(v).into_owned())
-                            .unwrap_or_default(),
-                    )
-                    .arg(compacted.map(|v| v.hash.as_str()).unwrap_or_default())
-                    .arg(c.folded)
-                    .arg(c.added);
-            }
-            let gone: Vec<usize> = self.call(invocation.invoke_async(&mut conn)).await?;
-            let named = gone
-                .into_iter()
-                .filter_map(|i| batch.get(i.checked_sub(1)?));
-            stale.extend(named.map(|c| c.doc.clone()));
+            calls.push(self.commit_batch(conn.clone(), batch));
         }
+        stale.extend(documents::in_flight(calls).await?);
         Ok(stale)
     }
 }
@@ -388,5 +353,52 @@ impl Heartbeats for RedisCache {
 
     async fn retire(&self, replica: &str) -> CacheResult<()> {
         self.delete_beat(replica).await
+    }
+}
+
+impl RedisCache {
+    /// One COMMIT call for `batch`; the documents whose commit named a log that is gone.
+    async fn commit_batch(
+        &self,
+        mut conn: redis::aio::ConnectionManager,
+        batch: &[Commit],
+    ) -> CacheResult<Vec<DocId>> {
+        let mut invocation = COMMIT.prepare_invoke();
+        for c in batch {
+            let [temp, hash, _, pos, log, persisted, tail] = self.keys(&c.doc);
+            let (flushing, trimmed) = (self.key(&c.doc, "flushing"), self.key(&c.doc, "trimmed"));
+            for key in [temp, hash, pos, log, persisted, tail, flushing, trimmed] {
+                invocation.key(key);
+            }
+        }
+        invocation
+            .key(self.key_modified())
+            .key(self.key_incarnation())
+            .arg(&*self.settings.replica)
+            .arg(self.settings.ttl_secs)
+            .arg(self.settings.log_retention_ms);
+        for c in batch {
+            let text = |p: Option<LogPos>| p.map(|p| p.to_string()).unwrap_or_default();
+            let incarnation = c.read.or(c.recorded).map(|m| m.incarnation.to_string());
+            let compacted = c.compacted.as_ref();
+            invocation
+                .arg(c.doc.as_str())
+                .arg(incarnation.unwrap_or_default())
+                .arg(text(c.read.map(|m| m.position)))
+                .arg(text(c.recorded.map(|m| m.position)))
+                .arg(
+                    compacted
+                        .map(|v| encode(v).into_owned())
+                        .unwrap_or_default(),
+                )
+                .arg(compacted.map(|v| v.hash.as_str()).unwrap_or_default())
+                .arg(c.folded)
+                .arg(c.added);
+        }
+        let gone: Vec<usize> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let named = gone
+            .into_iter()
+            .filter_map(|i| batch.get(i.checked_sub(1)?));
+        Ok(named.map(|c| c.doc.clone()).collect())
     }
 }

@@ -4,11 +4,15 @@
 
 use std::time::Duration;
 
+use futures_util::{StreamExt, TryStreamExt};
+
 use super::{CacheError, CacheResult, RedisCache};
 use crate::doc::{combine, DocId};
 use crate::log::{Incarnation, LogMark, LogPos};
 use crate::storage::pending::FlushRead;
-use crate::storage::redis_scripts::{decode, BATCH, CLAIM, COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES};
+use crate::storage::redis_scripts::{
+    decode, BATCH, CLAIM, COMPACT_MAX_ENTRIES, COMPACT_MIN_BYTES, IN_FLIGHT,
+};
 use crate::storage::Cached;
 
 impl RedisCache {
@@ -33,9 +37,22 @@ impl RedisCache {
         fresh: Option<Duration>,
     ) -> CacheResult<Vec<ClaimRead>> {
         let fresh_ms = fresh.map_or(0, |f| f.as_millis().max(1) as u64);
-        let mut conn = self.side_connection(&self.bulk).await?;
-        let mut out = Vec::with_capacity(docs.len());
+        let conn = self.side_connection(&self.bulk).await?;
+        let mut calls = Vec::new();
         for batch in docs.chunks(BATCH) {
+            calls.push(self.claim_batch(conn.clone(), batch, fresh_ms));
+        }
+        in_flight(calls).await
+    }
+
+    /// CLAIM and the reads it calls for, for one batch of documents.
+    async fn claim_batch(
+        &self,
+        mut conn: redis::aio::MultiplexedConnection,
+        batch: &[DocId],
+        fresh_ms: u64,
+    ) -> CacheResult<Vec<ClaimRead>> {
+        {
             let mut invocation = self.per_document(&CLAIM, batch);
             invocation
                 .key(self.key_modified())
@@ -120,9 +137,8 @@ impl RedisCache {
                 reads.push((ClaimRead::Found(read), due.then_some((doc, claim))));
             }
             self.read_compactions(&mut conn, &mut reads).await?;
-            out.extend(reads.into_iter().map(|(read, _)| read));
+            Ok(reads.into_iter().map(|(read, _)| read).collect())
         }
-        Ok(out)
     }
 
     /// Completes the reads of the documents whose log after the compacted content turned out
@@ -170,6 +186,19 @@ impl RedisCache {
         }
         Ok(())
     }
+}
+
+/// Runs `calls` (each one script call of a batch, and what follows it) [`IN_FLIGHT`] at a time,
+/// their answers in order.
+pub(super) async fn in_flight<T, F>(calls: Vec<F>) -> CacheResult<Vec<T>>
+where
+    F: std::future::Future<Output = CacheResult<Vec<T>>>,
+{
+    let answers: Vec<Vec<T>> = futures_util::stream::iter(calls)
+        .buffered(IN_FLIGHT)
+        .try_collect()
+        .await?;
+    Ok(answers.into_iter().flatten().collect())
 }
 
 fn unexpected(why: &str) -> CacheError {
