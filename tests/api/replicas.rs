@@ -12,6 +12,7 @@ use crate::harness::{
     await_breaker, ensure, eventually, Frame, PrivateRedis, TestApp, TestOptions, WsClient,
 };
 
+mod first_save;
 mod notices;
 
 const WITHIN: Duration = Duration::from_secs(20);

@@ -95,6 +95,12 @@ impl LogReader {
                 // on the channel would.
                 if pos > f.position && prev == Some(f.position) {
                     f.position = pos;
+                } else if pos > f.position && prev.is_none() {
+                    // Redis knew no entry before it (a new document's first save): where the
+                    // room stands against the log is learnt from a read now, not at the next
+                    // poll, which a flush's trim may beat (the room would then reload).
+                    self.moved.insert(heard.doc);
+                    self.read(ctx);
                 }
             }
             Notice::Appended { replica, pos } => {
