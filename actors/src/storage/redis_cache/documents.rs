@@ -52,93 +52,90 @@ impl RedisCache {
         batch: &[DocId],
         fresh_ms: u64,
     ) -> CacheResult<Vec<ClaimRead>> {
-        {
-            let mut invocation = self.per_document(&CLAIM, batch);
-            invocation
-                .key(self.key_modified())
-                .key(self.key_incarnation())
-                .arg(&*self.settings.replica)
-                .arg(self.settings.claim_ms)
-                .arg(self.settings.ttl_secs)
-                .arg(COMPACT_MIN_BYTES)
-                .arg(COMPACT_MAX_ENTRIES)
-                .arg(fresh_ms);
-            for doc in batch {
-                invocation.arg(doc.as_str());
-            }
-            let mut raw: Vec<redis::Value> =
-                self.bounded(invocation.invoke_async(&mut conn)).await??;
-            let incarnation = raw
-                .pop()
-                .and_then(|v| redis::from_redis_value::<String>(v).ok())
-                .and_then(|t| t.parse().ok())
-                .map(Incarnation)
-                .ok_or_else(|| unexpected("no incarnation"))?;
-            let claims = batch
-                .iter()
-                .zip(raw)
-                .map(|(doc, value)| Claim::parse(value).map(|c| (doc, c)))
-                .collect::<CacheResult<Vec<_>>>()?;
-            let mut pipe = redis::pipe();
-            let claimed = claims.iter().filter_map(|(doc, c)| match c {
-                Answer::Claimed(claim) => Some((doc, claim)),
-                _ => None,
-            });
-            for (doc, claim) in claimed {
-                if claim.want_temp {
-                    let [temp, _, stamp, ..] = self.keys(doc);
-                    pipe.cmd("MGET").arg(temp).arg(stamp);
-                }
-                pipe.cmd("XRANGE")
-                    .arg(self.key(doc, "log"))
-                    .arg(format!("({}", claim.from))
-                    .arg("+");
-            }
-            let any = claims.iter().any(|(_, c)| matches!(c, Answer::Claimed(_)));
-            let answers: Vec<redis::Value> = match any {
-                true => self.bounded(pipe.query_async(&mut conn)).await??,
-                false => Vec::new(),
-            };
-            let mut answers = answers.into_iter();
-            let mut next = || answers.next().ok_or_else(|| unexpected("short pipeline"));
-            let mut reads = Vec::with_capacity(claims.len());
-            for (doc, answer) in claims {
-                let claim = match answer {
-                    Answer::Busy => {
-                        reads.push((ClaimRead::Busy, None));
-                        continue;
-                    }
-                    Answer::Fresh(position) => {
-                        let mark = LogMark {
-                            incarnation,
-                            position,
-                        };
-                        reads.push((ClaimRead::Fresh(mark), None));
-                        continue;
-                    }
-                    Answer::Claimed(claim) => claim,
-                };
-                let (temp, stamp): (Option<Vec<u8>>, Option<String>) = match claim.want_temp {
-                    true => redis::from_redis_value(next()?)?,
-                    false => (None, None),
-                };
-                let read = FlushRead {
-                    temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
-                    pos: claim.pos,
-                    persisted: claim.persisted,
-                    incarnation,
-                    entries: super::streams::entries(doc, next()?)?,
-                    dirty: claim.dirty,
-                    compact: claim.compact,
-                    log_len: claim.log_len,
-                    has_temp: claim.has_temp,
-                };
-                let due = claim.compaction_due(&read);
-                reads.push((ClaimRead::Found(read), due.then_some((doc, claim))));
-            }
-            self.read_compactions(&mut conn, &mut reads).await?;
-            Ok(reads.into_iter().map(|(read, _)| read).collect())
+        let mut invocation = self.per_document(&CLAIM, batch);
+        invocation
+            .key(self.key_modified())
+            .key(self.key_incarnation())
+            .arg(&*self.settings.replica)
+            .arg(self.settings.claim_ms)
+            .arg(self.settings.ttl_secs)
+            .arg(COMPACT_MIN_BYTES)
+            .arg(COMPACT_MAX_ENTRIES)
+            .arg(fresh_ms);
+        for doc in batch {
+            invocation.arg(doc.as_str());
         }
+        let mut raw: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await??;
+        let incarnation = raw
+            .pop()
+            .and_then(|v| redis::from_redis_value::<String>(v).ok())
+            .and_then(|t| t.parse().ok())
+            .map(Incarnation)
+            .ok_or_else(|| unexpected("no incarnation"))?;
+        let claims = batch
+            .iter()
+            .zip(raw)
+            .map(|(doc, value)| Claim::parse(value).map(|c| (doc, c)))
+            .collect::<CacheResult<Vec<_>>>()?;
+        let mut pipe = redis::pipe();
+        let claimed = claims.iter().filter_map(|(doc, c)| match c {
+            Answer::Claimed(claim) => Some((doc, claim)),
+            _ => None,
+        });
+        for (doc, claim) in claimed {
+            if claim.want_temp {
+                let [temp, _, stamp, ..] = self.keys(doc);
+                pipe.cmd("MGET").arg(temp).arg(stamp);
+            }
+            pipe.cmd("XRANGE")
+                .arg(self.key(doc, "log"))
+                .arg(format!("({}", claim.from))
+                .arg("+");
+        }
+        let any = claims.iter().any(|(_, c)| matches!(c, Answer::Claimed(_)));
+        let answers: Vec<redis::Value> = match any {
+            true => self.bounded(pipe.query_async(&mut conn)).await??,
+            false => Vec::new(),
+        };
+        let mut answers = answers.into_iter();
+        let mut next = || answers.next().ok_or_else(|| unexpected("short pipeline"));
+        let mut reads = Vec::with_capacity(claims.len());
+        for (doc, answer) in claims {
+            let claim = match answer {
+                Answer::Busy => {
+                    reads.push((ClaimRead::Busy, None));
+                    continue;
+                }
+                Answer::Fresh(position) => {
+                    let mark = LogMark {
+                        incarnation,
+                        position,
+                    };
+                    reads.push((ClaimRead::Fresh(mark), None));
+                    continue;
+                }
+                Answer::Claimed(claim) => claim,
+            };
+            let (temp, stamp): (Option<Vec<u8>>, Option<String>) = match claim.want_temp {
+                true => redis::from_redis_value(next()?)?,
+                false => (None, None),
+            };
+            let read = FlushRead {
+                temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
+                pos: claim.pos,
+                persisted: claim.persisted,
+                incarnation,
+                entries: super::streams::entries(doc, next()?)?,
+                dirty: claim.dirty,
+                compact: claim.compact,
+                log_len: claim.log_len,
+                has_temp: claim.has_temp,
+            };
+            let due = claim.compaction_due(&read);
+            reads.push((ClaimRead::Found(read), due.then_some((doc, claim))));
+        }
+        self.read_compactions(&mut conn, &mut reads).await?;
+        Ok(reads.into_iter().map(|(read, _)| read).collect())
     }
 
     /// Completes the reads of the documents whose log after the compacted content turned out
@@ -155,10 +152,12 @@ impl RedisCache {
             let Some((doc, claim)) = due else { continue };
             let [temp, _, stamp, ..] = self.keys(doc);
             pipe.cmd("MGET").arg(temp).arg(stamp);
-            pipe.cmd("XRANGE")
-                .arg(self.key(doc, "log"))
-                .arg(format!("({}", claim.pos))
-                .arg(claim.persisted.to_string());
+            if claim.pos < claim.persisted {
+                pipe.cmd("XRANGE")
+                    .arg(self.key(doc, "log"))
+                    .arg(format!("({}", claim.pos))
+                    .arg(claim.persisted.to_string());
+            }
         }
         if reads.iter().all(|(_, due)| due.is_none()) {
             return Ok(());
@@ -174,10 +173,7 @@ impl RedisCache {
                 redis::from_redis_value(next()?)?;
             let mut before = match claim.pos < claim.persisted {
                 true => super::streams::entries(doc, next()?)?,
-                false => {
-                    next()?;
-                    Vec::new()
-                }
+                false => Vec::new(), // the entries read already start after `pos`
             };
             before.append(&mut read.entries);
             read.entries = before;
