@@ -1,11 +1,13 @@
 //! SPEC §6: what an acknowledged update leaves in Redis, read from Redis itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::harness::yclient::YClient;
-use crate::harness::{assert_fields, content_hash, TestApp, TestOptions, WsClient};
+use crate::harness::{
+    assert_fields, content_hash, ensure, eventually, Proxy, TestApp, TestOptions, WsClient,
+};
 
 #[tokio::test]
 async fn cached_keys_expire_and_dirty_documents_wait_in_modified_docs_until_flushed() {
@@ -126,4 +128,52 @@ async fn a_yjs_documents_keys_live_as_long_as_saves_keep_coming_without_a_flush(
         "the log holds {entries} entries of {updates} saved updates"
     );
     assert!(app.is_modified("typed").await, "no longer in modifiedDocs");
+}
+
+#[tokio::test]
+async fn a_flush_stuck_on_the_database_keeps_what_it_claimed_from_expiring() {
+    // A flush's claim renews a document's keys only once half their TTL has passed, not on
+    // every claim. Here the flush claims a document half a TTL after its save, then its write
+    // hangs on a stalled database past the moment the keys would have expired: they must not
+    // (SPEC §6: `temp` and the log never expire while the document is dirty), and the content
+    // reaches PostgreSQL once the database answers.
+    const TTL_SECS: u64 = 4;
+    let proxy = Proxy::to_postgres();
+    let options = TestOptions::new()
+        .flusher_paused()
+        .database_through(proxy.addr)
+        .env("DOCROOM__CACHE__TTL_SECS", TTL_SECS);
+    let app = TestApp::spawn(options).await;
+    let mut client = WsClient::connect(&app, "claimed").await;
+    let content = json!({"body": "saved, then claimed by a flush that hangs"});
+    let saved = Instant::now();
+    client.update(content.clone(), "c").await;
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    proxy.stall();
+    let admin = app.admin();
+    let check = async {
+        // Past the keys' first expiry, before the write's statement timeout (5 s).
+        tokio::time::sleep_until((saved + Duration::from_millis(5_200)).into()).await;
+        let ttls = (
+            app.redis_pttl("doc:claimed:temp").await,
+            app.redis_pttl("doc:claimed:log").await,
+        );
+        proxy.restore();
+        ttls
+    };
+    let (_, (temp, log)) = tokio::join!(admin.flush_now(), check);
+    assert!(
+        temp > 0 && log > 0,
+        "keys of a claimed dirty document expired during its flush: PTTL temp {temp}, log {log}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the claimed document persisted",
+        async || {
+            let stored = app.pg_content("claimed").await;
+            ensure!(stored.as_ref() == Some(&content), "row holds {stored:?}");
+            Ok(())
+        },
+    )
+    .await;
 }

@@ -218,6 +218,7 @@ impl Flusher {
             let read = started.elapsed();
             let writes = one_write_per_document(local, collected.dirty);
             let mut res = upsert_batches(&*store, writes, batch, parallel).await;
+            let written = started.elapsed();
             res.committed.extend(collected.settled);
             if !res.committed.is_empty() {
                 // Answered once the ledger, the journal and Redis know it: whoever asked for
@@ -236,6 +237,7 @@ impl Flusher {
                     failed = res.report.failed,
                     ms = took.as_secs_f64() * 1e3,
                     read_ms = read.as_secs_f64() * 1e3,
+                    write_ms = (written - read).as_secs_f64() * 1e3,
                     "flush"
                 );
             }

@@ -151,23 +151,6 @@ impl RedisCache {
         .map(|k| self.key(doc, k))
     }
 
-    /// An invocation of a script that takes, per document, its keys and its flush claim
-    /// (CLAIM, KEEP).
-    fn per_document<'a>(
-        &self,
-        script: &'a redis::Script,
-        docs: &[DocId],
-    ) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.prepare_invoke();
-        for doc in docs {
-            for key in self.keys(doc) {
-                invocation.key(key);
-            }
-            invocation.key(self.key(doc, "flushing"));
-        }
-        invocation
-    }
-
     fn key_modified(&self) -> String {
         format!("{}modifiedDocs", self.settings.key_prefix)
     }
@@ -284,10 +267,14 @@ impl FlushClaims for RedisCache {
     async fn touch(&self, docs: &[DocId]) -> CacheResult<()> {
         let mut conn = self.connection().await?;
         for batch in docs.chunks(BATCH) {
-            let mut invocation = self.per_document(&KEEP, batch);
+            let mut invocation = KEEP.prepare_invoke();
             invocation
                 .arg(&*self.settings.replica)
-                .arg(self.settings.ttl_secs);
+                .arg(self.settings.ttl_secs)
+                .arg(&self.settings.key_prefix);
+            for doc in batch {
+                invocation.arg(doc.as_str());
+            }
             self.call(invocation.invoke_async::<i64>(&mut conn)).await?;
         }
         Ok(())
@@ -364,19 +351,13 @@ impl RedisCache {
         batch: &[Commit],
     ) -> CacheResult<Vec<DocId>> {
         let mut invocation = COMMIT.prepare_invoke();
-        for c in batch {
-            let [temp, hash, _, pos, log, persisted, tail] = self.keys(&c.doc);
-            let (flushing, trimmed) = (self.key(&c.doc, "flushing"), self.key(&c.doc, "trimmed"));
-            for key in [temp, hash, pos, log, persisted, tail, flushing, trimmed] {
-                invocation.key(key);
-            }
-        }
         invocation
             .key(self.key_modified())
             .key(self.key_incarnation())
             .arg(&*self.settings.replica)
             .arg(self.settings.ttl_secs)
-            .arg(self.settings.log_retention_ms);
+            .arg(self.settings.log_retention_ms)
+            .arg(&self.settings.key_prefix);
         for c in batch {
             let text = |p: Option<LogPos>| p.map(|p| p.to_string()).unwrap_or_default();
             let incarnation = c.read.or(c.recorded).map(|m| m.incarnation.to_string());

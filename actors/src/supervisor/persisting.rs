@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use super::{journal_all, CacheSupervisor, Outcome, Stores, SupervisorError};
 use crate::doc::{combine, DocId, Version};
@@ -99,7 +99,10 @@ impl Handler<CollectDirty> for CacheSupervisor {
             docs.extend(msg.mine.iter().cloned());
             docs.sort();
             docs.dedup();
+            let started = std::time::Instant::now();
             let claimed = stores.cache.claim(&docs, msg.fresh).await?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            debug!(docs = docs.len(), ms, "claimed and read for a flush");
             let mut out = Collected::default();
             let mut orphans = Vec::new();
             let mine: HashSet<&DocId> = msg.mine.iter().collect();
@@ -204,10 +207,19 @@ impl Handler<Committed> for CacheSupervisor {
         let cache = self.stores.cache.clone();
         let (unannounced, committed) = (announce.clone(), done.clone());
         let call = async move {
+            let started = std::time::Instant::now();
             for a in &announce {
                 cache.restore(&a.version).await?;
             }
-            cache.committed(&done).await
+            let stale = cache.committed(&done).await;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            debug!(
+                docs = done.len(),
+                restores = announce.len(),
+                ms,
+                "commits told to redis"
+            );
+            stale
         };
         // A failed call leaves its documents owed to Redis until the next move back: without
         // that the other replicas' rooms and the cache would hold older content until its TTL

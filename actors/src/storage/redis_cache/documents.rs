@@ -52,7 +52,7 @@ impl RedisCache {
         batch: &[DocId],
         fresh_ms: u64,
     ) -> CacheResult<Vec<ClaimRead>> {
-        let mut invocation = self.per_document(&CLAIM, batch);
+        let mut invocation = CLAIM.prepare_invoke();
         invocation
             .key(self.key_modified())
             .key(self.key_incarnation())
@@ -61,7 +61,8 @@ impl RedisCache {
             .arg(self.settings.ttl_secs)
             .arg(COMPACT_MIN_BYTES)
             .arg(COMPACT_MAX_ENTRIES)
-            .arg(fresh_ms);
+            .arg(fresh_ms)
+            .arg(&self.settings.key_prefix);
         for doc in batch {
             invocation.arg(doc.as_str());
         }

@@ -1,5 +1,8 @@
-for k = 0, #KEYS - 1, 8 do
-  for j = 1, 7 do redis.call('EXPIRE', KEYS[k + j], ARGV[2]) end
-  if redis.call('GET', KEYS[k + 8]) == ARGV[1] then redis.call('DEL', KEYS[k + 8]) end
+-- KEYS: none. ARGV: replica, ttl, key prefix, then the document ids.
+local names = {'temp', 'lastSavedHash', 'stamp', 'pos', 'log', 'persisted', 'tail', 'head'}
+for i = 4, #ARGV do
+  local at = ARGV[3] .. 'doc:' .. ARGV[i] .. ':'
+  for _, name in ipairs(names) do redis.call('EXPIRE', at .. name, ARGV[2]) end
+  if redis.call('GET', at .. 'flushing') == ARGV[1] then redis.call('DEL', at .. 'flushing') end
 end
 return 1
