@@ -14,7 +14,8 @@ for a = 5, #ARGV, 8 do
   local id, inc, position, recorded = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local compacted = ARGV[a + 4]
   local at = prefix .. 'doc:' .. id .. ':'
-  local got = redis.call('MGET', at .. 'persisted', at .. 'pos', at .. 'trimmed', at .. 'flushing')
+  local got = redis.call('MGET', at .. 'persisted', at .. 'pos', at .. 'trimmed', at .. 'flushing',
+    at .. 'head')
   local persisted = got[1]
   if inc ~= '' and inc == incarnation then
     if recorded ~= '' and (not persisted or lt(persisted, recorded)) then
@@ -49,10 +50,16 @@ for a = 5, #ARGV, 8 do
   elseif inc ~= '' then
     table.insert(stale, i)
   end
-  local last = redis.call('XREVRANGE', at .. 'log', '+', '-', 'COUNT', 1)
-  if #last == 0 or (persisted and not lt(persisted, last[1][1])) then
-    redis.call('SREM', modified, id)
+  -- `head` is the log's last entry (SAVE appends and sets it in one step; a trim never takes
+  -- the last entry PostgreSQL lacks); only without it is the log itself asked.
+  local clean
+  if persisted and got[5] then
+    clean = not lt(persisted, got[5])
+  else
+    local last = redis.call('XREVRANGE', at .. 'log', '+', '-', 'COUNT', 1)
+    clean = #last == 0 or (persisted and not lt(persisted, last[1][1]))
   end
+  if clean then redis.call('SREM', modified, id) end
   if got[4] == ARGV[1] then redis.call('DEL', at .. 'flushing') end
 end
 return stale
