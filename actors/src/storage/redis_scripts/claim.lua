@@ -30,7 +30,7 @@ for i = 8, #ARGV do
     redis.call('SET', at .. 'flushing', replica, 'PX', ARGV[2])
     -- Every renewal renews `head` with the rest and every key is written with the TTL, so no
     -- key expires before `head`: while `head` has half the TTL left, so has everything.
-    if redis.call('TTL', at .. 'head') < ttl / 2 then
+    if redis.call('PTTL', at .. 'head') < ttl * 500 then
       for _, name in ipairs(names) do redis.call('EXPIRE', at .. name, ttl) end
     end
     local pos = got[3] or '0-0'
