@@ -281,17 +281,14 @@ impl FlushClaims for RedisCache {
     }
 
     async fn committed(&self, done: &[Commit]) -> CacheResult<Vec<DocId>> {
-        let mut stale = Vec::new();
         if done.is_empty() {
-            return Ok(stale);
+            return Ok(Vec::new());
         }
         let conn = self.connection().await?;
-        let mut calls = Vec::new();
-        for batch in done.chunks(BATCH) {
-            calls.push(self.commit_batch(conn.clone(), batch));
-        }
-        stale.extend(documents::in_flight(calls).await?);
-        Ok(stale)
+        let calls = done
+            .chunks(BATCH)
+            .map(|batch| self.commit_batch(conn.clone(), batch));
+        documents::in_flight(calls.collect()).await
     }
 }
 

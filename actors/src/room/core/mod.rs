@@ -26,11 +26,10 @@
 //!   (the seeded test and the fuzzer drive it; feature `sim` outside the unit tests).
 
 use std::collections::BTreeSet;
-
-use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
 
 use super::history::{CutVersion, Unversioned};
 use super::save_queue::SaveQueue;

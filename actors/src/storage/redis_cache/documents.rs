@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{CacheError, CacheResult, RedisCache};
-use crate::doc::{combine, DocId};
+use crate::doc::{combine, DocId, Version};
 use crate::log::{Incarnation, LogMark, LogPos};
 use crate::storage::pending::FlushRead;
 use crate::storage::redis_scripts::{
@@ -38,11 +38,10 @@ impl RedisCache {
     ) -> CacheResult<Vec<ClaimRead>> {
         let fresh_ms = fresh.map_or(0, |f| f.as_millis().max(1) as u64);
         let conn = self.side_connection(&self.bulk).await?;
-        let mut calls = Vec::new();
-        for batch in docs.chunks(BATCH) {
-            calls.push(self.claim_batch(conn.clone(), batch, fresh_ms));
-        }
-        in_flight(calls).await
+        let calls = docs
+            .chunks(BATCH)
+            .map(|batch| self.claim_batch(conn.clone(), batch, fresh_ms));
+        in_flight(calls.collect()).await
     }
 
     /// CLAIM and the reads it calls for, for one batch of documents.
@@ -85,8 +84,7 @@ impl RedisCache {
         });
         for (doc, claim) in claimed {
             if claim.want_temp {
-                let [temp, _, stamp, ..] = self.keys(doc);
-                pipe.cmd("MGET").arg(temp).arg(stamp);
+                self.ask_temp(&mut pipe, doc);
             }
             pipe.cmd("XRANGE")
                 .arg(self.key(doc, "log"))
@@ -117,12 +115,12 @@ impl RedisCache {
                 }
                 Answer::Claimed(claim) => claim,
             };
-            let (temp, stamp): (Option<Vec<u8>>, Option<String>) = match claim.want_temp {
-                true => redis::from_redis_value(next()?)?,
-                false => (None, None),
+            let temp = match claim.want_temp {
+                true => temp_of(doc, next()?)?,
+                false => None,
             };
             let read = FlushRead {
-                temp: temp.map(|raw| decode(doc.clone(), raw, stamp)),
+                temp,
                 pos: claim.pos,
                 persisted: claim.persisted,
                 incarnation,
@@ -151,8 +149,7 @@ impl RedisCache {
         let mut pipe = redis::pipe();
         for (_, due) in reads.iter() {
             let Some((doc, claim)) = due else { continue };
-            let [temp, _, stamp, ..] = self.keys(doc);
-            pipe.cmd("MGET").arg(temp).arg(stamp);
+            self.ask_temp(&mut pipe, doc);
             if claim.pos < claim.persisted {
                 pipe.cmd("XRANGE")
                     .arg(self.key(doc, "log"))
@@ -170,19 +167,33 @@ impl RedisCache {
             let (ClaimRead::Found(read), Some((doc, claim))) = (read, due) else {
                 continue;
             };
-            let (temp, stamp): (Option<Vec<u8>>, Option<String>) =
-                redis::from_redis_value(next()?)?;
+            let temp = temp_of(doc, next()?)?;
             let mut before = match claim.pos < claim.persisted {
                 true => super::streams::entries(doc, next()?)?,
                 false => Vec::new(), // the entries read already start after `pos`
             };
             before.append(&mut read.entries);
             read.entries = before;
-            read.temp = temp.map(|raw| decode((*doc).clone(), raw, stamp));
+            read.temp = temp;
             read.compact = true;
         }
         Ok(())
     }
+}
+
+impl RedisCache {
+    /// Asks `pipe` for `doc`'s compacted content with its stamp (see [`temp_of`]).
+    fn ask_temp(&self, pipe: &mut redis::Pipeline, doc: &DocId) {
+        pipe.cmd("MGET")
+            .arg(self.key(doc, "temp"))
+            .arg(self.key(doc, "stamp"));
+    }
+}
+
+/// The compacted content [`RedisCache::ask_temp`] asked for, if there is any.
+fn temp_of(doc: &DocId, answer: redis::Value) -> CacheResult<Option<Version>> {
+    let (temp, stamp): (Option<Vec<u8>>, Option<String>) = redis::from_redis_value(answer)?;
+    Ok(temp.map(|raw| decode(doc.clone(), raw, stamp)))
 }
 
 /// Runs `calls` (each one script call of a batch, and what follows it) [`IN_FLIGHT`] at a time,
