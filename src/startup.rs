@@ -94,7 +94,6 @@ impl Application {
             retry_max: S::ms(b.retry_max_ms),
             retry_jitter: S::ms(b.retry_jitter_ms),
             mark_changes: settings.webhooks.enabled(),
-            save_linger: S::ms(c.save_linger_ms),
         });
         let webhooks = Webhooks::start(&settings, &store, &cache, &replica);
         let history = History::new(store.pool().clone(), settings.history.clone());
@@ -117,6 +116,7 @@ impl Application {
                     health_check: S::ms(c.health_check_interval_ms),
                     retry_base: S::ms(b.retry_base_ms),
                     retry_max: S::ms(b.retry_max_ms),
+                    save_linger: S::ms(c.save_linger_ms),
                 },
                 flusher: FlusherSettings {
                     base_period: S::ms(f.base_period_ms),

@@ -19,7 +19,7 @@ use crate::log_reader::LogReader;
 use crate::refusal_log::RefusalLog;
 use crate::registry::RoomRegistry;
 use crate::room::{Changed, CutVersion, RoomContext, RoomLimits};
-use crate::supervisor::{CacheSupervisor, Stores, SupervisorSettings};
+use crate::supervisor::{CacheSupervisor, SaveInbox, Stores, SupervisorSettings};
 
 #[derive(Clone, Debug)]
 pub struct CoreSettings {
@@ -88,10 +88,14 @@ impl Core {
         let (sup_tx, sup_rx) = channel::channel(MAILBOX);
         let (log_tx, log_rx) = channel::channel(MAILBOX);
         let (supervisor, log) = (Addr::new(sup_tx), Addr::new(log_tx));
+        let saves = SaveInbox::new(supervisor.clone());
+        let inbox = saves.clone();
         let start_storage = move || {
             let reader = LogReader::new(cache, &replica, poll);
             Context::with_receiver(log_rx).run(reader);
-            let sup = CacheSupervisor::new(stores, sup_settings).with_flush_thread(flush_thread);
+            let sup = CacheSupervisor::new(stores, sup_settings)
+                .with_flush_thread(flush_thread)
+                .with_inbox(&inbox);
             Context::with_receiver(sup_rx).run(sup);
         };
         let start_storage: StorageStart = Arc::new(Mutex::new(Some(Box::new(start_storage))));
@@ -112,6 +116,7 @@ impl Core {
             .collect();
         let shared = RoomContext {
             supervisor: supervisor.clone(),
+            saves,
             flusher: flusher.clone(),
             log,
             clock: Clock::new(settings.replica.as_str()),

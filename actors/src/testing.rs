@@ -56,6 +56,7 @@ pub fn supervisor_settings() -> SupervisorSettings {
         health_check: ms(20),
         retry_base: ms(10),
         retry_max: ms(50),
+        save_linger: ms(0),
     }
 }
 

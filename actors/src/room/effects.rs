@@ -11,7 +11,7 @@ use super::core::{Answer, Effect, RoomCore, WaiterId};
 use super::{Ack, Changed, DocRoom, MemberId, Reply, RoomError};
 use crate::doc::Version;
 use crate::flusher::PersistNow;
-use crate::supervisor::{Publish, Save};
+use crate::supervisor::Publish;
 
 impl DocRoom {
     /// Keeps `reply` until the core answers it; the id the core knows it by.
@@ -135,12 +135,12 @@ impl DocRoom {
         }
     }
 
-    /// Sends a save to the supervisor and feeds its result back to the core.
+    /// Hands a save to the supervisor's inbox and feeds its result back to the core.
     fn start_save(&mut self, version: Version, ctx: &mut Context<Self>) {
         let started = Instant::now();
         self.shared
-            .supervisor
-            .send(Save { version })
+            .saves
+            .save(version)
             .into_actor(self)
             .map(move |res, act, ctx| {
                 let took = started.elapsed().as_secs_f64();
@@ -148,7 +148,7 @@ impl DocRoom {
                 let res = match res {
                     Ok(Ok(answer)) => Ok(answer),
                     Ok(Err(e)) => Err(RoomError::Unavailable(e.to_string())),
-                    Err(e) => Err(RoomError::Unavailable(format!("cache supervisor: {e}"))),
+                    Err(e) => Err(RoomError::Unavailable(e.to_string())),
                 };
                 act.core.saved(res, Instant::now());
                 act.carry_out(ctx);

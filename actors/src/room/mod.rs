@@ -28,7 +28,7 @@ use crate::doc::{DocId, Kind, Version};
 use crate::flusher::{Flusher, Fold};
 use crate::log_reader::LogReader;
 use crate::refusal_log::RefusalLog;
-use crate::supervisor::{CacheSupervisor, Load, Stored};
+use crate::supervisor::{CacheSupervisor, Load, SaveInbox, Stored};
 
 mod backend;
 mod changes;
@@ -151,6 +151,8 @@ impl serde::Serialize for DocId {
 #[derive(Clone)]
 pub struct RoomContext {
     pub supervisor: Addr<CacheSupervisor>,
+    /// Where the room's saves go (the supervisor's, drained once per linger).
+    pub saves: SaveInbox,
     pub flusher: Addr<Flusher>,
     /// This replica's reader of the document logs, which rooms follow.
     pub log: Addr<LogReader>,

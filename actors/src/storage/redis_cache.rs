@@ -75,8 +75,6 @@ pub struct CacheSettings {
     /// the webhooks' `document.changed` is then as durable as the change (see
     /// [`RedisCache::change_marks`]).
     pub mark_changes: bool,
-    /// How long a save waits for others to share its call (see `saves`).
-    pub save_linger: Duration,
 }
 
 impl CacheSettings {
@@ -99,7 +97,6 @@ impl CacheSettings {
             retry_max: ms(1000),
             retry_jitter: ms(10),
             mark_changes: false,
-            save_linger: ms(2),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! this actor carries it out. Stamps (SPEC §6) make every Redis write conditional, so a late or
 //! repeated write can never replace later content.
 //!
+//! - [`inbox`]: how rooms hand over their saves, gathered, without waking this actor for each.
 //! - [`persisting`]: what the flusher asks: Redis's dirty documents, the one `Committed` path,
 //!   TTL refreshes, the shutdown spill.
 //! - [`events`]: awareness and stateless messages for the other replicas, best effort.
@@ -14,6 +15,7 @@
 //! - [`replicas`]: the replica heartbeats (`replica:{id}`).
 
 mod events;
+mod inbox;
 mod persisting;
 mod read;
 mod recovery;
@@ -22,6 +24,7 @@ mod replicas;
 pub use crate::durability::flush::Dirty;
 pub use crate::durability::state::{SaveAnswer, Stored};
 pub use events::Publish;
+pub use inbox::{SaveInbox, Unanswered};
 pub use persisting::{CollectDirty, Collected, Committed, DirtyIds, KeepCached, Spill};
 pub use replicas::{Beat, ListReplicas, ReplicasUnknown, Retire};
 #[cfg(test)]
@@ -107,6 +110,8 @@ pub struct SupervisorSettings {
     /// Backoff between failed attempts to move journaled documents back into Redis.
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// How long saves gather in the [`SaveInbox`] before they go, at most (see `inbox`).
+    pub save_linger: Duration,
 }
 
 /// The stores the supervisor drives. Cloning is shallow.
@@ -128,6 +133,8 @@ pub struct CacheSupervisor {
     /// Where a flush's reads of Redis run (their answers are large): not on this actor's thread,
     /// where saves would wait behind them. `None`: here.
     flush_thread: Option<ArbiterHandle>,
+    /// The rooms' saves waiting (see `inbox`).
+    draining: inbox::Draining,
 }
 
 /// How a Redis call went, for the breaker.
@@ -164,6 +171,15 @@ impl CacheSupervisor {
             settings,
             opened_wall: None,
             flush_thread: None,
+            draining: inbox::Draining::default(),
+        }
+    }
+
+    /// Drains `inbox`, the rooms' saves.
+    pub fn with_inbox(self, inbox: &SaveInbox) -> Self {
+        CacheSupervisor {
+            draining: inbox.draining(),
+            ..self
         }
     }
 
@@ -278,12 +294,20 @@ impl Actor for CacheSupervisor {
 impl Handler<Save> for CacheSupervisor {
     type Result = ResponseActFuture<Self, Result<SaveAnswer, SupervisorError>>;
 
+    fn handle(&mut self, msg: Save, _: &mut Context<Self>) -> Self::Result {
+        self.save(msg.version)
+    }
+}
+
+impl CacheSupervisor {
     /// Stores one version where [`Durability::route`] says, journaled if Redis's answer
     /// calls for it ([`Durability::saved`]).
-    fn handle(&mut self, msg: Save, _: &mut Context<Self>) -> Self::Result {
-        let route = self.durability.route(&msg.version.doc);
+    fn save(
+        &mut self,
+        version: Version,
+    ) -> ResponseActFuture<Self, Result<SaveAnswer, SupervisorError>> {
+        let route = self.durability.route(&version.doc);
         let stores = self.stores.clone();
-        let version = msg.version;
         let attempt = async move {
             let res = match route {
                 Route::Redis { .. } => Some(stores.cache.save(&version).await),

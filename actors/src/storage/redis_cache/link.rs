@@ -163,7 +163,6 @@ mod tests {
             retry_max: ms(10_000),
             retry_jitter: ms(100),
             mark_changes: false,
-            save_linger: ms(0),
         };
         for (attempt, base) in [(1, 100), (2, 200), (3, 400), (8, 10_000), (40, 10_000)] {
             let d = backoff(attempt, &s);

@@ -1,13 +1,10 @@
-//! Saves, gathered: SAVE calls (`redis_scripts::SAVE`) go out at most one per `save_linger`, and
-//! each carries every save that gathered since the last, each document's as the single save it
-//! would be on its own. One script call per tick instead of one per save is most of what a save
-//! costs Redis (a call's parsing, its reply, the script's start: at six saves a call, a save
-//! costs Redis half the instructions it does alone), and a room saves each update at once while
-//! the document is quiet, so at a few thousand updates a second the calls, not the appends, were
-//! the work. A save that finds the last call a linger old goes at once: only saves that come
-//! while calls are frequent wait, and none longer than the linger, so a single busy document's
-//! saves (one in flight at a time) are not held back. A JSON save does not wait: it takes what
-//! has gathered with it.
+//! Saves, gathered: every save that comes in the same turn of the thread shares one SAVE call
+//! (`redis_scripts::SAVE`), each document's as the single save it would be on its own. One
+//! script call per tick instead of one per save is most of what a save costs Redis (a call's
+//! parsing, its reply, the script's start: at six saves a call, a save costs Redis half the
+//! instructions it does alone). The waiting that makes saves share a tick is the supervisor's
+//! (its save inbox lingers, `supervisor/inbox.rs`): what it drains at once arrives here in one
+//! turn.
 //!
 //! The notice of an append goes on the document's channel only if another replica follows the
 //! document (`doc:{id}:followers`, kept by the listening connection, `channels.rs`); this
@@ -18,10 +15,10 @@ use foldhash::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{CacheError, CacheResult, RedisCache};
-use crate::doc::{DocId, Kind, Stamp, Version};
+use crate::doc::{DocId, Stamp, Version};
 use crate::log::notice::{Heard, Notice, CARRY_MAX_BYTES};
 use crate::log::LogPos;
 use crate::storage::redis_scripts::SAVE;
@@ -40,10 +37,8 @@ struct Queued {
 #[derive(Default)]
 struct Gathering {
     saves: Vec<Queued>,
-    /// A task is waiting out the linger to send what gathers.
+    /// A task will send what gathers once this turn is over.
     open: bool,
-    /// When the last call went out: the next goes no sooner than the linger after it.
-    last_call: Option<Instant>,
 }
 
 /// The saves gathering for the next call, and where this replica's reader hears of its own
@@ -51,8 +46,6 @@ struct Gathering {
 #[derive(Default)]
 pub(super) struct Saves {
     gathering: Mutex<Gathering>,
-    /// Wakes the lingering task early (a JSON save, a full call).
-    now: Notify,
     /// The current listening connection's own-notice queue (see [`RedisCache::own_notices`]).
     own: Mutex<Option<mpsc::UnboundedSender<Heard>>>,
     /// When this replica's saves last renewed each document's keys' TTL.
@@ -126,41 +119,27 @@ impl RedisCache {
             restore,
             answer,
         };
-        let (start, wake) = {
+        let start = {
             let mut g = self.saves.lock();
             g.saves.push(queued);
-            let start = (!std::mem::replace(&mut g.open, true)).then(|| match g.last_call {
-                Some(t) => self.settings.save_linger.saturating_sub(t.elapsed()),
-                None => Duration::ZERO,
-            });
-            let wake = v.kind == Kind::Json || g.saves.len() >= MAX_PER_CALL;
-            (start, wake)
+            !std::mem::replace(&mut g.open, true)
         };
-        if let Some(wait) = start {
+        if start {
             let this = self.clone();
-            tokio::spawn(async move { this.send_gathered(wait).await });
-        }
-        if wake {
-            self.saves.now.notify_one();
+            tokio::spawn(async move { this.send_gathered().await });
         }
         answered
             .await
             .unwrap_or_else(|_| Err(CacheError::Unreachable("the save was dropped".into())))
     }
 
-    /// Waits `wait` (what is left of the linger since the last call) or for a wake-up, then
-    /// sends everything gathered, in calls of at most [`MAX_PER_CALL`] saves, side by side.
-    async fn send_gathered(self, wait: Duration) {
-        if !wait.is_zero() {
-            let _ = tokio::time::timeout(wait, self.saves.now.notified()).await;
-        } else {
-            // Saves made in the same turn of the thread still share the call.
-            tokio::task::yield_now().await;
-        }
+    /// Once the saves made in this turn of the thread are in, sends them all, in calls of at
+    /// most [`MAX_PER_CALL`] saves, side by side.
+    async fn send_gathered(self) {
+        tokio::task::yield_now().await;
         let saves = {
             let mut g = self.saves.lock();
             g.open = false;
-            g.last_call = Some(Instant::now());
             std::mem::take(&mut g.saves)
         };
         let mut calls = Vec::new();

@@ -446,4 +446,5 @@ async fn a_debt_to_redis_outlives_a_crash() {
     until("the debt paid", || rig.fallback.owed().is_empty()).await;
 }
 
+mod inbox;
 mod spill;
