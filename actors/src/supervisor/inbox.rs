@@ -26,12 +26,22 @@ use crate::doc::{Kind, Version};
 
 type Answer = oneshot::Sender<Result<SaveAnswer, SupervisorError>>;
 
+/// Whether the supervisor will take what waits without being told again.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Told {
+    /// No: the next save tells it.
+    #[default]
+    Nobody,
+    /// A [`SavesWaiting`] is on its way: it drains at once, taking every save that came.
+    Message,
+    /// A drain is scheduled a linger after the last: a JSON save, which does not wait, tells.
+    Timer,
+}
+
 #[derive(Default)]
 struct Waiting {
     saves: Vec<(Version, Answer)>,
-    /// A [`SavesWaiting`] is on its way to the supervisor, or a drain is scheduled: a save that
-    /// comes meanwhile needs no message of its own.
-    told: bool,
+    told: Told,
     /// The supervisor is gone: a save is refused at once rather than kept for no one.
     closed: bool,
 }
@@ -51,7 +61,10 @@ impl Waiters {
     fn take(&self, scheduled: bool) -> Vec<(Version, Answer)> {
         let mut w = self.lock();
         let saves = std::mem::take(&mut w.saves);
-        w.told = scheduled || !saves.is_empty();
+        w.told = match scheduled || !saves.is_empty() {
+            true => Told::Timer,
+            false => Told::Nobody,
+        };
         saves
     }
 
@@ -93,10 +106,19 @@ impl SaveInbox {
         let json = version.kind == Kind::Json;
         let tell = {
             let mut w = self.waiting.lock();
+            let tell = match w.told {
+                _ if w.closed => false,
+                Told::Nobody => true,
+                Told::Timer => json,
+                Told::Message => false,
+            };
             if !w.closed {
                 w.saves.push((version, answer));
             }
-            !w.closed && (!std::mem::replace(&mut w.told, true) || json)
+            if tell {
+                w.told = Told::Message;
+            }
+            tell
         };
         if tell {
             self.supervisor.do_send(SavesWaiting);

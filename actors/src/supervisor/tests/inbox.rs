@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::supervisor::SaveInbox;
-use crate::testing::yjs_edit;
+use crate::testing::{stamped, yjs_edit};
 
 /// A supervisor over in-memory stores that drains its inbox at most once per `linger`.
 fn with_inbox(linger: Duration) -> (SaveInbox, MemoryCache, Addr<CacheSupervisor>) {
@@ -40,14 +40,22 @@ fn with_inbox_on(
 }
 
 #[actix::test]
-async fn saves_from_many_threads_are_all_stored_and_answered() {
+async fn saves_of_both_kinds_from_many_threads_are_all_stored_and_answered() {
     let (inbox, cache, _supervisor) = with_inbox(Duration::from_millis(2));
     let mut threads = Vec::new();
     for t in 0..4u64 {
         let inbox = inbox.clone();
         threads.push(std::thread::spawn(move || {
+            // JSON and Yjs saves mixed: a JSON save tells the supervisor unless a message is
+            // on its way already, a Yjs save only if nobody did.
             (0..50u64)
-                .map(|i| inbox.save(yjs_edit(&format!("d{t}-{i}"), t + 1, "x")))
+                .map(|i| {
+                    let doc = format!("d{t}-{i}");
+                    match i % 2 {
+                        0 => inbox.save(yjs_edit(&doc, t + 1, "x")),
+                        _ => inbox.save(stamped(&doc, "{}", i)),
+                    }
+                })
                 .collect::<Vec<_>>()
         }));
     }
