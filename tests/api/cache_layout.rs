@@ -5,9 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::harness::yclient::YClient;
-use crate::harness::{
-    assert_fields, content_hash, ensure, eventually, Proxy, TestApp, TestOptions, WsClient,
-};
+use crate::harness::{assert_fields, content_hash, Proxy, TestApp, TestOptions, WsClient};
 
 #[tokio::test]
 async fn cached_keys_expire_and_dirty_documents_wait_in_modified_docs_until_flushed() {
@@ -166,14 +164,6 @@ async fn a_flush_stuck_on_the_database_keeps_what_it_claimed_from_expiring() {
         temp > 0 && log > 0,
         "keys of a claimed dirty document expired during its flush: PTTL temp {temp}, log {log}"
     );
-    eventually(
-        Duration::from_secs(30),
-        "the claimed document persisted",
-        async || {
-            let stored = app.pg_content("claimed").await;
-            ensure!(stored.as_ref() == Some(&content), "row holds {stored:?}");
-            Ok(())
-        },
-    )
-    .await;
+    app.await_pg_content("claimed", &content, Duration::from_secs(30))
+        .await;
 }

@@ -95,12 +95,7 @@ async fn racing_json_writers_on_two_replicas_end_on_one_content_everywhere() {
         let reply = app.get_doc("race").await;
         assert_eq!(reply.body["content"], view_a, "GET on a replica disagrees");
     }
-    eventually(WITHIN, "PostgreSQL to hold the same content", async || {
-        let held = a.pg_content("race").await;
-        ensure!(held.as_ref() == Some(&view_a), "PostgreSQL holds {held:?}");
-        Ok(())
-    })
-    .await;
+    a.await_pg_content("race", &view_a, WITHIN).await;
 }
 
 #[tokio::test]
@@ -265,16 +260,7 @@ async fn json_writers_on_two_replicas_agree_on_the_latest_content_after_a_redis_
         let reply = app.get_doc("lww").await;
         assert_eq!(reply.body["content"], latest);
     }
-    eventually(
-        WITHIN,
-        "PostgreSQL to hold the latest content",
-        async || {
-            let held = a.pg_content("lww").await;
-            ensure!(held.as_ref() == Some(&latest), "PostgreSQL holds {held:?}");
-            Ok(())
-        },
-    )
-    .await;
+    a.await_pg_content("lww", &latest, WITHIN).await;
 }
 
 /// A save announces its append on the document's channel, and that notice, not the log reader's

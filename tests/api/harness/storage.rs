@@ -1,10 +1,13 @@
 //! Looking at Redis and PostgreSQL directly, not through the service's answers, and cleaning up
 //! exactly what one test created there.
 
+use std::time::Duration;
+
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 
 use super::app::{TestApp, SHARED_PG_ADDR};
+use super::{ensure, eventually};
 
 /// One row of `documents`, as the test reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -147,6 +150,20 @@ impl TestApp {
     /// The JSON content PostgreSQL holds for `doc`, if any.
     pub async fn pg_content(&self, doc: &str) -> Option<Value> {
         self.pg_row(doc).await.and_then(|row| row.content)
+    }
+
+    /// Waits (at most `within`) until PostgreSQL holds `content` for `doc`.
+    pub async fn await_pg_content(&self, doc: &str, content: &Value, within: Duration) {
+        eventually(
+            within,
+            &format!("PostgreSQL to hold {doc}'s content"),
+            async || {
+                let held = self.pg_content(doc).await;
+                ensure!(held.as_ref() == Some(content), "PostgreSQL holds {held:?}");
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// The Yjs state PostgreSQL holds for `doc`: the row's state merged with the updates
