@@ -146,3 +146,51 @@ async fn own_appends_are_heard_from_the_answer_and_published_only_to_other_follo
     };
     assert_eq!((prev, entry.pos), (Some(second), pos));
 }
+
+/// A replica publishes no event while its last save call found no other replica following any
+/// document (nobody would hear it); once another follows, the next call finds it, and events go
+/// out again. The replica's own listener hears what goes on the channel.
+#[tokio::test]
+async fn events_are_published_only_while_another_replica_follows() {
+    let p = Prefix::new();
+    let (a, b) = (p.cache("a"), p.cache("b"));
+    let doc = typed("alone", 1, "1");
+    let mut own = a.listen().await.unwrap();
+    own.channels
+        .subscribe(std::slice::from_ref(&doc.doc))
+        .await
+        .unwrap();
+    a.save(&doc).await.unwrap();
+    let _ = next(&mut own).await; // the save's own notice, from its answer
+    a.publish(&doc.doc, EventKind::Awareness, b"unheard")
+        .await
+        .unwrap();
+    let published = tokio::time::timeout(Duration::from_millis(200), own.heard.next()).await;
+    assert!(published.is_err(), "a lone replica published {published:?}");
+    // Half a second after the last call, an event goes out whatever that call found.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.publish(&doc.doc, EventKind::Awareness, b"late")
+        .await
+        .unwrap();
+    let Notice::Event(event) = next(&mut own).await.notice else {
+        panic!("expected the event")
+    };
+    assert_eq!(&event.payload[..], b"late");
+
+    let mut other = b.listen().await.unwrap();
+    other
+        .channels
+        .subscribe(std::slice::from_ref(&doc.doc))
+        .await
+        .unwrap();
+    a.save(&typed("alone", 2, "2")).await.unwrap();
+    let _ = next(&mut own).await;
+    let _ = next(&mut other).await; // the entry's notice
+    a.publish(&doc.doc, EventKind::Awareness, b"heard")
+        .await
+        .unwrap();
+    let Notice::Event(event) = next(&mut other).await.notice else {
+        panic!("expected the event")
+    };
+    assert_eq!(&event.payload[..], b"heard");
+}

@@ -1,6 +1,6 @@
 //! The document channels in Redis (pub/sub, `doc:{id}:events` behind the key prefix): events
-//! published for the other replicas (`PUBLISH` on the shared connection, about a microsecond of
-//! Redis's time against a stream append's and a read's), and the log reader's listening
+//! published for the other replicas (`PUBLISH` on the shared connection; not at all while the
+//! last save call found no other replica following any document, see `saves.rs`), and the log reader's listening
 //! connection, a pub/sub connection of its own. The SAVE script publishes its notice on the same
 //! channel, to the replicas that follow the document (`doc:{id}:followers`, which the listening
 //! connection keeps: registered once a subscription is in effect, renewed at every poll, removed
@@ -52,6 +52,9 @@ impl RedisCache {
         kind: EventKind,
         payload: &[u8],
     ) -> CacheResult<()> {
+        if self.saves.alone() {
+            return Ok(());
+        }
         let mut conn = self.connection().await?;
         let frame = notice::encode_event(&self.settings.replica, kind, payload);
         let mut publish = redis::cmd("PUBLISH");

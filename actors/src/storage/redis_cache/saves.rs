@@ -9,7 +9,9 @@
 //! The notice of an append goes on the document's channel only if another replica follows the
 //! document (`doc:{id}:followers`, kept by the listening connection, `channels.rs`); this
 //! replica's reader hears of its own appends from the answer instead ([`Notice::Saved`]), so a
-//! single replica pays for no fan-out at all.
+//! single replica pays for no fan-out at all. Each call also says whether a replica other than
+//! this one follows any document (`following`); while a recent call found none, events are not
+//! published either (`channels.rs`): nobody would hear them.
 
 use foldhash::HashMap;
 use std::sync::Mutex;
@@ -27,6 +29,12 @@ use crate::storage::{Saved, Written};
 /// Saves per SAVE call at most: a script blocks Redis while it runs, and a call of a few
 /// hundred small appends stays well under a millisecond.
 const MAX_PER_CALL: usize = 128;
+
+/// How long a SAVE call's finding that no other replica follows any document stands: events
+/// are not published meanwhile. Under load calls come every few milliseconds, each reading
+/// `following` anew; past this an event is published whatever the last call found, so a
+/// replica that starts following misses no event for longer than this, or than the next call.
+const ALONE_FOR: Duration = Duration::from_millis(500);
 
 struct Queued {
     version: Version,
@@ -50,6 +58,9 @@ pub(super) struct Saves {
     own: Mutex<Option<mpsc::UnboundedSender<Heard>>>,
     /// When this replica's saves last renewed each document's keys' TTL.
     renewed: Mutex<Renewed>,
+    /// When the last answered SAVE call found no other replica following any document; `None`
+    /// if it found one (or no call has answered yet).
+    alone_at: Mutex<Option<Instant>>,
 }
 
 /// When this replica's saves last renewed each document's keys' TTL, so a save renews them only
@@ -100,6 +111,17 @@ impl Saves {
         let (tx, rx) = mpsc::unbounded_channel();
         *self.own.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         rx
+    }
+
+    /// Whether the last SAVE call, within [`ALONE_FOR`], found no other replica following any
+    /// document: an event published now would reach nobody.
+    pub(super) fn alone(&self) -> bool {
+        let at = *self.alone_at.lock().unwrap_or_else(|p| p.into_inner());
+        at.is_some_and(|t| t.elapsed() < ALONE_FOR)
+    }
+
+    fn found_others(&self, others: bool, at: Instant) {
+        *self.alone_at.lock().unwrap_or_else(|p| p.into_inner()) = (!others).then_some(at);
     }
 
     fn report(&self, heard: Heard) {
@@ -153,8 +175,10 @@ impl RedisCache {
 
     /// One SAVE call; answers each save, and tells this replica's reader of each append.
     async fn send(&self, call: Vec<Queued>) {
+        let sent = Instant::now();
         match self.save_call(&call).await {
-            Ok(answers) => {
+            Ok((answers, others)) => {
+                self.saves.found_others(others, sent);
                 for (q, (code, id, prev)) in call.into_iter().zip(answers) {
                     let position = LogPos::parse(&id);
                     let written = match code {
@@ -188,7 +212,8 @@ impl RedisCache {
         }
     }
 
-    async fn save_call(&self, call: &[Queued]) -> CacheResult<Vec<(i64, String, String)>> {
+    /// The answer to each save, and whether another replica followed any document.
+    async fn save_call(&self, call: &[Queued]) -> CacheResult<(Vec<(i64, String, String)>, bool)> {
         let mut conn = self.connection().await?;
         let mut invocation = SAVE.prepare_invoke();
         invocation
@@ -221,7 +246,11 @@ impl RedisCache {
                 .arg(v.kind.as_str())
                 .arg(u8::from(q.restore) | u8::from(renew) << 1);
         }
-        let flat: Vec<redis::Value> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let mut flat: Vec<redis::Value> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let others: i64 = match flat.pop() {
+            Some(v) => redis::from_redis_value(v)?,
+            None => 0,
+        };
         let mut answers = Vec::with_capacity(call.len());
         let mut flat = flat.into_iter();
         while let (Some(code), Some(id), Some(prev)) = (flat.next(), flat.next(), flat.next()) {
@@ -238,7 +267,7 @@ impl RedisCache {
                 call.len()
             )));
         }
-        Ok(answers)
+        Ok((answers, others == 1))
     }
 }
 

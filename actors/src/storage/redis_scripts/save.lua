@@ -5,7 +5,8 @@
 -- A document's keys are its id behind the prefix (`doc:{id}:log`, ...), built here rather than
 -- passed: Redis turns every argument of a call into a string of Lua's, and nine keys a save
 -- cost more of its time than the commands that use them.
--- Returns per save: code (0 superseded, 1 stored, 2 duplicate), entry id, the entry before it.
+-- Returns per save: code (0 superseded, 1 stored, 2 duplicate), entry id, the entry before it;
+-- then 1 if a replica other than this one follows any document, else 0.
 local ttl, replica, carry, mark, prefix =
   ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local names = {'temp', 'lastSavedHash', 'stamp', 'pos', 'log', 'persisted', 'tail', 'head'}
@@ -76,4 +77,5 @@ for a = 6, #ARGV, 6 do
   out[#out + 1] = prev
 end
 if #stored > 0 then redis.call('SADD', KEYS[1], unpack(stored)) end
+out[#out + 1] = others and 1 or 0
 return out
