@@ -58,6 +58,7 @@ fn start_core(data_dir: &std::path::Path) -> Result<Core, String> {
                 retry_base: Duration::from_millis(100),
                 retry_max: Duration::from_secs(10),
                 save_linger: Duration::ZERO,
+                save_linger_alone: Duration::ZERO,
             },
             flusher: FlusherSettings {
                 base_period: hour,

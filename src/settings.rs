@@ -88,6 +88,7 @@ pub struct CacheSection {
     pub lock_wait_ms: u64,
     pub response_timeout_ms: u64,
     pub save_linger_ms: u64,
+    pub save_linger_alone_ms: u64,
     pub connection_timeout_ms: u64,
     pub health_check_interval_ms: u64,
     pub log_poll_ms: u64,

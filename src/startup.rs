@@ -117,6 +117,7 @@ impl Application {
                     retry_base: S::ms(b.retry_base_ms),
                     retry_max: S::ms(b.retry_max_ms),
                     save_linger: S::ms(c.save_linger_ms),
+                    save_linger_alone: S::ms(c.save_linger_alone_ms),
                 },
                 flusher: FlusherSettings {
                     base_period: S::ms(f.base_period_ms),

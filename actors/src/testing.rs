@@ -57,6 +57,7 @@ pub fn supervisor_settings() -> SupervisorSettings {
         retry_base: ms(10),
         retry_max: ms(50),
         save_linger: ms(0),
+        save_linger_alone: ms(0),
     }
 }
 

@@ -13,6 +13,7 @@ mod listen;
 mod store;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -169,6 +170,8 @@ pub struct MemoryCache {
     pub faults: Faults,
     /// The documents of each `read_logs` call through this replica's view, for tests to check.
     reads: Arc<Mutex<Vec<Vec<DocId>>>>,
+    /// What [`DocumentLog::others_may_follow`] says: set by tests (it keeps no followers).
+    others_follow: Arc<AtomicBool>,
 }
 
 impl Default for MemoryCache {
@@ -178,6 +181,7 @@ impl Default for MemoryCache {
             replica: "r1".into(),
             faults: Faults::default(),
             reads: Arc::default(),
+            others_follow: Arc::new(AtomicBool::new(true)),
         }
     }
 }
@@ -199,7 +203,14 @@ impl MemoryCache {
             replica: replica.into(),
             faults: Faults::default(),
             reads: Arc::default(),
+            others_follow: self.others_follow.clone(),
         }
+    }
+
+    /// Whether [`DocumentLog::others_may_follow`] says another replica may follow a document
+    /// (it does until told otherwise; this cache keeps no followers).
+    pub fn set_others_follow(&self, others: bool) {
+        self.others_follow.store(others, Ordering::Relaxed);
     }
 
     /// What a Redis restarted empty would hold: nothing (and no listening connection), in the
@@ -352,6 +363,10 @@ impl DocumentLog for MemoryCache {
             notice: Notice::Event(event),
         });
         Ok(())
+    }
+
+    fn others_may_follow(&self) -> bool {
+        self.others_follow.load(Ordering::Relaxed)
     }
 
     async fn listen(&self) -> CacheResult<Listener> {

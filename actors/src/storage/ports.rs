@@ -53,6 +53,13 @@ pub trait DocumentLog: Send + Sync + 'static {
     /// nowhere.
     async fn publish(&self, doc: &DocId, kind: EventKind, payload: &[u8]) -> CacheResult<()>;
 
+    /// Whether a replica other than this one may follow some document now: `false` only while
+    /// a recent save found none, so that nobody would hear of an append sooner for its going
+    /// out sooner (the supervisor's inbox then lingers longer).
+    fn others_may_follow(&self) -> bool {
+        true
+    }
+
     /// A connection of its own listening to document channels (`doc:{id}:events`): the notices
     /// saves publish, and the events. It subscribes to nothing yet.
     async fn listen(&self) -> CacheResult<Listener>;

@@ -224,6 +224,10 @@ impl DocumentLog for RedisCache {
         self.publish_event(doc, kind, payload).await
     }
 
+    fn others_may_follow(&self) -> bool {
+        !self.saves.alone()
+    }
+
     async fn listen(&self) -> CacheResult<Listener> {
         self.listener().await
     }

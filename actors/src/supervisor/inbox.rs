@@ -11,6 +11,8 @@
 //!   without a message; a drain that finds the inbox empty schedules none, and the next save
 //!   tells again.
 //! - A JSON save tells at once whatever is scheduled (an HTTP write waits for its ack).
+//! - The linger is `save_linger_alone` instead while the cache says no other replica follows any
+//!   document: no other replica then waits to hear of the saves sooner.
 //!
 //! Once drained, each save is the [`Save`](super::Save) it would be as a message: routed,
 //! stored, answered.
@@ -177,7 +179,11 @@ impl CacheSupervisor {
             return;
         }
         if !std::mem::replace(&mut self.draining.scheduled, true) {
-            ctx.run_later(self.settings.save_linger, |act, ctx| {
+            let linger = match self.stores.cache.others_may_follow() {
+                true => self.settings.save_linger,
+                false => self.settings.save_linger_alone,
+            };
+            ctx.run_later(linger, |act, ctx| {
                 act.draining.scheduled = false;
                 act.drain(ctx);
             });

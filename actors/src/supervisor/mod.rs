@@ -112,6 +112,10 @@ pub struct SupervisorSettings {
     pub retry_max: Duration,
     /// How long saves gather in the [`SaveInbox`] before they go, at most (see `inbox`).
     pub save_linger: Duration,
+    /// The same while the cache says no other replica follows any document
+    /// ([`crate::storage::DocumentLog::others_may_follow`]): no replica waits to hear of the
+    /// saves then, so they gather longer, into fewer calls.
+    pub save_linger_alone: Duration,
 }
 
 /// The stores the supervisor drives. Cloning is shallow.

@@ -114,7 +114,8 @@ impl Saves {
     }
 
     /// Whether the last SAVE call, within [`ALONE_FOR`], found no other replica following any
-    /// document: an event published now would reach nobody.
+    /// document: an event published now would reach nobody, and no other replica waits to hear
+    /// of an append.
     pub(super) fn alone(&self) -> bool {
         let at = *self.alone_at.lock().unwrap_or_else(|p| p.into_inner());
         at.is_some_and(|t| t.elapsed() < ALONE_FOR)

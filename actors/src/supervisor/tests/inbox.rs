@@ -9,15 +9,16 @@ use crate::testing::{stamped, yjs_edit};
 
 /// A supervisor over in-memory stores that drains its inbox at most once per `linger`.
 fn with_inbox(linger: Duration) -> (SaveInbox, MemoryCache, Addr<CacheSupervisor>) {
-    with_inbox_on(linger, &Arbiter::current())
+    with_inbox_on(linger, linger, MemoryCache::default(), &Arbiter::current())
 }
 
-/// The same, on `thread`.
+/// The same over `cache`, lingering `alone` while it says no other replica follows, on `thread`.
 fn with_inbox_on(
     linger: Duration,
+    alone: Duration,
+    cache: MemoryCache,
     thread: &ArbiterHandle,
 ) -> (SaveInbox, MemoryCache, Addr<CacheSupervisor>) {
-    let cache = MemoryCache::default();
     let stores = Stores {
         cache: Arc::new(cache.clone()),
         store: Arc::new(MemoryStore::default()),
@@ -26,6 +27,7 @@ fn with_inbox_on(
     };
     let settings = SupervisorSettings {
         save_linger: linger,
+        save_linger_alone: alone,
         ..supervisor_settings()
     };
     let (tx, rx) = actix::dev::channel::channel(16);
@@ -105,7 +107,9 @@ async fn a_save_after_a_drain_waits_out_the_linger_unless_a_json_save_comes() {
 #[actix::test]
 async fn a_stopped_supervisor_leaves_no_save_waiting_for_good() {
     let thread = Arbiter::new();
-    let (inbox, _cache, _supervisor) = with_inbox_on(Duration::from_secs(3600), &thread.handle());
+    let hour = Duration::from_secs(3600);
+    let (inbox, _cache, _supervisor) =
+        with_inbox_on(hour, hour, MemoryCache::default(), &thread.handle());
     inbox.save(json("1", 1)).await.unwrap().unwrap();
     let waiting = inbox.save(yjs_edit("b", 2, "waits"));
     thread.stop();
@@ -113,4 +117,46 @@ async fn a_stopped_supervisor_leaves_no_save_waiting_for_good() {
     assert!(matches!(answer, Ok(Err(Unanswered))), "{answer:?}");
     let after = tokio::time::timeout(Duration::from_secs(5), inbox.save(json("2", 2))).await;
     assert!(matches!(after, Ok(Err(Unanswered))), "{after:?}");
+}
+
+/// Two saves in a row, the second after the first's drain, over a supervisor lingering no time
+/// while another replica may follow and an hour while none does: the second's answer, if it
+/// comes within 200 ms.
+async fn second_save_answered(others_follow: bool) -> bool {
+    let cache = MemoryCache::default();
+    cache.set_others_follow(others_follow);
+    let (linger, alone) = (Duration::ZERO, Duration::from_secs(3600));
+    let (inbox, cache, _supervisor) = with_inbox_on(linger, alone, cache, &Arbiter::current());
+    inbox
+        .save(yjs_edit("a", 1, "first"))
+        .await
+        .unwrap()
+        .unwrap();
+    let second = yjs_edit("b", 2, "second");
+    let mut waiting = Box::pin(inbox.save(second.clone()));
+    let answered = tokio::time::timeout(Duration::from_millis(200), &mut waiting)
+        .await
+        .is_ok();
+    assert_eq!(answered, cache.peek(&second.doc).is_some());
+    if !answered {
+        inbox.save(json("3", 3)).await.unwrap().unwrap();
+        waiting.await.unwrap().unwrap();
+        assert!(
+            cache.peek(&second.doc).is_some(),
+            "a JSON save took it along"
+        );
+    }
+    answered
+}
+
+#[actix::test]
+async fn saves_linger_longer_while_no_other_replica_follows() {
+    assert!(
+        !second_save_answered(false).await,
+        "alone, the next drain is the long linger away"
+    );
+    assert!(
+        second_save_answered(true).await,
+        "followed, it is the short one away"
+    );
 }
