@@ -1,7 +1,7 @@
 //! The document channels in Redis (pub/sub, `doc:{id}:events` behind the key prefix): events
 //! published for the other replicas (`PUBLISH` on the shared connection; not at all while the
-//! last save call found no other replica following any document, see `saves.rs`), and the log reader's listening
-//! connection, a pub/sub connection of its own. The SAVE script publishes its notice on the same
+//! last save call found no other replica following any document, see `saves.rs`), and the log
+//! reader's listening connection, a pub/sub connection of its own. The SAVE script publishes its notice on the same
 //! channel, to the replicas that follow the document (`doc:{id}:followers`, which the listening
 //! connection keeps: registered once a subscription is in effect, renewed at every poll, removed
 //! with it); [`crate::log::notice`] is the framing of both.
